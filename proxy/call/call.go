@@ -1,0 +1,182 @@
+// Package call holds Record, everything Loom learns about one call through the
+// gateway: who made it, where it went, what came back and how long each part
+// took. The server fills it, the relay's tap adds what the response says, and
+// a Sink receives it once the call is over (the tracing layer turns it into
+// spans). It must never hold a client's API key or an upstream credential.
+package call
+
+import (
+	"time"
+)
+
+// Operation is the kind of call, named as the GenAI semantic conventions name
+// gen_ai.operation.name.
+type Operation string
+
+// The operations Loom relays.
+const (
+	OpChat           Operation = "chat"
+	OpTextCompletion Operation = "text_completion"
+	OpEmbeddings     Operation = "embeddings"
+	OpModels         Operation = "models"
+)
+
+// Outcome says how a call ended, from the client's point of view.
+type Outcome string
+
+// Outcomes. Anything but OutcomeOK comes with an ErrorType.
+const (
+	OutcomeOK             Outcome = "ok"
+	OutcomeRejected       Outcome = "rejected"        // Loom refused it (auth, validation, routing)
+	OutcomeUpstreamError  Outcome = "upstream_error"  // the upstream answered with an error status
+	OutcomeUpstreamFailed Outcome = "upstream_failed" // no usable answer: connect error, timeout, reset
+	OutcomeClientGone     Outcome = "client_disconnected"
+)
+
+// UsageSource says where the token counts came from.
+type UsageSource string
+
+// Usage sources.
+const (
+	UsageNone      UsageSource = ""
+	UsageProvider  UsageSource = "provider"
+	UsageEstimated UsageSource = "estimated"
+)
+
+// Usage is the token accounting of one call. Has* flags distinguish "the
+// provider said 0" from "the provider did not say".
+type Usage struct {
+	InputTokens       int64
+	OutputTokens      int64
+	TotalTokens       int64
+	CachedInputTokens int64
+	ReasoningTokens   int64
+	HasCached         bool
+	HasReasoning      bool
+}
+
+// Params are the request parameters worth recording; a nil pointer means the
+// client did not send it.
+type Params struct {
+	Temperature      *float64
+	TopP             *float64
+	MaxTokens        *int64
+	N                *int64
+	Seed             *int64
+	IncludeUsage     bool // the client itself asked for stream_options.include_usage
+	EncodingFormat   string
+	RequestBodyBytes int
+}
+
+// Record is one call. Byte slices are reused between calls by the pool that
+// owns the Record; a Sink that keeps data past Record must copy it (Clone).
+type Record struct {
+	Operation     Operation
+	TenantID      string
+	KeyID         string
+	Model         string // the public model name the client asked for
+	Deployment    string
+	Provider      string // gen_ai.provider.name: "openai", "azure.ai.openai"
+	UpstreamModel string
+	ServerAddress string
+	ServerPort    int
+	Stream        bool
+	Params        Params
+	// UsageRequested is true when Loom added stream_options.include_usage on
+	// the client's behalf and so must keep the usage chunk from the client.
+	UsageRequested bool
+
+	HTTPMethod     string
+	HTTPRoute      string
+	Status         int // what the client got
+	UpstreamStatus int // 0 when no upstream answer arrived
+
+	ResponseID    []byte
+	ResponseModel []byte
+	// FinishReasons is indexed by choice index; "" for a choice that has not
+	// finished.
+	FinishReasons []string
+	Usage         Usage
+	UsageSource   UsageSource
+
+	Chunks        int   // SSE data events received from the upstream, [DONE] excluded
+	ChunksSent    int   // events written to the client
+	UpstreamBytes int64 // response body bytes read from the upstream
+	ClientBytes   int64 // response body bytes written to the client
+
+	Start          time.Time // request fully read by Loom
+	UpstreamStart  time.Time // request handed to the upstream connection
+	UpstreamHeader time.Time // upstream response headers read
+	FirstChunk     time.Time // first SSE event (or the body, unary) from upstream
+	UpstreamEnd    time.Time // upstream response fully read or abandoned
+	End            time.Time // last byte handed to the client
+	Overhead       time.Duration
+
+	Outcome            Outcome
+	ErrorType          string // short, stable: "timeout", "connect", "upstream_reset", "http_429", ...
+	ErrorMessage       string // for logs and span status; never contains a credential
+	ClientDisconnected bool
+	// Drained is true when the client vanished and Loom kept reading the
+	// upstream to learn the final usage; DrainComplete says it reached the end.
+	Drained       bool
+	DrainComplete bool
+}
+
+// Reset empties r for reuse, keeping its buffers.
+func (r *Record) Reset() {
+	id, model, reasons := r.ResponseID[:0], r.ResponseModel[:0], r.FinishReasons[:0]
+	*r = Record{ResponseID: id, ResponseModel: model, FinishReasons: reasons}
+}
+
+// Clone returns a deep copy that owns its slices.
+func (r *Record) Clone() *Record {
+	c := *r
+	c.ResponseID = append([]byte(nil), r.ResponseID...)
+	c.ResponseModel = append([]byte(nil), r.ResponseModel...)
+	c.FinishReasons = append([]string(nil), r.FinishReasons...)
+	return &c
+}
+
+// TimeToFirstChunk is measured from the moment the upstream request went out,
+// as gen_ai.response.time_to_first_chunk defines it; 0 if no chunk arrived.
+func (r *Record) TimeToFirstChunk() time.Duration {
+	if r.FirstChunk.IsZero() || r.UpstreamStart.IsZero() {
+		return 0
+	}
+	return r.FirstChunk.Sub(r.UpstreamStart)
+}
+
+// Duration is the whole call as Loom saw it.
+func (r *Record) Duration() time.Duration {
+	if r.End.IsZero() {
+		return 0
+	}
+	return r.End.Sub(r.Start)
+}
+
+// SetFinishReason records the finish reason of choice index.
+func (r *Record) SetFinishReason(index int, reason string) {
+	if index < 0 || index > 1<<10 {
+		return
+	}
+	for len(r.FinishReasons) <= index {
+		r.FinishReasons = append(r.FinishReasons, "")
+	}
+	r.FinishReasons[index] = reason
+}
+
+// Sink receives each finished call. Record is called exactly once per call,
+// from the goroutine that finished it, and must not block for long: the
+// tracing layer queues, it does not export inline. r is reused after Record
+// returns.
+type Sink interface {
+	Record(r *Record)
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(r *Record)
+
+// Record calls f.
+func (f SinkFunc) Record(r *Record) { f(r) }
+
+var _ Sink = SinkFunc(nil)

@@ -1,0 +1,267 @@
+// Package config loads and validates Loom's YAML configuration. It only
+// describes; the server and the tenant directory turn it into live objects.
+// Validation reports every problem at once, each naming its field.
+package config
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Provider types a deployment may have.
+const (
+	ProviderOpenAI      = "openai"       // api.openai.com and every OpenAI-compatible server
+	ProviderAzureOpenAI = "azure_openai" // Azure OpenAI: deployments in the path, api-key header
+)
+
+// Config is the whole file.
+type Config struct {
+	// Listen is the address the gateway serves on.
+	Listen string `yaml:"listen"`
+	// MaxBodyBytes bounds a request body; larger ones get 413.
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// Timeouts apply to every deployment that does not set its own.
+	Timeouts    Timeouts     `yaml:"timeouts"`
+	Deployments []Deployment `yaml:"deployments"`
+	Tenants     []Tenant     `yaml:"tenants"`
+}
+
+// Timeouts bound each phase of a call.
+type Timeouts struct {
+	// Connect bounds dialling an upstream (TCP and TLS).
+	Connect time.Duration `yaml:"connect"`
+	// FirstByte bounds the wait from sending a request to the first byte of
+	// the upstream's answer.
+	FirstByte time.Duration `yaml:"first_byte"`
+	// StreamIdle bounds the silence between two reads of an upstream answer.
+	StreamIdle time.Duration `yaml:"stream_idle"`
+	// IdleConn is how long an unused upstream connection stays in the pool.
+	IdleConn time.Duration `yaml:"idle_conn"`
+	// Drain is how long Loom keeps reading a stream after its client left,
+	// to learn the final usage.
+	Drain time.Duration `yaml:"drain"`
+	// Shutdown is how long in-flight calls may run on after SIGTERM.
+	Shutdown time.Duration `yaml:"shutdown"`
+}
+
+// Deployment is one upstream endpoint with its credentials.
+type Deployment struct {
+	Name     string `yaml:"name"`
+	Provider string `yaml:"provider"`
+	// BaseURL is the API root: "https://api.openai.com/v1" for OpenAI (and
+	// ".../v1" for OpenAI-compatible servers), "https://NAME.openai.azure.com"
+	// for Azure OpenAI.
+	BaseURL string `yaml:"base_url"`
+	// APIKey is the credential itself; APIKeyEnv names an environment
+	// variable that holds it. Set at most one.
+	APIKey    string `yaml:"api_key"`
+	APIKeyEnv string `yaml:"api_key_env"`
+	// APIVersion is Azure's api-version query parameter.
+	APIVersion string `yaml:"api_version"`
+	// MaxConns caps the pool of connections to this deployment.
+	MaxConns int `yaml:"max_conns"`
+	// ForwardHeaders lists request headers, beyond Loom's own short list,
+	// that may go upstream; a trailing * matches a prefix.
+	ForwardHeaders []string `yaml:"forward_headers"`
+	// ForwardResponseHeaders lists upstream response headers, beyond Loom's
+	// own list, that may reach the client.
+	ForwardResponseHeaders []string `yaml:"forward_response_headers"`
+}
+
+// Tenant is one customer of the gateway.
+type Tenant struct {
+	ID     string  `yaml:"id"`
+	Keys   []Key   `yaml:"keys"`
+	Models []Model `yaml:"models"`
+}
+
+// Key is an API key, stored only as the hex SHA-256 of the key.
+type Key struct {
+	ID     string `yaml:"id"`
+	SHA256 string `yaml:"sha256"`
+}
+
+// Model maps a public model name to a deployment.
+type Model struct {
+	Name       string `yaml:"name"`
+	Deployment string `yaml:"deployment"`
+	// UpstreamModel is the name the upstream knows (the deployment name on
+	// Azure). Empty means the public name.
+	UpstreamModel string `yaml:"upstream_model"`
+}
+
+// Defaults applied by Load to fields left empty.
+const (
+	DefaultListen       = "127.0.0.1:8080"
+	DefaultMaxBodyBytes = 16 << 20
+)
+
+// DefaultTimeouts are generous enough for slow reasoning models and tight
+// enough that a dead upstream is noticed.
+var DefaultTimeouts = Timeouts{
+	Connect:    5 * time.Second,
+	FirstByte:  120 * time.Second,
+	StreamIdle: 120 * time.Second,
+	IdleConn:   60 * time.Second,
+	Drain:      5 * time.Second,
+	Shutdown:   30 * time.Second,
+}
+
+// Load reads, defaults and validates the file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(b)
+}
+
+// Parse decodes, defaults and validates a configuration.
+func Parse(b []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("parse config: %w", err)
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	t, d := &c.Timeouts, DefaultTimeouts
+	for _, f := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&t.Connect, d.Connect}, {&t.FirstByte, d.FirstByte}, {&t.StreamIdle, d.StreamIdle},
+		{&t.IdleConn, d.IdleConn}, {&t.Drain, d.Drain}, {&t.Shutdown, d.Shutdown},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	for i := range c.Deployments {
+		dep := &c.Deployments[i]
+		if dep.Provider == ProviderAzureOpenAI && dep.APIVersion == "" {
+			dep.APIVersion = "2024-10-21"
+		}
+	}
+}
+
+// Validate reports every problem in c, each naming its field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.MaxBodyBytes < 1024 {
+		bad("max_body_bytes", "must be at least 1024, got %d", c.MaxBodyBytes)
+	}
+	for name, v := range map[string]time.Duration{
+		"connect": c.Timeouts.Connect, "first_byte": c.Timeouts.FirstByte, "stream_idle": c.Timeouts.StreamIdle,
+		"idle_conn": c.Timeouts.IdleConn, "drain": c.Timeouts.Drain, "shutdown": c.Timeouts.Shutdown,
+	} {
+		if v < 0 {
+			bad("timeouts."+name, "must not be negative")
+		}
+	}
+	deployments := map[string]bool{}
+	for i, d := range c.Deployments {
+		f := fmt.Sprintf("deployments[%d]", i)
+		switch {
+		case d.Name == "":
+			bad(f+".name", "is required")
+		case deployments[d.Name]:
+			bad(f+".name", "%q is defined twice", d.Name)
+		}
+		deployments[d.Name] = true
+		if d.Provider != ProviderOpenAI && d.Provider != ProviderAzureOpenAI {
+			bad(f+".provider", "must be %q or %q, got %q", ProviderOpenAI, ProviderAzureOpenAI, d.Provider)
+		}
+		if u, err := url.Parse(d.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(f+".base_url", "must be an absolute http or https URL, got %q", d.BaseURL)
+		} else if u.RawQuery != "" || u.Fragment != "" {
+			bad(f+".base_url", "must not have a query or fragment")
+		}
+		if d.APIKey != "" && d.APIKeyEnv != "" {
+			bad(f, "set api_key or api_key_env, not both")
+		}
+		if d.APIKeyEnv != "" && os.Getenv(d.APIKeyEnv) == "" {
+			bad(f+".api_key_env", "environment variable %s is empty or unset", d.APIKeyEnv)
+		}
+		if d.Provider == ProviderAzureOpenAI && d.Credential() == "" {
+			bad(f, "azure_openai needs api_key or api_key_env")
+		}
+		if d.MaxConns < 0 {
+			bad(f+".max_conns", "must not be negative")
+		}
+	}
+	tenants, keyIDs, hashes := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for i, t := range c.Tenants {
+		f := fmt.Sprintf("tenants[%d]", i)
+		switch {
+		case t.ID == "":
+			bad(f+".id", "is required")
+		case tenants[t.ID]:
+			bad(f+".id", "%q is defined twice", t.ID)
+		}
+		tenants[t.ID] = true
+		for j, k := range t.Keys {
+			kf := fmt.Sprintf("%s.keys[%d]", f, j)
+			switch {
+			case k.ID == "":
+				bad(kf+".id", "is required")
+			case keyIDs[k.ID]:
+				bad(kf+".id", "%q is used twice", k.ID)
+			}
+			keyIDs[k.ID] = true
+			if h, err := hex.DecodeString(k.SHA256); err != nil || len(h) != 32 {
+				bad(kf+".sha256", "must be 64 hex characters (the SHA-256 of the key; see `loom keys new`)")
+			} else if hashes[strings.ToLower(k.SHA256)] {
+				bad(kf+".sha256", "the same key is configured twice")
+			}
+			hashes[strings.ToLower(k.SHA256)] = true
+		}
+		models := map[string]bool{}
+		for j, m := range t.Models {
+			mf := fmt.Sprintf("%s.models[%d]", f, j)
+			switch {
+			case m.Name == "":
+				bad(mf+".name", "is required")
+			case models[m.Name]:
+				bad(mf+".name", "%q is listed twice", m.Name)
+			}
+			models[m.Name] = true
+			if !deployments[m.Deployment] {
+				bad(mf+".deployment", "no deployment named %q", m.Deployment)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Credential is the deployment's upstream API key, from the file or the
+// environment. It must never be logged.
+func (d *Deployment) Credential() string {
+	if d.APIKeyEnv != "" {
+		return os.Getenv(d.APIKeyEnv)
+	}
+	return d.APIKey
+}

@@ -1,0 +1,256 @@
+// Package relay passes an upstream SSE stream to a client event by event,
+// byte for byte, while the tap reads each event on the side. Stream is the
+// response body fasthttp writes to the client: every Read hands over at most
+// one event, and fasthttp flushes after every Read, so each event reaches the
+// client as soon as it is complete and never waits for the next one.
+//
+// It changes the stream in exactly one case: when Loom asked the upstream for
+// usage on the client's behalf, the usage chunk (and any "usage" member) is
+// cut out, so the client sees what the provider would have sent it.
+package relay
+
+import (
+	"errors"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/loom-gateway/loom/proxy/apierror"
+	"github.com/loom-gateway/loom/proxy/call"
+	"github.com/loom-gateway/loom/proxy/sse"
+	"github.com/loom-gateway/loom/proxy/tap"
+	"github.com/loom-gateway/loom/proxy/upstream"
+)
+
+// Reasons a stream's upstream is closed early.
+var (
+	ErrDrainDeadline = errors.New("relay: drain deadline reached after client disconnect")
+	ErrShutdown      = errors.New("relay: server shutting down")
+)
+
+// Body is an upstream response body that can be closed while a Read is
+// blocked on it (fasthttp's streamed bodies can).
+type Body interface {
+	io.Reader
+	CloseWithError(err error) error
+}
+
+// Options for one stream.
+type Options struct {
+	// DropUsage removes the usage chunk Loom asked for on the client's behalf.
+	DropUsage bool
+	// Drain bounds how long the upstream is read after the client left.
+	Drain time.Duration
+	// MaxEvent bounds one event's size.
+	MaxEvent int
+	// Done runs once, after the upstream is closed and the client is done
+	// (or gone). The record is complete then.
+	Done func()
+}
+
+type state uint8
+
+const (
+	streaming state = iota
+	ending          // upstream finished; pending holds the last bytes for the client
+	ended           // io.EOF returned
+	closed
+)
+
+// Stream is one relayed stream. Reuse it with Reset; the zero value is ready
+// for Reset.
+type Stream struct {
+	body    Body
+	rec     *call.Record
+	opts    Options
+	sc      sse.Scanner
+	buf     []byte
+	scratch []byte
+	pending []byte
+	state   state
+	counter countingReader
+	aborted atomic.Bool
+	upDone  bool
+}
+
+type countingReader struct {
+	r Body
+	n *int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.n += int64(n)
+	return n, err
+}
+
+// Reset prepares s to relay body into rec.
+func (s *Stream) Reset(body Body, rec *call.Record, opts Options) {
+	if s.buf == nil {
+		s.buf = make([]byte, 16<<10)
+	}
+	s.body, s.rec, s.opts = body, rec, opts
+	s.pending, s.scratch = nil, s.scratch[:0]
+	s.state, s.upDone = streaming, false
+	s.aborted.Store(false)
+	s.counter = countingReader{r: body, n: &rec.UpstreamBytes}
+	s.sc.Reset(&s.counter, s.buf, opts.MaxEvent)
+}
+
+// Read implements io.Reader for fasthttp's response writer: it returns the
+// next event (or the rest of one that did not fit in p).
+func (s *Stream) Read(p []byte) (int, error) {
+	for len(s.pending) == 0 {
+		switch s.state {
+		case ending:
+			s.state = ended
+			return 0, io.EOF
+		case ended, closed:
+			return 0, io.EOF
+		}
+		if !s.sc.Next() {
+			s.pending = s.end()
+			s.state = ending
+			continue
+		}
+		s.pending = s.process(s.sc.Event())
+		if len(s.pending) > 0 {
+			s.rec.ChunksSent++
+		}
+	}
+	n := copy(p, s.pending)
+	s.pending = s.pending[n:]
+	s.rec.ClientBytes += int64(n)
+	return n, nil
+}
+
+// process taps one event and returns the bytes the client gets for it.
+func (s *Stream) process(ev *sse.Event) []byte {
+	if !ev.HasData || ev.IsDone() {
+		return ev.Raw
+	}
+	rec := s.rec
+	if rec.FirstChunk.IsZero() {
+		rec.FirstChunk = time.Now()
+	}
+	rec.Chunks++
+	c := tap.Observe(rec, ev.Data)
+	if c.Error && rec.Outcome == "" {
+		rec.Outcome = call.OutcomeUpstreamError
+	}
+	if !s.opts.DropUsage || !c.Valid {
+		return ev.Raw
+	}
+	if c.UsageOnly {
+		return nil
+	}
+	if c.UsageEnd > 0 && ev.DataOffset >= 0 {
+		off := ev.DataOffset
+		s.scratch = append(append(s.scratch[:0], ev.Raw[:off+c.UsageStart]...), ev.Raw[off+c.UsageEnd:]...)
+		return s.scratch
+	}
+	return ev.Raw
+}
+
+// end closes the upstream after its last event and returns what the client
+// still gets: the bytes of an unterminated last event at a clean end, or an
+// error event when the upstream failed.
+func (s *Stream) end() []byte {
+	err := s.sc.Err()
+	rec := s.rec
+	var out []byte
+	switch {
+	case s.aborted.Load():
+		rec.Outcome, rec.ErrorType, rec.ErrorMessage = call.OutcomeUpstreamFailed, "shutdown", ErrShutdown.Error()
+		out = errorEvent(s.scratch[:0], "The server is shutting down; the stream was ended early.", "server_shutdown")
+	case err != nil:
+		rec.Outcome = call.OutcomeUpstreamFailed
+		rec.ErrorMessage = err.Error()
+		switch {
+		case errors.Is(err, sse.ErrEventTooLarge):
+			rec.ErrorType = "event_too_large"
+		case errors.Is(upstream.Classify(err), upstream.ErrTimeout):
+			rec.ErrorType = "timeout"
+		default:
+			rec.ErrorType = "upstream_reset"
+		}
+		out = errorEvent(s.scratch[:0], "The upstream connection failed mid-stream ("+rec.ErrorType+").", rec.ErrorType)
+	default:
+		out = s.sc.Rest()
+	}
+	s.finishUpstream(err)
+	if len(out) > 0 {
+		s.rec.ChunksSent++
+	}
+	return out
+}
+
+func errorEvent(dst []byte, message, code string) []byte {
+	e := apierror.Error{Message: message, Type: apierror.TypeServer, Code: code}
+	dst = append(dst, "data: "...)
+	dst = e.AppendJSON(dst)
+	return append(dst, "\n\n"...)
+}
+
+func (s *Stream) finishUpstream(err error) {
+	if s.upDone {
+		return
+	}
+	s.upDone = true
+	s.rec.UpstreamEnd = time.Now()
+	_ = s.body.CloseWithError(err)
+}
+
+// CloseWithError is called by fasthttp once it stops writing the response:
+// with nil after the whole body, or with the write error when the client
+// vanished. A client that left before the end is recorded, and the upstream
+// is drained for at most Options.Drain to learn the final usage.
+func (s *Stream) CloseWithError(err error) error {
+	if s.state == closed {
+		return nil
+	}
+	clientGone := s.state != ended
+	s.state = closed
+	rec := s.rec
+	if clientGone {
+		rec.ClientDisconnected = true
+		if rec.Outcome == "" || rec.Outcome == call.OutcomeOK {
+			rec.Outcome, rec.ErrorType = call.OutcomeClientGone, "client_disconnected"
+			if err != nil {
+				rec.ErrorMessage = err.Error()
+			}
+		}
+		s.drainUpstream()
+	}
+	rec.End = time.Now()
+	if s.opts.Done != nil {
+		s.opts.Done()
+	}
+	return nil
+}
+
+func (s *Stream) drainUpstream() {
+	if s.upDone {
+		return
+	}
+	s.rec.Drained = true
+	if s.opts.Drain <= 0 {
+		s.finishUpstream(ErrDrainDeadline)
+		return
+	}
+	body := s.body
+	t := time.AfterFunc(s.opts.Drain, func() { _ = body.CloseWithError(ErrDrainDeadline) })
+	for s.sc.Next() {
+		s.process(s.sc.Event())
+	}
+	t.Stop()
+	s.rec.DrainComplete = s.sc.Err() == nil
+	s.finishUpstream(s.sc.Err())
+}
+
+// Abort ends the stream early from another goroutine (server shutdown): the
+// upstream is closed, and the client gets an error event and a clean end.
+func (s *Stream) Abort() {
+	s.aborted.Store(true)
+	_ = s.body.CloseWithError(ErrShutdown)
+}

@@ -1,0 +1,366 @@
+// Package request reads the few fields of an OpenAI request body that Loom
+// needs (model, stream, stream_options, the recorded parameters), checks their
+// types the way OpenAI does, and rewrites the body for the upstream with
+// targeted splices. It never re-marshals a body: every byte Loom does not
+// need to change reaches the upstream as the client sent it.
+package request
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/loom-gateway/loom/proxy/apierror"
+	"github.com/loom-gateway/loom/proxy/call"
+	"github.com/loom-gateway/loom/proxy/internal/json"
+)
+
+// Request is what Loom read from one body. Reuse it with Parse.
+type Request struct {
+	Op     call.Operation
+	Model  []byte // decoded
+	Stream bool
+	// IncludeUsage is the client's own stream_options.include_usage.
+	IncludeUsage bool
+	Params       call.Params
+
+	modelStart, modelEnd int
+	soKind               json.Kind // stream_options, Invalid when absent
+	soStart, soEnd       int
+	iuStart, iuEnd       int // include_usage value, 0 when absent
+	objEnd               int // the top-level closing brace
+	seen                 uint8
+}
+
+const (
+	seenModel uint8 = 1 << iota
+	seenStream
+	seenStreamOptions
+	seenRequired
+)
+
+// errNotJSON is what a body that is not JSON gets.
+func errNotJSON() *apierror.Error {
+	return apierror.BadRequest("", "", "We could not parse the JSON body of your request. "+
+		"The API expects a JSON object (Content-Type: application/json); what was sent was not valid JSON.")
+}
+
+func errType(param string, want string, got json.Kind) *apierror.Error {
+	return apierror.BadRequest("invalid_type", param,
+		fmt.Sprintf("Invalid type for '%s': expected %s, but got %s instead.", param, want, article(got)))
+}
+
+func article(k json.Kind) string {
+	switch k {
+	case json.Array, json.Object, json.Invalid:
+		return "an " + k.String()
+	}
+	return "a " + k.String()
+}
+
+func errMissing(param string) *apierror.Error {
+	return apierror.BadRequest("missing_required_parameter", param,
+		fmt.Sprintf("Missing required parameter: '%s'.", param))
+}
+
+// Parse reads body as a request for op. A returned error is the client's
+// fault and goes back as is.
+func (r *Request) Parse(op call.Operation, body []byte) *apierror.Error {
+	model := r.Model[:0]
+	*r = Request{Op: op, Model: model}
+	r.Params.RequestBodyBytes = len(body)
+	if !json.Valid(body) {
+		return errNotJSON()
+	}
+	var m json.Members
+	if !m.Reset(body) {
+		var kind json.Kind
+		if i := bytes.IndexFunc(body, func(c rune) bool { return c != ' ' && c != '\n' && c != '\r' && c != '\t' }); i >= 0 {
+			kind = kindOf(body[i])
+		}
+		return apierror.BadRequest("invalid_type", "", fmt.Sprintf("Invalid request body: expected a JSON object, but got %s instead.", article(kind)))
+	}
+	var keyBuf [32]byte
+	for m.Next() {
+		key := m.Key()
+		if bytes.IndexByte(key, '\\') >= 0 {
+			// An escaped key is the same key to every JSON decoder upstream;
+			// compare it decoded, or "mod\u0065l" would slip past the checks.
+			key, _ = json.AppendString(keyBuf[:0], m.QuotedKey())
+		}
+		if err := r.member(key, &m); err != nil {
+			return err
+		}
+	}
+	if m.Err() != nil {
+		return errNotJSON()
+	}
+	r.objEnd = bytes.LastIndexByte(body, '}')
+	if r.seen&seenModel == 0 {
+		return apierror.BadRequest("", "model", "You must provide a model parameter.")
+	}
+	if r.seen&seenRequired == 0 {
+		return errMissing(requiredParam(op))
+	}
+	if r.soKind == json.Object && !r.Stream {
+		return apierror.BadRequest("invalid_value", "stream_options",
+			"The 'stream_options' parameter is only allowed when 'stream' is enabled.")
+	}
+	return nil
+}
+
+func kindOf(c byte) json.Kind {
+	switch c {
+	case '"':
+		return json.String
+	case '[':
+		return json.Array
+	case 'n':
+		return json.Null
+	case 't', 'f':
+		return json.True
+	}
+	return json.Number
+}
+
+func requiredParam(op call.Operation) string {
+	switch op {
+	case call.OpTextCompletion:
+		return "prompt"
+	case call.OpEmbeddings:
+		return "input"
+	}
+	return "messages"
+}
+
+func (r *Request) once(bit uint8, param string) *apierror.Error {
+	if r.seen&bit != 0 {
+		return apierror.BadRequest("duplicate_parameter", param,
+			fmt.Sprintf("Duplicate parameter: '%s' appears more than once.", param))
+	}
+	r.seen |= bit
+	return nil
+}
+
+func (r *Request) member(key []byte, m *json.Members) *apierror.Error {
+	v, kind := m.Value(), m.Kind()
+	switch string(key) {
+	case "model":
+		if err := r.once(seenModel, "model"); err != nil {
+			return err
+		}
+		if kind != json.String {
+			return errType("model", "a string", kind)
+		}
+		r.Model, _ = json.AppendString(r.Model[:0], v)
+		if len(r.Model) == 0 {
+			return apierror.BadRequest("", "model", "You must provide a model parameter.")
+		}
+		r.modelStart, r.modelEnd = m.ValueSpan()
+	case "stream":
+		if err := r.once(seenStream, "stream"); err != nil {
+			return err
+		}
+		switch kind {
+		case json.True:
+			r.Stream = true
+		case json.False, json.Null:
+		default:
+			return errType("stream", "a boolean", kind)
+		}
+		if r.Stream && r.Op == call.OpEmbeddings {
+			return apierror.BadRequest("invalid_value", "stream", "Embeddings cannot be streamed.")
+		}
+	case "stream_options":
+		if err := r.once(seenStreamOptions, "stream_options"); err != nil {
+			return err
+		}
+		r.soKind = kind
+		r.soStart, r.soEnd = m.ValueSpan()
+		switch kind {
+		case json.Null:
+		case json.Object:
+			return r.streamOptions(v)
+		default:
+			return errType("stream_options", "an object", kind)
+		}
+	case "messages":
+		return r.required(call.OpChat, "messages", m, json.Array)
+	case "prompt":
+		return r.required(call.OpTextCompletion, "prompt", m, json.String, json.Array)
+	case "input":
+		return r.required(call.OpEmbeddings, "input", m, json.String, json.Array)
+	case "temperature":
+		return number(&r.Params.Temperature, "temperature", kind, v, 0, 2)
+	case "top_p":
+		return number(&r.Params.TopP, "top_p", kind, v, 0, 1)
+	case "n":
+		return integer(&r.Params.N, "n", kind, v, 1, 128)
+	case "max_tokens", "max_completion_tokens":
+		return integer(&r.Params.MaxTokens, string(key), kind, v, 0, 1<<40)
+	case "seed":
+		return integer(&r.Params.Seed, "seed", kind, v, -1<<62, 1<<62)
+	case "encoding_format":
+		if r.Op != call.OpEmbeddings || kind == json.Null {
+			return nil
+		}
+		if kind != json.String {
+			return errType("encoding_format", "a string", kind)
+		}
+		switch string(v) {
+		case `"float"`:
+			r.Params.EncodingFormat = "float"
+		case `"base64"`:
+			r.Params.EncodingFormat = "base64"
+		default:
+			return apierror.BadRequest("invalid_value", "encoding_format",
+				"Invalid value for 'encoding_format': expected 'float' or 'base64'.")
+		}
+	}
+	return nil
+}
+
+func (r *Request) required(op call.Operation, param string, m *json.Members, kinds ...json.Kind) *apierror.Error {
+	if r.Op != op {
+		return nil
+	}
+	if err := r.once(seenRequired, param); err != nil {
+		return err
+	}
+	kind := m.Kind()
+	for _, k := range kinds {
+		if kind == k {
+			if kind == json.Array && json.IsEmptyArray(m.Value()) {
+				return apierror.BadRequest("invalid_value", param,
+					fmt.Sprintf("Invalid '%s': empty array. Expected an array with minimum length 1.", param))
+			}
+			if param == "messages" {
+				return checkMessages(m.Value())
+			}
+			return nil
+		}
+	}
+	want := "an array"
+	if len(kinds) > 1 {
+		want = "a string or an array"
+	}
+	return errType(param, want, kind)
+}
+
+func checkMessages(v []byte) *apierror.Error {
+	var e json.Elements
+	e.Reset(v)
+	for i := 0; e.Next(); i++ {
+		if e.Kind() != json.Object {
+			return errType(fmt.Sprintf("messages[%d]", i), "an object", e.Kind())
+		}
+	}
+	return nil
+}
+
+func (r *Request) streamOptions(v []byte) *apierror.Error {
+	var m json.Members
+	m.Reset(v)
+	for m.Next() {
+		if string(m.Key()) != "include_usage" {
+			continue
+		}
+		start, end := m.ValueSpan()
+		r.iuStart, r.iuEnd = r.soStart+start, r.soStart+end
+		switch m.Kind() {
+		case json.True:
+			r.IncludeUsage = true
+		case json.False, json.Null:
+		default:
+			return errType("stream_options.include_usage", "a boolean", m.Kind())
+		}
+	}
+	r.Params.IncludeUsage = r.IncludeUsage
+	return nil
+}
+
+func number(dst **float64, param string, kind json.Kind, v []byte, lo, hi float64) *apierror.Error {
+	if kind == json.Null {
+		return nil
+	}
+	if kind != json.Number {
+		return errType(param, "a number", kind)
+	}
+	f, ok := json.Float(v)
+	if !ok || f < lo || f > hi {
+		return apierror.BadRequest("invalid_value", param,
+			fmt.Sprintf("Invalid value for '%s': must be a number between %g and %g.", param, lo, hi))
+	}
+	*dst = &f
+	return nil
+}
+
+func integer(dst **int64, param string, kind json.Kind, v []byte, lo, hi int64) *apierror.Error {
+	if kind == json.Null {
+		return nil
+	}
+	if kind != json.Number {
+		return errType(param, "an integer", kind)
+	}
+	n, ok := json.Int(v)
+	if !ok {
+		return errType(param, "an integer", json.Number)
+	}
+	if n < lo || n > hi {
+		return apierror.BadRequest("invalid_value", param,
+			fmt.Sprintf("Invalid value for '%s': must be between %d and %d.", param, lo, hi))
+	}
+	*dst = &n
+	return nil
+}
+
+// AddsUsage reports whether Loom must ask the upstream for usage that the
+// client did not ask for.
+func (r *Request) AddsUsage() bool {
+	return r.Stream && !r.IncludeUsage && r.Op != call.OpEmbeddings
+}
+
+// AppendUpstreamBody appends to dst the body to send upstream: body with the
+// model set to upstreamModel and, when AddsUsage, include_usage turned on.
+// Nothing else changes.
+func (r *Request) AppendUpstreamBody(dst, body []byte, upstreamModel string) []byte {
+	type splice struct {
+		start, end int
+		text       string
+		quoted     bool
+	}
+	var edits [2]splice
+	n := 0
+	if upstreamModel != "" && upstreamModel != string(r.Model) {
+		edits[n] = splice{r.modelStart, r.modelEnd, upstreamModel, true}
+		n++
+	}
+	if r.AddsUsage() {
+		switch {
+		case r.soKind == json.Invalid:
+			edits[n] = splice{r.objEnd, r.objEnd, `,"stream_options":{"include_usage":true}`, false}
+		case r.soKind == json.Null:
+			edits[n] = splice{r.soStart, r.soEnd, `{"include_usage":true}`, false}
+		case r.iuEnd > 0:
+			edits[n] = splice{r.iuStart, r.iuEnd, `true`, false}
+		case json.IsEmptyObject(body[r.soStart:r.soEnd]):
+			edits[n] = splice{r.soStart + 1, r.soStart + 1, `"include_usage":true`, false}
+		default:
+			edits[n] = splice{r.soStart + 1, r.soStart + 1, `"include_usage":true,`, false}
+		}
+		n++
+	}
+	if n == 2 && edits[1].start < edits[0].start {
+		edits[0], edits[1] = edits[1], edits[0]
+	}
+	at := 0
+	for _, e := range edits[:n] {
+		dst = append(dst, body[at:e.start]...)
+		if e.quoted {
+			dst = json.AppendQuote(dst, e.text)
+		} else {
+			dst = append(dst, e.text...)
+		}
+		at = e.end
+	}
+	return append(dst, body[at:]...)
+}

@@ -1,0 +1,368 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/loom-gateway/loom/proxy/apierror"
+	"github.com/loom-gateway/loom/proxy/call"
+	"github.com/loom-gateway/loom/proxy/relay"
+	"github.com/loom-gateway/loom/proxy/tap"
+	"github.com/loom-gateway/loom/proxy/tenant"
+	"github.com/loom-gateway/loom/proxy/upstream"
+)
+
+// HeaderOverhead carries Loom's own time for a call, in milliseconds: the
+// whole time in Loom minus the time spent waiting on the upstream (for a
+// stream, up to the response head).
+const HeaderOverhead = "X-Loom-Overhead-Ms"
+
+// Handle is the gateway's fasthttp handler.
+func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
+	path := ctx.Path()
+	switch string(path) {
+	case "/v1/chat/completions":
+		s.post(ctx, call.OpChat, "/v1/chat/completions")
+	case "/v1/completions":
+		s.post(ctx, call.OpTextCompletion, "/v1/completions")
+	case "/v1/embeddings":
+		s.post(ctx, call.OpEmbeddings, "/v1/embeddings")
+	case "/v1/models":
+		s.models(ctx, nil)
+	case "/healthz":
+		s.health(ctx, true)
+	case "/readyz":
+		s.health(ctx, !s.draining.Load())
+	default:
+		if name, ok := bytes.CutPrefix(path, []byte("/v1/models/")); ok && len(name) > 0 {
+			s.models(ctx, name)
+			return
+		}
+		ex := s.begin(ctx, "", "")
+		s.reject(ctx, ex, apierror.New(fasthttp.StatusNotFound, apierror.TypeInvalidRequest, "unknown_url", "",
+			"Invalid URL ("+clip(ctx.Method(), 16)+" "+clip(path, 256)+")"))
+	}
+}
+
+// clip bounds what an error message echoes of a client's input.
+func clip(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "..."
+	}
+	return string(b)
+}
+
+func (s *Server) begin(ctx *fasthttp.RequestCtx, op call.Operation, route string) *exchange {
+	ex := s.acquire()
+	rec := &ex.rec
+	rec.Start = time.Now()
+	rec.Operation = op
+	rec.HTTPRoute = route
+	rec.HTTPMethod = methodName(ctx.Method())
+	return ex
+}
+
+func methodName(m []byte) string {
+	switch string(m) {
+	case fasthttp.MethodGet:
+		return fasthttp.MethodGet
+	case fasthttp.MethodPost:
+		return fasthttp.MethodPost
+	}
+	return "_OTHER"
+}
+
+func (s *Server) health(ctx *fasthttp.RequestCtx, ok bool) {
+	ctx.SetContentType("application/json")
+	if !ctx.IsGet() && !ctx.IsHead() {
+		ctx.Response.Header.Set("Allow", "GET, HEAD")
+		writeError(ctx, methodNotAllowed(ctx))
+		return
+	}
+	if !ok {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString(`{"status":"draining"}`)
+		return
+	}
+	ctx.SetBodyString(`{"status":"ok"}`)
+}
+
+func methodNotAllowed(ctx *fasthttp.RequestCtx) *apierror.Error {
+	return apierror.New(fasthttp.StatusMethodNotAllowed, apierror.TypeInvalidRequest, "method_not_allowed", "",
+		"Method "+clip(ctx.Method(), 16)+" is not allowed for "+clip(ctx.Path(), 256)+".")
+}
+
+// authenticate resolves the request's key: "Authorization: Bearer KEY", or
+// the "api-key" header that Azure SDKs send.
+func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (*tenant.Key, *apierror.Error) {
+	var key []byte
+	if auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization); len(auth) > 0 {
+		const bearer = "Bearer "
+		if len(auth) <= len(bearer) || !bytes.EqualFold(auth[:len(bearer)], []byte(bearer)) {
+			return nil, apierror.New(fasthttp.StatusUnauthorized, apierror.TypeInvalidRequest, "invalid_api_key", "",
+				"The Authorization header must be 'Bearer <API key>'.")
+		}
+		key = bytes.TrimSpace(auth[len(bearer):])
+	} else {
+		key = bytes.TrimSpace(ctx.Request.Header.Peek("api-key"))
+	}
+	if len(key) == 0 {
+		return nil, apierror.New(fasthttp.StatusUnauthorized, apierror.TypeInvalidRequest, "missing_api_key", "",
+			"You didn't provide an API key. Provide it in an Authorization header (Bearer auth) or an api-key header.")
+	}
+	k, ok := s.dir.Load().Authenticate(key)
+	if !ok {
+		// Never echo the key, not even masked: error bodies end up in logs.
+		return nil, apierror.New(fasthttp.StatusUnauthorized, apierror.TypeInvalidRequest, "invalid_api_key", "",
+			"Incorrect API key provided.")
+	}
+	return k, nil
+}
+
+func (s *Server) models(ctx *fasthttp.RequestCtx, name []byte) {
+	ex := s.begin(ctx, call.OpModels, "/v1/models")
+	if name != nil {
+		ex.rec.HTTPRoute = "/v1/models/{model}"
+	}
+	if !ctx.IsGet() {
+		ctx.Response.Header.Set("Allow", "GET")
+		s.reject(ctx, ex, methodNotAllowed(ctx))
+		return
+	}
+	key, aerr := s.authenticate(ctx)
+	if aerr != nil {
+		s.reject(ctx, ex, aerr)
+		return
+	}
+	ex.rec.TenantID, ex.rec.KeyID = key.Tenant.ID, key.ID
+	body := key.Tenant.ModelsJSON()
+	if name != nil {
+		ex.rec.Model = string(name)
+		var ok bool
+		if body, ok = key.Tenant.ModelJSON(name); !ok {
+			s.reject(ctx, ex, modelNotFound(name))
+			return
+		}
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body)
+	ex.rec.Status = fasthttp.StatusOK
+	ex.rec.ClientBytes = int64(len(body))
+	s.finish(ex)
+}
+
+func modelNotFound(model []byte) *apierror.Error {
+	return apierror.New(fasthttp.StatusNotFound, apierror.TypeInvalidRequest, "model_not_found", "model",
+		"The model `"+clip(model, 256)+"` does not exist or you do not have access to it.")
+}
+
+// reject answers with an error Loom made and completes the call's record.
+func (s *Server) reject(ctx *fasthttp.RequestCtx, ex *exchange, e *apierror.Error) {
+	writeError(ctx, e)
+	rec := &ex.rec
+	rec.Status = e.Status
+	if rec.Outcome == "" {
+		rec.Outcome = call.OutcomeRejected
+	}
+	if rec.ErrorType == "" {
+		rec.ErrorType = e.Code
+		if rec.ErrorType == "" {
+			rec.ErrorType = strconv.Itoa(e.Status)
+		}
+	}
+	if rec.ErrorMessage == "" {
+		rec.ErrorMessage = e.Message
+	}
+	s.finish(ex)
+}
+
+func writeError(ctx *fasthttp.RequestCtx, e *apierror.Error) {
+	ctx.SetStatusCode(e.Status)
+	ctx.SetContentType("application/json")
+	if e.RetryAfter > 0 {
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
+	ctx.Response.SetBodyRaw(e.AppendJSON(nil))
+}
+
+// handleTransportError answers requests fasthttp could not read: bodies over
+// the limit, broken framing, oversized headers.
+func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
+	ex := s.begin(ctx, "", string(ctx.Path()))
+	var e *apierror.Error
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		e = apierror.New(fasthttp.StatusRequestEntityTooLarge, apierror.TypeInvalidRequest, "request_too_large", "",
+			"The request body is larger than this gateway accepts ("+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes).")
+	case errors.As(err, &small):
+		e = apierror.New(fasthttp.StatusRequestHeaderFieldsTooLarge, apierror.TypeInvalidRequest, "headers_too_large", "",
+			"The request headers are too large.")
+	default:
+		e = apierror.New(fasthttp.StatusBadRequest, apierror.TypeInvalidRequest, "malformed_request", "",
+			"The HTTP request could not be read.")
+	}
+	if k, aerr := s.authenticate(ctx); aerr == nil {
+		ex.rec.TenantID, ex.rec.KeyID = k.Tenant.ID, k.ID
+	}
+	ctx.SetConnectionClose()
+	s.reject(ctx, ex, e)
+}
+
+// post relays one completion or embeddings call.
+func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string) {
+	ex := s.begin(ctx, op, route)
+	rec := &ex.rec
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "POST")
+		s.reject(ctx, ex, methodNotAllowed(ctx))
+		return
+	}
+	key, aerr := s.authenticate(ctx)
+	if aerr != nil {
+		s.reject(ctx, ex, aerr)
+		return
+	}
+	rec.TenantID, rec.KeyID = key.Tenant.ID, key.ID
+	body := ctx.PostBody()
+	if aerr := ex.req.Parse(op, body); aerr != nil {
+		rec.Stream = ex.req.Stream
+		s.reject(ctx, ex, aerr)
+		return
+	}
+	rt, ok := key.Tenant.Route(ex.req.Model)
+	if !ok {
+		rec.Model = string(ex.req.Model)
+		s.reject(ctx, ex, modelNotFound(ex.req.Model))
+		return
+	}
+	dep := rt.Upstream
+	rec.Model, rec.UpstreamModel = rt.Model, rt.UpstreamModel
+	rec.Deployment, rec.Provider = dep.Name, dep.Provider
+	rec.ServerAddress, rec.ServerPort = dep.Host, dep.Port
+	rec.Stream, rec.Params, rec.UsageRequested = ex.req.Stream, ex.req.Params, ex.req.AddsUsage()
+	if s.opts.AddedLatency > 0 {
+		time.Sleep(s.opts.AddedLatency)
+	}
+
+	ureq := fasthttp.AcquireRequest()
+	dep.Prepare(ureq, rt.Path(op))
+	for k, v := range ctx.Request.Header.All() {
+		if dep.ForwardRequestHeader(k) {
+			ureq.Header.AddBytesKV(k, v)
+		}
+	}
+	ureq.Header.SetContentType("application/json")
+	ex.body = ex.req.AppendUpstreamBody(ex.body[:0], body, rt.UpstreamModel)
+	ureq.SetBodyRaw(ex.body)
+	uresp := fasthttp.AcquireResponse()
+	uresp.StreamBody = ex.req.Stream
+	rec.UpstreamStart = time.Now()
+	err := dep.Do(ureq, uresp)
+	fasthttp.ReleaseRequest(ureq)
+	if err != nil {
+		fasthttp.ReleaseResponse(uresp)
+		s.upstreamFailed(ctx, ex, err)
+		return
+	}
+	rec.UpstreamHeader = time.Now()
+	rec.UpstreamStatus = uresp.StatusCode()
+	if ex.req.Stream && uresp.StatusCode() == fasthttp.StatusOK && isEventStream(uresp.Header.ContentType()) {
+		if body, ok := uresp.BodyStream().(relay.Body); ok {
+			s.stream(ctx, ex, dep, uresp, body)
+			return
+		}
+	}
+	s.unary(ctx, ex, dep, uresp)
+}
+
+func isEventStream(ct []byte) bool {
+	return bytes.HasPrefix(ct, []byte("text/event-stream"))
+}
+
+func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, ex *exchange, err error) {
+	rec := &ex.rec
+	rec.UpstreamEnd = time.Now()
+	rec.Outcome = call.OutcomeUpstreamFailed
+	var e *apierror.Error
+	switch {
+	case errors.Is(err, upstream.ErrTimeout):
+		rec.ErrorType = "timeout"
+		e = apierror.New(fasthttp.StatusGatewayTimeout, apierror.TypeServer, "upstream_timeout", "",
+			"The upstream provider did not answer in time.")
+	case errors.Is(err, upstream.ErrConnect):
+		rec.ErrorType = "connect"
+		e = apierror.New(fasthttp.StatusBadGateway, apierror.TypeServer, "upstream_unreachable", "",
+			"The upstream provider could not be reached.")
+	default:
+		rec.ErrorType = "upstream_reset"
+		e = apierror.New(fasthttp.StatusBadGateway, apierror.TypeServer, "upstream_reset", "",
+			"The upstream provider closed the connection without an answer.")
+	}
+	rec.ErrorMessage = err.Error()
+	s.log.Warn("upstream failed", "deployment", rec.Deployment, "tenant", rec.TenantID, "error", err)
+	s.reject(ctx, ex, e)
+}
+
+// copyHeaders passes the upstream's useful response headers to the client.
+func copyHeaders(ctx *fasthttp.RequestCtx, dep *upstream.Deployment, uresp *fasthttp.Response) {
+	for k, v := range uresp.Header.All() {
+		if dep.ForwardResponseHeader(k) {
+			ctx.Response.Header.SetBytesKV(k, v)
+		}
+	}
+}
+
+func setOverhead(ctx *fasthttp.RequestCtx, rec *call.Record, upstreamWait time.Duration) {
+	rec.Overhead = time.Since(rec.Start) - upstreamWait
+	var buf [24]byte
+	ctx.Response.Header.SetBytesV(HeaderOverhead,
+		strconv.AppendFloat(buf[:0], float64(rec.Overhead)/float64(time.Millisecond), 'f', 3, 64))
+}
+
+// unary relays a whole (non-streamed) answer: status, useful headers and body
+// unchanged.
+func (s *Server) unary(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Deployment, uresp *fasthttp.Response) {
+	rec := &ex.rec
+	body := uresp.Body()
+	rec.UpstreamEnd = time.Now()
+	rec.UpstreamBytes = int64(len(body))
+	status := uresp.StatusCode()
+	tap.Observe(rec, body)
+	if status >= 400 {
+		rec.Outcome = call.OutcomeUpstreamError
+		rec.ErrorType = strconv.Itoa(status)
+	}
+	copyHeaders(ctx, dep, uresp)
+	ctx.SetStatusCode(status)
+	ctx.SetBody(body)
+	fasthttp.ReleaseResponse(uresp)
+	rec.Status = status
+	rec.ClientBytes = int64(len(body))
+	setOverhead(ctx, rec, rec.UpstreamEnd.Sub(rec.UpstreamStart))
+	s.finish(ex)
+}
+
+// stream hands the upstream's event stream to the relay, which fasthttp
+// reads after this handler returns. From here on only the relay and its Done
+// callback own ex and uresp.
+func (s *Server) stream(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Deployment, uresp *fasthttp.Response, body relay.Body) {
+	rec := &ex.rec
+	copyHeaders(ctx, dep, uresp)
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-cache")
+	ctx.Response.Header.Set("X-Accel-Buffering", "no")
+	// The head goes out at once, as the provider's does, not with the first
+	// event.
+	ctx.Response.ImmediateHeaderFlush = true
+	rec.Status = fasthttp.StatusOK
+	setOverhead(ctx, rec, rec.UpstreamHeader.Sub(rec.UpstreamStart))
+	ex.uresp = uresp
+	ex.stream.Reset(body, rec, relayOptions(s, ex))
+	s.track(&ex.stream)
+	ctx.SetBodyStream(&ex.stream, -1)
+}

@@ -1,0 +1,202 @@
+// Package server is Loom's HTTP front: it authenticates each request, routes
+// it to the tenant's deployment, relays the answer and hands a complete
+// call.Record to the sink. Every error it makes itself is OpenAI-shaped. It
+// must never log, trace or return a client key or an upstream credential,
+// and never touch a RequestCtx after its handler returns.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/loom-gateway/loom/proxy/call"
+	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/relay"
+	"github.com/loom-gateway/loom/proxy/request"
+	"github.com/loom-gateway/loom/proxy/tenant"
+	"github.com/loom-gateway/loom/proxy/upstream"
+)
+
+// Options are what the server needs beyond the configuration.
+type Options struct {
+	// Sink receives every finished call. Nil discards them.
+	Sink call.Sink
+	// Logger gets operational messages (never keys). Nil discards them.
+	Logger *slog.Logger
+	// AddedLatency is a debug knob that makes Loom slower by this much per
+	// call, so a test can prove that the benchmark gates catch a regression.
+	AddedLatency time.Duration
+}
+
+// Server is the gateway.
+type Server struct {
+	cfg         *config.Config
+	opts        Options
+	log         *slog.Logger
+	dir         atomic.Pointer[tenant.Directory]
+	deployments map[string]*upstream.Deployment
+	http        *fasthttp.Server
+	exchanges   sync.Pool
+	streamsMu   sync.Mutex
+	streams     map[*relay.Stream]struct{}
+	draining    atomic.Bool
+}
+
+// New builds a server from a validated configuration.
+func New(cfg *config.Config, opts Options) (*Server, error) {
+	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, streams: map[*relay.Stream]struct{}{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.opts.Sink == nil {
+		s.opts.Sink = call.SinkFunc(func(*call.Record) {})
+	}
+	s.deployments = make(map[string]*upstream.Deployment, len(cfg.Deployments))
+	for _, dc := range cfg.Deployments {
+		d, err := upstream.New(dc, cfg.Timeouts)
+		if err != nil {
+			return nil, err
+		}
+		s.deployments[dc.Name] = d
+	}
+	dir, err := tenant.Build(cfg, s.deployments)
+	if err != nil {
+		return nil, err
+	}
+	s.dir.Store(dir)
+	s.exchanges.New = func() any {
+		ex := &exchange{srv: s}
+		ex.streamDone = ex.streamEnded
+		return ex
+	}
+	s.http = &fasthttp.Server{
+		Handler:                       s.Handle,
+		ErrorHandler:                  s.handleTransportError,
+		Name:                          "loom",
+		MaxRequestBodySize:            cfg.MaxBodyBytes,
+		ReadTimeout:                   60 * time.Second,
+		IdleTimeout:                   90 * time.Second,
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		CloseOnShutdown:               true,
+		ReduceMemoryUsage:             false,
+		DisablePreParseMultipartForm:  true,
+		DisableHeaderNamesNormalizing: false,
+	}
+	return s, nil
+}
+
+// exchange is the per-call state, pooled: the record, the parsed request,
+// the upstream body buffer and the stream relay.
+type exchange struct {
+	srv    *Server
+	rec    call.Record
+	req    request.Request
+	body   []byte
+	stream relay.Stream
+	uresp  *fasthttp.Response
+	// streamDone is ex.streamEnded, bound once per pooled exchange so that
+	// starting a stream allocates no closure.
+	streamDone func()
+}
+
+// streamEnded runs when a relayed stream is over.
+func (ex *exchange) streamEnded() {
+	s := ex.srv
+	s.untrack(&ex.stream)
+	fasthttp.ReleaseResponse(ex.uresp)
+	ex.uresp = nil
+	s.finish(ex)
+}
+
+func relayOptions(s *Server, ex *exchange) relay.Options {
+	return relay.Options{
+		DropUsage: ex.req.AddsUsage(),
+		Drain:     s.cfg.Timeouts.Drain,
+		Done:      ex.streamDone,
+	}
+}
+
+func (s *Server) acquire() *exchange {
+	ex := s.exchanges.Get().(*exchange)
+	ex.rec.Reset()
+	return ex
+}
+
+// finish completes a call: the sink sees it, then its state is reused.
+func (s *Server) finish(ex *exchange) {
+	rec := &ex.rec
+	if rec.End.IsZero() {
+		rec.End = time.Now()
+	}
+	if rec.Outcome == "" {
+		rec.Outcome = call.OutcomeOK
+	}
+	s.opts.Sink.Record(rec)
+	s.exchanges.Put(ex)
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.http.Serve(ln); err != nil {
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections and waits for in-flight calls. When ctx
+// ends first, the remaining streams are ended with an error event (their
+// records still complete) and Shutdown returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- s.http.Shutdown() }()
+	select {
+	case err := <-done:
+		s.closeDeployments()
+		return err
+	case <-ctx.Done():
+	}
+	s.streamsMu.Lock()
+	n := len(s.streams)
+	for st := range s.streams {
+		st.Abort()
+	}
+	s.streamsMu.Unlock()
+	s.log.Warn("shutdown deadline reached; ending streams early", "streams", n)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	s.closeDeployments()
+	return errors.Join(ctx.Err(), fmt.Errorf("%d streams ended early", n))
+}
+
+func (s *Server) closeDeployments() {
+	for _, d := range s.deployments {
+		d.Close()
+	}
+}
+
+func (s *Server) track(st *relay.Stream) {
+	s.streamsMu.Lock()
+	s.streams[st] = struct{}{}
+	s.streamsMu.Unlock()
+}
+
+func (s *Server) untrack(st *relay.Stream) {
+	s.streamsMu.Lock()
+	delete(s.streams, st)
+	s.streamsMu.Unlock()
+}
+
+// Directory is the tenant snapshot in use.
+func (s *Server) Directory() *tenant.Directory { return s.dir.Load() }

@@ -1,0 +1,167 @@
+// Package tenant resolves an API key to its tenant and a model name to the
+// tenant's route. A Directory is an immutable snapshot built from the
+// configuration: lookups never lock and never allocate, and a new snapshot
+// replaces the old one whole. Keys exist here only as SHA-256 hashes.
+package tenant
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/loom-gateway/loom/proxy/call"
+	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/internal/json"
+	"github.com/loom-gateway/loom/proxy/upstream"
+)
+
+// Directory maps key hashes to keys and tenants to their routes.
+type Directory struct {
+	keys    map[[sha256.Size]byte]*Key
+	tenants map[string]*Tenant
+}
+
+// Key is one API key. It holds no secret: only its id and its tenant.
+type Key struct {
+	ID     string
+	Tenant *Tenant
+}
+
+// Tenant is one customer with its models.
+type Tenant struct {
+	ID         string
+	routes     map[string]*Route
+	modelsJSON []byte
+	modelJSON  map[string][]byte
+}
+
+// Route is where one of a tenant's models goes.
+type Route struct {
+	Model         string
+	UpstreamModel string
+	Upstream      *upstream.Deployment
+	paths         [3]string // chat, text_completion, embeddings
+}
+
+// Build makes a directory from the configuration and the live deployments
+// (keyed by name).
+func Build(cfg *config.Config, deployments map[string]*upstream.Deployment) (*Directory, error) {
+	d := &Directory{keys: map[[sha256.Size]byte]*Key{}, tenants: map[string]*Tenant{}}
+	created := time.Now().Unix()
+	for _, tc := range cfg.Tenants {
+		t := &Tenant{ID: tc.ID, routes: map[string]*Route{}, modelJSON: map[string][]byte{}}
+		for _, m := range tc.Models {
+			dep, ok := deployments[m.Deployment]
+			if !ok {
+				return nil, fmt.Errorf("tenant %s model %s: no deployment %q", tc.ID, m.Name, m.Deployment)
+			}
+			up := m.UpstreamModel
+			if up == "" {
+				up = m.Name
+			}
+			r := &Route{Model: m.Name, UpstreamModel: up, Upstream: dep}
+			for i, op := range []call.Operation{call.OpChat, call.OpTextCompletion, call.OpEmbeddings} {
+				r.paths[i] = dep.Path(op, up)
+			}
+			t.routes[m.Name] = r
+		}
+		t.renderModels(created)
+		d.tenants[t.ID] = t
+		for _, k := range tc.Keys {
+			var h [sha256.Size]byte
+			if _, err := hex.Decode(h[:], []byte(k.SHA256)); err != nil {
+				return nil, fmt.Errorf("tenant %s key %s: %w", tc.ID, k.ID, err)
+			}
+			d.keys[h] = &Key{ID: k.ID, Tenant: t}
+		}
+	}
+	return d, nil
+}
+
+// Authenticate finds the key whose hash matches key.
+func (d *Directory) Authenticate(key []byte) (*Key, bool) {
+	k, ok := d.keys[sha256.Sum256(key)]
+	return k, ok
+}
+
+// Tenant returns a tenant by id.
+func (d *Directory) Tenant(id string) (*Tenant, bool) {
+	t, ok := d.tenants[id]
+	return t, ok
+}
+
+// Route finds the tenant's route for a public model name.
+func (t *Tenant) Route(model []byte) (*Route, bool) {
+	r, ok := t.routes[string(model)]
+	return r, ok
+}
+
+// ModelsJSON is the tenant's GET /v1/models body.
+func (t *Tenant) ModelsJSON() []byte { return t.modelsJSON }
+
+// ModelJSON is the tenant's GET /v1/models/{model} body.
+func (t *Tenant) ModelJSON(model []byte) ([]byte, bool) {
+	b, ok := t.modelJSON[string(model)]
+	return b, ok
+}
+
+func (t *Tenant) renderModels(created int64) {
+	names := make([]string, 0, len(t.routes))
+	for n := range t.routes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	b := []byte(`{"object":"list","data":[`)
+	for i, n := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		start := len(b)
+		b = append(b, `{"id":`...)
+		b = json.AppendQuote(b, n)
+		b = append(b, `,"object":"model","created":`...)
+		b = strconv.AppendInt(b, created, 10)
+		b = append(b, `,"owned_by":`...)
+		b = json.AppendQuote(b, t.routes[n].Upstream.Provider)
+		b = append(b, '}')
+		t.modelJSON[n] = b[start:len(b):len(b)]
+	}
+	t.modelsJSON = append(b, "]}"...)
+}
+
+// Path is the upstream path for op on this route.
+func (r *Route) Path(op call.Operation) string {
+	switch op {
+	case call.OpTextCompletion:
+		return r.paths[1]
+	case call.OpEmbeddings:
+		return r.paths[2]
+	}
+	return r.paths[0]
+}
+
+// KeyPrefix starts every key Loom issues, so leaked keys are easy to find
+// with secret scanners.
+const KeyPrefix = "sk-loom-"
+
+// NewKey returns a fresh random API key and its hex SHA-256, the only form
+// in which the key is stored.
+func NewKey() (key, hash string, err error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", fmt.Errorf("generate key: %w", err)
+	}
+	key = KeyPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	return key, Hash(key), nil
+}
+
+// Hash is the hex SHA-256 of key.
+func Hash(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:])
+}

@@ -1,0 +1,287 @@
+// Package upstream holds the deployments Loom relays to: one pool of kept-alive
+// connections per deployment, the provider's request shape (paths,
+// credentials) and the timeouts of each phase. It must never expose a
+// deployment's credential: not in errors, not in logs, not to a client.
+package upstream
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/loom-gateway/loom/proxy/call"
+	"github.com/loom-gateway/loom/proxy/config"
+)
+
+// Failure kinds, for errors.Is: a call that never got an answer.
+var (
+	ErrConnect = errors.New("upstream connect failed")
+	ErrTimeout = errors.New("upstream timed out")
+	ErrReset   = errors.New("upstream closed the connection")
+)
+
+// Deployment is one upstream endpoint with its pool and credentials.
+type Deployment struct {
+	Name string
+	// Provider is gen_ai.provider.name: "openai" or "azure.ai.openai".
+	Provider string
+	Host     string // host name, for server.address
+	Port     int
+	Timeouts config.Timeouts
+
+	azure      bool
+	scheme     string
+	hostHeader string
+	basePath   string
+	apiVersion string
+	credential string
+	client     *fasthttp.HostClient
+	reqHeaders headerSet
+	resHeaders headerSet
+}
+
+// New builds a deployment from its configuration, with the global timeouts.
+func New(c config.Deployment, t config.Timeouts) (*Deployment, error) {
+	u, err := url.Parse(c.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("deployment %s: base_url: %w", c.Name, err)
+	}
+	port := 80
+	if u.Scheme == "https" {
+		port = 443
+	}
+	if p := u.Port(); p != "" {
+		if port, err = strconv.Atoi(p); err != nil {
+			return nil, fmt.Errorf("deployment %s: base_url port: %w", c.Name, err)
+		}
+	}
+	d := &Deployment{
+		Name:       c.Name,
+		Provider:   "openai",
+		Host:       u.Hostname(),
+		Port:       port,
+		Timeouts:   t,
+		azure:      c.Provider == config.ProviderAzureOpenAI,
+		scheme:     u.Scheme,
+		hostHeader: u.Host,
+		basePath:   strings.TrimRight(u.EscapedPath(), "/"),
+		apiVersion: c.APIVersion,
+		credential: c.Credential(),
+		reqHeaders: newHeaderSet(defaultRequestHeaders, c.ForwardHeaders),
+		resHeaders: newHeaderSet(defaultResponseHeaders, c.ForwardResponseHeaders),
+	}
+	if d.azure {
+		d.Provider = "azure.ai.openai"
+	}
+	addr := net.JoinHostPort(d.Host, strconv.Itoa(port))
+	connect, firstByte, idle := t.Connect, t.FirstByte, t.StreamIdle
+	d.client = &fasthttp.HostClient{
+		Addr:                          addr,
+		Name:                          "loom",
+		IsTLS:                         u.Scheme == "https",
+		MaxConns:                      c.MaxConns,
+		MaxIdleConnDuration:           t.IdleConn,
+		MaxResponseBodySize:           0,
+		DisableHeaderNamesNormalizing: false,
+		NoDefaultUserAgentHeader:      true,
+		// Loom never retries a POST on its own: the upstream may already have
+		// started (and billed) the call.
+		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+		Dial: func(addr string) (net.Conn, error) {
+			conn, err := fasthttp.DialTimeout(addr, connect)
+			if err != nil {
+				return nil, &dialError{err: err}
+			}
+			return &timedConn{Conn: conn, firstByte: firstByte, idle: idle}, nil
+		},
+	}
+	return d, nil
+}
+
+// Path is the upstream request path (and query) for op on upstreamModel.
+// Routes compute it once, so the hot path only copies it.
+func (d *Deployment) Path(op call.Operation, upstreamModel string) string {
+	suffix := "/chat/completions"
+	switch op {
+	case call.OpTextCompletion:
+		suffix = "/completions"
+	case call.OpEmbeddings:
+		suffix = "/embeddings"
+	case call.OpModels:
+		suffix = "/models"
+	}
+	if d.azure {
+		return d.basePath + "/openai/deployments/" + url.PathEscape(upstreamModel) + suffix +
+			"?api-version=" + url.QueryEscape(d.apiVersion)
+	}
+	return d.basePath + suffix
+}
+
+// Prepare sets the request line, Host and credentials of req for path.
+func (d *Deployment) Prepare(req *fasthttp.Request, path string) {
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetRequestURI(path)
+	req.URI().SetScheme(d.scheme)
+	req.URI().SetHost(d.hostHeader)
+	req.Header.SetHost(d.hostHeader)
+	if d.credential == "" {
+		return
+	}
+	if d.azure {
+		req.Header.Set("api-key", d.credential)
+		return
+	}
+	req.Header.Set(fasthttp.HeaderAuthorization, "Bearer "+d.credential)
+}
+
+// ForwardRequestHeader reports whether a client request header may go
+// upstream.
+func (d *Deployment) ForwardRequestHeader(name []byte) bool { return d.reqHeaders.has(name) }
+
+// ForwardResponseHeader reports whether an upstream response header may reach
+// the client.
+func (d *Deployment) ForwardResponseHeader(name []byte) bool { return d.resHeaders.has(name) }
+
+// Do sends req and reads the response head (and, unless resp.StreamBody is
+// set, the body). Errors wrap ErrConnect, ErrTimeout or ErrReset.
+func (d *Deployment) Do(req *fasthttp.Request, resp *fasthttp.Response) error {
+	err := d.client.Do(req, resp)
+	if err == nil {
+		return nil
+	}
+	return Classify(err)
+}
+
+// Classify maps a transport error to ErrConnect, ErrTimeout or ErrReset.
+func Classify(err error) error {
+	var de *dialError
+	switch {
+	case errors.As(err, &de):
+		if isTimeout(de.err) {
+			return fmt.Errorf("%w: connect: %w", ErrTimeout, de.err)
+		}
+		return fmt.Errorf("%w: %w", ErrConnect, de.err)
+	case isTimeout(err):
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	default:
+		return fmt.Errorf("%w: %w", ErrReset, err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, fasthttp.ErrTimeout) ||
+		errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// Close drops the pool's idle connections.
+func (d *Deployment) Close() { d.client.CloseIdleConnections() }
+
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "dial: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// timedConn enforces the first-byte and stream-idle timeouts. fasthttp has one
+// read deadline for a whole response, which would cut long streams; here the
+// first read after a request waits at most firstByte from when the request
+// was written, and every later read at most idle. A connection serves one
+// request at a time, so "first read after a write" is the response's start.
+type timedConn struct {
+	net.Conn
+	firstByte, idle time.Duration
+	awaiting        bool
+	firstDeadline   time.Time
+}
+
+func (c *timedConn) Write(p []byte) (int, error) {
+	if !c.awaiting {
+		c.awaiting = true
+		if c.firstByte > 0 {
+			c.firstDeadline = time.Now().Add(c.firstByte)
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *timedConn) Read(p []byte) (int, error) {
+	switch {
+	case c.awaiting && c.firstByte > 0:
+		_ = c.Conn.SetReadDeadline(c.firstDeadline)
+	case !c.awaiting && c.idle > 0:
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.awaiting = false
+	}
+	return n, err
+}
+
+// Headers that pass by default. Everything else is dropped: hop-by-hop
+// headers, the client's credentials, cookies, the upstream organisation.
+var (
+	defaultRequestHeaders = []string{
+		"content-type", "accept", "user-agent", "openai-beta", "idempotency-key", "x-client-request-id",
+	}
+	defaultResponseHeaders = []string{
+		"content-type", "x-request-id", "openai-processing-ms", "openai-version", "x-ratelimit-*",
+		"retry-after", "retry-after-ms", "apim-request-id", "x-ms-region", "x-ms-client-request-id",
+		"azureml-model-session", "x-should-retry",
+	}
+	// hopByHop never passes, whatever the configuration says (RFC 9110 7.6.1).
+	hopByHop = newHeaderSet([]string{
+		"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+		"proxy-authenticate", "proxy-authorization", "authorization", "api-key", "host", "content-length",
+		"cookie", "set-cookie",
+	}).exact
+)
+
+// headerSet matches header names case-insensitively against exact names and
+// prefixes ("x-ratelimit-*"), without allocating.
+type headerSet struct {
+	exact    [][]byte
+	prefixes [][]byte
+}
+
+func newHeaderSet(lists ...[]string) headerSet {
+	var s headerSet
+	for _, list := range lists {
+		for _, n := range list {
+			n = strings.ToLower(strings.TrimSpace(n))
+			if p, ok := strings.CutSuffix(n, "*"); ok {
+				s.prefixes = append(s.prefixes, []byte(p))
+			} else if n != "" {
+				s.exact = append(s.exact, []byte(n))
+			}
+		}
+	}
+	return s
+}
+
+func (s *headerSet) has(name []byte) bool {
+	for _, h := range hopByHop {
+		if len(h) == len(name) && bytes.EqualFold(h, name) {
+			return false
+		}
+	}
+	for _, e := range s.exact {
+		if bytes.EqualFold(e, name) {
+			return true
+		}
+	}
+	for _, p := range s.prefixes {
+		if len(name) >= len(p) && bytes.EqualFold(p, name[:len(p)]) {
+			return true
+		}
+	}
+	return false
+}
