@@ -34,6 +34,8 @@ type Options struct {
 	// AddedLatency is a debug knob that makes Loom slower by this much per
 	// call, so a test can prove that the benchmark gates catch a regression.
 	AddedLatency time.Duration
+	// Dial replaces TCP towards upstreams (tests, in-memory benchmarks).
+	Dial upstream.DialFunc
 }
 
 // Server is the gateway.
@@ -61,7 +63,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	s.deployments = make(map[string]*upstream.Deployment, len(cfg.Deployments))
 	for _, dc := range cfg.Deployments {
-		d, err := upstream.New(dc, cfg.Timeouts)
+		d, err := upstream.New(dc, cfg.Timeouts, opts.Dial)
 		if err != nil {
 			return nil, err
 		}

@@ -48,8 +48,16 @@ type Deployment struct {
 	resHeaders headerSet
 }
 
+// DialFunc opens a connection to addr ("host:port") within timeout.
+type DialFunc func(addr string, timeout time.Duration) (net.Conn, error)
+
 // New builds a deployment from its configuration, with the global timeouts.
-func New(c config.Deployment, t config.Timeouts) (*Deployment, error) {
+// dial replaces TCP for tests and benchmarks (in-memory listeners); nil
+// means TCP.
+func New(c config.Deployment, t config.Timeouts, dial DialFunc) (*Deployment, error) {
+	if dial == nil {
+		dial = fasthttp.DialTimeout
+	}
 	u, err := url.Parse(c.BaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("deployment %s: base_url: %w", c.Name, err)
@@ -96,7 +104,7 @@ func New(c config.Deployment, t config.Timeouts) (*Deployment, error) {
 		// started (and billed) the call.
 		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 		Dial: func(addr string) (net.Conn, error) {
-			conn, err := fasthttp.DialTimeout(addr, connect)
+			conn, err := dial(addr, connect)
 			if err != nil {
 				return nil, &dialError{err: err}
 			}

@@ -1,0 +1,97 @@
+package json
+
+import (
+	"testing"
+)
+
+func TestMembers_WalksTopLevelOnly(t *testing.T) {
+	doc := []byte(` { "a" : 1, "b":{"a":2,"c":[1,{"x":"}"}]}, "c":"s\"}", "d":null ,"e":[true,false] } `)
+	var m Members
+	if !m.Reset(doc) {
+		t.Fatal("reset failed")
+	}
+	var keys []string
+	var kinds []Kind
+	for m.Next() {
+		keys = append(keys, string(m.Key()))
+		kinds = append(kinds, m.Kind())
+	}
+	if m.Err() != nil {
+		t.Fatal(m.Err())
+	}
+	want := []string{"a", "b", "c", "d", "e"}
+	wantKinds := []Kind{Number, Object, String, Null, Array}
+	for i := range want {
+		if i >= len(keys) || keys[i] != want[i] || kinds[i] != wantKinds[i] {
+			t.Fatalf("keys %v kinds %v", keys, kinds)
+		}
+	}
+}
+
+func TestMembers_MemberSpanRemovesCleanly(t *testing.T) {
+	tests := []struct {
+		name, in, key, want string
+	}{
+		{"middle", `{"a":1,"usage":null,"b":2}`, "usage", `{"a":1,"b":2}`},
+		{"last", `{"a":1,"usage":{"x":1}}`, "usage", `{"a":1}`},
+		{"first", `{"usage":null,"a":1}`, "usage", `{"a":1}`},
+		{"only", `{"usage":null}`, "usage", `{}`},
+		{"spaces", `{"a":1 , "usage" : null }`, "usage", `{"a":1 }`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var m Members
+			m.Reset([]byte(tt.in))
+			for m.Next() {
+				if string(m.Key()) == tt.key {
+					s, e := m.MemberSpan()
+					got := tt.in[:s] + tt.in[e:]
+					if got != tt.want {
+						t.Fatalf("got %s want %s", got, tt.want)
+					}
+					if !Valid([]byte(got)) {
+						t.Fatalf("result is not JSON: %s", got)
+					}
+					return
+				}
+			}
+			t.Fatal("key not found")
+		})
+	}
+}
+
+func TestAppendString_DecodesEscapes(t *testing.T) {
+	got, ok := AppendString(nil, []byte(`"a\"b\\c\u00e9\ud83d\ude00\n"`))
+	if !ok || string(got) != "a\"b\\cé😀\n" {
+		t.Fatalf("got %q ok=%v", got, ok)
+	}
+}
+
+func TestAppendQuote_RoundTrips(t *testing.T) {
+	for _, s := range []string{"plain", "quote\"back\\slash", "ctl\x01\r\n\t", "é😀", "bad\xffutf8"} {
+		q := AppendQuote(nil, s)
+		if !Valid(q) {
+			t.Fatalf("%q quoted to invalid JSON %s", s, q)
+		}
+		var back string
+		if err := Unmarshal(q, &back); err != nil {
+			t.Fatal(err)
+		}
+		if back != s && s != "bad\xffutf8" {
+			t.Fatalf("round trip %q -> %q", s, back)
+		}
+	}
+}
+
+func TestInt(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "42": 42, "-7": -7} {
+		if n, ok := Int([]byte(in)); !ok || n != want {
+			t.Errorf("Int(%s) = %d %v", in, n, ok)
+		}
+	}
+	for _, in := range []string{"1.5", "1e3", "", "-", "99999999999999999999"} {
+		if _, ok := Int([]byte(in)); ok {
+			t.Errorf("Int(%q) accepted", in)
+		}
+	}
+}
