@@ -1,0 +1,101 @@
+package mockupstream
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Control header names. They are part of the mock's contract with tests, benchmarks and k6 scripts.
+const (
+	HeaderLatencyMS    = "x-mock-latency-ms"
+	HeaderTTFTMS       = "x-mock-ttft-ms"
+	HeaderChunks       = "x-mock-chunks"
+	HeaderChunkDelayMS = "x-mock-chunk-delay-ms"
+	HeaderStatus       = "x-mock-status"
+	HeaderResetAfter   = "x-mock-reset-after"
+	HeaderReplay       = "x-mock-replay"
+	HeaderUsageNull    = "x-mock-usage-null"
+
+	// HeaderServiceMS is on every response: the time the mock deliberately waited, in decimal milliseconds,
+	// so a harness can subtract it from what it measured.
+	HeaderServiceMS = "x-mock-service-ms"
+)
+
+const (
+	defaultChunks = 5
+	maxWaitMS     = 3_600_000 // an hour: anything longer is a typo, not a scenario
+	maxChunks     = 1_000_000
+)
+
+// plan is Behaviour after Defaults and the request's control headers are applied.
+type plan struct {
+	Behaviour
+	replay    string
+	usageNull bool
+}
+
+// resolve applies the control headers over s.cfg.Defaults. A header the mock cannot read is an error rather
+// than ignored, so a typo in a scenario fails loudly instead of measuring the wrong thing.
+func (s *Server) resolve(h *fasthttp.RequestHeader) (plan, *apiError) {
+	p := plan{Behaviour: s.cfg.Defaults}
+	if p.Chunks <= 0 {
+		p.Chunks = defaultChunks
+	}
+	durations := []struct {
+		name string
+		dst  *time.Duration
+	}{
+		{HeaderLatencyMS, &p.Latency},
+		{HeaderTTFTMS, &p.TTFT},
+		{HeaderChunkDelayMS, &p.ChunkDelay},
+	}
+	for _, d := range durations {
+		v := h.Peek(d.name)
+		if v == nil {
+			continue
+		}
+		ms, err := strconv.Atoi(string(v))
+		if err != nil || ms < 0 || ms > maxWaitMS {
+			return p, badMockHeader(d.name, string(v), "an integer number of milliseconds, 0 to 3600000")
+		}
+		*d.dst = time.Duration(ms) * time.Millisecond
+	}
+	counts := []struct {
+		name string
+		dst  *int
+	}{
+		{HeaderChunks, &p.Chunks},
+		{HeaderResetAfter, &p.ResetAfter},
+	}
+	for _, c := range counts {
+		v := h.Peek(c.name)
+		if v == nil {
+			continue
+		}
+		n, err := strconv.Atoi(string(v))
+		if err != nil || n < 0 || n > maxChunks {
+			return p, badMockHeader(c.name, string(v), "an integer from 0 to 1000000")
+		}
+		*c.dst = n
+	}
+	if v := h.Peek(HeaderStatus); v != nil {
+		n, err := strconv.Atoi(string(v))
+		if err != nil || (n != fasthttp.StatusOK && (n < 400 || n > 599)) {
+			return p, badMockHeader(HeaderStatus, string(v), "200 or an HTTP error status from 400 to 599")
+		}
+		p.Status = n
+	}
+	if v := h.Peek(HeaderUsageNull); v != nil {
+		switch string(v) {
+		case "1", "true":
+			p.usageNull = true
+		case "0", "false":
+		default:
+			return p, badMockHeader(HeaderUsageNull, string(v), "1 or 0")
+		}
+	}
+	p.replay = string(h.Peek(HeaderReplay))
+	return p, nil
+}
