@@ -92,9 +92,18 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		ReduceMemoryUsage:             false,
 		DisablePreParseMultipartForm:  true,
 		DisableHeaderNamesNormalizing: false,
+		// fasthttp's own log lines can quote a request, key included; every
+		// such failure is answered and recorded by handleTransportError.
+		SecureErrorLogMessage: true,
+		Logger:                quietLogger{},
 	}
 	return s, nil
 }
+
+// quietLogger drops fasthttp's internal log lines (see New).
+type quietLogger struct{}
+
+func (quietLogger) Printf(string, ...any) {}
 
 // exchange is the per-call state, pooled: the record, the parsed request,
 // the upstream body buffer and the stream relay.
