@@ -197,8 +197,7 @@ func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		e = apierror.New(fasthttp.StatusRequestEntityTooLarge, apierror.TypeInvalidRequest, "request_too_large", "",
-			"The request body is larger than this gateway accepts ("+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes).")
+		e = s.tooLarge()
 	case errors.As(err, &small):
 		e = apierror.New(fasthttp.StatusRequestHeaderFieldsTooLarge, apierror.TypeInvalidRequest, "headers_too_large", "",
 			"The request headers are too large.")
@@ -211,6 +210,11 @@ func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	ctx.SetConnectionClose()
 	s.reject(ctx, ex, e)
+}
+
+func (s *Server) tooLarge() *apierror.Error {
+	return apierror.New(fasthttp.StatusRequestEntityTooLarge, apierror.TypeInvalidRequest, "request_too_large", "",
+		"The request body is larger than this gateway accepts ("+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes).")
 }
 
 // post relays one completion or embeddings call.
@@ -229,6 +233,10 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 	}
 	rec.TenantID, rec.KeyID = key.Tenant.ID, key.ID
 	body := ctx.PostBody()
+	if len(body) > s.cfg.MaxBodyBytes {
+		s.reject(ctx, ex, s.tooLarge())
+		return
+	}
 	if aerr := ex.req.Parse(op, body); aerr != nil {
 		rec.Stream = ex.req.Stream
 		s.reject(ctx, ex, aerr)

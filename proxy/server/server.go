@@ -80,10 +80,14 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		return ex
 	}
 	s.http = &fasthttp.Server{
-		Handler:                       s.Handle,
-		ErrorHandler:                  s.handleTransportError,
-		Name:                          "loom",
-		MaxRequestBodySize:            cfg.MaxBodyBytes,
+		Handler:      s.Handle,
+		ErrorHandler: s.handleTransportError,
+		Name:         "loom",
+		// fasthttp answers a body over its limit by closing the connection,
+		// which a client still sending sees as a broken pipe, not a 413. So
+		// bodies up to 4x the limit are read and refused by post with a
+		// clean 413; only larger ones are cut at the transport.
+		MaxRequestBodySize:            4 * cfg.MaxBodyBytes,
 		ReadTimeout:                   60 * time.Second,
 		IdleTimeout:                   90 * time.Second,
 		NoDefaultServerHeader:         true,

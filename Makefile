@@ -1,0 +1,26 @@
+# Thin on purpose: anything longer than two lines of recipe is a Go program
+# (see deploy/cmd/devstack). `make` alone lists the targets.
+.DEFAULT_GOAL := help
+GO ?= go
+
+.PHONY: help build run test bench lint
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-6s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## Build loom, mockupstream and devstack into bin/
+	$(GO) build -o bin/ ./proxy/cmd/loom ./bench/cmd/mockupstream ./deploy/cmd/devstack
+
+run: build ## Start Loom and a demo key in front of the mock (or OpenAI if OPENAI_API_KEY is set); state in .loom/
+	./bin/devstack
+
+test: ## go vet, then every test
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+bench: ## Go micro-benchmarks of the proxy packages
+	$(GO) test -run '^$$' -bench . -benchmem ./proxy/...
+
+lint: ## Fail if gofmt would change a file; go vet
+	@files="$$(gofmt -l .)"; if [ -n "$$files" ]; then echo "gofmt -w these files:"; echo "$$files"; exit 1; fi
+	$(GO) vet ./...

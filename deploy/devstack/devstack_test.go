@@ -1,0 +1,369 @@
+package devstack
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/tenant"
+)
+
+// The test binary doubles as a service for the Stack tests: with
+// DEVSTACK_TEST_SERVICE set it runs as one instead of running tests.
+const envService = "DEVSTACK_TEST_SERVICE"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(envService); mode != "" {
+		os.Exit(fakeService(mode))
+	}
+	os.Exit(m.Run())
+}
+
+// fakeService is "serve ADDR" (answers GET /ready, exits 0 on SIGTERM),
+// "stubborn ADDR" (the same, but ignores SIGTERM) or "crash" (exits 3).
+func fakeService(mode string) int {
+	kind, addr, _ := strings.Cut(mode, " ")
+	fmt.Println("fake service", kind, "starting")
+	if kind == "crash" {
+		fmt.Fprintln(os.Stderr, "fake service: crashing")
+		return 3
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	go func() {
+		_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") }))
+	}()
+	for {
+		<-sig
+		if kind != "stubborn" {
+			fmt.Println("fake service: SIGTERM, exiting")
+			return 0
+		}
+	}
+}
+
+func fakeServiceDef(t *testing.T, name, kind string) Service {
+	t.Helper()
+	addr, _, err := pickAddr(name, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := Service{Name: name, Path: os.Args[0], Env: []string{envService + "=" + kind + " " + addr}}
+	if kind != "crash" {
+		svc.Ready = HTTPReady("http://" + addr + "/ready")
+	}
+	return svc
+}
+
+func TestRenderConfig_ParsesForEveryUpstream(t *testing.T) {
+	_, hash, err := tenant.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name           string
+		env            map[string]string
+		wantDeployment string
+		wantBaseURL    string
+		wantKeyEnv     string
+		wantForward    bool
+	}{
+		{name: "mock by default", wantDeployment: "mock", wantBaseURL: "http://127.0.0.1:9090/v1", wantForward: true},
+		{
+			name: "OPENAI_API_KEY routes to OpenAI", env: map[string]string{EnvOpenAIKey: "sk-test-not-real"},
+			wantDeployment: "openai", wantBaseURL: OpenAIBaseURL, wantKeyEnv: EnvOpenAIKey,
+		},
+		{
+			name: "LOOM_UPSTREAM_URL wins over OPENAI_API_KEY",
+			env: map[string]string{EnvOpenAIKey: "sk-test-not-real", EnvUpstreamURL: "http://127.0.0.1:11434/v1/",
+				EnvUpstreamKey: "secret"},
+			wantDeployment: "upstream", wantBaseURL: "http://127.0.0.1:11434/v1", wantKeyEnv: EnvUpstreamKey,
+		},
+		{
+			name: "LOOM_UPSTREAM_URL without a key", env: map[string]string{EnvUpstreamURL: "https://llm.example.com/v1"},
+			wantDeployment: "upstream", wantBaseURL: "https://llm.example.com/v1",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, k := range []string{EnvOpenAIKey, EnvUpstreamURL, EnvUpstreamKey} {
+				t.Setenv(k, tt.env[k]) // config.Parse checks api_key_env against the real environment
+			}
+			up := ChooseUpstream(os.Getenv)
+			if up.Mock {
+				up.BaseURL = "http://127.0.0.1:9090/v1"
+			}
+			b := RenderConfig("127.0.0.1:8080", up, hash)
+			cfg, err := config.Parse(b)
+			if err != nil {
+				t.Fatalf("config.Parse: %v\n%s", err, b)
+			}
+			if len(cfg.Deployments) != 1 {
+				t.Fatalf("deployments = %d, want 1", len(cfg.Deployments))
+			}
+			d := cfg.Deployments[0]
+			if d.Name != tt.wantDeployment || d.Provider != config.ProviderOpenAI || d.BaseURL != tt.wantBaseURL ||
+				d.APIKeyEnv != tt.wantKeyEnv || d.APIKey != "" {
+				t.Errorf("deployment = %+v, want name %q, provider openai, base_url %q, api_key_env %q, no api_key",
+					d, tt.wantDeployment, tt.wantBaseURL, tt.wantKeyEnv)
+			}
+			if got := len(d.ForwardHeaders) == 1 && d.ForwardHeaders[0] == "x-mock-*" &&
+				len(d.ForwardResponseHeaders) == 1 && d.ForwardResponseHeaders[0] == "x-mock-*"; got != tt.wantForward {
+				t.Errorf("forward headers %v / %v, want x-mock-* forwarded: %v", d.ForwardHeaders, d.ForwardResponseHeaders, tt.wantForward)
+			}
+			for _, secret := range tt.env {
+				if strings.Contains(secret, "secret") || strings.HasPrefix(secret, "sk-") {
+					if bytes.Contains(b, []byte(secret)) {
+						t.Errorf("config contains the credential %q", secret)
+					}
+				}
+			}
+			if cfg.Listen != "127.0.0.1:8080" {
+				t.Errorf("listen = %q", cfg.Listen)
+			}
+			if len(cfg.Tenants) != 1 || cfg.Tenants[0].ID != DemoTenant || len(cfg.Tenants[0].Keys) != 1 ||
+				cfg.Tenants[0].Keys[0].ID != DemoKeyID || cfg.Tenants[0].Keys[0].SHA256 != hash {
+				t.Fatalf("tenants = %+v, want demo with key demo-key", cfg.Tenants)
+			}
+			var models []string
+			for _, m := range cfg.Tenants[0].Models {
+				models = append(models, m.Name)
+				if m.Deployment != tt.wantDeployment {
+					t.Errorf("model %s goes to %q, want %q", m.Name, m.Deployment, tt.wantDeployment)
+				}
+			}
+			if strings.Join(models, ",") != strings.Join(DemoModels, ",") {
+				t.Errorf("models = %v, want %v", models, DemoModels)
+			}
+		})
+	}
+}
+
+func TestChooseUpstream_LoomKeyInOpenAIKey_IsIgnored(t *testing.T) {
+	env := map[string]string{EnvOpenAIKey: tenant.KeyPrefix + "abc"}
+	up := ChooseUpstream(func(k string) string { return env[k] })
+	if !up.Mock || !strings.Contains(up.Note, "ignored") {
+		t.Errorf("ChooseUpstream = %+v, want the mock and a note that the key is ignored", up)
+	}
+}
+
+func TestDemoKey_CreatedOnceWithMode0600(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "demo.key")
+	k1, err := DemoKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(k1, tenant.KeyPrefix) {
+		t.Errorf("key %q lacks the prefix %q", k1, tenant.KeyPrefix)
+	}
+	if fi, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	} else if runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode = %v, want 0600", fi.Mode().Perm())
+	}
+	k2, err := DemoKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k1 != k2 {
+		t.Errorf("second run got a different key")
+	}
+	if err := os.WriteFile(path, []byte("garbage\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DemoKey(path); err == nil {
+		t.Errorf("a key file without %s... was accepted", tenant.KeyPrefix)
+	}
+}
+
+func TestLineWriter_PrefixesWholeLines(t *testing.T) {
+	var out bytes.Buffer
+	w := NewTerminal(&out).prefixed("svc | ")
+	for _, s := range []string{"one\ntw", "o\n", "three"} {
+		if _, err := w.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.flush()
+	if want := "svc | one\nsvc | two\nsvc | three\n"; out.String() != want {
+		t.Errorf("got %q, want %q", out.String(), want)
+	}
+}
+
+func newStack(t *testing.T, svcs ...Service) (*Stack, *bytes.Buffer) {
+	var out bytes.Buffer
+	return &Stack{Services: svcs, LogDir: t.TempDir(), Out: NewTerminal(&out),
+		ReadyTimeout: 10 * time.Second, StopTimeout: 5 * time.Second}, &out
+}
+
+func TestStack_Interrupted_StopsEveryServiceAndReturnsNil(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGTERM")
+	}
+	st, out := newStack(t, fakeServiceDef(t, "first", "serve"), fakeServiceDef(t, "second", "serve"))
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := st.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	procs := append([]*proc(nil), st.procs...)
+	cancel()
+	if err := st.Wait(ctx); err != nil {
+		t.Fatalf("Wait = %v, want nil", err)
+	}
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		default:
+			t.Fatalf("%s still running", p.svc.Name)
+		}
+		if p.err != nil {
+			t.Errorf("%s exited with %v, want a clean exit on SIGTERM", p.svc.Name, p.err)
+		}
+		b, err := os.ReadFile(filepath.Join(st.LogDir, p.svc.Name+".log"))
+		if err != nil || !strings.Contains(string(b), "SIGTERM, exiting") {
+			t.Errorf("%s.log = %q, %v; want the service's output", p.svc.Name, b, err)
+		}
+	}
+	s := out.String()
+	if !strings.Contains(s, "first  | fake service serve starting") || !strings.Contains(s, "second | fake service: SIGTERM") {
+		t.Errorf("terminal output lacks prefixed lines:\n%s", s)
+	}
+	// Reverse order: second stops before first.
+	if i, j := strings.Index(s, "second | fake service: SIGTERM"), strings.Index(s, "first  | fake service: SIGTERM"); i < 0 || j < i {
+		t.Errorf("services did not stop in reverse order:\n%s", s)
+	}
+}
+
+func TestStack_ServiceDies_WaitReturnsErrExited(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGTERM")
+	}
+	crash := fakeServiceDef(t, "crasher", "crash")
+	crash.Ready = nil
+	st, _ := newStack(t, fakeServiceDef(t, "web", "serve"), crash)
+	ctx := context.Background()
+	if err := st.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	procs := append([]*proc(nil), st.procs...)
+	err := st.Wait(ctx)
+	if !errors.Is(err, ErrExited) || !strings.Contains(err.Error(), "crasher") || !strings.Contains(err.Error(), "exit status 3") {
+		t.Fatalf("Wait = %v, want crasher's ErrExited with exit status 3", err)
+	}
+	select {
+	case <-procs[0].done:
+	default:
+		t.Fatal("the surviving service was left running")
+	}
+}
+
+func TestStack_ServiceExitsBeforeReady_StartFails(t *testing.T) {
+	crash := fakeServiceDef(t, "crasher", "crash")
+	crash.Ready = func(context.Context) error { return errors.New("not yet") }
+	st, _ := newStack(t, crash)
+	err := st.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "exited before it was ready") {
+		t.Fatalf("Start = %v, want an exited-before-ready error", err)
+	}
+}
+
+func TestStack_ServiceIgnoresSIGTERM_IsKilled(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGTERM")
+	}
+	st, out := newStack(t, fakeServiceDef(t, "stubborn", "stubborn"))
+	st.StopTimeout = 300 * time.Millisecond
+	if err := st.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p := st.procs[0]
+	st.Stop()
+	select {
+	case <-p.done:
+	default:
+		t.Fatal("still running after Stop")
+	}
+	if !strings.Contains(out.String(), "killing it") {
+		t.Errorf("no kill reported:\n%s", out.String())
+	}
+}
+
+// TestDevstack_RealBinaries_AnswerTheBannerCurl runs the real stack when
+// `make build` has put the binaries in bin/; it builds nothing itself.
+func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
+	bin, err := filepath.Abs(filepath.Join("..", "..", "bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"loom", "mockupstream"} {
+		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+			t.Skipf("no %s in %s (run `make build` to include this test)", b, bin)
+		}
+	}
+	dir := t.TempDir()
+	p, err := Prepare(Options{Dir: dir, Bin: bin, Listen: "127.0.0.1:0", MockAddr: "127.0.0.1:0",
+		Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, out := newStack(t, p.Services...)
+	st.LogDir = dir
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := st.Start(ctx); err != nil {
+		t.Fatalf("Start: %v\n%s", err, out)
+	}
+	defer st.Stop()
+
+	for _, tc := range []struct{ name, body, wantIn string }{
+		{"unary", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}`, `"object":"chat.completion"`},
+		{"stream", `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Hello"}]}`, "data: [DONE]"},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, p.LoomURL+"/v1/chat/completions", strings.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer "+p.Key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), tc.wantIn) {
+			t.Errorf("%s: %s %s, want 200 with %q", tc.name, resp.Status, b, tc.wantIn)
+		}
+		if tc.name == "stream" && strings.Contains(string(b), `"usage"`) {
+			t.Errorf("stream: the client got a usage chunk it did not ask for:\n%s", b)
+		}
+	}
+	procs := append([]*proc(nil), st.procs...)
+	cancel()
+	if err := st.Wait(ctx); err != nil {
+		t.Fatalf("Wait = %v", err)
+	}
+	for _, pr := range procs {
+		if pr.err != nil {
+			t.Errorf("%s exited with %v after SIGTERM\n%s", pr.svc.Name, pr.err, out)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "loom.log")); err != nil || !strings.Contains(string(b), "tenant=demo") {
+		t.Errorf("loom.log lacks the logged calls: %v\n%s", err, b)
+	}
+}
