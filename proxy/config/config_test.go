@@ -1,0 +1,68 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const validHash = "ce37a696b098c90b35058c8eaae60cd2d14fe9a9662b6d1f37279b0191e204e4"
+
+func TestParse_AppliesDefaults(t *testing.T) {
+	c, err := Parse([]byte(`
+deployments:
+  - {name: oa, provider: openai, base_url: "https://api.openai.com/v1", api_key: sk-x}
+  - {name: az, provider: azure_openai, base_url: "https://r.openai.azure.com", api_key: k}
+tenants:
+  - id: t
+    keys: [{id: k1, sha256: ` + validHash + `}]
+    models: [{name: m, deployment: oa}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != DefaultListen || c.MaxBodyBytes != DefaultMaxBodyBytes || c.Timeouts.Drain != 5*time.Second {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+	if c.Deployments[1].APIVersion == "" {
+		t.Fatal("azure api_version default missing")
+	}
+}
+
+func TestParse_ReportsEveryProblemByField(t *testing.T) {
+	_, err := Parse([]byte(`
+max_body_bytes: 10
+timeouts: {drain: -1s}
+deployments:
+  - {name: a, provider: bedrock, base_url: "ftp://x"}
+  - {name: a, provider: azure_openai, base_url: "https://x?y=1"}
+  - {name: e, provider: openai, base_url: "http://x", api_key_env: LOOM_TEST_SURELY_UNSET}
+tenants:
+  - id: t
+    keys:
+      - {id: k1, sha256: nothex}
+      - {id: k1, sha256: ` + validHash + `}
+      - {id: k2, sha256: ` + validHash + `}
+    models: [{name: m, deployment: nope}, {name: m, deployment: a}]
+  - id: t
+`))
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, want := range []string{
+		"max_body_bytes", "timeouts.drain", "deployments[0].provider", "deployments[0].base_url", "deployments[1].name",
+		"deployments[1].base_url", "deployments[1]: azure_openai needs api_key", "deployments[2].api_key_env",
+		"tenants[0].keys[0].sha256", "tenants[0].keys[1].id", "tenants[0].keys[2].sha256", "tenants[0].models[0].deployment",
+		"tenants[0].models[1].name", "tenants[1].id",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+}
+
+func TestParse_RejectsUnknownFields(t *testing.T) {
+	if _, err := Parse([]byte("listne: 127.0.0.1:1\n")); err == nil || !strings.Contains(err.Error(), "listne") {
+		t.Fatalf("typo accepted: %v", err)
+	}
+}
