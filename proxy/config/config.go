@@ -65,6 +65,9 @@ type Deployment struct {
 	APIKeyEnv string `yaml:"api_key_env"`
 	// APIVersion is Azure's api-version query parameter.
 	APIVersion string `yaml:"api_version"`
+	// CAFile is a PEM bundle trusted for this deployment's TLS, beside the
+	// system roots (a self-hosted server with a private CA).
+	CAFile string `yaml:"ca_file"`
 	// MaxConns caps the pool of connections to this deployment.
 	MaxConns int `yaml:"max_conns"`
 	// ForwardHeaders lists request headers, beyond Loom's own short list,
@@ -208,6 +211,11 @@ func (c *Config) Validate() error {
 		}
 		if d.Provider == ProviderAzureOpenAI && d.Credential() == "" {
 			bad(f, "azure_openai needs api_key or api_key_env")
+		}
+		if d.CAFile != "" {
+			if _, err := os.Stat(d.CAFile); err != nil {
+				bad(f+".ca_file", "%v", err)
+			}
 		}
 		if d.MaxConns < 0 {
 			bad(f+".max_conns", "must not be negative")

@@ -6,6 +6,8 @@ package upstream
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -89,12 +91,28 @@ func New(c config.Deployment, t config.Timeouts, dial DialFunc) (*Deployment, er
 	if d.azure {
 		d.Provider = "azure.ai.openai"
 	}
+	var tlsConfig *tls.Config
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("deployment %s: ca_file: %w", c.Name, err)
+		}
+		roots, err := x509.SystemCertPool()
+		if err != nil {
+			roots = x509.NewCertPool()
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("deployment %s: ca_file %s: no PEM certificates", c.Name, c.CAFile)
+		}
+		tlsConfig = &tls.Config{RootCAs: roots, ServerName: d.Host, MinVersion: tls.VersionTLS12}
+	}
 	addr := net.JoinHostPort(d.Host, strconv.Itoa(port))
 	connect, firstByte, idle := t.Connect, t.FirstByte, t.StreamIdle
 	d.client = &fasthttp.HostClient{
 		Addr:                          addr,
 		Name:                          "loom",
 		IsTLS:                         u.Scheme == "https",
+		TLSConfig:                     tlsConfig,
 		MaxConns:                      c.MaxConns,
 		MaxIdleConnDuration:           t.IdleConn,
 		MaxResponseBodySize:           0,
