@@ -28,7 +28,7 @@ func BenchmarkGateway(b *testing.B) {
 	key, hash, _ := tenant.NewKey()
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
 deployments:
-  - {name: mock, provider: openai, base_url: "http://mock.local/v1", api_key: %s}
+  - {name: mock, provider: openai, base_url: "http://mock.local/v1", api_key: %s, forward_headers: ["x-mock-*"]}
 tenants:
   - id: bench
     keys: [{id: bench-key, sha256: %s}]
