@@ -13,10 +13,7 @@ import (
 // Error types, as OpenAI names them.
 const (
 	TypeInvalidRequest = "invalid_request_error"
-	TypeAuthentication = "authentication_error"
-	TypeNotFound       = "not_found_error"
 	TypeServer         = "server_error"
-	TypeRateLimit      = "rate_limit_error"
 )
 
 // Error is an error Loom itself answers with.

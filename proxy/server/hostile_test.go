@@ -131,7 +131,7 @@ func TestHostileRequests_GetOpenAIErrorsAndServerKeepsServing(t *testing.T) {
 		{name: "unknown model by id", method: "GET", path: "/v1/models/gpt-99", status: 404, code: "model_not_found"},
 		{name: "embeddings without input", path: "/v1/embeddings", body: `{"model":"text-embedding-3-small"}`, status: 400, code: "missing_required_parameter"},
 		{name: "completions prompt object", path: "/v1/completions", body: `{"model":"gpt-4o","prompt":{}}`, status: 400, code: "invalid_type"},
-		{name: "forged upstream credential header", header: map[string]string{"X-Mock-Status": "abc"}, body: chat(""), status: 400},
+		{name: "upstream 400 for a bad forwarded header is relayed", header: map[string]string{"X-Mock-Status": "abc"}, body: chat(""), status: 400, code: "invalid_mock_header"},
 	}
 	if len(tests) < 30 {
 		t.Fatalf("only %d cases", len(tests))

@@ -87,15 +87,13 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		// which a client still sending sees as a broken pipe, not a 413. So
 		// bodies up to 4x the limit are read and refused by post with a
 		// clean 413; only larger ones are cut at the transport.
-		MaxRequestBodySize:            4 * cfg.MaxBodyBytes,
-		ReadTimeout:                   60 * time.Second,
-		IdleTimeout:                   90 * time.Second,
-		NoDefaultServerHeader:         true,
-		NoDefaultContentType:          true,
-		CloseOnShutdown:               true,
-		ReduceMemoryUsage:             false,
-		DisablePreParseMultipartForm:  true,
-		DisableHeaderNamesNormalizing: false,
+		MaxRequestBodySize:           4 * cfg.MaxBodyBytes,
+		ReadTimeout:                  60 * time.Second,
+		IdleTimeout:                  90 * time.Second,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		CloseOnShutdown:              true,
+		DisablePreParseMultipartForm: true,
 		// fasthttp's own log lines can quote a request, key included; every
 		// such failure is answered and recorded by handleTransportError.
 		SecureErrorLogMessage: true,
@@ -212,6 +210,3 @@ func (s *Server) untrack(st *relay.Stream) {
 	delete(s.streams, st)
 	s.streamsMu.Unlock()
 }
-
-// Directory is the tenant snapshot in use.
-func (s *Server) Directory() *tenant.Directory { return s.dir.Load() }

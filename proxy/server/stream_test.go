@@ -40,13 +40,10 @@ func TestStream_NotBuffered_EachChunkArrivesBeforeTheNextIsSent(t *testing.T) {
 	defer resp.Body.Close()
 	r := bufio.NewReader(resp.Body)
 	var arrived []time.Time
-	var event []byte
 	for {
 		line, err := r.ReadBytes('\n')
-		event = append(event, line...)
 		if bytes.Equal(line, []byte("\n")) {
 			arrived = append(arrived, time.Now())
-			event = event[:0]
 		}
 		if err != nil {
 			break
@@ -203,21 +200,19 @@ func TestUpstreamFailures_MapToGatewayStatuses(t *testing.T) {
 			seen := st.count()
 			status, hdr, body := st.do("POST", "/v1/chat/completions", st.keyA,
 				`{"model":"gpt-4o","messages":[{"role":"user","content":"x"}],"stream":`+stream+`}`,
-				map[string]string{"x-mock-status": itoa(code)})
+				map[string]string{"x-mock-status": strconv.Itoa(code)})
 			if status != code || !bytes.Contains(body, []byte(`"error"`)) {
 				t.Fatalf("upstream %d relayed as %d: %s", code, status, body)
 			}
 			if code == 429 && hdr.Get("Retry-After") == "" {
 				t.Fatal("Retry-After of an upstream 429 not relayed")
 			}
-			if rec := st.lastRecord(seen); rec.Outcome != call.OutcomeUpstreamError || rec.ErrorType != itoa(code) || rec.UpstreamStatus != code {
+			if rec := st.lastRecord(seen); rec.Outcome != call.OutcomeUpstreamError || rec.ErrorType != strconv.Itoa(code) || rec.UpstreamStatus != code {
 				t.Fatalf("record %+v", rec)
 			}
 		}
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 func TestShutdown_LetsInFlightStreamsFinish(t *testing.T) {
 	st := startStack(t, stackOptions{})

@@ -109,15 +109,13 @@ func New(c config.Deployment, t config.Timeouts, dial DialFunc) (*Deployment, er
 	addr := net.JoinHostPort(d.Host, strconv.Itoa(port))
 	connect, firstByte, idle := t.Connect, t.FirstByte, t.StreamIdle
 	d.client = &fasthttp.HostClient{
-		Addr:                          addr,
-		Name:                          "loom",
-		IsTLS:                         u.Scheme == "https",
-		TLSConfig:                     tlsConfig,
-		MaxConns:                      c.MaxConns,
-		MaxIdleConnDuration:           t.IdleConn,
-		MaxResponseBodySize:           0,
-		DisableHeaderNamesNormalizing: false,
-		NoDefaultUserAgentHeader:      true,
+		Addr:                     addr,
+		Name:                     "loom",
+		IsTLS:                    u.Scheme == "https",
+		TLSConfig:                tlsConfig,
+		MaxConns:                 c.MaxConns,
+		MaxIdleConnDuration:      t.IdleConn,
+		NoDefaultUserAgentHeader: true,
 		// Loom never retries a POST on its own: the upstream may already have
 		// started (and billed) the call.
 		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
