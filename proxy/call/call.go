@@ -88,6 +88,9 @@ type Record struct {
 
 	HTTPMethod     string
 	HTTPRoute      string
+	// TraceParent is the client's W3C traceparent header, if any: the
+	// call's spans join the caller's trace.
+	TraceParent []byte
 	Status         int // what the client got
 	UpstreamStatus int // 0 when no upstream answer arrived
 
@@ -124,8 +127,8 @@ type Record struct {
 
 // Reset empties r for reuse, keeping its buffers.
 func (r *Record) Reset() {
-	id, model, reasons := r.ResponseID[:0], r.ResponseModel[:0], r.FinishReasons[:0]
-	*r = Record{ResponseID: id, ResponseModel: model, FinishReasons: reasons}
+	id, model, reasons, tp := r.ResponseID[:0], r.ResponseModel[:0], r.FinishReasons[:0], r.TraceParent[:0]
+	*r = Record{ResponseID: id, ResponseModel: model, FinishReasons: reasons, TraceParent: tp}
 }
 
 // Clone returns a deep copy that owns its slices.
@@ -134,6 +137,7 @@ func (r *Record) Clone() *Record {
 	c.ResponseID = append([]byte(nil), r.ResponseID...)
 	c.ResponseModel = append([]byte(nil), r.ResponseModel...)
 	c.FinishReasons = append([]string(nil), r.FinishReasons...)
+	c.TraceParent = append([]byte(nil), r.TraceParent...)
 	return &c
 }
 
@@ -180,3 +184,26 @@ type SinkFunc func(r *Record)
 func (f SinkFunc) Record(r *Record) { f(r) }
 
 var _ Sink = SinkFunc(nil)
+
+// Sinks returns a Sink that hands each record to every one of sinks, in
+// order; nil sinks are skipped.
+func Sinks(sinks ...Sink) Sink {
+	var live multi
+	for _, s := range sinks {
+		if s != nil {
+			live = append(live, s)
+		}
+	}
+	if len(live) == 1 {
+		return live[0]
+	}
+	return live
+}
+
+type multi []Sink
+
+func (m multi) Record(r *Record) {
+	for _, s := range m {
+		s.Record(r)
+	}
+}

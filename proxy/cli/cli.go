@@ -16,7 +16,12 @@ import (
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/server"
 	"github.com/loom-gateway/loom/proxy/tenant"
+	"github.com/loom-gateway/loom/proxy/tracing"
 )
+
+// Version is service.version on Loom's spans; release builds set it with
+// -ldflags "-X github.com/loom-gateway/loom/proxy/cli.Version=...".
+var Version = "dev"
 
 // ErrUsage marks a command line that could not be understood; the usage was
 // already printed.
@@ -119,9 +124,23 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	opts := server.Options{Logger: log, AddedLatency: *addedLatency}
+	var sinks []call.Sink
 	if *logCalls {
-		opts.Sink = call.SinkFunc(func(r *call.Record) { logRecord(log, r) })
+		sinks = append(sinks, call.SinkFunc(func(r *call.Record) { logRecord(log, r) }))
 	}
+	var tracer *tracing.Tracer
+	if cfg.Tracing.Endpoint != "" {
+		if tracer, err = tracing.New(ctx, cfg.Tracing, tracing.Options{ServiceVersion: Version, Logger: log}); err != nil {
+			return err
+		}
+		sinks = append(sinks, tracer)
+		opts.Metrics = tracer.AppendMetrics
+		log.Info("tracing on", "endpoint", cfg.Tracing.Endpoint, "protocol", cfg.Tracing.Protocol,
+			"instance_id", tracer.InstanceID())
+	} else {
+		log.Warn("tracing off: set tracing.endpoint to record calls as spans")
+	}
+	opts.Sink = call.Sinks(sinks...)
 	srv, err := server.New(cfg, opts)
 	if err != nil {
 		return err
@@ -141,10 +160,21 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("shutting down", "deadline", cfg.Timeouts.Shutdown)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Shutdown)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	err = srv.Shutdown(sctx)
+	if serr := <-errc; err == nil {
+		err = serr
+	}
+	if tracer != nil {
+		// The calls are over; their spans get the export timeout to reach
+		// the collector, and whatever cannot is counted in the final log.
+		tctx, cancel := context.WithTimeout(context.Background(), cfg.Tracing.ExportTimeout)
+		defer cancel()
+		err = errors.Join(err, tracer.Shutdown(tctx))
+	}
+	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
-	return <-errc
+	return nil
 }
 
 func logRecord(log *slog.Logger, r *call.Record) {

@@ -66,3 +66,29 @@ func TestParse_RejectsUnknownFields(t *testing.T) {
 		t.Fatalf("typo accepted: %v", err)
 	}
 }
+
+func TestParse_TracingDefaultsAndProblems(t *testing.T) {
+	c, err := Parse([]byte("tracing: {endpoint: \"http://127.0.0.1:4317\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := c.Tracing
+	if tr.Protocol != TracingGRPC || tr.QueueSize != DefaultTracing.QueueSize || tr.BatchSize != DefaultTracing.BatchSize ||
+		tr.ExportTimeout != DefaultTracing.ExportTimeout || tr.RetryMaxElapsed >= tr.ExportTimeout {
+		t.Fatalf("tracing defaults: %+v", tr)
+	}
+	_, err = Parse([]byte(`
+tracing: {endpoint: "127.0.0.1:4317", protocol: thrift, queue_size: -1, batch_size: 5, export_timeout: 10s, retry_max_elapsed: 10s}
+tenants:
+  - {id: t, content: {capture: true, max_bytes: -1}}
+`))
+	if err == nil {
+		t.Fatal("invalid tracing accepted")
+	}
+	for _, want := range []string{"tracing.endpoint", "tracing.protocol", "tracing.queue_size", "tracing.batch_size",
+		"tracing.retry_max_elapsed", "tenants[0].content.max_bytes"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+}

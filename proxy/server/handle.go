@@ -37,6 +37,8 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.health(ctx, true)
 	case "/readyz":
 		s.health(ctx, !s.draining.Load())
+	case "/metrics":
+		s.metrics(ctx)
 	default:
 		if name, ok := bytes.CutPrefix(path, []byte("/v1/models/")); ok && len(name) > 0 {
 			s.models(ctx, name)
@@ -63,6 +65,9 @@ func (s *Server) begin(ctx *fasthttp.RequestCtx, op call.Operation, route string
 	rec.Operation = op
 	rec.HTTPRoute = route
 	rec.HTTPMethod = methodName(ctx.Method())
+	if tp := ctx.Request.Header.Peek("traceparent"); len(tp) <= 128 {
+		rec.TraceParent = append(rec.TraceParent, tp...)
+	}
 	return ex
 }
 
@@ -89,6 +94,21 @@ func (s *Server) health(ctx *fasthttp.RequestCtx, ok bool) {
 		return
 	}
 	ctx.SetBodyString(`{"status":"ok"}`)
+}
+
+func (s *Server) metrics(ctx *fasthttp.RequestCtx) {
+	if s.opts.Metrics == nil {
+		writeError(ctx, apierror.New(fasthttp.StatusNotFound, apierror.TypeInvalidRequest, "unknown_url", "",
+			"Metrics are not enabled on this gateway."))
+		return
+	}
+	if !ctx.IsGet() {
+		ctx.Response.Header.Set("Allow", "GET")
+		writeError(ctx, methodNotAllowed(ctx))
+		return
+	}
+	ctx.SetContentType("text/plain; version=0.0.4")
+	ctx.Response.SetBodyRaw(s.opts.Metrics(nil))
 }
 
 func methodNotAllowed(ctx *fasthttp.RequestCtx) *apierror.Error {

@@ -36,6 +36,10 @@ type Options struct {
 	AddedLatency time.Duration
 	// Dial replaces TCP towards upstreams (tests, in-memory benchmarks).
 	Dial upstream.DialFunc
+	// Metrics, when set, serves GET /metrics: it appends the Prometheus
+	// text exposition of whoever owns the counters (the tracer's span
+	// totals).
+	Metrics func(dst []byte) []byte
 }
 
 // Server is the gateway.
