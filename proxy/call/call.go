@@ -7,6 +7,7 @@ package call
 
 import (
 	"time"
+	"unicode/utf8"
 )
 
 // Operation is the kind of call, named as the GenAI semantic conventions name
@@ -86,11 +87,11 @@ type Record struct {
 	// the client's behalf and so must keep the usage chunk from the client.
 	UsageRequested bool
 
-	HTTPMethod     string
-	HTTPRoute      string
+	HTTPMethod string
+	HTTPRoute  string
 	// TraceParent is the client's W3C traceparent header, if any: the
 	// call's spans join the caller's trace.
-	TraceParent []byte
+	TraceParent    []byte
 	Status         int // what the client got
 	UpstreamStatus int // 0 when no upstream answer arrived
 
@@ -119,16 +120,80 @@ type Record struct {
 	ErrorType          string // short, stable: "timeout", "connect", "upstream_reset", "http_429", ...
 	ErrorMessage       string // for logs and span status; never contains a credential
 	ClientDisconnected bool
+	// Content is what the call said, filled only when the tenant's policy
+	// captures content.
+	Content Content
 	// Drained is true when the client vanished and Loom kept reading the
 	// upstream to learn the final usage; DrainComplete says it reached the end.
 	Drained       bool
 	DrainComplete bool
 }
 
+// Content holds a call's prompt and completion for a tenant that captures
+// content. Nothing here is read unless Capture is set.
+type Content struct {
+	Capture bool
+	// Max caps the captured text, for the input and the output each.
+	Max int
+	// Request is the request body as sent upstream. It is not a copy: it is
+	// valid only until Sink.Record returns.
+	Request []byte
+	// Response is a copy of a unary response body.
+	Response []byte
+	// Choices is the text streamed so far for each choice index, Max bytes
+	// in all.
+	Choices [][]byte
+	// Truncated says Max cut something.
+	Truncated bool
+}
+
+// reset empties c, keeping its buffers (AppendChoice empties each one it
+// takes back into use).
+func (c *Content) reset() Content {
+	return Content{Response: c.Response[:0], Choices: c.Choices[:0]}
+}
+
+// AppendChoice adds streamed text of choice index, within Max. A cut never
+// splits a UTF-8 sequence: spans must stay valid UTF-8.
+func (c *Content) AppendChoice(index int, text []byte) {
+	if index < 0 || index > 1<<10 {
+		return
+	}
+	for len(c.Choices) <= index {
+		if len(c.Choices) < cap(c.Choices) {
+			c.Choices = c.Choices[:len(c.Choices)+1]
+			c.Choices[len(c.Choices)-1] = c.Choices[len(c.Choices)-1][:0]
+		} else {
+			c.Choices = append(c.Choices, nil)
+		}
+	}
+	used := 0
+	for _, ch := range c.Choices {
+		used += len(ch)
+	}
+	if room := c.Max - used; len(text) > room {
+		text, c.Truncated = text[:RuneBoundary(text, max(room, 0))], true
+	}
+	c.Choices[index] = append(c.Choices[index], text...)
+}
+
+// RuneBoundary is the largest n' <= n at which b can be cut without
+// splitting a UTF-8 sequence.
+func RuneBoundary(b []byte, n int) int {
+	if n >= len(b) {
+		return len(b)
+	}
+	for n > 0 && !utf8.RuneStart(b[n]) {
+		n--
+	}
+	return n
+}
+
 // Reset empties r for reuse, keeping its buffers.
 func (r *Record) Reset() {
 	id, model, reasons, tp := r.ResponseID[:0], r.ResponseModel[:0], r.FinishReasons[:0], r.TraceParent[:0]
-	*r = Record{ResponseID: id, ResponseModel: model, FinishReasons: reasons, TraceParent: tp}
+	content := r.Content.reset()
+	*r = Record{ResponseID: id, ResponseModel: model, FinishReasons: reasons, TraceParent: tp, Content: content}
 }
 
 // Clone returns a deep copy that owns its slices.
@@ -138,6 +203,12 @@ func (r *Record) Clone() *Record {
 	c.ResponseModel = append([]byte(nil), r.ResponseModel...)
 	c.FinishReasons = append([]string(nil), r.FinishReasons...)
 	c.TraceParent = append([]byte(nil), r.TraceParent...)
+	c.Content.Request = append([]byte(nil), r.Content.Request...)
+	c.Content.Response = append([]byte(nil), r.Content.Response...)
+	c.Content.Choices = nil
+	for _, ch := range r.Content.Choices {
+		c.Content.Choices = append(c.Content.Choices, append([]byte(nil), ch...))
+	}
 	return &c
 }
 

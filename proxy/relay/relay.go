@@ -135,6 +135,9 @@ func (s *Stream) process(ev *sse.Event) []byte {
 	}
 	rec.Chunks++
 	c := tap.Observe(rec, ev.Data)
+	if rec.Content.Capture {
+		tap.ObserveContent(&rec.Content, ev.Data)
+	}
 	if c.Error && rec.Outcome == "" {
 		rec.Outcome = call.OutcomeUpstreamError
 	}

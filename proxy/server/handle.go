@@ -286,6 +286,10 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 	}
 	ureq.Header.SetContentType("application/json")
 	ex.body = ex.req.AppendUpstreamBody(ex.body[:0], body, rt.UpstreamModel)
+	if p := key.Tenant.Content; p.Capture {
+		// ex.body lives until the exchange is reused, after the sink ran.
+		rec.Content.Capture, rec.Content.Max, rec.Content.Request = true, p.MaxBytes, ex.body
+	}
 	ureq.SetBodyRaw(ex.body)
 	uresp := fasthttp.AcquireResponse()
 	uresp.StreamBody = ex.req.Stream
@@ -361,6 +365,9 @@ func (s *Server) unary(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Dep
 	rec.UpstreamBytes = int64(len(body))
 	status := uresp.StatusCode()
 	tap.Observe(rec, body)
+	if rec.Content.Capture {
+		rec.Content.Response = append(rec.Content.Response[:0], body...)
+	}
 	if status >= 400 {
 		rec.Outcome = call.OutcomeUpstreamError
 		rec.ErrorType = strconv.Itoa(status)

@@ -48,7 +48,9 @@ type stackOptions struct {
 	drain       time.Duration
 	firstByte   time.Duration
 	maxBody     int
-	upstreamURL string // overrides the mock's address for the openai deployment
+	upstreamURL string    // overrides the mock's address for the openai deployment
+	sink        call.Sink // gets every record too (a tracer)
+	contentMax  int       // >0: tenant acme captures content, this many bytes
 }
 
 func startStack(t testing.TB, o stackOptions) *stack {
@@ -100,6 +102,7 @@ deployments:
 tenants:
   - id: acme
     keys: [{id: acme-key-1, sha256: %s}]
+    content: {capture: %t, max_bytes: %d}
     models:
       - {name: gpt-4o-mini, deployment: mock-openai, upstream_model: gpt-4o-mini-2024-07-18}
       - {name: gpt-4o, deployment: mock-openai}
@@ -109,13 +112,14 @@ tenants:
     keys: [{id: globex-key-1, sha256: %s}]
     models:
       - {name: globex-model, deployment: mock-openai, upstream_model: gpt-4o}
-`, o.maxBody, o.firstByte, o.drain, openaiURL, upstreamSecret, mockURL, upstreamSecret, hashA, hashB)
+`, o.maxBody, o.firstByte, o.drain, openaiURL, upstreamSecret, mockURL, upstreamSecret, hashA,
+		o.contentMax > 0, max(o.contentMax, 1), hashB)
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := &stack{t: t, mock: mock, keyA: keyA, keyB: keyB, notify: make(chan struct{}, 1)}
-	st.loom, err = server.New(cfg, server.Options{Sink: call.SinkFunc(st.record)})
+	st.loom, err = server.New(cfg, server.Options{Sink: call.Sinks(call.SinkFunc(st.record), o.sink)})
 	if err != nil {
 		t.Fatal(err)
 	}

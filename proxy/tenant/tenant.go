@@ -34,7 +34,9 @@ type Key struct {
 
 // Tenant is one customer with its models.
 type Tenant struct {
-	ID         string
+	ID string
+	// Content is the tenant's prompt and completion capture policy.
+	Content    config.ContentPolicy
 	routes     map[string]*Route
 	modelsJSON []byte
 	modelJSON  map[string][]byte
@@ -54,7 +56,7 @@ func Build(cfg *config.Config, deployments map[string]*upstream.Deployment) (*Di
 	d := &Directory{keys: map[[sha256.Size]byte]*Key{}, tenants: map[string]*Tenant{}}
 	created := time.Now().Unix()
 	for _, tc := range cfg.Tenants {
-		t := &Tenant{ID: tc.ID, routes: map[string]*Route{}, modelJSON: map[string][]byte{}}
+		t := &Tenant{ID: tc.ID, Content: tc.Content, routes: map[string]*Route{}, modelJSON: map[string][]byte{}}
 		for _, m := range tc.Models {
 			dep, ok := deployments[m.Deployment]
 			if !ok {

@@ -29,12 +29,12 @@ type Stats struct {
 // SDK's processor drops it), and every drop is counted by cause (the SDK's
 // count is private). OnEnd never blocks the call that ended the span.
 type queue struct {
-	exp     sdktrace.SpanExporter
-	log     *slog.Logger
-	in      chan sdktrace.ReadOnlySpan
-	flushc  chan chan struct{}
-	stop    chan struct{} // closed by Shutdown: export what is left, then exit
-	done    chan struct{} // closed when the loop has exited
+	exp    sdktrace.SpanExporter
+	log    *slog.Logger
+	in     chan sdktrace.ReadOnlySpan
+	flushc chan chan struct{}
+	stop   chan struct{} // closed by Shutdown: export what is left, then exit
+	done   chan struct{} // closed when the loop has exited
 	// aborted ends when Shutdown's deadline passes: give up now.
 	aborted context.Context
 	abort   context.CancelFunc

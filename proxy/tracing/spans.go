@@ -192,6 +192,8 @@ func appendClient(a []attribute.KeyValue, r *call.Record, seq int64, instance st
 	if r.Drained {
 		a = append(a, attribute.Bool(sa.Drained, true), attribute.Bool(sa.DrainComplete, r.DrainComplete))
 	}
+	if r.Content.Capture {
+		a = appendContent(a, r)
+	}
 	return a
 }
-
