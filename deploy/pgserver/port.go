@@ -1,0 +1,32 @@
+package pgserver
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// choosePort returns the port recorded in dir by an earlier Start if it is
+// free (unless fresh), else one the kernel says is free. Another program
+// may take it before the server binds it; Start then tries again.
+func choosePort(dir string, fresh bool) (int, error) {
+	if !fresh {
+		if b, err := os.ReadFile(filepath.Join(dir, portFile)); err == nil {
+			if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && p > 0 && p < 65536 {
+				if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
+					ln.Close()
+					return p, nil
+				}
+			}
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
