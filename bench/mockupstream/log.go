@@ -26,6 +26,9 @@ type Received struct {
 	Query  string            `json:"query"`
 	Header map[string]string `json:"header"` // lower-cased names; repeated headers joined with ", "
 	Body   []byte            `json:"-"`      // rendered as a string by GET /_mock/requests
+	// Arrived is when the mock had read the request; ChunkSentAt[0] minus
+	// Arrived is the time to first chunk the mock produced.
+	Arrived time.Time `json:"arrived"`
 
 	Stream       bool `json:"stream"`        // the request body had "stream": true
 	IncludeUsage bool `json:"include_usage"` // the request body had stream_options.include_usage == true
@@ -127,12 +130,13 @@ func (s *Server) Reset() { s.log.reset() }
 // newReceived copies what the request carries; the copy must not alias ctx, which fasthttp reuses.
 func newReceived(ctx *fasthttp.RequestCtx, seq int64) *Received {
 	r := &Received{
-		Seq:    seq,
-		Method: string(ctx.Method()),
-		Path:   string(ctx.Path()),
-		Query:  string(ctx.QueryArgs().QueryString()),
-		Header: make(map[string]string),
-		Body:   slices.Clone(ctx.PostBody()),
+		Seq:     seq,
+		Arrived: time.Now(),
+		Method:  string(ctx.Method()),
+		Path:    string(ctx.Path()),
+		Query:   string(ctx.QueryArgs().QueryString()),
+		Header:  make(map[string]string),
+		Body:    slices.Clone(ctx.PostBody()),
 	}
 	for k, v := range ctx.Request.Header.All() {
 		name := strings.ToLower(string(k))

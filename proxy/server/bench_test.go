@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"testing"
@@ -8,12 +9,20 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/loom-gateway/loom/bench/mockupstream"
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/server"
 	"github.com/loom-gateway/loom/proxy/tenant"
+	"github.com/loom-gateway/loom/proxy/tracing"
 )
+
+// discard is a span exporter that drops everything, successfully.
+type discard struct{}
+
+func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discard) Shutdown(context.Context) error                             { return nil }
 
 // BenchmarkGateway measures the whole request path through in-memory
 // listeners: client → Loom → mock upstream, beside the same call straight to
@@ -45,11 +54,27 @@ tenants:
 	go func() { _ = loom.Serve(loomLn) }()
 	defer loomLn.Close()
 
+	// The same gateway with tracing on: every call becomes two SDK spans
+	// through Loom's export queue; the exporter discards them, so this
+	// measures what tracing costs the proxy, not a collector.
+	tracer, err := tracing.New(context.Background(), config.DefaultTracing, tracing.Options{Exporter: discard{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tracer.Shutdown(context.Background())
+	traced, err := server.New(cfg, server.Options{Sink: tracer, Dial: func(string, time.Duration) (net.Conn, error) { return mockLn.Dial() }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tracedLn := fasthttputil.NewInmemoryListener()
+	go func() { _ = traced.Serve(tracedLn) }()
+	defer tracedLn.Close()
+
 	targets := []struct {
 		name string
 		ln   *fasthttputil.InmemoryListener
 		key  string
-	}{{"direct", mockLn, upstreamSecret}, {"via-loom", loomLn, key}}
+	}{{"direct", mockLn, upstreamSecret}, {"via-loom", loomLn, key}, {"via-loom-traced", tracedLn, key}}
 	bodies := []struct{ name, body string }{
 		{"non-streaming", `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Explain TCP versus UDP in two sentences with one example each, please."}],"temperature":0.2,"max_tokens":200}`},
 		{"streaming-20-chunks", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Count to twenty."}],"stream":true}`},

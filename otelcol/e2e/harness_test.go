@@ -1,0 +1,300 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/loom-gateway/loom/bench/mockupstream"
+	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/server"
+	"github.com/loom-gateway/loom/proxy/tenant"
+	"github.com/loom-gateway/loom/proxy/tracing"
+)
+
+// collectorBin is the real otelcol-loom, built once for the package.
+var collectorBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "loom-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	collectorBin = filepath.Join(dir, "otelcol-loom")
+	build := exec.Command("go", "build", "-o", collectorBin, "github.com/loom-gateway/loom/otelcol/cmd/otelcol-loom")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build otelcol-loom: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// collector is one otelcol-loom process that can be killed and started
+// again on the same ports and the same file storage.
+type collector struct {
+	config  string
+	grpc    string // OTLP gRPC listen address
+	health  string
+	logPath string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+}
+
+func startCollector(t testing.TB, dbURL string) *collector {
+	t.Helper()
+	dir := t.TempDir()
+	c := &collector{grpc: freeAddr(t), health: freeAddr(t), logPath: filepath.Join(dir, "otelcol.log")}
+	c.config = filepath.Join(dir, "config.yaml")
+	yaml := fmt.Sprintf(`
+extensions:
+  file_storage: {directory: %q, create_directory: true}
+  health_check: {endpoint: %q}
+receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: %q}
+processors:
+  memory_limiter: {check_interval: 1s, limit_mib: 1024, spike_limit_mib: 256}
+exporters:
+  postgres:
+    endpoint: %q
+    timeout: 10s
+    sending_queue:
+      enabled: true
+      storage: file_storage
+      queue_size: 100000
+      batch: {flush_timeout: 100ms}
+    retry_on_failure: {enabled: true, initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 0}
+service:
+  extensions: [file_storage, health_check]
+  telemetry:
+    metrics: {level: none}
+    logs: {level: info}
+  pipelines:
+    traces: {receivers: [otlp], processors: [memory_limiter], exporters: [postgres]}
+`, filepath.Join(dir, "storage"), c.health, c.grpc, dbURL)
+	if err := os.WriteFile(c.config, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.stop)
+	if err := c.start(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// start runs the collector and waits until its health check answers. It
+// may run on any goroutine, so it returns its error.
+func (c *collector) start() error {
+	logf, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	c.cmd = exec.Command(collectorBin, "--config", c.config)
+	c.cmd.Stdout, c.cmd.Stderr = logf, logf
+	if err := c.cmd.Start(); err != nil {
+		return err
+	}
+	c.exited = make(chan struct{})
+	go func() {
+		_ = c.cmd.Wait()
+		logf.Close()
+		close(c.exited)
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + c.health + "/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-c.exited:
+			return fmt.Errorf("otelcol-loom exited at start:\n%s", c.log())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("otelcol-loom not healthy after 60s:\n%s", c.log())
+		}
+	}
+}
+
+// kill ends the collector the hard way: no flush, no goodbye.
+func (c *collector) kill() {
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	<-c.exited
+}
+
+func (c *collector) stop() {
+	select {
+	case <-c.exited:
+		return
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(20 * time.Second):
+		c.kill()
+	}
+}
+
+func (c *collector) log() string {
+	b, _ := os.ReadFile(c.logPath)
+	if len(b) > 8000 {
+		b = b[len(b)-8000:]
+	}
+	return string(b)
+}
+
+// gateway is a real Loom, in process, in front of the mock upstream, with
+// tracing to a collector.
+type gateway struct {
+	t      testing.TB
+	mock   *mockupstream.Server
+	srv    *server.Server
+	tracer *tracing.Tracer
+	url    string
+	keys   map[string]string // tenant id -> key
+	client *http.Client
+}
+
+// Tenants and their routes in the test configuration.
+var models = map[string]struct{ public, upstream string }{
+	"acme":   {"gpt-4o-mini", "gpt-4o-mini-2024-07-18"},
+	"globex": {"globex-model", "gpt-4o"},
+}
+
+func startGateway(t testing.TB, otlpAddr string) *gateway {
+	t.Helper()
+	g := &gateway{t: t, keys: map[string]string{}}
+	g.mock = mockupstream.New(mockupstream.Config{APIKey: "sk-upstream-e2e", LogLimit: -1})
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.mock.Serve(mln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = g.mock.Shutdown(ctx)
+	})
+	var tenants strings.Builder
+	for _, id := range []string{"acme", "globex"} {
+		key, hash, err := tenant.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.keys[id] = key
+		fmt.Fprintf(&tenants, "  - id: %s\n    keys: [{id: %s-key, sha256: %s}]\n    models: [{name: %s, deployment: mock, upstream_model: %s}]\n",
+			id, id, hash, models[id].public, models[id].upstream)
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+listen: 127.0.0.1:0
+timeouts: {connect: 1s, first_byte: 10s, stream_idle: 10s, drain: 5s, shutdown: 5s}
+tracing:
+  endpoint: http://%s
+  batch_timeout: 50ms
+  batch_size: 512
+  export_timeout: 30s
+  retry_max_elapsed: 20s
+deployments:
+  - {name: mock, provider: openai, base_url: "http://%s/v1", api_key: sk-upstream-e2e, forward_headers: ["x-mock-*"]}
+tenants:
+%s`, otlpAddr, mln.Addr(), tenants.String())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.tracer, err = tracing.New(context.Background(), cfg.Tracing, tracing.Options{ServiceVersion: "e2e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.srv, err = server.New(cfg, server.Options{Sink: g.tracer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = g.srv.Shutdown(ctx)
+		_ = g.tracer.Shutdown(ctx)
+	})
+	g.url = "http://" + ln.Addr().String()
+	g.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
+	t.Cleanup(g.client.CloseIdleConnections)
+	return g
+}
+
+// flush waits until every span ended so far reached the collector.
+func (g *gateway) flush(timeout time.Duration) {
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := g.tracer.Flush(ctx); err != nil {
+		g.t.Fatalf("flush spans: %v (stats %+v)", err, g.tracer.Stats())
+	}
+	if s := g.tracer.Stats(); s.Dropped != 0 {
+		g.t.Fatalf("the proxy dropped spans: %+v", s)
+	}
+}
+
+func connect(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// waitRows polls until query's single count reaches want, and fails if it
+// passes it.
+func waitRows(t testing.TB, db *pgxpool.Pool, want int64, timeout time.Duration, query string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var n int64
+	for {
+		err := db.QueryRow(context.Background(), query, args...).Scan(&n)
+		if err == nil && n >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rows after %v, want %d (last error %v): %s", n, timeout, want, err, query)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n != want {
+		t.Fatalf("%d rows, want exactly %d: %s", n, want, query)
+	}
+}

@@ -1,0 +1,247 @@
+package e2e_test
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/loom-gateway/loom/bench/mockupstream"
+	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
+)
+
+// row is what a dashboard reads of one CLIENT span.
+type row struct {
+	traceID, tenant, keyID, provider, operation, requestModel, statusCode string
+	responseModel, responseID, errorType                                  *string
+	finishReasons                                                         []string
+	input, output, total                                                  *int64
+	stream, clientGone                                                    *bool
+	ttfcMS                                                                *float64
+	httpStatus                                                            *int32
+}
+
+func clientRows(t *testing.T, db *pgxpool.Pool, instance string) map[string]row {
+	t.Helper()
+	rows, err := db.Query(context.Background(), `
+		select trace_id, tenant_id, api_key_id, provider, operation, request_model, status_code,
+		       response_model, response_id, error_type, finish_reasons, input_tokens, output_tokens,
+		       total_tokens, stream, client_disconnected, time_to_first_chunk_ms, http_status
+		from loom.spans where kind = 'client' and instance_id = $1`, instance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]row{}
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.traceID, &r.tenant, &r.keyID, &r.provider, &r.operation, &r.requestModel, &r.statusCode,
+			&r.responseModel, &r.responseID, &r.errorType, &r.finishReasons, &r.input, &r.output, &r.total,
+			&r.stream, &r.clientGone, &r.ttfcMS, &r.httpStatus); err != nil {
+			t.Fatal(err)
+		}
+		if _, dup := out[r.traceID]; dup {
+			t.Fatalf("two CLIENT rows in trace %s", r.traceID)
+		}
+		out[r.traceID] = r
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// checkNothingLost asserts n calls left exactly n SERVER and n CLIENT rows,
+// and that the instance's sequence numbers run 1..n with no gap.
+func checkNothingLost(t *testing.T, db *pgxpool.Pool, instance string, n int64, timeout time.Duration) {
+	t.Helper()
+	waitRows(t, db, n, timeout, `select count(*) from loom.spans where kind = 'client' and instance_id = $1`, instance)
+	waitRows(t, db, n, timeout, `select count(*) from loom.spans where kind = 'server' and instance_id = $1`, instance)
+	var count, distinct, lo, hi int64
+	if err := db.QueryRow(context.Background(), `
+		select count(*), count(distinct seq), min(seq), max(seq)
+		from loom.spans where kind = 'server' and instance_id = $1`, instance).Scan(&count, &distinct, &lo, &hi); err != nil {
+		t.Fatal(err)
+	}
+	if count != n || distinct != n || lo != 1 || hi != n {
+		t.Fatalf("sequence numbers: %d rows, %d distinct, %d..%d; want 1..%d once each", count, distinct, lo, hi, n)
+	}
+	var dead int64
+	if err := db.QueryRow(context.Background(), `select count(*) from loom.dead_letters`).Scan(&dead); err != nil {
+		t.Fatal(err)
+	}
+	if dead != 0 {
+		t.Fatalf("%d spans in the dead-letter table", dead)
+	}
+}
+
+func TestPipeline_MixedCalls_OneClientRowEachMatchingTheUpstream(t *testing.T) {
+	pg := pgtest.Start(t)
+	dbURL := pgtest.Database(t, pg)
+	col := startCollector(t, dbURL)
+	g := startGateway(t, col.grpc)
+	calls := plan(1000)
+	g.run(t, calls, 16, nil)
+	g.flush(60 * time.Second)
+	db := connect(t, dbURL)
+	checkNothingLost(t, db, g.tracer.InstanceID(), int64(len(calls)), 60*time.Second)
+
+	sent := map[string]mockupstream.Received{}
+	for _, r := range g.mock.Requests() {
+		sent[r.Header["x-mock-tag"]] = r
+	}
+	rows := clientRows(t, db, g.tracer.InstanceID())
+	for _, p := range calls {
+		r, ok := rows[p.traceID()]
+		m, mok := sent[p.tag()]
+		if !ok || !mok {
+			t.Fatalf("%s: row %v, upstream saw it %v", p.tag(), ok, mok)
+		}
+		checkRow(t, p, r, m)
+	}
+}
+
+func checkRow(t *testing.T, p planned, r row, m mockupstream.Received) {
+	t.Helper()
+	fail := func(field string, got, want any) {
+		t.Errorf("%s (%v, %s): %s = %v, want %v", p.tag(), p.kind, p.tenant, field, got, want)
+	}
+	if r.tenant != p.tenant || r.keyID != p.tenant+"-key" {
+		fail("tenant", r.tenant+"/"+r.keyID, p.tenant)
+	}
+	if r.provider != "openai" || r.operation != "chat" || r.requestModel != models[p.tenant].upstream {
+		fail("provider/operation/request_model", r.provider+"/"+r.operation+"/"+r.requestModel, models[p.tenant].upstream)
+	}
+	if r.stream == nil || *r.stream != p.stream() {
+		fail("stream", r.stream, p.stream())
+	}
+	failed := p.kind == upstream500 || p.kind == upstream429
+	wantStatus := map[kind]int32{upstream500: 500, upstream429: 429}[p.kind]
+	if wantStatus == 0 {
+		wantStatus = 200
+	}
+	if r.httpStatus == nil || *r.httpStatus != wantStatus {
+		fail("http_status", r.httpStatus, wantStatus)
+	}
+	// Tokens: exactly what the upstream sent, or nothing when it sent none.
+	if u := m.UsageSent; u == nil {
+		if r.input != nil || r.output != nil {
+			fail("tokens", r.input, "none")
+		}
+	} else if r.input == nil || r.output == nil || r.total == nil ||
+		*r.input != int64(u.PromptTokens) || *r.output != int64(u.CompletionTokens) || *r.total != int64(u.TotalTokens) {
+		fail("tokens", []any{r.input, r.output, r.total}, *u)
+	}
+	if failed {
+		if r.responseID != nil || r.errorType == nil || r.statusCode != "error" {
+			fail("failed call", []any{r.responseID, r.errorType, r.statusCode}, "no id, error.type, status error")
+		}
+		return
+	}
+	if m.UsageSent == nil {
+		fail("usage sent by the mock", nil, "some")
+	}
+	if want := "chatcmpl-mock" + itoa(m.Seq); r.responseID == nil || *r.responseID != want {
+		fail("response_id", r.responseID, want)
+	}
+	if r.responseModel == nil || *r.responseModel != models[p.tenant].upstream {
+		fail("response_model", r.responseModel, models[p.tenant].upstream)
+	}
+	wantReasons := []string{"stop"}
+	if p.kind == unaryN2 {
+		wantReasons = []string{"stop", "stop"}
+	}
+	if !slices.Equal(r.finishReasons, wantReasons) {
+		fail("finish_reasons", r.finishReasons, wantReasons)
+	}
+	gone := r.clientGone != nil && *r.clientGone
+	if gone != (p.kind == clientAbort) || (gone && (r.statusCode != "error" || r.errorType == nil)) {
+		fail("client_disconnected", []any{gone, r.statusCode, r.errorType}, p.kind == clientAbort)
+	}
+	if !p.stream() {
+		if r.ttfcMS != nil {
+			fail("time_to_first_chunk_ms", *r.ttfcMS, "none for a unary call")
+		}
+		return
+	}
+	// Loom's clock starts before the mock's and stops after it, so the span
+	// can only be longer than what the mock measured, and not by much.
+	mockTTFC := float64(m.ChunkSentAt[0].Sub(m.Arrived)) / float64(time.Millisecond)
+	if r.ttfcMS == nil || *r.ttfcMS < mockTTFC-0.01 || *r.ttfcMS > mockTTFC+250 {
+		fail("time_to_first_chunk_ms", r.ttfcMS, mockTTFC)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// The collector is killed with SIGKILL in the middle of a run and started
+// again: the proxy's queue holds what it could not send, the collector's
+// persistent queue holds what it had taken, and Postgres ends up with each
+// call exactly once.
+func TestPipeline_CollectorKilledMidRun_NothingLostNothingDuplicated(t *testing.T) {
+	pg := pgtest.Start(t)
+	dbURL := pgtest.Database(t, pg)
+	col := startCollector(t, dbURL)
+	g := startGateway(t, col.grpc)
+	calls := plan(5000)
+	var restartErr error
+	g.run(t, calls, 16, func(i int) {
+		if i == 2000 {
+			col.kill()
+			time.Sleep(2 * time.Second) // calls go on; their spans wait in Loom's queue
+			restartErr = col.start()
+		}
+	})
+	if restartErr != nil {
+		t.Fatal(restartErr)
+	}
+	g.flush(120 * time.Second)
+	checkNothingLost(t, connect(t, dbURL), g.tracer.InstanceID(), int64(len(calls)), 120*time.Second)
+}
+
+// Postgres is stopped for 30 s while calls keep coming: the collector's
+// persistent queue and retries carry every span over the gap.
+func TestPipeline_PostgresDown30s_NothingLostNothingDuplicated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes over 30 s; skipped in -short")
+	}
+	pg := pgtest.Start(t)
+	dbURL := pgtest.Database(t, pg)
+	col := startCollector(t, dbURL)
+	g := startGateway(t, col.grpc)
+	const every = 25 * time.Millisecond // 40 calls/s, so the outage spans 1,200 calls
+	calls := plan(1800)
+	var (
+		mu      sync.Mutex
+		downErr error
+		start   = time.Now()
+	)
+	g.run(t, calls, 8, func(i int) {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * every)))
+		switch i {
+		case 200:
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			mu.Lock()
+			downErr = pg.Stop(ctx)
+			mu.Unlock()
+		case 200 + int(30*time.Second/every):
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			mu.Lock()
+			if err := pg.Restart(ctx); err != nil && downErr == nil {
+				downErr = err
+			}
+			mu.Unlock()
+		}
+	})
+	if downErr != nil {
+		t.Fatal(downErr)
+	}
+	g.flush(60 * time.Second)
+	checkNothingLost(t, connect(t, dbURL), g.tracer.InstanceID(), int64(len(calls)), 120*time.Second)
+}
