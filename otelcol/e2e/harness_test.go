@@ -85,8 +85,10 @@ exporters:
     sending_queue:
       enabled: true
       storage: file_storage
-      queue_size: 100000
-      batch: {flush_timeout: 100ms}
+      num_consumers: 4
+      sizer: bytes
+      queue_size: 1073741824
+      batch: {sizer: items, min_size: 1000, max_size: 5000, flush_timeout: 100ms}
     retry_on_failure: {enabled: true, initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 0}
 service:
   extensions: [file_storage, health_check]
@@ -221,8 +223,10 @@ tracing:
   endpoint: http://%s
   batch_timeout: 50ms
   batch_size: 512
-  export_timeout: 30s
-  retry_max_elapsed: 20s
+  # Short, so that a collector away for seconds also exercises Loom's own
+  # retry of a failed batch, not only the exporter's.
+  export_timeout: 5s
+  retry_max_elapsed: 1s
 deployments:
   - {name: mock, provider: openai, base_url: "http://%s/v1", api_key: sk-upstream-e2e, forward_headers: ["x-mock-*"]}
 tenants:

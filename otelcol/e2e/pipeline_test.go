@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -200,6 +201,9 @@ func TestPipeline_CollectorKilledMidRun_NothingLostNothingDuplicated(t *testing.
 		t.Fatal(restartErr)
 	}
 	g.flush(120 * time.Second)
+	if s := g.tracer.Stats(); s.ExportFails == 0 {
+		t.Fatalf("the proxy never saw the collector gone, so the kill proved nothing: %+v", s)
+	}
 	checkNothingLost(t, connect(t, dbURL), g.tracer.InstanceID(), int64(len(calls)), 120*time.Second)
 }
 
@@ -244,4 +248,7 @@ func TestPipeline_PostgresDown30s_NothingLostNothingDuplicated(t *testing.T) {
 	}
 	g.flush(60 * time.Second)
 	checkNothingLost(t, connect(t, dbURL), g.tracer.InstanceID(), int64(len(calls)), 120*time.Second)
+	if log := col.log(); !strings.Contains(log, "Will retry") {
+		t.Fatalf("the exporter never retried, so the outage proved nothing:\n%s", log)
+	}
 }
