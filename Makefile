@@ -8,8 +8,8 @@ GO ?= go
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-6s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## Build loom, mockupstream and devstack into bin/
-	$(GO) build -o bin/ ./proxy/cmd/loom ./bench/cmd/mockupstream ./deploy/cmd/devstack
+build: ## Build loom, mockupstream, otelcol-loom and devstack into bin/
+	$(GO) build -o bin/ ./proxy/cmd/loom ./bench/cmd/mockupstream ./otelcol/cmd/otelcol-loom ./deploy/cmd/devstack
 
 run: build ## Start Loom and a demo key in front of the mock (or OpenAI if OPENAI_API_KEY is set); state in .loom/
 	./bin/devstack

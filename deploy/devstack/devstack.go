@@ -1,21 +1,27 @@
 // Package devstack is what `make run` starts: a local Loom with a demo tenant
 // and key, in front of the mock upstream (or the real OpenAI, or any
-// OpenAI-compatible server), with its state under .loom/ in the checkout. The
-// stack is a list of services, each with a command and a readiness check,
-// started in order and stopped in reverse. It must never write an upstream
-// credential to disk: the generated configuration names environment
-// variables, and the services inherit devstack's environment.
+// OpenAI-compatible server), tracing every call through otelcol-loom into
+// PostgreSQL (a local cluster, or the one LOOM_DATABASE_URL names), with its
+// state under .loom/ in the checkout. The stack is Postgres, then a list of
+// services, each with a command and a readiness check, started in order and
+// stopped in reverse, Postgres last. It must never write a credential
+// (upstream key, database password) to disk: the generated configurations
+// name environment variables, and the services inherit devstack's
+// environment.
 package devstack
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 
+	"github.com/loom-gateway/loom/deploy/pgserver"
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
@@ -24,13 +30,19 @@ import (
 type Options struct {
 	// Dir holds the demo key, the generated configuration and the logs.
 	Dir string
-	// Bin holds the loom and mockupstream binaries (`make build`).
+	// Bin holds the loom, mockupstream and otelcol-loom binaries (`make build`).
 	Bin string
-	// Listen is Loom's preferred address, MockAddr the mock's; when one is
-	// taken, a free port on the same host is used instead.
-	Listen   string
-	MockAddr string
-	// Getenv reads the variables that choose the upstream.
+	// Listen is Loom's preferred address, MockAddr the mock's, OTLPAddr the
+	// collector's OTLP gRPC receiver and HealthAddr its health check; when
+	// one is taken, a free port on the same host is used instead.
+	Listen     string
+	MockAddr   string
+	OTLPAddr   string
+	HealthAddr string
+	// PostgresPort is the local cluster's preferred port on 127.0.0.1
+	// (a free one if taken; 0 is any free one).
+	PostgresPort int
+	// Getenv reads the variables that choose the upstream and the database.
 	Getenv func(string) string
 }
 
@@ -40,9 +52,19 @@ type Plan struct {
 	LoomURL    string // http://host:port, without /v1
 	ConfigPath string
 	Upstream   Upstream
-	Services   []Service
+	// OTLPAddr is where otelcol-loom takes Loom's spans (OTLP gRPC).
+	OTLPAddr string
+	// DatabaseURL is the Postgres that otelcol-loom writes loom.spans into:
+	// LOOM_DATABASE_URL's, or the local cluster's once StartPostgres ran.
+	DatabaseURL string
+	// Postgres is the local cluster that StartPostgres starts; nil when
+	// LOOM_DATABASE_URL names a server.
+	Postgres *pgserver.Options
+	Services []Service
 	// Notes are lines to show before the stack starts.
 	Notes []string
+
+	psql string // the psql program the banner names
 }
 
 // Prepare creates o.Dir, the demo key and Loom's configuration, and picks
@@ -52,8 +74,9 @@ func Prepare(o Options) (*Plan, error) {
 		o.Getenv = os.Getenv
 	}
 	loomBin, mockBin := filepath.Join(o.Bin, "loom"), filepath.Join(o.Bin, "mockupstream")
+	collectorBin := filepath.Join(o.Bin, "otelcol-loom")
 	up := ChooseUpstream(o.Getenv)
-	need := []string{loomBin}
+	need := []string{loomBin, collectorBin}
 	if up.Mock {
 		need = append(need, mockBin)
 	}
@@ -62,14 +85,37 @@ func Prepare(o Options) (*Plan, error) {
 			return nil, fmt.Errorf("%w (run `make build` first)", err)
 		}
 	}
+	dbURL := o.Getenv(EnvDatabaseURL)
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	if dbURL == "" && os.Geteuid() == 0 {
+		// PostgreSQL runs as the postgres user, who must be able to enter
+		// .loom to reach .loom/pg. Search only: the files stay 0600.
+		if err := os.Chmod(o.Dir, 0o711); err != nil {
+			return nil, fmt.Errorf("open state dir to the postgres user: %w", err)
+		}
 	}
 	key, err := DemoKey(filepath.Join(o.Dir, "demo.key"))
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{Key: key, Upstream: up, ConfigPath: filepath.Join(o.Dir, "loom.yaml"), Notes: []string{up.Note}}
+	p := &Plan{Key: key, Upstream: up, ConfigPath: filepath.Join(o.Dir, "loom.yaml"), Notes: []string{up.Note},
+		psql: findPsql()}
+
+	if dbURL == "" {
+		addr, note, err := pickAddr("postgres", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.PostgresPort)))
+		if err != nil {
+			return nil, err
+		}
+		if note != "" {
+			p.Notes = append(p.Notes, note)
+		}
+		_, port, _ := net.SplitHostPort(addr)
+		n, _ := strconv.Atoi(port)
+		p.Postgres = &pgserver.Options{Dir: filepath.Join(o.Dir, "pg"), Port: n,
+			LogFile: filepath.Join(o.Dir, "postgres.log"), Fsync: true}
+	}
 
 	if up.Mock {
 		addr, note, err := pickAddr("the mock upstream", o.MockAddr)
@@ -87,6 +133,14 @@ func Prepare(o Options) (*Plan, error) {
 			Ready: HTTPReady(p.Upstream.BaseURL + "/models"),
 		})
 	}
+	if err := p.addCollector(o, collectorBin); err != nil {
+		return nil, err
+	}
+	if dbURL != "" {
+		p.Notes = append(p.Notes, EnvDatabaseURL+" is set: spans go to the Postgres at "+describeDatabase(dbURL))
+		p.useDatabase(dbURL)
+	}
+
 	listen, note, err := pickAddr("loom", o.Listen)
 	if err != nil {
 		return nil, err
@@ -95,7 +149,7 @@ func Prepare(o Options) (*Plan, error) {
 		p.Notes = append(p.Notes, note)
 	}
 	p.LoomURL = "http://" + listen
-	cfg := RenderConfig(listen, p.Upstream, tenant.Hash(key))
+	cfg := RenderConfig(listen, p.Upstream, tenant.Hash(key), "http://"+p.OTLPAddr)
 	if _, err := config.Parse(cfg); err != nil {
 		return nil, fmt.Errorf("generated config: %w", err)
 	}
@@ -109,6 +163,41 @@ func Prepare(o Options) (*Plan, error) {
 		Ready: HTTPReady(p.LoomURL + "/readyz"),
 	})
 	return p, nil
+}
+
+// addCollector picks otelcol-loom's ports, writes its configuration and
+// adds it to the services. Its database URL comes later, from useDatabase.
+func (p *Plan) addCollector(o Options, bin string) error {
+	otlp, note, err := pickAddr("otelcol-loom's OTLP receiver", o.OTLPAddr)
+	if err != nil {
+		return err
+	}
+	if note != "" {
+		p.Notes = append(p.Notes, note)
+	}
+	health, note, err := pickAddr("otelcol-loom's health check", o.HealthAddr)
+	if err != nil {
+		return err
+	}
+	if note != "" {
+		p.Notes = append(p.Notes, note)
+	}
+	storage, err := filepath.Abs(filepath.Join(o.Dir, "otelcol"))
+	if err != nil {
+		return fmt.Errorf("collector storage: %w", err)
+	}
+	path := filepath.Join(o.Dir, "otelcol.yaml")
+	if err := os.WriteFile(path, RenderCollectorConfig(otlp, health, storage), 0o600); err != nil {
+		return fmt.Errorf("write collector config: %w", err)
+	}
+	p.OTLPAddr = otlp
+	p.Services = append(p.Services, Service{
+		Name:  collectorName,
+		Path:  bin,
+		Args:  []string{"--config", path},
+		Ready: HTTPReady("http://" + health + "/"),
+	})
+	return nil
 }
 
 // pickAddr returns want if it can be listened on, else a free port on the
@@ -134,15 +223,19 @@ func pickAddr(what, want string) (addr, note string, err error) {
 }
 
 // Main is the devstack command: prepare, start, print how to call Loom, and
-// run until ctx ends (nil) or a service dies (an error).
-func Main(ctx context.Context, args []string, stdout io.Writer) error {
+// run until ctx ends (nil) or a service dies (an error). Postgres stops
+// last, however the stack ends.
+func Main(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	var o Options
 	fs.StringVar(&o.Dir, "dir", ".loom", "state directory: demo key, generated config, logs")
-	fs.StringVar(&o.Bin, "bin", "bin", "directory with the loom and mockupstream binaries")
+	fs.StringVar(&o.Bin, "bin", "bin", "directory with the loom, mockupstream and otelcol-loom binaries")
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "Loom's address (a free port if taken)")
 	fs.StringVar(&o.MockAddr, "mock-addr", "127.0.0.1:9090", "the mock upstream's address (a free port if taken)")
+	fs.StringVar(&o.OTLPAddr, "otlp-addr", "127.0.0.1:4317", "otelcol-loom's OTLP gRPC address (a free port if taken)")
+	fs.StringVar(&o.HealthAddr, "health-addr", "127.0.0.1:13133", "otelcol-loom's health check address (a free port if taken)")
+	fs.IntVar(&o.PostgresPort, "pg-port", 54329, "the local Postgres's port on 127.0.0.1 (a free one if taken; unused with "+EnvDatabaseURL+")")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -154,6 +247,28 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	for _, n := range p.Notes {
 		term.Printf("devstack: %s\n", n)
 	}
+	if p.Postgres != nil {
+		term.Printf("devstack: starting postgres (data %s, log %s)\n", p.Postgres.Dir, p.Postgres.LogFile)
+	}
+	stopPostgres, err := p.StartPostgres(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted while starting: not a failure
+		}
+		return err
+	}
+	waited := false
+	defer func() {
+		if stopErr := stopPostgres(); stopErr != nil {
+			err = errors.Join(err, stopErr)
+		}
+		if waited && err == nil {
+			term.Printf("devstack: stopped\n")
+		}
+	}()
+	if p.Postgres != nil {
+		term.Printf("devstack: postgres ready on 127.0.0.1:%d\n", p.Postgres.Port)
+	}
 	st := &Stack{Services: p.Services, LogDir: o.Dir, Out: term}
 	if err := st.Start(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -162,11 +277,8 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	term.Printf("%s", p.Banner(o.Dir))
-	err = st.Wait(ctx)
-	if err == nil {
-		term.Printf("devstack: stopped\n")
-	}
-	return err
+	waited = true
+	return st.Wait(ctx)
 }
 
 // Banner is what devstack prints once the stack is ready: lines that work
@@ -176,11 +288,18 @@ func (p *Plan) Banner(dir string) string {
 	for _, s := range p.Services {
 		logs += " " + filepath.Join(dir, s.Name+".log")
 	}
+	db := "the Postgres at " + describeDatabase(p.DatabaseURL) + " (" + EnvDatabaseURL + ")"
+	if p.Postgres != nil {
+		logs += " " + p.Postgres.LogFile
+		db = "the local Postgres on 127.0.0.1:" + strconv.Itoa(p.Postgres.Port) + " (data in " + p.Postgres.Dir + ")"
+	}
 	chat := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}`
 	stream := `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Hello"}]}`
 	rest := " " + p.LoomURL + `/v1/chat/completions -H "Authorization: Bearer $OPENAI_API_KEY" -H 'Content-Type: application/json' -d '`
 	b := "\n" +
 		"devstack: ready. Loom is on " + p.LoomURL + ", relaying to " + p.Upstream.Describe() + ".\n" +
+		"devstack: every call goes as spans to otelcol-loom (OTLP gRPC on " + p.OTLPAddr + "), which writes them into\n" +
+		"devstack: loom.spans in " + db + ".\n" +
 		"devstack: config " + p.ConfigPath + ", logs" + logs + ". Ctrl-C stops everything.\n"
 	if !p.Upstream.Mock && p.Upstream.APIKeyEnv == EnvOpenAIKey {
 		b += "devstack: paste these into another shell: the export replaces your real OPENAI_API_KEY there.\n"
@@ -190,6 +309,10 @@ func (p *Plan) Banner(dir string) string {
 		"export OPENAI_API_KEY=" + p.Key + "\n" +
 		"curl -sS" + rest + chat + "'\n" +
 		"\n# streaming (-N: print each event as it arrives):\n" +
-		"curl -sSN" + rest + stream + "'\n\n"
+		"curl -sSN" + rest + stream + "'\n" +
+		"\n# the calls, with tokens and latency (in Postgres a second after each call):\n" +
+		psqlLine(p.psql, p.DatabaseURL) + "\n" +
+		"\n# Loom's span export totals (loom_spans_exported_total, loom_spans_dropped_total...):\n" +
+		"curl -sS " + p.LoomURL + "/metrics\n\n"
 	return b
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -17,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
@@ -111,10 +115,13 @@ func TestRenderConfig_ParsesForEveryUpstream(t *testing.T) {
 			if up.Mock {
 				up.BaseURL = "http://127.0.0.1:9090/v1"
 			}
-			b := RenderConfig("127.0.0.1:8080", up, hash)
+			b := RenderConfig("127.0.0.1:8080", up, hash, "http://127.0.0.1:4317")
 			cfg, err := config.Parse(b)
 			if err != nil {
 				t.Fatalf("config.Parse: %v\n%s", err, b)
+			}
+			if cfg.Tracing.Endpoint != "http://127.0.0.1:4317" || cfg.Tracing.Protocol != config.TracingGRPC {
+				t.Errorf("tracing = %s over %s, want http://127.0.0.1:4317 over grpc", cfg.Tracing.Endpoint, cfg.Tracing.Protocol)
 			}
 			if len(cfg.Deployments) != 1 {
 				t.Fatalf("deployments = %d, want 1", len(cfg.Deployments))
@@ -307,22 +314,32 @@ func TestStack_ServiceIgnoresSIGTERM_IsKilled(t *testing.T) {
 }
 
 // TestDevstack_RealBinaries_AnswerTheBannerCurl runs the real stack when
-// `make build` has put the binaries in bin/; it builds nothing itself.
+// `make build` has put the binaries in bin/; it builds nothing itself. The
+// database is a throwaway Postgres given as LOOM_DATABASE_URL, so the test
+// leaves .loom alone.
 func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 	bin, err := filepath.Abs(filepath.Join("..", "..", "bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range []string{"loom", "mockupstream"} {
+	for _, b := range []string{"loom", "mockupstream", "otelcol-loom"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
 			t.Skipf("no %s in %s (run `make build` to include this test)", b, bin)
 		}
 	}
+	dbURL := pgtest.Database(t, pgtest.Start(t))
 	dir := t.TempDir()
 	p, err := Prepare(Options{Dir: dir, Bin: bin, Listen: "127.0.0.1:0", MockAddr: "127.0.0.1:0",
-		Getenv: func(string) string { return "" }})
+		OTLPAddr: "127.0.0.1:0", HealthAddr: "127.0.0.1:0",
+		Getenv: func(k string) string { return map[string]string{EnvDatabaseURL: dbURL}[k] }})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p.Postgres != nil || p.DatabaseURL != dbURL {
+		t.Fatalf("plan runs its own Postgres (%v) or lost %s (%q)", p.Postgres, EnvDatabaseURL, p.DatabaseURL)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "otelcol.yaml")); err != nil || bytes.Contains(b, []byte(dbURL)) {
+		t.Fatalf("otelcol.yaml (%v) holds the database URL:\n%s", err, b)
 	}
 	st, out := newStack(t, p.Services...)
 	st.LogDir = dir
@@ -353,6 +370,16 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 			t.Errorf("stream: the client got a usage chunk it did not ask for:\n%s", b)
 		}
 	}
+	if err := awaitClientSpans(ctx, dbURL, 2, 30*time.Second); err != nil {
+		t.Errorf("%v\n%s", err, out)
+	} else if psql, err := exec.LookPath(p.psql); err == nil {
+		// The banner's line, as a shell runs it.
+		line := psqlLine(psql, p.DatabaseURL)
+		got, err := exec.Command("/bin/sh", "-c", line).CombinedOutput()
+		if err != nil || !strings.Contains(string(got), " demo ") || !strings.Contains(string(got), "gpt-4o-mini") {
+			t.Errorf("%s: %v\n%s", line, err, got)
+		}
+	}
 	procs := append([]*proc(nil), st.procs...)
 	cancel()
 	if err := st.Wait(ctx); err != nil {
@@ -365,5 +392,33 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "loom.log")); err != nil || !strings.Contains(string(b), "tenant=demo") {
 		t.Errorf("loom.log lacks the logged calls: %v\n%s", err, b)
+	}
+}
+
+// awaitClientSpans polls loom.spans until it holds want CLIENT spans of
+// the demo tenant with their token counts (one per call), the rows the
+// banner's psql line lists.
+func awaitClientSpans(ctx context.Context, dbURL string, want int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	var got int
+	for {
+		// The table appears once the collector has migrated the schema.
+		err = conn.QueryRow(ctx, `SELECT count(*) FROM loom.spans
+			WHERE kind = 'client' AND tenant_id = $1 AND input_tokens IS NOT NULL`, DemoTenant).Scan(&got)
+		if err == nil && got >= want {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("loom.spans has %d client spans of tenant %s with tokens after %s, want %d (last error: %v)",
+				got, DemoTenant, timeout, want, err)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }

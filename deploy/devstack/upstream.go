@@ -85,15 +85,19 @@ func (u Upstream) Describe() string {
 }
 
 // RenderConfig writes Loom's configuration for the demo: one deployment (up),
-// one tenant with one key (given by its SHA-256) and the demo models. It is
-// regenerated on every start.
-func RenderConfig(listen string, up Upstream, keyHash string) []byte {
+// one tenant with one key (given by its SHA-256), the demo models, and
+// tracing to the OTLP gRPC endpoint otlp (http://host:port; empty turns
+// tracing off). It is regenerated on every start.
+func RenderConfig(listen string, up Upstream, keyHash, otlp string) []byte {
 	var b strings.Builder
 	q := strconv.Quote // a Go-quoted ASCII string is a valid YAML double-quoted scalar
 	fmt.Fprintf(&b, "# Written by devstack (make run) on every start: edits here are overwritten.\n")
 	fmt.Fprintf(&b, "# Upstream: %s.\n", up.Describe())
 	fmt.Fprintf(&b, "listen: %s\n", q(listen))
 	fmt.Fprintf(&b, "timeouts:\n  # devstack waits longer than this before it kills loom.\n  shutdown: 10s\n")
+	if otlp != "" {
+		fmt.Fprintf(&b, "tracing:\n  # Every call as spans to otelcol-loom (OTLP gRPC), which writes them into Postgres.\n  endpoint: %s\n", q(otlp))
+	}
 	fmt.Fprintf(&b, "deployments:\n")
 	fmt.Fprintf(&b, "  - name: %s\n    provider: %s\n    base_url: %s\n", q(up.Deployment), config.ProviderOpenAI, q(up.BaseURL))
 	if up.APIKeyEnv != "" {

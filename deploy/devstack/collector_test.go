@@ -1,0 +1,74 @@
+package devstack
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configtelemetry"
+	"go.opentelemetry.io/collector/otelcol/otelcoltest"
+	"go.opentelemetry.io/collector/pipeline"
+	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
+
+	"github.com/loom-gateway/loom/otelcol/distribution"
+	"github.com/loom-gateway/loom/otelcol/postgresexporter"
+)
+
+func TestRenderCollectorConfig_ValidForOtelcolLoom(t *testing.T) {
+	const dbURL = "postgres://loom:secret@127.0.0.1:5432/loom?sslmode=disable"
+	t.Setenv(EnvDatabaseURL, dbURL)
+	dir := t.TempDir()
+	storage := filepath.Join(dir, "it's otelcol") // a path that needs quoting
+	b := RenderCollectorConfig("127.0.0.1:4317", "127.0.0.1:13133", storage)
+	if bytes.Contains(b, []byte("secret")) {
+		t.Fatalf("config holds the database URL:\n%s", b)
+	}
+	path := filepath.Join(dir, "otelcol.yaml")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	factories, err := distribution.Components()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := otelcoltest.LoadConfigAndValidate(path, factories)
+	if err != nil {
+		t.Fatalf("LoadConfigAndValidate: %v\n%s", err, b)
+	}
+
+	exp, ok := cfg.Exporters[component.MustNewID("postgres")].(*postgresexporter.Config)
+	if !ok {
+		t.Fatalf("no postgres exporter in %v", cfg.Exporters)
+	}
+	if string(exp.Endpoint) != dbURL {
+		t.Errorf("endpoint is not %s's URL", EnvDatabaseURL)
+	}
+	if q := exp.QueueConfig.Get(); !exp.QueueConfig.HasValue() || q.StorageID == nil || *q.StorageID != component.MustNewID("file_storage") {
+		t.Errorf("sending_queue = %+v, want it persistent in file_storage", q)
+	}
+	if exp.RetryConfig.MaxElapsedTime != 0 || !exp.RetryConfig.Enabled {
+		t.Errorf("retry_on_failure = %+v, want it on and never giving up", exp.RetryConfig)
+	}
+	if _, ok := cfg.Extensions[component.MustNewID("health_check")]; !ok {
+		t.Error("no health_check extension: devstack's readiness check needs it")
+	}
+
+	p := cfg.Service.Pipelines[pipeline.NewIDWithName(pipeline.SignalTraces, "postgres")]
+	if p == nil {
+		t.Fatalf("no traces/postgres pipeline in %v", cfg.Service.Pipelines)
+	}
+	// The batch processor acknowledges spans before they are on disk.
+	if slices.ContainsFunc(p.Processors, func(id component.ID) bool { return id.Type().String() == "batch" }) {
+		t.Errorf("processors = %v: the batch processor must not be in the Postgres pipeline", p.Processors)
+	}
+	if !slices.Contains(p.Exporters, component.MustNewID("postgres")) {
+		t.Errorf("exporters = %v, want postgres", p.Exporters)
+	}
+	// No metrics port: it would clash with another collector's.
+	if tel, ok := cfg.Service.Telemetry.(*otelconftelemetry.Config); !ok || tel.Metrics.Level != configtelemetry.LevelNone {
+		t.Errorf("service.telemetry = %+v, want metrics level none", cfg.Service.Telemetry)
+	}
+}

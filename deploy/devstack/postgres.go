@@ -1,0 +1,114 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/loom-gateway/loom/deploy/pgserver"
+)
+
+// SpansQuery lists the latest calls with their tokens and latency: the
+// CLIENT span of each call (Loom's call to the upstream) holds both.
+const SpansQuery = "select start_time, tenant_id, request_model, stream, input_tokens, output_tokens, " +
+	"round(duration_ms::numeric, 1) as ms, round(time_to_first_chunk_ms::numeric, 1) as ttfc_ms, " +
+	"http_status, error_type from loom.spans where kind = 'client' order by start_time desc limit 20"
+
+// pgTimeout bounds starting (initdb included) and stopping the local cluster.
+const pgTimeout = 2 * time.Minute
+
+// StartPostgres starts the local cluster when the plan has one (Postgres is
+// set) and gives its URL to the collector; without one it does nothing.
+// stop shuts the cluster down; call it once the services have stopped.
+//
+// The cluster starts on a context that ctx's end does not cancel: pg_ctl,
+// killed halfway, leaves a postmaster running that no one would stop. If
+// ctx ended meanwhile, the cluster is stopped again and the error is ctx's.
+func (p *Plan) StartPostgres(ctx context.Context) (stop func() error, err error) {
+	if p.Postgres == nil {
+		return func() error { return nil }, nil
+	}
+	start, cancel := context.WithTimeout(context.WithoutCancel(ctx), pgTimeout)
+	defer cancel()
+	srv, err := pgserver.Start(start, *p.Postgres)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // Ctrl-C reaches pg_ctl too: its error says nothing more
+		}
+		return nil, fmt.Errorf("start postgres: %w", err)
+	}
+	stop = func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), pgTimeout)
+		defer cancel()
+		if err := srv.Stop(ctx); err != nil {
+			return fmt.Errorf("stop postgres: %w", err)
+		}
+		return nil
+	}
+	if ctx.Err() != nil {
+		return nil, errors.Join(ctx.Err(), stop())
+	}
+	p.useDatabase(srv.URL())
+	return stop, nil
+}
+
+// useDatabase points the collector at the Postgres of url.
+func (p *Plan) useDatabase(url string) {
+	p.DatabaseURL = url
+	for i := range p.Services {
+		if p.Services[i].Name == collectorName {
+			p.Services[i].Env = append(p.Services[i].Env, EnvDatabaseURL+"="+url)
+		}
+	}
+}
+
+// psqlLine is a shell line that runs SpansQuery. A URL with a password is
+// not printed: the line reads it from $LOOM_DATABASE_URL instead.
+func psqlLine(psql, dbURL string) string {
+	if psql == "" {
+		psql = "psql"
+	}
+	target := shellQuote(dbURL)
+	if u, err := url.Parse(dbURL); err != nil || hasPassword(u) {
+		target = `"$` + EnvDatabaseURL + `"`
+	}
+	return shellQuote(psql) + " " + target + ` -c "` + SpansQuery + `"`
+}
+
+func hasPassword(u *url.URL) bool {
+	_, ok := u.User.Password()
+	return ok || u.Query().Has("password")
+}
+
+// describeDatabase names the Postgres for people, without its password.
+func describeDatabase(dbURL string) string {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return "the Postgres of " + EnvDatabaseURL
+	}
+	return u.Host + u.Path
+}
+
+// findPsql returns "psql" when it is on PATH (the line stays short), else
+// the path of the server installation's psql, else "psql" anyway.
+func findPsql() string {
+	if _, err := exec.LookPath("psql"); err == nil {
+		return "psql"
+	}
+	if p, err := pgserver.FindBin("psql"); err == nil {
+		return p
+	}
+	return "psql"
+}
+
+// shellQuote leaves words of safe characters bare and single-quotes the rest.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

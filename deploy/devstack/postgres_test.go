@@ -1,0 +1,137 @@
+package devstack
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/loom-gateway/loom/deploy/pgserver"
+	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
+)
+
+// fakeBin is a bin/ whose binaries Prepare finds but nothing runs.
+func fakeBin(t *testing.T) string {
+	t.Helper()
+	bin := t.TempDir()
+	for _, b := range []string{"loom", "mockupstream", "otelcol-loom"} {
+		if err := os.WriteFile(filepath.Join(bin, b), nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bin
+}
+
+func TestStartPostgres_LocalCluster_KeepsDataAndPortAcrossRuns(t *testing.T) {
+	dir := filepath.Join(pgtest.TempDir(t), ".loom")
+	port := freePort(t)
+	o := Options{Dir: dir, Bin: fakeBin(t), Listen: "127.0.0.1:0", MockAddr: "127.0.0.1:0",
+		OTLPAddr: "127.0.0.1:0", HealthAddr: "127.0.0.1:0", PostgresPort: port,
+		Getenv: func(string) string { return "" }}
+	run := func(sql string) {
+		t.Helper()
+		p, err := Prepare(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Postgres == nil || p.Postgres.Port != port || !p.Postgres.Fsync ||
+			p.Postgres.LogFile != filepath.Join(dir, "postgres.log") {
+			t.Fatalf("plan's Postgres = %+v, want port %d, fsync, log in %s", p.Postgres, port, dir)
+		}
+		stop, err := p.StartPostgres(t.Context())
+		if errors.Is(err, pgserver.ErrNotInstalled) && os.Getenv("CI") == "" {
+			t.Skip(err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := stop(); err != nil {
+				t.Error(err)
+			}
+		}()
+		if !strings.Contains(p.DatabaseURL, "127.0.0.1:"+strconv.Itoa(port)) {
+			t.Errorf("DatabaseURL = %q, want port %d", p.DatabaseURL, port)
+		}
+		for _, s := range p.Services {
+			if s.Name == collectorName && !slices.Contains(s.Env, EnvDatabaseURL+"="+p.DatabaseURL) {
+				t.Errorf("collector env = %v, want %s", s.Env, EnvDatabaseURL)
+			}
+		}
+		conn, err := pgx.Connect(t.Context(), p.DatabaseURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(t.Context(), sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	run("CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)")
+	run("DO $$ BEGIN IF (SELECT v FROM kept) IS DISTINCT FROM 42 THEN RAISE 'lost'; END IF; END $$")
+
+	if os.Geteuid() == 0 {
+		// The postgres user must enter .loom; the key stays private.
+		for path, want := range map[string]os.FileMode{dir: 0o711, filepath.Join(dir, "demo.key"): 0o600} {
+			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != want {
+				t.Errorf("%s: %v, %v; want mode %04o", path, fi.Mode(), err, want)
+			}
+		}
+	}
+}
+
+func TestStartPostgres_DatabaseURLSet_StartsNothing(t *testing.T) {
+	const url = "postgres://loom:secret@db.example.com:5432/loom"
+	p, err := Prepare(Options{Dir: t.TempDir(), Bin: fakeBin(t), Listen: "127.0.0.1:0", MockAddr: "127.0.0.1:0",
+		OTLPAddr: "127.0.0.1:0", HealthAddr: "127.0.0.1:0",
+		Getenv: func(k string) string { return map[string]string{EnvDatabaseURL: url}[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Postgres != nil {
+		t.Errorf("plan runs a local Postgres although %s is set", EnvDatabaseURL)
+	}
+	stop, err := p.StartPostgres(t.Context())
+	if err != nil || stop() != nil {
+		t.Fatalf("StartPostgres = %v", err)
+	}
+	if p.DatabaseURL != url {
+		t.Errorf("DatabaseURL = %q", p.DatabaseURL)
+	}
+	b := p.Banner("dir")
+	if strings.Contains(b, "secret") {
+		t.Errorf("the banner shows the password:\n%s", b)
+	}
+	if !strings.Contains(b, `psql "$LOOM_DATABASE_URL" -c`) || !strings.Contains(b, "db.example.com:5432/loom") {
+		t.Errorf("banner lacks the psql line from $%s or the database's address:\n%s", EnvDatabaseURL, b)
+	}
+}
+
+func TestPsqlLine_ShellSeesURLAndQuery(t *testing.T) {
+	const url = "postgres://postgres@127.0.0.1:54329/postgres?sslmode=disable"
+	out, err := exec.Command("/bin/sh", "-c", psqlLine("echo", url)).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := url + " -c " + SpansQuery + "\n"; string(out) != want {
+		t.Errorf("the shell saw %q, want %q", out, want)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
