@@ -57,6 +57,7 @@ func freeAddr(t testing.TB) string {
 type collector struct {
 	config  string
 	grpc    string // OTLP gRPC listen address
+	http    string // OTLP/HTTP listen address
 	health  string
 	logPath string
 	cmd     *exec.Cmd
@@ -66,7 +67,7 @@ type collector struct {
 func startCollector(t testing.TB, dbURL string) *collector {
 	t.Helper()
 	dir := t.TempDir()
-	c := &collector{grpc: freeAddr(t), health: freeAddr(t), logPath: filepath.Join(dir, "otelcol.log")}
+	c := &collector{grpc: freeAddr(t), http: freeAddr(t), health: freeAddr(t), logPath: filepath.Join(dir, "otelcol.log")}
 	c.config = filepath.Join(dir, "config.yaml")
 	yaml := fmt.Sprintf(`
 extensions:
@@ -76,6 +77,7 @@ receivers:
   otlp:
     protocols:
       grpc: {endpoint: %q}
+      http: {endpoint: %q}
 processors:
   memory_limiter: {check_interval: 1s, limit_mib: 1024, spike_limit_mib: 256}
 exporters:
@@ -97,7 +99,7 @@ service:
     logs: {level: info}
   pipelines:
     traces: {receivers: [otlp], processors: [memory_limiter], exporters: [postgres]}
-`, filepath.Join(dir, "storage"), c.health, c.grpc, dbURL)
+`, filepath.Join(dir, "storage"), c.health, c.grpc, c.http, dbURL)
 	if err := os.WriteFile(c.config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -193,6 +195,11 @@ var models = map[string]struct{ public, upstream string }{
 }
 
 func startGateway(t testing.TB, otlpAddr string) *gateway {
+	return startGatewayWith(t, otlpAddr, "grpc")
+}
+
+// startGatewayWith is startGateway with the OTLP protocol: grpc or http.
+func startGatewayWith(t testing.TB, otlpAddr, protocol string) *gateway {
 	t.Helper()
 	g := &gateway{t: t, keys: map[string]string{}}
 	g.mock = mockupstream.New(mockupstream.Config{APIKey: "sk-upstream-e2e", LogLimit: -1})
@@ -221,6 +228,7 @@ listen: 127.0.0.1:0
 timeouts: {connect: 1s, first_byte: 10s, stream_idle: 10s, drain: 5s, shutdown: 5s}
 tracing:
   endpoint: http://%s
+  protocol: %s
   batch_timeout: 50ms
   batch_size: 512
   # Short, so that a collector away for seconds also exercises Loom's own
@@ -230,7 +238,7 @@ tracing:
 deployments:
   - {name: mock, provider: openai, base_url: "http://%s/v1", api_key: sk-upstream-e2e, forward_headers: ["x-mock-*"]}
 tenants:
-%s`, otlpAddr, mln.Addr(), tenants.String())))
+%s`, otlpAddr, protocol, mln.Addr(), tenants.String())))
 	if err != nil {
 		t.Fatal(err)
 	}

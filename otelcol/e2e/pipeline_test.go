@@ -177,6 +177,18 @@ func checkRow(t *testing.T, p planned, r row, m mockupstream.Received) {
 	}
 }
 
+// OTLP/HTTP is the other way in: the same calls land the same way.
+func TestPipeline_OTLPHTTP_CallsLand(t *testing.T) {
+	pg := pgtest.Start(t)
+	dbURL := pgtest.Database(t, pg)
+	col := startCollector(t, dbURL)
+	g := startGatewayWith(t, col.http, "http")
+	calls := plan(100)
+	g.run(t, calls, 8, nil)
+	g.flush(60 * time.Second)
+	checkNothingLost(t, connect(t, dbURL), g.tracer.InstanceID(), int64(len(calls)), 60*time.Second)
+}
+
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // The collector is killed with SIGKILL in the middle of a run and started

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -113,7 +114,7 @@ func newExporter(ctx context.Context, cfg config.Tracing) (sdktrace.SpanExporter
 	switch cfg.Protocol {
 	case config.TracingHTTP:
 		client = otlptracehttp.NewClient(
-			otlptracehttp.WithEndpointURL(cfg.Endpoint),
+			otlptracehttp.WithEndpointURL(httpTracesURL(cfg.Endpoint)),
 			otlptracehttp.WithHeaders(cfg.Headers),
 			otlptracehttp.WithTimeout(cfg.ExportTimeout),
 			otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
@@ -135,6 +136,18 @@ func newExporter(ctx context.Context, cfg config.Tracing) (sdktrace.SpanExporter
 		return nil, fmt.Errorf("tracing: start OTLP exporter for %s: %w", cfg.Endpoint, err)
 	}
 	return exp, nil
+}
+
+// httpTracesURL gives an OTLP/HTTP endpoint without a path the standard
+// /v1/traces: the exporter would otherwise post to "/", which collectors
+// answer with 404.
+func httpTracesURL(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Path != "" && u.Path != "/") {
+		return endpoint
+	}
+	u.Path = "/v1/traces"
+	return u.String()
 }
 
 // InstanceID is this process's service.instance.id and loom.instance.id.

@@ -344,3 +344,16 @@ func TestFlush_ExportsEverythingEnded(t *testing.T) {
 		t.Fatalf("flushed %d spans, want 6", n)
 	}
 }
+
+func TestHTTPTracesURL_DefaultsThePath(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://127.0.0.1:4318":              "http://127.0.0.1:4318/v1/traces",
+		"http://127.0.0.1:4318/":             "http://127.0.0.1:4318/v1/traces",
+		"https://otel.example.com/v1/traces": "https://otel.example.com/v1/traces",
+		"https://otel.example.com/custom":    "https://otel.example.com/custom",
+	} {
+		if got := httpTracesURL(in); got != want {
+			t.Errorf("httpTracesURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
