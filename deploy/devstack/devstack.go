@@ -113,8 +113,15 @@ func Prepare(o Options) (*Plan, error) {
 		}
 		_, port, _ := net.SplitHostPort(addr)
 		n, _ := strconv.Atoi(port)
-		p.Postgres = &pgserver.Options{Dir: filepath.Join(o.Dir, "pg"), Port: n,
-			LogFile: filepath.Join(o.Dir, "postgres.log"), Fsync: true}
+		home, note, err := postgresHome(o.Dir, "/var/lib/loom")
+		if err != nil {
+			return nil, err
+		}
+		if note != "" {
+			p.Notes = append(p.Notes, note)
+		}
+		p.Postgres = &pgserver.Options{Dir: filepath.Join(home, "pg"), Port: n,
+			LogFile: filepath.Join(home, "postgres.log"), Fsync: true}
 	}
 
 	if up.Mock {

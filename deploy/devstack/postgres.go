@@ -2,10 +2,14 @@ package devstack
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -54,6 +58,38 @@ func (p *Plan) StartPostgres(ctx context.Context) (stop func() error, err error)
 	}
 	p.useDatabase(srv.URL())
 	return stop, nil
+}
+
+// postgresHome is where the local cluster and its log live: the state
+// directory, unless devstack runs as root in a checkout the postgres user
+// cannot reach (a clone under /root, mode 0700). PostgreSQL refuses to run as
+// root, so then the cluster lives in fallback/<id of the checkout>
+// (/var/lib/loom), still one per checkout and kept across runs.
+func postgresHome(stateDir, fallback string) (dir, note string, err error) {
+	abs, err := filepath.Abs(stateDir)
+	if err != nil {
+		return "", "", err
+	}
+	if os.Geteuid() != 0 {
+		return stateDir, "", nil
+	}
+	for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return "", "", err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			sum := sha256.Sum256([]byte(abs))
+			home := filepath.Join(fallback, hex.EncodeToString(sum[:6]))
+			if err := os.MkdirAll(home, 0o755); err != nil {
+				return "", "", fmt.Errorf("make a home for postgres: %w", err)
+			}
+			return home, fmt.Sprintf("the postgres user cannot enter %s (mode %04o), so the local cluster lives in %s", d, fi.Mode().Perm(), home), nil
+		}
+		if d == filepath.Dir(d) {
+			return stateDir, "", nil
+		}
+	}
 }
 
 // useDatabase points the collector at the Postgres of url.

@@ -135,3 +135,35 @@ func freePort(t *testing.T) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// As root in a checkout under a 0700 directory (a clone in /root), the
+// postgres user could not reach .loom/pg: the cluster moves to a fallback
+// home, one per checkout, instead of failing.
+func TestPostgresHome_UnreachableCheckout_UsesFallback(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root runs PostgreSQL as another user")
+	}
+	open := pgtest.TempDir(t) // 0755
+	if home, note, err := postgresHome(filepath.Join(open, ".loom"), t.TempDir()); err != nil || home != filepath.Join(open, ".loom") || note != "" {
+		t.Fatalf("reachable checkout: home %q note %q err %v", home, note, err)
+	}
+	closed := filepath.Join(open, "private")
+	if err := os.Mkdir(closed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"loom", "other"} {
+		if err := os.MkdirAll(filepath.Join(closed, c, ".loom"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fallback := t.TempDir()
+	home, note, err := postgresHome(filepath.Join(closed, "loom", ".loom"), fallback)
+	if err != nil || filepath.Dir(home) != fallback || !strings.Contains(note, closed) {
+		t.Fatalf("unreachable checkout: home %q note %q err %v", home, note, err)
+	}
+	again, _, _ := postgresHome(filepath.Join(closed, "loom", ".loom"), fallback)
+	other, _, _ := postgresHome(filepath.Join(closed, "other", ".loom"), fallback)
+	if again != home || other == home {
+		t.Fatalf("homes not one per checkout: %q %q %q", home, again, other)
+	}
+}
