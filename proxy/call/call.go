@@ -103,7 +103,11 @@ type Record struct {
 	Usage         Usage
 	UsageSource   UsageSource
 
-	Chunks        int   // SSE data events received from the upstream, [DONE] excluded
+	Chunks int // SSE data events received from the upstream, [DONE] excluded
+	// OutputPieces counts streamed deltas that carried output (text or a
+	// tool call fragment): about one token each, the basis of an estimate
+	// when the provider never reports usage.
+	OutputPieces  int
 	ChunksSent    int   // events written to the client
 	UpstreamBytes int64 // response body bytes read from the upstream
 	ClientBytes   int64 // response body bytes written to the client

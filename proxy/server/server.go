@@ -21,6 +21,7 @@ import (
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/relay"
 	"github.com/loom-gateway/loom/proxy/request"
+	"github.com/loom-gateway/loom/proxy/tap"
 	"github.com/loom-gateway/loom/proxy/tenant"
 	"github.com/loom-gateway/loom/proxy/upstream"
 )
@@ -156,6 +157,13 @@ func (s *Server) finish(ex *exchange) {
 	}
 	if rec.Outcome == "" {
 		rec.Outcome = call.OutcomeOK
+	}
+	if rec.UsageSource == call.UsageNone && rec.Stream && rec.UpstreamStatus == fasthttp.StatusOK &&
+		rec.Operation != call.OpEmbeddings {
+		// The stream began, so the provider did work, but its count never
+		// came: the client left before the drain reached it, or the
+		// upstream broke off.
+		tap.EstimateUsage(rec, ex.body)
 	}
 	s.opts.Sink.Record(rec)
 	s.exchanges.Put(ex)

@@ -99,6 +99,9 @@ func TestStream_ClientAbortsMidStream_UpstreamClosedWithinDrainBound(t *testing.
 	if !rec.ClientDisconnected || !rec.Drained || rec.DrainComplete || rec.Outcome != call.OutcomeClientGone || rec.ErrorType != "client_disconnected" {
 		t.Fatalf("record %+v", rec)
 	}
+	if rec.UsageSource != call.UsageEstimated || rec.Usage.OutputTokens != int64(rec.OutputPieces) || rec.OutputPieces < 2 {
+		t.Fatalf("a drain cut short must leave an estimate: %+v from %s (%d output pieces)", rec.Usage, rec.UsageSource, rec.OutputPieces)
+	}
 	if rec.ChunksSent >= rec.Chunks || rec.Chunks < 3 {
 		t.Fatalf("chunks received %d, sent %d: the drain should have read past what the client got", rec.Chunks, rec.ChunksSent)
 	}
@@ -116,7 +119,8 @@ func TestStream_ClientAbortsNearTheEnd_DrainFindsTheUsage(t *testing.T) {
 	st.client.CloseIdleConnections()
 	rec := st.lastRecord(seen)
 	up, _ := st.mock.Last()
-	if !rec.ClientDisconnected || !rec.DrainComplete || up.UsageSent == nil || rec.Usage.TotalTokens != int64(up.UsageSent.TotalTokens) {
+	if !rec.ClientDisconnected || !rec.DrainComplete || up.UsageSent == nil || rec.Usage.TotalTokens != int64(up.UsageSent.TotalTokens) ||
+		rec.UsageSource != call.UsageProvider {
 		t.Fatalf("after the drain the record must hold the provider's usage: %+v (mock sent %+v)", rec, up.UsageSent)
 	}
 }
@@ -172,6 +176,12 @@ func TestStream_UpstreamResetsMidStream_ClientGetsErrorEventAndCleanEnd(t *testi
 	rec := st.lastRecord(seen)
 	if rec.Outcome != call.OutcomeUpstreamFailed || rec.ErrorType != "upstream_reset" || rec.Chunks != 4 {
 		t.Fatalf("record %+v", rec)
+	}
+	// The provider's count never came: Loom estimates it and says so. The
+	// mock's first event is the role, the next three carry one token each.
+	if rec.UsageSource != call.UsageEstimated || rec.Usage.OutputTokens != 3 || rec.Usage.InputTokens != 1 ||
+		rec.Usage.TotalTokens != 4 {
+		t.Fatalf("estimated usage %+v from %s", rec.Usage, rec.UsageSource)
 	}
 }
 

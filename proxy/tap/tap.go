@@ -87,12 +87,40 @@ func observeChoices(r *call.Record, v []byte) {
 				if m.Kind() == json.String {
 					reason = m.Value()
 				}
+			case "text": // legacy completions
+				if m.Kind() == json.String && len(m.Value()) > 2 {
+					r.OutputPieces++
+				}
+			case "delta":
+				if m.Kind() == json.Object && deltaCarriesOutput(m.Value()) {
+					r.OutputPieces++
+				}
 			}
 		}
 		if reason != nil {
 			r.SetFinishReason(int(index), internReason(reason))
 		}
 	}
+}
+
+// deltaCarriesOutput says whether a streamed delta holds generated text or
+// a tool call fragment: what an output estimate counts.
+func deltaCarriesOutput(v []byte) bool {
+	var m json.Members
+	m.Reset(v)
+	for m.Next() {
+		switch string(m.Key()) {
+		case "content", "refusal":
+			if m.Kind() == json.String && len(m.Value()) > 2 {
+				return true
+			}
+		case "tool_calls":
+			if m.Kind() == json.Array && !json.IsEmptyArray(m.Value()) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // internReason maps the finish reasons providers send to constants, so that
