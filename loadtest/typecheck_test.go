@@ -1,0 +1,391 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The budget every scenario must declare in its thresholds.
+const (
+	maxOverheadP99MS = 20
+	maxErrorRate     = 0.001
+)
+
+// scenarios are the files README.md documents; any other *.js file beside them is held to the same rules.
+var scenarios = []string{"steady-nonstream.js", "steady-stream.js", "spike.js", "soak.js", "multi-tenant.js"}
+
+func TestScenarios_TypeCheckAgainstK6Types(t *testing.T) {
+	tsc := toolchain(t)
+	if out, err := runTSC(t, tsc, "-p", ".", "--pretty", "false"); err != nil {
+		t.Fatalf("tsc -p loadtest: %v\n%s", err, out)
+	}
+}
+
+// TestTypeCheck_CatchesMisuse keeps the check honest: testdata/misuse.js misuses the k6 API on every line
+// marked "want error", under the scenarios' own compiler options. Each must be reported, and nothing else.
+func TestTypeCheck_CatchesMisuse(t *testing.T) {
+	tsc := toolchain(t)
+	out, err := runTSC(t, tsc, "-p", "testdata", "--pretty", "false")
+	if err == nil {
+		t.Fatalf("tsc accepted testdata/misuse.js: the type-check no longer catches misuse of the k6 API\n%s", out)
+	}
+	if _, ok := errors.AsType[*exec.ExitError](err); !ok {
+		t.Fatalf("tsc -p testdata: %v\n%s", err, out)
+	}
+	src, err := os.ReadFile(filepath.Join("testdata", "misuse.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int]string{}
+	for i, line := range strings.Split(string(src), "\n") {
+		if _, why, ok := strings.Cut(line, "// want error"); ok {
+			want[i+1] = strings.TrimPrefix(why, ": ")
+		}
+	}
+	got := map[int]bool{}
+	for _, m := range tscError.FindAllStringSubmatch(string(out), -1) {
+		if filepath.ToSlash(m[1]) != "testdata/misuse.js" {
+			t.Errorf("error outside misuse.js: %s", m[0])
+			continue
+		}
+		n, _ := strconv.Atoi(m[2])
+		got[n] = true
+	}
+	for _, n := range slices.Sorted(maps.Keys(want)) {
+		if !got[n] {
+			t.Errorf("misuse.js:%d (%s) type-checks: the check has gone soft", n, want[n])
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(got)) {
+		if _, ok := want[n]; !ok {
+			t.Errorf("misuse.js:%d fails to type-check but is not marked \"want error\"", n)
+		}
+	}
+	if t.Failed() {
+		t.Logf("tsc output:\n%s", out)
+	}
+}
+
+// tscError matches one diagnostic of tsc --pretty false: file(line,col): error TSnnnn: message.
+var tscError = regexp.MustCompile(`(?m)^(\S+)\((\d+),\d+\): error TS\d+`)
+
+func TestScenarios_KeepTheirBudget(t *testing.T) {
+	files, err := filepath.Glob("*.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range scenarios {
+		if !slices.Contains(files, s) {
+			t.Errorf("scenario %s is missing", s)
+		}
+	}
+	for _, file := range files {
+		t.Run(file, func(t *testing.T) {
+			src, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range scenarioProblems(stripComments(string(src))) {
+				t.Error(p)
+			}
+		})
+	}
+}
+
+// goodScenario is the smallest source that scenarioProblems accepts; the cases below break it one way each.
+const goodScenario = `
+export const options = {
+  scenarios: {
+    s: { executor: 'constant-arrival-rate', rate: 1, duration: '1m', preAllocatedVUs: 1, maxVUs: 2 },
+  },
+  thresholds: {
+    loom_overhead_ms: [{ threshold: 'p(99)<20', abortOnFail: false }],
+    gateway_overhead_ms: ['p(99)<20'],
+    http_req_failed: ['rate<0.001'],
+    call_errors: ['rate<0.001'],
+  },
+};
+export default function () { observe(http.post(URL, BODY, PARAMS), {}); }
+export const handleSummary = summaryHandler('s');
+`
+
+func TestScenarioProblems_FlagsDroppedBudgets(t *testing.T) {
+	tests := []struct {
+		name      string
+		old, new  string
+		wantMatch string // in one of the problems; "" for none
+	}{
+		{name: "as written", wantMatch: ""},
+		{name: "tighter budget is fine", old: "'p(99)<20', abortOnFail", new: "'p(99)<10', abortOnFail", wantMatch: ""},
+		{name: "looser overhead budget", old: "['p(99)<20']", new: "['p(99)<50']", wantMatch: "gateway_overhead_ms is"},
+		{name: "p95 instead of p99", old: "'p(99)<20', abortOnFail", new: "'p(95)<20', abortOnFail", wantMatch: "loom_overhead_ms is"},
+		{name: "no error budget", old: "    call_errors: ['rate<0.001'],\n", new: "", wantMatch: "no threshold on call_errors"},
+		{name: "looser error rate", old: "http_req_failed: ['rate<0.001']", new: "http_req_failed: ['rate<0.01']", wantMatch: "http_req_failed is"},
+		{name: "budget only in a comment", old: "    loom_overhead_ms: [{ threshold: 'p(99)<20', abortOnFail: false }],\n", new: "    // loom_overhead_ms: ['p(99)<20'],\n", wantMatch: "no threshold on loom_overhead_ms"},
+		{name: "closed loop", old: "'constant-arrival-rate'", new: "'constant-vus'", wantMatch: "closed loop"},
+		{name: "VUs unsized", old: ", maxVUs: 2", new: "", wantMatch: "maxVUs:"},
+		{name: "no thresholds", old: "thresholds: {", new: "limits: {", wantMatch: "no thresholds"},
+		{name: "no summary", old: "export const handleSummary", new: "const handleSummary", wantMatch: "handleSummary"},
+		{name: "tenant without its own budget", old: "preAllocatedVUs: 1,", new: "tags: { tenant: 'a' }, preAllocatedVUs: 1,", wantMatch: "loom_overhead_ms{tenant:a}"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := goodScenario
+			if tt.old != "" {
+				if !strings.Contains(src, tt.old) {
+					t.Fatalf("goodScenario has no %q", tt.old)
+				}
+				src = strings.Replace(src, tt.old, tt.new, 1)
+			}
+			problems := scenarioProblems(stripComments(src))
+			if tt.wantMatch == "" {
+				if len(problems) > 0 {
+					t.Fatalf("problems = %q, want none", problems)
+				}
+				return
+			}
+			if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, tt.wantMatch) }) {
+				t.Fatalf("problems = %q, want one that mentions %q", problems, tt.wantMatch)
+			}
+		})
+	}
+}
+
+var (
+	executorRe   = regexp.MustCompile(`\bexecutor:\s*['"]([^'"]*)['"]`)
+	tenantTagRe  = regexp.MustCompile(`\btags:\s*\{\s*tenant:\s*['"]([^'"]+)['"]`)
+	summaryRe    = regexp.MustCompile(`\bexport\s+(const|function)\s+handleSummary\b`)
+	checkCallRe  = regexp.MustCompile(`\b(check|observe)\(`)
+	thresholdsRe = regexp.MustCompile(`\bthresholds:\s*\{`)
+	p99Re        = regexp.MustCompile(`['"]p\(99\)\s*<=?\s*(\d+(?:\.\d+)?)['"]`)
+	rateRe       = regexp.MustCompile(`['"]rate\s*<=?\s*(\d+(?:\.\d+)?)['"]`)
+)
+
+// scenarioProblems lists what keeps src from being a scenario: it must run open loop (arrival-rate
+// executors only, VUs sized), check its responses, write a summary, and declare the overhead and error
+// budgets, per tenant where it has tenants.
+func scenarioProblems(src string) []string {
+	var problems []string
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	executors := executorRe.FindAllStringSubmatch(src, -1)
+	if len(executors) == 0 {
+		add("no scenario executor: use constant-arrival-rate or ramping-arrival-rate")
+	}
+	for _, m := range executors {
+		if e := m[1]; e != "constant-arrival-rate" && e != "ramping-arrival-rate" {
+			add("executor %q is closed loop: use constant-arrival-rate or ramping-arrival-rate", e)
+		}
+	}
+	for _, key := range []string{"preAllocatedVUs:", "maxVUs:"} {
+		if n := strings.Count(src, key); n < len(executors) {
+			add("%d scenarios but %s appears %d times: size every arrival-rate scenario", len(executors), key, n)
+		}
+	}
+	if !checkCallRe.MatchString(src) {
+		add("no check() (or observe(), which checks) on the responses")
+	}
+	if !summaryRe.MatchString(src) {
+		add("no exported handleSummary: the run leaves no summary in loadtest/results/")
+	}
+
+	loc := thresholdsRe.FindStringIndex(src)
+	if loc == nil {
+		return append(problems, "no thresholds: every scenario asserts the overhead and error budget")
+	}
+	thresholds := balanced(src[loc[1]-1:])
+	tagSets := []string{""}
+	for _, m := range tenantTagRe.FindAllStringSubmatch(src, -1) {
+		tagSets = append(tagSets, "{tenant:"+m[1]+"}")
+	}
+	for _, tags := range tagSets {
+		for _, metric := range []string{"loom_overhead_ms", "gateway_overhead_ms"} {
+			problems = append(problems, boundProblems(thresholds, metric+tags, p99Re, maxOverheadP99MS, "p(99)<20")...)
+		}
+		for _, metric := range []string{"http_req_failed", "call_errors"} {
+			problems = append(problems, boundProblems(thresholds, metric+tags, rateRe, maxErrorRate, "rate<0.001")...)
+		}
+	}
+	return problems
+}
+
+// boundProblems is nil when thresholds has key with an expression, matched by expr, whose bound is at
+// most limit.
+func boundProblems(thresholds, key string, expr *regexp.Regexp, limit float64, example string) []string {
+	keyRe := regexp.MustCompile(`(?:^|[\s{,])['"]?` + regexp.QuoteMeta(key) + `['"]?\s*:\s*\[([^\]]*)\]`)
+	m := keyRe.FindStringSubmatch(thresholds)
+	if m == nil {
+		return []string{fmt.Sprintf("no threshold on %s: want %s: [%q]", key, key, example)}
+	}
+	for _, b := range expr.FindAllStringSubmatch(m[1], -1) {
+		if v, err := strconv.ParseFloat(b[1], 64); err == nil && v <= limit {
+			return nil
+		}
+	}
+	return []string{fmt.Sprintf("threshold on %s is %s: want %q or tighter", key, strings.TrimSpace(m[1]), example)}
+}
+
+// balanced is s up to the brace that closes the one s starts with, skipping braces inside string literals
+// (threshold keys such as 'loom_overhead_ms{tenant:a}' have some).
+func balanced(s string) string {
+	depth := 0
+	var quote byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quote != 0:
+			if c == '\\' {
+				i++
+			} else if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"' || c == '`':
+			quote = c
+		case c == '{':
+			depth++
+		case c == '}':
+			depth--
+			if depth == 0 {
+				return s[:i+1]
+			}
+		}
+	}
+	return s
+}
+
+// stripComments drops /* */ blocks and whole-line // comments, so a budget only in a comment does not count.
+// A // after code on the same line stays: it may be inside a string ('http://...').
+func stripComments(src string) string {
+	src = regexp.MustCompile(`(?s)/\*.*?\*/`).ReplaceAllString(src, "")
+	return regexp.MustCompile(`(?m)^\s*//.*$`).ReplaceAllString(src, "")
+}
+
+// errNoNode means node or npm is not on PATH.
+var errNoNode = errors.New("node or npm not found")
+
+// setup installs the pinned TypeScript and @types/k6 into node_modules (npm ci) unless they are there
+// already, and returns the tsc to run. It runs once for all the tests of the package.
+var setup = sync.OnceValues(func() (string, error) {
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		return "", errNoNode
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		return "", errNoNode
+	}
+	tsc, err := filepath.Abs(filepath.Join("node_modules", ".bin", "tsc"))
+	if err != nil {
+		return "", err
+	}
+	if fresh, why := installed(tsc); !fresh {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
+		cmd.Env = append(os.Environ(), "npm_config_update_notifier=false")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("npm ci in loadtest/ (%s): %w\n%s", why, err, out)
+		}
+	}
+	return tsc, nil
+})
+
+// toolchain is setup's tsc, or the end of a test that cannot have one: a skip on a machine without
+// Node.js, a failure in CI.
+func toolchain(t *testing.T) string {
+	t.Helper()
+	tsc, err := setup()
+	switch {
+	case errors.Is(err, errNoNode) && !inCI():
+		t.Skip("install Node.js and npm to type-check the k6 scenarios (with CI=true this test fails instead)")
+	case errors.Is(err, errNoNode):
+		t.Fatal("CI=true but node or npm is not on PATH: install Node.js and npm to type-check the k6 scenarios")
+	case err != nil:
+		t.Fatal(err)
+	}
+	return tsc
+}
+
+func inCI() bool {
+	ci, _ := strconv.ParseBool(os.Getenv("CI"))
+	return ci
+}
+
+// lockfile is the part of package-lock.json (and of npm's record of what it installed,
+// node_modules/.package-lock.json) that says which package is where.
+type lockfile struct {
+	Packages map[string]struct {
+		Version   string `json:"version"`
+		Integrity string `json:"integrity"`
+		Optional  bool   `json:"optional"`
+	} `json:"packages"`
+}
+
+// installed reports whether node_modules holds exactly what package-lock.json pins, and if not, why.
+func installed(tsc string) (bool, string) {
+	if _, err := os.Stat(tsc); err != nil {
+		return false, "no node_modules/.bin/tsc"
+	}
+	var want, have lockfile
+	if err := readJSON("package-lock.json", &want); err != nil {
+		return false, err.Error()
+	}
+	if err := readJSON(filepath.Join("node_modules", ".package-lock.json"), &have); err != nil {
+		return false, err.Error()
+	}
+	for path, w := range want.Packages {
+		if path == "" { // the project itself
+			continue
+		}
+		h, ok := have.Packages[path]
+		switch {
+		case !ok && w.Optional: // an optional package for another platform
+		case !ok:
+			return false, path + " is not installed"
+		case h.Version != w.Version || h.Integrity != w.Integrity:
+			return false, fmt.Sprintf("%s is %s, package-lock.json pins %s", path, h.Version, w.Version)
+		}
+	}
+	for path := range have.Packages {
+		if _, ok := want.Packages[path]; !ok {
+			return false, path + " is installed but not in package-lock.json"
+		}
+	}
+	return true, ""
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// runTSC runs tsc with args in loadtest/ and returns its combined output.
+func runTSC(t *testing.T, tsc string, args ...string) ([]byte, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tsc, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.Bytes(), err
+}
