@@ -3,13 +3,13 @@
 .DEFAULT_GOAL := help
 GO ?= go
 
-.PHONY: help build run test bench lint
+.PHONY: help build run test bench bench-quick lint
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-6s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## Build loom, mockupstream, otelcol-loom and devstack into bin/
-	$(GO) build -o bin/ ./proxy/cmd/loom ./bench/cmd/mockupstream ./otelcol/cmd/otelcol-loom ./deploy/cmd/devstack
+	$(GO) build -o bin/ ./proxy/cmd/loom ./bench/cmd/mockupstream ./otelcol/cmd/otelcol-loom ./deploy/cmd/devstack ./bench/cmd/loombench
 
 run: build ## Start Loom and a demo key in front of the mock (or OpenAI if OPENAI_API_KEY is set); state in .loom/
 	./bin/devstack
@@ -18,8 +18,12 @@ test: ## go vet, then every test
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-bench: ## Go micro-benchmarks of the proxy packages
-	$(GO) test -run '^$$' -bench . -benchmem ./proxy/...
+bench: build ## Hot-path Go benchmarks (benchstat format), then the full end-to-end overhead run with gates
+	$(GO) test -run '^$$' -bench . -benchmem ./proxy/... ./otelcol/postgresexporter
+	./bin/loombench -mode full
+
+bench-quick: build ## The end-to-end overhead run in about a minute, with gates; report in bench/results/
+	./bin/loombench -mode quick
 
 lint: ## Fail if gofmt would change a file; go vet
 	@files="$$(gofmt -l .)"; if [ -n "$$files" ]; then echo "gofmt -w these files:"; echo "$$files"; exit 1; fi

@@ -52,7 +52,9 @@ exporters:
       queue_size: 2147483648
       batch:
         sizer: items
-        min_size: 1000
+        # Small, steady inserts: a big batch is a burst of work that, on a
+        # machine the collector shares with Loom, shows in Loom's tail.
+        min_size: 100
         max_size: 5000
         flush_timeout: 200ms
     retry_on_failure:

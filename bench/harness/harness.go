@@ -1,0 +1,129 @@
+// Package harness is `make bench`: it starts the mock upstream, Postgres,
+// otelcol-loom and two Looms (tracing on and off), drives open-loop load at
+// fixed rates straight to the mock and through each Loom, interleaved, and
+// reports overhead percentiles, throughput, errors, Loom's CPU per 1,000
+// requests and peak memory, then holds the run to the gates file. It only
+// ever loads 127.0.0.1.
+package harness
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Options choose what to run and where the results go.
+type Options struct {
+	Mode Mode
+	// Bin holds loom, mockupstream and otelcol-loom (`make build`).
+	Bin string
+	// Out is where a timestamped results folder is made (bench/results).
+	Out string
+	// Gates is the gates file (bench/gates.yaml).
+	Gates string
+	// AddedLatency makes Loom slower by this much per call (loom serve
+	// -debug-added-latency), to prove the gates catch a regression.
+	AddedLatency time.Duration
+	// Log gets progress lines and the summary.
+	Log io.Writer
+}
+
+// Run measures, writes report.md, results.json and latency.svg under a new
+// folder in o.Out, prints the summary, and returns the folder, the results
+// and ErrGateFailed (naming the gates) when a gate fails.
+func Run(ctx context.Context, o Options) (dir string, res *Results, err error) {
+	gates, err := LoadGates(o.Gates)
+	if err != nil {
+		return "", nil, err
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	started := time.Now()
+	dir = filepath.Join(o.Out, started.UTC().Format("20060102-150405"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, err
+	}
+	fmt.Fprintf(o.Log, "bench: %s run, results in %s\n", o.Mode.Name, dir)
+	st, err := startStack(ctx, o, dir)
+	if err != nil {
+		return dir, nil, err
+	}
+	defer st.stop()
+	res = &Results{Started: started, Mode: o.Mode.Name, Machine: machine(), PeakRSS: map[string]int64{}}
+	for _, sc := range o.Mode.Scenarios {
+		m, err := st.runScenario(ctx, o.Mode, sc, func(line string) { fmt.Fprintf(o.Log, "bench: %s\n", line) })
+		if err != nil {
+			return dir, nil, err
+		}
+		res.Scenarios = append(res.Scenarios, scenarioResult(sc, m))
+	}
+	if res.TracedCalls, err = st.tracedCalls(ctx); err != nil {
+		return dir, nil, err
+	}
+	for _, p := range st.procs {
+		res.PeakRSS[p.name] = p.peakRSS()
+	}
+	if res.SpansInPostgres, err = st.spanRows(ctx, res.TracedCalls); err != nil {
+		return dir, nil, fmt.Errorf("count spans in Postgres: %w", err)
+	}
+	res.Gates, res.Passed = CheckGates(gates, res.Scenarios)
+	if res.SpansInPostgres != res.TracedCalls {
+		res.Passed = false
+		res.Gates = append(res.Gates, GateResult{Gate: "no-span-lost", Scenario: "*", Metric: "missing_spans",
+			Value: float64(res.TracedCalls - res.SpansInPostgres), Max: 1})
+	}
+	if err := writeFiles(dir, res); err != nil {
+		return dir, res, err
+	}
+	WriteSummary(o.Log, res)
+	fmt.Fprintf(o.Log, "\nbench: report %s\n", filepath.Join(dir, "report.md"))
+	return dir, res, gateError(res.Gates)
+}
+
+func writeFiles(dir string, res *Results) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	var svg, md strings.Builder
+	WriteSVG(&svg, res.Scenarios)
+	if err := os.WriteFile(filepath.Join(dir, "latency.svg"), []byte(svg.String()), 0o644); err != nil {
+		return err
+	}
+	WriteMarkdown(&md, res, "latency.svg")
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(md.String()), 0o644)
+}
+
+func machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, CPU: "unknown"}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "model name"); ok {
+				m.CPU = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+		f.Close()
+	}
+	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		m.Commit = strings.TrimSpace(string(out))
+	}
+	return m
+}
+
+// ErrUnknownMode names a mode that Modes lacks.
+var ErrUnknownMode = errors.New("unknown mode")

@@ -1,0 +1,117 @@
+package harness
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loom-gateway/loom/deploy/pgserver"
+)
+
+// bin holds loom, mockupstream and otelcol-loom, built once for the package.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "loom-bench-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = dir
+	build := exec.Command("go", "build", "-o", dir+"/", "github.com/loom-gateway/loom/proxy/cmd/loom",
+		"github.com/loom-gateway/loom/bench/cmd/mockupstream", "github.com/loom-gateway/loom/otelcol/cmd/otelcol-loom")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func needPostgres(t *testing.T) {
+	t.Helper()
+	if _, err := pgserver.FindBin("initdb"); errors.Is(err, pgserver.ErrNotInstalled) {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+}
+
+func tinyRun(t *testing.T, added time.Duration) (string, *Results, error) {
+	t.Helper()
+	needPostgres(t)
+	var log strings.Builder
+	dir, res, err := Run(t.Context(), Options{Mode: Modes["tiny"], Bin: bin, Out: t.TempDir(),
+		Gates: filepath.Join("testdata", "seed-gates.yaml"), AddedLatency: added, Log: &log})
+	t.Log(log.String())
+	return dir, res, err
+}
+
+// The harness, once, without load: every part of the report is there, and
+// what the traced Loom recorded all reached Postgres.
+func TestRun_Tiny_WritesTheWholeReport(t *testing.T) {
+	dir, res, err := tinyRun(t, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, section := range []string{"## Overhead", "## Latency", "## Streaming: time to first chunk",
+		"## Loom's own view and cost", "Peak RSS:", "Spans in Postgres", "## Gates", "![latency by percentile](latency.svg)"} {
+		if !strings.Contains(string(md), section) {
+			t.Errorf("report.md lacks %q", section)
+		}
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "latency.svg"))
+	if err != nil || strings.Count(string(svg), "<polyline") != 6 {
+		t.Errorf("latency.svg: want 6 lines (2 scenarios x 3 targets): %v", err)
+	}
+	var back Results
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil || json.Unmarshal(b, &back) != nil || len(back.Scenarios) != 2 {
+		t.Fatalf("results.json: %v", err)
+	}
+	for _, s := range res.Scenarios {
+		if s.Overhead == nil || s.OverheadUntraced == nil || len(s.Targets) != 3 {
+			t.Errorf("%s: overhead not computed", s.Name)
+		}
+		for _, tg := range s.Targets {
+			if tg.Sent == 0 || tg.Errors != 0 {
+				t.Errorf("%s via %s: sent %d, errors %d %v", s.Name, tg.Target, tg.Sent, tg.Errors, tg.ErrorSamples)
+			}
+			if tg.Target != Direct && (tg.SelfReported == nil || tg.CPUPer1000 <= 0) {
+				t.Errorf("%s via %s: no self-reported overhead or CPU", s.Name, tg.Target)
+			}
+		}
+		if s.Stream && s.TTFCOverhead == nil {
+			t.Errorf("%s: no TTFC overhead", s.Name)
+		}
+	}
+	if res.TracedCalls == 0 || res.SpansInPostgres != res.TracedCalls {
+		t.Errorf("spans in Postgres %d, traced calls %d", res.SpansInPostgres, res.TracedCalls)
+	}
+	if res.PeakRSS["loom-traced"] == 0 || !res.Passed || len(res.Gates) == 0 {
+		t.Errorf("peak RSS %v, passed %v, gates %v", res.PeakRSS, res.Passed, res.Gates)
+	}
+}
+
+// 25 ms added inside Loom must break the seed's 20 ms gate, by name.
+func TestRun_Loom25msSlower_GateFails(t *testing.T) {
+	_, res, err := tinyRun(t, 25*time.Millisecond)
+	if !errors.Is(err, ErrGateFailed) || !strings.Contains(err.Error(), "seed-p99-overhead") {
+		t.Fatalf("err = %v, want the seed-p99-overhead gate to fail", err)
+	}
+	if res == nil || res.Passed {
+		t.Fatal("results say passed")
+	}
+}

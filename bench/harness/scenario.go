@@ -1,0 +1,189 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/loom-gateway/loom/bench/histogram"
+	"github.com/loom-gateway/loom/bench/loadgen"
+	"github.com/loom-gateway/loom/bench/mockupstream"
+	"github.com/loom-gateway/loom/proxy/server"
+)
+
+// Scenario is one load shape. Each runs against every target, in rounds
+// that interleave them, so drift on a shared machine hits all alike.
+type Scenario struct {
+	Name        string  `json:"name"`
+	Description string  `json:"description"`
+	Rate        float64 `json:"rate"` // requests per second
+	Stream      bool    `json:"stream"`
+	Tenants     int     `json:"tenants"` // 2: calls alternate between two tenants' keys
+	// Mock are the mock upstream's controls (x-mock-*), the same for every
+	// target.
+	Mock map[string]string `json:"mock"`
+}
+
+// Targets: the mock itself, and Loom with tracing on and off in front of it.
+const (
+	Direct   = "direct"
+	Traced   = "loom"
+	Untraced = "loom-untraced"
+)
+
+var targetOrder = []string{Direct, Traced, Untraced}
+
+// Mode sizes a run.
+type Mode struct {
+	Name      string
+	Scenarios []Scenario
+	Rounds    int           // passes over the targets
+	Segment   time.Duration // measured time per target per round
+	Warmup    time.Duration // unmeasured lead-in per segment
+}
+
+var (
+	streamMock = map[string]string{"x-mock-chunks": "20", "x-mock-chunk-delay-ms": "5"}
+	unaryMock  = map[string]string{"x-mock-chunks": "20"}
+)
+
+// Modes: tiny proves the harness works (make test), quick takes about a
+// minute, full is the whole set.
+var Modes = map[string]Mode{
+	"tiny": {Name: "tiny", Rounds: 1, Segment: 500 * time.Millisecond, Warmup: 100 * time.Millisecond, Scenarios: []Scenario{
+		{Name: "nonstream-20", Description: "non-streaming, ~1 KB request, 20 RPS", Rate: 20, Tenants: 1, Mock: unaryMock},
+		{Name: "stream-10", Description: "streaming, 20 chunks 5 ms apart, 10 RPS", Rate: 10, Stream: true, Tenants: 1, Mock: streamMock},
+	}},
+	"quick": {Name: "quick", Rounds: 1, Segment: 4 * time.Second, Warmup: time.Second, Scenarios: []Scenario{
+		{Name: "nonstream-1000", Description: "non-streaming, ~1 KB request, 1000 RPS", Rate: 1000, Tenants: 1, Mock: unaryMock},
+		{Name: "stream-200", Description: "streaming, 20 chunks 5 ms apart, 200 RPS", Rate: 200, Stream: true, Tenants: 1, Mock: streamMock},
+		{Name: "multitenant-1000", Description: "non-streaming, two tenants alternating, 1000 RPS", Rate: 1000, Tenants: 2, Mock: unaryMock},
+	}},
+	"full": {Name: "full", Rounds: 3, Segment: 8 * time.Second, Warmup: time.Second, Scenarios: []Scenario{
+		{Name: "nonstream-500", Description: "non-streaming, ~1 KB request, 500 RPS", Rate: 500, Tenants: 1, Mock: unaryMock},
+		{Name: "nonstream-1000", Description: "non-streaming, ~1 KB request, 1000 RPS", Rate: 1000, Tenants: 1, Mock: unaryMock},
+		{Name: "nonstream-2000", Description: "non-streaming, ~1 KB request, 2000 RPS", Rate: 2000, Tenants: 1, Mock: unaryMock},
+		{Name: "stream-200", Description: "streaming, 20 chunks 5 ms apart, 200 RPS", Rate: 200, Stream: true, Tenants: 1, Mock: streamMock},
+		{Name: "multitenant-1000", Description: "non-streaming, two tenants alternating, 1000 RPS", Rate: 1000, Tenants: 2, Mock: unaryMock},
+	}},
+}
+
+// requestBody is a chat request of about 1 KB, like a short conversation.
+func requestBody(stream bool) []byte {
+	question := strings.Repeat("Explain the difference between TCP and UDP, with one example of each. ", 12)
+	b := `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a terse networking tutor."},` +
+		`{"role":"user","content":"` + question + `"}],"temperature":0.2,"max_tokens":200`
+	if stream {
+		// Asking for usage makes the mock send the same events whichever
+		// way the call goes: Loom asks for it on every stream anyway.
+		b += `,"stream":true,"stream_options":{"include_usage":true}`
+	}
+	return []byte(b + "}")
+}
+
+// measured is one target's numbers in one scenario, merged over rounds.
+type measured struct {
+	latency, ttfc, overhead *histogram.Histogram
+	sent, ok, errs, late    int64
+	elapsed, cpu            time.Duration
+	errSamples              []string
+}
+
+func newMeasured() *measured {
+	return &measured{latency: histogram.New(), ttfc: histogram.New(), overhead: histogram.New()}
+}
+
+func (m *measured) add(r loadgen.Result, cpu time.Duration) {
+	m.latency.Merge(r.Latency)
+	m.ttfc.Merge(r.TTFC)
+	m.overhead.Merge(r.Overhead)
+	m.sent += r.Sent
+	m.ok += r.OK
+	m.errs += r.Errors
+	m.late += r.Late
+	m.elapsed += r.Elapsed
+	m.cpu += cpu
+	for _, e := range r.ErrorSamples {
+		if len(m.errSamples) < 10 {
+			m.errSamples = append(m.errSamples, e)
+		}
+	}
+}
+
+// calls builds the scenario's call for each target: its own client, so
+// connections stay warm across rounds.
+func (st *stack) calls(sc Scenario) map[string]loadgen.Call {
+	header := func(key string) map[string]string {
+		h := map[string]string{"Authorization": "Bearer " + key, "Content-Type": "application/json"}
+		for k, v := range sc.Mock {
+			h[k] = v
+		}
+		return h
+	}
+	conns := int(sc.Rate/10) + 64
+	body := requestBody(sc.Stream)
+	build := func(name, addr string, keys []string, overhead string) loadgen.Call {
+		var calls []loadgen.Call
+		for _, k := range keys {
+			calls = append(calls, loadgen.NewHTTPCall(loadgen.Target{
+				Name: name, Addr: addr, Path: "/v1/chat/completions", Header: header(k), Body: body,
+				Stream: sc.Stream, OverheadHeader: overhead, ServiceHeader: mockupstream.HeaderServiceMS,
+			}, conns))
+		}
+		return alternate(calls)
+	}
+	keys := st.keys[:max(1, min(sc.Tenants, len(st.keys)))]
+	return map[string]loadgen.Call{
+		Direct:   build(Direct, st.mockAddr, []string{"sk-direct", "sk-direct"}[:len(keys)], ""),
+		Traced:   build(Traced, st.tracedAt, keys, server.HeaderOverhead),
+		Untraced: build(Untraced, st.plainAt, keys, server.HeaderOverhead),
+	}
+}
+
+// alternate spreads calls over several, in turn.
+func alternate(calls []loadgen.Call) loadgen.Call {
+	if len(calls) == 1 {
+		return calls[0]
+	}
+	var n atomic.Uint64
+	return func(ctx context.Context, intended time.Time) (loadgen.Sample, error) {
+		return calls[n.Add(1)%uint64(len(calls))](ctx, intended)
+	}
+}
+
+// runScenario measures sc on every target, interleaved over mode.Rounds;
+// each round rotates the order.
+func (st *stack) runScenario(ctx context.Context, mode Mode, sc Scenario, progress func(string)) (map[string]*measured, error) {
+	calls := st.calls(sc)
+	out := map[string]*measured{}
+	procs := map[string]*proc{Traced: st.traced, Untraced: st.untraced}
+	for round := range mode.Rounds {
+		for i := range targetOrder {
+			tg := targetOrder[(i+round)%len(targetOrder)]
+			if out[tg] == nil {
+				out[tg] = newMeasured()
+			}
+			var before time.Duration
+			if p := procs[tg]; p != nil {
+				before, _ = p.cpu()
+			}
+			plan := loadgen.Plan{Rate: sc.Rate, Duration: mode.Segment, Warmup: mode.Warmup}
+			r, err := loadgen.Run(ctx, plan, calls[tg])
+			if err != nil {
+				return out, fmt.Errorf("%s on %s: %w", sc.Name, tg, err)
+			}
+			var cpu time.Duration
+			if p := procs[tg]; p != nil {
+				after, _ := p.cpu()
+				// Warmup calls cost CPU too: scale to the measured share.
+				cpu = time.Duration(float64(after-before) * float64(mode.Segment) / float64(mode.Segment+mode.Warmup))
+			}
+			out[tg].add(r, cpu)
+			progress(fmt.Sprintf("%s round %d/%d %s: %d sent, %d errors, p99 %v", sc.Name, round+1, mode.Rounds, tg,
+				r.Sent, r.Errors, r.Latency.Quantile(0.99).Round(time.Microsecond)))
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,328 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/loom-gateway/loom/deploy/devstack"
+	"github.com/loom-gateway/loom/deploy/pgserver"
+	"github.com/loom-gateway/loom/proxy/tenant"
+)
+
+// proc is one process of the system under test.
+type proc struct {
+	name   string
+	cmd    *exec.Cmd
+	exited chan struct{}
+	log    string
+}
+
+// startProc runs bin with args, its output in dir/name.log, and waits until
+// ready says it serves.
+func startProc(ctx context.Context, dir, name, bin string, env []string, ready func(context.Context) error, args ...string) (*proc, error) {
+	p := &proc{name: name, log: filepath.Join(dir, name+".log"), exited: make(chan struct{})}
+	out, err := os.Create(p.log)
+	if err != nil {
+		return nil, err
+	}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = out, out
+	p.cmd.Env = append(os.Environ(), env...)
+	if err := p.cmd.Start(); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		out.Close()
+		close(p.exited)
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if err := ready(ctx); err == nil {
+			return p, nil
+		}
+		select {
+		case <-p.exited:
+			return nil, fmt.Errorf("%s exited while starting; see %s:\n%s", name, p.log, tail(p.log))
+		case <-ctx.Done():
+			p.stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("%s not ready after 60s; see %s:\n%s", name, p.log, tail(p.log))
+		}
+	}
+}
+
+func (p *proc) stop() {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// cpu is the process's CPU time so far, summed over its threads from
+// /proc/PID/task/*/schedstat (nanoseconds; /proc/PID/stat counts 10 ms
+// ticks, too coarse for a short segment): Loom's CPU per 1,000 requests is
+// the difference across a measured segment.
+func (p *proc) cpu() (time.Duration, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", p.cmd.Process.Pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, errors.New("no /proc schedstat for " + p.name)
+	}
+	var total int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue // a thread that just exited
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			n, _ := strconv.ParseInt(f[0], 10, 64)
+			total += n
+		}
+	}
+	return time.Duration(total), nil
+}
+
+// peakRSS is the process's high-water resident set, in bytes.
+func (p *proc) peakRSS() int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// stack is the system under test: the mock upstream, Postgres,
+// otelcol-loom, and two Looms in front of the same mock, one tracing every
+// call through the whole pipeline and one with tracing off.
+type stack struct {
+	dir       string
+	pgDir     string
+	pg        *pgserver.Server
+	procs     []*proc
+	mockAddr  string
+	traced    *proc
+	untraced  *proc
+	tracedAt  string // Loom's address, tracing on
+	plainAt   string // Loom's address, tracing off
+	keys      [2]string
+	collector *proc
+}
+
+// Tenants of the bench configuration: two, so the mix can alternate.
+var benchTenants = [2]string{"bench-a", "bench-b"}
+
+func startStack(ctx context.Context, o Options, dir string) (st *stack, err error) {
+	st = &stack{dir: dir}
+	defer func() {
+		if err != nil {
+			st.stop()
+		}
+	}()
+	bin := func(name string) string { return filepath.Join(o.Bin, name) }
+	for _, b := range []string{"loom", "mockupstream", "otelcol-loom"} {
+		if _, err := os.Stat(bin(b)); err != nil {
+			return st, fmt.Errorf("%w (run `make build` first)", err)
+		}
+	}
+	if st.mockAddr, err = freeAddr(); err != nil {
+		return st, err
+	}
+	mock, err := startProc(ctx, dir, "mockupstream", bin("mockupstream"), nil,
+		devstack.HTTPReady("http://"+st.mockAddr+"/v1/models"), "-addr", st.mockAddr, "-log-limit", "1000", "-grace", "2s")
+	if err != nil {
+		return st, err
+	}
+	st.procs = append(st.procs, mock)
+
+	// Postgres runs as the postgres user when we are root, and a checkout
+	// may sit where that user cannot go: its cluster lives in a temporary
+	// directory of its own.
+	if st.pgDir, err = os.MkdirTemp("", "loom-bench-pg-"); err != nil {
+		return st, err
+	}
+	if err := os.Chmod(st.pgDir, 0o755); err != nil {
+		return st, err
+	}
+	st.pg, err = pgserver.Start(ctx, pgserver.Options{Dir: filepath.Join(st.pgDir, "data"), LogFile: filepath.Join(st.pgDir, "postgres.log")})
+	if err != nil {
+		return st, fmt.Errorf("postgres: %w", err)
+	}
+	otlp, health := "", ""
+	if otlp, err = freeAddr(); err != nil {
+		return st, err
+	}
+	if health, err = freeAddr(); err != nil {
+		return st, err
+	}
+	colCfg := filepath.Join(dir, "otelcol.yaml")
+	if err := os.WriteFile(colCfg, devstack.RenderCollectorConfig(otlp, health, filepath.Join(dir, "otelcol")), 0o600); err != nil {
+		return st, err
+	}
+	st.collector, err = startProc(ctx, dir, "otelcol-loom", bin("otelcol-loom"), []string{devstack.EnvDatabaseURL + "=" + st.pg.URL()},
+		devstack.HTTPReady("http://"+health+"/"), "--config", colCfg)
+	if err != nil {
+		return st, err
+	}
+	st.procs = append(st.procs, st.collector)
+
+	hashes := [2]string{}
+	for i := range st.keys {
+		if st.keys[i], hashes[i], err = tenant.NewKey(); err != nil {
+			return st, err
+		}
+	}
+	for _, traced := range []bool{true, false} {
+		addr, err := freeAddr()
+		if err != nil {
+			return st, err
+		}
+		name, tracing := "loom-untraced", ""
+		if traced {
+			name, tracing = "loom-traced", "tracing: {endpoint: \"http://"+otlp+"\"}\n"
+		}
+		cfgPath := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(cfgPath, loomConfig(addr, st.mockAddr, hashes, tracing), 0o600); err != nil {
+			return st, err
+		}
+		args := []string{"serve", "-config", cfgPath}
+		if o.AddedLatency > 0 {
+			args = append(args, "-debug-added-latency", o.AddedLatency.String())
+		}
+		p, err := startProc(ctx, dir, name, bin("loom"), nil, devstack.HTTPReady("http://"+addr+"/readyz"), args...)
+		if err != nil {
+			return st, err
+		}
+		st.procs = append(st.procs, p)
+		if traced {
+			st.traced, st.tracedAt = p, addr
+		} else {
+			st.untraced, st.plainAt = p, addr
+		}
+	}
+	return st, nil
+}
+
+func loomConfig(listen, mock string, hashes [2]string, tracing string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen: %q\n%s", listen, tracing)
+	fmt.Fprintf(&b, "deployments:\n  - name: mock\n    provider: openai\n    base_url: \"http://%s/v1\"\n", mock)
+	b.WriteString("    forward_headers: [\"x-mock-*\"]\n    forward_response_headers: [\"x-mock-*\"]\n    max_conns: 4096\n")
+	b.WriteString("tenants:\n")
+	for i, id := range benchTenants {
+		fmt.Fprintf(&b, "  - id: %s\n    keys: [{id: %s-key, sha256: %q}]\n    models: [{name: gpt-4o-mini, deployment: mock}]\n", id, id, hashes[i])
+	}
+	return []byte(b.String())
+}
+
+// tracedCalls is how many calls the traced Loom recorded, warm-ups
+// included: its loom_calls_total, the last loom.seq it gave.
+func (st *stack) tracedCalls(ctx context.Context) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+st.tracedAt+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("read Loom's metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "loom_calls_total "); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, errors.New("Loom's /metrics has no loom_calls_total")
+}
+
+// spanRows waits until the count of SERVER spans (one per call) in
+// Postgres stops growing and returns it: the pipeline kept up, and lost
+// nothing, if it equals the calls the traced Loom recorded.
+func (st *stack) spanRows(ctx context.Context, want int64) (int64, error) {
+	conn, err := pgx.Connect(ctx, st.pg.URL())
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.Background())
+	var n, last int64 = 0, -1
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
+		// The schema appears with the collector's first export.
+		err := conn.QueryRow(ctx, "SELECT count(*) FROM loom.spans WHERE kind = 'server'").Scan(&n)
+		if err == nil && (n >= want || n == last) {
+			break
+		}
+		last = n
+		select {
+		case <-ctx.Done():
+			return n, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return n, nil
+}
+
+func (st *stack) stop() {
+	for i := len(st.procs) - 1; i >= 0; i-- {
+		st.procs[i].stop()
+	}
+	if st.pg != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = st.pg.Stop(ctx)
+	}
+	if st.pgDir != "" {
+		_ = os.RemoveAll(st.pgDir)
+	}
+}
