@@ -33,6 +33,78 @@ type Config struct {
 	Tenants     []Tenant     `yaml:"tenants"`
 	// Tracing sends every call as OpenTelemetry spans over OTLP.
 	Tracing Tracing `yaml:"tracing"`
+	// Store, when it names a database, makes Postgres the source of
+	// tenants, keys, routes, credentials and limits; Tenants above are then
+	// not used.
+	Store Store `yaml:"store"`
+	// Redis, when set, shares rate-limit counters between Loom replicas.
+	Redis Redis `yaml:"redis"`
+	// Admin is the administration API's own listener.
+	Admin Admin `yaml:"admin"`
+}
+
+// Store locates the Postgres tenant store and the key that encrypts the
+// provider credentials kept in it.
+type Store struct {
+	// DatabaseURLEnv names the variable holding the Postgres URL (URLs
+	// carry passwords, so they live in the environment, not the file).
+	DatabaseURLEnv string `yaml:"database_url_env"`
+	// SecretKeyEnv names a variable holding the 32-byte credential
+	// encryption key (hex or base64); SecretKeyFile is a file holding it.
+	SecretKeyEnv  string `yaml:"secret_key_env"`
+	SecretKeyFile string `yaml:"secret_key_file"`
+	// Poll is how often the snapshot is reloaded even without a NOTIFY.
+	Poll time.Duration `yaml:"poll"`
+}
+
+// Enabled reports whether tenants come from Postgres.
+func (s *Store) Enabled() bool { return s.DatabaseURLEnv != "" }
+
+// DatabaseURL is the store's URL from the environment. Never log it.
+func (s *Store) DatabaseURL() string { return os.Getenv(s.DatabaseURLEnv) }
+
+// Redis locates the shared limit counters.
+type Redis struct {
+	// URLEnv names the variable holding redis://[:password@]host:port/db.
+	URLEnv string `yaml:"url_env"`
+}
+
+// Enabled reports whether limits are shared through Redis.
+func (r *Redis) Enabled() bool { return r.URLEnv != "" }
+
+// Admin configures the administration API. It listens apart from the
+// gateway, so it can stay off the public network.
+type Admin struct {
+	// Listen is the admin API's address; empty turns it off.
+	Listen string `yaml:"listen"`
+	// TokenSHA256 is the hex SHA-256 of the admin token (see `loom keys
+	// hash`); TokenEnv names a variable holding the token itself.
+	TokenSHA256 string `yaml:"token_sha256"`
+	TokenEnv    string `yaml:"token_env"`
+}
+
+// Limits cap a tenant's or a key's use. Zero means no limit.
+type Limits struct {
+	RequestsPerMinute int `yaml:"requests_per_minute"`
+	TokensPerMinute   int `yaml:"tokens_per_minute"`
+	ConcurrentStreams int `yaml:"concurrent_streams"`
+}
+
+// Credential is a tenant's own credential for a deployment: that tenant's
+// calls to it carry this instead of the deployment's.
+type Credential struct {
+	Deployment string `yaml:"deployment"`
+	APIKey     string `yaml:"api_key"`
+	APIKeyEnv  string `yaml:"api_key_env"`
+}
+
+// Secret is the credential itself, from the file or the environment. It
+// must never be logged.
+func (c *Credential) Secret() string {
+	if c.APIKeyEnv != "" {
+		return os.Getenv(c.APIKeyEnv)
+	}
+	return c.APIKey
 }
 
 // Tracing configures span export. An empty Endpoint turns tracing off.
@@ -141,6 +213,10 @@ type Tenant struct {
 	Models []Model `yaml:"models"`
 	// Content is the tenant's prompt and completion capture policy.
 	Content ContentPolicy `yaml:"content"`
+	// Limits apply to the tenant as a whole, all its keys together.
+	Limits Limits `yaml:"limits"`
+	// Credentials are the tenant's own provider credentials.
+	Credentials []Credential `yaml:"credentials"`
 }
 
 // ContentPolicy decides whether a tenant's prompts and completions are put
@@ -160,6 +236,17 @@ const DefaultContentMaxBytes = 16 << 10
 type Key struct {
 	ID     string `yaml:"id"`
 	SHA256 string `yaml:"sha256"`
+	// Prefix is the start of the key, kept for people to tell keys apart
+	// ("sk-loom-AbCd"); never enough to use it.
+	Prefix string `yaml:"prefix"`
+	// ExpiresAt, when set, is when the key stops working.
+	ExpiresAt time.Time `yaml:"expires_at"`
+	// Revoked keys are refused.
+	Revoked bool `yaml:"revoked"`
+	// Models, when set, restricts the key to these of its tenant's models.
+	Models []string `yaml:"models"`
+	// Limits apply to this key alone, inside its tenant's.
+	Limits Limits `yaml:"limits"`
 }
 
 // Model maps a public model name to a deployment.
@@ -247,6 +334,9 @@ func (c *Config) applyDefaults() {
 			*f.v = *f.def
 		}
 	}
+	if c.Store.Enabled() && c.Store.Poll == 0 {
+		c.Store.Poll = 10 * time.Second
+	}
 	for i := range c.Tenants {
 		if p := &c.Tenants[i].Content; p.MaxBytes == 0 {
 			p.MaxBytes = DefaultContentMaxBytes
@@ -278,6 +368,26 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Tracing.validate(bad)
+	if c.Store.Enabled() && c.Store.DatabaseURL() == "" {
+		bad("store.database_url_env", "environment variable %s is empty or unset", c.Store.DatabaseURLEnv)
+	}
+	if c.Store.Poll < 0 {
+		bad("store.poll", "must not be negative")
+	}
+	if c.Redis.Enabled() && os.Getenv(c.Redis.URLEnv) == "" {
+		bad("redis.url_env", "environment variable %s is empty or unset", c.Redis.URLEnv)
+	}
+	if c.Admin.Listen != "" {
+		if c.Admin.TokenSHA256 == "" && c.Admin.TokenEnv == "" {
+			bad("admin", "an admin listener needs token_sha256 or token_env")
+		}
+		if h, err := hex.DecodeString(c.Admin.TokenSHA256); c.Admin.TokenSHA256 != "" && (err != nil || len(h) != 32) {
+			bad("admin.token_sha256", "must be 64 hex characters")
+		}
+		if c.Admin.TokenEnv != "" && os.Getenv(c.Admin.TokenEnv) == "" {
+			bad("admin.token_env", "environment variable %s is empty or unset", c.Admin.TokenEnv)
+		}
+	}
 	deployments := map[string]bool{}
 	for i, d := range c.Deployments {
 		f := fmt.Sprintf("deployments[%d]", i)
@@ -339,9 +449,27 @@ func (c *Config) Validate() error {
 				bad(kf+".sha256", "the same key is configured twice")
 			}
 			hashes[strings.ToLower(k.SHA256)] = true
+			k.Limits.validate(kf+".limits", bad)
+			for _, m := range k.Models {
+				if !tenantHasModel(t, m) {
+					bad(kf+".models", "%q is not one of the tenant's models", m)
+				}
+			}
 		}
 		if t.Content.MaxBytes < 0 {
 			bad(f+".content.max_bytes", "must not be negative")
+		}
+		t.Limits.validate(f+".limits", bad)
+		for j, cr := range t.Credentials {
+			cf := fmt.Sprintf("%s.credentials[%d]", f, j)
+			if !deployments[cr.Deployment] {
+				bad(cf+".deployment", "no deployment named %q", cr.Deployment)
+			}
+			if (cr.APIKey == "") == (cr.APIKeyEnv == "") {
+				bad(cf, "set exactly one of api_key and api_key_env")
+			} else if cr.APIKeyEnv != "" && os.Getenv(cr.APIKeyEnv) == "" {
+				bad(cf+".api_key_env", "environment variable %s is empty or unset", cr.APIKeyEnv)
+			}
 		}
 		models := map[string]bool{}
 		for j, m := range t.Models {
@@ -359,6 +487,21 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func tenantHasModel(t Tenant, name string) bool {
+	for _, m := range t.Models {
+		if m.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (l Limits) validate(field string, bad func(field, format string, args ...any)) {
+	if l.RequestsPerMinute < 0 || l.TokensPerMinute < 0 || l.ConcurrentStreams < 0 {
+		bad(field, "limits must not be negative")
+	}
 }
 
 func (t *Tracing) validate(bad func(field, format string, args ...any)) {

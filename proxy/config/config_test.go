@@ -92,3 +92,26 @@ tenants:
 		}
 	}
 }
+
+func TestParse_TenancyProblemsNamedByField(t *testing.T) {
+	_, err := Parse([]byte(`
+deployments:
+  - {name: oa, provider: openai, base_url: "http://x/v1"}
+store: {database_url_env: LOOM_TEST_SURELY_UNSET}
+redis: {url_env: LOOM_TEST_SURELY_UNSET}
+admin: {listen: "127.0.0.1:0", token_sha256: nothex}
+tenants:
+  - id: t
+    limits: {requests_per_minute: -1}
+    credentials: [{deployment: nope, api_key: x}, {deployment: oa}]
+    models: [{name: m, deployment: oa}]
+    keys: [{id: k, sha256: ` + validHash + `, models: [other], limits: {tokens_per_minute: -5}}]
+`))
+	for _, want := range []string{"store.database_url_env", "redis.url_env", "admin.token_sha256", "tenants[0].limits",
+		"tenants[0].credentials[0].deployment", "tenants[0].credentials[1]: set exactly one", "tenants[0].keys[0].models",
+		"tenants[0].keys[0].limits"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s: %v", want, err)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/loom-gateway/loom/proxy/apierror"
 	"github.com/loom-gateway/loom/proxy/call"
+	"github.com/loom-gateway/loom/proxy/internal/json"
 	"github.com/loom-gateway/loom/proxy/relay"
 	"github.com/loom-gateway/loom/proxy/tap"
 	"github.com/loom-gateway/loom/proxy/tenant"
@@ -34,9 +35,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	case "/v1/models":
 		s.models(ctx, nil)
 	case "/healthz":
-		s.health(ctx, true)
+		s.health(ctx, true, false)
 	case "/readyz":
-		s.health(ctx, !s.draining.Load())
+		s.health(ctx, !s.draining.Load(), true)
 	case "/metrics":
 		s.metrics(ctx)
 	default:
@@ -81,7 +82,10 @@ func methodName(m []byte) string {
 	return "_OTHER"
 }
 
-func (s *Server) health(ctx *fasthttp.RequestCtx, ok bool) {
+// health answers /healthz and /readyz. A degraded gateway (its tenant store
+// unreachable, serving the last snapshot) is still ready: taking it out of
+// a load balancer would turn a store outage into a traffic outage.
+func (s *Server) health(ctx *fasthttp.RequestCtx, ok, ready bool) {
 	ctx.SetContentType("application/json")
 	if !ctx.IsGet() && !ctx.IsHead() {
 		ctx.Response.Header.Set("Allow", "GET, HEAD")
@@ -91,6 +95,11 @@ func (s *Server) health(ctx *fasthttp.RequestCtx, ok bool) {
 	if !ok {
 		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 		ctx.SetBodyString(`{"status":"draining"}`)
+		return
+	}
+	if reason := s.degraded.Load(); ready && reason != nil {
+		b := append([]byte(`{"status":"degraded","reason":`), json.AppendQuote(nil, *reason)...)
+		ctx.SetBody(append(b, '}'))
 		return
 	}
 	ctx.SetBodyString(`{"status":"ok"}`)
@@ -159,11 +168,11 @@ func (s *Server) models(ctx *fasthttp.RequestCtx, name []byte) {
 		return
 	}
 	ex.rec.TenantID, ex.rec.KeyID = key.Tenant.ID, key.ID
-	body := key.Tenant.ModelsJSON()
+	body := key.ModelsJSON()
 	if name != nil {
 		ex.rec.Model = string(name)
 		var ok bool
-		if body, ok = key.Tenant.ModelJSON(name); !ok {
+		if body, ok = key.ModelJSON(name); !ok {
 			s.reject(ctx, ex, modelNotFound(name))
 			return
 		}
@@ -262,7 +271,7 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 		s.reject(ctx, ex, aerr)
 		return
 	}
-	rt, ok := key.Tenant.Route(ex.req.Model)
+	rt, ok := key.Route(ex.req.Model)
 	if !ok {
 		rec.Model = string(ex.req.Model)
 		s.reject(ctx, ex, modelNotFound(ex.req.Model))
@@ -278,7 +287,7 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 	}
 
 	ureq := fasthttp.AcquireRequest()
-	dep.Prepare(ureq, rt.Path(op))
+	dep.Prepare(ureq, rt.Path(op), rt.Auth)
 	for k, v := range ctx.Request.Header.All() {
 		if dep.ForwardRequestHeader(k) {
 			ureq.Header.AddBytesKV(k, v)

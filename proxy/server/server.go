@@ -55,6 +55,8 @@ type Server struct {
 	streamsMu   sync.Mutex
 	streams     map[*relay.Stream]struct{}
 	draining    atomic.Bool
+	// degraded, when set, says why the gateway serves an old snapshot.
+	degraded atomic.Pointer[string]
 }
 
 // New builds a server from a validated configuration.
@@ -105,6 +107,34 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		Logger:                quietLogger{},
 	}
 	return s, nil
+}
+
+// SetTenants replaces the tenants, keys and routes the gateway serves, at
+// once: a call sees the old snapshot or the new one, never a mix. An
+// invalid set is refused whole and the old one stays.
+func (s *Server) SetTenants(tenants []config.Tenant) error {
+	cfg := *s.cfg
+	cfg.Tenants = tenants
+	cfg.Store = config.Store{} // validating the tenants, not the store's environment
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("tenant snapshot: %w", err)
+	}
+	dir, err := tenant.Build(&cfg, s.deployments)
+	if err != nil {
+		return fmt.Errorf("tenant snapshot: %w", err)
+	}
+	s.dir.Store(dir)
+	return nil
+}
+
+// SetDegraded marks the gateway as serving a snapshot it cannot refresh,
+// with the reason /readyz shows; "" clears it.
+func (s *Server) SetDegraded(reason string) {
+	if reason == "" {
+		s.degraded.Store(nil)
+		return
+	}
+	s.degraded.Store(&reason)
 }
 
 // quietLogger drops fasthttp's internal log lines (see New).

@@ -26,10 +26,18 @@ type Directory struct {
 	tenants map[string]*Tenant
 }
 
-// Key is one API key. It holds no secret: only its id and its tenant.
+// Key is one API key. It holds no secret: only its id, its tenant and
+// what it may do.
 type Key struct {
 	ID     string
 	Tenant *Tenant
+	// expires is when the key stops working (Unix ns); 0 never.
+	expires int64
+	// models restricts the key to some of its tenant's models; nil allows
+	// all. modelsJSON/modelJSON are its own /v1/models answers then.
+	models     map[string]bool
+	modelsJSON []byte
+	modelJSON  map[string][]byte
 }
 
 // Tenant is one customer with its models.
@@ -47,16 +55,23 @@ type Route struct {
 	Model         string
 	UpstreamModel string
 	Upstream      *upstream.Deployment
-	paths         [3]string // chat, text_completion, embeddings
+	// Auth is the tenant's own credential for Upstream, if it has one; the
+	// zero Auth means the deployment's.
+	Auth  upstream.Auth
+	paths [3]string // chat, text_completion, embeddings
 }
 
 // Build makes a directory from the configuration and the live deployments
-// (keyed by name).
+// (keyed by name). Revoked keys are left out.
 func Build(cfg *config.Config, deployments map[string]*upstream.Deployment) (*Directory, error) {
 	d := &Directory{keys: map[[sha256.Size]byte]*Key{}, tenants: map[string]*Tenant{}}
 	created := time.Now().Unix()
 	for _, tc := range cfg.Tenants {
 		t := &Tenant{ID: tc.ID, Content: tc.Content, routes: map[string]*Route{}, modelJSON: map[string][]byte{}}
+		own := map[string]string{}
+		for _, c := range tc.Credentials {
+			own[c.Deployment] = c.Secret()
+		}
 		for _, m := range tc.Models {
 			dep, ok := deployments[m.Deployment]
 			if !ok {
@@ -66,29 +81,73 @@ func Build(cfg *config.Config, deployments map[string]*upstream.Deployment) (*Di
 			if up == "" {
 				up = m.Name
 			}
-			r := &Route{Model: m.Name, UpstreamModel: up, Upstream: dep}
+			r := &Route{Model: m.Name, UpstreamModel: up, Upstream: dep, Auth: dep.Auth(own[m.Deployment])}
 			for i, op := range []call.Operation{call.OpChat, call.OpTextCompletion, call.OpEmbeddings} {
 				r.paths[i] = dep.Path(op, up)
 			}
 			t.routes[m.Name] = r
 		}
-		t.renderModels(created)
+		t.modelsJSON = renderModels(t.routes, nil, t.modelJSON, created)
 		d.tenants[t.ID] = t
 		for _, k := range tc.Keys {
+			if k.Revoked {
+				continue
+			}
 			var h [sha256.Size]byte
 			if _, err := hex.Decode(h[:], []byte(k.SHA256)); err != nil {
 				return nil, fmt.Errorf("tenant %s key %s: %w", tc.ID, k.ID, err)
 			}
-			d.keys[h] = &Key{ID: k.ID, Tenant: t}
+			key := &Key{ID: k.ID, Tenant: t}
+			if !k.ExpiresAt.IsZero() {
+				key.expires = k.ExpiresAt.UnixNano()
+			}
+			if len(k.Models) > 0 {
+				key.models, key.modelJSON = map[string]bool{}, map[string][]byte{}
+				for _, m := range k.Models {
+					key.models[m] = true
+				}
+				key.modelsJSON = renderModels(t.routes, key.models, key.modelJSON, created)
+			}
+			d.keys[h] = key
 		}
 	}
 	return d, nil
 }
 
-// Authenticate finds the key whose hash matches key.
+// Authenticate finds the key whose hash matches key, unless it has expired.
 func (d *Directory) Authenticate(key []byte) (*Key, bool) {
 	k, ok := d.keys[sha256.Sum256(key)]
+	if ok && k.expires != 0 && time.Now().UnixNano() >= k.expires {
+		return nil, false
+	}
 	return k, ok
+}
+
+// Route finds the route for a public model name, within the key's
+// restriction: a model the key may not use does not exist for it.
+func (k *Key) Route(model []byte) (*Route, bool) {
+	if k.models != nil && !k.models[string(model)] {
+		return nil, false
+	}
+	return k.Tenant.Route(model)
+}
+
+// ModelsJSON is the key's GET /v1/models body: its tenant's models, or the
+// ones the key is restricted to.
+func (k *Key) ModelsJSON() []byte {
+	if k.models != nil {
+		return k.modelsJSON
+	}
+	return k.Tenant.modelsJSON
+}
+
+// ModelJSON is the key's GET /v1/models/{model} body.
+func (k *Key) ModelJSON(model []byte) ([]byte, bool) {
+	if k.models != nil {
+		b, ok := k.modelJSON[string(model)]
+		return b, ok
+	}
+	return k.Tenant.ModelJSON(model)
 }
 
 // Tenant returns a tenant by id.
@@ -112,10 +171,14 @@ func (t *Tenant) ModelJSON(model []byte) ([]byte, bool) {
 	return b, ok
 }
 
-func (t *Tenant) renderModels(created int64) {
-	names := make([]string, 0, len(t.routes))
-	for n := range t.routes {
-		names = append(names, n)
+// renderModels renders the /v1/models list of routes (those in allow, if
+// set), filling one[name] with each model's own body.
+func renderModels(routes map[string]*Route, allow map[string]bool, one map[string][]byte, created int64) []byte {
+	names := make([]string, 0, len(routes))
+	for n := range routes {
+		if allow == nil || allow[n] {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	b := []byte(`{"object":"list","data":[`)
@@ -129,11 +192,11 @@ func (t *Tenant) renderModels(created int64) {
 		b = append(b, `,"object":"model","created":`...)
 		b = strconv.AppendInt(b, created, 10)
 		b = append(b, `,"owned_by":`...)
-		b = json.AppendQuote(b, t.routes[n].Upstream.Provider)
+		b = json.AppendQuote(b, routes[n].Upstream.Provider)
 		b = append(b, '}')
-		t.modelJSON[n] = b[start:len(b):len(b)]
+		one[n] = b[start:len(b):len(b)]
 	}
-	t.modelsJSON = append(b, "]}"...)
+	return append(b, "]}"...)
 }
 
 // Path is the upstream path for op on this route.

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/upstream"
 )
@@ -74,5 +76,71 @@ func BenchmarkAuthenticate(b *testing.B) {
 		if _, ok := dir.Authenticate(key); !ok {
 			b.Fatal("key not found")
 		}
+	}
+}
+
+func TestBuild_KeyRestrictionsExpiryRevocationAndOwnCredentials(t *testing.T) {
+	live, liveHash, _ := NewKey()
+	narrow, narrowHash, _ := NewKey()
+	old, oldHash, _ := NewKey()
+	gone, goneHash, _ := NewKey()
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+deployments:
+  - {name: oa, provider: openai, base_url: "http://127.0.0.1:1/v1", api_key: sk-shared}
+tenants:
+  - id: acme
+    credentials: [{deployment: oa, api_key: sk-acme-own}]
+    models: [{name: a, deployment: oa}, {name: b, deployment: oa}]
+    keys:
+      - {id: live, sha256: %s}
+      - {id: narrow, sha256: %s, models: [b]}
+      - {id: old, sha256: %s, expires_at: 2001-01-01T00:00:00Z}
+      - {id: gone, sha256: %s, revoked: true}
+`, liveHash, narrowHash, oldHash, goneHash)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep, err := upstream.New(cfg.Deployments[0], cfg.Timeouts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := Build(cfg, map[string]*upstream.Deployment{"oa": dep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{old, gone} {
+		if _, ok := dir.Authenticate([]byte(k)); ok {
+			t.Error("an expired or revoked key authenticated")
+		}
+	}
+	lk, ok := dir.Authenticate([]byte(live))
+	if !ok {
+		t.Fatal("live key refused")
+	}
+	nk, ok := dir.Authenticate([]byte(narrow))
+	if !ok {
+		t.Fatal("restricted key refused")
+	}
+	if _, ok := nk.Route([]byte("a")); ok {
+		t.Error("a restricted key reached a model outside its list")
+	}
+	if _, ok := lk.Route([]byte("a")); !ok {
+		t.Error("an unrestricted key lost a model")
+	}
+	if got := string(nk.ModelsJSON()); strings.Contains(got, `"a"`) || !strings.Contains(got, `"b"`) {
+		t.Errorf("restricted key's /v1/models: %s", got)
+	}
+	if _, ok := nk.ModelJSON([]byte("a")); ok {
+		t.Error("restricted key sees /v1/models/a")
+	}
+	rt, _ := lk.Route([]byte("b"))
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	dep.Prepare(req, "/v1/chat/completions", rt.Auth)
+	if got := string(req.Header.Peek("Authorization")); got != "Bearer sk-acme-own" {
+		t.Errorf("tenant's call carries %q, want its own credential", got)
+	}
+	if s := fmt.Sprint(rt.Auth); strings.Contains(s, "sk-acme-own") {
+		t.Errorf("printing an Auth shows the credential: %s", s)
 	}
 }

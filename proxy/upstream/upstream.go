@@ -44,7 +44,7 @@ type Deployment struct {
 	hostHeader string
 	basePath   string
 	apiVersion string
-	credential string
+	auth       Auth // the deployment's own credential
 	client     *fasthttp.HostClient
 	reqHeaders headerSet
 	resHeaders headerSet
@@ -84,13 +84,13 @@ func New(c config.Deployment, t config.Timeouts, dial DialFunc) (*Deployment, er
 		hostHeader: u.Host,
 		basePath:   strings.TrimRight(u.EscapedPath(), "/"),
 		apiVersion: c.APIVersion,
-		credential: c.Credential(),
 		reqHeaders: newHeaderSet(defaultRequestHeaders, c.ForwardHeaders),
 		resHeaders: newHeaderSet(defaultResponseHeaders, c.ForwardResponseHeaders),
 	}
 	if d.azure {
 		d.Provider = "azure.ai.openai"
 	}
+	d.auth = d.Auth(c.Credential())
 	var tlsConfig *tls.Config
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
@@ -149,21 +149,43 @@ func (d *Deployment) Path(op call.Operation, upstreamModel string) string {
 	return d.basePath + suffix
 }
 
-// Prepare sets the request line, Host and credentials of req for path.
-func (d *Deployment) Prepare(req *fasthttp.Request, path string) {
+// Auth is a credential in the form its header carries it, built once so
+// that a request never pays to format it. Its String never shows the secret.
+type Auth struct {
+	name  string
+	value []byte
+}
+
+// String hides the credential from any log or error that prints an Auth.
+func (Auth) String() string { return "Auth(redacted)" }
+
+// Auth renders credential for this deployment's provider: a Bearer token,
+// or Azure's api-key header. An empty credential sends none.
+func (d *Deployment) Auth(credential string) Auth {
+	switch {
+	case credential == "":
+		return Auth{}
+	case d.azure:
+		return Auth{name: "api-key", value: []byte(credential)}
+	}
+	return Auth{name: fasthttp.HeaderAuthorization, value: []byte("Bearer " + credential)}
+}
+
+// Prepare sets the request line, Host and credentials of req for path. auth
+// is a tenant's own credential for this deployment (from Auth); the zero
+// Auth means the deployment's.
+func (d *Deployment) Prepare(req *fasthttp.Request, path string, auth Auth) {
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.SetRequestURI(path)
 	req.URI().SetScheme(d.scheme)
 	req.URI().SetHost(d.hostHeader)
 	req.Header.SetHost(d.hostHeader)
-	if d.credential == "" {
-		return
+	if auth.name == "" {
+		auth = d.auth
 	}
-	if d.azure {
-		req.Header.Set("api-key", d.credential)
-		return
+	if auth.name != "" {
+		req.Header.SetBytesV(auth.name, auth.value)
 	}
-	req.Header.Set(fasthttp.HeaderAuthorization, "Bearer "+d.credential)
 }
 
 // ForwardRequestHeader reports whether a client request header may go
