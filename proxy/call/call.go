@@ -29,6 +29,7 @@ type Outcome string
 const (
 	OutcomeOK             Outcome = "ok"
 	OutcomeRejected       Outcome = "rejected"        // Loom refused it (auth, validation, routing)
+	OutcomeRateLimited    Outcome = "rate_limited"    // a tenant or key limit refused it
 	OutcomeUpstreamError  Outcome = "upstream_error"  // the upstream answered with an error status
 	OutcomeUpstreamFailed Outcome = "upstream_failed" // no usable answer: connect error, timeout, reset
 	OutcomeClientGone     Outcome = "client_disconnected"

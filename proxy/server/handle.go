@@ -282,6 +282,9 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 	rec.Deployment, rec.Provider = dep.Name, dep.Provider
 	rec.ServerAddress, rec.ServerPort = dep.Host, dep.Port
 	rec.Stream, rec.Params, rec.UsageRequested = ex.req.Stream, ex.req.Params, ex.req.AddsUsage()
+	if !s.admit(ctx, ex, key, body) {
+		return
+	}
 	if s.opts.AddedLatency > 0 {
 		time.Sleep(s.opts.AddedLatency)
 	}
@@ -321,6 +324,11 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 	s.unary(ctx, ex, dep, uresp)
 }
 
+func isRateHeader(name []byte) bool {
+	const p = "x-ratelimit-"
+	return len(name) >= len(p) && bytes.EqualFold(name[:len(p)], []byte(p))
+}
+
 func isEventStream(ct []byte) bool {
 	return bytes.HasPrefix(ct, []byte("text/event-stream"))
 }
@@ -350,12 +358,18 @@ func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, ex *exchange, err erro
 }
 
 // copyHeaders passes the upstream's useful response headers to the client.
-func copyHeaders(ctx *fasthttp.RequestCtx, dep *upstream.Deployment, uresp *fasthttp.Response) {
+// When Loom limits the caller, its own x-ratelimit-* headers replace the
+// upstream's, which describe the gateway's provider account, not the
+// caller: a mix of the two would tell an SDK nonsense.
+func copyHeaders(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Deployment, uresp *fasthttp.Response) {
+	d := &ex.decision
+	own := d.LimitRequests > 0 || d.LimitTokens > 0
 	for k, v := range uresp.Header.All() {
-		if dep.ForwardResponseHeader(k) {
+		if dep.ForwardResponseHeader(k) && !(own && isRateHeader(k)) {
 			ctx.Response.Header.SetBytesKV(k, v)
 		}
 	}
+	setRateHeaders(&ctx.Response.Header, d)
 }
 
 func setOverhead(ctx *fasthttp.RequestCtx, rec *call.Record, upstreamWait time.Duration) {
@@ -381,7 +395,7 @@ func (s *Server) unary(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Dep
 		rec.Outcome = call.OutcomeUpstreamError
 		rec.ErrorType = strconv.Itoa(status)
 	}
-	copyHeaders(ctx, dep, uresp)
+	copyHeaders(ctx, ex, dep, uresp)
 	ctx.SetStatusCode(status)
 	ctx.SetBody(body)
 	fasthttp.ReleaseResponse(uresp)
@@ -396,7 +410,7 @@ func (s *Server) unary(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Dep
 // callback own ex and uresp.
 func (s *Server) stream(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Deployment, uresp *fasthttp.Response, body relay.Body) {
 	rec := &ex.rec
-	copyHeaders(ctx, dep, uresp)
+	copyHeaders(ctx, ex, dep, uresp)
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")

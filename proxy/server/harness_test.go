@@ -17,6 +17,7 @@ import (
 	"github.com/loom-gateway/loom/bench/mockupstream"
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/limit"
 	"github.com/loom-gateway/loom/proxy/server"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
@@ -51,6 +52,9 @@ type stackOptions struct {
 	upstreamURL string    // overrides the mock's address for the openai deployment
 	sink        call.Sink // gets every record too (a tracer)
 	contentMax  int       // >0: tenant acme captures content, this many bytes
+	acmeLimits  string    // YAML flow map of tenant acme's limits
+	keyLimits   string    // YAML flow map of acme-key-1's limits
+	limiter     *limit.Limiter
 }
 
 func startStack(t testing.TB, o stackOptions) *stack {
@@ -101,8 +105,9 @@ deployments:
     forward_headers: ["x-mock-*"]
 tenants:
   - id: acme
-    keys: [{id: acme-key-1, sha256: %s}]
+    keys: [{id: acme-key-1, sha256: %s, limits: %s}]
     content: {capture: %t, max_bytes: %d}
+    limits: %s
     models:
       - {name: gpt-4o-mini, deployment: mock-openai, upstream_model: gpt-4o-mini-2024-07-18}
       - {name: gpt-4o, deployment: mock-openai}
@@ -112,14 +117,14 @@ tenants:
     keys: [{id: globex-key-1, sha256: %s}]
     models:
       - {name: globex-model, deployment: mock-openai, upstream_model: gpt-4o}
-`, o.maxBody, o.firstByte, o.drain, openaiURL, upstreamSecret, mockURL, upstreamSecret, hashA,
-		o.contentMax > 0, max(o.contentMax, 1), hashB)
+`, o.maxBody, o.firstByte, o.drain, openaiURL, upstreamSecret, mockURL, upstreamSecret, hashA, orEmpty(o.keyLimits),
+		o.contentMax > 0, max(o.contentMax, 1), orEmpty(o.acmeLimits), hashB)
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := &stack{t: t, mock: mock, keyA: keyA, keyB: keyB, notify: make(chan struct{}, 1)}
-	st.loom, err = server.New(cfg, server.Options{Sink: call.Sinks(call.SinkFunc(st.record), o.sink)})
+	st.loom, err = server.New(cfg, server.Options{Sink: call.Sinks(call.SinkFunc(st.record), o.sink), Limiter: o.limiter})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +142,13 @@ tenants:
 	st.client = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}}
 	t.Cleanup(st.client.CloseIdleConnections)
 	return st
+}
+
+func orEmpty(flow string) string {
+	if flow == "" {
+		return "{}"
+	}
+	return flow
 }
 
 func (st *stack) record(r *call.Record) {

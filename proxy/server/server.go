@@ -19,6 +19,7 @@ import (
 
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/limit"
 	"github.com/loom-gateway/loom/proxy/relay"
 	"github.com/loom-gateway/loom/proxy/request"
 	"github.com/loom-gateway/loom/proxy/tap"
@@ -37,6 +38,10 @@ type Options struct {
 	AddedLatency time.Duration
 	// Dial replaces TCP towards upstreams (tests, in-memory benchmarks).
 	Dial upstream.DialFunc
+	// Limiter enforces the tenants' and keys' rate limits. Nil means an
+	// in-memory limiter: right for one replica; several replicas share
+	// one through Redis (see the limit package).
+	Limiter *limit.Limiter
 	// Metrics, when set, serves GET /metrics: it appends the Prometheus
 	// text exposition of whoever owns the counters (the tracer's span
 	// totals).
@@ -57,6 +62,8 @@ type Server struct {
 	draining    atomic.Bool
 	// degraded, when set, says why the gateway serves an old snapshot.
 	degraded atomic.Pointer[string]
+	// lastLimitErr is the last limiter store error logged.
+	lastLimitErr atomic.Pointer[string]
 }
 
 // New builds a server from a validated configuration.
@@ -67,6 +74,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	if s.opts.Sink == nil {
 		s.opts.Sink = call.SinkFunc(func(*call.Record) {})
+	}
+	if s.opts.Limiter == nil {
+		s.opts.Limiter = limit.New(limit.NewMemory(), nil)
 	}
 	s.deployments = make(map[string]*upstream.Deployment, len(cfg.Deployments))
 	for _, dc := range cfg.Deployments {
@@ -154,6 +164,12 @@ type exchange struct {
 	// streamDone is ex.streamEnded, bound once per pooled exchange so that
 	// starting a stream allocates no closure.
 	streamDone func()
+	// admitted says ticket holds what the limiter took for this call, to
+	// settle with the real usage when it ends; decision is what the
+	// x-ratelimit-* headers report.
+	admitted bool
+	ticket   limit.Ticket
+	decision limit.Decision
 }
 
 // streamEnded runs when a relayed stream is over.
@@ -176,6 +192,7 @@ func relayOptions(s *Server, ex *exchange) relay.Options {
 func (s *Server) acquire() *exchange {
 	ex := s.exchanges.Get().(*exchange)
 	ex.rec.Reset()
+	ex.admitted, ex.decision = false, limit.Decision{}
 	return ex
 }
 
@@ -195,8 +212,23 @@ func (s *Server) finish(ex *exchange) {
 		// upstream broke off.
 		tap.EstimateUsage(rec, ex.body)
 	}
+	s.settle(ex)
 	s.opts.Sink.Record(rec)
 	s.exchanges.Put(ex)
+}
+
+// settle replaces the call's token reservation with what it really used
+// (unknown usage keeps the reservation) and frees its stream slot.
+func (s *Server) settle(ex *exchange) {
+	if !ex.admitted {
+		return
+	}
+	actual := int64(-1)
+	if ex.rec.UsageSource != call.UsageNone {
+		actual = ex.rec.Usage.TotalTokens
+	}
+	s.opts.Limiter.Settle(context.Background(), ex.ticket, actual)
+	ex.admitted = false
 }
 
 // Serve accepts connections on ln until Shutdown.

@@ -17,6 +17,7 @@ import (
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/internal/json"
+	"github.com/loom-gateway/loom/proxy/limit"
 	"github.com/loom-gateway/loom/proxy/upstream"
 )
 
@@ -31,6 +32,9 @@ type Directory struct {
 type Key struct {
 	ID     string
 	Tenant *Tenant
+	// Limit is the key's own rate-limit subject. Its id is stable across
+	// snapshots, so a reload keeps the counts.
+	Limit limit.Subject
 	// expires is when the key stops working (Unix ns); 0 never.
 	expires int64
 	// models restricts the key to some of its tenant's models; nil allows
@@ -43,6 +47,8 @@ type Key struct {
 // Tenant is one customer with its models.
 type Tenant struct {
 	ID string
+	// Limit is the tenant's rate-limit subject, all its keys together.
+	Limit limit.Subject
 	// Content is the tenant's prompt and completion capture policy.
 	Content    config.ContentPolicy
 	routes     map[string]*Route
@@ -67,7 +73,7 @@ func Build(cfg *config.Config, deployments map[string]*upstream.Deployment) (*Di
 	d := &Directory{keys: map[[sha256.Size]byte]*Key{}, tenants: map[string]*Tenant{}}
 	created := time.Now().Unix()
 	for _, tc := range cfg.Tenants {
-		t := &Tenant{ID: tc.ID, Content: tc.Content, routes: map[string]*Route{}, modelJSON: map[string][]byte{}}
+		t := &Tenant{ID: tc.ID, Content: tc.Content, Limit: limit.Subject{ID: "t:" + tc.ID, Rule: limit.RuleOf(tc.Limits)}, routes: map[string]*Route{}, modelJSON: map[string][]byte{}}
 		own := map[string]string{}
 		for _, c := range tc.Credentials {
 			own[c.Deployment] = c.Secret()
@@ -97,7 +103,7 @@ func Build(cfg *config.Config, deployments map[string]*upstream.Deployment) (*Di
 			if _, err := hex.Decode(h[:], []byte(k.SHA256)); err != nil {
 				return nil, fmt.Errorf("tenant %s key %s: %w", tc.ID, k.ID, err)
 			}
-			key := &Key{ID: k.ID, Tenant: t}
+			key := &Key{ID: k.ID, Tenant: t, Limit: limit.Subject{ID: "k:" + k.ID, Rule: limit.RuleOf(k.Limits)}}
 			if !k.ExpiresAt.IsZero() {
 				key.expires = k.ExpiresAt.UnixNano()
 			}

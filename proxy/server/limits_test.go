@@ -1,0 +1,119 @@
+package server_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loom-gateway/loom/proxy/limit"
+)
+
+// frozen is a clock held in the middle of a minute, so a test's calls all
+// fall in one rate-limit window.
+func frozen() func() time.Time {
+	t := time.Date(2026, 11, 25, 12, 0, 30, 0, time.UTC)
+	return func() time.Time { return t }
+}
+
+const chat = `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`
+
+// At twice the RPM limit, exactly the limit gets through; the rest get the
+// 429 OpenAI sends, with its headers, and never reach the upstream.
+func TestLimits_TwiceTheRPM_ExcessGets429WithHeaders(t *testing.T) {
+	st := startStack(t, stackOptions{acmeLimits: "{requests_per_minute: 5}", limiter: limit.New(limit.NewMemory(), frozen())})
+	before := len(st.mock.Requests())
+	var ok, limited int
+	for i := range 10 {
+		status, h, body := st.do("POST", "/v1/chat/completions", st.keyA, chat, nil)
+		if h.Get("x-ratelimit-limit-requests") != "5" || h.Get("x-ratelimit-reset-requests") != "30s" || h.Get("x-ratelimit-limit-tokens") != "" {
+			t.Fatalf("call %d: rate headers %v", i, h)
+		}
+		switch status {
+		case http.StatusOK:
+			ok++
+			if want := strconv.Itoa(5 - ok); h.Get("x-ratelimit-remaining-requests") != want {
+				t.Errorf("call %d: remaining %q, want %s", i, h.Get("x-ratelimit-remaining-requests"), want)
+			}
+		case http.StatusTooManyRequests:
+			limited++
+			var e struct {
+				Error struct{ Message, Type, Code string }
+			}
+			if err := json.Unmarshal(body, &e); err != nil || e.Error.Type != "requests" || e.Error.Code != "rate_limit_exceeded" ||
+				!strings.Contains(e.Error.Message, "tenant acme") {
+				t.Fatalf("429 body %s", body)
+			}
+			if h.Get("Retry-After") != "30" || h.Get("x-ratelimit-remaining-requests") != "0" {
+				t.Fatalf("429 headers %v", h)
+			}
+		default:
+			t.Fatalf("call %d: status %d %s", i, status, body)
+		}
+	}
+	if ok != 5 || limited != 5 {
+		t.Fatalf("%d admitted, %d limited; want 5 and 5", ok, limited)
+	}
+	if got := len(st.mock.Requests()) - before; got != 5 {
+		t.Fatalf("%d calls reached the upstream, want 5", got)
+	}
+	// The other tenant has no limits and is not affected: it sees the
+	// provider's own headers, as without Loom.
+	if status, h, _ := st.do("POST", "/v1/chat/completions", st.keyB, `{"model":"globex-model","messages":[{"role":"user","content":"hi"}]}`, nil); status != 200 || h.Get("x-ratelimit-limit-requests") == "5" {
+		t.Fatalf("globex: %d %v", status, h)
+	}
+}
+
+// Tokens are reserved before the call and settled with what the upstream
+// reported, so the window counts real usage, not estimates.
+func TestLimits_TPM_SettlesWithRealUsage(t *testing.T) {
+	st := startStack(t, stackOptions{keyLimits: "{tokens_per_minute: 1000}", limiter: limit.New(limit.NewMemory(), frozen())})
+	status, h, _ := st.do("POST", "/v1/chat/completions", st.keyA, `{"model":"gpt-4o-mini","max_tokens":500,"messages":[{"role":"user","content":"hi"}]}`, nil)
+	if status != 200 {
+		t.Fatal(status)
+	}
+	// While the call ran, its reservation (500 + prompt) counted.
+	if rem, _ := strconv.Atoi(h.Get("x-ratelimit-remaining-tokens")); rem > 500 {
+		t.Fatalf("remaining tokens %d during the call: the reservation was not counted", rem)
+	}
+	used := st.mock.Requests()[0].UsageSent.TotalTokens
+	st.waitRecords(1)
+	_, h, _ = st.do("POST", "/v1/chat/completions", st.keyA, chat, nil)
+	// The second call reserved its own estimate; what is left after it
+	// includes the first call's real usage, not its 500-token reservation.
+	est := len(chat) / 4
+	if rem, _ := strconv.Atoi(h.Get("x-ratelimit-remaining-tokens")); rem != 1000-used-est {
+		t.Fatalf("remaining %d, want 1000 - %d used - %d reserved", rem, used, est)
+	}
+}
+
+// A tenant's concurrent streams are capped; a finished stream frees its
+// slot.
+func TestLimits_ConcurrentStreams(t *testing.T) {
+	st := startStack(t, stackOptions{acmeLimits: "{concurrent_streams: 1}", limiter: limit.New(limit.NewMemory(), frozen())})
+	body := `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	resp := openStream(t, st, body, map[string]string{"x-mock-chunks": "50", "x-mock-chunk-delay-ms": "20"})
+	if _, err := bufio.NewReader(resp.Body).ReadBytes('\n'); err != nil {
+		t.Fatal(err)
+	}
+	status, _, got := st.do("POST", "/v1/chat/completions", st.keyA, body, nil)
+	if status != http.StatusTooManyRequests || !strings.Contains(string(got), "concurrent streams") {
+		t.Fatalf("second stream: %d %s", status, got)
+	}
+	resp.Body.Close()
+	st.client.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		status, _, _ = st.do("POST", "/v1/chat/completions", st.keyA, body, nil)
+		if status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the slot was never freed: %d", status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
