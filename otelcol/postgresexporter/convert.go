@@ -140,7 +140,7 @@ func fillRow(r *spanRow, scope pcommon.InstrumentationScope, s ptrace.Span) {
 		r.events = make([]eventRow, n)
 		for i, ev := range s.Events().All() {
 			r.events[i] = eventRow{
-				traceID: r.traceID, spanID: r.spanID, spanStart: r.start,
+				traceID: r.traceID, spanID: r.spanID, spanStart: r.start, tenantID: r.tenantID,
 				seq: int32(i), time: ev.Timestamp().AsTime(), name: ev.Name(),
 				attributes: appendMap(nil, ev.Attributes(), nil),
 			}

@@ -128,7 +128,7 @@ func TestPush_CallSpans_EveryColumnRight(t *testing.T) {
 	}
 
 	compare(t, "event 0", row(t, x.db, "SELECT * FROM loom.span_events WHERE seq = 0"), map[string]any{
-		"trace_id": traceID(1).String(), "span_id": spanID(1).String(), "span_start_time": start,
+		"trace_id": traceID(1).String(), "span_id": spanID(1).String(), "span_start_time": start, "tenant_id": "acme",
 		"time": start.Add(250 * time.Millisecond), "name": "gen_ai.first_chunk", "attributes": map[string]any{"n": 1.0},
 	})
 	compare(t, "event 1", row(t, x.db, "SELECT * FROM loom.span_events WHERE seq = 1"), map[string]any{

@@ -74,6 +74,7 @@ type source struct {
 type eventRow struct {
 	traceID, spanID string
 	spanStart       time.Time
+	tenantID        pgtype.Text // the span's, for row-level security
 	seq             int32
 	time            time.Time
 	name            string

@@ -9,16 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
-	"runtime/debug"
 	"time"
 
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/config"
-	"github.com/loom-gateway/loom/proxy/server"
 	"github.com/loom-gateway/loom/proxy/tenant"
-	"github.com/loom-gateway/loom/proxy/tracing"
 )
 
 // Version is service.version on Loom's spans; release builds set it with
@@ -36,10 +32,36 @@ Usage:
   loom config check -config FILE                        validate a configuration
   loom keys new                                         print a new API key and its SHA-256
   loom keys hash KEY                                    print the SHA-256 of an existing key
+
+The tenant store (Postgres at $LOOM_DATABASE_URL, or the store section of
+-config FILE; provider credentials are sealed with the 32-byte key, hex or
+base64, in $LOOM_SECRET_KEY or the one the config names):
+  loom tenants create ID [-rpm N] [-tpm N] [-streams N] [-capture] [-max-bytes N]
+  loom tenants update ID [the same flags: only those given change]
+  loom tenants list
+  loom tenants delete ID
+  loom tenants models ID NAME=DEPLOYMENT[:UPSTREAM_MODEL]...   replace the tenant's models
+  loom tenants credential ID DEPLOYMENT [-delete]   set the tenant's own credential, read from stdin
+  loom keys create -tenant ID [-id NAME] [-models a,b] [-expires 720h] [-rpm N] [-tpm N] [-streams N]
+                                                        make a key and print it, once
+  loom keys list -tenant ID
+  loom keys revoke ID
 `
 
-// Main runs the command in args.
+// Stdio is where a command reads and writes.
+type Stdio struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+// Main runs the command in args, with the process's standard input.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return Run(ctx, args, Stdio{In: os.Stdin, Out: stdout, Err: stderr})
+}
+
+// Run runs the command in args. Tests give it their own standard input.
+func Run(ctx context.Context, args []string, std Stdio) error {
+	stdout, stderr := std.Out, std.Err
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return ErrUsage
@@ -54,7 +76,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return checkConfig(args[2:], stdout, stderr)
 	case "keys":
-		return keys(args[1:], stdout, stderr)
+		return keys(ctx, args[1:], std)
+	case "tenants":
+		return tenants(ctx, args[1:], std)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -75,7 +99,8 @@ func ExitCode(err error, stderr io.Writer) int {
 	return 1
 }
 
-func keys(args []string, stdout, stderr io.Writer) error {
+func keys(ctx context.Context, args []string, std Stdio) error {
+	stdout, stderr := std.Out, std.Err
 	switch {
 	case len(args) == 1 && args[0] == "new":
 		key, hash, err := tenant.NewKey()
@@ -87,6 +112,8 @@ func keys(args []string, stdout, stderr io.Writer) error {
 	case len(args) == 2 && args[0] == "hash":
 		fmt.Fprintln(stdout, tenant.Hash(args[1]))
 		return nil
+	case len(args) > 0 && (args[0] == "create" || args[0] == "list" || args[0] == "revoke"):
+		return storedKeys(ctx, args, std)
 	}
 	fmt.Fprint(stderr, usage)
 	return ErrUsage
@@ -104,86 +131,6 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d deployments, %d tenants)\n", *path, len(cfg.Deployments), len(cfg.Tenants))
-	return nil
-}
-
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("loom serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "loom.yaml", "configuration file")
-	listen := fs.String("listen", "", "listen address (overrides the config's listen)")
-	logCalls := fs.Bool("log-calls", false, "log one line per finished call")
-	addedLatency := fs.Duration("debug-added-latency", 0, "debug: add this much latency inside Loom to every call")
-	if err := fs.Parse(args); err != nil {
-		return ErrUsage
-	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		return err
-	}
-	if *listen != "" {
-		cfg.Listen = *listen
-	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	if os.Getenv("GOGC") == "" {
-		// A gateway's live heap is small and its garbage is per call: the
-		// default GOGC=100 runs a collection every few MB, and each one
-		// steals CPU from requests in flight. 400 trades a few MB of memory
-		// for a quarter of the cycles (p99 overhead with tracing on fell
-		// ~0.5 ms in make bench). GOGC in the environment still wins.
-		debug.SetGCPercent(400)
-	}
-	opts := server.Options{Logger: log, AddedLatency: *addedLatency}
-	var sinks []call.Sink
-	if *logCalls {
-		sinks = append(sinks, call.SinkFunc(func(r *call.Record) { logRecord(log, r) }))
-	}
-	var tracer *tracing.Tracer
-	if cfg.Tracing.Endpoint != "" {
-		if tracer, err = tracing.New(ctx, cfg.Tracing, tracing.Options{ServiceVersion: Version, Logger: log}); err != nil {
-			return err
-		}
-		sinks = append(sinks, tracer)
-		opts.Metrics = tracer.AppendMetrics
-		log.Info("tracing on", "endpoint", cfg.Tracing.Endpoint, "protocol", cfg.Tracing.Protocol,
-			"instance_id", tracer.InstanceID())
-	} else {
-		log.Warn("tracing off: set tracing.endpoint to record calls as spans")
-	}
-	opts.Sink = call.Sinks(sinks...)
-	srv, err := server.New(cfg, opts)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	log.Info("loom serving", "addr", ln.Addr().String(), "tenants", len(cfg.Tenants), "deployments", len(cfg.Deployments))
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down", "deadline", cfg.Timeouts.Shutdown)
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Shutdown)
-	defer cancel()
-	err = srv.Shutdown(sctx)
-	if serr := <-errc; err == nil {
-		err = serr
-	}
-	if tracer != nil {
-		// The calls are over; their spans get the export timeout to reach
-		// the collector, and whatever cannot is counted in the final log.
-		tctx, cancel := context.WithTimeout(context.Background(), cfg.Tracing.ExportTimeout)
-		defer cancel()
-		err = errors.Join(err, tracer.Shutdown(tctx))
-	}
-	if err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
 	return nil
 }
 

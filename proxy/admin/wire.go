@@ -1,0 +1,211 @@
+package admin
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/loom-gateway/loom/proxy/apierror"
+	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/internal/json"
+	"github.com/loom-gateway/loom/proxy/store"
+)
+
+// The JSON the API speaks. Field names are snake_case like OpenAI's.
+
+type limitsJSON struct {
+	RequestsPerMinute int `json:"requests_per_minute"`
+	TokensPerMinute   int `json:"tokens_per_minute"`
+	ConcurrentStreams int `json:"concurrent_streams"`
+}
+
+type contentJSON struct {
+	Capture  bool `json:"capture"`
+	MaxBytes int  `json:"max_bytes"` // 0: the default
+}
+
+type modelJSON struct {
+	Name          string `json:"name"`
+	Deployment    string `json:"deployment"`
+	UpstreamModel string `json:"upstream_model,omitempty"`
+}
+
+type tenantJSON struct {
+	Object      string      `json:"object"`
+	ID          string      `json:"id"`
+	CreatedAt   time.Time   `json:"created_at"`
+	UpdatedAt   time.Time   `json:"updated_at"`
+	Content     contentJSON `json:"content"`
+	Limits      limitsJSON  `json:"limits"`
+	Models      []modelJSON `json:"models"`
+	Credentials []string    `json:"credentials"` // deployments only, never a secret
+}
+
+type keyJSON struct {
+	Object    string     `json:"object"`
+	ID        string     `json:"id"`
+	TenantID  string     `json:"tenant_id"`
+	Prefix    string     `json:"prefix"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at"`
+	RevokedAt *time.Time `json:"revoked_at"`
+	Models    []string   `json:"models"`
+	Limits    limitsJSON `json:"limits"`
+	// Key is set in the answer to the POST that made it, and never again.
+	Key string `json:"key,omitempty"`
+}
+
+type listJSON[T any] struct {
+	Object string `json:"object"`
+	Data   []T    `json:"data"`
+}
+
+func list[T any](data []T) listJSON[T] {
+	if data == nil {
+		data = []T{}
+	}
+	return listJSON[T]{Object: "list", Data: data}
+}
+
+// Requests: pointers tell "absent" from zero, for PATCH.
+
+type limitsPatch struct {
+	RequestsPerMinute *int `json:"requests_per_minute"`
+	TokensPerMinute   *int `json:"tokens_per_minute"`
+	ConcurrentStreams *int `json:"concurrent_streams"`
+}
+
+type contentPatch struct {
+	Capture  *bool `json:"capture"`
+	MaxBytes *int  `json:"max_bytes"`
+}
+
+type tenantRequest struct {
+	ID      string       `json:"id"`
+	Content contentPatch `json:"content"`
+	Limits  limitsPatch  `json:"limits"`
+}
+
+var tenantFields = fields{"id": nil, "content": {"capture": nil, "max_bytes": nil},
+	"limits": {"requests_per_minute": nil, "tokens_per_minute": nil, "concurrent_streams": nil}}
+
+type modelsRequest struct {
+	Models []modelJSON `json:"models"`
+}
+
+var modelsFields = fields{"models": {"[]": {"name": nil, "deployment": nil, "upstream_model": nil}}}
+
+type credentialRequest struct {
+	APIKey string `json:"api_key"`
+}
+
+var credentialFields = fields{"api_key": nil}
+
+type keyRequest struct {
+	ID        string      `json:"id"`
+	Models    []string    `json:"models"`
+	ExpiresAt *time.Time  `json:"expires_at"`
+	Limits    limitsPatch `json:"limits"`
+}
+
+var keyFields = fields{"id": nil, "models": nil, "expires_at": nil, "limits": tenantFields["limits"]}
+
+func orZero(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+func (l limitsPatch) limits() config.Limits {
+	return config.Limits{RequestsPerMinute: orZero(l.RequestsPerMinute), TokensPerMinute: orZero(l.TokensPerMinute),
+		ConcurrentStreams: orZero(l.ConcurrentStreams)}
+}
+
+func tenantOut(t store.Tenant) tenantJSON {
+	out := tenantJSON{Object: "tenant", ID: t.ID, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
+		Content: contentJSON{Capture: t.Content.Capture, MaxBytes: t.Content.MaxBytes},
+		Limits:  limitsOut(t.Limits), Models: []modelJSON{}, Credentials: t.Credentials}
+	for _, m := range t.Models {
+		out.Models = append(out.Models, modelJSON(m))
+	}
+	if out.Credentials == nil {
+		out.Credentials = []string{}
+	}
+	return out
+}
+
+func limitsOut(l config.Limits) limitsJSON { return limitsJSON(l) }
+
+func keyOut(k store.Key) keyJSON {
+	out := keyJSON{Object: "api_key", ID: k.ID, TenantID: k.TenantID, Prefix: k.Prefix, CreatedAt: k.CreatedAt,
+		Models: k.Models, Limits: limitsOut(k.Limits)}
+	if !k.ExpiresAt.IsZero() {
+		out.ExpiresAt = &k.ExpiresAt
+	}
+	if !k.RevokedAt.IsZero() {
+		out.RevokedAt = &k.RevokedAt
+	}
+	return out
+}
+
+// fields is the shape of a request object, for refusing members the API
+// does not know (a misspelt "limit" must not be silently ignored). nil is
+// any value; "[]" describes each element of an array.
+type fields map[string]fields
+
+// decode reads the request body into v after checking its members
+// against shape.
+func decode(r *http.Request, shape fields, v any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	if !json.Valid(body) {
+		return apierror.BadRequest("invalid_json", "", "the request body is not valid JSON")
+	}
+	if path := unknownField(body, shape, ""); path != "" {
+		return apierror.BadRequest("unknown_parameter", path, fmt.Sprintf("unrecognized request argument supplied: %s", path))
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return apierror.BadRequest("invalid_type", "", "the request body does not have the expected shape: "+err.Error())
+	}
+	return nil
+}
+
+// unknownField returns the dotted path of the first member of the object
+// v that shape does not name, or "". Values that are not objects or arrays
+// are left to Unmarshal to judge.
+func unknownField(v []byte, shape fields, prefix string) string {
+	if elem, ok := shape["[]"]; ok {
+		var e json.Elements
+		if !e.Reset(v) {
+			return ""
+		}
+		for i := 0; e.Next(); i++ {
+			if p := unknownField(e.Value(), elem, fmt.Sprintf("%s[%d].", strings.TrimSuffix(prefix, "."), i)); p != "" {
+				return p
+			}
+		}
+		return ""
+	}
+	var m json.Members
+	if !m.Reset(v) {
+		return ""
+	}
+	for m.Next() {
+		key := string(m.Key())
+		sub, ok := shape[key]
+		if !ok {
+			return prefix + key
+		}
+		if sub != nil {
+			if p := unknownField(m.Value(), sub, prefix+key+"."); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
+}

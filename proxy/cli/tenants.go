@@ -1,0 +1,198 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/store"
+)
+
+// maxCredential bounds what `tenants credential` reads from stdin.
+const maxCredential = 64 << 10
+
+func tenants(ctx context.Context, args []string, std Stdio) error {
+	if len(args) == 0 {
+		fmt.Fprint(std.Err, usage)
+		return ErrUsage
+	}
+	c := newCommand("tenants "+args[0], std)
+	switch args[0] {
+	case "create", "update":
+		return tenantSet(ctx, c, args, std)
+	case "list":
+		if _, err := c.parse(args[1:], 0); err != nil {
+			return err
+		}
+		return withStore(ctx, c, func(st *store.Store) error { return tenantList(ctx, st, std) })
+	case "delete":
+		pos, err := c.parse(args[1:], 1)
+		if err != nil {
+			return err
+		}
+		return withStore(ctx, c, func(st *store.Store) error {
+			if err := st.DeleteTenant(ctx, pos[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(std.Out, "tenant %s deleted, with its models, keys and credentials\n", pos[0])
+			return nil
+		})
+	case "models":
+		return tenantModels(ctx, c, args, std)
+	case "credential":
+		return tenantCredential(ctx, c, args, std)
+	}
+	fmt.Fprintf(std.Err, "loom tenants: unknown command %q\n\n%s", args[0], usage)
+	return ErrUsage
+}
+
+// withStore opens the store for f and closes it after.
+func withStore(ctx context.Context, c *command, f func(*store.Store) error) error {
+	st, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return f(st)
+}
+
+func tenantSet(ctx context.Context, c *command, args []string, std Stdio) error {
+	limits := addLimitFlags(c.fs)
+	capture := c.fs.Bool("capture", false, "capture prompts and completions on the tenant's spans")
+	maxBytes := c.fs.Int("max-bytes", 0, "cap on captured content, input and output each (0: the default)")
+	pos, err := c.parse(args[1:], 1)
+	if err != nil {
+		return err
+	}
+	return withStore(ctx, c, func(st *store.Store) error {
+		if args[0] == "create" {
+			spec := store.TenantSpec{ID: pos[0], Limits: limits.limits(),
+				Content: config.ContentPolicy{Capture: *capture, MaxBytes: *maxBytes}}
+			if err := st.CreateTenant(ctx, spec); err != nil {
+				return err
+			}
+			fmt.Fprintf(std.Out, "tenant %s created\n", pos[0])
+			return nil
+		}
+		pick := func(name string, v *int) *int {
+			if c.set(name) {
+				return v
+			}
+			return nil
+		}
+		p := store.TenantPatch{RequestsPerMinute: pick("rpm", limits.rpm), TokensPerMinute: pick("tpm", limits.tpm),
+			ConcurrentStreams: pick("streams", limits.streams), MaxBytes: pick("max-bytes", maxBytes)}
+		if c.set("capture") {
+			p.Capture = capture
+		}
+		if _, err := st.UpdateTenant(ctx, pos[0], p); err != nil {
+			return err
+		}
+		fmt.Fprintf(std.Out, "tenant %s updated\n", pos[0])
+		return nil
+	})
+}
+
+func tenantList(ctx context.Context, st *store.Store, std Stdio) error {
+	ts, err := st.ListTenants(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(std.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tCAPTURE\tMAX_BYTES\tRPM\tTPM\tSTREAMS\tMODELS\tCREDENTIALS")
+	for _, t := range ts {
+		models := make([]string, len(t.Models))
+		for i, m := range t.Models {
+			models[i] = modelArg(m)
+		}
+		fmt.Fprintf(w, "%s\t%t\t%d\t%d\t%d\t%d\t%s\t%s\n", t.ID, t.Content.Capture, t.Content.MaxBytes,
+			t.Limits.RequestsPerMinute, t.Limits.TokensPerMinute, t.Limits.ConcurrentStreams,
+			orDash(strings.Join(models, " ")), orDash(strings.Join(t.Credentials, ",")))
+	}
+	return w.Flush()
+}
+
+// modelArg writes a model the way `tenants models` reads it.
+func modelArg(m config.Model) string {
+	s := m.Name + "=" + m.Deployment
+	if m.UpstreamModel != "" {
+		s += ":" + m.UpstreamModel
+	}
+	return s
+}
+
+func tenantModels(ctx context.Context, c *command, args []string, std Stdio) error {
+	none := c.fs.Bool("none", false, "remove every model (the tenant can then call none)")
+	pos, err := c.parse(args[1:], -1)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 || (len(pos) == 1) != *none {
+		fmt.Fprintf(std.Err, "loom tenants models: give ID and NAME=DEPLOYMENT[:UPSTREAM_MODEL]..., or ID -none\n\n%s", usage)
+		return ErrUsage
+	}
+	var models []config.Model
+	for _, arg := range pos[1:] {
+		name, target, ok := strings.Cut(arg, "=")
+		dep, upstream, _ := strings.Cut(target, ":")
+		if !ok || name == "" || dep == "" {
+			fmt.Fprintf(std.Err, "loom tenants models: %q is not NAME=DEPLOYMENT[:UPSTREAM_MODEL]\n", arg)
+			return ErrUsage
+		}
+		models = append(models, config.Model{Name: name, Deployment: dep, UpstreamModel: upstream})
+	}
+	return withStore(ctx, c, func(st *store.Store) error {
+		if err := st.SetModels(ctx, pos[0], models); err != nil {
+			return err
+		}
+		fmt.Fprintf(std.Out, "tenant %s: %d model(s)\n", pos[0], len(models))
+		return nil
+	})
+}
+
+// tenantCredential reads the credential from stdin, never from the command
+// line, where ps and shell history would keep it.
+func tenantCredential(ctx context.Context, c *command, args []string, std Stdio) error {
+	del := c.fs.Bool("delete", false, "remove the tenant's credential: its calls use the deployment's again")
+	pos, err := c.parse(args[1:], 2)
+	if err != nil {
+		return err
+	}
+	tenantID, deployment := pos[0], pos[1]
+	if *del {
+		return withStore(ctx, c, func(st *store.Store) error {
+			if err := st.DeleteCredential(ctx, tenantID, deployment); err != nil {
+				return err
+			}
+			fmt.Fprintf(std.Out, "tenant %s: credential for %s removed\n", tenantID, deployment)
+			return nil
+		})
+	}
+	if f, ok := std.In.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprintf(std.Err, "credential of %s for %s (it will show as you type; end with Enter, then Ctrl-D): ", tenantID, deployment)
+		}
+	}
+	b, err := io.ReadAll(io.LimitReader(std.In, maxCredential+1))
+	if err != nil {
+		return fmt.Errorf("read credential: %w", err)
+	}
+	secret := strings.TrimSpace(string(b))
+	switch {
+	case len(b) > maxCredential:
+		return fmt.Errorf("credential: longer than %d bytes", maxCredential)
+	case secret == "":
+		return fmt.Errorf("credential: nothing on standard input (pipe it in: loom tenants credential %s %s < file)", tenantID, deployment)
+	}
+	return withStore(ctx, c, func(st *store.Store) error {
+		if err := st.SetCredential(ctx, tenantID, deployment, secret); err != nil {
+			return err
+		}
+		fmt.Fprintf(std.Out, "tenant %s: credential for %s stored, encrypted\n", tenantID, deployment)
+		return nil
+	})
+}

@@ -1,0 +1,163 @@
+package store
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/tenant"
+)
+
+// KeySpec is what CreateKey needs. Everything but the tenant is optional.
+type KeySpec struct {
+	// ID names the key in spans and logs; empty means DefaultKeyID.
+	ID string
+	// Models restricts the key to these of its tenant's models; empty
+	// means all of them.
+	Models []string
+	// ExpiresAt, when set, is when the key stops working.
+	ExpiresAt time.Time
+	Limits    config.Limits
+}
+
+// Key is what the store shows of a key: never the key or its hash.
+type Key struct {
+	ID, TenantID string
+	// Prefix is the key's first PrefixLen characters.
+	Prefix    string
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero: never
+	RevokedAt time.Time // zero: not revoked
+	Models    []string
+	Limits    config.Limits
+}
+
+// PrefixLen is how much of a key is kept to tell keys apart: "sk-loom-"
+// and 4 of its 43 random characters, far too few to use it.
+const PrefixLen = 12
+
+// DefaultKeyID is the id CreateKey gives a key whose spec has none: the
+// tenant and the first 8 hex digits of the key's SHA-256 (which is stored
+// anyway, so this reveals nothing), so that whoever holds the key can
+// name it.
+func DefaultKeyID(tenantID, key string) string {
+	return tenantID + "-" + tenant.Hash(key)[:8]
+}
+
+// CreateKey makes a new key for tenant, stores its SHA-256 and prefix, and
+// returns the key. This is the only time the key exists outside the
+// client: it cannot be shown again.
+func (s *Store) CreateKey(ctx context.Context, tenantID string, spec KeySpec) (string, error) {
+	if err := checkLimits(spec.Limits); err != nil {
+		return "", err
+	}
+	if !spec.ExpiresAt.IsZero() && !spec.ExpiresAt.After(time.Now()) {
+		return "", fmt.Errorf("expires at %s: %w: already past", spec.ExpiresAt.Format(time.RFC3339), ErrInvalid)
+	}
+	key, hash, err := tenant.NewKey()
+	if err != nil {
+		return "", err
+	}
+	sum, err := hex.DecodeString(hash)
+	if err != nil {
+		return "", err
+	}
+	if spec.ID == "" {
+		spec.ID = DefaultKeyID(tenantID, key)
+	}
+	if err := checkID("key", spec.ID, maxKeyID); err != nil {
+		return "", err
+	}
+	var models []string // nil, stored as NULL: unrestricted
+	if len(spec.Models) > 0 {
+		models = spec.Models
+	}
+	var expires *time.Time
+	if !spec.ExpiresAt.IsZero() {
+		expires = &spec.ExpiresAt
+	}
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := lockTenant(ctx, tx, tenantID); err != nil {
+			return err
+		}
+		var missing string
+		err := tx.QueryRow(ctx, `SELECT m FROM unnest($2::text[]) m
+WHERE NOT EXISTS (SELECT 1 FROM loom.tenant_models WHERE tenant_id = $1 AND name = m) LIMIT 1`,
+			tenantID, models).Scan(&missing)
+		if err == nil {
+			return fmt.Errorf("model %q: %w: not one of the tenant's models", missing, ErrInvalid)
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO loom.api_keys (id, tenant_id, sha256, prefix, expires_at, models, rpm, tpm, concurrent_streams)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, spec.ID, tenantID, sum, key[:PrefixLen], expires, models,
+			spec.Limits.RequestsPerMinute, spec.Limits.TokensPerMinute, spec.Limits.ConcurrentStreams)
+		return classify(err)
+	})
+	if err != nil {
+		return "", fmt.Errorf("create key %q for %q: %w", spec.ID, tenantID, err)
+	}
+	return key, nil
+}
+
+// ListKeys returns the tenant's keys, revoked and expired ones included,
+// by id.
+func (s *Store) ListKeys(ctx context.Context, tenantID string) ([]Key, error) {
+	var out []Key
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var one int
+		if err := tx.QueryRow(ctx, "SELECT 1 FROM loom.tenants WHERE id = $1", tenantID).Scan(&one); errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("tenant %q: %w", tenantID, ErrNotFound)
+		} else if err != nil {
+			return err
+		}
+		rows, _ := tx.Query(ctx, `SELECT id, tenant_id, prefix, created_at, expires_at, revoked_at, models, rpm, tpm, concurrent_streams
+FROM loom.api_keys WHERE tenant_id = $1 ORDER BY id`, tenantID)
+		var k Key
+		var expires, revoked *time.Time
+		_, err := pgx.ForEachRow(rows, []any{&k.ID, &k.TenantID, &k.Prefix, &k.CreatedAt, &expires, &revoked, &k.Models,
+			&k.Limits.RequestsPerMinute, &k.Limits.TokensPerMinute, &k.Limits.ConcurrentStreams}, func() error {
+			k.ExpiresAt, k.RevokedAt = orZero(expires), orZero(revoked)
+			out = append(out, k)
+			k.Models = nil // scanning into a non-nil slice would reuse it
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list keys of %q: %w", tenantID, err)
+	}
+	return out, nil
+}
+
+// RevokeKey stops key id from working, for good. Revoking a revoked key
+// does nothing.
+func (s *Store) RevokeKey(ctx context.Context, id string) error {
+	tag, err := s.pool.Exec(ctx, "UPDATE loom.api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", id)
+	if err != nil {
+		return fmt.Errorf("revoke key %q: %w", id, err)
+	}
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	var one int
+	if err := s.pool.QueryRow(ctx, "SELECT 1 FROM loom.api_keys WHERE id = $1", id).Scan(&one); errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("key %q: %w", id, ErrNotFound)
+	} else if err != nil {
+		return fmt.Errorf("revoke key %q: %w", id, err)
+	}
+	return nil
+}
+
+func orZero(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}

@@ -1,0 +1,237 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/loom-gateway/loom/proxy/config"
+)
+
+// TenantSpec is what CreateTenant needs.
+type TenantSpec struct {
+	ID string
+	// Content.MaxBytes 0 means config.DefaultContentMaxBytes.
+	Content config.ContentPolicy
+	Limits  config.Limits
+}
+
+// TenantPatch changes the fields that are not nil and leaves the rest.
+type TenantPatch struct {
+	Capture           *bool
+	MaxBytes          *int
+	RequestsPerMinute *int
+	TokensPerMinute   *int
+	ConcurrentStreams *int
+}
+
+// Tenant is a tenant as the admin sees it: never a key or a credential.
+type Tenant struct {
+	ID                   string
+	CreatedAt, UpdatedAt time.Time
+	// Content is as stored: MaxBytes 0 means the default.
+	Content config.ContentPolicy
+	Limits  config.Limits
+	Models  []config.Model
+	// Credentials are the deployments the tenant has its own credential
+	// for.
+	Credentials []string
+}
+
+// ids of tenants and keys travel in URLs, spans and logs: keep them plain.
+// A tenant's is shorter, so that DefaultKeyID's always fits a key's.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+const (
+	maxTenantID = 64
+	maxKeyID    = 128
+)
+
+func checkID(what, id string, maxLen int) error {
+	if !idPattern.MatchString(id) || len(id) > maxLen {
+		return fmt.Errorf("%s id %q: %w: use 1 to %d letters, digits, '.', '_' or '-', starting with a letter or digit",
+			what, id, ErrInvalid, maxLen)
+	}
+	return nil
+}
+
+func checkLimits(l config.Limits) error {
+	if l.RequestsPerMinute < 0 || l.TokensPerMinute < 0 || l.ConcurrentStreams < 0 {
+		return fmt.Errorf("limits: %w: must not be negative", ErrInvalid)
+	}
+	return nil
+}
+
+// CreateTenant adds a tenant with no models, keys or credentials.
+func (s *Store) CreateTenant(ctx context.Context, t TenantSpec) error {
+	if err := checkID("tenant", t.ID, maxTenantID); err != nil {
+		return err
+	}
+	if err := checkLimits(t.Limits); err != nil {
+		return err
+	}
+	if t.Content.MaxBytes < 0 {
+		return fmt.Errorf("content max bytes: %w: must not be negative", ErrInvalid)
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO loom.tenants (id, content_capture, content_max_bytes, rpm, tpm, concurrent_streams)
+VALUES ($1, $2, $3, $4, $5, $6)`, t.ID, t.Content.Capture, t.Content.MaxBytes,
+		t.Limits.RequestsPerMinute, t.Limits.TokensPerMinute, t.Limits.ConcurrentStreams)
+	if err != nil {
+		return fmt.Errorf("create tenant %q: %w", t.ID, classify(err))
+	}
+	return nil
+}
+
+// UpdateTenant applies p to tenant id and returns the result.
+func (s *Store) UpdateTenant(ctx context.Context, id string, p TenantPatch) (Tenant, error) {
+	for _, v := range []*int{p.MaxBytes, p.RequestsPerMinute, p.TokensPerMinute, p.ConcurrentStreams} {
+		if v != nil && *v < 0 {
+			return Tenant{}, fmt.Errorf("update tenant %q: %w: limits and sizes must not be negative", id, ErrInvalid)
+		}
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE loom.tenants SET
+    content_capture = COALESCE($2, content_capture), content_max_bytes = COALESCE($3, content_max_bytes),
+    rpm = COALESCE($4, rpm), tpm = COALESCE($5, tpm), concurrent_streams = COALESCE($6, concurrent_streams),
+    updated_at = now()
+WHERE id = $1`, id, p.Capture, p.MaxBytes, p.RequestsPerMinute, p.TokensPerMinute, p.ConcurrentStreams)
+	if err != nil {
+		return Tenant{}, fmt.Errorf("update tenant %q: %w", id, classify(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return Tenant{}, fmt.Errorf("tenant %q: %w", id, ErrNotFound)
+	}
+	return s.GetTenant(ctx, id)
+}
+
+// DeleteTenant removes a tenant with its models, keys and credentials. Its
+// spans stay.
+func (s *Store) DeleteTenant(ctx context.Context, id string) error {
+	tag, err := s.pool.Exec(ctx, "DELETE FROM loom.tenants WHERE id = $1", id)
+	if err != nil {
+		return fmt.Errorf("delete tenant %q: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("tenant %q: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// GetTenant returns one tenant.
+func (s *Store) GetTenant(ctx context.Context, id string) (Tenant, error) {
+	ts, err := s.tenants(ctx, id)
+	if err != nil {
+		return Tenant{}, err
+	}
+	if len(ts) == 0 {
+		return Tenant{}, fmt.Errorf("tenant %q: %w", id, ErrNotFound)
+	}
+	return ts[0], nil
+}
+
+// ListTenants returns every tenant, by id.
+func (s *Store) ListTenants(ctx context.Context) ([]Tenant, error) { return s.tenants(ctx, "") }
+
+// tenants reads tenant id, or all when id is "", in one snapshot.
+func (s *Store) tenants(ctx context.Context, id string) ([]Tenant, error) {
+	var out []Tenant
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, `SELECT id, created_at, updated_at, content_capture, content_max_bytes, rpm, tpm, concurrent_streams
+FROM loom.tenants WHERE $1 = '' OR id = $1 ORDER BY id`, id)
+		var t Tenant
+		_, err := pgx.ForEachRow(rows, []any{&t.ID, &t.CreatedAt, &t.UpdatedAt, &t.Content.Capture, &t.Content.MaxBytes,
+			&t.Limits.RequestsPerMinute, &t.Limits.TokensPerMinute, &t.Limits.ConcurrentStreams}, func() error {
+			out = append(out, t)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		byID := make(map[string]*Tenant, len(out))
+		for i := range out {
+			byID[out[i].ID] = &out[i]
+		}
+		var tenant string
+		var m config.Model
+		rows, _ = tx.Query(ctx, `SELECT tenant_id, name, deployment, COALESCE(upstream_model, '')
+FROM loom.tenant_models WHERE $1 = '' OR tenant_id = $1 ORDER BY tenant_id, name`, id)
+		_, err = pgx.ForEachRow(rows, []any{&tenant, &m.Name, &m.Deployment, &m.UpstreamModel}, func() error {
+			if t := byID[tenant]; t != nil {
+				t.Models = append(t.Models, m)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		var dep string
+		rows, _ = tx.Query(ctx, `SELECT tenant_id, deployment FROM loom.tenant_credentials
+WHERE $1 = '' OR tenant_id = $1 ORDER BY tenant_id, deployment`, id)
+		_, err = pgx.ForEachRow(rows, []any{&tenant, &dep}, func() error {
+			if t := byID[tenant]; t != nil {
+				t.Credentials = append(t.Credentials, dep)
+			}
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list tenants: %w", err)
+	}
+	return out, nil
+}
+
+// SetModels replaces the tenant's models. It refuses (ErrInUse) to drop a
+// model that a live key is restricted to: the key would either lose every
+// model or, read as unrestricted, gain them all.
+func (s *Store) SetModels(ctx context.Context, tenant string, models []config.Model) error {
+	names := make([]string, len(models))
+	deps := make([]string, len(models))
+	upstream := make([]*string, len(models))
+	seen := map[string]bool{}
+	for i, m := range models {
+		switch {
+		case m.Name == "" || m.Deployment == "":
+			return fmt.Errorf("model %d: %w: needs a name and a deployment", i, ErrInvalid)
+		case seen[m.Name]:
+			return fmt.Errorf("model %q: %w: listed twice", m.Name, ErrInvalid)
+		}
+		seen[m.Name] = true
+		names[i], deps[i] = m.Name, m.Deployment
+		if m.UpstreamModel != "" {
+			upstream[i] = &models[i].UpstreamModel
+		}
+	}
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := lockTenant(ctx, tx, tenant); err != nil {
+			return err
+		}
+		var key, model string
+		err := tx.QueryRow(ctx, `SELECT k.id, m FROM loom.api_keys k, unnest(k.models) m
+WHERE k.tenant_id = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+  AND NOT (m = ANY($2::text[]))
+LIMIT 1`, tenant, names).Scan(&key, &model)
+		if err == nil {
+			return fmt.Errorf("model %q: %w: key %q is restricted to it (revoke the key first)", model, ErrInUse, key)
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM loom.tenant_models WHERE tenant_id = $1", tenant); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO loom.tenant_models (tenant_id, name, deployment, upstream_model)
+SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[])`, tenant, names, deps, upstream)
+		if err != nil {
+			return classify(err)
+		}
+		return touch(ctx, tx, tenant)
+	})
+	if err != nil {
+		return fmt.Errorf("set models of %q: %w", tenant, err)
+	}
+	return nil
+}
