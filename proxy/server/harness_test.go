@@ -35,6 +35,7 @@ type stack struct {
 	t      testing.TB
 	mock   *mockupstream.Server
 	loom   *server.Server
+	cfg    *config.Config
 	url    string // http://127.0.0.1:port, Loom
 	keyA   string // tenant acme
 	keyB   string // tenant globex
@@ -123,7 +124,7 @@ tenants:
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &stack{t: t, mock: mock, keyA: keyA, keyB: keyB, notify: make(chan struct{}, 1)}
+	st := &stack{t: t, mock: mock, cfg: cfg, keyA: keyA, keyB: keyB, notify: make(chan struct{}, 1)}
 	st.loom, err = server.New(cfg, server.Options{Sink: call.Sinks(call.SinkFunc(st.record), o.sink), Limiter: o.limiter})
 	if err != nil {
 		t.Fatal(err)

@@ -2,14 +2,23 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/loom-gateway/loom/deploy/redisserver/redistest"
 	"github.com/loom-gateway/loom/proxy/limit"
+	"github.com/loom-gateway/loom/proxy/server"
 )
 
 // frozen is a clock held in the middle of a minute, so a test's calls all
@@ -115,5 +124,59 @@ func TestLimits_ConcurrentStreams(t *testing.T) {
 			t.Fatalf("the slot was never freed: %d", status)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Two Loom instances sharing one Redis enforce one limit between them: at
+// twice the RPM, together they admit no more than the limit (plus one, at
+// most, in a race at the edge).
+func TestLimits_TwoInstancesShareRedis(t *testing.T) {
+	rs := redistest.Start(t)
+	newLimiter := func() *limit.Limiter {
+		o, err := redis.ParseURL(rs.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := redis.NewClient(o)
+		t.Cleanup(func() { client.Close() })
+		r := limit.NewRedis(client, "loom-test:")
+		t.Cleanup(func() { _ = r.Close(context.Background()) })
+		return limit.New(r, frozen())
+	}
+	st := startStack(t, stackOptions{acmeLimits: "{requests_per_minute: 20}", limiter: newLimiter()})
+	second, err := server.New(st.cfg, server.Options{Limiter: newLimiter()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = second.Serve(ln) }()
+	t.Cleanup(func() { _ = second.Shutdown(context.Background()) })
+	urls := []string{st.url, "http://" + ln.Addr().String()}
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 5 {
+				req, _ := http.NewRequest("POST", urls[(w+i)%2]+"/v1/chat/completions", strings.NewReader(chat))
+				req.Header.Set("Authorization", "Bearer "+st.keyA)
+				resp, err := st.client.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					admitted.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := admitted.Load(); n < 20 || n > 21 {
+		t.Fatalf("two instances admitted %d of 40 calls against a shared limit of 20", n)
 	}
 }

@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/limit"
 	"github.com/loom-gateway/loom/proxy/upstream"
 )
 
@@ -24,7 +26,8 @@ func directory(tb testing.TB, n int) (*Directory, []string) {
 			tb.Fatal(err)
 		}
 		keys[i] = key
-		fmt.Fprintf(&b, "  - id: t%d\n    keys: [{id: k%d, sha256: %s}]\n    models: [{name: gpt-4o-mini, deployment: oa}]\n", i, i, hash)
+		fmt.Fprintf(&b, "  - id: t%d\n    keys: [{id: k%d, sha256: %s, limits: {requests_per_minute: 1000000000, tokens_per_minute: 1000000000000}}]\n"+
+			"    models: [{name: gpt-4o-mini, deployment: oa}]\n    limits: {requests_per_minute: 1000000000, tokens_per_minute: 1000000000000, concurrent_streams: 1000000}\n", i, i, hash)
 	}
 	cfg, err := config.Parse([]byte(b.String()))
 	if err != nil {
@@ -142,5 +145,49 @@ tenants:
 	}
 	if s := fmt.Sprint(rt.Auth); strings.Contains(s, "sk-acme-own") {
 		t.Errorf("printing an Auth shows the credential: %s", s)
+	}
+}
+
+// The per-request tenancy work: find the key by its hash, then check and
+// reserve its and its tenant's limits (in memory), and settle. Budget: no
+// allocation (pinned here), well under a microsecond (BenchmarkAuthAndLimit).
+func TestAuthAndLimit_NoAllocations(t *testing.T) {
+	dir, keys := directory(t, 100)
+	lim := limit.New(limit.NewMemory(), nil)
+	key := []byte(keys[42])
+	ctx := context.Background()
+	n := testing.AllocsPerRun(500, func() {
+		k, _ := dir.Authenticate(key)
+		tk, d := lim.Admit(ctx, &k.Limit, &k.Tenant.Limit, 200, true)
+		if !d.OK {
+			t.Fatal("refused")
+		}
+		lim.Settle(ctx, tk, 180)
+	})
+	if n != 0 {
+		t.Fatalf("auth + limit check allocates %.0f times per request", n)
+	}
+}
+
+func BenchmarkAuthAndLimit(b *testing.B) {
+	dir, keys := directory(b, 1000)
+	lim := limit.New(limit.NewMemory(), nil)
+	key := []byte(keys[500])
+	ctx := context.Background()
+	for _, stream := range []bool{false, true} {
+		b.Run(map[bool]string{false: "unary", true: "stream"}[stream], func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				k, ok := dir.Authenticate(key)
+				if !ok {
+					b.Fatal("key not found")
+				}
+				tk, d := lim.Admit(ctx, &k.Limit, &k.Tenant.Limit, 200, stream)
+				if !d.OK {
+					b.Fatal("refused")
+				}
+				lim.Settle(ctx, tk, 180)
+			}
+		})
 	}
 }
