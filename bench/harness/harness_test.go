@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/loom-gateway/loom/deploy/pgserver"
+	"github.com/loom-gateway/loom/deploy/prereq"
 )
 
 // bin holds loom, mockupstream and otelcol-loom, built once for the package.
@@ -37,12 +38,8 @@ func TestMain(m *testing.M) {
 
 func needPostgres(t *testing.T) {
 	t.Helper()
-	if _, err := pgserver.FindBin("initdb"); errors.Is(err, pgserver.ErrNotInstalled) {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	_, err := pgserver.FindBin("initdb")
+	prereq.Check(t, err, pgserver.ErrNotInstalled)
 }
 
 func tinyRun(t *testing.T, added time.Duration) (string, *Results, error) {

@@ -7,11 +7,10 @@ package pgtest
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
+	"github.com/loom-gateway/loom/deploy/prereq"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -87,25 +86,10 @@ func mkdirTemp(prefix string) (string, error) {
 	return dir, nil
 }
 
-// check ends the test if err is not nil: a skip if the server binaries are
-// missing, unless failOnMissing.
+// check ends the test if err is not nil; see prereq.
 func check(t testing.TB, err error) {
 	t.Helper()
-	switch {
-	case errors.Is(err, pgserver.ErrNotInstalled) && failOnMissing(os.Getenv):
-		t.Fatalf("%v (CI is set, so this fails instead of skipping)", err)
-	case errors.Is(err, pgserver.ErrNotInstalled):
-		t.Skip(err)
-	case err != nil:
-		t.Fatal(err)
-	}
-}
-
-// failOnMissing reports whether missing server binaries fail a test rather
-// than skip it: in CI, a skip would quietly drop every test that stores.
-func failOnMissing(getenv func(string) string) bool {
-	ci, _ := strconv.ParseBool(getenv("CI"))
-	return ci
+	prereq.Check(t, err, pgserver.ErrNotInstalled)
 }
 
 // dbName is a valid, unquoted PostgreSQL identifier (under 63 bytes) that

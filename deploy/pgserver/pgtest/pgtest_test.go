@@ -13,31 +13,6 @@ import (
 	"github.com/loom-gateway/loom/deploy/pgserver"
 )
 
-func TestFailOnMissing(t *testing.T) {
-	tests := []struct {
-		name, ci string
-		want     bool
-	}{
-		{"not CI: skip", "", false},
-		{"CI=true: fail", "true", true},
-		{"CI=1: fail", "1", true},
-		{"CI=false: skip", "false", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			getenv := func(k string) string {
-				if k == "CI" {
-					return tt.ci
-				}
-				return ""
-			}
-			if got := failOnMissing(getenv); got != tt.want {
-				t.Errorf("failOnMissing(CI=%q) = %v, want %v", tt.ci, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestDBName_IsAUniqueIdentifier(t *testing.T) {
 	ident := regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 	for _, test := range []string{"TestX", "TestLong/" + strings.Repeat("sub test ", 20), "Test/é"} {

@@ -4,9 +4,7 @@
 package redistest
 
 import (
-	"errors"
-	"os"
-	"strconv"
+	"github.com/loom-gateway/loom/deploy/prereq"
 	"testing"
 
 	"github.com/loom-gateway/loom/deploy/redisserver"
@@ -26,23 +24,8 @@ func Start(t testing.TB) *redisserver.Server {
 	return srv
 }
 
-// check ends the test if err is not nil: a skip if redis-server is missing,
-// unless failOnMissing.
+// check ends the test if err is not nil; see prereq.
 func check(t testing.TB, err error) {
 	t.Helper()
-	switch {
-	case errors.Is(err, redisserver.ErrNotInstalled) && failOnMissing(os.Getenv):
-		t.Fatalf("%v (CI is set, so this fails instead of skipping)", err)
-	case errors.Is(err, redisserver.ErrNotInstalled):
-		t.Skip(err)
-	case err != nil:
-		t.Fatal(err)
-	}
-}
-
-// failOnMissing reports whether a missing redis-server fails a test rather
-// than skips it: in CI, a skip would quietly drop every shared-limit test.
-func failOnMissing(getenv func(string) string) bool {
-	ci, _ := strconv.ParseBool(getenv("CI"))
-	return ci
+	prereq.Check(t, err, redisserver.ErrNotInstalled)
 }

@@ -6,31 +6,6 @@ import (
 	"testing"
 )
 
-func TestFailOnMissing(t *testing.T) {
-	tests := []struct {
-		name, ci string
-		want     bool
-	}{
-		{"not CI: skip", "", false},
-		{"CI=true: fail", "true", true},
-		{"CI=1: fail", "1", true},
-		{"CI=false: skip", "false", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			getenv := func(k string) string {
-				if k == "CI" {
-					return tt.ci
-				}
-				return ""
-			}
-			if got := failOnMissing(getenv); got != tt.want {
-				t.Errorf("failOnMissing(CI=%q) = %v, want %v", tt.ci, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestStart_TwoServers_SeparateData(t *testing.T) {
 	a, b := Start(t), Start(t)
 	if a.Port() == b.Port() {
