@@ -3,7 +3,7 @@
 .DEFAULT_GOAL := help
 GO ?= go
 
-.PHONY: help build run test bench bench-quick lint
+.PHONY: help build run test bench bench-quick lint dashboards
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,3 +28,6 @@ bench-quick: build ## The end-to-end overhead run in about a minute, with gates;
 lint: ## Fail if gofmt would change a file; go vet
 	@files="$$(gofmt -l .)"; if [ -n "$$files" ]; then echo "gofmt -w these files:"; echo "$$files"; exit 1; fi
 	$(GO) vet ./...
+
+dashboards: ## Regenerate the Grafana dashboards (dashboards/grafana/json) from dashboards/queries
+	$(GO) run ./dashboards/cmd/gendashboards

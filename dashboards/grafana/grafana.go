@@ -1,0 +1,144 @@
+// Package grafana turns dashboards/queries into Grafana dashboard JSON with
+// the foundation SDK's builders. The SQL is never written here: a panel's
+// query is its queries.Panel's SQL, verbatim, so Grafana and anything using
+// queries.Expand run the same text.
+package grafana
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/stat"
+	"github.com/grafana/grafana-foundation-sdk/go/table"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+
+	"github.com/loom-gateway/loom/dashboards/queries"
+)
+
+// DatasourceUID is the uid the provisioned Postgres datasource
+// (provisioning/datasources/loom.yaml) has; every panel and variable names it.
+const DatasourceUID = "loom-postgres"
+
+// Datasource is the reference every panel, target and variable carries.
+func Datasource() common.DataSourceRef {
+	typ, uid := DatasourceType, DatasourceUID
+	return common.DataSourceRef{Type: &typ, Uid: &uid}
+}
+
+// Build returns one dashboard of queries.Dashboards().
+func Build(name string) (dashboard.Dashboard, error) {
+	b := dashboard.NewDashboardBuilder(queries.Title(name)).
+		Uid("loom-"+name).
+		Tags([]string{"loom"}).
+		Editable().
+		Timezone("browser").
+		Time("now-6h", "now").
+		Refresh("30s")
+	for _, v := range queries.Variables(name) {
+		b = b.WithVariable(variable(v))
+	}
+	panels := queries.Of(name)
+	if len(panels) == 0 {
+		return dashboard.Dashboard{}, fmt.Errorf("dashboard %q: no panels", name)
+	}
+	for i, p := range panels {
+		pb, err := panel(p, uint32(i+1))
+		if err != nil {
+			return dashboard.Dashboard{}, err
+		}
+		b = b.WithPanel(pb)
+	}
+	d, err := b.Build()
+	if err != nil {
+		return dashboard.Dashboard{}, fmt.Errorf("build dashboard %s: %w", name, err)
+	}
+	return d, nil
+}
+
+// JSON is a dashboard as Grafana reads it: indented, with a final newline,
+// the same bytes for the same queries.
+func JSON(name string) ([]byte, error) {
+	d, err := Build(name)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // SQL has < and >: keep it readable
+	if err := enc.Encode(d); err != nil {
+		return nil, fmt.Errorf("encode dashboard %s: %w", name, err)
+	}
+	return buf.Bytes(), nil
+}
+
+func target(p queries.Panel) *QueryBuilder {
+	format := FormatTable
+	if p.Kind == queries.TimeSeries {
+		format = FormatTimeSeries
+	}
+	return NewQueryBuilder().RefID("A").Datasource(Datasource()).SQL(p.SQL).Format(format)
+}
+
+func panel(p queries.Panel, id uint32) (cog.Builder[dashboard.Panel], error) {
+	switch p.Kind {
+	case queries.TimeSeries:
+		return timeseries.NewPanelBuilder().Id(id).Title(p.Title).
+			Datasource(Datasource()).WithTarget(target(p)).Unit(p.Unit).
+			Legend(common.NewVizLegendOptionsBuilder().DisplayMode(common.LegendDisplayModeList).
+				Placement(common.LegendPlacementBottom).ShowLegend(true).Calcs([]string{})).
+			Tooltip(common.NewVizTooltipOptionsBuilder().Mode(common.TooltipDisplayModeMulti).Sort(common.SortOrderNone)).
+			Height(8).Span(12), nil
+	case queries.Stat:
+		return stat.NewPanelBuilder().Id(id).Title(p.Title).
+			Datasource(Datasource()).WithTarget(target(p)).Unit(p.Unit).
+			ReduceOptions(common.NewReduceDataOptionsBuilder().Calcs([]string{"lastNotNull"}).Values(false)).
+			Orientation(common.VizOrientationAuto).
+			Height(6).Span(6), nil
+	case queries.Table:
+		b := table.NewPanelBuilder().Id(id).Title(p.Title).
+			Datasource(Datasource()).WithTarget(target(p)).
+			Height(10).Span(24)
+		if p.Unit != "" {
+			b = b.Unit(p.Unit)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("panel %s: unknown kind %q", p.ID, p.Kind)
+}
+
+func variable(v queries.Variable) *dashboard.QueryVariableBuilder {
+	b := dashboard.NewQueryVariableBuilder(v.Name).
+		Label(v.Label).
+		Datasource(Datasource()).
+		Query(dashboard.StringOrMap{String: &v.SQL}).
+		Definition(v.SQL).
+		Refresh(dashboard.VariableRefreshOnTimeRangeChanged).
+		Sort(dashboard.VariableSortAlphabeticalAsc)
+	if v.Multi {
+		all, allValue := "All", "$__all"
+		b = b.Multi(true).IncludeAll(true).AllValue(queries.AllValue).
+			Current(dashboard.VariableOption{
+				Text:  dashboard.StringOrArrayOfString{ArrayOfString: []string{all}},
+				Value: dashboard.StringOrArrayOfString{ArrayOfString: []string{allValue}},
+			})
+	}
+	return b
+}
+
+// Files returns every dashboard's JSON by file name (<name>.json).
+func Files() (map[string][]byte, error) {
+	files := make(map[string][]byte)
+	for _, name := range queries.Dashboards() {
+		b, err := JSON(name)
+		if err != nil {
+			return nil, err
+		}
+		files[name+".json"] = b
+	}
+	return files, nil
+}
