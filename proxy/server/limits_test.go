@@ -180,3 +180,18 @@ func TestLimits_TwoInstancesShareRedis(t *testing.T) {
 		t.Fatalf("two instances admitted %d of 40 calls against a shared limit of 20", n)
 	}
 }
+
+// A call the upstream refused used nothing: its reservation is given back.
+func TestLimits_TPM_RefusedCallGivesTheReservationBack(t *testing.T) {
+	st := startStack(t, stackOptions{keyLimits: "{tokens_per_minute: 1000}", limiter: limit.New(limit.NewMemory(), frozen())})
+	status, _, _ := st.do("POST", "/v1/chat/completions", st.keyA, `{"model":"gpt-4o-mini","max_tokens":500,"messages":[{"role":"user","content":"hi"}]}`,
+		map[string]string{"x-mock-status": "500"})
+	if status != 500 {
+		t.Fatal(status)
+	}
+	st.waitRecords(1)
+	_, h, _ := st.do("POST", "/v1/chat/completions", st.keyA, chat, nil)
+	if rem, _ := strconv.Atoi(h.Get("x-ratelimit-remaining-tokens")); rem != 1000-len(chat)/4 {
+		t.Fatalf("remaining %d: the failed call's reservation was kept", rem)
+	}
+}

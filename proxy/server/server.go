@@ -223,9 +223,16 @@ func (s *Server) settle(ex *exchange) {
 	if !ex.admitted {
 		return
 	}
-	actual := int64(-1)
-	if ex.rec.UsageSource != call.UsageNone {
-		actual = ex.rec.Usage.TotalTokens
+	// What the call used: the provider's count (or Loom's estimate); none
+	// when the upstream never answered or refused (providers do not bill
+	// errors); and when a success came without usage, the reservation
+	// stands (-1), the safe side for a limit.
+	actual := int64(0)
+	switch rec := &ex.rec; {
+	case rec.UsageSource != call.UsageNone:
+		actual = rec.Usage.TotalTokens
+	case rec.UpstreamStatus >= 200 && rec.UpstreamStatus < 300:
+		actual = -1
 	}
 	s.opts.Limiter.Settle(context.Background(), ex.ticket, actual)
 	ex.admitted = false
@@ -283,4 +290,15 @@ func (s *Server) untrack(st *relay.Stream) {
 	s.streamsMu.Lock()
 	delete(s.streams, st)
 	s.streamsMu.Unlock()
+}
+
+// Authenticate reports the tenant and key id of key in the live snapshot,
+// for callers outside the gateway (the console's login). It never keeps or
+// logs key.
+func (s *Server) Authenticate(key []byte) (tenantID, keyID string, ok bool) {
+	k, ok := s.dir.Load().Authenticate(key)
+	if !ok {
+		return "", "", false
+	}
+	return k.Tenant.ID, k.ID, true
 }
