@@ -39,6 +39,9 @@ type Options struct {
 	MockAddr   string
 	OTLPAddr   string
 	HealthAddr string
+	// ConsoleAddr is the web console's preferred address; empty is any
+	// free port on 127.0.0.1.
+	ConsoleAddr string
 	// PostgresPort is the local cluster's preferred port on 127.0.0.1
 	// (a free one if taken; 0 is any free one).
 	PostgresPort int
@@ -48,8 +51,10 @@ type Options struct {
 
 // Plan is a prepared stack: files written, ports chosen, not yet started.
 type Plan struct {
-	Key        string // the demo API key
-	LoomURL    string // http://host:port, without /v1
+	Key     string // the demo API key
+	LoomURL string // http://host:port, without /v1
+	// ConsoleURL is the web console's page: http://host:port/console/.
+	ConsoleURL string
 	ConfigPath string
 	Upstream   Upstream
 	// OTLPAddr is where otelcol-loom takes Loom's spans (OTLP gRPC).
@@ -143,11 +148,6 @@ func Prepare(o Options) (*Plan, error) {
 	if err := p.addCollector(o, collectorBin); err != nil {
 		return nil, err
 	}
-	if dbURL != "" {
-		p.Notes = append(p.Notes, EnvDatabaseURL+" is set: spans go to the Postgres at "+describeDatabase(dbURL))
-		p.useDatabase(dbURL)
-	}
-
 	listen, note, err := pickAddr("loom", o.Listen)
 	if err != nil {
 		return nil, err
@@ -156,7 +156,19 @@ func Prepare(o Options) (*Plan, error) {
 		p.Notes = append(p.Notes, note)
 	}
 	p.LoomURL = "http://" + listen
+	if o.ConsoleAddr == "" {
+		o.ConsoleAddr = "127.0.0.1:0"
+	}
+	consoleAddr, note, err := pickAddr("the console", o.ConsoleAddr)
+	if err != nil {
+		return nil, err
+	}
+	if note != "" {
+		p.Notes = append(p.Notes, note)
+	}
+	p.ConsoleURL = "http://" + consoleAddr + "/console/"
 	cfg := RenderConfig(listen, p.Upstream, tenant.Hash(key), "http://"+p.OTLPAddr)
+	cfg = append(cfg, RenderConsoleConfig(consoleAddr)...)
 	if _, err := config.Parse(cfg); err != nil {
 		return nil, fmt.Errorf("generated config: %w", err)
 	}
@@ -169,6 +181,10 @@ func Prepare(o Options) (*Plan, error) {
 		Args:  []string{"serve", "-config", p.ConfigPath, "-listen", listen, "-log-calls"},
 		Ready: HTTPReady(p.LoomURL + "/readyz"),
 	})
+	if dbURL != "" {
+		p.Notes = append(p.Notes, EnvDatabaseURL+" is set: spans go to the Postgres at "+describeDatabase(dbURL))
+		p.useDatabase(dbURL)
+	}
 	return p, nil
 }
 
@@ -242,6 +258,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	fs.StringVar(&o.MockAddr, "mock-addr", "127.0.0.1:9090", "the mock upstream's address (a free port if taken)")
 	fs.StringVar(&o.OTLPAddr, "otlp-addr", "127.0.0.1:4317", "otelcol-loom's OTLP gRPC address (a free port if taken)")
 	fs.StringVar(&o.HealthAddr, "health-addr", "127.0.0.1:13133", "otelcol-loom's health check address (a free port if taken)")
+	fs.StringVar(&o.ConsoleAddr, "console-addr", "127.0.0.1:8082", "the web console's address (a free port if taken)")
 	fs.IntVar(&o.PostgresPort, "pg-port", 54329, "the local Postgres's port on 127.0.0.1 (a free one if taken; unused with "+EnvDatabaseURL+")")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -307,7 +324,8 @@ func (p *Plan) Banner(dir string) string {
 		"devstack: ready. Loom is on " + p.LoomURL + ", relaying to " + p.Upstream.Describe() + ".\n" +
 		"devstack: every call goes as spans to otelcol-loom (OTLP gRPC on " + p.OTLPAddr + "), which writes them into\n" +
 		"devstack: loom.spans in " + db + ".\n" +
-		"devstack: config " + p.ConfigPath + ", logs" + logs + ". Ctrl-C stops everything.\n"
+		"devstack: config " + p.ConfigPath + ", logs" + logs + ". Ctrl-C stops everything.\n" +
+		"devstack: console: open " + p.ConsoleURL + " and log in with the demo key (OPENAI_API_KEY below).\n"
 	if !p.Upstream.Mock && p.Upstream.APIKeyEnv == EnvOpenAIKey {
 		b += "devstack: paste these into another shell: the export replaces your real OPENAI_API_KEY there.\n"
 	}

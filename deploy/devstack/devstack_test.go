@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -379,6 +381,22 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 		if err != nil || !strings.Contains(string(got), " demo ") || !strings.Contains(string(got), "gpt-4o-mini") {
 			t.Errorf("%s: %v\n%s", line, err, got)
 		}
+	}
+	// The banner's console: the demo key logs in and sees the calls.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	resp, err := browser.PostForm(strings.TrimSuffix(p.ConsoleURL, "/")+"/login", url.Values{"key": {p.Key}})
+	if err != nil {
+		t.Fatalf("console login: %v\n%s", err, out)
+	}
+	resp.Body.Close()
+	if resp, err = browser.Get(p.ConsoleURL + "calls"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "gpt-4o-mini") || strings.Contains(string(b), p.Key) {
+		t.Errorf("console calls as the demo tenant: %s\n%s", resp.Status, b)
 	}
 	procs := append([]*proc(nil), st.procs...)
 	cancel()

@@ -26,7 +26,7 @@ const SpansQuery = "select start_time, tenant_id, request_model, stream, input_t
 const pgTimeout = 2 * time.Minute
 
 // StartPostgres starts the local cluster when the plan has one (Postgres is
-// set) and gives its URL to the collector; without one it does nothing.
+// set) and gives its URL to the collector and Loom; without one it does nothing.
 // stop shuts the cluster down; call it once the services have stopped.
 //
 // The cluster starts on a context that ctx's end does not cancel: pg_ctl,
@@ -92,11 +92,12 @@ func postgresHome(stateDir, fallback string) (dir, note string, err error) {
 	}
 }
 
-// useDatabase points the collector at the Postgres of url.
+// useDatabase points the collector (which writes spans) and Loom (whose
+// console reads them) at the Postgres of url.
 func (p *Plan) useDatabase(url string) {
 	p.DatabaseURL = url
 	for i := range p.Services {
-		if p.Services[i].Name == collectorName {
+		if n := p.Services[i].Name; n == collectorName || n == "loom" {
 			p.Services[i].Env = append(p.Services[i].Env, EnvDatabaseURL+"="+url)
 		}
 	}

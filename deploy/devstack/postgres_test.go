@@ -16,6 +16,7 @@ import (
 
 	"github.com/loom-gateway/loom/deploy/pgserver"
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
+	"github.com/loom-gateway/loom/proxy/config"
 )
 
 // fakeBin is a bin/ whose binaries Prepare finds but nothing runs.
@@ -62,8 +63,8 @@ func TestStartPostgres_LocalCluster_KeepsDataAndPortAcrossRuns(t *testing.T) {
 			t.Errorf("DatabaseURL = %q, want port %d", p.DatabaseURL, port)
 		}
 		for _, s := range p.Services {
-			if s.Name == collectorName && !slices.Contains(s.Env, EnvDatabaseURL+"="+p.DatabaseURL) {
-				t.Errorf("collector env = %v, want %s", s.Env, EnvDatabaseURL)
+			if (s.Name == collectorName || s.Name == "loom") && !slices.Contains(s.Env, EnvDatabaseURL+"="+p.DatabaseURL) {
+				t.Errorf("%s env = %v, want %s", s.Name, s.Env, EnvDatabaseURL)
 			}
 		}
 		conn, err := pgx.Connect(t.Context(), p.DatabaseURL)
@@ -112,6 +113,21 @@ func TestStartPostgres_DatabaseURLSet_StartsNothing(t *testing.T) {
 	}
 	if !strings.Contains(b, `psql "$LOOM_DATABASE_URL" -c`) || !strings.Contains(b, "db.example.com:5432/loom") {
 		t.Errorf("banner lacks the psql line from $%s or the database's address:\n%s", EnvDatabaseURL, b)
+	}
+	for _, s := range p.Services {
+		if (s.Name == collectorName || s.Name == "loom") && !slices.Contains(s.Env, EnvDatabaseURL+"="+url) {
+			t.Errorf("%s env = %v, want %s", s.Name, s.Env, EnvDatabaseURL)
+		}
+	}
+	if !strings.Contains(b, "open "+p.ConsoleURL+" and log in with the demo key") || !strings.HasSuffix(p.ConsoleURL, "/console/") {
+		t.Errorf("banner lacks the console line (%q):\n%s", p.ConsoleURL, b)
+	}
+	cfg, err := config.Load(p.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if "http://"+cfg.Console.Listen+"/console/" != p.ConsoleURL || cfg.Console.DatabaseURLEnv != EnvDatabaseURL {
+		t.Errorf("loom.yaml console = %+v, want %s from %s", cfg.Console, p.ConsoleURL, EnvDatabaseURL)
 	}
 }
 

@@ -114,3 +114,11 @@ func RenderConfig(listen string, up Upstream, keyHash, otlp string) []byte {
 	}
 	return []byte(b.String())
 }
+
+// RenderConsoleConfig is loom.yaml's console section: the web console on
+// listen, reading spans from the Postgres in EnvDatabaseURL (which devstack
+// sets in Loom's environment, so the URL never lands in the file).
+func RenderConsoleConfig(listen string) []byte {
+	return fmt.Appendf(nil, "console:\n  # The web console: log in with the demo key.\n  listen: %s\n  database_url_env: %s\n",
+		strconv.Quote(listen), EnvDatabaseURL)
+}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,11 +14,13 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/loom-gateway/loom/proxy/admin"
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/console"
 	"github.com/loom-gateway/loom/proxy/limit"
 	"github.com/loom-gateway/loom/proxy/secret"
 	"github.com/loom-gateway/loom/proxy/server"
@@ -130,6 +133,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) (err error) {
 		}
 		done = append(done, stop)
 	}
+	if cfg.Console.Listen != "" {
+		stop, err := startConsole(ctx, cfg, srv, log)
+		if err != nil {
+			return err
+		}
+		done = append(done, stop)
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -206,4 +216,54 @@ func startAdmin(cfg config.Admin, st *store.Store, log *slog.Logger) (func(conte
 	}()
 	log.Info("admin API serving", "addr", ln.Addr().String())
 	return hs.Shutdown, nil
+}
+
+// startConsole serves the web console on its own listener, reading spans
+// from console.database_url_env's Postgres and logging tenants in with the
+// keys of the gateway's live snapshot.
+func startConsole(ctx context.Context, cfg *config.Config, srv *server.Server, log *slog.Logger) (func(context.Context) error, error) {
+	dbURL := cfg.Console.DatabaseURL()
+	if dbURL == "" {
+		return nil, fmt.Errorf("console.database_url_env: environment variable %s is empty or unset", cfg.Console.DatabaseURLEnv)
+	}
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("console database: %w", err)
+	}
+	var adminToken [32]byte
+	if cfg.Admin.TokenSHA256 != "" || cfg.Admin.TokenEnv != "" {
+		if adminToken, err = admin.TokenSHA256(cfg.Admin); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	sessionKey := make([]byte, 32)
+	rand.Read(sessionKey)
+	ln, err := net.Listen("tcp", cfg.Console.Listen)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("console listen: %w", err)
+	}
+	h := console.New(console.Options{
+		DB: pool,
+		Authenticate: func(key string) (string, bool) {
+			tenantID, _, ok := srv.Authenticate([]byte(key))
+			return tenantID, ok
+		},
+		AdminTokenSHA256: adminToken,
+		SessionKey:       sessionKey,
+		Log:              log,
+	})
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("console stopped", "error", err)
+		}
+	}()
+	log.Info("console serving", "url", "http://"+ln.Addr().String()+"/console/", "admin_login", adminToken != [32]byte{})
+	return func(ctx context.Context) error {
+		err := hs.Shutdown(ctx)
+		pool.Close()
+		return err
+	}, nil
 }

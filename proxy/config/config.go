@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -41,7 +42,25 @@ type Config struct {
 	Redis Redis `yaml:"redis"`
 	// Admin is the administration API's own listener.
 	Admin Admin `yaml:"admin"`
+	// Console is the built-in web console's own listener.
+	Console Console `yaml:"console"`
 }
+
+// Console configures the built-in web console (proxy/console): calls,
+// latency and tokens read from loom.spans, for a tenant (logged in with one
+// of its API keys) or an administrator (the admin token).
+type Console struct {
+	// Listen is the console's address; empty turns it off.
+	Listen string `yaml:"listen"`
+	// DatabaseURLEnv names the variable holding the URL of the Postgres
+	// that holds loom.spans. It is read when the console starts, not here:
+	// a generated configuration may name a variable only its service sets.
+	DatabaseURLEnv string `yaml:"database_url_env"`
+}
+
+// DatabaseURL is the console's database URL from the environment. Never
+// log it.
+func (c *Console) DatabaseURL() string { return os.Getenv(c.DatabaseURLEnv) }
 
 // Store locates the Postgres tenant store and the key that encrypts the
 // provider credentials kept in it.
@@ -387,6 +406,16 @@ func (c *Config) Validate() error {
 		if c.Admin.TokenEnv != "" && os.Getenv(c.Admin.TokenEnv) == "" {
 			bad("admin.token_env", "environment variable %s is empty or unset", c.Admin.TokenEnv)
 		}
+	}
+	if c.Console.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Console.Listen); err != nil {
+			bad("console.listen", "must be host:port, got %q", c.Console.Listen)
+		}
+		if c.Console.DatabaseURLEnv == "" {
+			bad("console.database_url_env", "is required when console.listen is set")
+		}
+	} else if c.Console.DatabaseURLEnv != "" {
+		bad("console.listen", "is required when console.database_url_env is set")
 	}
 	deployments := map[string]bool{}
 	for i, d := range c.Deployments {

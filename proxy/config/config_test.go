@@ -115,3 +115,38 @@ tenants:
 		}
 	}
 }
+
+func TestParse_Console(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		wantErr []string
+	}{
+		{name: "off", yaml: "listen: \"127.0.0.1:8080\""},
+		{name: "on", yaml: "console: {listen: \"127.0.0.1:8082\", database_url_env: LOOM_DATABASE_URL}"},
+		{name: "listen without database", yaml: "console: {listen: \"127.0.0.1:8082\"}",
+			wantErr: []string{"console.database_url_env"}},
+		{name: "database without listen", yaml: "console: {database_url_env: X}", wantErr: []string{"console.listen"}},
+		{name: "bad listen", yaml: "console: {listen: nohostport, database_url_env: X}",
+			wantErr: []string{"console.listen: must be host:port"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml))
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tt.name != "off" && (c.Console.Listen != "127.0.0.1:8082" || c.Console.DatabaseURLEnv != "LOOM_DATABASE_URL") {
+					t.Errorf("console = %+v", c.Console)
+				}
+				return
+			}
+			for _, w := range tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want it to name %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,443 @@
+package console
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+var funcs = template.FuncMap{
+	"ms": func(v *float64) string {
+		if v == nil {
+			return "–"
+		}
+		return strconv.FormatFloat(*v, 'f', 1, 64) + " ms"
+	},
+	"num": func(v *int64) string {
+		if v == nil {
+			return "–"
+		}
+		return strconv.FormatInt(*v, 10)
+	},
+	"time": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") },
+}
+
+// ranges the overview offers, by their query value.
+var ranges = map[string]struct {
+	span, bucket time.Duration
+	label        string
+}{
+	"hour": {time.Hour, time.Minute, "last hour"},
+	"day":  {24 * time.Hour, 30 * time.Minute, "last day"},
+}
+
+// stats is one bucket's (or the whole range's) numbers.
+type stats struct {
+	Requests, Errors, TokensIn, TokensOut int64
+	P50, P95, P99, Overhead95, TTFC50     *float64
+}
+
+type tile struct{ Label, Value string }
+
+type overviewData struct {
+	Range, RangeLabel string
+	Tiles             []tile
+	Charts            []chart
+}
+
+func fmtMs(v *float64) string { return funcs["ms"].(func(*float64) string)(v) }
+
+func (h *handler) overview(w http.ResponseWriter, r *http.Request, s session) {
+	rng := r.URL.Query().Get("range")
+	if _, ok := ranges[rng]; !ok {
+		rng = "hour"
+	}
+	rg := ranges[rng]
+	to := time.Now().UTC().Truncate(rg.bucket).Add(rg.bucket)
+	from := to.Add(-rg.span)
+	var tot stats
+	byBucket := map[time.Time]stats{}
+	err := h.read(r.Context(), s, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(r.Context(), totalsSQL, from, to).Scan(&tot.Requests, &tot.Errors, &tot.TokensIn,
+			&tot.TokensOut, &tot.P50, &tot.P95, &tot.P99, &tot.Overhead95, &tot.TTFC50); err != nil {
+			return fmt.Errorf("totals: %w", err)
+		}
+		rows, err := tx.Query(r.Context(), overviewSQL, from, to, rg.bucket)
+		if err != nil {
+			return fmt.Errorf("buckets: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var b time.Time
+			var st stats
+			if err := rows.Scan(&b, &st.Requests, &st.Errors, &st.TokensIn, &st.TokensOut, &st.P50, &st.P95,
+				&st.P99, &st.Overhead95, &st.TTFC50); err != nil {
+				return fmt.Errorf("buckets: %w", err)
+			}
+			byBucket[b.UTC()] = st
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		h.log.Error("console: overview", "error", err)
+		h.fail(w, &s, http.StatusInternalServerError, "The spans could not be read.")
+		return
+	}
+	n := int(rg.span / rg.bucket)
+	series := func(f func(stats) float64) []float64 {
+		out := make([]float64, n)
+		for i := range n {
+			if st, ok := byBucket[from.Add(time.Duration(i)*rg.bucket)]; ok {
+				out[i] = f(st)
+			}
+		}
+		return out
+	}
+	val := func(p *float64) float64 {
+		if p == nil {
+			return 0
+		}
+		return *p
+	}
+	errRate := "–"
+	if tot.Requests > 0 {
+		errRate = strconv.FormatFloat(100*float64(tot.Errors)/float64(tot.Requests), 'f', 1, 64) + " %"
+	}
+	d := overviewData{Range: rng, RangeLabel: rg.label,
+		Tiles: []tile{
+			{"Requests", strconv.FormatInt(tot.Requests, 10)},
+			{"Errors", strconv.FormatInt(tot.Errors, 10) + " (" + errRate + ")"},
+			{"Tokens in", strconv.FormatInt(tot.TokensIn, 10)},
+			{"Tokens out", strconv.FormatInt(tot.TokensOut, 10)},
+			{"Latency p50", fmtMs(tot.P50)},
+			{"Latency p95", fmtMs(tot.P95)},
+			{"Latency p99", fmtMs(tot.P99)},
+			{"Overhead p95", fmtMs(tot.Overhead95)},
+			{"TTFC p50", fmtMs(tot.TTFC50)},
+		},
+		Charts: []chart{
+			newChart("Requests", "", series(func(s stats) float64 { return float64(s.Requests) })),
+			newChart("Errors", "", series(func(s stats) float64 { return float64(s.Errors) })),
+			newChart("Tokens in", "", series(func(s stats) float64 { return float64(s.TokensIn) })),
+			newChart("Tokens out", "", series(func(s stats) float64 { return float64(s.TokensOut) })),
+			newChart("Latency p50", "ms", series(func(s stats) float64 { return val(s.P50) })),
+			newChart("Latency p95", "ms", series(func(s stats) float64 { return val(s.P95) })),
+			newChart("Latency p99", "ms", series(func(s stats) float64 { return val(s.P99) })),
+			newChart("Overhead p95", "ms", series(func(s stats) float64 { return val(s.Overhead95) })),
+			newChart("TTFC p50", "ms", series(func(s stats) float64 { return val(s.TTFC50) })),
+		}}
+	h.render(w, http.StatusOK, "overview", page{Title: "Overview", Session: &s, Data: d})
+}
+
+// chart is a small SVG bar chart, laid out here so the template only
+// writes numbers into attributes.
+type chart struct {
+	Title, Max string
+	Bars       []bar
+}
+
+type bar struct{ X, Y, W, H float64 }
+
+const chartW, chartH = 300.0, 80.0
+
+func newChart(title, unit string, vals []float64) chart {
+	max := 0.0
+	for _, v := range vals {
+		max = maxf(max, v)
+	}
+	c := chart{Title: title, Max: strconv.FormatFloat(max, 'f', -1, 64)}
+	if unit != "" {
+		c.Max = strconv.FormatFloat(max, 'f', 1, 64) + " " + unit
+	}
+	if max == 0 || len(vals) == 0 {
+		return c
+	}
+	w := chartW / float64(len(vals))
+	for i, v := range vals {
+		if v <= 0 {
+			continue
+		}
+		bh := v / max * chartH
+		c.Bars = append(c.Bars, bar{X: round1(float64(i) * w), Y: round1(chartH - bh), W: round1(maxf(w-0.5, 0.5)), H: round1(bh)})
+	}
+	return c
+}
+
+func maxf(a, b float64) float64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }
+
+// callRow is one line of the calls table.
+type callRow struct {
+	TraceID, Tenant, KeyID, Model, Status string
+	Start                                 time.Time
+	Stream, Error                         bool
+	HTTPStatus                            int
+	TokensIn, TokensOut                   *int64
+	Duration, TTFC                        *float64
+}
+
+type callsData struct {
+	Rows                          []callRow
+	Model, Status, Stream, Tenant string
+	Page                          int
+	PrevURL, NextURL              string
+}
+
+const pageSize = 50
+
+func (h *handler) calls(w http.ResponseWriter, r *http.Request, s session) {
+	q := r.URL.Query()
+	d := callsData{Model: q.Get("model"), Status: q.Get("status"), Stream: q.Get("stream")}
+	if s.admin {
+		d.Tenant = q.Get("tenant")
+	}
+	d.Page, _ = strconv.Atoi(q.Get("page"))
+	d.Page = max(d.Page, 0)
+	sql := callsSelect
+	var args []any
+	arg := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
+	if d.Model != "" {
+		sql += " AND coalesce(s.request_model, c.request_model) = " + arg(d.Model)
+	}
+	switch d.Status {
+	case "ok":
+		sql += " AND NOT " + isError
+	case "error":
+		sql += " AND " + isError
+	default:
+		d.Status = ""
+	}
+	switch d.Stream {
+	case "true", "false":
+		sql += " AND coalesce(s.stream, c.stream, false) = " + arg(d.Stream == "true")
+	default:
+		d.Stream = ""
+	}
+	if d.Tenant != "" { // admin only: a tenant's rows are already its own
+		sql += " AND s.tenant_id = " + arg(d.Tenant)
+	}
+	sql += " ORDER BY s.start_time DESC, s.trace_id LIMIT " + arg(pageSize+1) + " OFFSET " + arg(d.Page*pageSize)
+	err := h.read(r.Context(), s, func(tx pgx.Tx) error {
+		rows, err := tx.Query(r.Context(), sql, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c callRow
+			if err := rows.Scan(&c.TraceID, &c.Start, &c.Tenant, &c.KeyID, &c.Model, &c.Stream, &c.Status,
+				&c.HTTPStatus, &c.Error, &c.TokensIn, &c.TokensOut, &c.Duration, &c.TTFC); err != nil {
+				return err
+			}
+			d.Rows = append(d.Rows, c)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		h.log.Error("console: calls", "error", err)
+		h.fail(w, &s, http.StatusInternalServerError, "The calls could not be read.")
+		return
+	}
+	link := func(p int) string {
+		v := url.Values{}
+		for k, x := range map[string]string{"model": d.Model, "status": d.Status, "stream": d.Stream, "tenant": d.Tenant} {
+			if x != "" {
+				v.Set(k, x)
+			}
+		}
+		if p > 0 {
+			v.Set("page", strconv.Itoa(p))
+		}
+		return "/console/calls?" + v.Encode()
+	}
+	if len(d.Rows) > pageSize {
+		d.Rows = d.Rows[:pageSize]
+		d.NextURL = link(d.Page + 1)
+	}
+	if d.Page > 0 {
+		d.PrevURL = link(d.Page - 1)
+	}
+	h.render(w, http.StatusOK, "calls", page{Title: "Calls", Session: &s, Data: d})
+}
+
+var traceIDRe = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// spanView is one span: its timeline bar and every non-null column.
+type spanView struct {
+	SpanID, Name, Kind, Status string
+	Start                      time.Time
+	DurationMs                 string
+	Bar                        bar
+	Fields                     []field
+}
+
+type field struct{ Name, Value string }
+
+type contentView struct{ SpanID, Input, Output string }
+
+type callData struct {
+	TraceID string
+	Spans   []spanView
+	Content []contentView
+	Height  float64
+}
+
+const timelineW = 800.0
+
+func (h *handler) call(w http.ResponseWriter, r *http.Request, s session) {
+	id := r.PathValue("trace")
+	if !traceIDRe.MatchString(id) {
+		h.fail(w, &s, http.StatusNotFound, "No such call.")
+		return
+	}
+	d := callData{TraceID: id}
+	type times struct{ start, end time.Time }
+	var ts []times
+	err := h.read(r.Context(), s, func(tx pgx.Tx) error {
+		rows, err := tx.Query(r.Context(), spansSQL, id)
+		if err != nil {
+			return err
+		}
+		cols := rows.FieldDescriptions()
+		for rows.Next() {
+			vals, err := rows.Values()
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			var sv spanView
+			var t times
+			for i, c := range cols {
+				v := vals[i]
+				switch c.Name {
+				case "span_id":
+					sv.SpanID, _ = v.(string)
+				case "name":
+					sv.Name, _ = v.(string)
+				case "kind":
+					sv.Kind, _ = v.(string)
+				case "status_code":
+					sv.Status, _ = v.(string)
+				case "start_time":
+					t.start, _ = v.(time.Time)
+				case "end_time":
+					t.end, _ = v.(time.Time)
+				case "ingested_at":
+					continue
+				}
+				if v == nil {
+					continue
+				}
+				sv.Fields = append(sv.Fields, field{Name: c.Name, Value: format(v)})
+				if c.Name == "attributes" || c.Name == "resource" {
+					sv.Fields = sv.Fields[:len(sv.Fields)-1]
+					sv.Fields = append(sv.Fields, flatten(c.Name, v)...)
+				}
+			}
+			if t.end.IsZero() {
+				t.end = t.start
+			}
+			sv.Start = t.start
+			sv.DurationMs = strconv.FormatFloat(float64(t.end.Sub(t.start).Microseconds())/1000, 'f', 1, 64)
+			d.Spans = append(d.Spans, sv)
+			ts = append(ts, t)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(d.Spans) == 0 {
+			return errNotFound
+		}
+		crows, err := tx.Query(r.Context(), contentSQL, id)
+		if err != nil {
+			return err
+		}
+		defer crows.Close()
+		for crows.Next() {
+			var c contentView
+			if err := crows.Scan(&c.SpanID, &c.Input, &c.Output); err != nil {
+				return err
+			}
+			d.Content = append(d.Content, c)
+		}
+		return crows.Err()
+	})
+	if errors.Is(err, errNotFound) {
+		h.fail(w, &s, http.StatusNotFound, "No such call.")
+		return
+	}
+	if err != nil {
+		h.log.Error("console: call", "error", err)
+		h.fail(w, &s, http.StatusInternalServerError, "The call could not be read.")
+		return
+	}
+	first, last := ts[0].start, ts[0].end
+	for _, t := range ts {
+		if t.start.Before(first) {
+			first = t.start
+		}
+		if t.end.After(last) {
+			last = t.end
+		}
+	}
+	total := float64(last.Sub(first))
+	for i, t := range ts {
+		x, wd := 0.0, timelineW
+		if total > 0 {
+			x = float64(t.start.Sub(first)) / total * timelineW
+			wd = float64(t.end.Sub(t.start)) / total * timelineW
+		}
+		d.Spans[i].Bar = bar{X: round1(x), Y: float64(i*24 + 4), W: round1(maxf(wd, 2)), H: 16}
+	}
+	d.Height = float64(len(ts)*24 + 8)
+	h.render(w, http.StatusOK, "call", page{Title: "Call " + id, Session: &s, Data: d})
+}
+
+// format writes a column value for people.
+func format(v any) string {
+	switch x := v.(type) {
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano)
+	case string:
+		return x
+	case map[string]any, []any:
+		b, err := json.Marshal(x)
+		if err != nil {
+			return fmt.Sprint(x)
+		}
+		return string(b)
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// flatten lists a jsonb object's keys as prefix.key fields.
+func flatten(prefix string, v any) []field {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return []field{{Name: prefix, Value: format(v)}}
+	}
+	var out []field
+	for k, x := range m {
+		out = append(out, field{Name: prefix + "." + k, Value: format(x)})
+	}
+	slices.SortFunc(out, func(a, b field) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
