@@ -69,8 +69,11 @@ func TestHTTPCall_SendsTheRequestAndKeepsConnections(t *testing.T) {
 	if r.OK != 100 || len(bad) > 0 {
 		t.Fatalf("ok %d, errors %q, server saw %q", r.OK, r.ErrorSamples, bad)
 	}
-	if n := ln.accepted.Load(); n > 4 {
-		t.Fatalf("%d connections for 100 sequential-ish calls: connections churn", n)
+	// Connections are reused: never more than the calls that were ever in
+	// flight at once (on a busy machine that can be more than one or two,
+	// so the bound is the generator's own peak, not a constant).
+	if n := ln.accepted.Load(); n > int64(r.Workers) || n > 16 {
+		t.Fatalf("%d connections for 100 calls with at most %d in flight: connections churn", n, r.Workers)
 	}
 }
 
