@@ -20,7 +20,7 @@ import (
 )
 
 // DatasourceUID is the uid the provisioned Postgres datasource
-// (provisioning/datasources/loom.yaml) has; every panel and variable names it.
+// (deploy/grafana/provisioning/datasources/loom.yaml) has; every panel and variable names it.
 const DatasourceUID = "loom-postgres"
 
 // Datasource is the reference every panel, target and variable carries.
