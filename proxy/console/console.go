@@ -1,5 +1,6 @@
-// Package console is Loom's built-in web console: recent calls, their
-// latency, tokens and errors, and each call's spans, read from loom.spans.
+// Package console is Loom's built-in web console: the dashboards of
+// dashboards/queries (the same SQL Grafana runs, so the same numbers), recent
+// calls, and each call's spans, read from loom.spans.
 // It is plain server-rendered HTML (html/template, inline SVG charts, one
 // embedded stylesheet, no JavaScript).
 //
@@ -78,6 +79,7 @@ func New(o Options) http.Handler {
 	h.mux.HandleFunc("POST /console/logout", h.logout)
 	h.mux.HandleFunc("GET /console/logout", h.logout)
 	h.mux.HandleFunc("GET /console/{$}", h.auth(h.overview))
+	h.mux.HandleFunc("GET /console/d/{dashboard}", h.auth(h.dashboardPage))
 	h.mux.HandleFunc("GET /console/calls", h.auth(h.calls))
 	h.mux.HandleFunc("GET /console/calls/{trace}", h.auth(h.call))
 	h.mux.HandleFunc("GET /console", func(w http.ResponseWriter, r *http.Request) {
@@ -98,7 +100,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func parsePages() map[string]*template.Template {
 	base := template.Must(template.New("").Funcs(funcs).ParseFS(templateFS, "templates/layout.html"))
 	pages := map[string]*template.Template{}
-	for _, p := range []string{"login", "overview", "calls", "call", "error"} {
+	for _, p := range []string{"login", "dashboard", "calls", "call", "error"} {
 		pages[p] = template.Must(template.Must(base.Clone()).ParseFS(templateFS, "templates/"+p+".html"))
 	}
 	return pages

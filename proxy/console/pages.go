@@ -29,158 +29,9 @@ var funcs = template.FuncMap{
 		}
 		return strconv.FormatInt(*v, 10)
 	},
-	"time": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") },
+	"time":       func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000") },
+	"dashboards": dashboardNav,
 }
-
-// ranges the overview offers, by their query value.
-var ranges = map[string]struct {
-	span, bucket time.Duration
-	label        string
-}{
-	"hour": {time.Hour, time.Minute, "last hour"},
-	"day":  {24 * time.Hour, 30 * time.Minute, "last day"},
-}
-
-// stats is one bucket's (or the whole range's) numbers.
-type stats struct {
-	Requests, Errors, TokensIn, TokensOut int64
-	P50, P95, P99, Overhead95, TTFC50     *float64
-}
-
-type tile struct{ Label, Value string }
-
-type overviewData struct {
-	Range, RangeLabel string
-	Tiles             []tile
-	Charts            []chart
-}
-
-func fmtMs(v *float64) string { return funcs["ms"].(func(*float64) string)(v) }
-
-func (h *handler) overview(w http.ResponseWriter, r *http.Request, s session) {
-	rng := r.URL.Query().Get("range")
-	if _, ok := ranges[rng]; !ok {
-		rng = "hour"
-	}
-	rg := ranges[rng]
-	to := time.Now().UTC().Truncate(rg.bucket).Add(rg.bucket)
-	from := to.Add(-rg.span)
-	var tot stats
-	byBucket := map[time.Time]stats{}
-	err := h.read(r.Context(), s, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(r.Context(), totalsSQL, from, to).Scan(&tot.Requests, &tot.Errors, &tot.TokensIn,
-			&tot.TokensOut, &tot.P50, &tot.P95, &tot.P99, &tot.Overhead95, &tot.TTFC50); err != nil {
-			return fmt.Errorf("totals: %w", err)
-		}
-		rows, err := tx.Query(r.Context(), overviewSQL, from, to, rg.bucket)
-		if err != nil {
-			return fmt.Errorf("buckets: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var b time.Time
-			var st stats
-			if err := rows.Scan(&b, &st.Requests, &st.Errors, &st.TokensIn, &st.TokensOut, &st.P50, &st.P95,
-				&st.P99, &st.Overhead95, &st.TTFC50); err != nil {
-				return fmt.Errorf("buckets: %w", err)
-			}
-			byBucket[b.UTC()] = st
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		h.log.Error("console: overview", "error", err)
-		h.fail(w, &s, http.StatusInternalServerError, "The spans could not be read.")
-		return
-	}
-	n := int(rg.span / rg.bucket)
-	series := func(f func(stats) float64) []float64 {
-		out := make([]float64, n)
-		for i := range n {
-			if st, ok := byBucket[from.Add(time.Duration(i)*rg.bucket)]; ok {
-				out[i] = f(st)
-			}
-		}
-		return out
-	}
-	val := func(p *float64) float64 {
-		if p == nil {
-			return 0
-		}
-		return *p
-	}
-	errRate := "–"
-	if tot.Requests > 0 {
-		errRate = strconv.FormatFloat(100*float64(tot.Errors)/float64(tot.Requests), 'f', 1, 64) + " %"
-	}
-	d := overviewData{Range: rng, RangeLabel: rg.label,
-		Tiles: []tile{
-			{"Requests", strconv.FormatInt(tot.Requests, 10)},
-			{"Errors", strconv.FormatInt(tot.Errors, 10) + " (" + errRate + ")"},
-			{"Tokens in", strconv.FormatInt(tot.TokensIn, 10)},
-			{"Tokens out", strconv.FormatInt(tot.TokensOut, 10)},
-			{"Latency p50", fmtMs(tot.P50)},
-			{"Latency p95", fmtMs(tot.P95)},
-			{"Latency p99", fmtMs(tot.P99)},
-			{"Overhead p95", fmtMs(tot.Overhead95)},
-			{"TTFC p50", fmtMs(tot.TTFC50)},
-		},
-		Charts: []chart{
-			newChart("Requests", "", series(func(s stats) float64 { return float64(s.Requests) })),
-			newChart("Errors", "", series(func(s stats) float64 { return float64(s.Errors) })),
-			newChart("Tokens in", "", series(func(s stats) float64 { return float64(s.TokensIn) })),
-			newChart("Tokens out", "", series(func(s stats) float64 { return float64(s.TokensOut) })),
-			newChart("Latency p50", "ms", series(func(s stats) float64 { return val(s.P50) })),
-			newChart("Latency p95", "ms", series(func(s stats) float64 { return val(s.P95) })),
-			newChart("Latency p99", "ms", series(func(s stats) float64 { return val(s.P99) })),
-			newChart("Overhead p95", "ms", series(func(s stats) float64 { return val(s.Overhead95) })),
-			newChart("TTFC p50", "ms", series(func(s stats) float64 { return val(s.TTFC50) })),
-		}}
-	h.render(w, http.StatusOK, "overview", page{Title: "Overview", Session: &s, Data: d})
-}
-
-// chart is a small SVG bar chart, laid out here so the template only
-// writes numbers into attributes.
-type chart struct {
-	Title, Max string
-	Bars       []bar
-}
-
-type bar struct{ X, Y, W, H float64 }
-
-const chartW, chartH = 300.0, 80.0
-
-func newChart(title, unit string, vals []float64) chart {
-	max := 0.0
-	for _, v := range vals {
-		max = maxf(max, v)
-	}
-	c := chart{Title: title, Max: strconv.FormatFloat(max, 'f', -1, 64)}
-	if unit != "" {
-		c.Max = strconv.FormatFloat(max, 'f', 1, 64) + " " + unit
-	}
-	if max == 0 || len(vals) == 0 {
-		return c
-	}
-	w := chartW / float64(len(vals))
-	for i, v := range vals {
-		if v <= 0 {
-			continue
-		}
-		bh := v / max * chartH
-		c.Bars = append(c.Bars, bar{X: round1(float64(i) * w), Y: round1(chartH - bh), W: round1(maxf(w-0.5, 0.5)), H: round1(bh)})
-	}
-	return c
-}
-
-func maxf(a, b float64) float64 {
-	if a > b {
-		return a
-	}
-	return b
-}
-
-func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }
 
 // callRow is one line of the calls table.
 type callRow struct {
@@ -404,7 +255,7 @@ func (h *handler) call(w http.ResponseWriter, r *http.Request, s session) {
 			x = float64(t.start.Sub(first)) / total * timelineW
 			wd = float64(t.end.Sub(t.start)) / total * timelineW
 		}
-		d.Spans[i].Bar = bar{X: round1(x), Y: float64(i*24 + 4), W: round1(maxf(wd, 2)), H: 16}
+		d.Spans[i].Bar = bar{X: round1(x), Y: float64(i*24 + 4), W: round1(max(wd, 2)), H: 16}
 	}
 	d.Height = float64(len(ts)*24 + 8)
 	h.render(w, http.StatusOK, "call", page{Title: "Call " + id, Session: &s, Data: d})

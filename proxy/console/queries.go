@@ -1,10 +1,11 @@
 package console
 
-// The console's SQL. A call is its SERVER span (what the client saw) with
-// the CLIENT span under it (Loom's request upstream: tokens, TTFC). These
-// are written here rather than taken from dashboards/queries, whose Expand
-// (Grafana macros to plain SQL) did not exist when the console was written.
-// No query filters by tenant for isolation: row-level security does that.
+// The console's own SQL: the drill-down into calls (a filtered, paged list
+// and one call's spans), which no dashboard panel has. The dashboard pages
+// run dashboards/queries instead (see dashboards.go). A call is its SERVER
+// span (what the client saw) with the CLIENT span under it (Loom's request
+// upstream: tokens, TTFC). No query filters by tenant for isolation:
+// row-level security does that.
 
 // callsFrom joins each call's SERVER span to its CLIENT span.
 const callsFrom = `
@@ -14,34 +15,6 @@ WHERE s.kind = 'server'`
 
 // isError is a failed call: an error status or an HTTP error answer.
 const isError = `(s.status_code = 'error' OR coalesce(s.http_status, 0) >= 400)`
-
-// overviewSQL is one row per time bucket: $1 from, $2 to, $3 bucket width.
-const overviewSQL = `
-SELECT date_bin($3::interval, s.start_time, $1::timestamptz) AS bucket,
-       count(*),
-       count(*) FILTER (WHERE ` + isError + `),
-       coalesce(sum(c.input_tokens), 0)::bigint,
-       coalesce(sum(c.output_tokens), 0)::bigint,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY s.duration_ms),
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY s.duration_ms),
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY s.duration_ms),
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY s.overhead_ms),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY c.time_to_first_chunk_ms)` + callsFrom + `
-  AND s.start_time >= $1 AND s.start_time < $2
-GROUP BY 1 ORDER BY 1`
-
-// totalsSQL is overviewSQL over the whole range.
-const totalsSQL = `
-SELECT count(*),
-       count(*) FILTER (WHERE ` + isError + `),
-       coalesce(sum(c.input_tokens), 0)::bigint,
-       coalesce(sum(c.output_tokens), 0)::bigint,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY s.duration_ms),
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY s.duration_ms),
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY s.duration_ms),
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY s.overhead_ms),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY c.time_to_first_chunk_ms)` + callsFrom + `
-  AND s.start_time >= $1 AND s.start_time < $2`
 
 // callsSelect lists calls; filters and paging are appended.
 const callsSelect = `

@@ -1,5 +1,5 @@
 // Drives the Loom console in the system's headless Chromium, as tenant A:
-// A's calls are listed and none of B's, a call page shows its timeline and
+// the dashboards render their panels (no Pipeline health), A's calls are listed and none of B's, a call page shows its timeline and
 // attributes, B's call is a 404, and no page logs an error. Run by
 // ../browser_test.go, which starts Postgres and the console and sets:
 //   CONSOLE_URL, CONSOLE_KEY_A, CONSOLE_TRACES_A, CONSOLE_TRACES_B
@@ -49,10 +49,24 @@ try {
   await page.fill('#key', keyA);
   await Promise.all([page.waitForURL(`${base}/console/`), page.click('button[type=submit]')]);
   assert.match(await page.textContent('#who'), /tenant acme/);
-  assert.equal(await page.locator('#tiles .tile').count(), 9, 'nine stat tiles');
-  assert.ok(await page.locator('#charts svg').count() >= 9, 'a chart per series');
-  assert.ok(await page.locator('#charts svg rect').count() > 0, 'the charts have bars');
+  assert.equal(await page.locator('#panels section.panel').count(), 7, "the Overview dashboard's seven panels");
+  assert.equal(await page.locator('#panels .chart svg').count(), 6, 'a chart per time series panel');
+  assert.ok(await page.locator('#panels .chart svg rect').count() > 0, 'the charts have bars');
+  const tokens = await page.locator('#panel-overview_tokens_by').textContent();
+  assert.ok(tokens.includes('input_tokens') && tokens.includes('acme'), 'the tokens table');
+  const overview = await page.content();
+  for (const s of forbidden) assert.ok(!overview.includes(s), `B's ${s} never shows on the overview`);
   await page.screenshot({ path: path.join(shots, 'overview.png'), fullPage: true });
+
+  step('dashboards in the nav');
+  const dashboards = await page.locator('nav a[data-dashboard]').evaluateAll((as) => as.map((a) => a.dataset.dashboard));
+  assert.deepEqual(dashboards, ['overview', 'tenant', 'streaming', 'calls'], 'no Pipeline health for a tenant');
+  await Promise.all([page.waitForURL(`${base}/console/d/tenant`), page.click('nav a[data-dashboard=tenant]')]);
+  assert.equal(await page.locator('#panel-tenant_keys_in_use .tile .value').textContent(), '1');
+  await page.click('.ranges a:text("Last day")');
+  await page.waitForURL(/range=day/);
+  assert.ok(await page.locator('#panel-tenant_tokens .chart svg rect').count() > 0, 'the tokens chart has bars');
+  await page.screenshot({ path: path.join(shots, 'tenant.png'), fullPage: true });
 
   step('calls: all of A, none of B');
   await page.click('nav a[href="/console/calls"]');
