@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/grafana/grafana-foundation-sdk/go/cog"
 	"github.com/grafana/grafana-foundation-sdk/go/common"
@@ -22,6 +23,23 @@ import (
 // DatasourceUID is the uid the provisioned Postgres datasource
 // (deploy/grafana/provisioning/datasources/loom.yaml) has; every panel and variable names it.
 const DatasourceUID = "loom-postgres"
+
+// ConsoleURLVariable names the dashboard variable trace-id links go to;
+// DefaultConsoleURL is where `make run` serves the console.
+const (
+	ConsoleURLVariable = "console_url"
+	DefaultConsoleURL  = "http://127.0.0.1:8082"
+)
+
+// linksCalls reports whether a dashboard has a table of calls to link.
+func linksCalls(panels []queries.Panel) bool {
+	for _, p := range panels {
+		if p.Kind == queries.Table && strings.Contains(p.SQL, "trace_id") {
+			return true
+		}
+	}
+	return false
+}
 
 // Datasource is the reference every panel, target and variable carries.
 func Datasource() common.DataSourceRef {
@@ -42,6 +60,17 @@ func Build(name string) (dashboard.Dashboard, error) {
 		b = b.WithVariable(variable(v))
 	}
 	panels := queries.Of(name)
+	if linksCalls(panels) {
+		url := DefaultConsoleURL
+		b = b.WithVariable(dashboard.NewTextBoxVariableBuilder(ConsoleURLVariable).
+			Label("Loom console").
+			Description("Where trace ids link to: the console that shows a call's spans and captured content.").
+			DefaultValue(dashboard.StringOrMap{String: &url}).
+			Current(dashboard.VariableOption{
+				Text:  dashboard.StringOrArrayOfString{String: &url},
+				Value: dashboard.StringOrArrayOfString{String: &url},
+			}))
+	}
 	if len(panels) == 0 {
 		return dashboard.Dashboard{}, fmt.Errorf("dashboard %q: no panels", name)
 	}
@@ -105,6 +134,15 @@ func panel(p queries.Panel, id uint32) (cog.Builder[dashboard.Panel], error) {
 			Height(10).Span(24)
 		if p.Unit != "" {
 			b = b.Unit(p.Unit)
+		}
+		if strings.Contains(p.SQL, "trace_id") {
+			// Each call links to its spans (and captured content) in the
+			// console, which reads them with the viewer's own rights.
+			b = b.OverrideByName("trace_id", []dashboard.DynamicConfigValue{{Id: "links", Value: []map[string]any{{
+				"title":       "Open the call in the Loom console",
+				"url":         "${" + ConsoleURLVariable + "}/console/calls/${__value.raw}",
+				"targetBlank": true,
+			}}}})
 		}
 		return b, nil
 	}

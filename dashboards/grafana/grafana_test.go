@@ -108,11 +108,16 @@ func TestJSON_LoadsIntoSDK_EveryPanelHasDatasourceAndQuery(t *testing.T) {
 			var names []string
 			for _, v := range d.Templating.List {
 				names = append(names, v.Name)
-				checkRef(t, "variable "+v.Name, v.Datasource)
+				if v.Name != grafana.ConsoleURLVariable { // a textbox: no datasource
+					checkRef(t, "variable "+v.Name, v.Datasource)
+				}
 			}
 			var wantNames []string
 			for _, v := range queries.Variables(name) {
 				wantNames = append(wantNames, v.Name)
+			}
+			if name == queries.Calls {
+				wantNames = append(wantNames, grafana.ConsoleURLVariable)
 			}
 			if !slices.Equal(names, wantNames) {
 				t.Errorf("variables %v, want %v", names, wantNames)
@@ -180,5 +185,16 @@ func checkRef(t *testing.T, what string, ref *common.DataSourceRef) {
 		*ref.Type != grafana.DatasourceType || *ref.Uid != grafana.DatasourceUID {
 		b, _ := json.Marshal(ref)
 		t.Errorf("%s: %s, want type %s uid %s", what, b, grafana.DatasourceType, grafana.DatasourceUID)
+	}
+}
+
+// Every call in the Calls table links to its spans in the console.
+func TestCalls_TraceIDsLinkToTheConsole(t *testing.T) {
+	b, err := grafana.JSON(queries.Calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"url": "${console_url}/console/calls/${__value.raw}"`) {
+		t.Fatal("the calls table's trace_id has no link to the console")
 	}
 }
