@@ -1,18 +1,17 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/loom-gateway/loom/proxy/logtest"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,24 +33,6 @@ const (
 	sharedUpstream = "sk-deployment-shared-SECRET-5e6f"
 )
 
-// syncBuffer collects a process's log lines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // tenancy is a real `loom serve` (in process, through the CLI) whose
 // tenants live in the Postgres store, tracing into otelcol-loom.
 type tenancy struct {
@@ -63,14 +44,14 @@ type tenancy struct {
 	keys      map[string]string // tenant -> key
 	keyIDs    map[string]string
 	secretKey string
-	log       *syncBuffer
+	log       *logtest.Buffer
 	col       *collector
 	bodies    []string // every response body and header block a client saw
 }
 
 func startTenancy(t *testing.T, withCollector bool) *tenancy {
 	t.Helper()
-	ts := &tenancy{keys: map[string]string{}, keyIDs: map[string]string{}, log: &syncBuffer{}}
+	ts := &tenancy{keys: map[string]string{}, keyIDs: map[string]string{}, log: &logtest.Buffer{}}
 	ts.pg = pgtest.Start(t)
 	ts.dbURL = pgtest.Database(t, ts.pg)
 	var k [32]byte

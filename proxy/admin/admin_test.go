@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"github.com/loom-gateway/loom/proxy/logtest"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
@@ -27,7 +27,7 @@ type fixture struct {
 	t      *testing.T
 	st     *store.Store
 	h      http.Handler
-	logs   *syncBuffer
+	logs   *logtest.Buffer
 	bodies bytes.Buffer
 }
 
@@ -44,7 +44,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return &fixture{t: t, st: st, h: admin.New(st, sha256.Sum256([]byte(token)), log), logs: logs}
 }
@@ -113,22 +113,4 @@ func TestAdmin_WithoutTheToken_401(t *testing.T) {
 	if s := f.logs.String(); strings.Contains(s, token) {
 		t.Errorf("the log shows the token:\n%s", s)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,14 +1,13 @@
 package console_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/loom-gateway/loom/proxy/logtest"
 	"log/slog"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,25 +33,8 @@ type fixture struct {
 	URL            string
 	TracesA        []string // newest first; TracesA[0] has captured content
 	TracesB        []string
-	log            *syncBuffer
+	log            *logtest.Buffer
 	ContentTraceID string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func hexID(n int) string {
@@ -85,7 +67,7 @@ func newFixture(t *testing.T) *fixture {
 	if err := schema.EnsurePartitions(ctx, pool, now.Add(-48*time.Hour), now.Add(24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{log: &syncBuffer{}}
+	f := &fixture{log: &logtest.Buffer{}}
 	calls := []call{
 		{tenant: "acme", key: "acme-key", model: modelA, in: 120, out: 48, durMs: 840, overMs: 0.9, content: true},
 		{tenant: "acme", key: "acme-key", model: modelA, stream: true, in: 300, out: 512, durMs: 2100, ttfcMs: 180, overMs: 1.2},

@@ -1,12 +1,11 @@
 package store_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/loom-gateway/loom/proxy/logtest"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -47,7 +46,7 @@ func TestWatch_ChangeSeenWithinASecond_AlsoAfterPostgresRestarts(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
-	var logs syncBuffer
+	var logs logtest.Buffer
 	st := open(t, e.url, e.box, store.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	calls := watch(t, st, time.Hour)
 	if !within(calls, 5*time.Second) {
@@ -116,23 +115,4 @@ func TestWatch_BurstOfChanges_CoalescedAndPollsWithoutChanges(t *testing.T) {
 	if got := len(polled); got < 4 {
 		t.Errorf("%d calls in 650ms with poll 100ms and no changes; want the first and about one per poll", got)
 	}
-}
-
-// syncBuffer is a bytes.Buffer that Watch's goroutine may write while the
-// test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -210,27 +210,32 @@ func statsArgs(calls uint64, s Stats) []any {
 // AppendMetrics appends the totals in the Prometheus text format.
 func (t *Tracer) AppendMetrics(dst []byte) []byte {
 	s := t.Stats()
-	counter := func(name, help string, v uint64, label string) {
-		if label == "" || label == `reason="queue_full"` {
-			dst = append(dst, "# HELP "+name+" "+help+"\n# TYPE "+name+" counter\n"...)
+	for _, m := range []struct {
+		name, typ, help string
+		samples         []sample
+	}{
+		{"loom_calls_total", "counter", "Calls recorded by this instance (the last loom.seq).", []sample{{"", t.Calls()}}},
+		{"loom_spans_ended_total", "counter", "Spans ended, two per relayed call.", []sample{{"", s.Ended}}},
+		{"loom_spans_exported_total", "counter", "Spans the collector accepted.", []sample{{"", s.Exported}}},
+		{"loom_spans_dropped_total", "counter", "Spans lost before export, by reason.",
+			[]sample{{`reason="queue_full"`, s.QueueFull}, {`reason="shutdown"`, s.AtShutdown}}},
+		{"loom_span_export_failures_total", "counter", "Failed export attempts (each batch is retried).", []sample{{"", s.ExportFails}}},
+		{"loom_span_queue_pending", "gauge", "Spans waiting for export.", []sample{{"", uint64(s.Pending)}}},
+	} {
+		dst = append(dst, "# HELP "+m.name+" "+m.help+"\n# TYPE "+m.name+" "+m.typ+"\n"...)
+		for _, x := range m.samples {
+			dst = append(dst, m.name...)
+			if x.labels != "" {
+				dst = append(append(append(dst, '{'), x.labels...), '}')
+			}
+			dst = strconv.AppendUint(append(dst, ' '), x.value, 10)
+			dst = append(dst, '\n')
 		}
-		dst = append(dst, name...)
-		if label != "" {
-			dst = append(dst, '{')
-			dst = append(dst, label...)
-			dst = append(dst, '}')
-		}
-		dst = append(dst, ' ')
-		dst = strconv.AppendUint(dst, v, 10)
-		dst = append(dst, '\n')
 	}
-	counter("loom_calls_total", "Calls recorded by this instance (the last loom.seq).", t.Calls(), "")
-	counter("loom_spans_ended_total", "Spans ended, two per relayed call.", s.Ended, "")
-	counter("loom_spans_exported_total", "Spans the collector accepted.", s.Exported, "")
-	counter("loom_spans_dropped_total", "Spans lost before export, by reason.", s.QueueFull, `reason="queue_full"`)
-	counter("loom_spans_dropped_total", "", s.AtShutdown, `reason="shutdown"`)
-	counter("loom_span_export_failures_total", "Failed export attempts (each batch is retried).", s.ExportFails, "")
-	dst = append(dst, "# HELP loom_span_queue_pending Spans waiting for export.\n# TYPE loom_span_queue_pending gauge\nloom_span_queue_pending "...)
-	dst = strconv.AppendInt(dst, int64(s.Pending), 10)
-	return append(dst, '\n')
+	return dst
+}
+
+type sample struct {
+	labels string
+	value  uint64
 }
