@@ -26,8 +26,17 @@ const (
 type Config struct {
 	// Listen is the address the gateway serves on.
 	Listen string `yaml:"listen"`
-	// MaxBodyBytes bounds a request body; larger ones get 413.
+	// MaxBodyBytes bounds a request body; larger ones get 413, refused
+	// from the Content-Length header before any of the body is read.
 	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// MaxResponseBytes bounds an upstream's non-streamed answer; a larger
+	// one is cut off and answered with Loom's own 502.
+	MaxResponseBytes int `yaml:"max_response_bytes"`
+	// DefaultOutputTokens is what the token limiter reserves for each of n
+	// choices when a request sets no max_tokens.
+	DefaultOutputTokens int `yaml:"default_output_tokens"`
+	// Connections bounds what clients may hold open on the gateway.
+	Connections Connections `yaml:"connections"`
 	// Timeouts apply to every deployment that does not set its own.
 	Timeouts    Timeouts     `yaml:"timeouts"`
 	Deployments []Deployment `yaml:"deployments"`
@@ -44,6 +53,25 @@ type Config struct {
 	Admin Admin `yaml:"admin"`
 	// Console is the built-in web console's own listener.
 	Console Console `yaml:"console"`
+	// Ops is the operators' listener: /metrics (and /healthz, /readyz).
+	Ops Ops `yaml:"ops"`
+}
+
+// Connections caps the client connections the gateway holds, so one client
+// (or one address) cannot take the memory and sockets every other needs.
+type Connections struct {
+	// MaxTotal is the most client connections served at once; more are
+	// answered 503 and closed.
+	MaxTotal int `yaml:"max_total"`
+	// MaxPerIP is the most client connections one address may hold.
+	MaxPerIP int `yaml:"max_per_ip"`
+}
+
+// Ops configures the operators' listener. It listens apart from the
+// gateway, so metrics are not served to the world.
+type Ops struct {
+	// Listen is the ops listener's address; empty turns it off.
+	Listen string `yaml:"listen"`
 }
 
 // Console configures the built-in web console (proxy/console): calls,
@@ -157,6 +185,12 @@ type Tracing struct {
 	// RetryMaxElapsed is the exporter's retry budget; it must be shorter
 	// than ExportTimeout so the exporter gives up before it is cut off.
 	RetryMaxElapsed time.Duration `yaml:"retry_max_elapsed"`
+	// QueueBytes bounds the queued spans by their encoded size, beside
+	// QueueSize's count: a flood of large spans must not take the memory.
+	QueueBytes int64 `yaml:"queue_bytes"`
+	// BatchBytes bounds one export by encoded size; it must stay under the
+	// collector's receive limit (4 MiB for OTLP/gRPC by default).
+	BatchBytes int `yaml:"batch_bytes"`
 }
 
 // Tracing protocols.
@@ -178,6 +212,8 @@ var DefaultTracing = Tracing{
 	BatchTimeout:    20 * time.Millisecond,
 	ExportTimeout:   90 * time.Second,
 	RetryMaxElapsed: 75 * time.Second,
+	QueueBytes:      256 << 20,
+	BatchBytes:      3 << 20,
 }
 
 // Timeouts bound each phase of a call.
@@ -196,6 +232,19 @@ type Timeouts struct {
 	Drain time.Duration `yaml:"drain"`
 	// Shutdown is how long in-flight calls may run on after SIGTERM.
 	Shutdown time.Duration `yaml:"shutdown"`
+	// PoolWait bounds how long a call waits for a free connection of its
+	// deployment (its tenant's share of it) before a 429 or 503.
+	PoolWait time.Duration `yaml:"pool_wait"`
+	// ClientRead bounds reading a client's request (headers and body).
+	ClientRead time.Duration `yaml:"client_read"`
+	// ClientWrite bounds writing a non-streamed answer to a client.
+	ClientWrite time.Duration `yaml:"client_write"`
+	// ClientIdle is how long a kept-alive client connection may sit idle.
+	ClientIdle time.Duration `yaml:"client_idle"`
+	// StreamWrite bounds each write of a stream's event to a client: one
+	// that stops reading is cut off after this (its call is still
+	// recorded, as a client that left).
+	StreamWrite time.Duration `yaml:"stream_write"`
 }
 
 // Deployment is one upstream endpoint with its credentials.
@@ -217,6 +266,9 @@ type Deployment struct {
 	CAFile string `yaml:"ca_file"`
 	// MaxConns caps the pool of connections to this deployment.
 	MaxConns int `yaml:"max_conns"`
+	// TenantShare is the fraction of MaxConns one tenant may hold at once,
+	// so a tenant that floods a deployment leaves the others served.
+	TenantShare float64 `yaml:"tenant_share"`
 	// ForwardHeaders lists request headers, beyond Loom's own short list,
 	// that may go upstream; a trailing * matches a prefix.
 	ForwardHeaders []string `yaml:"forward_headers"`
@@ -279,19 +331,30 @@ type Model struct {
 
 // Defaults applied by Load to fields left empty.
 const (
-	DefaultListen       = "127.0.0.1:8080"
-	DefaultMaxBodyBytes = 16 << 20
+	DefaultListen              = "127.0.0.1:8080"
+	DefaultMaxBodyBytes        = 16 << 20
+	DefaultMaxResponseBytes    = 128 << 20
+	DefaultOutputTokens        = 4096
+	DefaultMaxConns            = 512 // fasthttp's own default per host
+	DefaultTenantShare         = 0.5
+	DefaultMaxClientConns      = 16384
+	DefaultMaxClientConnsPerIP = 1024
 )
 
 // DefaultTimeouts are generous enough for slow reasoning models and tight
 // enough that a dead upstream is noticed.
 var DefaultTimeouts = Timeouts{
-	Connect:    5 * time.Second,
-	FirstByte:  120 * time.Second,
-	StreamIdle: 120 * time.Second,
-	IdleConn:   60 * time.Second,
-	Drain:      5 * time.Second,
-	Shutdown:   30 * time.Second,
+	Connect:     5 * time.Second,
+	FirstByte:   120 * time.Second,
+	StreamIdle:  120 * time.Second,
+	IdleConn:    60 * time.Second,
+	Drain:       5 * time.Second,
+	Shutdown:    30 * time.Second,
+	PoolWait:    5 * time.Second,
+	ClientRead:  60 * time.Second,
+	ClientWrite: 60 * time.Second,
+	ClientIdle:  90 * time.Second,
+	StreamWrite: 30 * time.Second,
 }
 
 // Load reads, defaults and validates the file at path.
@@ -325,6 +388,17 @@ func (c *Config) applyDefaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{
+		{&c.MaxResponseBytes, DefaultMaxResponseBytes}, {&c.DefaultOutputTokens, DefaultOutputTokens},
+		{&c.Connections.MaxTotal, DefaultMaxClientConns}, {&c.Connections.MaxPerIP, DefaultMaxClientConnsPerIP},
+	} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
 	t, d := &c.Timeouts, DefaultTimeouts
 	for _, f := range []struct {
 		v   *time.Duration
@@ -332,6 +406,8 @@ func (c *Config) applyDefaults() {
 	}{
 		{&t.Connect, d.Connect}, {&t.FirstByte, d.FirstByte}, {&t.StreamIdle, d.StreamIdle},
 		{&t.IdleConn, d.IdleConn}, {&t.Drain, d.Drain}, {&t.Shutdown, d.Shutdown},
+		{&t.PoolWait, d.PoolWait}, {&t.ClientRead, d.ClientRead}, {&t.ClientWrite, d.ClientWrite},
+		{&t.ClientIdle, d.ClientIdle}, {&t.StreamWrite, d.StreamWrite},
 	} {
 		if *f.v == 0 {
 			*f.v = f.def
@@ -353,6 +429,12 @@ func (c *Config) applyDefaults() {
 			*f.v = *f.def
 		}
 	}
+	if tr.QueueBytes == 0 {
+		tr.QueueBytes = dt.QueueBytes
+	}
+	if tr.BatchBytes == 0 {
+		tr.BatchBytes = dt.BatchBytes
+	}
 	if c.Store.Enabled() && c.Store.Poll == 0 {
 		c.Store.Poll = 10 * time.Second
 	}
@@ -366,6 +448,12 @@ func (c *Config) applyDefaults() {
 		if dep.Provider == ProviderAzureOpenAI && dep.APIVersion == "" {
 			dep.APIVersion = "2024-10-21"
 		}
+		if dep.MaxConns == 0 {
+			dep.MaxConns = DefaultMaxConns
+		}
+		if dep.TenantShare == 0 {
+			dep.TenantShare = DefaultTenantShare
+		}
 	}
 }
 
@@ -378,12 +466,36 @@ func (c *Config) Validate() error {
 	if c.MaxBodyBytes < 1024 {
 		bad("max_body_bytes", "must be at least 1024, got %d", c.MaxBodyBytes)
 	}
-	for name, v := range map[string]time.Duration{
-		"connect": c.Timeouts.Connect, "first_byte": c.Timeouts.FirstByte, "stream_idle": c.Timeouts.StreamIdle,
-		"idle_conn": c.Timeouts.IdleConn, "drain": c.Timeouts.Drain, "shutdown": c.Timeouts.Shutdown,
+	if c.MaxResponseBytes < 1024 {
+		bad("max_response_bytes", "must be at least 1024, got %d", c.MaxResponseBytes)
+	}
+	if c.DefaultOutputTokens < 1 {
+		bad("default_output_tokens", "must be positive, got %d", c.DefaultOutputTokens)
+	}
+	if c.Connections.MaxTotal < 1 {
+		bad("connections.max_total", "must be positive, got %d", c.Connections.MaxTotal)
+	}
+	if c.Connections.MaxPerIP < 1 {
+		bad("connections.max_per_ip", "must be positive, got %d", c.Connections.MaxPerIP)
+	}
+	if c.Ops.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Ops.Listen); err != nil {
+			bad("ops.listen", "must be host:port, got %q", c.Ops.Listen)
+		}
+	}
+	// A slice, not a map: errors come out in the same order every time.
+	t := &c.Timeouts
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"connect", t.Connect}, {"first_byte", t.FirstByte}, {"stream_idle", t.StreamIdle},
+		{"idle_conn", t.IdleConn}, {"drain", t.Drain}, {"shutdown", t.Shutdown}, {"pool_wait", t.PoolWait},
+		{"client_read", t.ClientRead}, {"client_write", t.ClientWrite}, {"client_idle", t.ClientIdle},
+		{"stream_write", t.StreamWrite},
 	} {
-		if v < 0 {
-			bad("timeouts."+name, "must not be negative")
+		if f.v < 0 {
+			bad("timeouts."+f.name, "must not be negative")
 		}
 	}
 	c.Tracing.validate(bad)
@@ -451,6 +563,9 @@ func (c *Config) Validate() error {
 		}
 		if d.MaxConns < 0 {
 			bad(f+".max_conns", "must not be negative")
+		}
+		if d.TenantShare < 0 || d.TenantShare > 1 {
+			bad(f+".tenant_share", "must be between 0 and 1, got %v", d.TenantShare)
 		}
 	}
 	tenants, keyIDs, hashes := map[string]bool{}, map[string]bool{}, map[string]bool{}
@@ -550,6 +665,12 @@ func (t *Tracing) validate(bad func(field, format string, args ...any)) {
 	}
 	if t.BatchTimeout < 0 {
 		bad("tracing.batch_timeout", "must not be negative")
+	}
+	if t.BatchBytes < 64<<10 {
+		bad("tracing.batch_bytes", "must be at least 65536, got %d", t.BatchBytes)
+	}
+	if t.QueueBytes < int64(t.BatchBytes) {
+		bad("tracing.queue_bytes", "must be at least tracing.batch_bytes (%d), got %d", t.BatchBytes, t.QueueBytes)
 	}
 	if t.RetryMaxElapsed < 0 || t.RetryMaxElapsed >= t.ExportTimeout {
 		bad("tracing.retry_max_elapsed", "must be shorter than tracing.export_timeout (%v), got %v", t.ExportTimeout, t.RetryMaxElapsed)
