@@ -70,7 +70,14 @@ const (
 	// missing number among an instance's SERVER spans is a lost record.
 	Seq        = "loom.seq" // call
 	Deployment = "loom.deployment"
-	Outcome    = "loom.outcome" // call.Outcome: ok, rejected, upstream_error, ...
+	// RequestModel and RequestStream are the public model the client asked
+	// for and whether it asked for a stream, on the SERVER span: gen_ai.*
+	// lives only on CLIENT spans, so GenAI-aware backends count each
+	// upstream call once. RequestStream is always set (false included), so
+	// "where not stream" finds every unary call.
+	RequestModel  = "loom.request.model"
+	RequestStream = "loom.request.stream"
+	Outcome       = "loom.outcome" // call.Outcome: ok, rejected, upstream_error, ...
 	// GatewayOverhead is the time Loom itself spent on the call, in seconds.
 	GatewayOverhead    = "loom.gateway.overhead"
 	Chunks             = "loom.chunks"       // SSE data events received from the upstream

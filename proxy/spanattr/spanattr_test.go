@@ -65,7 +65,7 @@ func TestNames_MatchSemanticConventions(t *testing.T) {
 func TestNames_LoomOwnUnderLoomNamespace(t *testing.T) {
 	for _, name := range []string{
 		spanattr.TenantID, spanattr.APIKeyID, spanattr.InstanceID, spanattr.Seq,
-		spanattr.Deployment, spanattr.Outcome, spanattr.GatewayOverhead, spanattr.Chunks,
+		spanattr.Deployment, spanattr.RequestModel, spanattr.RequestStream, spanattr.Outcome, spanattr.GatewayOverhead, spanattr.Chunks,
 		spanattr.ChunksSent, spanattr.UsageSource, spanattr.UsageTotalTokens, spanattr.UsageInjected,
 		spanattr.ClientDisconnected, spanattr.Drained, spanattr.DrainComplete,
 		spanattr.UpstreamAttempt, spanattr.UpstreamBytes, spanattr.ClientBytes, spanattr.ContentTruncated,

@@ -1,6 +1,10 @@
 package tracing
 
 import (
+	"bytes"
+	"strings"
+	"unicode/utf8"
+
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/loom-gateway/loom/proxy/call"
@@ -17,38 +21,76 @@ type message struct {
 	FinishReason string `json:"finish_reason,omitempty"`
 }
 
+// part is one message part. Content is a pointer so that a text part always
+// carries "content" (the conventions require it, "" included) while other
+// parts never do.
 type part struct {
-	Type      string `json:"type"`
-	Content   string `json:"content,omitempty"`
-	ID        string `json:"id,omitempty"`
-	Name      string `json:"name,omitempty"`
-	Arguments string `json:"arguments,omitempty"`
-	Response  string `json:"response,omitempty"`
+	Type      string  `json:"type"`
+	Content   *string `json:"content,omitempty"`
+	ID        string  `json:"id,omitempty"`
+	Name      string  `json:"name,omitempty"`
+	Arguments string  `json:"arguments,omitempty"`
+	Response  string  `json:"response,omitempty"`
 }
 
+func textPart(s string) part { return part{Type: "text", Content: &s} }
+
+const (
+	// maxField caps each of a captured message's small fields (role, name,
+	// part type, tool call id and name, finish reason).
+	maxField = 256
+	// maxMeta caps those small fields together, with overhead bytes per
+	// message and part (JSON keys and punctuation), beside the policy's cap
+	// on the text itself: a request of many empty messages must not make a
+	// huge attribute either.
+	maxMeta  = 32 << 10
+	overhead = 16
+)
+
 // appendContent adds the captured prompt and completion, converted to the
-// conventions' JSON and cut to the policy's cap. It runs only for tenants
-// that opted in, so it may allocate freely.
+// conventions' JSON and cut to the policy's cap, which counts every field.
+// It runs only for tenants that opted in, so it may allocate freely.
 func appendContent(a []attribute.KeyValue, r *call.Record) []attribute.KeyValue {
 	c := &r.Content
 	truncated := c.Truncated
 	var req map[string]any
-	if json.Unmarshal(c.Request, &req) == nil {
-		in := inputMessages(req)
-		truncated = capText(in, c.Max) || truncated
+	if unmarshalLenient(c.Request, &req) == nil {
+		in, cut := capMessages(inputMessages(req), c.Max)
+		truncated = cut || truncated
 		if b, err := json.Marshal(in); err == nil && len(in) > 0 {
-			a = append(a, attribute.String(sa.GenAIInputMessages, string(b)))
+			a = append(a, attribute.String(sa.GenAIInputMessages, validJSON(b)))
 		}
 	}
-	out := outputMessages(r)
-	truncated = capText(out, c.Max) || truncated
+	out, cut := capMessages(outputMessages(r), c.Max)
+	truncated = cut || truncated
 	if b, err := json.Marshal(out); err == nil && len(out) > 0 {
-		a = append(a, attribute.String(sa.GenAIOutputMessages, string(b)))
+		a = append(a, attribute.String(sa.GenAIOutputMessages, validJSON(b)))
 	}
 	if truncated {
 		a = append(a, attribute.Bool(sa.ContentTruncated, true))
 	}
 	return a
+}
+
+// unmarshalLenient decodes b, reading bytes that are not UTF-8 as U+FFFD
+// (the decoder refuses them, and a prompt with one stray byte is still
+// worth recording).
+func unmarshalLenient(b []byte, v any) error {
+	err := json.Unmarshal(b, v)
+	if err != nil && !utf8.Valid(b) {
+		err = json.Unmarshal(bytes.ToValidUTF8(b, []byte("\uFFFD")), v)
+	}
+	return err
+}
+
+// validJSON is b as a string. Every string in it was cleaned before
+// marshalling, so it is valid UTF-8; the check keeps that true whatever the
+// encoder does.
+func validJSON(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
 // inputMessages reads chat messages, a completion prompt or embeddings input.
@@ -57,9 +99,9 @@ func inputMessages(req map[string]any) []message {
 	if msgs, ok := req["messages"].([]any); ok {
 		for _, m := range msgs {
 			mm, _ := m.(map[string]any)
-			msg := message{Role: str(mm["role"]), Name: str(mm["name"])}
+			msg := message{Role: asString(mm["role"]), Name: asString(mm["name"])}
 			msg.Parts = textParts(mm["content"])
-			if id := str(mm["tool_call_id"]); id != "" {
+			if id := asString(mm["tool_call_id"]); id != "" {
 				msg.Parts = []part{{Type: "tool_call_response", ID: id, Response: joinText(msg.Parts)}}
 			}
 			msg.Parts = append(msg.Parts, toolCalls(mm["tool_calls"])...)
@@ -80,16 +122,16 @@ func inputMessages(req map[string]any) []message {
 func textParts(v any) []part {
 	switch v := v.(type) {
 	case string:
-		return []part{{Type: "text", Content: v}}
+		return []part{textPart(v)}
 	case []any:
 		var parts []part
 		for _, e := range v {
 			switch e := e.(type) {
 			case string:
-				parts = append(parts, part{Type: "text", Content: e})
+				parts = append(parts, textPart(e))
 			case map[string]any:
-				if t := str(e["type"]); t == "text" {
-					parts = append(parts, part{Type: "text", Content: str(e["text"])})
+				if t := asString(e["type"]); t == "text" {
+					parts = append(parts, textPart(asString(e["text"])))
 				} else if t != "" {
 					parts = append(parts, part{Type: t})
 				}
@@ -106,7 +148,7 @@ func toolCalls(v any) []part {
 	for _, c := range calls {
 		cm, _ := c.(map[string]any)
 		fn, _ := cm["function"].(map[string]any)
-		parts = append(parts, part{Type: "tool_call", ID: str(cm["id"]), Name: str(fn["name"]), Arguments: str(fn["arguments"])})
+		parts = append(parts, part{Type: "tool_call", ID: asString(cm["id"]), Name: asString(fn["name"]), Arguments: asString(fn["arguments"])})
 	}
 	return parts
 }
@@ -123,17 +165,17 @@ func outputMessages(r *call.Record) []message {
 	var out []message
 	if !r.Stream {
 		var resp map[string]any
-		if json.Unmarshal(c.Response, &resp) != nil {
+		if unmarshalLenient(c.Response, &resp) != nil {
 			return nil
 		}
 		choices, _ := resp["choices"].([]any)
 		for i, ch := range choices {
 			cm, _ := ch.(map[string]any)
-			msg := message{Role: "assistant", FinishReason: str(cm["finish_reason"])}
+			msg := message{Role: "assistant", FinishReason: asString(cm["finish_reason"])}
 			if m, ok := cm["message"].(map[string]any); ok {
 				msg.Parts = append(textParts(m["content"]), toolCalls(m["tool_calls"])...)
 			} else if text, ok := cm["text"].(string); ok {
-				msg.Parts = []part{{Type: "text", Content: text}}
+				msg.Parts = []part{textPart(text)}
 			}
 			if msg.FinishReason == "" {
 				msg.FinishReason = reason(i)
@@ -143,43 +185,99 @@ func outputMessages(r *call.Record) []message {
 		return out
 	}
 	for i, text := range c.Choices {
-		out = append(out, message{Role: "assistant", Parts: []part{{Type: "text", Content: string(text)}}, FinishReason: reason(i)})
+		out = append(out, message{Role: "assistant", Parts: []part{textPart(string(text))}, FinishReason: reason(i)})
 	}
 	return out
 }
 
-// capText keeps at most max bytes of text in msgs, the latest first: the
-// end of a conversation says most about the call. It reports whether it cut.
-func capText(msgs []message, max int) bool {
-	var texts []*string
-	for i := range msgs {
-		for j := range msgs[i].Parts {
-			p := &msgs[i].Parts[j]
-			texts = append(texts, &p.Content, &p.Arguments, &p.Response)
+// capMessages keeps at most max bytes of text (contents, tool call
+// arguments and responses) of msgs, and at most maxMeta of everything else,
+// the latest first: the end of a conversation says most about the call.
+// Earlier parts and messages that do not fit are left out whole, never kept
+// as a text part without its text; every string comes out valid UTF-8. It
+// reports whether it cut.
+func capMessages(msgs []message, max int) ([]message, bool) {
+	b := budget{text: max, metaLeft: maxMeta}
+	for i := len(msgs) - 1; i >= 0; i-- {
+		m := &msgs[i]
+		if !b.meta(overhead) || !b.small(&m.Role) || !b.small(&m.Name) || !b.small(&m.FinishReason) {
+			return msgs[i+1:], true
+		}
+		for j := len(m.Parts) - 1; j >= 0; j-- {
+			if !b.part(&m.Parts[j]) {
+				if m.Parts = m.Parts[j+1:]; len(m.Parts) == 0 {
+					return msgs[i+1:], true
+				}
+				return msgs[i:], true
+			}
+			if b.cut {
+				m.Parts = m.Parts[j:]
+				return msgs[i:], true
+			}
+		}
+		if m.Parts == nil {
+			m.Parts = []part{} // the conventions want an array, not null
 		}
 	}
-	left, cut := max, false
-	for i := len(texts) - 1; i >= 0; i-- {
-		s := texts[i]
-		if len(*s) <= left {
-			left -= len(*s)
-			continue
-		}
-		*s = (*s)[:call.RuneBoundary([]byte(*s), left)]
-		left, cut = 0, true
-	}
-	return cut
+	return msgs, false
 }
 
-func str(v any) string {
+// budget is what capMessages has left.
+type budget struct {
+	text, metaLeft int
+	cut            bool // a text was cut: nothing earlier fits
+}
+
+func (b *budget) meta(n int) bool {
+	b.metaLeft -= n
+	return b.metaLeft >= 0
+}
+
+// small cleans a small field in place; false if it does not fit.
+func (b *budget) small(s *string) bool {
+	if *s == "" {
+		return true
+	}
+	v := clean(*s, maxField)
+	*s = v
+	return b.meta(len(v))
+}
+
+// part cuts p to what is left; false means p does not fit and is dropped.
+// Its text may be cut, but only if some of it is kept.
+func (b *budget) part(p *part) bool {
+	if !b.meta(overhead) || !b.small(&p.Type) || !b.small(&p.ID) || !b.small(&p.Name) {
+		return false
+	}
+	texts := [3]*string{&p.Arguments, &p.Response, p.Content}
+	for _, f := range texts {
+		if f == nil || *f == "" {
+			continue
+		}
+		v := clean(*f, max(b.text, 0))
+		if len(v) < len(*f) {
+			if v == "" {
+				return false
+			}
+			b.cut = true
+		}
+		*f = v
+		b.text -= len(v)
+	}
+	return true
+}
+
+func asString(v any) string {
 	s, _ := v.(string)
 	return s
 }
 
 func joinText(parts []part) string {
-	var s string
+	var b strings.Builder
 	for _, p := range parts {
-		s += p.Content
+		if p.Content != nil {
+			b.WriteString(*p.Content)
+		}
 	}
-	return s
+	return b.String()
 }

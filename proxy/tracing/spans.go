@@ -14,7 +14,8 @@ import (
 
 // Record turns r into spans: a SERVER span for the request and, when Loom
 // reached an upstream, a CLIENT span for that attempt. It numbers the call
-// (loom.seq) and never blocks on export.
+// (loom.seq) and never blocks on export. Every string it puts on a span is
+// valid UTF-8 and capped (sanitize.go), whatever r holds.
 func (t *Tracer) Record(r *call.Record) {
 	seq := int64(t.seq.Add(1))
 	ctx := context.Background()
@@ -25,15 +26,16 @@ func (t *Tracer) Record(r *call.Record) {
 	attrs := appendServer((*bufp)[:0], r, seq, t.instance)
 	ctx, server := t.tracer.Start(ctx, serverName(r),
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(r.Start), trace.WithAttributes(attrs...))
+	// The SERVER span's status is the client's side of the call.
 	if r.Status >= 500 || r.Outcome == call.OutcomeClientGone || r.Outcome == call.OutcomeUpstreamFailed {
-		server.SetStatus(codes.Error, r.ErrorMessage)
+		server.SetStatus(codes.Error, statusMessage(r))
 	}
 	if !r.UpstreamStart.IsZero() {
 		attrs = appendClient(attrs[:0], r, seq, t.instance)
 		_, client := t.tracer.Start(ctx, clientName(r),
 			trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(r.UpstreamStart), trace.WithAttributes(attrs...))
-		if r.Outcome != call.OutcomeOK {
-			client.SetStatus(codes.Error, r.ErrorMessage)
+		if upstreamFailed(r) {
+			client.SetStatus(codes.Error, statusMessage(r))
 		}
 		end := r.UpstreamEnd
 		if end.IsZero() {
@@ -45,6 +47,24 @@ func (t *Tracer) Record(r *call.Record) {
 	clear(attrs)
 	*bufp = attrs[:0]
 	t.attrs.Put(bufp)
+}
+
+// upstreamFailed says whether the upstream call itself failed: the CLIENT
+// span's status describes the upstream, so a client that hung up while the
+// provider answered normally is not an upstream error (that would inflate
+// provider error rates); loom.client.disconnected says what happened.
+func upstreamFailed(r *call.Record) bool {
+	return r.Outcome == call.OutcomeUpstreamError || r.Outcome == call.OutcomeUpstreamFailed || r.UpstreamStatus >= 400
+}
+
+// statusMessage is r's error message fit for a span status: a client that
+// left gets a fixed text (the write error names its socket), any IP
+// address is replaced, and the text is valid UTF-8 within maxStatus.
+func statusMessage(r *call.Record) string {
+	if r.Outcome == call.OutcomeClientGone {
+		return "client disconnected"
+	}
+	return scrubAddrs(clean(r.ErrorMessage, maxStatus))
 }
 
 // traceParent carries a client's traceparent header to the W3C propagator.
@@ -59,20 +79,21 @@ func (c traceParent) Get(key string) string {
 func (traceParent) Set(string, string) {}
 func (traceParent) Keys() []string     { return []string{"traceparent"} }
 
-// serverName follows the HTTP conventions: "{method} {route}".
+// serverName follows the HTTP conventions: "{method} {route}". The route
+// is one of Loom's own templates; the method is one of a fixed few.
 func serverName(r *call.Record) string {
 	if r.HTTPRoute == "" {
-		return r.HTTPMethod
+		return clean(r.HTTPMethod, maxShort)
 	}
-	return r.HTTPMethod + " " + r.HTTPRoute
+	return clean(r.HTTPMethod+" "+r.HTTPRoute, maxShort)
 }
 
 // clientName follows the GenAI conventions: "{operation} {request model}".
 func clientName(r *call.Record) string {
 	if r.UpstreamModel == "" {
-		return string(r.Operation)
+		return clean(string(r.Operation), maxShort)
 	}
-	return string(r.Operation) + " " + r.UpstreamModel
+	return clean(string(r.Operation)+" "+r.UpstreamModel, maxShort)
 }
 
 // appendCall adds what both spans of a call carry.
@@ -80,17 +101,11 @@ func appendCall(a []attribute.KeyValue, r *call.Record, seq int64, instance stri
 	a = append(a,
 		attribute.String(sa.InstanceID, instance),
 		attribute.Int64(sa.Seq, seq),
-		attribute.String(sa.Outcome, string(r.Outcome)),
+		strAttr(sa.Outcome, string(r.Outcome)),
 		attribute.Float64(sa.GatewayOverhead, r.Overhead.Seconds()),
 	)
-	if r.Operation != "" {
-		a = append(a, attribute.String(sa.GenAIOperationName, string(r.Operation)))
-	}
 	if r.TenantID != "" {
-		a = append(a, attribute.String(sa.TenantID, r.TenantID), attribute.String(sa.APIKeyID, r.KeyID))
-	}
-	if r.ErrorType != "" {
-		a = append(a, attribute.String(sa.ErrorType, r.ErrorType))
+		a = append(a, strAttr(sa.TenantID, r.TenantID), strAttr(sa.APIKeyID, r.KeyID))
 	}
 	if r.ClientDisconnected {
 		a = append(a, attribute.Bool(sa.ClientDisconnected, true))
@@ -98,25 +113,32 @@ func appendCall(a []attribute.KeyValue, r *call.Record, seq int64, instance stri
 	return a
 }
 
+// appendServer adds the SERVER span's attributes: http.* and loom.*, never
+// gen_ai.* (the CLIENT span is the GenAI operation; a GenAI-aware backend
+// would otherwise count every call twice).
 func appendServer(a []attribute.KeyValue, r *call.Record, seq int64, instance string) []attribute.KeyValue {
 	a = appendCall(a, r, seq, instance)
 	a = append(a,
-		attribute.String(sa.HTTPRequestMethod, r.HTTPMethod),
+		strAttr(sa.HTTPRequestMethod, r.HTTPMethod),
 		attribute.Int(sa.HTTPResponseStatusCode, r.Status),
 		attribute.Int64(sa.HTTPResponseBodySize, r.ClientBytes),
 		attribute.String(sa.URLScheme, "http"),
+		attribute.Bool(sa.RequestStream, r.Stream),
 	)
+	if r.ErrorType != "" {
+		a = append(a, strAttr(sa.ErrorType, r.ErrorType))
+	}
 	if r.HTTPRoute != "" {
-		a = append(a, attribute.String(sa.HTTPRoute, r.HTTPRoute))
+		a = append(a, strAttr(sa.HTTPRoute, r.HTTPRoute))
 	}
 	if r.Params.RequestBodyBytes > 0 {
 		a = append(a, attribute.Int(sa.HTTPRequestBodySize, r.Params.RequestBodyBytes))
 	}
 	if r.Model != "" {
-		a = append(a, attribute.String(sa.GenAIRequestModel, r.Model))
+		a = append(a, strAttr(sa.RequestModel, r.Model))
 	}
 	if r.Stream {
-		a = append(a, attribute.Bool(sa.GenAIRequestStream, true), attribute.Int(sa.ChunksSent, r.ChunksSent))
+		a = append(a, attribute.Int(sa.ChunksSent, r.ChunksSent))
 	}
 	return a
 }
@@ -124,16 +146,21 @@ func appendServer(a []attribute.KeyValue, r *call.Record, seq int64, instance st
 func appendClient(a []attribute.KeyValue, r *call.Record, seq int64, instance string) []attribute.KeyValue {
 	a = appendCall(a, r, seq, instance)
 	a = append(a,
-		attribute.String(sa.GenAIProviderName, r.Provider),
-		attribute.String(sa.GenAIRequestModel, r.UpstreamModel),
+		strAttr(sa.GenAIOperationName, string(r.Operation)),
+		strAttr(sa.GenAIProviderName, r.Provider),
+		strAttr(sa.GenAIRequestModel, r.UpstreamModel),
 		attribute.Bool(sa.GenAIRequestStream, r.Stream),
-		attribute.String(sa.ServerAddress, r.ServerAddress),
+		strAttr(sa.ServerAddress, r.ServerAddress),
 		attribute.Int(sa.ServerPort, r.ServerPort),
-		attribute.String(sa.Deployment, r.Deployment),
+		strAttr(sa.Deployment, r.Deployment),
 		attribute.Int(sa.UpstreamAttempt, 1),
 		attribute.Int64(sa.UpstreamBytes, r.UpstreamBytes),
 		attribute.Int64(sa.ClientBytes, r.ClientBytes),
 	)
+	// error.type on a CLIENT span means the upstream call failed.
+	if r.ErrorType != "" && upstreamFailed(r) {
+		a = append(a, strAttr(sa.ErrorType, r.ErrorType))
+	}
 	p := &r.Params
 	if p.Temperature != nil {
 		a = append(a, attribute.Float64(sa.GenAIRequestTemperature, *p.Temperature))
@@ -151,19 +178,19 @@ func appendClient(a []attribute.KeyValue, r *call.Record, seq int64, instance st
 		a = append(a, attribute.Int64(sa.GenAIRequestSeed, *p.Seed))
 	}
 	if p.EncodingFormat != "" {
-		a = append(a, attribute.StringSlice(sa.GenAIRequestEncodingFormats, []string{p.EncodingFormat}))
+		a = append(a, attribute.StringSlice(sa.GenAIRequestEncodingFormats, []string{clean(p.EncodingFormat, maxShort)}))
 	}
 	if r.UpstreamStatus != 0 {
 		a = append(a, attribute.Int(sa.HTTPResponseStatusCode, r.UpstreamStatus))
 	}
 	if len(r.ResponseID) > 0 {
-		a = append(a, attribute.String(sa.GenAIResponseID, string(r.ResponseID)))
+		a = append(a, attribute.String(sa.GenAIResponseID, cleanBytes(r.ResponseID, maxShort)))
 	}
 	if len(r.ResponseModel) > 0 {
-		a = append(a, attribute.String(sa.GenAIResponseModel, string(r.ResponseModel)))
+		a = append(a, attribute.String(sa.GenAIResponseModel, cleanBytes(r.ResponseModel, maxShort)))
 	}
 	if len(r.FinishReasons) > 0 {
-		a = append(a, attribute.StringSlice(sa.GenAIResponseFinishReasons, r.FinishReasons))
+		a = append(a, attribute.StringSlice(sa.GenAIResponseFinishReasons, cleanSlice(r.FinishReasons, maxReason)))
 	}
 	if r.UsageSource != call.UsageNone {
 		u := &r.Usage
@@ -171,7 +198,7 @@ func appendClient(a []attribute.KeyValue, r *call.Record, seq int64, instance st
 			attribute.Int64(sa.GenAIUsageInputTokens, u.InputTokens),
 			attribute.Int64(sa.GenAIUsageOutputTokens, u.OutputTokens),
 			attribute.Int64(sa.UsageTotalTokens, u.TotalTokens),
-			attribute.String(sa.UsageSource, string(r.UsageSource)),
+			strAttr(sa.UsageSource, string(r.UsageSource)),
 		)
 		if u.HasCached {
 			a = append(a, attribute.Int64(sa.GenAIUsageCacheReadInputTokens, u.CachedInputTokens))

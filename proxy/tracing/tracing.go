@@ -75,7 +75,7 @@ func New(ctx context.Context, cfg config.Tracing, opts Options) (*Tracer, error)
 			return nil, err
 		}
 	}
-	instance := cfg.InstanceID
+	instance := clean(cfg.InstanceID, maxShort)
 	if instance == "" {
 		var b [8]byte
 		_, _ = rand.Read(b[:])
@@ -83,8 +83,11 @@ func New(ctx context.Context, cfg config.Tracing, opts Options) (*Tracer, error)
 	}
 	t := &Tracer{
 		log: log, instance: instance,
-		queue: newQueue(exp, log, cfg.QueueSize, cfg.BatchSize, cfg.BatchTimeout, cfg.ExportTimeout),
-		quit:  make(chan struct{}), logDone: make(chan struct{}),
+		queue: newQueue(exp, log, queueOptions{
+			size: cfg.QueueSize, batchSize: cfg.BatchSize, queueBytes: cfg.QueueBytes, batchBytes: cfg.BatchBytes,
+			batchTimeout: cfg.BatchTimeout, timeout: cfg.ExportTimeout,
+		}),
+		quit: make(chan struct{}), logDone: make(chan struct{}),
 	}
 	t.provider = sdktrace.NewTracerProvider(
 		// A caller's sampled=0 must not erase a billable call.
@@ -92,7 +95,7 @@ func New(ctx context.Context, cfg config.Tracing, opts Options) (*Tracer, error)
 		sdktrace.WithSpanProcessor(t.queue),
 		sdktrace.WithResource(resource.NewSchemaless(
 			attribute.String(spanattr.ServiceName, spanattr.ServiceNameLoom),
-			attribute.String(spanattr.ServiceVersion, opts.ServiceVersion),
+			attribute.String(spanattr.ServiceVersion, clean(opts.ServiceVersion, maxShort)),
 			attribute.String(spanattr.ServiceInstanceID, instance),
 		)),
 	)
@@ -204,7 +207,7 @@ func (t *Tracer) logTotals(every time.Duration) {
 func statsArgs(calls uint64, s Stats) []any {
 	return []any{"calls", calls, "spans_ended", s.Ended, "spans_exported", s.Exported,
 		"spans_dropped", s.Dropped, "dropped_queue_full", s.QueueFull, "dropped_at_shutdown", s.AtShutdown,
-		"export_failures", s.ExportFails, "pending", s.Pending}
+		"dropped_invalid", s.Invalid, "export_failures", s.ExportFails, "pending", s.Pending, "pending_bytes", s.PendingSize}
 }
 
 // AppendMetrics appends the totals in the Prometheus text format.
@@ -218,9 +221,10 @@ func (t *Tracer) AppendMetrics(dst []byte) []byte {
 		{"loom_spans_ended_total", "counter", "Spans ended, two per relayed call.", []sample{{"", s.Ended}}},
 		{"loom_spans_exported_total", "counter", "Spans the collector accepted.", []sample{{"", s.Exported}}},
 		{"loom_spans_dropped_total", "counter", "Spans lost before export, by reason.",
-			[]sample{{`reason="queue_full"`, s.QueueFull}, {`reason="shutdown"`, s.AtShutdown}}},
+			[]sample{{`reason="queue_full"`, s.QueueFull}, {`reason="shutdown"`, s.AtShutdown}, {`reason="invalid"`, s.Invalid}}},
 		{"loom_span_export_failures_total", "counter", "Failed export attempts (each batch is retried).", []sample{{"", s.ExportFails}}},
 		{"loom_span_queue_pending", "gauge", "Spans waiting for export.", []sample{{"", uint64(s.Pending)}}},
+		{"loom_span_queue_bytes", "gauge", "Estimated encoded size of the spans waiting for export.", []sample{{"", uint64(max(s.PendingSize, 0))}}},
 	} {
 		dst = append(dst, "# HELP "+m.name+" "+m.help+"\n# TYPE "+m.name+" "+m.typ+"\n"...)
 		for _, x := range m.samples {
