@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -170,7 +171,7 @@ func (s *Server) models(ctx *fasthttp.RequestCtx, name []byte) {
 	ex.rec.TenantID, ex.rec.KeyID = key.Tenant.ID, key.ID
 	body := key.ModelsJSON()
 	if name != nil {
-		ex.rec.Model = string(name)
+		ex.rec.Model = recordedModel(name)
 		var ok bool
 		if body, ok = key.ModelJSON(name); !ok {
 			s.reject(ctx, ex, modelNotFound(name))
@@ -182,6 +183,17 @@ func (s *Server) models(ctx *fasthttp.RequestCtx, name []byte) {
 	ex.rec.Status = fasthttp.StatusOK
 	ex.rec.ClientBytes = int64(len(body))
 	s.finish(ex)
+}
+
+// maxRecordedModel bounds a client's model name on the call's record: the
+// body may hold a 6 MiB name, and the record goes on a span.
+const maxRecordedModel = 256
+
+// recordedModel is a model name the client sent, as the record keeps it:
+// valid UTF-8 (invalid bytes become U+FFFD), at most maxRecordedModel bytes.
+func recordedModel(b []byte) string {
+	b = b[:call.RuneBoundary(b, maxRecordedModel)]
+	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
 func modelNotFound(model []byte) *apierror.Error {
@@ -219,9 +231,12 @@ func writeError(ctx *fasthttp.RequestCtx, e *apierror.Error) {
 }
 
 // handleTransportError answers requests fasthttp could not read: bodies over
-// the limit, broken framing, oversized headers.
+// the limit, broken framing, oversized headers. The record gets no route:
+// the raw path of a request that could not even be read is the client's
+// bytes (POST /%FF made a span name that was not UTF-8), so the span is
+// named by its method alone and error.type says what went wrong.
 func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
-	ex := s.begin(ctx, "", string(ctx.Path()))
+	ex := s.begin(ctx, "", "")
 	var e *apierror.Error
 	var small *fasthttp.ErrSmallBuffer
 	switch {
@@ -273,7 +288,7 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 	}
 	rt, ok := key.Route(ex.req.Model)
 	if !ok {
-		rec.Model = string(ex.req.Model)
+		rec.Model = recordedModel(ex.req.Model)
 		s.reject(ctx, ex, modelNotFound(ex.req.Model))
 		return
 	}
