@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -193,7 +194,12 @@ const maxRecordedModel = 256
 // valid UTF-8 (invalid bytes become U+FFFD), at most maxRecordedModel bytes.
 func recordedModel(b []byte) string {
 	b = b[:call.RuneBoundary(b, maxRecordedModel)]
-	return strings.ToValidUTF8(string(b), "\uFFFD")
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	for len(s) > maxRecordedModel { // U+FFFD is longer than the byte it replaced
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
 }
 
 func modelNotFound(model []byte) *apierror.Error {
