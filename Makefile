@@ -17,6 +17,7 @@ run: build ## Start Loom and a demo key in front of the mock (or OpenAI if OPENA
 test: ## go vet, then every test
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -run '^$$' -fuzz FuzzRecord -fuzztime 10s ./proxy/tracing
 
 bench: build ## Hot-path Go benchmarks (benchstat format), then the full end-to-end overhead run with gates
 	$(GO) test -run '^$$' -bench . -benchmem ./proxy/... ./otelcol/postgresexporter

@@ -131,6 +131,12 @@ func fillRow(r *spanRow, scope pcommon.InstrumentationScope, s ptrace.Span) {
 		attrs = appendValue(attrs, v)
 	}
 	r.attributes = append(attrs, '}')
+	// A Loom call's SERVER span from a proxy before loom.request.stream
+	// said gen_ai.request.stream only when true: absent means false, so
+	// that "where not stream" finds every unary call.
+	if !r.stream.Valid && r.kind == "server" && r.seq.Valid {
+		r.stream = pgtype.Bool{Valid: true}
+	}
 	if content.input != nil || content.output != nil {
 		content.traceID, content.spanID, content.start, content.tenantID = r.traceID, r.spanID, r.start, r.tenantID
 		r.content = &content

@@ -159,3 +159,44 @@ func TestPush_SameBatchTwice_AddsNothing(t *testing.T) {
 		t.Errorf("duplicates counter = %d, want 2", got)
 	}
 }
+
+// A SERVER span carries no gen_ai.* (GenAI backends would count the call
+// twice): its public model and stream flag come as loom.request.model and
+// loom.request.stream and fill the same columns as a CLIENT span's, so a
+// dashboard filtering on request_model or "not stream" sees both rows. A
+// unary call's SERVER row says stream = false, never NULL, even from a
+// proxy that only ever said gen_ai.request.stream = true.
+func TestPush_ServerSpan_LoomRequestAttributesFillModelAndStream(t *testing.T) {
+	t.Parallel()
+	x := startExporter(t, nil)
+	start := time.Now().Add(-time.Minute).Truncate(time.Microsecond)
+	td, spans := newTraces()
+	server := func(id byte) pcommon.Map {
+		s := addSpan(spans, id, start)
+		s.SetKind(ptrace.SpanKindServer)
+		s.Attributes().PutInt(spanattr.Seq, int64(id))
+		return s.Attributes()
+	}
+	a := server(1)
+	a.PutStr(spanattr.RequestModel, "gpt-4o-mini")
+	a.PutBool(spanattr.RequestStream, false)
+	server(2).PutStr(spanattr.GenAIRequestModel, "legacy") // an older proxy: no stream attribute when unary
+	a = server(3)
+	a.PutStr(spanattr.RequestModel, "first")
+	a.PutStr(spanattr.GenAIRequestModel, "second")
+	if err := x.push(t.Context(), td); err != nil {
+		t.Fatal(err)
+	}
+	compare(t, "server span", row(t, x.db, "SELECT * FROM loom.spans WHERE span_id = $1", spanID(1).String()), map[string]any{
+		"kind": "server", "request_model": "gpt-4o-mini", "stream": false, "attributes": map[string]any{},
+	})
+	compare(t, "legacy server span", row(t, x.db, "SELECT * FROM loom.spans WHERE span_id = $1", spanID(2).String()), map[string]any{
+		"request_model": "legacy", "stream": false,
+	})
+	compare(t, "both names", row(t, x.db, "SELECT * FROM loom.spans WHERE span_id = $1", spanID(3).String()), map[string]any{
+		"request_model": "first", "attributes": map[string]any{spanattr.GenAIRequestModel: "second"},
+	})
+	if n := count(t, x.db, "SELECT count(*) FROM loom.spans WHERE NOT stream"); n != 3 {
+		t.Errorf("%d rows WHERE NOT stream, want 3", n)
+	}
+}

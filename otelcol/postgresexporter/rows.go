@@ -96,13 +96,18 @@ type columnSetter func(r *spanRow, v pcommon.Value) bool
 
 // typedColumns maps the attributes Loom emits (proxy/spanattr) to columns.
 var typedColumns = map[string]columnSetter{
-	spanattr.InstanceID:                      text(func(r *spanRow) *pgtype.Text { return &r.instanceID }),
-	spanattr.Seq:                             int8Col(func(r *spanRow) *pgtype.Int8 { return &r.seq }),
-	spanattr.TenantID:                        text(func(r *spanRow) *pgtype.Text { return &r.tenantID }),
-	spanattr.APIKeyID:                        text(func(r *spanRow) *pgtype.Text { return &r.apiKeyID }),
-	spanattr.GenAIProviderName:               text(func(r *spanRow) *pgtype.Text { return &r.provider }),
-	spanattr.GenAIOperationName:              text(func(r *spanRow) *pgtype.Text { return &r.operation }),
-	spanattr.GenAIRequestModel:               text(func(r *spanRow) *pgtype.Text { return &r.requestModel }),
+	spanattr.InstanceID:         text(func(r *spanRow) *pgtype.Text { return &r.instanceID }),
+	spanattr.Seq:                int8Col(func(r *spanRow) *pgtype.Int8 { return &r.seq }),
+	spanattr.TenantID:           text(func(r *spanRow) *pgtype.Text { return &r.tenantID }),
+	spanattr.APIKeyID:           text(func(r *spanRow) *pgtype.Text { return &r.apiKeyID }),
+	spanattr.GenAIProviderName:  text(func(r *spanRow) *pgtype.Text { return &r.provider }),
+	spanattr.GenAIOperationName: text(func(r *spanRow) *pgtype.Text { return &r.operation }),
+	// A CLIENT span names the model in gen_ai.request.model, a SERVER span
+	// (which carries no gen_ai.*) in loom.request.model: one column, so
+	// dashboards filter both rows alike. Should a span carry both, the
+	// first fills the column and the other stays in the attributes jsonb.
+	spanattr.GenAIRequestModel:               textOnce(func(r *spanRow) *pgtype.Text { return &r.requestModel }),
+	spanattr.RequestModel:                    textOnce(func(r *spanRow) *pgtype.Text { return &r.requestModel }),
 	spanattr.GenAIResponseModel:              text(func(r *spanRow) *pgtype.Text { return &r.responseModel }),
 	spanattr.GenAIResponseID:                 text(func(r *spanRow) *pgtype.Text { return &r.responseID }),
 	spanattr.GenAIResponseFinishReasons:      setFinishReasons,
@@ -111,7 +116,8 @@ var typedColumns = map[string]columnSetter{
 	spanattr.GenAIUsageCacheReadInputTokens:  int8Col(func(r *spanRow) *pgtype.Int8 { return &r.cacheReadTokens }),
 	spanattr.GenAIUsageReasoningOutputTokens: int8Col(func(r *spanRow) *pgtype.Int8 { return &r.reasoningTokens }),
 	spanattr.UsageTotalTokens:                int8Col(func(r *spanRow) *pgtype.Int8 { return &r.totalTokens }),
-	spanattr.GenAIRequestStream:              boolCol(func(r *spanRow) *pgtype.Bool { return &r.stream }),
+	spanattr.GenAIRequestStream:              boolOnce(func(r *spanRow) *pgtype.Bool { return &r.stream }),
+	spanattr.RequestStream:                   boolOnce(func(r *spanRow) *pgtype.Bool { return &r.stream }),
 	spanattr.GenAIResponseTimeToFirstChunk:   millis(func(r *spanRow) *pgtype.Float8 { return &r.ttfcMS }),
 	spanattr.GatewayOverhead:                 millis(func(r *spanRow) *pgtype.Float8 { return &r.overheadMS }),
 	spanattr.HTTPResponseStatusCode:          int4Col(func(r *spanRow) *pgtype.Int4 { return &r.httpStatus }),
@@ -122,6 +128,18 @@ var typedColumns = map[string]columnSetter{
 	spanattr.ErrorType:                       text(func(r *spanRow) *pgtype.Text { return &r.errorType }),
 	spanattr.ServerAddress:                   text(func(r *spanRow) *pgtype.Text { return &r.serverAddress }),
 	spanattr.Deployment:                      text(func(r *spanRow) *pgtype.Text { return &r.deployment }),
+}
+
+// textOnce and boolOnce set a column that two attributes can fill: the
+// column takes the first, and a later one stays in the attributes jsonb.
+func textOnce(col func(*spanRow) *pgtype.Text) columnSetter {
+	set := text(col)
+	return func(r *spanRow, v pcommon.Value) bool { return !col(r).Valid && set(r, v) }
+}
+
+func boolOnce(col func(*spanRow) *pgtype.Bool) columnSetter {
+	set := boolCol(col)
+	return func(r *spanRow, v pcommon.Value) bool { return !col(r).Valid && set(r, v) }
 }
 
 // Text columns take strings only: turning a number into text would be a
