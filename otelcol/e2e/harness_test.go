@@ -201,6 +201,21 @@ func startGateway(t testing.TB, otlpAddr string) *gateway {
 // startGatewayWith is startGateway with the OTLP protocol: grpc or http.
 func startGatewayWith(t testing.TB, otlpAddr, protocol string) *gateway {
 	t.Helper()
+	return startGatewayOpts(t, otlpAddr, gatewayOptions{protocol: protocol})
+}
+
+// gatewayOptions vary the gateway of a test.
+type gatewayOptions struct {
+	protocol string // OTLP: grpc (default) or http
+	// captureAcme turns on content capture for tenant acme, this many bytes.
+	captureAcme int
+}
+
+func startGatewayOpts(t testing.TB, otlpAddr string, o gatewayOptions) *gateway {
+	t.Helper()
+	if o.protocol == "" {
+		o.protocol = "grpc"
+	}
 	g := &gateway{t: t, keys: map[string]string{}}
 	g.mock = mockupstream.New(mockupstream.Config{APIKey: "sk-upstream-e2e", LogLimit: -1})
 	mln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -222,6 +237,9 @@ func startGatewayWith(t testing.TB, otlpAddr, protocol string) *gateway {
 		g.keys[id] = key
 		fmt.Fprintf(&tenants, "  - id: %s\n    keys: [{id: %s-key, sha256: %s}]\n    models: [{name: %s, deployment: mock, upstream_model: %s}]\n",
 			id, id, hash, models[id].public, models[id].upstream)
+		if id == "acme" && o.captureAcme > 0 {
+			fmt.Fprintf(&tenants, "    content: {capture: true, max_bytes: %d}\n", o.captureAcme)
+		}
 	}
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
 listen: 127.0.0.1:0
@@ -238,7 +256,7 @@ tracing:
 deployments:
   - {name: mock, provider: openai, base_url: "http://%s/v1", api_key: sk-upstream-e2e, forward_headers: ["x-mock-*"]}
 tenants:
-%s`, otlpAddr, protocol, mln.Addr(), tenants.String())))
+%s`, otlpAddr, o.protocol, mln.Addr(), tenants.String())))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,6 +104,72 @@ func TestPipeline_MixedCalls_OneClientRowEachMatchingTheUpstream(t *testing.T) {
 		}
 		checkRow(t, p, r, m)
 	}
+	checkGenAI(t, db, g.tracer.InstanceID(), calls, len(g.mock.Requests()))
+}
+
+// checkGenAI asserts what a GenAI semantic-conventions checker looks for:
+// exactly one GenAI (CLIENT) span per upstream attempt, and none of the
+// gen_ai.* data on SERVER rows (a GenAI-aware backend would count each call
+// twice), whose public model and stream flag come as loom.* instead.
+func checkGenAI(t *testing.T, db *pgxpool.Pool, instance string, calls []planned, attempts int) {
+	t.Helper()
+	var clients int
+	if err := db.QueryRow(context.Background(), `select count(*) from loom.spans where kind = 'client' and instance_id = $1`,
+		instance).Scan(&clients); err != nil {
+		t.Fatal(err)
+	}
+	if clients != attempts {
+		t.Errorf("%d CLIENT rows for %d upstream attempts: want one GenAI span per attempt", clients, attempts)
+	}
+	var genAI int
+	if err := db.QueryRow(context.Background(), `
+		select count(*) from loom.spans
+		where kind = 'server' and instance_id = $1 and (provider is not null or operation is not null
+		   or response_model is not null or response_id is not null or finish_reasons is not null
+		   or input_tokens is not null or output_tokens is not null or time_to_first_chunk_ms is not null
+		   or exists (select 1 from jsonb_object_keys(attributes) k where k like 'gen\_ai.%'))`, instance).Scan(&genAI); err != nil {
+		t.Fatal(err)
+	}
+	if genAI != 0 {
+		t.Errorf("%d SERVER rows carry gen_ai.* data", genAI)
+	}
+	rows, err := db.Query(context.Background(), `
+		select trace_id, request_model, stream, status_code, coalesce(client_disconnected, false)
+		from loom.spans where kind = 'server' and instance_id = $1`, instance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type serverRow struct {
+		model        *string
+		stream       *bool
+		status       string
+		disconnected bool
+	}
+	servers := map[string]serverRow{}
+	for rows.Next() {
+		var id string
+		var r serverRow
+		if err := rows.Scan(&id, &r.model, &r.stream, &r.status, &r.disconnected); err != nil {
+			t.Fatal(err)
+		}
+		servers[id] = r
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range calls {
+		r, ok := servers[p.traceID()]
+		switch {
+		case !ok:
+			t.Errorf("%s: no SERVER row", p.tag())
+		case r.model == nil || *r.model != models[p.tenant].public:
+			t.Errorf("%s: SERVER request_model %v, want %s", p.tag(), r.model, models[p.tenant].public)
+		case r.stream == nil || *r.stream != p.stream():
+			t.Errorf("%s: SERVER stream %v, want %v (never NULL)", p.tag(), r.stream, p.stream())
+		case p.kind == clientAbort && (r.status != "error" || !r.disconnected):
+			t.Errorf("%s: SERVER row of a client abort: status %s, disconnected %v", p.tag(), r.status, r.disconnected)
+		}
+	}
 }
 
 func checkRow(t *testing.T, p planned, r row, m mockupstream.Received) {
@@ -159,9 +225,11 @@ func checkRow(t *testing.T, p planned, r row, m mockupstream.Received) {
 	if !slices.Equal(r.finishReasons, wantReasons) {
 		fail("finish_reasons", r.finishReasons, wantReasons)
 	}
+	// A client that hangs up is not an upstream failure: the CLIENT row
+	// (the upstream call, which the mock finished normally) has no error.
 	gone := r.clientGone != nil && *r.clientGone
-	if gone != (p.kind == clientAbort) || (gone && (r.statusCode != "error" || r.errorType == nil)) {
-		fail("client_disconnected", []any{gone, r.statusCode, r.errorType}, p.kind == clientAbort)
+	if gone != (p.kind == clientAbort) || r.statusCode == "error" || r.errorType != nil {
+		fail("client_disconnected/status/error_type", []any{gone, r.statusCode, r.errorType}, []any{p.kind == clientAbort, "unset", nil})
 	}
 	if !p.stream() {
 		if r.ttfcMS != nil {
