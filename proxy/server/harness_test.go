@@ -56,6 +56,8 @@ type stackOptions struct {
 	acmeLimits  string    // YAML flow map of tenant acme's limits
 	keyLimits   string    // YAML flow map of acme-key-1's limits
 	limiter     *limit.Limiter
+	// defaultOutput sets default_output_tokens (0: the default).
+	defaultOutput int
 }
 
 func startStack(t testing.TB, o stackOptions) *stack {
@@ -90,6 +92,7 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	yaml := fmt.Sprintf(`
 listen: 127.0.0.1:0
 max_body_bytes: %d
+default_output_tokens: %d
 timeouts: {connect: 1s, first_byte: %s, stream_idle: 10s, drain: %s, shutdown: 5s}
 deployments:
   - name: mock-openai
@@ -118,7 +121,7 @@ tenants:
     keys: [{id: globex-key-1, sha256: %s}]
     models:
       - {name: globex-model, deployment: mock-openai, upstream_model: gpt-4o}
-`, o.maxBody, o.firstByte, o.drain, openaiURL, upstreamSecret, mockURL, upstreamSecret, hashA, orEmpty(o.keyLimits),
+`, o.maxBody, o.defaultOutput, o.firstByte, o.drain, openaiURL, upstreamSecret, mockURL, upstreamSecret, hashA, orEmpty(o.keyLimits),
 		o.contentMax > 0, max(o.contentMax, 1), orEmpty(o.acmeLimits), hashB)
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
