@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -58,6 +59,7 @@ type stackOptions struct {
 	limiter     *limit.Limiter
 	// defaultOutput sets default_output_tokens (0: the default).
 	defaultOutput int
+	logger        *slog.Logger
 }
 
 func startStack(t testing.TB, o stackOptions) *stack {
@@ -128,7 +130,7 @@ tenants:
 		t.Fatal(err)
 	}
 	st := &stack{t: t, mock: mock, cfg: cfg, keyA: keyA, keyB: keyB, notify: make(chan struct{}, 1)}
-	st.loom, err = server.New(cfg, server.Options{Sink: call.Sinks(call.SinkFunc(st.record), o.sink), Limiter: o.limiter})
+	st.loom, err = server.New(cfg, server.Options{Sink: call.Sinks(call.SinkFunc(st.record), o.sink), Limiter: o.limiter, Logger: o.logger})
 	if err != nil {
 		t.Fatal(err)
 	}
