@@ -152,6 +152,7 @@ type stack struct {
 	traced    *proc
 	untraced  *proc
 	tracedAt  string // Loom's address, tracing on
+	opsAt     string // the traced Loom's ops listener (its /metrics)
 	plainAt   string // Loom's address, tracing off
 	keys      [2]string
 	collector *proc
@@ -227,7 +228,12 @@ func startStack(ctx context.Context, o Options, dir string) (st *stack, err erro
 		}
 		name, tracing := "loom-untraced", ""
 		if traced {
-			name, tracing = "loom-traced", "tracing: {endpoint: \"http://"+otlp+"\"}\n"
+			// The traced Loom's counters are read from its ops listener:
+			// the gateway's own port does not serve /metrics.
+			if st.opsAt, err = freeAddr(); err != nil {
+				return st, err
+			}
+			name, tracing = "loom-traced", "tracing: {endpoint: \"http://"+otlp+"\"}\nops: {listen: \""+st.opsAt+"\"}\n"
 		}
 		cfgPath := filepath.Join(dir, name+".yaml")
 		if err := os.WriteFile(cfgPath, loomConfig(addr, st.mockAddr, hashes, tracing), 0o600); err != nil {
@@ -264,9 +270,10 @@ func loomConfig(listen, mock string, hashes [2]string, tracing string) []byte {
 }
 
 // tracedCalls is how many calls the traced Loom recorded, warm-ups
-// included: its loom_calls_total, the last loom.seq it gave.
+// included: its loom_calls_total, the last loom.seq it gave, read from its
+// ops listener.
 func (st *stack) tracedCalls(ctx context.Context) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+st.tracedAt+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+st.opsAt+"/metrics", nil)
 	if err != nil {
 		return 0, err
 	}

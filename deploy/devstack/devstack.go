@@ -42,6 +42,9 @@ type Options struct {
 	// ConsoleAddr is the web console's preferred address; empty is any
 	// free port on 127.0.0.1.
 	ConsoleAddr string
+	// OpsAddr is Loom's ops listener's preferred address (/metrics,
+	// /healthz, /readyz); empty is any free port on 127.0.0.1.
+	OpsAddr string
 	// PostgresPort is the local cluster's preferred port on 127.0.0.1
 	// (a free one if taken; 0 is any free one).
 	PostgresPort int
@@ -55,6 +58,9 @@ type Plan struct {
 	LoomURL string // http://host:port, without /v1
 	// ConsoleURL is the web console's page: http://host:port/console/.
 	ConsoleURL string
+	// MetricsURL is Loom's /metrics on its ops listener (the gateway's own
+	// port does not serve it).
+	MetricsURL string
 	ConfigPath string
 	Upstream   Upstream
 	// OTLPAddr is where otelcol-loom takes Loom's spans (OTLP gRPC).
@@ -167,8 +173,20 @@ func Prepare(o Options) (*Plan, error) {
 		p.Notes = append(p.Notes, note)
 	}
 	p.ConsoleURL = "http://" + consoleAddr + "/console/"
+	if o.OpsAddr == "" {
+		o.OpsAddr = "127.0.0.1:0"
+	}
+	opsAddr, note, err := pickAddr("loom's ops listener", o.OpsAddr)
+	if err != nil {
+		return nil, err
+	}
+	if note != "" {
+		p.Notes = append(p.Notes, note)
+	}
+	p.MetricsURL = "http://" + opsAddr + "/metrics"
 	cfg := RenderConfig(listen, p.Upstream, tenant.Hash(key), "http://"+p.OTLPAddr)
 	cfg = append(cfg, RenderConsoleConfig(consoleAddr)...)
+	cfg = append(cfg, renderOpsConfig(opsAddr)...)
 	if _, err := config.Parse(cfg); err != nil {
 		return nil, fmt.Errorf("generated config: %w", err)
 	}
@@ -186,6 +204,13 @@ func Prepare(o Options) (*Plan, error) {
 		p.useDatabase(dbURL)
 	}
 	return p, nil
+}
+
+// renderOpsConfig is loom.yaml's ops section: /metrics on a listener of
+// its own, apart from the gateway's.
+func renderOpsConfig(listen string) []byte {
+	return fmt.Appendf(nil, "ops:\n  # Loom's metrics, /healthz and /readyz for operators: not on the gateway's port.\n  listen: %s\n",
+		strconv.Quote(listen))
 }
 
 // addCollector picks otelcol-loom's ports, writes its configuration and
@@ -259,6 +284,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	fs.StringVar(&o.OTLPAddr, "otlp-addr", "127.0.0.1:4317", "otelcol-loom's OTLP gRPC address (a free port if taken)")
 	fs.StringVar(&o.HealthAddr, "health-addr", "127.0.0.1:13133", "otelcol-loom's health check address (a free port if taken)")
 	fs.StringVar(&o.ConsoleAddr, "console-addr", "127.0.0.1:8082", "the web console's address (a free port if taken)")
+	fs.StringVar(&o.OpsAddr, "ops-addr", "127.0.0.1:9464", "Loom's ops listener, /metrics (a free port if taken)")
 	fs.IntVar(&o.PostgresPort, "pg-port", 54329, "the local Postgres's port on 127.0.0.1 (a free one if taken; unused with "+EnvDatabaseURL+")")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -337,7 +363,7 @@ func (p *Plan) Banner(dir string) string {
 		"curl -sSN" + rest + stream + "'\n" +
 		"\n# the calls, with tokens and latency (in Postgres a second after each call):\n" +
 		psqlLine(p.psql, p.DatabaseURL) + "\n" +
-		"\n# Loom's span export totals (loom_spans_exported_total, loom_spans_dropped_total...):\n" +
-		"curl -sS " + p.LoomURL + "/metrics\n\n"
+		"\n# Loom's metrics, on its ops listener (loom_spans_exported_total, loom_rejected_unauthenticated_total...):\n" +
+		"curl -sS " + p.MetricsURL + "\n\n"
 	return b
 }

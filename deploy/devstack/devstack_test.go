@@ -166,6 +166,28 @@ func TestRenderConfig_ParsesForEveryUpstream(t *testing.T) {
 	}
 }
 
+// Loom's metrics are on an ops listener of their own: loom.yaml names it,
+// and the banner's curl line goes there, not to the gateway's port.
+func TestPrepare_MetricsOnTheOpsListener(t *testing.T) {
+	p, err := Prepare(Options{Dir: t.TempDir(), Bin: fakeBin(t), Listen: "127.0.0.1:0", MockAddr: "127.0.0.1:0",
+		OTLPAddr: "127.0.0.1:0", HealthAddr: "127.0.0.1:0",
+		Getenv: func(k string) string { return map[string]string{EnvDatabaseURL: "postgres://db.example.com/loom"}[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Ops.Listen == "" || cfg.Ops.Listen == cfg.Listen || p.MetricsURL != "http://"+cfg.Ops.Listen+"/metrics" {
+		t.Fatalf("ops.listen %q (gateway %q), metrics URL %q", cfg.Ops.Listen, cfg.Listen, p.MetricsURL)
+	}
+	b := p.Banner("dir")
+	if !strings.Contains(b, "curl -sS "+p.MetricsURL+"\n") || strings.Contains(b, p.LoomURL+"/metrics") {
+		t.Fatalf("banner's metrics line does not name the ops listener %s:\n%s", p.MetricsURL, b)
+	}
+}
+
 func TestChooseUpstream_LoomKeyInOpenAIKey_IsIgnored(t *testing.T) {
 	env := map[string]string{EnvOpenAIKey: tenant.KeyPrefix + "abc"}
 	up := ChooseUpstream(func(k string) string { return env[k] })
@@ -381,6 +403,22 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 		if err != nil || !strings.Contains(string(got), " demo ") || !strings.Contains(string(got), "gpt-4o-mini") {
 			t.Errorf("%s: %v\n%s", line, err, got)
 		}
+	}
+	// The banner's metrics line: on the ops listener, counting the calls;
+	// the gateway's port does not serve it.
+	if resp, err := http.Get(p.MetricsURL); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "loom_calls_total 2") {
+			t.Errorf("%s: %s\n%s", p.MetricsURL, resp.Status, b)
+		}
+	}
+	if resp, err := http.Get(p.LoomURL + "/metrics"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("the gateway's /metrics: %v %v, want 404", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	// The banner's console: the demo key logs in and sees the calls.
 	jar, _ := cookiejar.New(nil)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+	"github.com/valyala/fasthttp"
 
 	"github.com/loom-gateway/loom/proxy/admin"
 	"github.com/loom-gateway/loom/proxy/call"
@@ -126,6 +127,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) (err error) {
 		go snapshot.Follow(ctx, st, srv, cfg.Store.Poll, log)
 		log.Info("tenants from the store", "tenants", len(tenants), "poll", cfg.Store.Poll)
 	}
+	if cfg.Ops.Listen != "" {
+		stop, err := startOps(cfg.Ops, srv, log)
+		if err != nil {
+			return err
+		}
+		done = append(done, stop)
+	} else {
+		log.Info("ops listener off: set ops.listen to serve /metrics")
+	}
 	if cfg.Admin.Listen != "" {
 		stop, err := startAdmin(cfg.Admin, st, log)
 		if err != nil {
@@ -193,6 +203,33 @@ func redisLimits(cfg config.Redis) (*limit.Redis, error) {
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
 	o.MaxRetries, o.DialerRetries = -1, 1
 	return limit.NewRedis(redis.NewClient(o), "loom:"), nil
+}
+
+// startOps serves /metrics, /healthz and /readyz on the operators' own
+// listener, apart from the gateway's: its metrics are not for the world.
+// Its requests are small GETs, so its timeouts and body limit are tight.
+func startOps(cfg config.Ops, srv *server.Server, log *slog.Logger) (func(context.Context) error, error) {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("ops listen: %w", err)
+	}
+	hs := &fasthttp.Server{
+		Handler:               srv.OpsHandler(),
+		Name:                  "loom-ops",
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		IdleTimeout:           60 * time.Second,
+		MaxRequestBodySize:    4 << 10,
+		NoDefaultServerHeader: true,
+		SecureErrorLogMessage: true,
+	}
+	go func() {
+		if err := hs.Serve(ln); err != nil {
+			log.Error("ops listener stopped", "error", err)
+		}
+	}()
+	log.Info("ops listener serving", "addr", ln.Addr().String(), "metrics", "http://"+ln.Addr().String()+"/metrics")
+	return hs.ShutdownWithContext, nil
 }
 
 // startAdmin serves the admin API on its own listener.

@@ -113,7 +113,7 @@ type Decision struct {
 // nothing.
 type Ticket struct {
 	keys   [2]*subjectKeys // key, tenant
-	window int64           // the window the reservation was made in
+	window int64           // the window the reservation was made in (see Settle)
 	tokens int64           // tokens reserved for each subject with tokensHeld
 	held   uint8           // tokensHeld and slotHeld, shifted by subject
 }
@@ -284,11 +284,17 @@ func tighter(left, limit, bestLeft, bestLimit int64) bool {
 
 // Settle is called once when the call ends: it replaces the token
 // reservation with the real usage (actual; -1 = unknown: keep the
-// reservation) in the window the reservation was made in, and releases the
-// stream slot. A cancelled ctx (the client went away) is not honoured, so
-// that the settling still happens. Store errors are dropped: a lost Add
-// leaves the reservation counted until its window ends, a lost Release
-// leaves a Redis slot to lapse with its lease.
+// reservation) and releases the stream slot. The difference is charged to
+// the window current now, not the one the call was admitted in: a call
+// admitted at 12:00:59 that runs past the minute and uses more than it
+// reserved spends the minute it used it in, or a stream of such calls could
+// walk past every minute's limit. What a call did not use is given back to
+// the window it was reserved in only while that window is still current;
+// once it has ended, giving back would admit nothing. A cancelled ctx (the
+// client went away) is not honoured, so that the settling still happens.
+// Store errors are dropped: a lost Add leaves the reservation counted until
+// its window ends, a lost Release leaves a Redis slot to lapse with its
+// lease.
 func (l *Limiter) Settle(ctx context.Context, t Ticket, actual int64) {
 	if t.held == 0 {
 		return
@@ -296,9 +302,20 @@ func (l *Limiter) Settle(ctx context.Context, t Ticket, actual int64) {
 	if ctx.Err() != nil {
 		ctx = context.WithoutCancel(ctx)
 	}
+	diff := int64(0)
+	if actual >= 0 {
+		diff = actual - t.tokens
+	}
+	window := t.window
+	if diff != 0 {
+		if now := l.now().UnixNano() / int64(60*time.Second); now != t.window {
+			window = now
+			diff = max(diff, 0)
+		}
+	}
 	for i, k := range t.keys {
-		if t.held&(tokensHeld<<i) != 0 && actual >= 0 && actual != t.tokens {
-			_ = l.store.Add(ctx, k.tokens, t.window, actual-t.tokens)
+		if t.held&(tokensHeld<<i) != 0 && diff != 0 {
+			_ = l.store.Add(ctx, k.tokens, window, diff)
 		}
 		if t.held&(slotHeld<<i) != 0 {
 			_ = l.store.Release(ctx, k.streams)

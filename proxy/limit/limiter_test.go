@@ -188,17 +188,18 @@ func TestAdmitThenSettle_TokensReplaceTheReservation(t *testing.T) {
 		t.Errorf("after an unknown usage the count is %d, want 420", got)
 	}
 
-	// A call that ends in the next minute settles into the minute it was
-	// admitted in.
+	// A call that ends in the next minute charges what it used beyond its
+	// reservation to the minute it ends in; the admission minute keeps the
+	// reservation.
 	ticket, _ = l.Admit(ctx, key, tenant, 300, false)
 	before := clk.now()
 	clk.advance(time.Minute)
 	l.Settle(ctx, ticket, 500)
-	if got := count(t, mem, "k:1:tokens", before); got != 920 {
-		t.Errorf("admission minute's count %d, want 920", got)
+	if got := count(t, mem, "k:1:tokens", before); got != 720 {
+		t.Errorf("admission minute's count %d, want 720", got)
 	}
-	if got := count(t, mem, "k:1:tokens", clk.now()); got != 0 {
-		t.Errorf("settling minute's count %d, want 0", got)
+	if got := count(t, mem, "k:1:tokens", clk.now()); got != 200 {
+		t.Errorf("settling minute's count %d, want the 200 over the reservation", got)
 	}
 }
 

@@ -8,8 +8,8 @@ import (
 
 // Memory keeps counts in this process: the Store for a single replica, and
 // the local side of a Fallback. It keeps each key's current and previous
-// window (a reservation made just before a boundary is settled into the
-// previous one) and forgets older ones: at the first Take or Add of a new
+// window (an Add may name a window that ended a moment ago) and forgets
+// older ones: at the first Take or Add of a new
 // window a shard drops the keys idle since before the previous window, and
 // slot counts back at zero. In steady state an operation allocates nothing.
 type Memory struct {

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // testStore is the conformance suite every Store passes. newStore returns
@@ -110,6 +111,80 @@ func testStore(t *testing.T, newStore func(t *testing.T) Store) {
 		release(t, s, "a")
 		acquire(t, s, "a", 1, 1, true)
 		acquire(t, s, "a", 1, 1, false)
+	})
+	// The Limiter's settling on this store: the reservations of concurrent
+	// calls never together pass the TPM, and what a call used beyond its
+	// reservation counts in the minute it ended in, so calls that outlive
+	// their minute cannot walk past the next one's limit.
+	t.Run("Limiter_FiveConcurrentCallsAcrossAMinute_UseAtMostTheLimitPlusOneReservation", func(t *testing.T) {
+		s := newStore(t)
+		clk := newClock(50 * time.Second)
+		l := New(s, clk.now)
+		key := &Subject{ID: "k:five", Rule: Rule{TPM: 1000}}
+		const reserve, use = 300, 450
+		admitFive := func() []Ticket {
+			var mu sync.Mutex
+			var admitted []Ticket
+			var wg sync.WaitGroup
+			for range 5 {
+				wg.Go(func() {
+					if tk, d := l.Admit(ctx, key, nil, reserve, false); d.Err != nil {
+						t.Error(d.Err)
+					} else if d.OK {
+						mu.Lock()
+						admitted = append(admitted, tk)
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			return admitted
+		}
+		first := admitFive()
+		if len(first) != 3 {
+			t.Fatalf("%d of five calls reserving %d admitted under a TPM of 1000, want 3", len(first), reserve)
+		}
+		// They end in the next minute, each having used more than it
+		// reserved; then five more calls arrive in that minute.
+		clk.advance(15 * time.Second)
+		for _, tk := range first {
+			l.Settle(ctx, tk, use)
+		}
+		second := admitFive()
+		used := int64(len(first))*(use-reserve) + int64(len(second))*use
+		if used > 1000+reserve {
+			t.Fatalf("the second minute carried %d tokens (%d calls admitted in it), past the limit 1000 plus one reservation",
+				used, len(second))
+		}
+		if got := count(t, s, "k:five:tokens", clk.now()); got != int64(len(first))*(use-reserve)+int64(len(second))*reserve {
+			t.Fatalf("second minute's count %d", got)
+		}
+	})
+	t.Run("Limiter_SettleInTheSameMinute_GivesBackWhatWasNotUsed", func(t *testing.T) {
+		s := newStore(t)
+		clk := newClock(10 * time.Second)
+		l := New(s, clk.now)
+		key := &Subject{ID: "k:back", Rule: Rule{TPM: 1000}}
+		tk, d := l.Admit(ctx, key, nil, 800, false)
+		if !d.OK {
+			t.Fatalf("%+v", d)
+		}
+		l.Settle(ctx, tk, 100)
+		if got := count(t, s, "k:back:tokens", clk.now()); got != 100 {
+			t.Fatalf("count %d after settling 100 of 800, want 100", got)
+		}
+		// Settled after its minute, a call gives nothing back to a minute
+		// that is over, and takes nothing from the current one.
+		tk, _ = l.Admit(ctx, key, nil, 800, false)
+		before := clk.now()
+		clk.advance(time.Minute)
+		l.Settle(ctx, tk, 100)
+		if got := count(t, s, "k:back:tokens", before); got != 900 {
+			t.Fatalf("ended minute's count %d, want 900", got)
+		}
+		if got := count(t, s, "k:back:tokens", clk.now()); got != 0 {
+			t.Fatalf("current minute's count %d, want 0", got)
+		}
 	})
 	t.Run("Concurrent_NeverPastTheLimit", func(t *testing.T) {
 		s := newStore(t)

@@ -81,13 +81,7 @@ func (r *Request) Parse(op call.Operation, body []byte) *apierror.Error {
 	}
 	var keyBuf [32]byte
 	for m.Next() {
-		key := m.Key()
-		if bytes.IndexByte(key, '\\') >= 0 {
-			// An escaped key is the same key to every JSON decoder upstream;
-			// compare it decoded, or "mod\u0065l" would slip past the checks.
-			key, _ = json.AppendString(keyBuf[:0], m.QuotedKey())
-		}
-		if err := r.member(key, &m); err != nil {
+		if err := r.member(decodedKey(&m, keyBuf[:0]), &m); err != nil {
 			return err
 		}
 	}
@@ -132,10 +126,27 @@ func requiredParam(op call.Operation) string {
 	return "messages"
 }
 
+// decodedKey is the current member's key as a JSON decoder upstream reads
+// it. An escaped key is the same key to every decoder; compared raw,
+// "mod\u0065l" or "include_\u0075sage" would slip past the checks while
+// the upstream obeys them. Unescaped keys (nearly all) cost nothing; an
+// escaped one is decoded into buf.
+func decodedKey(m *json.Members, buf []byte) []byte {
+	key := m.Key()
+	if bytes.IndexByte(key, '\\') >= 0 {
+		key, _ = json.AppendString(buf, m.QuotedKey())
+	}
+	return key
+}
+
+func errDuplicate(param string) *apierror.Error {
+	return apierror.BadRequest("duplicate_parameter", param,
+		fmt.Sprintf("Duplicate parameter: '%s' appears more than once.", param))
+}
+
 func (r *Request) once(bit uint8, param string) *apierror.Error {
 	if r.seen&bit != 0 {
-		return apierror.BadRequest("duplicate_parameter", param,
-			fmt.Sprintf("Duplicate parameter: '%s' appears more than once.", param))
+		return errDuplicate(param)
 	}
 	r.seen |= bit
 	return nil
@@ -257,13 +268,24 @@ func checkMessages(v []byte) *apierror.Error {
 	return nil
 }
 
+// streamOptions reads stream_options.include_usage. Its keys are compared
+// decoded, and a second include_usage (raw or escaped) is refused, as at the
+// top level: otherwise Loom would read one value while the upstream obeys
+// another (most decoders keep the last), and a client could turn off the
+// usage Loom asked for, leaving the call with an estimate.
 func (r *Request) streamOptions(v []byte) *apierror.Error {
 	var m json.Members
 	m.Reset(v)
+	var keyBuf [32]byte
+	seen := false
 	for m.Next() {
-		if string(m.Key()) != "include_usage" {
+		if string(decodedKey(&m, keyBuf[:0])) != "include_usage" {
 			continue
 		}
+		if seen {
+			return errDuplicate("stream_options.include_usage")
+		}
+		seen = true
 		start, end := m.ValueSpan()
 		r.iuStart, r.iuEnd = r.soStart+start, r.soStart+end
 		switch m.Kind() {
@@ -273,6 +295,9 @@ func (r *Request) streamOptions(v []byte) *apierror.Error {
 		default:
 			return errType("stream_options.include_usage", "a boolean", m.Kind())
 		}
+	}
+	if m.Err() != nil {
+		return errNotJSON()
 	}
 	r.Params.IncludeUsage = r.IncludeUsage
 	return nil

@@ -1,6 +1,7 @@
 package request
 
 import (
+	stdjson "encoding/json"
 	"testing"
 
 	"github.com/loom-gateway/loom/proxy/call"
@@ -66,6 +67,9 @@ func TestParse_RejectsWhatOpenAIRejects(t *testing.T) {
 		{"duplicate model", call.OpChat, `{"model":"a","model":"b","messages":[{}]}`, "model"},
 		{"escaped duplicate model", call.OpChat, `{"model":"a","mod\u0065l":"b","messages":[{}]}`, "model"},
 		{"stream_options without stream", call.OpChat, `{"model":"m","messages":[{}],"stream_options":{"include_usage":true}}`, "stream_options"},
+		{"duplicate include_usage", call.OpChat, `{"model":"m","messages":[{}],"stream":true,"stream_options":{"include_usage":true,"include_usage":false}}`, "stream_options.include_usage"},
+		{"escaped duplicate include_usage", call.OpChat, `{"model":"m","messages":[{}],"stream":true,"stream_options":{"include_usage":true,"include_\u0075sage":false}}`, "stream_options.include_usage"},
+		{"escaped include_usage string", call.OpChat, `{"model":"m","messages":[{}],"stream":true,"stream_options":{"include_\u0075sage":"no"}}`, "stream_options.include_usage"},
 		{"include_usage string", call.OpChat, `{"model":"m","messages":[{}],"stream":true,"stream_options":{"include_usage":"yes"}}`, "stream_options.include_usage"},
 		{"temperature string", call.OpChat, `{"model":"m","messages":[{}],"temperature":"hot"}`, "temperature"},
 		{"temperature too high", call.OpChat, `{"model":"m","messages":[{}],"temperature":3}`, "temperature"},
@@ -87,6 +91,43 @@ func TestParse_RejectsWhatOpenAIRejects(t *testing.T) {
 				t.Fatalf("got %d %s param=%q (%s), want 400 param=%q", err.Status, err.Type, err.Param, err.Message, tt.param)
 			}
 		})
+	}
+}
+
+// A key the upstream decodes as include_usage is include_usage to Loom too:
+// the escaped form must not turn off the usage Loom asks for.
+func TestParse_EscapedIncludeUsageFalse_UsageStillRequestedUpstream(t *testing.T) {
+	body := `{"model":"m","messages":[{}],"stream":true,"stream_options":{"include_\u0075sage":false}}`
+	var r Request
+	if err := r.Parse(call.OpChat, []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	if r.IncludeUsage || !r.AddsUsage() {
+		t.Fatalf("IncludeUsage %v, AddsUsage %v; want false, true", r.IncludeUsage, r.AddsUsage())
+	}
+	up := r.AppendUpstreamBody(nil, []byte(body), "m")
+	var decoded struct {
+		StreamOptions map[string]any `json:"stream_options"`
+	}
+	if err := stdjson.Unmarshal(up, &decoded); err != nil {
+		t.Fatalf("%v: %s", err, up)
+	}
+	if len(decoded.StreamOptions) != 1 || decoded.StreamOptions["include_usage"] != true {
+		t.Fatalf("upstream decodes stream_options as %v: %s", decoded.StreamOptions, up)
+	}
+}
+
+func TestParse_DuplicateIncludeUsage_RefusedAsDuplicate(t *testing.T) {
+	for _, so := range []string{
+		`{"include_usage":true,"include_usage":false}`,
+		`{"include_\u0075sage":true,"include_usage":false}`,
+		`{"include_usage":true,"x":1,"\u0069nclude_usage":false}`,
+	} {
+		var r Request
+		err := r.Parse(call.OpChat, []byte(`{"model":"m","messages":[{}],"stream":true,"stream_options":`+so+`}`))
+		if err == nil || err.Status != 400 || err.Code != "duplicate_parameter" || err.Param != "stream_options.include_usage" {
+			t.Errorf("stream_options %s: got %+v, want 400 duplicate_parameter on stream_options.include_usage", so, err)
+		}
 	}
 }
 

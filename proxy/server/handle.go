@@ -40,14 +40,13 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.health(ctx, true, false)
 	case "/readyz":
 		s.health(ctx, !s.draining.Load(), true)
-	case "/metrics":
-		s.metrics(ctx)
 	default:
 		if name, ok := bytes.CutPrefix(path, []byte("/v1/models/")); ok && len(name) > 0 {
 			s.models(ctx, name)
 			return
 		}
 		ex := s.begin(ctx, "", "")
+		s.attribute(ctx, ex)
 		s.reject(ctx, ex, apierror.New(fasthttp.StatusNotFound, apierror.TypeInvalidRequest, "unknown_url", "",
 			"Invalid URL ("+clip(ctx.Method(), 16)+" "+clip(path, 256)+")"))
 	}
@@ -107,24 +106,19 @@ func (s *Server) health(ctx *fasthttp.RequestCtx, ok, ready bool) {
 	ctx.SetBodyString(`{"status":"ok"}`)
 }
 
-func (s *Server) metrics(ctx *fasthttp.RequestCtx) {
-	if s.opts.Metrics == nil {
-		writeError(ctx, apierror.New(fasthttp.StatusNotFound, apierror.TypeInvalidRequest, "unknown_url", "",
-			"Metrics are not enabled on this gateway."))
-		return
-	}
-	if !ctx.IsGet() {
-		ctx.Response.Header.Set("Allow", "GET")
-		writeError(ctx, methodNotAllowed(ctx))
-		return
-	}
-	ctx.SetContentType("text/plain; version=0.0.4")
-	ctx.Response.SetBodyRaw(s.opts.Metrics(nil))
-}
-
 func methodNotAllowed(ctx *fasthttp.RequestCtx) *apierror.Error {
 	return apierror.New(fasthttp.StatusMethodNotAllowed, apierror.TypeInvalidRequest, "method_not_allowed", "",
 		"Method "+clip(ctx.Method(), 16)+" is not allowed for "+clip(ctx.Path(), 256)+".")
+}
+
+// attribute gives a request Loom refuses before authenticating it (an
+// unknown URL, a wrong method) to the tenant of its key, when it carries a
+// valid one: a tenant's own mistakes stay in its record, while requests
+// without a valid key are only counted (see unauthCounts).
+func (s *Server) attribute(ctx *fasthttp.RequestCtx, ex *exchange) {
+	if k, aerr := s.authenticate(ctx); aerr == nil {
+		ex.rec.TenantID, ex.rec.KeyID = k.Tenant.ID, k.ID
+	}
 }
 
 // authenticate resolves the request's key: "Authorization: Bearer KEY", or
@@ -161,6 +155,7 @@ func (s *Server) models(ctx *fasthttp.RequestCtx, name []byte) {
 	}
 	if !ctx.IsGet() {
 		ctx.Response.Header.Set("Allow", "GET")
+		s.attribute(ctx, ex)
 		s.reject(ctx, ex, methodNotAllowed(ctx))
 		return
 	}
@@ -207,7 +202,8 @@ func modelNotFound(model []byte) *apierror.Error {
 		"The model `"+clip(model, 256)+"` does not exist or you do not have access to it.")
 }
 
-// reject answers with an error Loom made and completes the call's record.
+// reject answers with an error Loom made and completes the call's record;
+// one without a tenant is counted rather than recorded (see finish).
 func (s *Server) reject(ctx *fasthttp.RequestCtx, ex *exchange, e *apierror.Error) {
 	writeError(ctx, e)
 	rec := &ex.rec
@@ -273,6 +269,7 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 	rec := &ex.rec
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
+		s.attribute(ctx, ex)
 		s.reject(ctx, ex, methodNotAllowed(ctx))
 		return
 	}

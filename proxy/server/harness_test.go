@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -56,6 +57,9 @@ type stackOptions struct {
 	acmeLimits  string    // YAML flow map of tenant acme's limits
 	keyLimits   string    // YAML flow map of acme-key-1's limits
 	limiter     *limit.Limiter
+	// defaultOutput sets default_output_tokens (0: the default).
+	defaultOutput int
+	logger        *slog.Logger
 }
 
 func startStack(t testing.TB, o stackOptions) *stack {
@@ -90,6 +94,7 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	yaml := fmt.Sprintf(`
 listen: 127.0.0.1:0
 max_body_bytes: %d
+default_output_tokens: %d
 timeouts: {connect: 1s, first_byte: %s, stream_idle: 10s, drain: %s, shutdown: 5s}
 deployments:
   - name: mock-openai
@@ -118,14 +123,14 @@ tenants:
     keys: [{id: globex-key-1, sha256: %s}]
     models:
       - {name: globex-model, deployment: mock-openai, upstream_model: gpt-4o}
-`, o.maxBody, o.firstByte, o.drain, openaiURL, upstreamSecret, mockURL, upstreamSecret, hashA, orEmpty(o.keyLimits),
+`, o.maxBody, o.defaultOutput, o.firstByte, o.drain, openaiURL, upstreamSecret, mockURL, upstreamSecret, hashA, orEmpty(o.keyLimits),
 		o.contentMax > 0, max(o.contentMax, 1), orEmpty(o.acmeLimits), hashB)
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := &stack{t: t, mock: mock, cfg: cfg, keyA: keyA, keyB: keyB, notify: make(chan struct{}, 1)}
-	st.loom, err = server.New(cfg, server.Options{Sink: call.Sinks(call.SinkFunc(st.record), o.sink), Limiter: o.limiter})
+	st.loom, err = server.New(cfg, server.Options{Sink: call.Sinks(call.SinkFunc(st.record), o.sink), Limiter: o.limiter, Logger: o.logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,23 +9,15 @@ import (
 	"github.com/loom-gateway/loom/proxy/apierror"
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/limit"
+	"github.com/loom-gateway/loom/proxy/request"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
 
 // admit asks the limiter for one call of key, reserving an estimate of its
-// tokens: the prompt at about four bytes a token plus what it may generate
-// (max_tokens for each of n choices), as OpenAI reserves. False means the
-// call was refused and answered with 429.
+// tokens (see reservation). False means the call was refused and answered
+// with 429.
 func (s *Server) admit(ctx *fasthttp.RequestCtx, ex *exchange, key *tenant.Key, body []byte) bool {
-	p := &ex.req.Params
-	est := int64(len(body)) / 4
-	if p.MaxTokens != nil {
-		n := int64(1)
-		if p.N != nil && *p.N > 1 {
-			n = *p.N
-		}
-		est += *p.MaxTokens * n
-	}
+	est := reservation(&ex.req, len(body), int64(s.cfg.DefaultOutputTokens), tightestTPM(key))
 	ex.ticket, ex.decision = s.opts.Limiter.Admit(ctx, &key.Limit, &key.Tenant.Limit, est, ex.req.Stream)
 	d := &ex.decision
 	if d.Err != nil {
@@ -39,6 +31,50 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, ex *exchange, key *tenant.Key, 
 	ex.rec.Outcome, ex.rec.ErrorType = call.OutcomeRateLimited, "rate_limit_exceeded"
 	s.reject(ctx, ex, rateLimited(key, d))
 	return false
+}
+
+// reservation is what a call reserves against TPM: the prompt at about four
+// bytes a token plus what it may generate for each of its n choices,
+// max_tokens (or max_completion_tokens), as OpenAI reserves. Without one
+// the call may generate as much as the model allows, so it reserves
+// defaultOutput per choice: reserving the prompt alone let five concurrent
+// calls under a TPM of 1,000 use 4,500 tokens. That guessed budget is
+// capped at what tpm (the tightest TPM that applies; 0 = none) leaves after
+// the prompt, so a tenant whose TPM is below the default can still make a
+// call, reserving the whole minute, rather than none ever. A max_tokens the
+// client chose is not capped: a call that may use more than a minute's
+// allowance is refused, as OpenAI refuses it. Embeddings generate nothing.
+func reservation(req *request.Request, bodyLen int, defaultOutput, tpm int64) int64 {
+	prompt := int64(bodyLen) / 4
+	if req.Op == call.OpEmbeddings {
+		return prompt
+	}
+	p := &req.Params
+	n := int64(1)
+	if p.N != nil && *p.N > 1 {
+		n = *p.N
+	}
+	if p.MaxTokens != nil {
+		return prompt + *p.MaxTokens*n
+	}
+	out := defaultOutput * n
+	if tpm > 0 {
+		out = min(out, max(tpm-prompt, 0))
+	}
+	return prompt + out
+}
+
+// tightestTPM is the smallest TPM of key and its tenant; 0 when neither has
+// one.
+func tightestTPM(key *tenant.Key) int64 {
+	k, t := key.Limit.Rule.TPM, key.Tenant.Limit.Rule.TPM
+	switch {
+	case k == 0:
+		return t
+	case t == 0:
+		return k
+	}
+	return min(k, t)
 }
 
 // limitTrouble logs a limiter store failure once per distinct error: the

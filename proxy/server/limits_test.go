@@ -30,6 +30,10 @@ func frozen() func() time.Time {
 
 const chat = `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`
 
+// chatMax100 reserves its prompt and 100 tokens of output: without
+// max_tokens a call reserves default_output_tokens, capped at the TPM.
+const chatMax100 = `{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}`
+
 // At twice the RPM limit, exactly the limit gets through; the rest get the
 // 429 OpenAI sends, with its headers, and never reach the upstream.
 func TestLimits_TwiceTheRPM_ExcessGets429WithHeaders(t *testing.T) {
@@ -90,10 +94,10 @@ func TestLimits_TPM_SettlesWithRealUsage(t *testing.T) {
 	}
 	used := st.mock.Requests()[0].UsageSent.TotalTokens
 	st.waitRecords(1)
-	_, h, _ = st.do("POST", "/v1/chat/completions", st.keyA, chat, nil)
+	_, h, _ = st.do("POST", "/v1/chat/completions", st.keyA, chatMax100, nil)
 	// The second call reserved its own estimate; what is left after it
 	// includes the first call's real usage, not its 500-token reservation.
-	est := len(chat) / 4
+	est := len(chatMax100)/4 + 100
 	if rem, _ := strconv.Atoi(h.Get("x-ratelimit-remaining-tokens")); rem != 1000-used-est {
 		t.Fatalf("remaining %d, want 1000 - %d used - %d reserved", rem, used, est)
 	}
@@ -190,8 +194,8 @@ func TestLimits_TPM_RefusedCallGivesTheReservationBack(t *testing.T) {
 		t.Fatal(status)
 	}
 	st.waitRecords(1)
-	_, h, _ := st.do("POST", "/v1/chat/completions", st.keyA, chat, nil)
-	if rem, _ := strconv.Atoi(h.Get("x-ratelimit-remaining-tokens")); rem != 1000-len(chat)/4 {
+	_, h, _ := st.do("POST", "/v1/chat/completions", st.keyA, chatMax100, nil)
+	if rem, _ := strconv.Atoi(h.Get("x-ratelimit-remaining-tokens")); rem != 1000-len(chatMax100)/4-100 {
 		t.Fatalf("remaining %d: the failed call's reservation was kept", rem)
 	}
 }

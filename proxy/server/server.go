@@ -42,9 +42,9 @@ type Options struct {
 	// in-memory limiter: right for one replica; several replicas share
 	// one through Redis (see the limit package).
 	Limiter *limit.Limiter
-	// Metrics, when set, serves GET /metrics: it appends the Prometheus
-	// text exposition of whoever owns the counters (the tracer's span
-	// totals).
+	// Metrics, when set, appends the Prometheus text exposition of
+	// whoever owns other counters (the tracer's span totals) to the
+	// gateway's own, on the ops listener's /metrics (see OpsHandler).
 	Metrics func(dst []byte) []byte
 }
 
@@ -64,6 +64,8 @@ type Server struct {
 	degraded atomic.Pointer[string]
 	// lastLimitErr is the last limiter store error logged.
 	lastLimitErr atomic.Pointer[string]
+	// unauth counts the requests refused before a tenant was known.
+	unauth unauthCounts
 }
 
 // New builds a server from a validated configuration.
@@ -196,7 +198,8 @@ func (s *Server) acquire() *exchange {
 	return ex
 }
 
-// finish completes a call: the sink sees it, then its state is reused.
+// finish completes a call: the sink sees it (when a tenant owns it), then
+// its state is reused.
 func (s *Server) finish(ex *exchange) {
 	rec := &ex.rec
 	if rec.End.IsZero() {
@@ -213,7 +216,13 @@ func (s *Server) finish(ex *exchange) {
 		tap.EstimateUsage(rec, ex.body)
 	}
 	s.settle(ex)
-	s.opts.Sink.Record(rec)
+	if rec.TenantID == "" {
+		// Refused before any tenant was known: counted and logged, not a
+		// call (see unauthCounts).
+		s.unauthenticated(rec)
+	} else {
+		s.opts.Sink.Record(rec)
+	}
 	s.exchanges.Put(ex)
 }
 

@@ -35,7 +35,9 @@ func TestTracing_SpansCarryUpstreamUsageAndNoSecrets(t *testing.T) {
 	for _, c := range calls {
 		st.do("POST", "/v1/chat/completions", c.key, c.body, c.header)
 	}
-	st.waitRecords(len(calls))
+	// The call with a wrong key is refused before any tenant is known: it
+	// is counted in metrics, not recorded (ops_test.go).
+	st.waitRecords(len(calls) - 1)
 	if err := tr.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -57,8 +59,8 @@ func TestTracing_SpansCarryUpstreamUsageAndNoSecrets(t *testing.T) {
 			clients = append(clients, s)
 		}
 	}
-	if len(servers) != 5 || len(clients) != 4 {
-		t.Fatalf("want 5 SERVER and 4 CLIENT spans, got %d and %d", len(servers), len(clients))
+	if len(servers) != 4 || len(clients) != 4 {
+		t.Fatalf("want 4 SERVER and 4 CLIENT spans, got %d and %d", len(servers), len(clients))
 	}
 	got := map[string]int64{}
 	for _, c := range clients {
