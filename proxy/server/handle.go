@@ -24,6 +24,10 @@ const HeaderOverhead = "X-Loom-Overhead-Ms"
 
 // Handle is the gateway's fasthttp handler.
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
+	if len(ctx.Request.Header.Peek(overLimitHeader)) > 0 {
+		s.refuseOverLimit(ctx)
+		return
+	}
 	path := ctx.Path()
 	switch string(path) {
 	case "/v1/chat/completions":
@@ -261,9 +265,17 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 		return
 	}
 	rec.TenantID, rec.KeyID = key.Tenant.ID, key.ID
-	body := ctx.PostBody()
-	if len(body) > s.cfg.MaxBodyBytes {
-		s.reject(ctx, ex, s.tooLarge())
+	body, err := s.readBody(ctx, ex)
+	if err != nil {
+		// The rest of the body is unread: the connection cannot carry
+		// another request, and lingers so the client reads the answer.
+		ctx.SetConnectionClose()
+		lingerAfter(ctx)
+		if errors.Is(err, errBodyTooLarge) {
+			s.reject(ctx, ex, s.tooLarge())
+		} else {
+			s.reject(ctx, ex, bodyUnreadable(err))
+		}
 		return
 	}
 	if aerr := ex.req.Parse(op, body); aerr != nil {
@@ -306,7 +318,7 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 	uresp := fasthttp.AcquireResponse()
 	uresp.StreamBody = ex.req.Stream
 	rec.UpstreamStart = time.Now()
-	err := dep.Do(ureq, uresp)
+	err = dep.Do(ureq, uresp)
 	fasthttp.ReleaseRequest(ureq)
 	if err != nil {
 		fasthttp.ReleaseResponse(uresp)

@@ -96,17 +96,24 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		ex.streamDone = ex.streamEnded
 		return ex
 	}
+	t := &cfg.Timeouts
 	s.http = &fasthttp.Server{
 		Handler:      s.Handle,
 		ErrorHandler: s.handleTransportError,
 		Name:         "loom",
-		// fasthttp answers a body over its limit by closing the connection,
-		// which a client still sending sees as a broken pipe, not a 413. So
-		// bodies up to 4x the limit are read and refused by post with a
-		// clean 413; only larger ones are cut at the transport.
-		MaxRequestBodySize:           4 * cfg.MaxBodyBytes,
-		ReadTimeout:                  60 * time.Second,
-		IdleTimeout:                  90 * time.Second,
+		// Bodies are read as a stream (see frontdoor.go): fasthttp
+		// pre-reads at most 8 KiB of one, and Loom reads the rest into a
+		// buffer that grows with what arrives, up to max_body_bytes. A body
+		// announced larger is refused from its headers (headerReceived).
+		StreamRequestBody:  true,
+		MaxRequestBodySize: cfg.MaxBodyBytes,
+		HeaderReceived:     s.headerReceived,
+		// ClientRead bounds a request from its first byte to the end of its
+		// body; ClientWrite a non-streamed answer (a stream sets its own
+		// deadline per event: see relay.Options.WriteTimeout).
+		ReadTimeout:                  t.ClientRead,
+		WriteTimeout:                 t.ClientWrite,
+		IdleTimeout:                  t.ClientIdle,
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
 		CloseOnShutdown:              true,
@@ -158,6 +165,7 @@ type exchange struct {
 	srv    *Server
 	rec    call.Record
 	req    request.Request
+	in     []byte // the client's request body (see readBody)
 	body   []byte
 	stream relay.Stream
 	uresp  *fasthttp.Response
@@ -192,6 +200,9 @@ func relayOptions(s *Server, ex *exchange) relay.Options {
 func (s *Server) acquire() *exchange {
 	ex := s.exchanges.Get().(*exchange)
 	ex.rec.Reset()
+	if cap(ex.in) > maxKeptBody {
+		ex.in = nil
+	}
 	ex.admitted, ex.decision = false, limit.Decision{}
 	return ex
 }
@@ -238,9 +249,10 @@ func (s *Server) settle(ex *exchange) {
 	ex.admitted = false
 }
 
-// Serve accepts connections on ln until Shutdown.
+// Serve accepts connections on ln until Shutdown, within the configured
+// connection caps (connections.max_total, connections.max_per_ip).
 func (s *Server) Serve(ln net.Listener) error {
-	if err := s.http.Serve(ln); err != nil {
+	if err := s.http.Serve(newFrontDoor(ln, s)); err != nil {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
 	return nil
