@@ -300,6 +300,10 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 	if s.opts.AddedLatency > 0 {
 		time.Sleep(s.opts.AddedLatency)
 	}
+	if aerr := s.takeSlot(ex, dep); aerr != nil {
+		s.reject(ctx, ex, aerr)
+		return
+	}
 
 	ureq := fasthttp.AcquireRequest()
 	dep.Prepare(ureq, rt.Path(op), rt.Auth)
@@ -336,6 +340,39 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 	s.unary(ctx, ex, dep, uresp)
 }
 
+// takeSlot waits (at most timeouts.pool_wait) for the call's place in its
+// deployment's pool, within its tenant's share. finish gives it back.
+func (s *Server) takeSlot(ex *exchange, dep *upstream.Deployment) *apierror.Error {
+	rec := &ex.rec
+	slot, err := dep.Acquire(rec.TenantID, s.cfg.Timeouts.PoolWait)
+	if err == nil {
+		ex.slot = slot
+		return nil
+	}
+	var e *apierror.Error
+	if errors.Is(err, upstream.ErrShareExceeded) {
+		// The tenant's own doing, and it clears as its calls finish: a
+		// rate limit, as OpenAI would send it.
+		rec.Outcome, rec.ErrorType = call.OutcomeRateLimited, "deployment_share_exceeded"
+		e = apierror.New(fasthttp.StatusTooManyRequests, "requests", "deployment_share_exceeded", "",
+			"Too many concurrent requests from tenant "+rec.TenantID+" to this model's deployment (at most "+
+				strconv.Itoa(dep.TenantShare())+" at once). Please try again shortly.")
+	} else {
+		rec.ErrorType = "deployment_saturated"
+		e = saturated()
+	}
+	e.RetryAfter = 1
+	rec.ErrorMessage = err.Error()
+	return e
+}
+
+func saturated() *apierror.Error {
+	e := apierror.New(fasthttp.StatusServiceUnavailable, apierror.TypeServer, "deployment_saturated", "",
+		"Every connection to this model's deployment is in use. Please try again shortly.")
+	e.RetryAfter = 1
+	return e
+}
+
 func isRateHeader(name []byte) bool {
 	const p = "x-ratelimit-"
 	return len(name) >= len(p) && bytes.EqualFold(name[:len(p)], []byte(p))
@@ -355,6 +392,9 @@ func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, ex *exchange, err erro
 		rec.ErrorType = "timeout"
 		e = apierror.New(fasthttp.StatusGatewayTimeout, apierror.TypeServer, "upstream_timeout", "",
 			"The upstream provider did not answer in time.")
+	case errors.Is(err, upstream.ErrSaturated):
+		rec.ErrorType = "deployment_saturated"
+		e = saturated()
 	case errors.Is(err, upstream.ErrConnect):
 		rec.ErrorType = "connect"
 		e = apierror.New(fasthttp.StatusBadGateway, apierror.TypeServer, "upstream_unreachable", "",

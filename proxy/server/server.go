@@ -169,6 +169,9 @@ type exchange struct {
 	body   []byte
 	stream relay.Stream
 	uresp  *fasthttp.Response
+	// slot is the call's place in its deployment's pool, held until the
+	// upstream is done with (for a stream, until the relay ends).
+	slot upstream.Slot
 	// streamDone is ex.streamEnded, bound once per pooled exchange so that
 	// starting a stream allocates no closure.
 	streamDone func()
@@ -210,6 +213,7 @@ func (s *Server) acquire() *exchange {
 // finish completes a call: the sink sees it, then its state is reused.
 func (s *Server) finish(ex *exchange) {
 	rec := &ex.rec
+	ex.slot.Release()
 	if rec.End.IsZero() {
 		rec.End = time.Now()
 	}
