@@ -26,6 +26,10 @@ const HeaderOverhead = "X-Loom-Overhead-Ms"
 
 // Handle is the gateway's fasthttp handler.
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
+	if len(ctx.Request.Header.Peek(overLimitHeader)) > 0 {
+		s.refuseOverLimit(ctx)
+		return
+	}
 	path := ctx.Path()
 	switch string(path) {
 	case "/v1/chat/completions":
@@ -279,9 +283,17 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 		return
 	}
 	rec.TenantID, rec.KeyID = key.Tenant.ID, key.ID
-	body := ctx.PostBody()
-	if len(body) > s.cfg.MaxBodyBytes {
-		s.reject(ctx, ex, s.tooLarge())
+	body, err := s.readBody(ctx, ex)
+	if err != nil {
+		// The rest of the body is unread: the connection cannot carry
+		// another request, and lingers so the client reads the answer.
+		ctx.SetConnectionClose()
+		lingerAfter(ctx)
+		if errors.Is(err, errBodyTooLarge) {
+			s.reject(ctx, ex, s.tooLarge())
+		} else {
+			s.reject(ctx, ex, bodyUnreadable(err))
+		}
 		return
 	}
 	if aerr := ex.req.Parse(op, body); aerr != nil {
@@ -306,6 +318,10 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 	if s.opts.AddedLatency > 0 {
 		time.Sleep(s.opts.AddedLatency)
 	}
+	if aerr := s.takeSlot(ex, dep); aerr != nil {
+		s.reject(ctx, ex, aerr)
+		return
+	}
 
 	ureq := fasthttp.AcquireRequest()
 	dep.Prepare(ureq, rt.Path(op), rt.Auth)
@@ -324,7 +340,7 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 	uresp := fasthttp.AcquireResponse()
 	uresp.StreamBody = ex.req.Stream
 	rec.UpstreamStart = time.Now()
-	err := dep.Do(ureq, uresp)
+	err = dep.Do(ureq, uresp)
 	fasthttp.ReleaseRequest(ureq)
 	if err != nil {
 		fasthttp.ReleaseResponse(uresp)
@@ -340,6 +356,39 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 		}
 	}
 	s.unary(ctx, ex, dep, uresp)
+}
+
+// takeSlot waits (at most timeouts.pool_wait) for the call's place in its
+// deployment's pool, within its tenant's share. finish gives it back.
+func (s *Server) takeSlot(ex *exchange, dep *upstream.Deployment) *apierror.Error {
+	rec := &ex.rec
+	slot, err := dep.Acquire(rec.TenantID, s.cfg.Timeouts.PoolWait)
+	if err == nil {
+		ex.slot = slot
+		return nil
+	}
+	var e *apierror.Error
+	if errors.Is(err, upstream.ErrShareExceeded) {
+		// The tenant's own doing, and it clears as its calls finish: a
+		// rate limit, as OpenAI would send it.
+		rec.Outcome, rec.ErrorType = call.OutcomeRateLimited, "deployment_share_exceeded"
+		e = apierror.New(fasthttp.StatusTooManyRequests, "requests", "deployment_share_exceeded", "",
+			"Too many concurrent requests from tenant "+rec.TenantID+" to this model's deployment (at most "+
+				strconv.Itoa(dep.TenantShare())+" at once). Please try again shortly.")
+	} else {
+		rec.ErrorType = "deployment_saturated"
+		e = saturated()
+	}
+	e.RetryAfter = 1
+	rec.ErrorMessage = err.Error()
+	return e
+}
+
+func saturated() *apierror.Error {
+	e := apierror.New(fasthttp.StatusServiceUnavailable, apierror.TypeServer, "deployment_saturated", "",
+		"Every connection to this model's deployment is in use. Please try again shortly.")
+	e.RetryAfter = 1
+	return e
 }
 
 func isRateHeader(name []byte) bool {
@@ -361,6 +410,9 @@ func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, ex *exchange, err erro
 		rec.ErrorType = "timeout"
 		e = apierror.New(fasthttp.StatusGatewayTimeout, apierror.TypeServer, "upstream_timeout", "",
 			"The upstream provider did not answer in time.")
+	case errors.Is(err, upstream.ErrSaturated):
+		rec.ErrorType = "deployment_saturated"
+		e = saturated()
 	case errors.Is(err, upstream.ErrConnect):
 		rec.ErrorType = "connect"
 		e = apierror.New(fasthttp.StatusBadGateway, apierror.TypeServer, "upstream_unreachable", "",

@@ -60,6 +60,9 @@ type stackOptions struct {
 	// defaultOutput sets default_output_tokens (0: the default).
 	defaultOutput int
 	logger        *slog.Logger
+	timeouts      string // more entries of the timeouts flow map ("client_read: 1s")
+	deployment    string // more entries of mock-openai's flow map ("max_conns: 4")
+	extra         string // more top-level configuration
 }
 
 func startStack(t testing.TB, o stackOptions) *stack {
@@ -95,14 +98,11 @@ func startStack(t testing.TB, o stackOptions) *stack {
 listen: 127.0.0.1:0
 max_body_bytes: %d
 default_output_tokens: %d
-timeouts: {connect: 1s, first_byte: %s, stream_idle: 10s, drain: %s, shutdown: 5s}
+timeouts: {connect: 1s, first_byte: %s, stream_idle: 10s, drain: %s, shutdown: 5s%s}
+%s
 deployments:
-  - name: mock-openai
-    provider: openai
-    base_url: %s
-    api_key: %s
-    forward_headers: ["x-mock-*"]
-    forward_response_headers: ["x-mock-*"]
+  - {name: mock-openai, provider: openai, base_url: %s, api_key: %s,
+     forward_headers: ["x-mock-*"], forward_response_headers: ["x-mock-*"]%s}
   - name: mock-azure
     provider: azure_openai
     base_url: %s
@@ -123,7 +123,7 @@ tenants:
     keys: [{id: globex-key-1, sha256: %s}]
     models:
       - {name: globex-model, deployment: mock-openai, upstream_model: gpt-4o}
-`, o.maxBody, o.defaultOutput, o.firstByte, o.drain, openaiURL, upstreamSecret, mockURL, upstreamSecret, hashA, orEmpty(o.keyLimits),
+`, o.maxBody, o.defaultOutput, o.firstByte, o.drain, prefixed(o.timeouts), o.extra, openaiURL, upstreamSecret, prefixed(o.deployment), mockURL, upstreamSecret, hashA, orEmpty(o.keyLimits),
 		o.contentMax > 0, max(o.contentMax, 1), orEmpty(o.acmeLimits), hashB)
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
@@ -148,6 +148,14 @@ tenants:
 	st.client = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}}
 	t.Cleanup(st.client.CloseIdleConnections)
 	return st
+}
+
+// prefixed continues a flow map with more entries, if any.
+func prefixed(entries string) string {
+	if entries == "" {
+		return ""
+	}
+	return ", " + entries
 }
 
 func orEmpty(flow string) string {

@@ -98,17 +98,24 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		ex.streamDone = ex.streamEnded
 		return ex
 	}
+	t := &cfg.Timeouts
 	s.http = &fasthttp.Server{
 		Handler:      s.Handle,
 		ErrorHandler: s.handleTransportError,
 		Name:         "loom",
-		// fasthttp answers a body over its limit by closing the connection,
-		// which a client still sending sees as a broken pipe, not a 413. So
-		// bodies up to 4x the limit are read and refused by post with a
-		// clean 413; only larger ones are cut at the transport.
-		MaxRequestBodySize:           4 * cfg.MaxBodyBytes,
-		ReadTimeout:                  60 * time.Second,
-		IdleTimeout:                  90 * time.Second,
+		// Bodies are read as a stream (see frontdoor.go): fasthttp
+		// pre-reads at most 8 KiB of one, and Loom reads the rest into a
+		// buffer that grows with what arrives, up to max_body_bytes. A body
+		// announced larger is refused from its headers (headerReceived).
+		StreamRequestBody:  true,
+		MaxRequestBodySize: cfg.MaxBodyBytes,
+		HeaderReceived:     s.headerReceived,
+		// ClientRead bounds a request from its first byte to the end of its
+		// body; ClientWrite a non-streamed answer (a stream sets its own
+		// deadline per event: see relay.Options.WriteTimeout).
+		ReadTimeout:                  t.ClientRead,
+		WriteTimeout:                 t.ClientWrite,
+		IdleTimeout:                  t.ClientIdle,
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
 		CloseOnShutdown:              true,
@@ -160,9 +167,13 @@ type exchange struct {
 	srv    *Server
 	rec    call.Record
 	req    request.Request
+	in     []byte // the client's request body (see readBody)
 	body   []byte
 	stream relay.Stream
 	uresp  *fasthttp.Response
+	// slot is the call's place in its deployment's pool, held until the
+	// upstream is done with (for a stream, until the relay ends).
+	slot upstream.Slot
 	// streamDone is ex.streamEnded, bound once per pooled exchange so that
 	// starting a stream allocates no closure.
 	streamDone func()
@@ -194,6 +205,9 @@ func relayOptions(s *Server, ex *exchange) relay.Options {
 func (s *Server) acquire() *exchange {
 	ex := s.exchanges.Get().(*exchange)
 	ex.rec.Reset()
+	if cap(ex.in) > maxKeptBody {
+		ex.in = nil
+	}
 	ex.admitted, ex.decision = false, limit.Decision{}
 	return ex
 }
@@ -202,6 +216,7 @@ func (s *Server) acquire() *exchange {
 // its state is reused.
 func (s *Server) finish(ex *exchange) {
 	rec := &ex.rec
+	ex.slot.Release()
 	if rec.End.IsZero() {
 		rec.End = time.Now()
 	}
@@ -247,9 +262,10 @@ func (s *Server) settle(ex *exchange) {
 	ex.admitted = false
 }
 
-// Serve accepts connections on ln until Shutdown.
+// Serve accepts connections on ln until Shutdown, within the configured
+// connection caps (connections.max_total, connections.max_per_ip).
 func (s *Server) Serve(ln net.Listener) error {
-	if err := s.http.Serve(ln); err != nil {
+	if err := s.http.Serve(newFrontDoor(ln, s)); err != nil {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
 	return nil

@@ -47,8 +47,23 @@ type Scanner struct {
 	ev   Event
 	// joined holds data that spans several data lines.
 	joined []byte
-	lineAt int // start of the line being read, in buf
-	dataAt int // start of the first data value, in buf
+	// What is known of the pending event, so that a read that does not
+	// complete it costs only the new bytes: an event arriving in many small
+	// reads is scanned once, not once per read (quadratic up to max).
+	// Offsets are relative to head, so they survive compaction and growth.
+	pending
+}
+
+// pending is the scan state of the event being read.
+type pending struct {
+	lineAt    int // start of the line being read
+	scanned   int // bytes of that line known to hold no line end
+	dataLines int
+	dataAt    int // the first data value
+	dataLen   int
+	nameAt    int // the event field's value
+	nameLen   int
+	hasName   bool
 }
 
 // DefaultMaxEvent bounds one event, well above the largest chunk a provider
@@ -134,72 +149,86 @@ func (s *Scanner) fill() {
 	}
 }
 
-// parse looks for one complete event in buf[head:tail]. Lines end in CRLF,
-// LF or CR; an event ends at an empty line. A CR at the very end of what was
-// read could still be followed by LF, so the line is not complete until the
-// next byte arrives (or the stream ends).
+// parse looks for one complete event in buf[head:tail], resuming where the
+// last call stopped. Lines end in CRLF, LF or CR; an event ends at an empty
+// line. A CR at the very end of what was read could still be followed by LF,
+// so the line is not complete until the next byte arrives (or the stream
+// ends).
 func (s *Scanner) parse() (int, bool) {
-	b := s.buf[:s.tail]
-	ev := &s.ev
-	*ev = Event{}
-	dataLines := 0
-	for i := s.head; i < len(b); {
-		j := indexLineEnd(b[i:])
+	b := s.buf[s.head:s.tail]
+	p := &s.pending
+	for {
+		// b[lineAt:lineAt+scanned] holds no CR or LF, so the search for the
+		// line's end starts after it.
+		from := p.lineAt + p.scanned
+		j := indexLineEnd(b[from:])
 		if j < 0 {
+			p.scanned = len(b) - p.lineAt
 			return 0, false
 		}
-		lineEnd := i + j
+		lineEnd := from + j
 		next := lineEnd + 1
 		if b[lineEnd] == '\r' {
 			if next == len(b) && s.err == nil {
+				p.scanned = lineEnd - p.lineAt
 				return 0, false
 			}
 			if next < len(b) && b[next] == '\n' {
 				next++
 			}
 		}
-		line := b[i:lineEnd]
-		if len(line) == 0 {
-			ev.Raw = b[s.head:next]
-			ev.DataOffset = -1
-			switch {
-			case dataLines > 1:
-				ev.Data = s.joined
-			case dataLines == 1:
-				ev.DataOffset = s.dataAt - s.head
-			}
-			return next, true
+		lineAt := p.lineAt
+		p.lineAt, p.scanned = next, 0
+		if lineEnd == lineAt {
+			s.complete(b[:next])
+			return s.head + next, true
 		}
-		s.lineAt = i
-		s.field(line, &dataLines)
-		i = next
+		s.field(b, lineAt, lineEnd)
 	}
-	return 0, false
 }
 
-func (s *Scanner) field(line []byte, dataLines *int) {
+// complete fills ev for the event raw and forgets the pending state.
+func (s *Scanner) complete(raw []byte) {
+	p := &s.pending
 	ev := &s.ev
-	name, value := line, []byte(nil)
+	*ev = Event{Raw: raw, DataOffset: -1, HasData: p.dataLines > 0}
+	switch {
+	case p.dataLines > 1:
+		ev.Data = s.joined
+	case p.dataLines == 1:
+		ev.Data, ev.DataOffset = raw[p.dataAt:p.dataAt+p.dataLen], p.dataAt
+	}
+	if p.hasName {
+		ev.Name = raw[p.nameAt : p.nameAt+p.nameLen]
+	}
+	*p = pending{}
+}
+
+// field reads the line b[at:end] of the pending event.
+func (s *Scanner) field(b []byte, at, end int) {
+	p := &s.pending
+	line := b[at:end]
+	name, valueAt := line, end
 	if c := bytes.IndexByte(line, ':'); c >= 0 {
-		name, value = line[:c], line[c+1:]
-		if len(value) > 0 && value[0] == ' ' {
-			value = value[1:]
+		name, valueAt = line[:c], at+c+1
+		if valueAt < end && b[valueAt] == ' ' {
+			valueAt++
 		}
 	}
+	value := b[valueAt:end]
 	switch string(name) {
 	case "data":
-		*dataLines++
-		switch *dataLines {
+		p.dataLines++
+		switch p.dataLines {
 		case 1:
-			ev.Data, ev.HasData = value, true
-			s.dataAt = s.lineAt + (len(line) - len(value))
+			p.dataAt, p.dataLen = valueAt, len(value)
 		case 2:
-			s.joined = append(append(append(s.joined[:0], ev.Data...), '\n'), value...)
+			s.joined = append(append(append(s.joined[:0], b[p.dataAt:p.dataAt+p.dataLen]...), '\n'), value...)
 		default:
 			s.joined = append(append(s.joined, '\n'), value...)
 		}
 	case "event":
-		ev.Name = value
+		p.nameAt, p.nameLen, p.hasName = valueAt, len(value), true
 	}
 }
 

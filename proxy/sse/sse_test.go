@@ -2,10 +2,12 @@ package sse
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // collect reads every event, returning the concatenated Raw bytes, the data
@@ -97,4 +99,66 @@ func TestScanner_ReadErrorIsReported(t *testing.T) {
 	if s.Err() != io.ErrUnexpectedEOF {
 		t.Fatalf("err = %v", s.Err())
 	}
+}
+
+// TestScanner_AnySplitOfTheStream_SameEvents feeds tricky streams in reads
+// of every size: resuming a pending event must give the same events, bytes
+// and fields as reading it whole (CR at the end of a read, multi-line data,
+// event names split across reads).
+func TestScanner_AnySplitOfTheStream_SameEvents(t *testing.T) {
+	in := "event: a\r\ndata: one\r\n\r\n: c\rdata: x\rdata: y\r\rdata:z\n\nevent: e\ndata\n\ndata: [DONE]\n\ndata: tail"
+	type ev struct{ raw, data, name string }
+	scan := func(r io.Reader) (evs []ev, rest string) {
+		s := NewScanner(r, make([]byte, 512), 1<<20)
+		for s.Next() {
+			e := s.Event()
+			evs = append(evs, ev{string(e.Raw), string(e.Data), string(e.Name)})
+			if e.DataOffset >= 0 && string(e.Raw[e.DataOffset:e.DataOffset+len(e.Data)]) != string(e.Data) {
+				t.Fatalf("DataOffset %d does not point at %q in %q", e.DataOffset, e.Data, e.Raw)
+			}
+		}
+		if s.Err() != nil {
+			t.Fatal(s.Err())
+		}
+		return evs, string(s.Rest())
+	}
+	want, wantRest := scan(strings.NewReader(in))
+	if len(want) != 5 || wantRest != "data: tail" {
+		t.Fatalf("whole read: %q rest %q", want, wantRest)
+	}
+	for n := 1; n <= len(in); n++ {
+		got, rest := scan(&chunkReader{s: in, n: n})
+		if fmt.Sprint(got) != fmt.Sprint(want) || rest != wantRest {
+			t.Fatalf("reads of %d bytes: %q rest %q, want %q rest %q", n, got, rest, want, wantRest)
+		}
+	}
+}
+
+// TestScanner_LargeEventInSmallReads_ScannedOnce is the regression test for
+// re-scanning a pending event from its start on every read: 4 MiB of short
+// data lines in 1 KiB reads took ~5 s that way (quadratic, ~500x the time
+// of one whole read); scanned once it costs a few times a whole read. The
+// two are timed in the same process, so the bound holds on slow machines
+// and under -race.
+func TestScanner_LargeEventInSmallReads_ScannedOnce(t *testing.T) {
+	in := "data: " + strings.Repeat(strings.Repeat("x", 58)+"\ndata: ", (4<<20)/64) + "end\n\n"
+	s := NewScanner(nil, nil, DefaultMaxEvent)
+	best := func(readSize int) time.Duration {
+		d := time.Duration(1 << 62)
+		for range 3 {
+			s.Reset(&chunkReader{s: in, n: readSize}, nil, DefaultMaxEvent)
+			start := time.Now()
+			if !s.Next() || len(s.Event().Raw) != len(in) {
+				t.Fatalf("event not returned whole: %v", s.Err())
+			}
+			d = min(d, time.Since(start))
+		}
+		return d
+	}
+	whole, small := best(len(in)), best(1<<10)
+	if small > 50*whole {
+		t.Fatalf("a 4 MiB event in 1 KiB reads took %v, %.0fx one whole read (%v): the pending event is re-scanned on every read",
+			small, float64(small)/float64(whole), whole)
+	}
+	t.Logf("1 KiB reads %v, whole %v", small, whole)
 }

@@ -48,6 +48,7 @@ type Deployment struct {
 	client     *fasthttp.HostClient
 	reqHeaders headerSet
 	resHeaders headerSet
+	share      *share
 }
 
 // DialFunc opens a connection to addr ("host:port") within timeout.
@@ -86,6 +87,7 @@ func New(c config.Deployment, t config.Timeouts, dial DialFunc) (*Deployment, er
 		apiVersion: c.APIVersion,
 		reqHeaders: newHeaderSet(defaultRequestHeaders, c.ForwardHeaders),
 		resHeaders: newHeaderSet(defaultResponseHeaders, c.ForwardResponseHeaders),
+		share:      newShare(c.MaxConns, c.TenantShare),
 	}
 	if d.azure {
 		d.Provider = "azure.ai.openai"
@@ -109,11 +111,14 @@ func New(c config.Deployment, t config.Timeouts, dial DialFunc) (*Deployment, er
 	addr := net.JoinHostPort(d.Host, strconv.Itoa(port))
 	connect, firstByte, idle := t.Connect, t.FirstByte, t.StreamIdle
 	d.client = &fasthttp.HostClient{
-		Addr:                     addr,
-		Name:                     "loom",
-		IsTLS:                    u.Scheme == "https",
-		TLSConfig:                tlsConfig,
-		MaxConns:                 c.MaxConns,
+		Addr:      addr,
+		Name:      "loom",
+		IsTLS:     u.Scheme == "https",
+		TLSConfig: tlsConfig,
+		MaxConns:  d.share.capacity(),
+		// Acquire keeps calls within MaxConns; the wait is a backstop for
+		// the moment between a connection's release and its place's.
+		MaxConnWaitTimeout:       t.PoolWait,
 		MaxIdleConnDuration:      t.IdleConn,
 		NoDefaultUserAgentHeader: true,
 		// Loom never retries a POST on its own: the upstream may already have
@@ -206,7 +211,8 @@ func (d *Deployment) Do(req *fasthttp.Request, resp *fasthttp.Response) error {
 	return Classify(err)
 }
 
-// Classify maps a transport error to ErrConnect, ErrTimeout or ErrReset.
+// Classify maps a transport error to ErrConnect, ErrTimeout, ErrSaturated
+// or ErrReset.
 func Classify(err error) error {
 	var de *dialError
 	switch {
@@ -215,6 +221,8 @@ func Classify(err error) error {
 			return fmt.Errorf("%w: connect: %w", ErrTimeout, de.err)
 		}
 		return fmt.Errorf("%w: %w", ErrConnect, de.err)
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return fmt.Errorf("%w: %w", ErrSaturated, err)
 	case isTimeout(err):
 		return fmt.Errorf("%w: %w", ErrTimeout, err)
 	default:
