@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -205,12 +206,14 @@ func redisLimits(cfg config.Redis) (*limit.Redis, error) {
 // never finishes a body, never reads the answer or idles on a keep-alive
 // cannot hold a goroutine and a socket for ever.
 func httpServer(t config.Timeouts, h http.Handler) *http.Server {
+	d := config.DefaultTimeouts
+	read, write, idle := cmp.Or(t.ClientRead, d.ClientRead), cmp.Or(t.ClientWrite, d.ClientWrite), cmp.Or(t.ClientIdle, d.ClientIdle)
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: min(10*time.Second, t.ClientRead),
-		ReadTimeout:       t.ClientRead,
-		WriteTimeout:      t.ClientWrite,
-		IdleTimeout:       t.ClientIdle,
+		ReadHeaderTimeout: min(10*time.Second, read),
+		ReadTimeout:       read,
+		WriteTimeout:      write,
+		IdleTimeout:       idle,
 		MaxHeaderBytes:    maxHeaderBytes,
 	}
 }
