@@ -43,7 +43,7 @@ type tenancy struct {
 	store     *store.Store
 	mock      *mockupstream.Server
 	url       string
-	console   string // the console's base URL
+	console   string            // the console's base URL
 	keys      map[string]string // tenant -> key
 	keyIDs    map[string]string
 	secretKey string
