@@ -52,7 +52,9 @@ type tenancy struct {
 	bodies    []string // every response body and header block a client saw
 }
 
-func startTenancy(t *testing.T, withCollector bool) *tenancy {
+// startTenancy starts it all; each of before runs once the tenants are in
+// the store, before loom serve starts.
+func startTenancy(t *testing.T, withCollector bool, before ...func(*tenancy)) *tenancy {
 	t.Helper()
 	ts := &tenancy{keys: map[string]string{}, keyIDs: map[string]string{}, log: &logtest.Buffer{}}
 	ts.pg = pgtest.Start(t)
@@ -85,6 +87,9 @@ func startTenancy(t *testing.T, withCollector bool) *tenancy {
 		if ts.keys[id], err = ts.store.CreateKey(ctx, id, store.KeySpec{ID: ts.keyIDs[id]}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for _, f := range before {
+		f(ts)
 	}
 	ts.mock = mockupstream.New(mockupstream.Config{LogLimit: -1})
 	mln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -400,6 +405,24 @@ func TestStore_BadTenantRow_QuarantinesThatTenantAloneAndRevocationsStillApply(t
 		t.Fatal(err)
 	}
 	waitReady(t, ts.url, `"status":"ok"`)
+}
+
+// A bad row already there when loom serve starts does not stop it: the
+// other tenants are served, the bad one is not, and /readyz says why.
+func TestStore_BadTenantRowAtStart_LoomServesTheOthers(t *testing.T) {
+	ts := startTenancy(t, false, func(ts *tenancy) {
+		db := connect(t, ts.dbURL)
+		if _, err := db.Exec(t.Context(), `INSERT INTO loom.tenant_models (tenant_id, name, deployment) VALUES ('globex', 'typo', 'no-such-deployment')`); err != nil {
+			t.Fatal(err)
+		}
+	})
+	waitReady(t, ts.url, `tenant globex quarantined: models[`)
+	if status, body := ts.call(t, "POST", "/v1/chat/completions", ts.keys["acme"], chatBody(models["acme"].public)); status != 200 {
+		t.Errorf("acme with globex quarantined at start: %d %s", status, body)
+	}
+	if status, _ := ts.call(t, "POST", "/v1/chat/completions", ts.keys["globex"], chatBody(models["globex"].public)); status != http.StatusUnauthorized {
+		t.Errorf("globex, bad since before start (no good version to fall back on): %d, want 401", status)
+	}
 }
 
 // A console session is only as good as the key that opened it: once the
