@@ -7,7 +7,9 @@
 // stopped in reverse, Postgres last. It must never write a credential
 // (upstream key, database password) to disk: the generated configurations
 // name environment variables, and the services inherit devstack's
-// environment.
+// environment. The one exception is the local cluster's own password, which
+// it generates and must keep to reach the cluster again: .loom/pgpass, mode
+// 0600, never printed.
 package devstack
 
 import (
@@ -76,6 +78,9 @@ type Plan struct {
 	Notes []string
 
 	psql string // the psql program the banner names
+	// passfile is the local cluster's password file (see PasswordFile);
+	// "" without a local cluster.
+	passfile string
 }
 
 // Prepare creates o.Dir, the demo key and Loom's configuration, and picks
@@ -131,8 +136,19 @@ func Prepare(o Options) (*Plan, error) {
 		if note != "" {
 			p.Notes = append(p.Notes, note)
 		}
+		// The cluster asks for a password: with trust, every local account
+		// would be its superuser, with every tenant's captured content.
+		passfile, err := filepath.Abs(filepath.Join(o.Dir, PasswordFile))
+		if err != nil {
+			return nil, err
+		}
+		pw, err := PostgresPassword(passfile)
+		if err != nil {
+			return nil, err
+		}
+		p.passfile = passfile
 		p.Postgres = &pgserver.Options{Dir: filepath.Join(home, "pg"), Port: n,
-			LogFile: filepath.Join(home, "postgres.log"), Fsync: true}
+			LogFile: filepath.Join(home, "postgres.log"), Fsync: true, Password: pw}
 	}
 
 	if up.Mock {
@@ -362,7 +378,7 @@ func (p *Plan) Banner(dir string) string {
 		"\n# streaming (-N: print each event as it arrives):\n" +
 		"curl -sSN" + rest + stream + "'\n" +
 		"\n# the calls, with tokens and latency (in Postgres a second after each call):\n" +
-		psqlLine(p.psql, p.DatabaseURL) + "\n" +
+		psqlLine(p.psql, p.psqlURL()) + "\n" +
 		"\n# Loom's metrics, on its ops listener (loom_spans_exported_total, loom_rejected_unauthenticated_total...):\n" +
 		"curl -sS " + p.MetricsURL + "\n\n"
 	return b

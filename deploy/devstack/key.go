@@ -1,6 +1,8 @@
 package devstack
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -32,4 +34,39 @@ func DemoKey(path string) (string, error) {
 		return "", fmt.Errorf("write demo key: %w", err)
 	}
 	return key, nil
+}
+
+// PasswordFile is the local cluster's password file under the state
+// directory, in libpq's passfile format (any host, port and database, user
+// postgres), so that psql reads it with ?passfile= and no password is ever
+// printed.
+const PasswordFile = "pgpass"
+
+// PostgresPassword returns the local cluster's password kept in path,
+// creating it (mode 0600: libpq ignores a passfile others can read) on
+// first use. A file someone loosened is tightened again.
+func PostgresPassword(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		f := strings.Split(strings.TrimSpace(string(b)), ":")
+		if len(f) != 5 || f[3] != "postgres" || len(f[4]) < 16 {
+			return "", fmt.Errorf("postgres password file %s: not *:*:*:postgres:PASSWORD; delete it and the cluster (.loom/pg) to start afresh", path)
+		}
+		if err := os.Chmod(path, 0o600); err != nil {
+			return "", fmt.Errorf("postgres password file: %w", err)
+		}
+		return f[4], nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("read postgres password: %w", err)
+	}
+	var r [24]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", fmt.Errorf("generate postgres password: %w", err)
+	}
+	pw := hex.EncodeToString(r[:])
+	if err := os.WriteFile(path, []byte("*:*:*:postgres:"+pw+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write postgres password: %w", err)
+	}
+	return pw, nil
 }

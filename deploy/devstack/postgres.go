@@ -103,6 +103,24 @@ func (p *Plan) useDatabase(url string) {
 	}
 }
 
+// psqlURL is the URL the banner's psql line uses: for the local cluster,
+// its URL without the password and with ?passfile= naming the file that
+// holds it, so the line works pasted and shows no secret.
+func (p *Plan) psqlURL() string {
+	if p.passfile == "" {
+		return p.DatabaseURL
+	}
+	u, err := url.Parse(p.DatabaseURL)
+	if err != nil {
+		return p.DatabaseURL
+	}
+	u.User = url.User(u.User.Username())
+	q := u.Query()
+	q.Set("passfile", p.passfile)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
 // psqlLine is a shell line that runs SpansQuery. A URL with a password is
 // not printed: the line reads it from $LOOM_DATABASE_URL instead.
 func psqlLine(psql, dbURL string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -181,5 +182,88 @@ func TestPostgresHome_UnreachableCheckout_UsesFallback(t *testing.T) {
 	other, _, _ := postgresHome(filepath.Join(closed, "other", ".loom"), fallback)
 	if again != home || other == home {
 		t.Fatalf("homes not one per checkout: %q %q %q", home, again, other)
+	}
+}
+
+func TestStartPostgres_LocalCluster_AsksForAPasswordKeptInA0600File(t *testing.T) {
+	dir := filepath.Join(pgtest.TempDir(t), ".loom")
+	o := Options{Dir: dir, Bin: fakeBin(t), Listen: "127.0.0.1:0", MockAddr: "127.0.0.1:0",
+		OTLPAddr: "127.0.0.1:0", HealthAddr: "127.0.0.1:0", PostgresPort: freePort(t),
+		Getenv: func(string) string { return "" }}
+	p, err := Prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, err := p.StartPostgres(t.Context())
+	if errors.Is(err, pgserver.ErrNotInstalled) && os.Getenv("CI") == "" {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	passfile := filepath.Join(dir, PasswordFile)
+	if fi, err := os.Stat(passfile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %v, %v; want mode 0600", passfile, fi, err)
+	}
+	pw, err := PostgresPassword(passfile)
+	if err != nil || len(pw) < 32 {
+		t.Fatalf("password %q, %v", pw, err)
+	}
+	u, err := url.Parse(p.DatabaseURL)
+	if got, _ := u.User.Password(); err != nil || got != pw {
+		t.Fatalf("DatabaseURL carries password %q; want the file's", got)
+	}
+	for _, s := range p.Services {
+		if (s.Name == collectorName || s.Name == "loom") && !slices.Contains(s.Env, EnvDatabaseURL+"="+p.DatabaseURL) {
+			t.Errorf("%s is not handed the URL with the password", s.Name)
+		}
+	}
+	// With the password: in. Without it, or with another: refused.
+	conn, err := pgx.Connect(t.Context(), p.DatabaseURL)
+	if err != nil {
+		t.Fatalf("with the password: %v", err)
+	}
+	conn.Close(context.Background())
+	t.Setenv("PGPASSFILE", filepath.Join(t.TempDir(), "none"))
+	u.User = url.User("postgres")
+	if conn, err := pgx.Connect(t.Context(), u.String()); err == nil {
+		conn.Close(context.Background())
+		t.Fatal("a connection without the password got in")
+	} else if !strings.Contains(err.Error(), "password") {
+		t.Errorf("without the password: %v; want refused for the password", err)
+	}
+	u.User = url.UserPassword("postgres", "guess")
+	if conn, err := pgx.Connect(t.Context(), u.String()); err == nil {
+		conn.Close(context.Background())
+		t.Fatal("a wrong password got in")
+	}
+	// The banner's psql line works as printed and shows no password.
+	b := p.Banner(dir)
+	if strings.Contains(b, pw) {
+		t.Fatalf("the banner shows the password:\n%s", b)
+	}
+	psql, err := pgserver.FindBin("psql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Replace(psqlLine(psql, p.psqlURL()), SpansQuery, "SELECT 'in'", 1)
+	cmd := exec.Command("/bin/sh", "-c", line+" -X -A -t -w")
+	cmd.Env = append(os.Environ(), "PGPASSWORD=")
+	if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "in" {
+		t.Errorf("the banner's psql line (%s): %v %s", line, err, out)
+	}
+
+	// The next run keeps the password.
+	p2, err := Prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.Postgres.Password != pw {
+		t.Error("a second run made a new password: the cluster would refuse it")
 	}
 }

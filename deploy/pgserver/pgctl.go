@@ -57,11 +57,24 @@ func (s *Server) create(ctx context.Context, fsync bool) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"-D", s.dir, "--auth=trust", "--username=postgres", "--encoding=UTF8", "--locale=C"}
+	args := []string{"-D", s.dir, "--username=postgres", "--encoding=UTF8", "--locale=C"}
 	if !fsync {
 		args = append(args, "--no-sync")
 	}
-	return s.run(ctx, initdb, args...)
+	if s.password == "" {
+		return s.run(ctx, initdb, append(args, "--auth=trust")...)
+	}
+	// initdb reads the password from a file the server's user can read,
+	// beside the data directory, gone once the cluster exists.
+	pwfile := s.dir + ".pwfile"
+	if err := os.WriteFile(pwfile, []byte(s.password+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write initdb password file: %w", err)
+	}
+	defer os.Remove(pwfile)
+	if err := chown(pwfile, s.cred); err != nil {
+		return err
+	}
+	return s.run(ctx, initdb, append(args, "--auth-host=scram-sha-256", "--auth-local=peer", "--pwfile="+pwfile)...)
 }
 
 func (s *Server) clearLeftover(ctx context.Context) error {

@@ -37,6 +37,14 @@ type Options struct {
 	// Settings are extra server settings (-c name=value); they win over
 	// the defaults.
 	Settings map[string]string
+	// Password, when set, is the postgres superuser's password, and the
+	// cluster asks for it: initdb sets it with scram-sha-256 for TCP (peer
+	// for the local socket, which is off anyway), and a cluster that an
+	// earlier Start made with trust is moved over (password set, pg_hba
+	// rewritten, reloaded). Empty keeps trust: any local user can then
+	// connect as the superuser, which is fine for a throwaway test
+	// cluster and nothing else.
+	Password string
 }
 
 // Server is a cluster started by Start. Stop and Restart must not run
@@ -47,6 +55,10 @@ type Server struct {
 	pgctl        string
 	settings     map[string]string
 	cred         *syscall.Credential // nil unless we are root
+	password     string
+	// migrate is the pg_hba.conf of a trusting cluster to move over to
+	// the password once it runs; "" when there is none.
+	migrate string
 }
 
 // portFile, in the data directory, records the port of the last Start so
@@ -72,6 +84,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := s.clearLeftover(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.requirePassword(); err != nil {
+		return nil, err
+	}
 	s.port = o.Port
 	for attempt := 1; ; attempt++ {
 		if o.Port == 0 {
@@ -86,6 +101,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if s.migrate != "" {
+		if err := s.setPassword(ctx); err != nil {
+			return nil, errors.Join(err, s.Stop(ctx))
+		}
 	}
 	return s, nil
 }
@@ -125,7 +145,7 @@ func newServer(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{dir: dir, logFile: logFile, pgctl: pgctl, settings: settings(o), cred: cred}, nil
+	return &Server{dir: dir, logFile: logFile, pgctl: pgctl, settings: settings(o), cred: cred, password: o.Password}, nil
 }
 
 func settings(o Options) map[string]string {
@@ -165,12 +185,24 @@ func (s *Server) Restart(ctx context.Context) error {
 func (s *Server) Running() bool { return postmaster(s.dir) == pidLive }
 
 // URL is the connection URL of the postgres database, as the postgres
-// superuser, which needs no password.
+// superuser, with its password if the cluster has one. Never log it.
 func (s *Server) URL() string { return s.URLFor("postgres") }
 
-// URLFor is the connection URL of database db.
+// URLFor is the connection URL of database db, with the password if the
+// cluster has one. Never log it.
 func (s *Server) URLFor(db string) string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.port, url.PathEscape(db))
+	u := s.urlFor(db)
+	if s.password != "" {
+		u.User = url.UserPassword("postgres", s.password)
+	}
+	return u.String()
+}
+
+// urlFor is URLFor without the password, for programs that get it from
+// PGPASSWORD instead of their command line, which ps shows to everyone.
+func (s *Server) urlFor(db string) *url.URL {
+	return &url.URL{Scheme: "postgres", User: url.User("postgres"), Host: fmt.Sprintf("127.0.0.1:%d", s.port),
+		Path: "/" + db, RawQuery: "sslmode=disable"}
 }
 
 // Port is the server's TCP port on 127.0.0.1.
@@ -186,7 +218,8 @@ func (s *Server) CreateDatabase(ctx context.Context, name string) error {
 		return err
 	}
 	q := `CREATE DATABASE "` + strings.ReplaceAll(name, `"`, `""`) + `"`
-	cmd := exec.CommandContext(ctx, psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", s.URL(), "-c", q)
+	cmd := exec.CommandContext(ctx, psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", s.urlFor("postgres").String(), "-c", q)
+	cmd.Env = s.psqlEnv()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("create database %s: %w: %s", name, err, bytes.TrimSpace(out))
 	}

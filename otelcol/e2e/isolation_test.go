@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +43,7 @@ type tenancy struct {
 	store     *store.Store
 	mock      *mockupstream.Server
 	url       string
+	console   string            // the console's base URL
 	keys      map[string]string // tenant -> key
 	keyIDs    map[string]string
 	secretKey string
@@ -49,7 +52,9 @@ type tenancy struct {
 	bodies    []string // every response body and header block a client saw
 }
 
-func startTenancy(t *testing.T, withCollector bool) *tenancy {
+// startTenancy starts it all; each of before runs once the tenants are in
+// the store, before loom serve starts.
+func startTenancy(t *testing.T, withCollector bool, before ...func(*tenancy)) *tenancy {
 	t.Helper()
 	ts := &tenancy{keys: map[string]string{}, keyIDs: map[string]string{}, log: &logtest.Buffer{}}
 	ts.pg = pgtest.Start(t)
@@ -83,6 +88,9 @@ func startTenancy(t *testing.T, withCollector bool) *tenancy {
 			t.Fatal(err)
 		}
 	}
+	for _, f := range before {
+		f(ts)
+	}
 	ts.mock = mockupstream.New(mockupstream.Config{LogLimit: -1})
 	mln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -95,13 +103,14 @@ func startTenancy(t *testing.T, withCollector bool) *tenancy {
 		ts.col = startCollector(t, ts.dbURL)
 		tracing = "tracing: {endpoint: \"http://" + ts.col.grpc + "\"}\n"
 	}
-	listen := freeAddr(t)
+	listen, consoleAddr := freeAddr(t), freeAddr(t)
 	cfgPath := filepath.Join(t.TempDir(), "loom.yaml")
 	yaml := fmt.Sprintf(`listen: %q
 %sstore: {database_url_env: LOOM_TEST_DB, secret_key_env: LOOM_TEST_SECRET, poll: 200ms}
+console: {listen: %q, database_url_env: LOOM_TEST_DB}
 deployments:
   - {name: mock, provider: openai, base_url: "http://%s/v1", api_key: %s, forward_headers: ["x-mock-*"]}
-`, listen, tracing, mln.Addr(), sharedUpstream)
+`, listen, tracing, consoleAddr, mln.Addr(), sharedUpstream)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +124,7 @@ deployments:
 		}
 	})
 	ts.url = "http://" + listen
+	ts.console = "http://" + consoleAddr
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get(ts.url + "/readyz")
@@ -329,4 +339,147 @@ func waitReady(t *testing.T, url, want string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// untilStatus polls do until it answers want, failing after within.
+func untilStatus(t *testing.T, within time.Duration, want int, do func() int) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if do() == want {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			t.Fatalf("still not %d after %v", want, time.Since(start))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An admin's typo written straight into the store (a model naming a
+// deployment this gateway lacks) quarantines that tenant alone: the others'
+// changes, revocations above all, still apply within a second, the tenant
+// keeps its last good version, and /readyz names it rather than the store.
+func TestStore_BadTenantRow_QuarantinesThatTenantAloneAndRevocationsStillApply(t *testing.T) {
+	ts := startTenancy(t, false)
+	db := connect(t, ts.dbURL)
+	if _, err := db.Exec(t.Context(), `INSERT INTO loom.tenant_models (tenant_id, name, deployment) VALUES ('globex', 'typo', 'no-such-deployment')`); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, ts.url, `tenant globex quarantined: models[`)
+	resp, err := http.Get(ts.url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `"status":"degraded"`) || !strings.Contains(string(b), `.deployment: no deployment named \"no-such-deployment\"`) ||
+		strings.Contains(string(b), "store unreadable") {
+		t.Errorf("/readyz = %s; want degraded, naming globex's bad model, not blaming the store", b)
+	}
+	if !strings.Contains(ts.log.String(), "tenants quarantined") {
+		t.Errorf("the quarantine was not logged:\n%s", ts.log.String())
+	}
+	// globex serves its last good version meanwhile.
+	if status, body := ts.call(t, "POST", "/v1/chat/completions", ts.keys["globex"], chatBody(models["globex"].public)); status != 200 {
+		t.Fatalf("quarantined globex on its last good model: %d %s", status, body)
+	}
+
+	// Another tenant's revocation applies within a second.
+	if err := ts.store.RevokeKey(t.Context(), ts.keyIDs["acme"]); err != nil {
+		t.Fatal(err)
+	}
+	took := untilStatus(t, time.Second, http.StatusUnauthorized, func() int {
+		status, _ := ts.call(t, "POST", "/v1/chat/completions", ts.keys["acme"], chatBody(models["acme"].public))
+		return status
+	})
+	t.Logf("acme's revoked key refused %v after the revocation, with globex quarantined", took.Round(time.Millisecond))
+	// And so does one of the quarantined tenant's own.
+	if err := ts.store.RevokeKey(t.Context(), ts.keyIDs["globex"]); err != nil {
+		t.Fatal(err)
+	}
+	untilStatus(t, time.Second, http.StatusUnauthorized, func() int {
+		status, _ := ts.call(t, "POST", "/v1/chat/completions", ts.keys["globex"], chatBody(models["globex"].public))
+		return status
+	})
+
+	// Fixed, the gateway is ready again.
+	if _, err := db.Exec(t.Context(), `DELETE FROM loom.tenant_models WHERE tenant_id = 'globex' AND name = 'typo'`); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, ts.url, `"status":"ok"`)
+}
+
+// A bad row already there when loom serve starts does not stop it: the
+// other tenants are served, the bad one is not, and /readyz says why.
+func TestStore_BadTenantRowAtStart_LoomServesTheOthers(t *testing.T) {
+	ts := startTenancy(t, false, func(ts *tenancy) {
+		db := connect(t, ts.dbURL)
+		if _, err := db.Exec(t.Context(), `INSERT INTO loom.tenant_models (tenant_id, name, deployment) VALUES ('globex', 'typo', 'no-such-deployment')`); err != nil {
+			t.Fatal(err)
+		}
+	})
+	waitReady(t, ts.url, `tenant globex quarantined: models[`)
+	if status, body := ts.call(t, "POST", "/v1/chat/completions", ts.keys["acme"], chatBody(models["acme"].public)); status != 200 {
+		t.Errorf("acme with globex quarantined at start: %d %s", status, body)
+	}
+	if status, _ := ts.call(t, "POST", "/v1/chat/completions", ts.keys["globex"], chatBody(models["globex"].public)); status != http.StatusUnauthorized {
+		t.Errorf("globex, bad since before start (no good version to fall back on): %d, want 401", status)
+	}
+}
+
+// A console session is only as good as the key that opened it: once the
+// key is revoked, the next request with its cookie gets 401.
+func TestConsole_RevokedKeysCookie_Gets401AtOnce(t *testing.T) {
+	ts := startTenancy(t, false)
+	jar := map[string]*http.Cookie{}
+	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	do := func(method, path string, form url.Values) (int, string) {
+		t.Helper()
+		var body io.Reader
+		if form != nil {
+			body = strings.NewReader(form.Encode())
+		}
+		req, err := http.NewRequest(method, ts.console+path, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		for _, c := range jar {
+			req.AddCookie(c)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, c := range resp.Cookies() {
+			jar[c.Name] = c
+		}
+		return resp.StatusCode, string(b)
+	}
+	_, page := do("GET", "/console/login", nil)
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no csrf token on the login page:\n%s", page)
+	}
+	if status, body := do("POST", "/console/login", url.Values{"key": {ts.keys["acme"]}, "csrf": {m[1]}}); status != http.StatusSeeOther {
+		t.Fatalf("console login: %d %s", status, body)
+	}
+	session := *jar["loom_console"]
+	if status, _ := do("GET", "/console/calls", nil); status != http.StatusOK {
+		t.Fatalf("console with a live key: %d", status)
+	}
+	if err := ts.store.RevokeKey(t.Context(), ts.keyIDs["acme"]); err != nil {
+		t.Fatal(err)
+	}
+	took := untilStatus(t, time.Second, http.StatusUnauthorized, func() int {
+		jar["loom_console"] = &session // a kept copy, not a browser that obeys the clearing
+		status, _ := do("GET", "/console/calls", nil)
+		return status
+	})
+	t.Logf("the revoked key's console cookie refused %v after the revocation", took.Round(time.Millisecond))
 }

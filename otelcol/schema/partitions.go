@@ -50,6 +50,11 @@ func EnsurePartitions(ctx context.Context, db DB, from, to time.Time) error {
 // t (its day ends at or before t): retention. Dropping a partition is instant
 // and leaves no bloat, unlike DELETE. It returns the partitions it dropped.
 //
+// Dead letters get the same retention: those received before t are deleted
+// in the same transaction. They hold whole spans, captured prompts and
+// completions included, so keeping them past the spans' retention would
+// keep exactly what retention is there to remove.
+//
 // DROP locks the parent table exclusively, and a DROP waiting behind a long
 // dashboard query would queue every insert behind it: so it gives up after
 // dropLockTimeout, with an error, to be tried again later.
@@ -67,9 +72,7 @@ func DropPartitionsBefore(ctx context.Context, db DB, t time.Time) ([]string, er
 			fmt.Fprintf(&b, "DROP TABLE IF EXISTS loom.%s;\n", name)
 		}
 	}
-	if len(dropped) == 0 {
-		return nil, nil
-	}
+	fmt.Fprintf(&b, "DELETE FROM loom.dead_letters WHERE received_at < '%s'::timestamptz;\n", t.UTC().Format(time.RFC3339Nano))
 	if err := locked(ctx, db, b.String()); err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
@@ -202,5 +203,38 @@ func TestDropPartitionsBefore_TableInUse_GivesUpQuickly(t *testing.T) {
 	}
 	if got := days(t, pool, "spans"); len(got) != 1 {
 		t.Errorf("partitions after a failed drop: %v, want the one still there", got)
+	}
+}
+
+// Dead letters hold whole spans, captured content included: retention
+// removes them by age, with the same cutoff as the span partitions.
+func TestDropPartitionsBefore_DeletesDeadLettersReceivedBefore(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := newPool(t)
+	if err := schema.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	for _, age := range []time.Duration{40 * 24 * time.Hour, 31 * 24 * time.Hour, 29 * 24 * time.Hour, time.Hour} {
+		if _, err := pool.Exec(ctx, `INSERT INTO loom.dead_letters (received_at, reason, trace_id, payload) VALUES ($1, 'invalid utf-8', $2, '\x00')`,
+			now.Add(-age), age.String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// No span partition is due: the dead letters go all the same.
+	if _, err := schema.DropPartitionsBefore(ctx, pool, now.Add(-30*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pool.Query(ctx, `SELECT trace_id FROM loom.dead_letters ORDER BY received_at`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{(29 * 24 * time.Hour).String(), time.Hour.String()}; !slices.Equal(kept, want) {
+		t.Errorf("dead letters kept %v; want only those younger than the retention %v", kept, want)
 	}
 }

@@ -123,8 +123,11 @@ func (a *api) authorized(r *http.Request) bool {
 func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *apierror.Error
 	var tooBig *http.MaxBytesError
+	var field *store.FieldError
 	switch {
 	case errors.As(err, &e):
+	case errors.As(err, &field):
+		e = apierror.BadRequest("invalid_value", field.Field, err.Error())
 	case errors.As(err, &tooBig):
 		e = apierror.New(http.StatusRequestEntityTooLarge, apierror.TypeInvalidRequest, "request_too_large", "",
 			fmt.Sprintf("request body is larger than %d bytes", maxBody))

@@ -114,3 +114,28 @@ func TestAdmin_WithoutTheToken_401(t *testing.T) {
 		t.Errorf("the log shows the token:\n%s", s)
 	}
 }
+
+func TestAdmin_ModelOrCredentialNamingUnknownDeployment_400NamingTheField(t *testing.T) {
+	t.Parallel()
+	key := make([]byte, secret.KeySize)
+	rand.Read(key)
+	box, _ := secret.New(key)
+	st, err := store.Open(t.Context(), pgtest.Database(t, pgtest.Start(t)), box, store.WithDeployments([]string{"openai"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	f := &fixture{t: t, st: st, h: admin.New(st, sha256.Sum256([]byte(token)), slog.New(slog.DiscardHandler)), logs: &logtest.Buffer{}}
+	f.call("POST", "/admin/tenants", `{"id":"acme"}`, http.StatusCreated, nil)
+	b := f.call("PUT", "/admin/tenants/acme/models", `{"models":[{"name":"a","deployment":"openai"},{"name":"b","deployment":"opnai"}]}`,
+		http.StatusBadRequest, nil)
+	openAIError(t, b, "invalid_value")
+	if !strings.Contains(string(b), `"param":"models[1].deployment"`) || !strings.Contains(string(b), `no deployment named \"opnai\"`) {
+		t.Errorf("a model naming an unknown deployment: %s; want param models[1].deployment and the name", b)
+	}
+	b = f.call("PUT", "/admin/tenants/acme/credentials/opnai", `{"api_key":"sk-x"}`, http.StatusBadRequest, nil)
+	if !strings.Contains(string(b), `"param":"deployment"`) {
+		t.Errorf("a credential for an unknown deployment: %s; want param deployment", b)
+	}
+	f.call("PUT", "/admin/tenants/acme/models", `{"models":[{"name":"a","deployment":"openai"}]}`, http.StatusOK, nil)
+}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -107,7 +108,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) (err error) {
 	}
 	var st *store.Store
 	if cfg.Store.Enabled() {
-		if st, err = openStore(ctx, cfg.Store, log); err != nil {
+		if st, err = openStore(ctx, cfg, log); err != nil {
 			return err
 		}
 		done = append(done, func(context.Context) error { st.Close(); return nil })
@@ -121,10 +122,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) (err error) {
 		if err != nil {
 			return fmt.Errorf("load tenants from the store: %w", err)
 		}
-		if err := srv.SetTenants(tenants); err != nil {
-			return err
+		// A bad tenant row is quarantined, not fatal: the others serve.
+		quarantined := srv.SetTenants(tenants)
+		if quarantined != nil {
+			reason := snapshot.Reason(quarantined)
+			srv.SetDegraded(reason)
+			log.Warn("tenants quarantined: not served until fixed", "reason", reason)
 		}
-		go snapshot.Follow(ctx, st, srv, cfg.Store.Poll, log)
+		go snapshot.Follow(ctx, st, srv, cfg.Store.Poll, log, quarantined)
 		log.Info("tenants from the store", "tenants", len(tenants), "poll", cfg.Store.Poll)
 	}
 	if cfg.Ops.Listen != "" {
@@ -137,7 +142,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) (err error) {
 		log.Info("ops listener off: set ops.listen to serve /metrics")
 	}
 	if cfg.Admin.Listen != "" {
-		stop, err := startAdmin(cfg.Admin, st, log)
+		stop, err := startAdmin(cfg, st, log)
 		if err != nil {
 			return err
 		}
@@ -177,7 +182,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) (err error) {
 
 // openStore connects to the tenant store with the credential key, if one
 // is configured (without one, a store holding credentials refuses to load).
-func openStore(ctx context.Context, cfg config.Store, log *slog.Logger) (*store.Store, error) {
+func openStore(ctx context.Context, full *config.Config, log *slog.Logger) (*store.Store, error) {
+	cfg := full.Store
 	box, err := secret.Load(cfg)
 	if errors.Is(err, secret.ErrNoKey) {
 		box, err = nil, nil
@@ -185,7 +191,7 @@ func openStore(ctx context.Context, cfg config.Store, log *slog.Logger) (*store.
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL(), box, store.WithLogger(log))
+	st, err := store.Open(ctx, cfg.DatabaseURL(), box, store.WithLogger(log), store.WithDeployments(deploymentNames(full)))
 	if err != nil {
 		return nil, fmt.Errorf("open the tenant store: %w", err)
 	}
@@ -232,8 +238,30 @@ func startOps(cfg config.Ops, srv *server.Server, log *slog.Logger) (func(contex
 	return hs.ShutdownWithContext, nil
 }
 
+// httpServer is the net/http server of the admin API and the console, with
+// the gateway's client timeouts: a client that sends its headers slowly,
+// never finishes a body, never reads the answer or idles on a keep-alive
+// cannot hold a goroutine and a socket for ever.
+func httpServer(t config.Timeouts, h http.Handler) *http.Server {
+	d := config.DefaultTimeouts
+	read, write, idle := cmp.Or(t.ClientRead, d.ClientRead), cmp.Or(t.ClientWrite, d.ClientWrite), cmp.Or(t.ClientIdle, d.ClientIdle)
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(10*time.Second, read),
+		ReadTimeout:       read,
+		WriteTimeout:      write,
+		IdleTimeout:       idle,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+}
+
+// maxHeaderBytes caps a request's headers on the admin and console
+// listeners (net/http's default is 1 MiB; a session cookie is ~100 bytes).
+const maxHeaderBytes = 32 << 10
+
 // startAdmin serves the admin API on its own listener.
-func startAdmin(cfg config.Admin, st *store.Store, log *slog.Logger) (func(context.Context) error, error) {
+func startAdmin(full *config.Config, st *store.Store, log *slog.Logger) (func(context.Context) error, error) {
+	cfg := full.Admin
 	if st == nil {
 		return nil, errors.New("admin.listen: the admin API manages the tenant store; set store.database_url_env")
 	}
@@ -245,7 +273,7 @@ func startAdmin(cfg config.Admin, st *store.Store, log *slog.Logger) (func(conte
 	if err != nil {
 		return nil, fmt.Errorf("admin listen: %w", err)
 	}
-	hs := &http.Server{Handler: admin.New(st, token, log), ReadHeaderTimeout: 10 * time.Second}
+	hs := httpServer(full.Timeouts, admin.New(st, token, log))
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("admin API stopped", "error", err)
@@ -283,15 +311,15 @@ func startConsole(ctx context.Context, cfg *config.Config, srv *server.Server, l
 	}
 	h := console.New(console.Options{
 		DB: pool,
-		Authenticate: func(key string) (string, bool) {
-			tenantID, _, ok := srv.Authenticate([]byte(key))
-			return tenantID, ok
+		Authenticate: func(key string) (string, string, bool) {
+			return srv.Authenticate([]byte(key))
 		},
+		KeyLive:          srv.KeyLive,
 		AdminTokenSHA256: adminToken,
 		SessionKey:       sessionKey,
 		Log:              log,
 	})
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	hs := httpServer(cfg.Timeouts, h)
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("console stopped", "error", err)

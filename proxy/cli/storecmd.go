@@ -65,6 +65,7 @@ func (c *command) set(name string) bool {
 func (c *command) open(ctx context.Context) (*store.Store, error) {
 	url := os.Getenv(EnvDatabaseURL)
 	keyCfg := config.Store{SecretKeyEnv: EnvSecretKey}
+	var opts []store.Option
 	if *c.config != "" {
 		cfg, err := config.Load(*c.config)
 		if err != nil {
@@ -77,6 +78,9 @@ func (c *command) open(ctx context.Context) (*store.Store, error) {
 		if cfg.Store.SecretKeyEnv != "" || cfg.Store.SecretKeyFile != "" {
 			keyCfg = cfg.Store
 		}
+		// The file names the gateway's deployments: a model or credential
+		// naming another is refused here, not quarantined in the gateway.
+		opts = append(opts, store.WithDeployments(deploymentNames(cfg)))
 	}
 	if url == "" {
 		return nil, fmt.Errorf("no database: set %s or give -config FILE with store.database_url_env", EnvDatabaseURL)
@@ -87,7 +91,16 @@ func (c *command) open(ctx context.Context) (*store.Store, error) {
 	if err != nil && !errors.Is(err, secret.ErrNoKey) {
 		return nil, err
 	}
-	return store.Open(ctx, url, box)
+	return store.Open(ctx, url, box, opts...)
+}
+
+// deploymentNames are the deployments cfg configures.
+func deploymentNames(cfg *config.Config) []string {
+	names := make([]string, len(cfg.Deployments))
+	for i, d := range cfg.Deployments {
+		names[i] = d.Name
+	}
+	return names
 }
 
 // limitFlags are the limits a tenant or a key may have.

@@ -161,3 +161,26 @@ func TestKeysNewAndHash_StillWork(t *testing.T) {
 		t.Errorf("help: %v\n%s", err, help.String())
 	}
 }
+
+func TestTenantsModels_UnknownDeployment_ExitsNonZeroNamingIt(t *testing.T) {
+	url := pgtest.Database(t, pgtest.Start(t))
+	t.Setenv("LOOM_TEST_STORE_URL", url)
+	t.Setenv(cli.EnvDatabaseURL, "")
+	cfg := filepath.Join(t.TempDir(), "loom.yaml")
+	if err := os.WriteFile(cfg, []byte(`store:
+  database_url_env: LOOM_TEST_STORE_URL
+deployments: [{name: openai, provider: openai, base_url: "https://api.openai.com/v1", api_key: sk-x}]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, "", "tenants", "create", "acme", "-config", cfg)
+	_, _, err := run(t, "", "tenants", "models", "acme", "mini=openai", "big=opnai", "-config", cfg)
+	var stderr bytes.Buffer
+	if code := cli.ExitCode(err, &stderr); code == 0 || !strings.Contains(stderr.String(), `models[1].deployment: no deployment named "opnai"`) {
+		t.Fatalf("models naming an unknown deployment: exit %d, %q; want non-zero naming models[1].deployment", code, stderr.String())
+	}
+	if out := ok(t, "", "tenants", "list", "-config", cfg); strings.Contains(out, "opnai") {
+		t.Errorf("the refused model was stored:\n%s", out)
+	}
+	ok(t, "", "tenants", "models", "acme", "mini=openai", "-config", cfg)
+}

@@ -8,11 +8,13 @@
 // transaction confined by row-level security to its own rows (SET LOCAL
 // ROLE loom_tenant_reader); the administrator logs in with the admin token
 // and reads as the connecting user. The console must never store, echo or
-// log a key or token: the session cookie holds a signed tenant id.
+// log a key or token: the session cookie holds a signed tenant and key id,
+// and every request re-checks that key against the gateway's live snapshot.
 package console
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
@@ -20,8 +22,11 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -40,9 +45,21 @@ type Options struct {
 	// DB holds loom.spans; its user must be able to SET ROLE
 	// loom_tenant_reader (the schema migration grants that).
 	DB *pgxpool.Pool
-	// Authenticate maps an API key to its tenant. It must not keep or log
-	// the key.
-	Authenticate func(key string) (tenantID string, ok bool)
+	// Authenticate maps an API key to its tenant and key id. It must not
+	// keep or log the key.
+	Authenticate func(key string) (tenantID, keyID string, ok bool)
+	// KeyLive reports whether a tenant's key still authenticates now (not
+	// revoked or expired, its tenant still served). Every request of a
+	// tenant session is checked with it, so a revocation ends the session
+	// at once. Nil refuses every tenant session.
+	KeyLive func(tenantID, keyID string) bool
+	// StatementTimeout bounds each console query (SET LOCAL
+	// statement_timeout); 0 means DefaultStatementTimeout.
+	StatementTimeout time.Duration
+	// LoginsPerIP and Logins are the login attempts allowed a minute from
+	// one client address and in total (bursts up to that many); 0 means
+	// DefaultLoginsPerIP and DefaultLogins. More are answered 429.
+	LoginsPerIP, Logins int
 	// AdminTokenSHA256 is the SHA-256 of the admin token; zero turns the
 	// admin login off.
 	AdminTokenSHA256 [32]byte
@@ -53,11 +70,21 @@ type Options struct {
 	Log *slog.Logger
 }
 
+// Defaults of Options.
+const (
+	DefaultStatementTimeout = 5 * time.Second
+	DefaultLoginsPerIP      = 10
+	DefaultLogins           = 300
+	// maxThrottledIPs bounds the login throttle's memory (~100 bytes each).
+	maxThrottledIPs = 10000
+)
+
 type handler struct {
-	opts  Options
-	log   *slog.Logger
-	pages map[string]*template.Template
-	mux   *http.ServeMux
+	opts     Options
+	log      *slog.Logger
+	pages    map[string]*template.Template
+	mux      *http.ServeMux
+	throttle *throttle
 }
 
 var _ http.Handler = (*handler)(nil)
@@ -71,13 +98,24 @@ func New(o Options) http.Handler {
 	if len(h.opts.SessionKey) == 0 {
 		panic("console: Options.SessionKey is required")
 	}
+	if h.opts.StatementTimeout <= 0 {
+		h.opts.StatementTimeout = DefaultStatementTimeout
+	}
+	if h.opts.LoginsPerIP <= 0 {
+		h.opts.LoginsPerIP = DefaultLoginsPerIP
+	}
+	if h.opts.Logins <= 0 {
+		h.opts.Logins = DefaultLogins
+	}
+	h.throttle = newThrottle(rate{float64(h.opts.LoginsPerIP), time.Minute}, rate{float64(h.opts.Logins), time.Minute}, maxThrottledIPs)
 	h.pages = parsePages()
 	static, _ := fs.Sub(staticFS, "static")
 	h.mux.Handle("GET /console/static/", http.StripPrefix("/console/static/", http.FileServerFS(static)))
 	h.mux.HandleFunc("GET /console/login", h.loginPage)
 	h.mux.HandleFunc("POST /console/login", h.login)
+	// Logout is POST only, with a token bound to the session: a link or a
+	// cross-site form cannot log anybody out.
 	h.mux.HandleFunc("POST /console/logout", h.logout)
-	h.mux.HandleFunc("GET /console/logout", h.logout)
 	h.mux.HandleFunc("GET /console/{$}", h.auth(h.overview))
 	h.mux.HandleFunc("GET /console/d/{dashboard}", h.auth(h.dashboardPage))
 	h.mux.HandleFunc("GET /console/calls", h.auth(h.calls))
@@ -125,12 +163,21 @@ func (h *handler) fail(w http.ResponseWriter, s *session, status int, msg string
 	h.render(w, status, "error", page{Title: http.StatusText(status), Session: s, Data: msg})
 }
 
-// auth passes logged-in requests to f and sends the rest to the login page.
+// auth passes live sessions to f, sends requests without one to the login
+// page, and answers 401 to a session whose key or token no longer works.
 func (h *handler) auth(f func(http.ResponseWriter, *http.Request, session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s, ok := h.session(r)
-		if !ok {
+		s, state := h.session(r)
+		switch state {
+		case noSession:
 			http.Redirect(w, r, "/console/login", http.StatusSeeOther)
+			return
+		case deadSession:
+			h.clearSession(w, r)
+			h.log.Info("console session ended: its key or token no longer works", "who", s.Who(), "key_id", s.key)
+			h.render(w, http.StatusUnauthorized, "login", page{Title: "Log in", Data: loginData{
+				Error:   "Your session has ended: the key it was opened with was revoked or expired, or its tenant removed. Log in again.",
+				AdminOn: h.adminOn(), CSRF: h.loginToken(w, r)}})
 			return
 		}
 		f(w, r, s)
@@ -141,41 +188,81 @@ type loginData struct {
 	Error    string
 	AdminOn  bool
 	LoggedIn bool
+	// CSRF is the login form's token.
+	CSRF string
 }
 
 func (h *handler) adminOn() bool { return h.opts.AdminTokenSHA256 != [32]byte{} }
 
 func (h *handler) loginPage(w http.ResponseWriter, r *http.Request) {
-	_, in := h.session(r)
-	h.render(w, http.StatusOK, "login", page{Title: "Log in", Data: loginData{AdminOn: h.adminOn(), LoggedIn: in}})
+	_, state := h.session(r)
+	h.render(w, http.StatusOK, "login", page{Title: "Log in",
+		Data: loginData{AdminOn: h.adminOn(), LoggedIn: state == liveSession, CSRF: h.loginToken(w, r)}})
+}
+
+// clientIP is the address the login throttle counts: the connection's,
+// never a header a client can set.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	if ok, retry := h.throttle.allow(clientIP(r), time.Now()); !ok {
+		h.log.Warn("console login throttled", "remote", r.RemoteAddr)
+		w.Header().Set("Retry-After", strconv.Itoa(int(retry/time.Second)+1))
+		h.fail(w, nil, http.StatusTooManyRequests, "Too many login attempts. Wait a minute and try again.")
+		return
+	}
 	key := strings.TrimSpace(r.PostFormValue("key"))
+	if !h.loginTokenOK(r) {
+		// Not this console's form (or its cookie expired): a cross-site
+		// page cannot log a browser in under the attacker's key.
+		h.log.Warn("console login refused: no valid form token", "remote", r.RemoteAddr)
+		h.render(w, http.StatusForbidden, "login", page{Title: "Log in",
+			Data: loginData{Error: "The login form expired. Try again.", AdminOn: h.adminOn(), CSRF: h.loginToken(w, r)}})
+		return
+	}
 	if key != "" && h.adminOn() {
 		sum := sha256.Sum256([]byte(key))
 		if subtle.ConstantTimeCompare(sum[:], h.opts.AdminTokenSHA256[:]) == 1 {
-			h.setSession(w, r, adminSubject)
+			h.setSession(w, r, adminPrefix+adminFingerprint(h.opts.AdminTokenSHA256))
 			h.log.Info("console login", "who", "admin", "remote", r.RemoteAddr)
 			http.Redirect(w, r, "/console/", http.StatusSeeOther)
 			return
 		}
 	}
 	if key != "" && h.opts.Authenticate != nil {
-		if t, ok := h.opts.Authenticate(key); ok && t != "" {
-			h.setSession(w, r, "t:"+t)
-			h.log.Info("console login", "who", "tenant", "tenant", t, "remote", r.RemoteAddr)
+		if t, k, ok := h.opts.Authenticate(key); ok && t != "" && k != "" {
+			h.setSession(w, r, tenantSubject(t, k))
+			h.log.Info("console login", "who", "tenant", "tenant", t, "key_id", k, "remote", r.RemoteAddr)
 			http.Redirect(w, r, "/console/", http.StatusSeeOther)
 			return
 		}
 	}
 	h.log.Warn("console login refused", "remote", r.RemoteAddr)
 	h.render(w, http.StatusUnauthorized, "login", page{Title: "Log in",
-		Data: loginData{Error: "That key or token is not valid.", AdminOn: h.adminOn()}})
+		Data: loginData{Error: "That key or token is not valid.", AdminOn: h.adminOn(), CSRF: h.loginToken(w, r)}})
 }
 
+// logout ends the session whose token the form carries. A post without the
+// token (a cross-site form) changes nothing.
 func (h *handler) logout(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	s, state := h.session(r)
+	if state == noSession {
+		http.Redirect(w, r, "/console/login", http.StatusSeeOther)
+		return
+	}
+	if !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(s.csrf)) {
+		h.log.Warn("console logout refused: no valid form token", "remote", r.RemoteAddr)
+		h.fail(w, nil, http.StatusForbidden, "Log out with the console's own Log out button.")
+		return
+	}
 	h.clearSession(w, r)
 	http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 }
@@ -191,6 +278,12 @@ func (h *handler) read(ctx context.Context, s session, f func(pgx.Tx) error) err
 		return errors.New("read: session without a tenant")
 	}
 	return pgx.BeginTxFunc(ctx, h.opts.DB, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		// A console page must not hold a connection (or a lock) for as
+		// long as a wide search would take: each query gets a bound.
+		ms := strconv.FormatInt(h.opts.StatementTimeout.Milliseconds(), 10)
+		if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", ms); err != nil {
+			return err
+		}
 		if !s.admin {
 			// SET LOCAL and set_config(..., true) end with the
 			// transaction: the connection returns to the pool as it came.

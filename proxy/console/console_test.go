@@ -4,19 +4,24 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 )
 
-// client is a browser without redirects, keeping its session cookie.
+// client is a browser without redirects, keeping its cookies: the
+// session's in cookie (tests tamper with it), the rest in jar.
 type client struct {
 	t      *testing.T
 	base   string
 	cookie *http.Cookie
+	jar    map[string]*http.Cookie
 	seen   strings.Builder // every body and Set-Cookie, to look for secrets
 }
 
-func newClient(t *testing.T, base string) *client { return &client{t: t, base: base} }
+func newClient(t *testing.T, base string) *client {
+	return &client{t: t, base: base, jar: map[string]*http.Cookie{}}
+}
 
 func (c *client) do(method, path string, form url.Values) (int, string, *http.Response) {
 	c.t.Helper()
@@ -34,6 +39,9 @@ func (c *client) do(method, path string, form url.Values) (int, string, *http.Re
 	if c.cookie != nil {
 		req.AddCookie(c.cookie)
 	}
+	for _, ck := range c.jar {
+		req.AddCookie(ck)
+	}
 	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -45,17 +53,43 @@ func (c *client) do(method, path string, form url.Values) (int, string, *http.Re
 		c.seen.WriteString(sc + "\n")
 	}
 	for _, ck := range resp.Cookies() {
-		if ck.Name == "loom_console" && ck.MaxAge >= 0 {
+		switch {
+		case ck.Name == "loom_console" && ck.MaxAge >= 0:
 			c.cookie = ck
+		case ck.Name == "loom_console":
+			c.cookie = nil
+		default:
+			c.jar[ck.Name] = ck
 		}
 	}
 	c.seen.Write(b)
 	return resp.StatusCode, string(b), resp
 }
 
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// csrf is the form token on the page at path.
+func (c *client) csrf(path string) string {
+	c.t.Helper()
+	_, body, _ := c.do("GET", path, nil)
+	m := csrfField.FindStringSubmatch(body)
+	if m == nil {
+		c.t.Fatalf("no csrf token on %s:\n%s", path, body)
+	}
+	return m[1]
+}
+
+// login posts the login form as a browser would: the page first.
 func (c *client) login(key string) int {
 	c.t.Helper()
-	code, _, _ := c.do("POST", "/console/login", url.Values{"key": {key}})
+	code, _, _ := c.do("POST", "/console/login", url.Values{"key": {key}, "csrf": {c.csrf("/console/login")}})
+	return code
+}
+
+// logout presses the Log out button of the overview.
+func (c *client) logout() int {
+	c.t.Helper()
+	code, _, _ := c.do("POST", "/console/logout", url.Values{"csrf": {c.csrf("/console/")}})
 	return code
 }
 
@@ -65,9 +99,9 @@ func TestConsole(t *testing.T) {
 
 	t.Run("BadKey_Gets401AndNoSession", func(t *testing.T) {
 		c := newClient(t, f.URL)
-		code, body, resp := c.do("POST", "/console/login", url.Values{"key": {"sk-loom-wrong"}})
-		if code != http.StatusUnauthorized || !strings.Contains(body, "not valid") || len(resp.Cookies()) != 0 {
-			t.Fatalf("bad key: %d, cookies %v, body:\n%s", code, resp.Cookies(), body)
+		code, body, _ := c.do("POST", "/console/login", url.Values{"key": {"sk-loom-wrong"}, "csrf": {c.csrf("/console/login")}})
+		if code != http.StatusUnauthorized || !strings.Contains(body, "not valid") || c.cookie != nil {
+			t.Fatalf("bad key: %d, session %v, body:\n%s", code, c.cookie, body)
 		}
 	})
 
@@ -175,7 +209,9 @@ func TestConsole(t *testing.T) {
 			for _, p := range []string{"/console/", "/console/calls", "/console/calls/" + f.ContentTraceID, "/console/login"} {
 				c.do("GET", p, nil)
 			}
-			c.do("POST", "/console/logout", url.Values{})
+			if c.cookie != nil {
+				c.logout()
+			}
 			seen.WriteString(c.seen.String())
 		}
 		all := seen.String() + f.log.String()

@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"github.com/loom-gateway/loom/proxy/logtest"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 const (
 	keyA       = "sk-loom-tenantA-0123456789abcdef"
 	keyB       = "sk-loom-tenantB-fedcba9876543210"
+	keyA2      = "sk-loom-tenantA-second-key-0000"
 	adminToken = "loom-admin-token-0123456789"
 	modelA     = "gpt-4o-mini"
 	modelB     = "tenant-b-private-model"
@@ -31,10 +34,33 @@ const (
 // "acme" (A) and "globex" (B).
 type fixture struct {
 	URL            string
+	h              http.Handler
+	live           *liveKeys
 	TracesA        []string // newest first; TracesA[0] has captured content
 	TracesB        []string
 	log            *logtest.Buffer
 	ContentTraceID string
+}
+
+// liveKeys is the gateway's snapshot as the console sees it: key id to
+// tenant, for keys that still work.
+type liveKeys struct {
+	mu   sync.Mutex
+	keys map[string]string
+}
+
+func (l *liveKeys) tenant(keyID string) (string, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, ok := l.keys[keyID]
+	return t, ok
+}
+
+// revoke takes a key out of the snapshot, as a revocation does.
+func (l *liveKeys) revoke(keyID string) {
+	l.mu.Lock()
+	delete(l.keys, keyID)
+	l.mu.Unlock()
 }
 
 func hexID(n int) string {
@@ -87,20 +113,23 @@ func newFixture(t *testing.T) *fixture {
 			f.ContentTraceID = trace
 		}
 	}
-	auth := func(key string) (string, bool) {
-		switch key {
-		case keyA:
-			return "acme", true
-		case keyB:
-			return "globex", true
-		}
-		return "", false
+	f.live = &liveKeys{keys: map[string]string{"acme-key": "acme", "acme-key-2": "acme", "globex-key": "globex"}}
+	auth := func(key string) (string, string, bool) {
+		id := map[string]string{keyA: "acme-key", keyA2: "acme-key-2", keyB: "globex-key"}[key]
+		t, ok := f.live.tenant(id)
+		return t, id, ok
 	}
-	h := console.New(console.Options{
+	f.h = console.New(console.Options{
 		DB: pool, Authenticate: auth, AdminTokenSHA256: sha256.Sum256([]byte(adminToken)),
+		KeyLive: func(tenantID, keyID string) bool {
+			t, ok := f.live.tenant(keyID)
+			return ok && t == tenantID
+		},
 		SessionKey: []byte(hexID(32)), Log: slog.New(slog.NewTextHandler(f.log, nil)),
+		// Generous: the tests log in often from one address.
+		LoginsPerIP: 1000,
 	})
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(f.h)
 	t.Cleanup(srv.Close)
 	f.URL = srv.URL
 	return f

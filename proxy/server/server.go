@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,10 @@ type Server struct {
 	lastLimitErr atomic.Pointer[string]
 	// unauth counts the requests refused before a tenant was known.
 	unauth unauthCounts
+	// goodTenants is each served tenant's version as served: what a
+	// quarantined tenant falls back to. tenantsMu orders SetTenants.
+	tenantsMu   sync.Mutex
+	goodTenants map[string]config.Tenant
 }
 
 // New builds a server from a validated configuration.
@@ -93,6 +98,10 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.dir.Store(dir)
+	s.goodTenants = make(map[string]config.Tenant, len(cfg.Tenants))
+	for _, t := range cfg.Tenants {
+		s.goodTenants[t.ID] = t
+	}
 	s.exchanges.New = func() any {
 		ex := &exchange{srv: s}
 		ex.streamDone = ex.streamEnded
@@ -129,21 +138,139 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 }
 
 // SetTenants replaces the tenants, keys and routes the gateway serves, at
-// once: a call sees the old snapshot or the new one, never a mix. An
-// invalid set is refused whole and the old one stays.
+// once: a call sees the old snapshot or the new one, never a mix.
+//
+// Each tenant is checked on its own, so one bad row (a model naming a
+// deployment this gateway lacks, a key clashing with another tenant's)
+// cannot hold back every other tenant's changes, revocations above all. A
+// bad tenant is quarantined: it keeps serving its last good version (minus
+// the keys the new version revokes or removes), or, new, is not served at
+// all. The error names each quarantined tenant and why; the tenants it
+// does not name are served as given.
 func (s *Server) SetTenants(tenants []config.Tenant) error {
+	s.tenantsMu.Lock()
+	defer s.tenantsMu.Unlock()
 	cfg := *s.cfg
-	cfg.Tenants = tenants
 	cfg.Store = config.Store{} // validating the tenants, not the store's environment
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("tenant snapshot: %w", err)
+	taken := claims{tenants: map[string]bool{}, keyIDs: map[string]string{}, hashes: map[string]string{}}
+	serve := make([]config.Tenant, 0, len(tenants))
+	good := make(map[string]config.Tenant, len(tenants))
+	var quarantined []error
+	for _, t := range tenants {
+		err := s.checkTenant(&cfg, t, &taken)
+		if err == nil {
+			taken.add(t)
+			serve = append(serve, t)
+			good[t.ID] = t
+			continue
+		}
+		quarantined = append(quarantined, &QuarantineError{Tenant: t.ID, Err: err})
+		if prev, ok := s.goodTenants[t.ID]; ok {
+			prev = keepRevocations(prev, t)
+			if s.checkTenant(&cfg, prev, &taken) == nil {
+				taken.add(prev)
+				serve = append(serve, prev)
+				good[t.ID] = prev
+			}
+		}
 	}
+	cfg.Tenants = serve
 	dir, err := tenant.Build(&cfg, s.deployments)
 	if err != nil {
+		// Unreachable after the checks above; kept so that a gap between
+		// Validate and Build refuses the snapshot rather than panicking.
 		return fmt.Errorf("tenant snapshot: %w", err)
 	}
 	s.dir.Store(dir)
-	return nil
+	s.goodTenants = good
+	return errors.Join(quarantined...)
+}
+
+// QuarantineError says why one tenant of a snapshot is not served as given.
+type QuarantineError struct {
+	Tenant string
+	Err    error
+}
+
+func (e *QuarantineError) Error() string {
+	return "tenant " + e.Tenant + " quarantined: " + e.Err.Error()
+}
+
+func (e *QuarantineError) Unwrap() error { return e.Err }
+
+// claims are the ids and key hashes that the tenants accepted so far hold:
+// they are unique across a snapshot, and a later tenant cannot take them.
+type claims struct {
+	tenants        map[string]bool
+	keyIDs, hashes map[string]string // to the tenant holding them
+}
+
+func (c *claims) add(t config.Tenant) {
+	c.tenants[t.ID] = true
+	for _, k := range t.Keys {
+		c.keyIDs[k.ID] = t.ID
+		c.hashes[strings.ToLower(k.SHA256)] = t.ID
+	}
+}
+
+// checkTenant validates one tenant against the gateway's deployments, and
+// against the ids and keys the tenants accepted before it hold. Its errors
+// name fields within the tenant ("models[0].deployment: ...").
+func (s *Server) checkTenant(cfg *config.Config, t config.Tenant, taken *claims) error {
+	one := *cfg
+	one.Tenants = []config.Tenant{t}
+	var errs []error
+	if err := one.Validate(); err != nil {
+		for line := range strings.SplitSeq(err.Error(), "\n") {
+			line = strings.TrimPrefix(line, "tenants[0].")
+			line = strings.TrimPrefix(line, "tenants[0]")
+			errs = append(errs, errors.New(line))
+		}
+	}
+	if taken.tenants[t.ID] {
+		errs = append(errs, fmt.Errorf("id: %q is defined twice", t.ID))
+	}
+	for i, k := range t.Keys {
+		if owner, ok := taken.keyIDs[k.ID]; ok {
+			errs = append(errs, fmt.Errorf("keys[%d].id: %q is already a key of tenant %s", i, k.ID, owner))
+		}
+		if owner, ok := taken.hashes[strings.ToLower(k.SHA256)]; ok {
+			errs = append(errs, fmt.Errorf("keys[%d].sha256: the same key belongs to tenant %s", i, owner))
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	// One line, for /readyz and the log.
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// keepRevocations is a quarantined tenant's last good version with what
+// its new version takes away applied: keys revoked or gone are dropped,
+// and an earlier expiry wins. Taking access away never waits for a typo to
+// be fixed.
+func keepRevocations(prev, next config.Tenant) config.Tenant {
+	now := make(map[string]config.Key, len(next.Keys))
+	for _, k := range next.Keys {
+		now[k.ID] = k
+	}
+	keys := make([]config.Key, 0, len(prev.Keys))
+	for _, k := range prev.Keys {
+		nk, ok := now[k.ID]
+		if !ok || nk.Revoked || !strings.EqualFold(nk.SHA256, k.SHA256) {
+			continue
+		}
+		if !nk.ExpiresAt.IsZero() && (k.ExpiresAt.IsZero() || nk.ExpiresAt.Before(k.ExpiresAt)) {
+			k.ExpiresAt = nk.ExpiresAt
+		}
+		keys = append(keys, k)
+	}
+	prev.Keys = keys
+	return prev
 }
 
 // SetDegraded marks the gateway as serving a snapshot it cannot refresh,
@@ -326,4 +453,12 @@ func (s *Server) Authenticate(key []byte) (tenantID, keyID string, ok bool) {
 		return "", "", false
 	}
 	return k.Tenant.ID, k.ID, true
+}
+
+// KeyLive reports whether the key keyID of tenantID would still
+// authenticate in the live snapshot: not revoked, not expired, its tenant
+// still served. The console re-checks its sessions with it on every
+// request.
+func (s *Server) KeyLive(tenantID, keyID string) bool {
+	return s.dir.Load().Live(tenantID, keyID)
 }

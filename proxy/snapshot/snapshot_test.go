@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/logtest"
 )
 
 // source hands out whatever load returns, and calls changed each time a
@@ -41,11 +42,18 @@ type target struct {
 func (t *target) SetTenants(ts []config.Tenant) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(ts) > 0 && ts[0].ID == "invalid" {
-		return errors.New("tenants[0]: invalid")
+	// Like the gateway: a bad tenant is quarantined, the rest applied.
+	var good []config.Tenant
+	var errs []error
+	for _, tc := range ts {
+		if tc.ID == "invalid" {
+			errs = append(errs, errors.New(`tenant invalid quarantined: models[0].deployment: no deployment named "x"`))
+			continue
+		}
+		good = append(good, tc)
 	}
-	t.tenants = ts
-	return nil
+	t.tenants = good
+	return errors.Join(errs...)
 }
 
 func (t *target) SetDegraded(reason string) {
@@ -55,7 +63,7 @@ func (t *target) SetDegraded(reason string) {
 	t.done <- struct{}{}
 }
 
-func TestFollow_KeepsLastGoodSnapshotAndSaysDegraded(t *testing.T) {
+func TestFollow_StoreDown_KeepsLastGoodSnapshotAndSaysDegraded(t *testing.T) {
 	var mu sync.Mutex
 	next := []config.Tenant{{ID: "a"}}
 	var fail error
@@ -67,7 +75,7 @@ func TestFollow_KeepsLastGoodSnapshotAndSaysDegraded(t *testing.T) {
 	dst := &target{done: make(chan struct{}, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go Follow(ctx, src, dst, time.Second, slog.New(slog.DiscardHandler))
+	go Follow(ctx, src, dst, time.Second, slog.New(slog.DiscardHandler), nil)
 	step := func(tenants []config.Tenant, err error) (string, []config.Tenant) {
 		mu.Lock()
 		next, fail = tenants, err
@@ -84,10 +92,46 @@ func TestFollow_KeepsLastGoodSnapshotAndSaysDegraded(t *testing.T) {
 	if d, ts := step(nil, errors.New("connection refused")); !strings.Contains(d, "tenant store unreadable") || ts[0].ID != "a" {
 		t.Fatalf("store down: degraded %q tenants %v", d, ts)
 	}
-	if d, ts := step([]config.Tenant{{ID: "invalid"}}, nil); d == "" || ts[0].ID != "a" {
-		t.Fatalf("invalid snapshot must be refused whole: degraded %q tenants %v", d, ts)
-	}
 	if d, ts := step([]config.Tenant{{ID: "b"}}, nil); d != "" || ts[0].ID != "b" {
 		t.Fatalf("store back: degraded %q tenants %v", d, ts)
+	}
+}
+
+func TestFollow_BadTenant_OthersAppliedAndReadyzNamesTheTenantNotTheStore(t *testing.T) {
+	var mu sync.Mutex
+	var next []config.Tenant
+	var fail error
+	src := &source{pokes: make(chan struct{}), load: func() ([]config.Tenant, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return next, fail
+	}}
+	dst := &target{done: make(chan struct{}, 1)}
+	log := &logtest.Buffer{}
+	go Follow(t.Context(), src, dst, time.Second, slog.New(slog.NewTextHandler(log, nil)), nil)
+	step := func(tenants []config.Tenant, err error) (string, []config.Tenant) {
+		mu.Lock()
+		next, fail = tenants, err
+		mu.Unlock()
+		src.pokes <- struct{}{}
+		<-dst.done
+		dst.mu.Lock()
+		defer dst.mu.Unlock()
+		return dst.degraded, dst.tenants
+	}
+	const want = `tenant invalid quarantined: models[0].deployment: no deployment named "x"`
+	d, ts := step([]config.Tenant{{ID: "a"}, {ID: "invalid"}, {ID: "b"}}, nil)
+	if d != want || len(ts) != 2 || ts[1].ID != "b" {
+		t.Fatalf("bad tenant: degraded %q, tenants %v; want %q and a, b served", d, ts, want)
+	}
+	step([]config.Tenant{{ID: "a"}, {ID: "invalid"}}, nil)
+	if n := strings.Count(log.String(), "tenants quarantined"); n != 1 {
+		t.Errorf("the same quarantine logged %d times; want once:\n%s", n, log.String())
+	}
+	if d, _ := step(nil, errors.New("connection refused")); !strings.Contains(d, "tenant store unreadable") || !strings.Contains(d, want) {
+		t.Errorf("store down with a tenant quarantined: degraded %q; want both said", d)
+	}
+	if d, ts := step([]config.Tenant{{ID: "a"}}, nil); d != "" || len(ts) != 1 {
+		t.Errorf("fixed: degraded %q tenants %v", d, ts)
 	}
 }

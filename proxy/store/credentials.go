@@ -19,6 +19,9 @@ func (s *Store) SetCredential(ctx context.Context, tenantID, deployment, apiKey 
 	case apiKey == "":
 		return fmt.Errorf("set credential of %q for %q: %w: the credential is empty", tenantID, deployment, ErrInvalid)
 	}
+	if err := s.checkDeployment("deployment", deployment); err != nil {
+		return fmt.Errorf("set credential of %q: %w", tenantID, err)
+	}
 	nonce, ciphertext, err := s.box.Seal([]byte(apiKey), secret.AAD(tenantID, deployment))
 	if err != nil {
 		return err

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -38,12 +40,25 @@ var (
 	ErrNoSecretKey = errors.New("no credential encryption key configured (store.secret_key_env or store.secret_key_file)")
 )
 
+// FieldError is an ErrInvalid that names the request field at fault
+// ("models[0].deployment"), so the admin API can point at it.
+type FieldError struct {
+	Field, Msg string
+}
+
+func (e *FieldError) Error() string        { return e.Field + ": " + e.Msg }
+func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+
 // Store is a pool of connections to the tenant store. It is safe for
 // concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
 	box  *secret.Box // nil: no credentials can be set or loaded
 	log  *slog.Logger
+	// deployments, when set, are the names a model or credential may
+	// name: a typo is refused here rather than quarantining the tenant
+	// in every gateway's snapshot.
+	deployments map[string]bool
 }
 
 // Option adjusts Open.
@@ -52,6 +67,32 @@ type Option func(*Store)
 // WithLogger sends Watch's connection reports to log (by default they are
 // dropped).
 func WithLogger(log *slog.Logger) Option { return func(s *Store) { s.log = log } }
+
+// WithDeployments makes SetModels and SetCredential refuse a deployment
+// not in names (the gateway's configured deployments). Without it they
+// cannot check: the store does not know the gateway's configuration.
+func WithDeployments(names []string) Option {
+	return func(s *Store) {
+		s.deployments = make(map[string]bool, len(names))
+		for _, n := range names {
+			s.deployments[n] = true
+		}
+	}
+}
+
+// checkDeployment refuses a deployment the gateway does not have, when the
+// store was told which it has.
+func (s *Store) checkDeployment(field, name string) error {
+	if s.deployments == nil || s.deployments[name] {
+		return nil
+	}
+	known := make([]string, 0, len(s.deployments))
+	for n := range s.deployments {
+		known = append(known, n)
+	}
+	slices.Sort(known)
+	return &FieldError{Field: field, Msg: fmt.Sprintf("no deployment named %q (the deployments are: %s)", name, strings.Join(known, ", "))}
+}
 
 // Open connects to the database at url and brings its schema up to date.
 // box seals and opens credentials; it may be nil when none are stored.

@@ -200,6 +200,9 @@ func (s *Store) SetModels(ctx context.Context, tenant string, models []config.Mo
 			return fmt.Errorf("model %q: %w: listed twice", m.Name, ErrInvalid)
 		}
 		seen[m.Name] = true
+		if err := s.checkDeployment(fmt.Sprintf("models[%d].deployment", i), m.Deployment); err != nil {
+			return fmt.Errorf("set models of %q: %w", tenant, err)
+		}
 		names[i], deps[i] = m.Name, m.Deployment
 		if m.UpstreamModel != "" {
 			upstream[i] = &models[i].UpstreamModel

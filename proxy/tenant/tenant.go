@@ -24,6 +24,7 @@ import (
 // Directory maps key hashes to keys and tenants to their routes.
 type Directory struct {
 	keys    map[[sha256.Size]byte]*Key
+	byID    map[string]*Key
 	tenants map[string]*Tenant
 }
 
@@ -70,7 +71,7 @@ type Route struct {
 // Build makes a directory from the configuration and the live deployments
 // (keyed by name). Revoked keys are left out.
 func Build(cfg *config.Config, deployments map[string]*upstream.Deployment) (*Directory, error) {
-	d := &Directory{keys: map[[sha256.Size]byte]*Key{}, tenants: map[string]*Tenant{}}
+	d := &Directory{keys: map[[sha256.Size]byte]*Key{}, byID: map[string]*Key{}, tenants: map[string]*Tenant{}}
 	created := time.Now().Unix()
 	for _, tc := range cfg.Tenants {
 		t := &Tenant{ID: tc.ID, Content: tc.Content, Limit: limit.Subject{ID: "t:" + tc.ID, Rule: limit.RuleOf(tc.Limits)}, routes: map[string]*Route{}, modelJSON: map[string][]byte{}}
@@ -115,6 +116,7 @@ func Build(cfg *config.Config, deployments map[string]*upstream.Deployment) (*Di
 				key.modelsJSON = renderModels(t.routes, key.models, key.modelJSON, created)
 			}
 			d.keys[h] = key
+			d.byID[k.ID] = key
 		}
 	}
 	return d, nil
@@ -127,6 +129,18 @@ func (d *Directory) Authenticate(key []byte) (*Key, bool) {
 		return nil, false
 	}
 	return k, ok
+}
+
+// Live reports whether the key with this id belongs to tenantID and would
+// authenticate now: it exists in this snapshot (revoked keys are left out),
+// has not expired, and its tenant is served. A session made with a key
+// (the console's) is only as good as the key.
+func (d *Directory) Live(tenantID, keyID string) bool {
+	k, ok := d.byID[keyID]
+	if !ok || k.Tenant.ID != tenantID || (k.expires != 0 && time.Now().UnixNano() >= k.expires) {
+		return false
+	}
+	return d.tenants[tenantID] == k.Tenant
 }
 
 // Route finds the route for a public model name, within the key's

@@ -1,6 +1,7 @@
 // Drives the Loom console in the system's headless Chromium, as tenant A:
 // the dashboards render their panels (no Pipeline health), A's calls are listed and none of B's, a call page shows its timeline and
-// attributes, B's call is a 404, and no page logs an error. Run by
+// attributes, B's call is a 404, logout is a POST form (a GET logs nobody
+// out), and no page logs an error. Run by
 // ../browser_test.go, which starts Postgres and the console and sets:
 //   CONSOLE_URL, CONSOLE_KEY_A, CONSOLE_TRACES_A, CONSOLE_TRACES_B
 //   (comma-separated), CONSOLE_FORBIDDEN (comma-separated strings of B's that
@@ -98,7 +99,14 @@ try {
   const body404 = await page.content();
   for (const s of forbidden) assert.ok(!body404.includes(s), `B's ${s} never shows on the 404 page`);
 
-  step('log out');
+  step('a GET of /console/logout logs nobody out');
+  const get = await page.request.get(`${base}/console/logout`, { maxRedirects: 0 });
+  assert.notEqual(get.status(), 303, 'GET /console/logout does not log out');
+  await page.goto(`${base}/console/`);
+  assert.match(await page.textContent('#who'), /tenant acme/, 'still logged in after a GET of /console/logout');
+
+  step('log out (a POST form with its CSRF token)');
+  assert.equal(await page.locator('header form[method=post] input[name=csrf]').count(), 1, 'the logout form carries a token');
   await page.click('header form button');
   await page.waitForURL(`${base}/console/login`);
   resp = await page.goto(`${base}/console/`);

@@ -1,0 +1,144 @@
+package server_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/server"
+	"github.com/loom-gateway/loom/proxy/tenant"
+)
+
+// quarantineServer serves acme (keys a1, a2) and globex (key g1) on one
+// deployment, oa.
+func quarantineServer(t *testing.T) *server.Server {
+	t.Helper()
+	cfg, err := config.Parse([]byte(`
+deployments: [{name: oa, provider: openai, base_url: "https://api.openai.com/v1", api_key: sk-x}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(cfg, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.SetTenants([]config.Tenant{acme(), globex()}); err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+func acme() config.Tenant {
+	return config.Tenant{ID: "acme", Models: []config.Model{{Name: "m", Deployment: "oa"}}, Keys: []config.Key{
+		{ID: "a1", SHA256: tenant.Hash("sk-loom-a1")}, {ID: "a2", SHA256: tenant.Hash("sk-loom-a2")}}}
+}
+
+func globex() config.Tenant {
+	return config.Tenant{ID: "globex", Models: []config.Model{{Name: "m", Deployment: "oa"}}, Keys: []config.Key{
+		{ID: "g1", SHA256: tenant.Hash("sk-loom-g1")}}}
+}
+
+func authenticates(srv *server.Server, key string) bool {
+	_, _, ok := srv.Authenticate([]byte(key))
+	return ok
+}
+
+func TestSetTenants_OneBadTenant_OthersStillApplyAndItKeepsItsLastGoodVersion(t *testing.T) {
+	srv := quarantineServer(t)
+	bad := globex()
+	bad.Models[0].Deployment = "typo"
+	bad.Keys = append(bad.Keys, config.Key{ID: "g2", SHA256: tenant.Hash("sk-loom-g2")})
+	revoked := acme()
+	revoked.Keys[1].Revoked = true
+
+	err := srv.SetTenants([]config.Tenant{revoked, bad})
+	var q *server.QuarantineError
+	if !errors.As(err, &q) || q.Tenant != "globex" {
+		t.Fatalf("SetTenants = %v; want globex quarantined", err)
+	}
+	want := `tenant globex quarantined: models[0].deployment: no deployment named "typo"`
+	if err.Error() != want {
+		t.Errorf("error = %q; want %q", err, want)
+	}
+	if authenticates(srv, "sk-loom-a2") {
+		t.Error("acme's revoked key still works: one bad tenant held back another's revocation")
+	}
+	if !authenticates(srv, "sk-loom-a1") {
+		t.Error("acme's live key stopped working")
+	}
+	if !authenticates(srv, "sk-loom-g1") {
+		t.Error("quarantined globex lost its last good version")
+	}
+	if authenticates(srv, "sk-loom-g2") {
+		t.Error("quarantined globex's new key is served")
+	}
+}
+
+func TestSetTenants_QuarantinedTenant_StillLosesRevokedAndRemovedKeys(t *testing.T) {
+	srv := quarantineServer(t)
+	bad := acme()
+	bad.Models[0].Deployment = "typo"
+	bad.Keys = bad.Keys[:1]
+	bad.Keys[0].Revoked = true
+	if err := srv.SetTenants([]config.Tenant{bad, globex()}); err == nil {
+		t.Fatal("a tenant naming an unknown deployment was accepted")
+	}
+	if authenticates(srv, "sk-loom-a1") || authenticates(srv, "sk-loom-a2") {
+		t.Error("a quarantined tenant's revoked or removed key still works")
+	}
+}
+
+func TestSetTenants_NewBadTenant_IsNotServed(t *testing.T) {
+	srv := quarantineServer(t)
+	bad := config.Tenant{ID: "initech", Models: []config.Model{{Name: "m", Deployment: "typo"}},
+		Keys: []config.Key{{ID: "i1", SHA256: tenant.Hash("sk-loom-i1")}}}
+	if err := srv.SetTenants([]config.Tenant{acme(), globex(), bad}); err == nil {
+		t.Fatal("want initech quarantined")
+	}
+	if authenticates(srv, "sk-loom-i1") {
+		t.Error("a new tenant that never validated is served")
+	}
+	if !authenticates(srv, "sk-loom-g1") || !authenticates(srv, "sk-loom-a1") {
+		t.Error("good tenants are not served")
+	}
+}
+
+func TestSetTenants_KeyOfAnotherTenant_QuarantinesTheLaterTenant(t *testing.T) {
+	srv := quarantineServer(t)
+	thief := config.Tenant{ID: "zeta", Keys: []config.Key{{ID: "z1", SHA256: tenant.Hash("sk-loom-a1")}}}
+	err := srv.SetTenants([]config.Tenant{acme(), globex(), thief})
+	if err == nil || !strings.Contains(err.Error(), "tenant zeta quarantined: keys[0].sha256") {
+		t.Fatalf("SetTenants = %v; want zeta quarantined for acme's key", err)
+	}
+	if tid, _, _ := srv.Authenticate([]byte("sk-loom-a1")); tid != "acme" {
+		t.Errorf("acme's key authenticates as %q", tid)
+	}
+}
+
+func TestKeyLive_RevokedExpiredOrTenantGone_IsNotLive(t *testing.T) {
+	srv := quarantineServer(t)
+	if !srv.KeyLive("acme", "a1") {
+		t.Fatal("a live key is not live")
+	}
+	if srv.KeyLive("globex", "a1") {
+		t.Error("a key is live under another tenant")
+	}
+	a := acme()
+	a.Keys[0].Revoked = true
+	a.Keys[1].ExpiresAt = time.Now().Add(-time.Second)
+	if err := srv.SetTenants([]config.Tenant{a, globex()}); err != nil {
+		t.Fatal(err)
+	}
+	if srv.KeyLive("acme", "a1") || srv.KeyLive("acme", "a2") {
+		t.Error("a revoked or expired key is live")
+	}
+	if err := srv.SetTenants([]config.Tenant{acme()}); err != nil {
+		t.Fatal(err)
+	}
+	if srv.KeyLive("globex", "g1") {
+		t.Error("a deleted tenant's key is live")
+	}
+}
