@@ -207,7 +207,16 @@ func (r *Request) member(key []byte, m *json.Members) *apierror.Error {
 	case "n":
 		return integer(&r.Params.N, "n", kind, v, 1, 128)
 	case "max_tokens", "max_completion_tokens":
-		return integer(&r.Params.MaxTokens, string(key), kind, v, 0, 1<<40)
+		// With both (or either twice), the upstream may obey either: the
+		// larger bounds what the call may generate, and is what the token
+		// limiter must reserve.
+		prev := r.Params.MaxTokens
+		if err := integer(&r.Params.MaxTokens, string(key), kind, v, 0, 1<<40); err != nil {
+			return err
+		}
+		if prev != nil && *prev > *r.Params.MaxTokens {
+			r.Params.MaxTokens = prev
+		}
 	case "seed":
 		return integer(&r.Params.Seed, "seed", kind, v, -1<<62, 1<<62)
 	case "encoding_format":

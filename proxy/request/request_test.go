@@ -131,6 +131,23 @@ func TestParse_DuplicateIncludeUsage_RefusedAsDuplicate(t *testing.T) {
 	}
 }
 
+func TestParse_MaxTokensAndMaxCompletionTokens_TheLargerCounts(t *testing.T) {
+	for _, body := range []string{
+		`{"model":"m","messages":[{}],"max_completion_tokens":9000,"max_tokens":10}`,
+		`{"model":"m","messages":[{}],"max_tokens":10,"max_completion_tokens":9000}`,
+		`{"model":"m","messages":[{}],"max_tokens":9000,"max_tokens":10}`,
+		`{"model":"m","messages":[{}],"max_tokens":9000,"max_tokens":null}`,
+	} {
+		var r Request
+		if err := r.Parse(call.OpChat, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+		if r.Params.MaxTokens == nil || *r.Params.MaxTokens != 9000 {
+			t.Errorf("%s: max tokens %v, want 9000", body, r.Params.MaxTokens)
+		}
+	}
+}
+
 func TestParse_ReadsParams(t *testing.T) {
 	var r Request
 	body := `{"model":"gpt","messages":[{"role":"user","content":"x"}],"temperature":0.5,"top_p":1,"max_tokens":100,"n":2,"seed":7,"stream":true}`
