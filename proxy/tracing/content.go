@@ -48,8 +48,9 @@ const (
 )
 
 // appendContent adds the captured prompt and completion, converted to the
-// conventions' JSON and cut to the policy's cap, which counts every field.
-// It runs only for tenants that opted in, so it may allocate freely.
+// conventions' JSON and cut: their text to the policy's cap, every other
+// field to maxField and all of those together to maxMeta. It runs only for
+// tenants that opted in, so it may allocate freely.
 func appendContent(a []attribute.KeyValue, r *call.Record) []attribute.KeyValue {
 	c := &r.Content
 	truncated := c.Truncated
