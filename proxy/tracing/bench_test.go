@@ -4,7 +4,10 @@ import (
 	"context"
 	"testing"
 
+	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/config"
@@ -52,4 +55,30 @@ func TestRecord_AllocationBudget(t *testing.T) {
 	if n := testing.AllocsPerRun(200, func() { tr.Record(r) }); n > 36 {
 		t.Fatalf("Record allocates %.0f times per call, budget 36", n)
 	}
+}
+
+// BenchmarkSanitize is what the hostile-input defences add per call:
+// building both spans' attributes with every string checked (valid and
+// short: the fast path, no copy), and the queue's size estimate of a span.
+func BenchmarkSanitize(b *testing.B) {
+	r := streamedChat()
+	a := make([]attribute.KeyValue, 0, 64)
+	b.Run("attributes", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			a = appendServer(a[:0], r, 1, "inst-1")
+			a = appendClient(a[:0], r, 1, "inst-1")
+		}
+	})
+	b.Run("span-size", func(b *testing.B) {
+		rec := tracetest.NewSpanRecorder()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+		_, s := tp.Tracer("t").Start(context.Background(), clientName(r), trace.WithAttributes(appendClient(nil, r, 1, "inst-1")...))
+		s.End()
+		span := rec.Ended()[0]
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = spanSize(span)
+		}
+	})
 }

@@ -48,28 +48,63 @@ const (
 )
 
 // appendContent adds the captured prompt and completion, converted to the
-// conventions' JSON and cut to the policy's cap, which counts every field.
-// It runs only for tenants that opted in, so it may allocate freely.
+// conventions' JSON and cut: their text to the policy's cap, every other
+// field to maxField and all of those together to maxMeta. It runs only for
+// tenants that opted in, so it may allocate freely.
 func appendContent(a []attribute.KeyValue, r *call.Record) []attribute.KeyValue {
 	c := &r.Content
 	truncated := c.Truncated
 	var req map[string]any
 	if unmarshalLenient(c.Request, &req) == nil {
-		in, cut := capMessages(inputMessages(req), c.Max)
-		truncated = cut || truncated
-		if b, err := json.Marshal(in); err == nil && len(in) > 0 {
-			a = append(a, attribute.String(sa.GenAIInputMessages, validJSON(b)))
+		if in := inputMessages(req); len(in) > 0 {
+			s, cut := marshalCapped(in, c.Max)
+			truncated = cut || truncated
+			if s != "" {
+				a = append(a, attribute.String(sa.GenAIInputMessages, s))
+			}
 		}
 	}
-	out, cut := capMessages(outputMessages(r), c.Max)
-	truncated = cut || truncated
-	if b, err := json.Marshal(out); err == nil && len(out) > 0 {
-		a = append(a, attribute.String(sa.GenAIOutputMessages, validJSON(b)))
+	if out := outputMessages(r); len(out) > 0 {
+		s, cut := marshalCapped(out, c.Max)
+		truncated = cut || truncated
+		if s != "" {
+			a = append(a, attribute.String(sa.GenAIOutputMessages, s))
+		}
 	}
 	if truncated {
 		a = append(a, attribute.Bool(sa.ContentTruncated, true))
 	}
 	return a
+}
+
+// maxContentJSON bounds each content attribute as encoded, whatever the
+// policy's cap: JSON escapes a control character in six bytes, and a span
+// over the collector's receive limit (4 MiB for OTLP/gRPC by default) would
+// be refused whole.
+const maxContentJSON = 1 << 20
+
+// marshalCapped is msgs cut to max bytes of text (capMessages) as the
+// conventions' JSON, within maxContentJSON; "" when nothing is left. It
+// reports whether it cut.
+func marshalCapped(msgs []message, max int) (string, bool) {
+	msgs, cut := capMessages(msgs, max)
+	for {
+		if len(msgs) == 0 {
+			return "", cut
+		}
+		b, err := json.Marshal(msgs)
+		if err != nil {
+			return "", cut
+		}
+		if len(b) <= maxContentJSON || max <= 0 {
+			return validJSON(b), cut
+		}
+		// Escapes made it larger than its text: halve the text until it fits
+		// (the small fields alone stay far below the bound).
+		max /= 2
+		msgs, _ = capMessages(msgs, max)
+		cut = true
+	}
 }
 
 // unmarshalLenient decodes b, reading bytes that are not UTF-8 as U+FFFD

@@ -374,3 +374,22 @@ func TestScrubAddrs_ReplacesIPsAndPortsOnly(t *testing.T) {
 		}
 	}
 }
+
+// A tenant's cap may be large, and JSON escapes a control character in six
+// bytes: each content attribute still stays within maxContentJSON, so the
+// span stays under the collector's receive limit.
+func TestContent_EscapesCannotTakeAnAttributePastItsBound(t *testing.T) {
+	r := streamedChat()
+	r.Stream = false
+	r.Content = call.Content{Capture: true, Max: 8 << 20,
+		Request: []byte(`{"messages":[{"role":"user","content":"` + strings.Repeat(`\u0001`, 1<<20) + `"}]}`)}
+	var in string
+	for _, kv := range appendContent(nil, r) {
+		if kv.Key == sa.GenAIInputMessages {
+			in = kv.Value.AsString()
+		}
+	}
+	if len(in) == 0 || len(in) > maxContentJSON || !utf8.ValidString(in) || !json.Valid([]byte(in)) {
+		t.Fatalf("input messages: %d bytes (bound %d), valid UTF-8 %v", len(in), maxContentJSON, utf8.ValidString(in))
+	}
+}
