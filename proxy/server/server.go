@@ -64,6 +64,9 @@ type Server struct {
 	degraded atomic.Pointer[string]
 	// lastLimitErr is the last limiter store error logged.
 	lastLimitErr atomic.Pointer[string]
+	// lastAuthLog is when (Unix seconds) an upstream credential refusal
+	// was last logged.
+	lastAuthLog atomic.Int64
 }
 
 // New builds a server from a validated configuration.
@@ -84,6 +87,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
+		d.LimitResponse(cfg.MaxResponseBytes)
 		s.deployments[dc.Name] = d
 	}
 	dir, err := tenant.Build(cfg, s.deployments)
