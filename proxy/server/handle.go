@@ -496,7 +496,13 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.De
 	rec.Status = fasthttp.StatusOK
 	setOverhead(ctx, rec, rec.UpstreamHeader.Sub(rec.UpstreamStart))
 	ex.uresp = uresp
-	ex.stream.Reset(body, rec, relayOptions(s, ex))
+	// The stream sets the client's write deadline per event (see
+	// relay.Options.WriteTimeout). Setting it through ctx first tells
+	// fasthttp that the handler owns the deadline: its WriteTimeout (one
+	// deadline for the whole response) then does not cut a long stream,
+	// and it clears the deadline once the response is written.
+	_ = ctx.SetWriteDeadline(time.Now().Add(s.cfg.Timeouts.StreamWrite))
+	ex.stream.Reset(body, rec, relayOptions(s, ex, ctx.Conn()))
 	s.track(&ex.stream)
 	ctx.SetBodyStream(&ex.stream, -1)
 }

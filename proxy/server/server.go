@@ -196,11 +196,13 @@ func (ex *exchange) streamEnded() {
 	s.finish(ex)
 }
 
-func relayOptions(s *Server, ex *exchange) relay.Options {
+func relayOptions(s *Server, ex *exchange, client relay.WriteDeadliner) relay.Options {
 	return relay.Options{
-		DropUsage: ex.req.AddsUsage(),
-		Drain:     s.cfg.Timeouts.Drain,
-		Done:      ex.streamDone,
+		DropUsage:    ex.req.AddsUsage(),
+		Drain:        s.cfg.Timeouts.Drain,
+		Done:         ex.streamDone,
+		Client:       client,
+		WriteTimeout: s.cfg.Timeouts.StreamWrite,
 	}
 }
 
