@@ -10,27 +10,22 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
 
-// loomBin is the loom binary, built once for the tests that run a real
+// buildLoom builds the loom binary into dir, for the tests that run a real
 // `loom serve` (what a deployment runs, GOGC and all).
-var loomBin = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "loom-server-test-")
-	if err != nil {
-		return "", err
-	}
+func buildLoom(dir string) (string, error) {
 	bin := filepath.Join(dir, "loom")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/loom-gateway/loom/proxy/cmd/loom").CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("build loom: %w\n%s", err, out)
 	}
 	return bin, nil
-})
+}
 
 // served is a running `loom serve`.
 type served struct {
@@ -47,7 +42,7 @@ func startServe(t *testing.T, extra string) *served {
 	if testing.Short() {
 		t.Skip("builds and runs the loom binary")
 	}
-	bin, err := loomBin()
+	bin, err := buildLoom(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
