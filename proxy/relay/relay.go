@@ -46,6 +46,20 @@ type Options struct {
 	// Done runs once, after the upstream is closed and the client is done
 	// (or gone). The record is complete then.
 	Done func()
+	// Client, with WriteTimeout, bounds each write to the client: its write
+	// deadline is pushed WriteTimeout ahead each time the stream hands
+	// fasthttp bytes to write. A client that stops reading is then cut off
+	// (and recorded as gone) once its socket buffers fill, while a long
+	// stream that the client keeps reading is never cut, as one deadline
+	// for the whole response would.
+	Client       WriteDeadliner
+	WriteTimeout time.Duration
+}
+
+// WriteDeadliner is a client connection (a net.Conn) whose write deadline
+// the stream moves.
+type WriteDeadliner interface {
+	SetWriteDeadline(t time.Time) error
 }
 
 type state uint8
@@ -104,6 +118,8 @@ func (s *Stream) Read(p []byte) (int, error) {
 		switch s.state {
 		case ending:
 			s.state = ended
+			// fasthttp still writes the stream's end.
+			s.pushDeadline()
 			return 0, io.EOF
 		case ended, closed:
 			return 0, io.EOF
@@ -121,7 +137,17 @@ func (s *Stream) Read(p []byte) (int, error) {
 	n := copy(p, s.pending)
 	s.pending = s.pending[n:]
 	s.rec.ClientBytes += int64(n)
+	s.pushDeadline()
 	return n, nil
+}
+
+// pushDeadline gives the write of what Read returns WriteTimeout, counted
+// from now: the wait for the upstream's next event never counts against
+// the client.
+func (s *Stream) pushDeadline() {
+	if s.opts.Client != nil && s.opts.WriteTimeout > 0 {
+		_ = s.opts.Client.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+	}
 }
 
 // process taps one event and returns the bytes the client gets for it.
@@ -214,6 +240,7 @@ func (s *Stream) CloseWithError(err error) error {
 	}
 	clientGone := s.state != ended
 	s.state = closed
+	s.opts.Client = nil // the connection outlives the stream; do not hold it
 	rec := s.rec
 	if clientGone {
 		rec.ClientDisconnected = true

@@ -157,3 +157,65 @@ func BenchmarkStream_ScanTapRelay(b *testing.B) {
 		}
 	}
 }
+
+// deadlines records the write deadlines a stream sets.
+type deadlines struct{ set []time.Time }
+
+func (d *deadlines) SetWriteDeadline(t time.Time) error {
+	d.set = append(d.set, t)
+	return nil
+}
+
+// TestStream_PushesClientWriteDeadlinePerWrite: every Read that hands
+// fasthttp bytes to write (and the final EOF, after which it writes the
+// stream's end) moves the client's write deadline WriteTimeout ahead, so a
+// stalled client is cut off while a long, read stream never is.
+func TestStream_PushesClientWriteDeadlinePerWrite(t *testing.T) {
+	src := fixture(t, "chat-stream-text-include-usage.sse")
+	var s Stream
+	var rec call.Record
+	body := &memBody{}
+	body.Reset(src)
+	d := &deadlines{}
+	start := time.Now()
+	reads := 0
+	s.Reset(body, &rec, Options{Client: d, WriteTimeout: time.Minute})
+	p := make([]byte, 4096)
+	for {
+		n, err := s.Read(p)
+		if n > 0 {
+			reads++
+		}
+		if err == io.EOF {
+			break
+		}
+	}
+	_ = s.CloseWithError(nil)
+	if len(d.set) != reads+1 {
+		t.Fatalf("%d deadlines set for %d writes and the end, want %d", len(d.set), reads, reads+1)
+	}
+	for _, at := range d.set {
+		if at.Before(start.Add(time.Minute)) || at.After(time.Now().Add(time.Minute)) {
+			t.Fatalf("deadline %v is not WriteTimeout after the write", at)
+		}
+	}
+}
+
+func TestStream_WithClientDeadline_ZeroAllocsPerEvent(t *testing.T) {
+	src := fixture(t, "chat-stream-text-include-usage.sse")
+	var s Stream
+	var rec call.Record
+	body := &memBody{}
+	p := make([]byte, 4096)
+	out := make([]byte, 0, len(src)+1024)
+	d := &deadlines{set: make([]time.Time, 0, 1024)}
+	allocs := testing.AllocsPerRun(50, func() {
+		rec.Reset()
+		body.Reset(src)
+		d.set = d.set[:0]
+		out = relayAll(&s, body, &rec, Options{Client: d, WriteTimeout: time.Second}, out[:0], p)
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocs per stream, want 0", allocs)
+	}
+}

@@ -81,9 +81,9 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx, ex *exchange) ([]byte, error
 	r := ctx.RequestBodyStream()
 	limit := s.cfg.MaxBodyBytes
 	buf := ex.in[:0]
-	if n := ctx.Request.Header.ContentLength(); n > cap(buf) && n <= 64<<10 {
-		// A small announced body is allocated whole: what an attacker can
-		// make Loom hold this way is bounded by the connection caps.
+	if n := ctx.Request.Header.ContentLength(); n > cap(buf) && n <= 16<<10 {
+		// A small body is allocated whole, once: at most 16 KiB per
+		// connection that sent its first 8 KiB (fasthttp's pre-read).
 		buf = make([]byte, 0, n+1)
 	}
 	for {

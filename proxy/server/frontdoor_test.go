@@ -49,6 +49,18 @@ func TestServer_AnnouncedHugeBody_RefusedWithoutAllocating(t *testing.T) {
 	if grew := totalAlloc() - before; grew > 2<<20 {
 		t.Fatalf("%d refused requests allocated %d KiB; announced bodies must not be allocated", conns, grew>>10)
 	}
+	// A client that asks before sending (Expect: 100-continue, as curl
+	// does for large bodies) is not invited to send it: the answer is 413.
+	c, err := net.Dial("tcp", strings.TrimPrefix(st.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: loom\r\nAuthorization: Bearer %s\r\n"+
+		"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n", st.keyA, 3<<20)
+	status, body := readResponse(t, c)
+	assertError(t, status, body, 413, "request_too_large")
 	if status, _, body := st.do("GET", "/v1/models", st.keyA, "", nil); status != 200 {
 		t.Fatalf("server broken: %d %s", status, body)
 	}

@@ -391,11 +391,6 @@ func saturated() *apierror.Error {
 	return e
 }
 
-func isRateHeader(name []byte) bool {
-	const p = "x-ratelimit-"
-	return len(name) >= len(p) && bytes.EqualFold(name[:len(p)], []byte(p))
-}
-
 func isEventStream(ct []byte) bool {
 	return bytes.HasPrefix(ct, []byte("text/event-stream"))
 }
@@ -413,6 +408,10 @@ func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, ex *exchange, err erro
 	case errors.Is(err, upstream.ErrSaturated):
 		rec.ErrorType = "deployment_saturated"
 		e = saturated()
+	case errors.Is(err, upstream.ErrTooLarge):
+		rec.ErrorType = "response_too_large"
+		e = apierror.New(fasthttp.StatusBadGateway, apierror.TypeServer, "upstream_response_too_large", "",
+			"The upstream provider's answer was larger than this gateway accepts ("+strconv.Itoa(s.cfg.MaxResponseBytes)+" bytes).")
 	case errors.Is(err, upstream.ErrConnect):
 		rec.ErrorType = "connect"
 		e = apierror.New(fasthttp.StatusBadGateway, apierror.TypeServer, "upstream_unreachable", "",
@@ -428,18 +427,16 @@ func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, ex *exchange, err erro
 }
 
 // copyHeaders passes the upstream's useful response headers to the client.
-// When Loom limits the caller, its own x-ratelimit-* headers replace the
-// upstream's, which describe the gateway's provider account, not the
-// caller: a mix of the two would tell an SDK nonsense.
+// The upstream's x-ratelimit-* headers never pass (ForwardResponseHeader):
+// they describe the gateway's provider account, shared by every tenant, not
+// the caller. Loom's own, when it limits the caller, are set here.
 func copyHeaders(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Deployment, uresp *fasthttp.Response) {
-	d := &ex.decision
-	own := d.LimitRequests > 0 || d.LimitTokens > 0
 	for k, v := range uresp.Header.All() {
-		if dep.ForwardResponseHeader(k) && !(own && isRateHeader(k)) {
+		if dep.ForwardResponseHeader(k) {
 			ctx.Response.Header.SetBytesKV(k, v)
 		}
 	}
-	setRateHeaders(&ctx.Response.Header, d)
+	setRateHeaders(&ctx.Response.Header, &ex.decision)
 }
 
 func setOverhead(ctx *fasthttp.RequestCtx, rec *call.Record, upstreamWait time.Duration) {
@@ -453,10 +450,20 @@ func setOverhead(ctx *fasthttp.RequestCtx, rec *call.Record, upstreamWait time.D
 // unchanged.
 func (s *Server) unary(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Deployment, uresp *fasthttp.Response) {
 	rec := &ex.rec
-	body := uresp.Body()
+	body, err := dep.ReadAnswer(uresp)
 	rec.UpstreamEnd = time.Now()
 	rec.UpstreamBytes = int64(len(body))
 	status := uresp.StatusCode()
+	if err != nil {
+		fasthttp.ReleaseResponse(uresp)
+		s.upstreamFailed(ctx, ex, err)
+		return
+	}
+	if status == fasthttp.StatusUnauthorized || status == fasthttp.StatusForbidden {
+		fasthttp.ReleaseResponse(uresp)
+		s.credentialRefused(ctx, ex, status)
+		return
+	}
 	tap.Observe(rec, body)
 	if rec.Content.Capture {
 		rec.Content.Response = append(rec.Content.Response[:0], body...)
@@ -475,6 +482,23 @@ func (s *Server) unary(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Dep
 	s.finish(ex)
 }
 
+// credentialRefused answers an upstream 401 or 403 with Loom's own 502: the
+// deployment's credential failed, which is the operator's to fix, not the
+// tenant's. The upstream's body never reaches the tenant, nor the record
+// (it can echo the credential, masked), and the record keeps its status.
+func (s *Server) credentialRefused(ctx *fasthttp.RequestCtx, ex *exchange, status int) {
+	rec := &ex.rec
+	rec.Outcome, rec.ErrorType = call.OutcomeUpstreamError, "upstream_auth_failed"
+	now := time.Now().Unix()
+	if last := s.lastAuthLog.Load(); now-last >= 60 && s.lastAuthLog.CompareAndSwap(last, now) {
+		s.log.Error("upstream refused the deployment's credential (logged once a minute)",
+			"deployment", rec.Deployment, "tenant", rec.TenantID, "status", status)
+	}
+	s.reject(ctx, ex, apierror.New(fasthttp.StatusBadGateway, apierror.TypeServer, "upstream_auth_failed", "",
+		"The upstream provider refused the credential this gateway holds for the model's deployment ("+
+			strconv.Itoa(status)+"). This is not a problem with your API key; the gateway's operator has to fix it."))
+}
+
 // stream hands the upstream's event stream to the relay, which fasthttp
 // reads after this handler returns. From here on only the relay and its Done
 // callback own ex and uresp.
@@ -490,7 +514,13 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.De
 	rec.Status = fasthttp.StatusOK
 	setOverhead(ctx, rec, rec.UpstreamHeader.Sub(rec.UpstreamStart))
 	ex.uresp = uresp
-	ex.stream.Reset(body, rec, relayOptions(s, ex))
+	// The stream sets the client's write deadline per event (see
+	// relay.Options.WriteTimeout). Setting it through ctx first tells
+	// fasthttp that the handler owns the deadline: its WriteTimeout (one
+	// deadline for the whole response) then does not cut a long stream,
+	// and it clears the deadline once the response is written.
+	_ = ctx.SetWriteDeadline(time.Now().Add(s.cfg.Timeouts.StreamWrite))
+	ex.stream.Reset(body, rec, relayOptions(s, ex, ctx.Conn()))
 	s.track(&ex.stream)
 	ctx.SetBodyStream(&ex.stream, -1)
 }

@@ -71,6 +71,9 @@ type Server struct {
 	// quarantined tenant falls back to. tenantsMu orders SetTenants.
 	tenantsMu   sync.Mutex
 	goodTenants map[string]config.Tenant
+	// lastAuthLog is when (Unix seconds) an upstream credential refusal
+	// was last logged.
+	lastAuthLog atomic.Int64
 }
 
 // New builds a server from a validated configuration.
@@ -91,6 +94,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
+		d.LimitResponse(cfg.MaxResponseBytes)
 		s.deployments[dc.Name] = d
 	}
 	dir, err := tenant.Build(cfg, s.deployments)
@@ -321,11 +325,13 @@ func (ex *exchange) streamEnded() {
 	s.finish(ex)
 }
 
-func relayOptions(s *Server, ex *exchange) relay.Options {
+func relayOptions(s *Server, ex *exchange, client relay.WriteDeadliner) relay.Options {
 	return relay.Options{
-		DropUsage: ex.req.AddsUsage(),
-		Drain:     s.cfg.Timeouts.Drain,
-		Done:      ex.streamDone,
+		DropUsage:    ex.req.AddsUsage(),
+		Drain:        s.cfg.Timeouts.Drain,
+		Done:         ex.streamDone,
+		Client:       client,
+		WriteTimeout: s.cfg.Timeouts.StreamWrite,
 	}
 }
 

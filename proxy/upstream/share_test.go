@@ -80,3 +80,21 @@ func TestAcquire_FreePlace_AllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per acquire and release, want 0", n)
 	}
 }
+
+// The provider's x-ratelimit-* headers never pass, even where a deployment
+// lists them: they describe the gateway's provider account, not a tenant.
+func TestForwardResponseHeader_ProviderRateLimitsNeverPass(t *testing.T) {
+	d, err := upstream.New(config.Deployment{Name: "d", Provider: config.ProviderOpenAI, BaseURL: "http://127.0.0.1:9/v1",
+		ForwardResponseHeaders: []string{"x-ratelimit-*", "X-RateLimit-Remaining-Tokens"}}, config.DefaultTimeouts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"x-ratelimit-remaining-requests", "X-RateLimit-Remaining-Tokens", "x-ratelimit-reset-tokens"} {
+		if d.ForwardResponseHeader([]byte(h)) {
+			t.Errorf("%s passes", h)
+		}
+	}
+	if !d.ForwardResponseHeader([]byte("x-request-id")) || !d.ForwardResponseHeader([]byte("Retry-After")) {
+		t.Error("ordinary response headers no longer pass")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -28,6 +29,9 @@ var (
 	ErrConnect = errors.New("upstream connect failed")
 	ErrTimeout = errors.New("upstream timed out")
 	ErrReset   = errors.New("upstream closed the connection")
+	// ErrTooLarge: a non-streamed answer over max_response_bytes. Loom
+	// never buffers an upstream's body without a bound.
+	ErrTooLarge = errors.New("upstream answer exceeds max_response_bytes")
 )
 
 // Deployment is one upstream endpoint with its pool and credentials.
@@ -49,6 +53,8 @@ type Deployment struct {
 	reqHeaders headerSet
 	resHeaders headerSet
 	share      *share
+	// maxResponse bounds a non-streamed answer (see LimitResponse).
+	maxResponse int
 }
 
 // DialFunc opens a connection to addr ("host:port") within timeout.
@@ -198,8 +204,16 @@ func (d *Deployment) Prepare(req *fasthttp.Request, path string, auth Auth) {
 func (d *Deployment) ForwardRequestHeader(name []byte) bool { return d.reqHeaders.has(name) }
 
 // ForwardResponseHeader reports whether an upstream response header may reach
-// the client.
-func (d *Deployment) ForwardResponseHeader(name []byte) bool { return d.resHeaders.has(name) }
+// the client. The provider's x-ratelimit-* headers never do, whatever the
+// configuration says: they describe the gateway's provider account (its
+// capacity, shared by every tenant), not the caller; Loom sends its own.
+func (d *Deployment) ForwardResponseHeader(name []byte) bool {
+	const rate = "x-ratelimit-"
+	if len(name) >= len(rate) && bytes.EqualFold(name[:len(rate)], []byte(rate)) {
+		return false
+	}
+	return d.resHeaders.has(name)
+}
 
 // Do sends req and reads the response head (and, unless resp.StreamBody is
 // set, the body). Errors wrap ErrConnect, ErrTimeout or ErrReset.
@@ -221,6 +235,8 @@ func Classify(err error) error {
 			return fmt.Errorf("%w: connect: %w", ErrTimeout, de.err)
 		}
 		return fmt.Errorf("%w: %w", ErrConnect, de.err)
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		return fmt.Errorf("%w: %w", ErrSaturated, err)
 	case isTimeout(err):
@@ -234,6 +250,37 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, fasthttp.ErrTimeout) ||
 		errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// LimitResponse bounds a non-streamed answer to n bytes (max_response_bytes):
+// Do fails with ErrTooLarge past it. Call it before the deployment serves.
+func (d *Deployment) LimitResponse(n int) {
+	d.maxResponse = n
+	d.client.MaxResponseBodySize = n
+}
+
+// ReadAnswer returns resp's whole body within the LimitResponse bound. Do
+// already read a non-streamed body; a streamed request answered with
+// something other than an event stream (an error, or JSON) is read here,
+// and its stream closed. The bytes are valid until resp is released.
+func (d *Deployment) ReadAnswer(resp *fasthttp.Response) ([]byte, error) {
+	if !resp.IsBodyStream() {
+		return resp.Body(), nil
+	}
+	r := resp.BodyStream()
+	if d.maxResponse > 0 {
+		r = io.LimitReader(r, int64(d.maxResponse)+1)
+	}
+	body, err := io.ReadAll(r)
+	// Closing a stream not read to its end discards the connection.
+	_ = resp.CloseBodyStream()
+	switch {
+	case err != nil:
+		return nil, Classify(err)
+	case d.maxResponse > 0 && len(body) > d.maxResponse:
+		return nil, fmt.Errorf("%w (%d bytes)", ErrTooLarge, d.maxResponse)
+	}
+	return body, nil
 }
 
 // Close drops the pool's idle connections.
@@ -287,9 +334,9 @@ var (
 		"content-type", "accept", "user-agent", "openai-beta", "idempotency-key", "x-client-request-id",
 	}
 	defaultResponseHeaders = []string{
-		"content-type", "x-request-id", "openai-processing-ms", "openai-version", "x-ratelimit-*",
-		"retry-after", "retry-after-ms", "apim-request-id", "x-ms-region", "x-ms-client-request-id",
-		"azureml-model-session", "x-should-retry",
+		"content-type", "x-request-id", "openai-processing-ms", "openai-version", "retry-after",
+		"retry-after-ms", "apim-request-id", "x-ms-region", "x-ms-client-request-id", "azureml-model-session",
+		"x-should-retry",
 	}
 	// hopByHop never passes, whatever the configuration says (RFC 9110 7.6.1).
 	hopByHop = newHeaderSet([]string{
