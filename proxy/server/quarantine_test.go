@@ -163,7 +163,7 @@ deployments: [{name: oa, provider: openai, base_url: "https://api.openai.com/v1"
 		id := "t" + strconv.Itoa(i)
 		tenants[i] = config.Tenant{ID: id,
 			Models: []config.Model{{Name: "a", Deployment: "oa"}, {Name: "b", Deployment: "oa"}},
-			Keys: []config.Key{{ID: id + "-1", SHA256: tenant.Hash(id + "-1")}, {ID: id + "-2", SHA256: tenant.Hash(id + "-2")}}}
+			Keys:   []config.Key{{ID: id + "-1", SHA256: tenant.Hash(id + "-1")}, {ID: id + "-2", SHA256: tenant.Hash(id + "-2")}}}
 	}
 	b.Run("all_good", func(b *testing.B) {
 		b.ReportAllocs()
