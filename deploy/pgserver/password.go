@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,6 +50,9 @@ func withoutTrust(hba []byte) ([]byte, bool) {
 		at := 3
 		if fields[0] != "local" {
 			at = 4
+			if len(fields) > 5 && net.ParseIP(fields[4]) != nil {
+				at = 5 // "address mask" rather than CIDR
+			}
 		}
 		if at >= len(fields) || fields[at] != "trust" {
 			continue

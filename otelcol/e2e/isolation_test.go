@@ -136,6 +136,7 @@ deployments:
 		}
 		select {
 		case err := <-served:
+			served <- err // for the cleanup, which waits on it
 			t.Fatalf("loom serve exited: %v\n%s", err, ts.log.String())
 		case <-time.After(50 * time.Millisecond):
 		}

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -141,4 +142,46 @@ func TestKeyLive_RevokedExpiredOrTenantGone_IsNotLive(t *testing.T) {
 	if srv.KeyLive("globex", "g1") {
 		t.Error("a deleted tenant's key is live")
 	}
+}
+
+// BenchmarkSetTenants is a snapshot reload of 1,000 tenants (2 keys, 2
+// models each), all good and with one to quarantine: a reload must stay
+// well inside the second a revocation has.
+func BenchmarkSetTenants(b *testing.B) {
+	cfg, err := config.Parse([]byte(`
+deployments: [{name: oa, provider: openai, base_url: "https://api.openai.com/v1", api_key: sk-x}]
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := server.New(cfg, server.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tenants := make([]config.Tenant, 1000)
+	for i := range tenants {
+		id := "t" + strconv.Itoa(i)
+		tenants[i] = config.Tenant{ID: id,
+			Models: []config.Model{{Name: "a", Deployment: "oa"}, {Name: "b", Deployment: "oa"}},
+			Keys:   []config.Key{{ID: id + "-1", SHA256: tenant.Hash(id + "-1")}, {ID: id + "-2", SHA256: tenant.Hash(id + "-2")}}}
+	}
+	b.Run("all_good", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := srv.SetTenants(tenants); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// One bad tenant: every tenant is then checked on its own.
+	bad := append([]config.Tenant(nil), tenants...)
+	bad[500].Models = []config.Model{{Name: "a", Deployment: "typo"}}
+	b.Run("one_quarantined", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := srv.SetTenants(bad); err == nil {
+				b.Fatal("no quarantine")
+			}
+		}
+	})
 }

@@ -156,16 +156,20 @@ func (s *Server) SetTenants(tenants []config.Tenant) error {
 	defer s.tenantsMu.Unlock()
 	cfg := *s.cfg
 	cfg.Store = config.Store{} // validating the tenants, not the store's environment
+	cfg.Tenants = tenants
+	if cfg.Validate() == nil {
+		// The usual case, checked whole: a quarter of the time of checking
+		// each tenant alone, which only a bad snapshot needs.
+		return s.serveTenants(&cfg, tenants, nil)
+	}
 	taken := claims{tenants: map[string]bool{}, keyIDs: map[string]string{}, hashes: map[string]string{}}
 	serve := make([]config.Tenant, 0, len(tenants))
-	good := make(map[string]config.Tenant, len(tenants))
 	var quarantined []error
 	for _, t := range tenants {
 		err := s.checkTenant(&cfg, t, &taken)
 		if err == nil {
 			taken.add(t)
 			serve = append(serve, t)
-			good[t.ID] = t
 			continue
 		}
 		quarantined = append(quarantined, &QuarantineError{Tenant: t.ID, Err: err})
@@ -174,20 +178,29 @@ func (s *Server) SetTenants(tenants []config.Tenant) error {
 			if s.checkTenant(&cfg, prev, &taken) == nil {
 				taken.add(prev)
 				serve = append(serve, prev)
-				good[t.ID] = prev
 			}
 		}
 	}
 	cfg.Tenants = serve
-	dir, err := tenant.Build(&cfg, s.deployments)
+	return s.serveTenants(&cfg, serve, errors.Join(quarantined...))
+}
+
+// serveTenants swaps in the directory of cfg's tenants (serve), which
+// become the last good versions, and returns quarantined.
+func (s *Server) serveTenants(cfg *config.Config, serve []config.Tenant, quarantined error) error {
+	dir, err := tenant.Build(cfg, s.deployments)
 	if err != nil {
-		// Unreachable after the checks above; kept so that a gap between
+		// Unreachable after validation; kept so that a gap between
 		// Validate and Build refuses the snapshot rather than panicking.
 		return fmt.Errorf("tenant snapshot: %w", err)
 	}
+	good := make(map[string]config.Tenant, len(serve))
+	for _, t := range serve {
+		good[t.ID] = t
+	}
 	s.dir.Store(dir)
 	s.goodTenants = good
-	return errors.Join(quarantined...)
+	return quarantined
 }
 
 // QuarantineError says why one tenant of a snapshot is not served as given.
