@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -423,7 +424,20 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 	// The banner's console: the demo key logs in and sees the calls.
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
-	resp, err := browser.PostForm(strings.TrimSuffix(p.ConsoleURL, "/")+"/login", url.Values{"key": {p.Key}})
+	// As a browser does: the login form first, for its CSRF token and the
+	// nonce cookie it is bound to.
+	loginURL := strings.TrimSuffix(p.ConsoleURL, "/") + "/login"
+	resp, err := browser.Get(loginURL)
+	if err != nil {
+		t.Fatalf("console login form: %v\n%s", err, out)
+	}
+	form, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(form)
+	if m == nil {
+		t.Fatalf("console login form has no CSRF token:\n%s", form)
+	}
+	resp, err = browser.PostForm(loginURL, url.Values{"key": {p.Key}, "csrf": {string(m[1])}})
 	if err != nil {
 		t.Fatalf("console login: %v\n%s", err, out)
 	}
