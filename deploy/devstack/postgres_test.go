@@ -2,7 +2,6 @@ package devstack
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/url"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/loom-gateway/loom/deploy/pgserver"
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
+	"github.com/loom-gateway/loom/deploy/prereq"
 	"github.com/loom-gateway/loom/proxy/config"
 )
 
@@ -48,18 +48,7 @@ func TestStartPostgres_LocalCluster_KeepsDataAndPortAcrossRuns(t *testing.T) {
 			p.Postgres.LogFile != filepath.Join(dir, "postgres.log") {
 			t.Fatalf("plan's Postgres = %+v, want port %d, fsync, log in %s", p.Postgres, port, dir)
 		}
-		stop, err := p.StartPostgres(t.Context())
-		if errors.Is(err, pgserver.ErrNotInstalled) && os.Getenv("CI") == "" {
-			t.Skip(err)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			if err := stop(); err != nil {
-				t.Error(err)
-			}
-		}()
+		defer startPostgres(t, p)()
 		if !strings.Contains(p.DatabaseURL, "127.0.0.1:"+strconv.Itoa(port)) {
 			t.Errorf("DatabaseURL = %q, want port %d", p.DatabaseURL, port)
 		}
@@ -194,18 +183,7 @@ func TestStartPostgres_LocalCluster_AsksForAPasswordKeptInA0600File(t *testing.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop, err := p.StartPostgres(t.Context())
-	if errors.Is(err, pgserver.ErrNotInstalled) && os.Getenv("CI") == "" {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := stop(); err != nil {
-			t.Error(err)
-		}
-	}()
+	defer startPostgres(t, p)()
 	passfile := filepath.Join(dir, PasswordFile)
 	if fi, err := os.Stat(passfile); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("%s: %v, %v; want mode 0600", passfile, fi, err)
@@ -265,5 +243,18 @@ func TestStartPostgres_LocalCluster_AsksForAPasswordKeptInA0600File(t *testing.T
 	}
 	if p2.Postgres.Password != pw {
 		t.Error("a second run made a new password: the cluster would refuse it")
+	}
+}
+
+// startPostgres starts the plan's Postgres and returns what stops it (for
+// a defer); without PostgreSQL installed it skips (fails under CI=true).
+func startPostgres(t *testing.T, p *Plan) func() {
+	t.Helper()
+	stop, err := p.StartPostgres(t.Context())
+	prereq.Check(t, err, pgserver.ErrNotInstalled)
+	return func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
 	}
 }
