@@ -56,6 +56,9 @@ type Options struct {
 
 // Plan is a prepared stack: files written, ports chosen, not yet started.
 type Plan struct {
+	// picked holds the addresses pickAddr gave this plan.
+	picked map[string]bool
+
 	Key     string // the demo API key
 	LoomURL string // http://host:port, without /v1
 	// ConsoleURL is the web console's page: http://host:port/console/.
@@ -120,12 +123,9 @@ func Prepare(o Options) (*Plan, error) {
 		psql: findPsql()}
 
 	if dbURL == "" {
-		addr, note, err := pickAddr("postgres", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.PostgresPort)))
+		addr, err := p.pickAddr("postgres", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.PostgresPort)))
 		if err != nil {
 			return nil, err
-		}
-		if note != "" {
-			p.Notes = append(p.Notes, note)
 		}
 		_, port, _ := net.SplitHostPort(addr)
 		n, _ := strconv.Atoi(port)
@@ -152,12 +152,9 @@ func Prepare(o Options) (*Plan, error) {
 	}
 
 	if up.Mock {
-		addr, note, err := pickAddr("the mock upstream", o.MockAddr)
+		addr, err := p.pickAddr("the mock upstream", o.MockAddr)
 		if err != nil {
 			return nil, err
-		}
-		if note != "" {
-			p.Notes = append(p.Notes, note)
 		}
 		p.Upstream.BaseURL = "http://" + addr + "/v1"
 		p.Services = append(p.Services, Service{
@@ -170,34 +167,25 @@ func Prepare(o Options) (*Plan, error) {
 	if err := p.addCollector(o, collectorBin); err != nil {
 		return nil, err
 	}
-	listen, note, err := pickAddr("loom", o.Listen)
+	listen, err := p.pickAddr("loom", o.Listen)
 	if err != nil {
 		return nil, err
-	}
-	if note != "" {
-		p.Notes = append(p.Notes, note)
 	}
 	p.LoomURL = "http://" + listen
 	if o.ConsoleAddr == "" {
 		o.ConsoleAddr = "127.0.0.1:0"
 	}
-	consoleAddr, note, err := pickAddr("the console", o.ConsoleAddr)
+	consoleAddr, err := p.pickAddr("the console", o.ConsoleAddr)
 	if err != nil {
 		return nil, err
-	}
-	if note != "" {
-		p.Notes = append(p.Notes, note)
 	}
 	p.ConsoleURL = "http://" + consoleAddr + "/console/"
 	if o.OpsAddr == "" {
 		o.OpsAddr = "127.0.0.1:0"
 	}
-	opsAddr, note, err := pickAddr("loom's ops listener", o.OpsAddr)
+	opsAddr, err := p.pickAddr("loom's ops listener", o.OpsAddr)
 	if err != nil {
 		return nil, err
-	}
-	if note != "" {
-		p.Notes = append(p.Notes, note)
 	}
 	p.MetricsURL = "http://" + opsAddr + "/metrics"
 	cfg := RenderConfig(listen, p.Upstream, tenant.Hash(key), "http://"+p.OTLPAddr)
@@ -232,19 +220,13 @@ func renderOpsConfig(listen string) []byte {
 // addCollector picks otelcol-loom's ports, writes its configuration and
 // adds it to the services. Its database URL comes later, from useDatabase.
 func (p *Plan) addCollector(o Options, bin string) error {
-	otlp, note, err := pickAddr("otelcol-loom's OTLP receiver", o.OTLPAddr)
+	otlp, err := p.pickAddr("otelcol-loom's OTLP receiver", o.OTLPAddr)
 	if err != nil {
 		return err
 	}
-	if note != "" {
-		p.Notes = append(p.Notes, note)
-	}
-	health, note, err := pickAddr("otelcol-loom's health check", o.HealthAddr)
+	health, err := p.pickAddr("otelcol-loom's health check", o.HealthAddr)
 	if err != nil {
 		return err
-	}
-	if note != "" {
-		p.Notes = append(p.Notes, note)
 	}
 	storage, err := filepath.Abs(filepath.Join(o.Dir, "otelcol"))
 	if err != nil {
@@ -264,10 +246,45 @@ func (p *Plan) addCollector(o Options, bin string) error {
 	return nil
 }
 
-// pickAddr returns want if it can be listened on, else a free port on the
+// pickAddr is freeAddr, noting a move in the plan and never handing out an
+// address it already gave this plan: a port closed after its check is free
+// again, and the kernel may offer it for the next ":0" (the console and the
+// ops listener once got the same one).
+func (p *Plan) pickAddr(what, want string) (string, error) {
+	for range 20 {
+		addr, note, err := freeAddr(what, want)
+		if err != nil {
+			return "", err
+		}
+		if p.picked[addr] {
+			want = anyPort(want)
+			continue
+		}
+		if p.picked == nil {
+			p.picked = map[string]bool{}
+		}
+		p.picked[addr] = true
+		if note != "" {
+			p.Notes = append(p.Notes, note)
+		}
+		return addr, nil
+	}
+	return "", fmt.Errorf("find a port for %s: every try gave one already taken", what)
+}
+
+// anyPort is addr's host with port 0.
+func anyPort(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return net.JoinHostPort(host, "0")
+}
+
+// freeAddr returns want if it can be listened on, else a free port on the
 // same host, with a note saying so. The port is free when checked; a race
 // with another program is possible and shows up as a failed start.
-func pickAddr(what, want string) (addr, note string, err error) {
+func freeAddr(what, want string) (addr, note string, err error) {
 	if ln, err := net.Listen("tcp", want); err == nil {
 		addr = ln.Addr().String()
 		ln.Close()

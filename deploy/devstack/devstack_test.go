@@ -69,7 +69,7 @@ func fakeService(mode string) int {
 
 func fakeServiceDef(t *testing.T, name, kind string) Service {
 	t.Helper()
-	addr, _, err := pickAddr(name, "127.0.0.1:0")
+	addr, _, err := freeAddr(name, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,5 +490,24 @@ func awaitClientSpans(ctx context.Context, dbURL string, want int, timeout time.
 				got, DemoTenant, timeout, want, err)
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+}
+
+// The kernel may offer a port that was just checked and closed for the next
+// ":0": a plan never hands the same address to two services.
+func TestPickAddr_NeverTheSameAddressTwiceInAPlan(t *testing.T) {
+	var p Plan
+	first, err := p.pickAddr("one", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same address asked for again, as a fixed default that is free:
+	// the plan moves the second service elsewhere.
+	second, err := p.pickAddr("two", first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second == first {
+		t.Fatalf("both services got %s", first)
 	}
 }
