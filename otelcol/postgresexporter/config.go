@@ -32,8 +32,10 @@ type Config struct {
 	Endpoint configopaque.String `mapstructure:"endpoint"`
 	// SchemaMigrations applies the embedded migrations at start.
 	SchemaMigrations bool `mapstructure:"schema_migrations"`
-	// Retention is how long spans are kept: daily partitions entirely older
-	// than this are dropped every hour. 0 keeps everything forever.
+	// Retention is how long spans (and dead letters, whose payloads hold
+	// captured content) are kept: daily partitions entirely older than this
+	// are dropped every hour, with the dead letters received before them.
+	// 0 keeps everything forever.
 	Retention time.Duration `mapstructure:"retention"`
 	// PartitionsAhead is how many days of partitions are kept ready ahead of
 	// today. Spans starting after them are dead letters (a broken clock).

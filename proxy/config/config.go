@@ -33,7 +33,9 @@ type Config struct {
 	// one is cut off and answered with Loom's own 502.
 	MaxResponseBytes int `yaml:"max_response_bytes"`
 	// DefaultOutputTokens is what the token limiter reserves for each of n
-	// choices when a request sets no max_tokens.
+	// choices when a request sets no max_tokens, capped at what the tightest
+	// tokens-per-minute limit leaves after the prompt (so a small TPM still
+	// admits one call at a time).
 	DefaultOutputTokens int `yaml:"default_output_tokens"`
 	// Connections bounds what clients may hold open on the gateway.
 	Connections Connections `yaml:"connections"`
@@ -159,9 +161,11 @@ func (c *Credential) Secret() string {
 // The timings nest so that a collector restart loses nothing: the OTLP
 // exporter retries for up to RetryMaxElapsed, inside one export bounded by
 // ExportTimeout; a batch that still fails stays at the head of Loom's queue
-// and is tried again, while new spans wait in a queue of QueueSize. Only a
-// full queue (or shutdown with the collector still away) drops spans, and
-// every drop is counted and logged.
+// and is tried again, while new spans wait in a queue of QueueSize (and of
+// QueueBytes). Only a full queue, shutdown with the collector still away, or
+// a span the collector refuses as malformed or too large (the batch is split
+// so that only that span is set aside) drops spans, and every drop is
+// counted and logged.
 type Tracing struct {
 	// Endpoint is the collector's OTLP URL: "http://127.0.0.1:4317" for gRPC,
 	// "http://127.0.0.1:4318" for HTTP. http:// means no TLS.
