@@ -22,7 +22,10 @@ func TestSleeper_WakesJustAfterTheTarget(t *testing.T) {
 	t.Logf("lateness p50 %v p90 %v p99 %v max %v, slack %v", lateness.Quantile(0.5), lateness.Quantile(0.9),
 		lateness.Quantile(0.99), lateness.Max(), s.slack)
 	// Loose bounds: the test must hold on a loaded CI box; the real numbers are in the log.
-	if p90 := lateness.Quantile(0.9); p90 > 200*time.Microsecond {
+	// (make test runs packages in parallel under -race on two cores: a p90
+	// of 212 µs was seen there; a sleeper that lost its spin shows
+	// milliseconds at p50 too.)
+	if p90 := lateness.Quantile(0.9); p90 > 2*time.Millisecond {
 		t.Fatalf("p90 lateness %v", p90)
 	}
 	if lateness.Min() < 0 {

@@ -237,12 +237,15 @@ func checkRow(t *testing.T, p planned, r row, m mockupstream.Received) {
 		}
 		return
 	}
-	// Loom's clock starts before the mock's and stops after it, so the span
-	// can only be longer than what the mock measured, and not by much.
+	// Loom's clock starts before the mock's and stops when the first event
+	// arrives, so the span is about what the mock measured, and not much
+	// longer. It can be a little shorter: the mock stamps an event once its
+	// write and flush returned, and on a busy machine that return can come
+	// a few milliseconds after Loom has read the bytes.
 	mockTTFC := float64(m.ChunkSentAt[0].Sub(m.Arrived)) / float64(time.Millisecond)
 	if r.ttfcMS == nil {
 		fail("time_to_first_chunk_ms", nil, mockTTFC)
-	} else if *r.ttfcMS < mockTTFC-0.01 || *r.ttfcMS > mockTTFC+250 {
+	} else if *r.ttfcMS < mockTTFC-10 || *r.ttfcMS > mockTTFC+250 {
 		fail("time_to_first_chunk_ms", *r.ttfcMS, mockTTFC)
 	}
 }
