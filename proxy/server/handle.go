@@ -325,8 +325,9 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 
 	ureq := fasthttp.AcquireRequest()
 	dep.Prepare(ureq, rt.Path(op), rt.Auth)
+	connection := ctx.Request.Header.Peek(fasthttp.HeaderConnection)
 	for k, v := range ctx.Request.Header.All() {
-		if dep.ForwardRequestHeader(k) {
+		if dep.ForwardRequestHeader(k) && !upstream.NamedByConnection(connection, k) {
 			ureq.Header.AddBytesKV(k, v)
 		}
 	}
@@ -431,8 +432,9 @@ func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, ex *exchange, err erro
 // they describe the gateway's provider account, shared by every tenant, not
 // the caller. Loom's own, when it limits the caller, are set here.
 func copyHeaders(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Deployment, uresp *fasthttp.Response) {
+	connection := uresp.Header.Peek(fasthttp.HeaderConnection)
 	for k, v := range uresp.Header.All() {
-		if dep.ForwardResponseHeader(k) {
+		if dep.ForwardResponseHeader(k) && !upstream.NamedByConnection(connection, k) {
 			ctx.Response.Header.SetBytesKV(k, v)
 		}
 	}
