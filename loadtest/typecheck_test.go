@@ -3,7 +3,6 @@ package loadtest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/loom-gateway/loom/deploy/prereq"
 )
 
 // The budget every scenario must declare in its thresholds.
@@ -274,108 +275,38 @@ func stripComments(src string) string {
 	return regexp.MustCompile(`(?m)^\s*//.*$`).ReplaceAllString(src, "")
 }
 
-// errNoNode means node or npm is not on PATH.
-var errNoNode = errors.New("node or npm not found")
-
 // setup installs the pinned TypeScript and @types/k6 into node_modules (npm ci) unless they are there
 // already, and returns the tsc to run. It runs once for all the tests of the package.
 var setup = sync.OnceValues(func() (string, error) {
-	npm, err := exec.LookPath("npm")
+	npm, err := prereq.Program("npm")
 	if err != nil {
-		return "", errNoNode
+		return "", err
 	}
-	if _, err := exec.LookPath("node"); err != nil {
-		return "", errNoNode
+	if _, err := prereq.Program("node"); err != nil {
+		return "", err
 	}
 	tsc, err := filepath.Abs(filepath.Join("node_modules", ".bin", "tsc"))
 	if err != nil {
 		return "", err
 	}
-	if fresh, why := installed(tsc); !fresh {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
-		cmd.Env = append(os.Environ(), "npm_config_update_notifier=false")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("npm ci in loadtest/ (%s): %w\n%s", why, err, out)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := prereq.NPMCI(ctx, npm, ".", nil); err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(tsc); err != nil {
+		return "", fmt.Errorf("npm ci installed no tsc: %w", err)
 	}
 	return tsc, nil
 })
 
 // toolchain is setup's tsc, or the end of a test that cannot have one: a skip on a machine without
-// Node.js, a failure in CI.
+// Node.js and npm (install them to type-check the k6 scenarios), a failure in CI.
 func toolchain(t *testing.T) string {
 	t.Helper()
 	tsc, err := setup()
-	switch {
-	case errors.Is(err, errNoNode) && !inCI():
-		t.Skip("install Node.js and npm to type-check the k6 scenarios (with CI=true this test fails instead)")
-	case errors.Is(err, errNoNode):
-		t.Fatal("CI=true but node or npm is not on PATH: install Node.js and npm to type-check the k6 scenarios")
-	case err != nil:
-		t.Fatal(err)
-	}
+	prereq.Check(t, err, prereq.ErrNotInstalled)
 	return tsc
-}
-
-func inCI() bool {
-	ci, _ := strconv.ParseBool(os.Getenv("CI"))
-	return ci
-}
-
-// lockfile is the part of package-lock.json (and of npm's record of what it installed,
-// node_modules/.package-lock.json) that says which package is where.
-type lockfile struct {
-	Packages map[string]struct {
-		Version   string `json:"version"`
-		Integrity string `json:"integrity"`
-		Optional  bool   `json:"optional"`
-	} `json:"packages"`
-}
-
-// installed reports whether node_modules holds exactly what package-lock.json pins, and if not, why.
-func installed(tsc string) (bool, string) {
-	if _, err := os.Stat(tsc); err != nil {
-		return false, "no node_modules/.bin/tsc"
-	}
-	var want, have lockfile
-	if err := readJSON("package-lock.json", &want); err != nil {
-		return false, err.Error()
-	}
-	if err := readJSON(filepath.Join("node_modules", ".package-lock.json"), &have); err != nil {
-		return false, err.Error()
-	}
-	for path, w := range want.Packages {
-		if path == "" { // the project itself
-			continue
-		}
-		h, ok := have.Packages[path]
-		switch {
-		case !ok && w.Optional: // an optional package for another platform
-		case !ok:
-			return false, path + " is not installed"
-		case h.Version != w.Version || h.Integrity != w.Integrity:
-			return false, fmt.Sprintf("%s is %s, package-lock.json pins %s", path, h.Version, w.Version)
-		}
-	}
-	for path := range have.Packages {
-		if _, ok := want.Packages[path]; !ok {
-			return false, path + " is installed but not in package-lock.json"
-		}
-	}
-	return true, ""
-}
-
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
 }
 
 // runTSC runs tsc with args in loadtest/ and returns its combined output.

@@ -5,58 +5,53 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/loom-gateway/loom/deploy/devstack"
+	"github.com/loom-gateway/loom/deploy/freeport"
 	"github.com/loom-gateway/loom/deploy/pgserver"
+	"github.com/loom-gateway/loom/deploy/process"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
 
 // proc is one process of the system under test.
 type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	exited chan struct{}
-	log    string
+	name string
+	p    *process.Process
+	log  string
 }
 
 // startProc runs bin with args, its output in dir/name.log, and waits until
 // ready says it serves.
 func startProc(ctx context.Context, dir, name, bin string, env []string, ready func(context.Context) error, args ...string) (*proc, error) {
-	p := &proc{name: name, log: filepath.Join(dir, name+".log"), exited: make(chan struct{})}
+	p := &proc{name: name, log: filepath.Join(dir, name+".log")}
 	out, err := os.Create(p.log)
 	if err != nil {
 		return nil, err
 	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = out, out
-	p.cmd.Env = append(os.Environ(), env...)
-	if err := p.cmd.Start(); err != nil {
-		out.Close()
+	// The child holds its own descriptor of the log from here on.
+	defer out.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), env...)
+	if p.p, err = process.Start(cmd); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	go func() {
-		_ = p.cmd.Wait()
-		out.Close()
-		close(p.exited)
-	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if err := ready(ctx); err == nil {
 			return p, nil
 		}
 		select {
-		case <-p.exited:
+		case <-p.p.Done():
 			return nil, fmt.Errorf("%s exited while starting; see %s:\n%s", name, p.log, tail(p.log))
 		case <-ctx.Done():
 			p.stop()
@@ -70,27 +65,14 @@ func startProc(ctx context.Context, dir, name, bin string, env []string, ready f
 	}
 }
 
-func (p *proc) stop() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
+func (p *proc) stop() { _ = p.p.Stop(process.Grace) }
 
 // cpu is the process's CPU time so far, summed over its threads from
 // /proc/PID/task/*/schedstat (nanoseconds; /proc/PID/stat counts 10 ms
 // ticks, too coarse for a short segment): Loom's CPU per 1,000 requests is
 // the difference across a measured segment.
 func (p *proc) cpu() (time.Duration, error) {
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", p.cmd.Process.Pid))
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", p.p.Pid()))
 	if err != nil || len(tasks) == 0 {
 		return 0, errors.New("no /proc schedstat for " + p.name)
 	}
@@ -110,7 +92,7 @@ func (p *proc) cpu() (time.Duration, error) {
 
 // peakRSS is the process's high-water resident set, in bytes.
 func (p *proc) peakRSS() int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.p.Pid()))
 	if err != nil {
 		return 0
 	}
@@ -129,15 +111,6 @@ func tail(path string) string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // stack is the system under test: the mock upstream, Postgres,
@@ -174,7 +147,7 @@ func startStack(ctx context.Context, o Options, dir string) (st *stack, err erro
 			return st, fmt.Errorf("%w (run `make build` first)", err)
 		}
 	}
-	if st.mockAddr, err = freeAddr(); err != nil {
+	if st.mockAddr, err = freeport.Addr(); err != nil {
 		return st, err
 	}
 	mock, err := startProc(ctx, dir, "mockupstream", bin("mockupstream"), nil,
@@ -198,10 +171,10 @@ func startStack(ctx context.Context, o Options, dir string) (st *stack, err erro
 		return st, fmt.Errorf("postgres: %w", err)
 	}
 	otlp, health := "", ""
-	if otlp, err = freeAddr(); err != nil {
+	if otlp, err = freeport.Addr(); err != nil {
 		return st, err
 	}
-	if health, err = freeAddr(); err != nil {
+	if health, err = freeport.Addr(); err != nil {
 		return st, err
 	}
 	colCfg := filepath.Join(dir, "otelcol.yaml")
@@ -222,7 +195,7 @@ func startStack(ctx context.Context, o Options, dir string) (st *stack, err erro
 		}
 	}
 	for _, traced := range []bool{true, false} {
-		addr, err := freeAddr()
+		addr, err := freeport.Addr()
 		if err != nil {
 			return st, err
 		}
@@ -230,7 +203,7 @@ func startStack(ctx context.Context, o Options, dir string) (st *stack, err erro
 		if traced {
 			// The traced Loom's counters are read from its ops listener:
 			// the gateway's own port does not serve /metrics.
-			if st.opsAt, err = freeAddr(); err != nil {
+			if st.opsAt, err = freeport.Addr(); err != nil {
 				return st, err
 			}
 			name, tracing = "loom-traced", "tracing: {endpoint: \"http://"+otlp+"\"}\nops: {listen: \""+st.opsAt+"\"}\n"

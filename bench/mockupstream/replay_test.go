@@ -36,7 +36,7 @@ func TestReplay_EverySSEFixture_IsByteIdentical(t *testing.T) {
 		}
 	}
 	if len(files) == 0 {
-		t.Skip("no .sse fixtures")
+		t.Fatalf("no .sse fixtures in %s: the in-repo copy is incomplete", dir)
 	}
 	for _, name := range files {
 		t.Run(name, func(t *testing.T) {
@@ -80,7 +80,7 @@ func TestReplay_ChunksJSONL_IsFramed(t *testing.T) {
 	const name = "openai/chat-stream-long-300.chunks.jsonl"
 	raw, err := os.ReadFile(filepath.Join(dir, name))
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err) // the fixture is in the repository: missing is a failure
 	}
 	var want bytes.Buffer
 	sc := bufio.NewScanner(bytes.NewReader(raw))
@@ -118,7 +118,7 @@ func TestReplay_JSON_StatusAndBody(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			want, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(tc.file)))
 			if err != nil {
-				t.Skip(err)
+				t.Fatal(err) // the fixture is in the repository: missing is a failure
 			}
 			r := m.mustDo(t, "POST", tc.path, chatBody, HeaderReplay, tc.file)
 			if r.status != tc.wantStatus || !bytes.Equal(r.body, want) {

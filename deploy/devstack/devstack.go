@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/loom-gateway/loom/deploy/freeport"
 	"github.com/loom-gateway/loom/deploy/pgserver"
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/tenant"
@@ -285,21 +286,16 @@ func anyPort(addr string) string {
 // same host, with a note saying so. The port is free when checked; a race
 // with another program is possible and shows up as a failed start.
 func freeAddr(what, want string) (addr, note string, err error) {
-	if ln, err := net.Listen("tcp", want); err == nil {
-		addr = ln.Addr().String()
-		ln.Close()
+	if addr, err := freeport.On(want); err == nil {
 		return addr, "", nil
 	}
 	host, _, err := net.SplitHostPort(want)
 	if err != nil {
 		return "", "", fmt.Errorf("address %q: %w", want, err)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
+	if addr, err = freeport.On(net.JoinHostPort(host, "0")); err != nil {
 		return "", "", fmt.Errorf("find a port for %s: %w", what, err)
 	}
-	addr = ln.Addr().String()
-	ln.Close()
 	return addr, fmt.Sprintf("%s is in use, so %s listens on %s", want, what, addr), nil
 }
 

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/loom-gateway/loom/deploy/process"
 )
 
 // Service is one process of the stack.
@@ -57,7 +59,8 @@ type Stack struct {
 	LogDir   string
 	Out      *Terminal
 	// ReadyTimeout bounds each service's start; StopTimeout is how long a
-	// service may take to exit after SIGTERM before it is killed.
+	// service may take to exit after SIGTERM before it is killed (default
+	// process.Grace).
 	ReadyTimeout time.Duration
 	StopTimeout  time.Duration
 
@@ -67,7 +70,7 @@ type Stack struct {
 
 type proc struct {
 	svc  Service
-	cmd  *exec.Cmd
+	proc *process.Process
 	log  *os.File
 	out  *lineWriter
 	done chan struct{} // closed once the process has exited and its output is copied
@@ -81,7 +84,7 @@ func (s *Stack) Start(ctx context.Context) error {
 		s.ReadyTimeout = 30 * time.Second
 	}
 	if s.StopTimeout == 0 {
-		s.StopTimeout = 15 * time.Second
+		s.StopTimeout = process.Grace
 	}
 	s.exited = make(chan *proc, len(s.Services))
 	width := 0
@@ -115,15 +118,13 @@ func (s *Stack) start(svc Service, width int) (*proc, error) {
 	// so lines are never torn.
 	w := io.MultiWriter(f, p.out)
 	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
+	if p.proc, err = process.Start(cmd); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", svc.Name, err)
 	}
-	p.cmd = cmd
 	s.procs = append(s.procs, p)
 	go func() {
-		p.err = cmd.Wait()
+		p.err = p.proc.Wait()
 		p.out.flush()
 		close(p.done)
 		s.exited <- p
@@ -178,19 +179,13 @@ func (s *Stack) Wait(ctx context.Context) error {
 func (s *Stack) Stop() {
 	for i := len(s.procs) - 1; i >= 0; i-- {
 		p := s.procs[i]
-		select {
-		case <-p.done:
-		default:
-			if err := terminate(p.cmd.Process); err != nil {
-				s.Out.Printf("devstack: stop %s: %v\n", p.svc.Name, err)
-			}
-			select {
-			case <-p.done:
-			case <-time.After(s.StopTimeout):
-				s.Out.Printf("devstack: %s still running %s after SIGTERM; killing it\n", p.svc.Name, s.StopTimeout)
-				_ = p.cmd.Process.Kill()
-				<-p.done
-			}
+		err := p.proc.Stop(s.StopTimeout)
+		<-p.done // its output is flushed
+		switch {
+		case errors.Is(err, process.ErrKilled):
+			s.Out.Printf("devstack: %s still running %s after SIGTERM; killing it\n", p.svc.Name, s.StopTimeout)
+		case err != nil:
+			s.Out.Printf("devstack: stop %s: %v\n", p.svc.Name, err)
 		}
 		p.log.Close()
 	}

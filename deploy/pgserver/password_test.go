@@ -11,6 +11,7 @@ import (
 
 	"github.com/loom-gateway/loom/deploy/pgserver"
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
+	"github.com/loom-gateway/loom/deploy/prereq"
 )
 
 // withoutPassword is url with its password taken out.
@@ -27,12 +28,7 @@ func withoutPassword(t *testing.T, raw string) string {
 func startWithPassword(t *testing.T, dir, password string) *pgserver.Server {
 	t.Helper()
 	srv, err := pgserver.Start(t.Context(), pgserver.Options{Dir: dir, Password: password})
-	if errors.Is(err, pgserver.ErrNotInstalled) && os.Getenv("CI") == "" {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	prereq.Check(t, err, pgserver.ErrNotInstalled)
 	stopLater(t, srv)
 	return srv
 }
@@ -79,12 +75,7 @@ func TestStart_TrustClusterFromAnEarlierRun_MovedToThePassword(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(pgtest.TempDir(t), "pg")
 	old, err := pgserver.Start(t.Context(), pgserver.Options{Dir: dir})
-	if errors.Is(err, pgserver.ErrNotInstalled) && os.Getenv("CI") == "" {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	prereq.Check(t, err, pgserver.ErrNotInstalled)
 	mustPsql(t, old.URL(), "CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)")
 	if err := old.Stop(context.Background()); err != nil {
 		t.Fatal(err)

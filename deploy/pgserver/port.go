@@ -1,12 +1,13 @@
 package pgserver
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/loom-gateway/loom/deploy/freeport"
 )
 
 // choosePort returns the port recorded in dir by an earlier Start if it is
@@ -16,17 +17,11 @@ func choosePort(dir string, fresh bool) (int, error) {
 	if !fresh {
 		if b, err := os.ReadFile(filepath.Join(dir, portFile)); err == nil {
 			if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && p > 0 && p < 65536 {
-				if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
-					ln.Close()
+				if _, err := freeport.On(net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
 					return p, nil
 				}
 			}
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return freeport.Port()
 }

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/loom-gateway/loom/deploy/freeport"
 )
 
 // Options say where a server runs.
@@ -83,7 +85,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	for attempt := 1; ; attempt++ {
 		port := o.Port
 		if port == 0 {
-			if port, err = freePort(); err != nil {
+			if port, err = freeport.Port(); err != nil {
 				return nil, err
 			}
 		}
@@ -279,14 +281,3 @@ func (s *Server) Port() int { return s.port }
 
 // Dir is the absolute working directory.
 func (s *Server) Dir() string { return s.dir }
-
-// freePort returns a port the kernel says is free. Another program may take
-// it before the server binds it; Start then tries again.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}

@@ -9,13 +9,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/loom-gateway/loom/bench/mockupstream"
+	"github.com/loom-gateway/loom/deploy/freeport"
+	"github.com/loom-gateway/loom/deploy/process"
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/server"
 	"github.com/loom-gateway/loom/proxy/tenant"
@@ -44,12 +45,11 @@ func TestMain(m *testing.M) {
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // collector is one otelcol-loom process that can be killed and started
@@ -60,8 +60,7 @@ type collector struct {
 	http    string // OTLP/HTTP listen address
 	health  string
 	logPath string
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	proc    *process.Process
 }
 
 func startCollector(t testing.TB, dbURL string) *collector {
@@ -117,17 +116,13 @@ func (c *collector) start() error {
 	if err != nil {
 		return err
 	}
-	c.cmd = exec.Command(collectorBin, "--config", c.config)
-	c.cmd.Stdout, c.cmd.Stderr = logf, logf
-	if err := c.cmd.Start(); err != nil {
+	// The child holds its own descriptor of the log from here on.
+	defer logf.Close()
+	cmd := exec.Command(collectorBin, "--config", c.config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if c.proc, err = process.Start(cmd); err != nil {
 		return err
 	}
-	c.exited = make(chan struct{})
-	go func() {
-		_ = c.cmd.Wait()
-		logf.Close()
-		close(c.exited)
-	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get("http://" + c.health + "/")
@@ -138,7 +133,7 @@ func (c *collector) start() error {
 			}
 		}
 		select {
-		case <-c.exited:
+		case <-c.proc.Done():
 			return fmt.Errorf("otelcol-loom exited at start:\n%s", c.log())
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -149,22 +144,13 @@ func (c *collector) start() error {
 }
 
 // kill ends the collector the hard way: no flush, no goodbye.
-func (c *collector) kill() {
-	_ = c.cmd.Process.Signal(syscall.SIGKILL)
-	<-c.exited
-}
+func (c *collector) kill() { c.proc.Kill() }
 
+// stop is SIGTERM, then a kill after process.Grace. A collector that never
+// started has nothing to stop.
 func (c *collector) stop() {
-	select {
-	case <-c.exited:
-		return
-	default:
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.exited:
-	case <-time.After(20 * time.Second):
-		c.kill()
+	if c.proc != nil {
+		_ = c.proc.Stop(process.Grace)
 	}
 }
 

@@ -2,15 +2,14 @@ package console_test
 
 import (
 	"bytes"
-	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/loom-gateway/loom/deploy/prereq"
 )
 
 // chromiumPath is the browser the script drives: the system's, never one
@@ -24,14 +23,9 @@ func TestConsole_InHeadlessChromium(t *testing.T) {
 	node, npm := tools(t)
 	f := newFixture(t)
 	dir := "browser"
-	if ok, why := installed(dir); !ok {
-		t.Logf("npm ci: %s", why)
-		cmd := exec.CommandContext(t.Context(), npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts")
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("npm ci: %v\n%s", err, out)
-		}
+	// The browser is the system's: playwright must not download one.
+	if err := prereq.NPMCI(t.Context(), npm, dir, []string{"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1"}, "--ignore-scripts"); err != nil {
+		t.Fatal(err)
 	}
 	root := filepath.Join(os.TempDir(), "loom-console-artifacts")
 	if err := os.MkdirAll(root, 0o755); err != nil {
@@ -65,59 +59,17 @@ func TestConsole_InHeadlessChromium(t *testing.T) {
 	}
 }
 
-// tools finds node and npm and the browser, or skips (fails under CI=true).
+// tools finds node and npm and the browser, or skips (fails under CI=true:
+// install nodejs, npm and chromium).
 func tools(t *testing.T) (node, npm string) {
 	t.Helper()
-	node, err1 := exec.LookPath("node")
-	npm, err2 := exec.LookPath("npm")
-	_, err3 := os.Stat(chromiumPath)
-	if err := firstErr(err1, err2, err3); err != nil {
-		if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-			t.Fatalf("CI=true but the browser test cannot run: %v (install nodejs, npm and chromium)", err)
-		}
-		t.Skipf("browser test skipped: %v (install nodejs, npm and chromium; with CI=true this fails)", err)
+	node, err := prereq.Program("node")
+	if err == nil {
+		npm, err = prereq.Program("npm")
 	}
+	if err == nil {
+		_, err = prereq.Program(chromiumPath)
+	}
+	prereq.Check(t, err, prereq.ErrNotInstalled)
 	return node, npm
-}
-
-func firstErr(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
-}
-
-// installed reports whether dir/node_modules holds what package-lock.json
-// pins, and if not, why.
-func installed(dir string) (bool, string) {
-	type lock struct {
-		Packages map[string]struct {
-			Version   string `json:"version"`
-			Integrity string `json:"integrity"`
-		} `json:"packages"`
-	}
-	var want, have lock
-	for p, v := range map[string]*lock{"package-lock.json": &want, "node_modules/.package-lock.json": &have} {
-		b, err := os.ReadFile(filepath.Join(dir, p))
-		if err != nil {
-			return false, err.Error()
-		}
-		if err := json.Unmarshal(b, v); err != nil {
-			return false, fmt.Sprintf("%s: %v", p, err)
-		}
-	}
-	for p, w := range want.Packages {
-		if p == "" {
-			continue
-		}
-		if h, ok := have.Packages[p]; !ok || h.Version != w.Version || h.Integrity != w.Integrity {
-			return false, p + " is missing or not the locked version"
-		}
-	}
-	if len(have.Packages) != len(want.Packages)-1 {
-		return false, "node_modules holds packages package-lock.json does not name"
-	}
-	return true, ""
 }

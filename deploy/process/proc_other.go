@@ -1,6 +1,6 @@
 //go:build !unix
 
-package devstack
+package process
 
 import (
 	"os"

@@ -1,14 +1,13 @@
 //go:build unix && !linux
 
-package devstack
+package process
 
 import (
 	"os"
 	"syscall"
 )
 
-// sysProcAttr puts a service in its own process group, so a Ctrl-C in the
-// terminal reaches devstack only, and devstack stops services in order.
+// sysProcAttr puts the program in its own process group.
 func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 
 func terminate(p *os.Process) error { return p.Signal(syscall.SIGTERM) }
