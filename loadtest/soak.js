@@ -9,6 +9,7 @@ import {
   API_KEY,
   CHAT_URL,
   MODEL_A,
+  OVERHEAD_P99,
   SUMMARY_TREND_STATS,
   chatBody,
   duration,
@@ -40,8 +41,8 @@ export const options = {
     },
   },
   thresholds: {
-    loom_overhead_ms: [{ threshold: 'p(99)<20', abortOnFail: false }],
-    gateway_overhead_ms: [{ threshold: 'p(99)<20', abortOnFail: false }],
+    loom_overhead_ms: [{ threshold: OVERHEAD_P99, abortOnFail: false }],
+    gateway_overhead_ms: [{ threshold: OVERHEAD_P99, abortOnFail: false }],
     http_req_failed: [{ threshold: 'rate<0.001', abortOnFail: true, delayAbortEval: '2m' }],
     call_errors: [{ threshold: 'rate<0.001', abortOnFail: true, delayAbortEval: '2m' }],
   },

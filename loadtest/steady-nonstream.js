@@ -8,6 +8,7 @@ import {
   API_KEY,
   CHAT_URL,
   MODEL_A,
+  OVERHEAD_P99,
   SUMMARY_TREND_STATS,
   chatBody,
   duration,
@@ -36,8 +37,8 @@ export const options = {
     },
   },
   thresholds: {
-    loom_overhead_ms: [{ threshold: 'p(99)<20', abortOnFail: false }],
-    gateway_overhead_ms: [{ threshold: 'p(99)<20', abortOnFail: false }],
+    loom_overhead_ms: [{ threshold: OVERHEAD_P99, abortOnFail: false }],
+    gateway_overhead_ms: [{ threshold: OVERHEAD_P99, abortOnFail: false }],
     http_req_failed: ['rate<0.001'],
     call_errors: ['rate<0.001'],
   },

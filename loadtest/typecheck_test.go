@@ -94,16 +94,61 @@ func TestScenarios_KeepTheirBudget(t *testing.T) {
 			t.Errorf("scenario %s is missing", s)
 		}
 	}
+	shared := sharedConstants(t)
+	if _, ok := shared["OVERHEAD_P99"]; !ok {
+		t.Fatal("lib/config.js exports no OVERHEAD_P99: the scenarios' one overhead budget")
+	}
 	for _, file := range files {
 		t.Run(file, func(t *testing.T) {
 			src, err := os.ReadFile(file)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, p := range scenarioProblems(stripComments(string(src))) {
+			for _, p := range scenarioProblems(inlineConstants(stripComments(string(src)), shared)) {
 				t.Error(p)
 			}
 		})
+	}
+}
+
+// sharedConstRe matches an exported string constant of lib/config.js (the scenarios' budgets).
+var sharedConstRe = regexp.MustCompile(`(?m)^export const ([A-Z][A-Z0-9_]*) = ('[^'\n]*');`)
+
+// sharedConstants are the string constants lib/config.js exports, as the quoted literals k6 sees.
+func sharedConstants(t *testing.T) map[string]string {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join("lib", "config.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	consts := map[string]string{}
+	for _, m := range sharedConstRe.FindAllStringSubmatch(stripComments(string(src)), -1) {
+		consts[m[1]] = m[2]
+	}
+	return consts
+}
+
+// inlineConstants writes each shared constant's literal where src names it, so the budget checks read
+// the thresholds k6 will run (tsc has checked that the names are imported).
+func inlineConstants(src string, consts map[string]string) string {
+	for name, lit := range consts {
+		src = regexp.MustCompile(`\b`+name+`\b`).ReplaceAllLiteralString(src, lit)
+	}
+	return src
+}
+
+// The budget lives once, in lib/config.js: a scenario that uses it is held to what it says there.
+func TestScenarioProblems_SharedBudgetIsReadFromConfig(t *testing.T) {
+	src := strings.ReplaceAll(goodScenario, "'p(99)<20'", "OVERHEAD_P99")
+	if p := scenarioProblems(inlineConstants(src, map[string]string{"OVERHEAD_P99": "'p(99)<20'"})); len(p) > 0 {
+		t.Fatalf("budget from config: problems = %q, want none", p)
+	}
+	p := scenarioProblems(inlineConstants(src, map[string]string{"OVERHEAD_P99": "'p(99)<50'"}))
+	if !slices.ContainsFunc(p, func(p string) bool { return strings.Contains(p, "loom_overhead_ms is") }) {
+		t.Fatalf("looser budget in config: problems = %q, want one on loom_overhead_ms", p)
+	}
+	if p := scenarioProblems(src); len(p) == 0 {
+		t.Fatal("the constant's name alone passed as a budget")
 	}
 }
 

@@ -133,6 +133,13 @@ export function vusFor(perSecond, expectedMs) {
 export const SUMMARY_TREND_STATS = ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)', 'p(99.9)', 'count'];
 
 /**
+ * The overhead budget: every scenario holds loom_overhead_ms and gateway_overhead_ms (and each tenant's)
+ * to it. One literal, so no scenario keeps an older budget; typecheck_test.go reads it here and fails if it
+ * is looser than p99 under 20 ms.
+ */
+export const OVERHEAD_P99 = 'p(99)<20';
+
+/**
  * The x-mock-* controls a request sends; Loom forwards them to the mock (forward_headers in .loom/loom.yaml).
  * @typedef {object} MockControls
  * @property {number} [latencyMs] x-mock-latency-ms: non-streaming latency (streams: delay before the head)

@@ -45,6 +45,18 @@ const (
 	UsageEstimated UsageSource = "estimated"
 )
 
+// EstimateTokens counts text of n bytes at about four bytes a token, rounded
+// up so that any text is at least a token. It is Loom's one guess at a token
+// count, used where a call reserves its prompt against a TPM limit and where
+// a stream's usage is estimated because the provider never said: the two
+// must agree, or a call is billed differently from what it reserved.
+func EstimateTokens(n int) int64 { return (int64(n) + 3) / 4 }
+
+// maxChoiceIndex is the highest choice index a Record keeps anything for
+// (content, finish reasons): the index comes from the upstream, and a
+// hostile one must not make Loom grow a slice that long.
+const maxChoiceIndex = 1 << 10
+
 // Usage is the token accounting of one call. Has* flags distinguish "the
 // provider said 0" from "the provider did not say".
 type Usage struct {
@@ -161,7 +173,7 @@ func (c *Content) reset() Content {
 // AppendChoice adds streamed text of choice index, within Max. A cut never
 // splits a UTF-8 sequence: spans must stay valid UTF-8.
 func (c *Content) AppendChoice(index int, text []byte) {
-	if index < 0 || index > 1<<10 {
+	if index < 0 || index > maxChoiceIndex {
 		return
 	}
 	for len(c.Choices) <= index {
@@ -236,7 +248,7 @@ func (r *Record) Duration() time.Duration {
 
 // SetFinishReason records the finish reason of choice index.
 func (r *Record) SetFinishReason(index int, reason string) {
-	if index < 0 || index > 1<<10 {
+	if index < 0 || index > maxChoiceIndex {
 		return
 	}
 	for len(r.FinishReasons) <= index {

@@ -54,3 +54,31 @@ func TestRuneBoundary(t *testing.T) {
 		}
 	}
 }
+
+func TestEstimateTokens_FourBytesATokenRoundedUp(t *testing.T) {
+	for _, tt := range []struct {
+		bytes int
+		want  int64
+	}{{0, 0}, {1, 1}, {4, 1}, {5, 2}, {8, 2}, {10, 3}} {
+		if got := EstimateTokens(tt.bytes); got != tt.want {
+			t.Errorf("EstimateTokens(%d) = %d, want %d", tt.bytes, got, tt.want)
+		}
+	}
+}
+
+// Content and finish reasons keep the same choices: the last index one
+// accepts, the other accepts too, and neither takes the next.
+func TestRecord_ChoiceIndexCap_SameForContentAndFinishReasons(t *testing.T) {
+	var r Record
+	r.Content = Content{Capture: true, Max: 1 << 20}
+	r.Content.AppendChoice(maxChoiceIndex, []byte("x"))
+	r.SetFinishReason(maxChoiceIndex, "stop")
+	if len(r.Content.Choices) != maxChoiceIndex+1 || len(r.FinishReasons) != maxChoiceIndex+1 {
+		t.Fatalf("index %d: %d choices, %d finish reasons", maxChoiceIndex, len(r.Content.Choices), len(r.FinishReasons))
+	}
+	r.Content.AppendChoice(maxChoiceIndex+1, []byte("x"))
+	r.SetFinishReason(maxChoiceIndex+1, "stop")
+	if len(r.Content.Choices) != maxChoiceIndex+1 || len(r.FinishReasons) != maxChoiceIndex+1 {
+		t.Fatalf("index %d accepted: %d choices, %d finish reasons", maxChoiceIndex+1, len(r.Content.Choices), len(r.FinishReasons))
+	}
+}

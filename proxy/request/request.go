@@ -63,8 +63,8 @@ func errMissing(param string) *apierror.Error {
 }
 
 // Parse reads body as a request for op. A returned error is the client's
-// fault and goes back as is.
-func (r *Request) Parse(op call.Operation, body []byte) *apierror.Error {
+// fault: it carries an *apierror.Error (errors.As) to answer with as is.
+func (r *Request) Parse(op call.Operation, body []byte) error {
 	model := r.Model[:0]
 	*r = Request{Op: op, Model: model}
 	r.Params.RequestBodyBytes = len(body)

@@ -2,8 +2,10 @@ package request
 
 import (
 	stdjson "encoding/json"
+	"errors"
 	"testing"
 
+	"github.com/loom-gateway/loom/proxy/apierror"
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/internal/json"
 )
@@ -83,9 +85,13 @@ func TestParse_RejectsWhatOpenAIRejects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var r Request
-			err := r.Parse(tt.op, []byte(tt.body))
-			if err == nil {
+			perr := r.Parse(tt.op, []byte(tt.body))
+			if perr == nil {
 				t.Fatal("accepted")
+			}
+			err, ok := errors.AsType[*apierror.Error](perr)
+			if !ok {
+				t.Fatalf("error %v (%T) carries no *apierror.Error", perr, perr)
 			}
 			if err.Status != 400 || err.Type != "invalid_request_error" || err.Param != tt.param {
 				t.Fatalf("got %d %s param=%q (%s), want 400 param=%q", err.Status, err.Type, err.Param, err.Message, tt.param)
@@ -124,7 +130,8 @@ func TestParse_DuplicateIncludeUsage_RefusedAsDuplicate(t *testing.T) {
 		`{"include_usage":true,"x":1,"\u0069nclude_usage":false}`,
 	} {
 		var r Request
-		err := r.Parse(call.OpChat, []byte(`{"model":"m","messages":[{}],"stream":true,"stream_options":`+so+`}`))
+		perr := r.Parse(call.OpChat, []byte(`{"model":"m","messages":[{}],"stream":true,"stream_options":`+so+`}`))
+		err, _ := errors.AsType[*apierror.Error](perr)
 		if err == nil || err.Status != 400 || err.Code != "duplicate_parameter" || err.Param != "stream_options.include_usage" {
 			t.Errorf("stream_options %s: got %+v, want 400 duplicate_parameter on stream_options.include_usage", so, err)
 		}

@@ -120,14 +120,15 @@ func methodNotAllowed(ctx *fasthttp.RequestCtx) *apierror.Error {
 // valid one: a tenant's own mistakes stay in its record, while requests
 // without a valid key are only counted (see unauthCounts).
 func (s *Server) attribute(ctx *fasthttp.RequestCtx, ex *exchange) {
-	if k, aerr := s.authenticate(ctx); aerr == nil {
+	if k, err := s.authenticate(ctx); err == nil {
 		ex.rec.TenantID, ex.rec.KeyID = k.Tenant.ID, k.ID
 	}
 }
 
 // authenticate resolves the request's key: "Authorization: Bearer KEY", or
-// the "api-key" header that Azure SDKs send.
-func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (*tenant.Key, *apierror.Error) {
+// the "api-key" header that Azure SDKs send. Its error carries the
+// *apierror.Error (a 401) to answer with.
+func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (*tenant.Key, error) {
 	var key []byte
 	if auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization); len(auth) > 0 {
 		const bearer = "Bearer "
@@ -163,9 +164,9 @@ func (s *Server) models(ctx *fasthttp.RequestCtx, name []byte) {
 		s.reject(ctx, ex, methodNotAllowed(ctx))
 		return
 	}
-	key, aerr := s.authenticate(ctx)
-	if aerr != nil {
-		s.reject(ctx, ex, aerr)
+	key, err := s.authenticate(ctx)
+	if err != nil {
+		s.reject(ctx, ex, clientError(err))
 		return
 	}
 	ex.rec.TenantID, ex.rec.KeyID = key.Tenant.ID, key.ID
@@ -204,6 +205,17 @@ func recordedModel(b []byte) string {
 func modelNotFound(model []byte) *apierror.Error {
 	return apierror.New(fasthttp.StatusNotFound, apierror.TypeInvalidRequest, "model_not_found", "model",
 		"The model `"+clip(model, 256)+"` does not exist or you do not have access to it.")
+}
+
+// clientError is the *apierror.Error that err carries, to answer with. An
+// error without one is a bug in Loom, answered as a 500 rather than
+// relayed: its text was never written for a client.
+func clientError(err error) *apierror.Error {
+	if e, ok := errors.AsType[*apierror.Error](err); ok {
+		return e
+	}
+	return apierror.New(fasthttp.StatusInternalServerError, apierror.TypeServer, "internal_error", "",
+		"The gateway failed to handle the request.")
 }
 
 // reject answers with an error Loom made and completes the call's record;
@@ -255,7 +267,7 @@ func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 		e = apierror.New(fasthttp.StatusBadRequest, apierror.TypeInvalidRequest, "malformed_request", "",
 			"The HTTP request could not be read.")
 	}
-	if k, aerr := s.authenticate(ctx); aerr == nil {
+	if k, err := s.authenticate(ctx); err == nil {
 		ex.rec.TenantID, ex.rec.KeyID = k.Tenant.ID, k.ID
 	}
 	ctx.SetConnectionClose()
@@ -277,9 +289,9 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 		s.reject(ctx, ex, methodNotAllowed(ctx))
 		return
 	}
-	key, aerr := s.authenticate(ctx)
-	if aerr != nil {
-		s.reject(ctx, ex, aerr)
+	key, err := s.authenticate(ctx)
+	if err != nil {
+		s.reject(ctx, ex, clientError(err))
 		return
 	}
 	rec.TenantID, rec.KeyID = key.Tenant.ID, key.ID
@@ -296,9 +308,9 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 		}
 		return
 	}
-	if aerr := ex.req.Parse(op, body); aerr != nil {
+	if err := ex.req.Parse(op, body); err != nil {
 		rec.Stream = ex.req.Stream
-		s.reject(ctx, ex, aerr)
+		s.reject(ctx, ex, clientError(err))
 		return
 	}
 	rt, ok := key.Route(ex.req.Model)

@@ -73,7 +73,7 @@ func TestServer_FiveConcurrentCallsUnderTPM1000_UseAtMostTheLimitPlusOneReservat
 func TestServer_NWithoutMaxTokens_ReservesTheDefaultForEachChoice(t *testing.T) {
 	st := startStack(t, stackOptions{keyLimits: "{tokens_per_minute: 1000}", defaultOutput: 200, limiter: limit.New(limit.NewMemory(), frozen())})
 	body := `{"model":"gpt-4o-mini","n":2,"messages":[{"role":"user","content":"hi"}]}`
-	reservation := len(body)/4 + 2*200
+	reservation := int(call.EstimateTokens(len(body))) + 2*200
 	admitted, used := concurrentCalls(t, st, 5, body, map[string]string{"x-mock-chunks": "200", "x-mock-latency-ms": "300"})
 	if admitted != 1000/reservation || used > int64(1000+reservation) {
 		t.Fatalf("%d of 5 calls admitted (want %d), using %d tokens under a TPM of 1000", admitted, 1000/reservation, used)
@@ -123,9 +123,9 @@ func TestServer_CallEndingInTheNextMinute_ChargesItsOverageThere(t *testing.T) {
 	<-done
 	st.waitRecords(1)
 	used := int64(st.mock.Requests()[0].UsageSent.TotalTokens)
-	overage := used - int64(len(chatMax100)/4+100)
+	overage := used - (call.EstimateTokens(len(chatMax100)) + 100)
 	_, h, _ := st.do("POST", "/v1/chat/completions", st.keyA, chatMax100, nil)
-	want := 1000 - overage - int64(len(chatMax100)/4+100)
+	want := 1000 - overage - (call.EstimateTokens(len(chatMax100)) + 100)
 	if rem, _ := strconv.ParseInt(h.Get("x-ratelimit-remaining-tokens"), 10, 64); overage <= 0 || rem != want {
 		t.Fatalf("remaining %d in the next minute, want %d (the first call's %d over its reservation counted)", rem, want, overage)
 	}

@@ -33,9 +33,9 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, ex *exchange, key *tenant.Key, 
 	return false
 }
 
-// reservation is what a call reserves against TPM: the prompt at about four
-// bytes a token plus what it may generate for each of its n choices,
-// max_tokens (or max_completion_tokens), as OpenAI reserves. Without one
+// reservation is what a call reserves against TPM: the whole body counted
+// by call.EstimateTokens plus what it may generate for each of its n
+// choices, max_tokens (or max_completion_tokens), as OpenAI reserves. Without one
 // the call may generate as much as the model allows, so it reserves
 // defaultOutput per choice: reserving the prompt alone let five concurrent
 // calls under a TPM of 1,000 use 4,500 tokens. That guessed budget is
@@ -45,7 +45,7 @@ func (s *Server) admit(ctx *fasthttp.RequestCtx, ex *exchange, key *tenant.Key, 
 // client chose is not capped: a call that may use more than a minute's
 // allowance is refused, as OpenAI refuses it. Embeddings generate nothing.
 func reservation(req *request.Request, bodyLen int, defaultOutput, tpm int64) int64 {
-	prompt := int64(bodyLen) / 4
+	prompt := call.EstimateTokens(bodyLen)
 	if req.Op == call.OpEmbeddings {
 		return prompt
 	}

@@ -50,3 +50,18 @@ func TestTightestTPM_SmallestOfKeyAndTenant(t *testing.T) {
 		}
 	}
 }
+
+// A call reserves its prompt as the estimate would bill it: both round up,
+// so a 401-byte body reserves 101 tokens (it reserved 100 while the
+// estimate said 101).
+func TestReservation_CountsThePromptAsUsageEstimatesIt(t *testing.T) {
+	req := request.Request{Op: call.OpEmbeddings}
+	for _, bodyLen := range []int{0, 1, 400, 401, 403} {
+		if got, want := reservation(&req, bodyLen, 4096, 0), call.EstimateTokens(bodyLen); got != want {
+			t.Errorf("%d bytes reserve %d tokens, estimated as %d", bodyLen, got, want)
+		}
+	}
+	if got := reservation(&req, 401, 4096, 0); got != 101 {
+		t.Errorf("401 bytes reserve %d tokens, want 101", got)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/loom-gateway/loom/deploy/redisserver/redistest"
+	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/limit"
 	"github.com/loom-gateway/loom/proxy/server"
 )
@@ -97,7 +98,7 @@ func TestLimits_TPM_SettlesWithRealUsage(t *testing.T) {
 	_, h, _ = st.do("POST", "/v1/chat/completions", st.keyA, chatMax100, nil)
 	// The second call reserved its own estimate; what is left after it
 	// includes the first call's real usage, not its 500-token reservation.
-	est := len(chatMax100)/4 + 100
+	est := int(call.EstimateTokens(len(chatMax100))) + 100
 	if rem, _ := strconv.Atoi(h.Get("x-ratelimit-remaining-tokens")); rem != 1000-used-est {
 		t.Fatalf("remaining %d, want 1000 - %d used - %d reserved", rem, used, est)
 	}
@@ -196,7 +197,7 @@ func TestLimits_TPM_RefusedCallGivesTheReservationBack(t *testing.T) {
 	}
 	st.waitRecords(1)
 	_, h, _ := st.do("POST", "/v1/chat/completions", st.keyA, chatMax100, nil)
-	if rem, _ := strconv.Atoi(h.Get("x-ratelimit-remaining-tokens")); rem != 1000-len(chatMax100)/4-100 {
+	if rem, _ := strconv.Atoi(h.Get("x-ratelimit-remaining-tokens")); rem != 1000-int(call.EstimateTokens(len(chatMax100)))-100 {
 		t.Fatalf("remaining %d: the failed call's reservation was kept", rem)
 	}
 }

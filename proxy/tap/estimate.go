@@ -7,12 +7,12 @@ import (
 
 // EstimateUsage fills in r's usage when a stream ended without the
 // provider's count: the client left and the drain ran out first, or the
-// upstream broke off. Input is the prompt's text at about four bytes a
-// token, output one token per delta that carried output. The record says
-// UsageEstimated, so nobody mistakes it for the provider's figure; it is
+// upstream broke off. Input is the prompt's text counted by
+// call.EstimateTokens, output one token per delta that carried output. The
+// record says UsageEstimated, so nobody mistakes it for the provider's figure; it is
 // what Loom can still bill and audit when the provider said nothing.
 func EstimateUsage(r *call.Record, request []byte) {
-	in := int64(promptBytes(request)+3) / 4
+	in := call.EstimateTokens(promptBytes(request))
 	out := int64(r.OutputPieces)
 	r.Usage = call.Usage{InputTokens: in, OutputTokens: out, TotalTokens: in + out}
 	r.UsageSource = call.UsageEstimated

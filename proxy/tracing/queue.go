@@ -15,7 +15,7 @@ import (
 
 // Stats are the queue's running totals. Every span handed to the queue ends
 // up in exactly one of Exported, Dropped or Pending, so
-// Enqueued+Dropped = spans ended, and nothing disappears unaccounted.
+// Ended = Exported+Dropped+Pending, and nothing disappears unaccounted.
 type Stats struct {
 	Ended       uint64 // spans the SDK handed to the queue
 	Exported    uint64 // spans the collector accepted
