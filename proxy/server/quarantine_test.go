@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"errors"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -185,4 +186,31 @@ deployments: [{name: oa, provider: openai, base_url: "https://api.openai.com/v1"
 			}
 		}
 	})
+}
+
+// A snapshot is checked against what the gateway serves, never against the
+// environment the file was loaded in: a variable the file named being unset
+// since start (or a CA file gone) must not quarantine every tenant.
+func TestSetTenants_EnvironmentChangedSinceStart_TenantsStillApply(t *testing.T) {
+	t.Setenv("LOOM_TEST_DEPLOYMENT_KEY", "sk-x")
+	t.Setenv("LOOM_TEST_REDIS_URL", "redis://127.0.0.1:1/0")
+	cfg, err := config.Parse([]byte(`
+deployments: [{name: oa, provider: openai, base_url: "https://api.openai.com/v1", api_key_env: LOOM_TEST_DEPLOYMENT_KEY}]
+redis: {url_env: LOOM_TEST_REDIS_URL}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(cfg, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Unsetenv("LOOM_TEST_DEPLOYMENT_KEY") // t.Setenv restores both after the test
+	os.Unsetenv("LOOM_TEST_REDIS_URL")
+	if err := srv.SetTenants([]tenancy.Tenant{acme(), globex()}); err != nil {
+		t.Fatalf("SetTenants = %v; want every tenant served", err)
+	}
+	if !authenticates(srv, "sk-loom-a1") || !authenticates(srv, "sk-loom-g1") {
+		t.Error("good tenants are not served")
+	}
 }

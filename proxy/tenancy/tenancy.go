@@ -5,7 +5,11 @@
 // snapshot (tenant.Directory) from them.
 //
 // It imports nothing of Loom's, and Validate is pure: it reads no
-// environment and no file, so every source runs the same checks.
+// environment and no file, so every source runs the same checks. Key,
+// Model, Limits and ContentPolicy carry the file's yaml names, and config
+// decodes into them directly; a tenant's credential may name an environment
+// variable in the file, so config has its own Tenant and Credential and
+// resolves them into these.
 package tenancy
 
 import (
