@@ -1,7 +1,8 @@
 // Package tenant resolves an API key to its tenant and a model name to the
 // tenant's route. A Directory is an immutable snapshot built from the
-// tenancy types (from the file or the store): lookups never lock and never allocate, and a new snapshot
-// replaces the old one whole. Keys exist here only as SHA-256 hashes.
+// tenancy types (from the file or the store): lookups never lock and never
+// allocate, and a new snapshot replaces the old one whole. Keys exist here
+// only as SHA-256 hashes.
 package tenant
 
 import (
