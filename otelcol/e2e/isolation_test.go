@@ -26,6 +26,7 @@ import (
 	"github.com/loom-gateway/loom/proxy/logtest"
 	"github.com/loom-gateway/loom/proxy/secret"
 	"github.com/loom-gateway/loom/proxy/store"
+	domain "github.com/loom-gateway/loom/proxy/tenancy"
 )
 
 // Secrets that must never show up anywhere but where they belong.
@@ -77,7 +78,7 @@ func startTenancy(t *testing.T, withCollector bool, before ...func(*tenancy)) *t
 		if err := ts.store.CreateTenant(ctx, store.TenantSpec{ID: id}); err != nil {
 			t.Fatal(err)
 		}
-		if err := ts.store.SetModels(ctx, id, []config.Model{{Name: models[id].public, Deployment: "mock", UpstreamModel: models[id].upstream}}); err != nil {
+		if err := ts.store.SetModels(ctx, id, []domain.Model{{Name: models[id].public, Deployment: "mock", UpstreamModel: models[id].upstream}}); err != nil {
 			t.Fatal(err)
 		}
 		if err := ts.store.SetCredential(ctx, id, "mock", own); err != nil {

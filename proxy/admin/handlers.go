@@ -6,9 +6,9 @@ import (
 	"slices"
 
 	"github.com/loom-gateway/loom/proxy/apierror"
-	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/internal/json"
 	"github.com/loom-gateway/loom/proxy/store"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {
@@ -53,7 +53,7 @@ func (a *api) createTenant(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	spec := store.TenantSpec{ID: req.ID, Limits: req.Limits.limits(),
-		Content: config.ContentPolicy{MaxBytes: orZero(req.Content.MaxBytes)}}
+		Content: tenancy.ContentPolicy{MaxBytes: orZero(req.Content.MaxBytes)}}
 	if req.Content.Capture != nil {
 		spec.Content.Capture = *req.Content.Capture
 	}
@@ -98,9 +98,9 @@ func (a *api) setModels(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, modelsFields, &req); err != nil {
 		return err
 	}
-	models := make([]config.Model, len(req.Models))
+	models := make([]tenancy.Model, len(req.Models))
 	for i, m := range req.Models {
-		models[i] = config.Model(m)
+		models[i] = tenancy.Model(m)
 	}
 	id := r.PathValue("id")
 	if err := a.st.SetModels(r.Context(), id, models); err != nil {

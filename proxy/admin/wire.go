@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/loom-gateway/loom/proxy/apierror"
-	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/internal/json"
 	"github.com/loom-gateway/loom/proxy/store"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 )
 
 // The JSON the API speaks. Field names are snake_case like OpenAI's.
@@ -119,8 +119,8 @@ func orZero(p *int) int {
 	return *p
 }
 
-func (l limitsPatch) limits() config.Limits {
-	return config.Limits{RequestsPerMinute: orZero(l.RequestsPerMinute), TokensPerMinute: orZero(l.TokensPerMinute),
+func (l limitsPatch) limits() tenancy.Limits {
+	return tenancy.Limits{RequestsPerMinute: orZero(l.RequestsPerMinute), TokensPerMinute: orZero(l.TokensPerMinute),
 		ConcurrentStreams: orZero(l.ConcurrentStreams)}
 }
 
@@ -137,7 +137,7 @@ func tenantOut(t store.Tenant) tenantJSON {
 	return out
 }
 
-func limitsOut(l config.Limits) limitsJSON { return limitsJSON(l) }
+func limitsOut(l tenancy.Limits) limitsJSON { return limitsJSON(l) }
 
 func keyOut(k store.Key) keyJSON {
 	out := keyJSON{Object: "api_key", ID: k.ID, TenantID: k.TenantID, Prefix: k.Prefix, CreatedAt: k.CreatedAt,

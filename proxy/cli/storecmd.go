@@ -11,6 +11,7 @@ import (
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/secret"
 	"github.com/loom-gateway/loom/proxy/store"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 )
 
 // What the tenant store commands read when no -config names others.
@@ -114,8 +115,8 @@ func addLimitFlags(fs *flag.FlagSet) limitFlags {
 	}
 }
 
-func (l limitFlags) limits() config.Limits {
-	return config.Limits{RequestsPerMinute: *l.rpm, TokensPerMinute: *l.tpm, ConcurrentStreams: *l.streams}
+func (l limitFlags) limits() tenancy.Limits {
+	return tenancy.Limits{RequestsPerMinute: *l.rpm, TokensPerMinute: *l.tpm, ConcurrentStreams: *l.streams}
 }
 
 // splitList splits a comma-separated flag, dropping empty items.

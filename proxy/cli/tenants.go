@@ -8,8 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/store"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 )
 
 // maxCredential bounds what `tenants credential` reads from stdin.
@@ -71,7 +71,7 @@ func tenantSet(ctx context.Context, c *command, args []string, std Stdio) error 
 	return withStore(ctx, c, func(st *store.Store) error {
 		if args[0] == "create" {
 			spec := store.TenantSpec{ID: pos[0], Limits: limits.limits(),
-				Content: config.ContentPolicy{Capture: *capture, MaxBytes: *maxBytes}}
+				Content: tenancy.ContentPolicy{Capture: *capture, MaxBytes: *maxBytes}}
 			if err := st.CreateTenant(ctx, spec); err != nil {
 				return err
 			}
@@ -117,7 +117,7 @@ func tenantList(ctx context.Context, st *store.Store, std Stdio) error {
 }
 
 // modelArg writes a model the way `tenants models` reads it.
-func modelArg(m config.Model) string {
+func modelArg(m tenancy.Model) string {
 	s := m.Name + "=" + m.Deployment
 	if m.UpstreamModel != "" {
 		s += ":" + m.UpstreamModel
@@ -135,7 +135,7 @@ func tenantModels(ctx context.Context, c *command, args []string, std Stdio) err
 		fmt.Fprintf(std.Err, "loom tenants models: give ID and NAME=DEPLOYMENT[:UPSTREAM_MODEL]..., or ID -none\n\n%s", usage)
 		return ErrUsage
 	}
-	var models []config.Model
+	var models []tenancy.Model
 	for _, arg := range pos[1:] {
 		name, target, ok := strings.Cut(arg, "=")
 		dep, upstream, _ := strings.Cut(target, ":")
@@ -143,7 +143,7 @@ func tenantModels(ctx context.Context, c *command, args []string, std Stdio) err
 			fmt.Fprintf(std.Err, "loom tenants models: %q is not NAME=DEPLOYMENT[:UPSTREAM_MODEL]\n", arg)
 			return ErrUsage
 		}
-		models = append(models, config.Model{Name: name, Deployment: dep, UpstreamModel: upstream})
+		models = append(models, tenancy.Model{Name: name, Deployment: dep, UpstreamModel: upstream})
 	}
 	return withStore(ctx, c, func(st *store.Store) error {
 		if err := st.SetModels(ctx, pos[0], models); err != nil {

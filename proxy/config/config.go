@@ -1,6 +1,13 @@
 // Package config loads and validates Loom's YAML configuration. It only
 // describes; the server and the tenant directory turn it into live objects.
-// Validation reports every problem at once, each naming its field.
+// Tenants are not config's own: the file's tenants load into the tenancy
+// types the tenant store also speaks (see Config.ResolveTenants).
+//
+// Validation reports every problem at once, each naming its field, in a
+// stable order. It comes in two halves: Validate is pure (it reads neither
+// the environment nor a file), and CheckEnvironment checks what the file
+// names outside itself (variables set, files present); Load and Parse run
+// both.
 package config
 
 import (
@@ -14,6 +21,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/loom-gateway/loom/proxy/tenancy"
 )
 
 // Provider types a deployment may have.
@@ -132,15 +141,8 @@ type Admin struct {
 	TokenEnv    string `yaml:"token_env"`
 }
 
-// Limits cap a tenant's or a key's use. Zero means no limit.
-type Limits struct {
-	RequestsPerMinute int `yaml:"requests_per_minute"`
-	TokensPerMinute   int `yaml:"tokens_per_minute"`
-	ConcurrentStreams int `yaml:"concurrent_streams"`
-}
-
-// Credential is a tenant's own credential for a deployment: that tenant's
-// calls to it carry this instead of the deployment's.
+// Credential is a tenant's own credential for a deployment, as the file
+// gives it: the secret itself, or the name of a variable holding it.
 type Credential struct {
 	Deployment string `yaml:"deployment"`
 	APIKey     string `yaml:"api_key"`
@@ -281,56 +283,38 @@ type Deployment struct {
 	ForwardResponseHeaders []string `yaml:"forward_response_headers"`
 }
 
-// Tenant is one customer of the gateway.
+// Tenant is one customer of the gateway, as the file describes it: a
+// tenancy.Tenant whose credentials may name environment variables.
 type Tenant struct {
-	ID     string  `yaml:"id"`
-	Keys   []Key   `yaml:"keys"`
-	Models []Model `yaml:"models"`
+	ID     string          `yaml:"id"`
+	Keys   []tenancy.Key   `yaml:"keys"`
+	Models []tenancy.Model `yaml:"models"`
 	// Content is the tenant's prompt and completion capture policy.
-	Content ContentPolicy `yaml:"content"`
+	Content tenancy.ContentPolicy `yaml:"content"`
 	// Limits apply to the tenant as a whole, all its keys together.
-	Limits Limits `yaml:"limits"`
+	Limits tenancy.Limits `yaml:"limits"`
 	// Credentials are the tenant's own provider credentials.
 	Credentials []Credential `yaml:"credentials"`
 }
 
-// ContentPolicy decides whether a tenant's prompts and completions are put
-// on its spans (gen_ai.input.messages, gen_ai.output.messages). Off unless
-// the tenant opts in.
-type ContentPolicy struct {
-	Capture bool `yaml:"capture"`
-	// MaxBytes caps each of input and output; longer content is cut and the
-	// span says so (loom.content.truncated).
-	MaxBytes int `yaml:"max_bytes"`
+// ResolveTenants is the file's tenants as the gateway serves them, each
+// credential read from the file or the environment. The result holds
+// secrets: it must never be logged.
+func (c *Config) ResolveTenants() []tenancy.Tenant {
+	out := make([]tenancy.Tenant, len(c.Tenants))
+	for i, t := range c.Tenants {
+		out[i] = t.withoutCredentials()
+		for _, cr := range t.Credentials {
+			out[i].Credentials = append(out[i].Credentials, tenancy.Credential{Deployment: cr.Deployment, APIKey: cr.Secret()})
+		}
+	}
+	return out
 }
 
-// DefaultContentMaxBytes is the capture cap when a policy sets none.
-const DefaultContentMaxBytes = 16 << 10
-
-// Key is an API key, stored only as the hex SHA-256 of the key.
-type Key struct {
-	ID     string `yaml:"id"`
-	SHA256 string `yaml:"sha256"`
-	// Prefix is the start of the key, kept for people to tell keys apart
-	// ("sk-loom-AbCd"); never enough to use it.
-	Prefix string `yaml:"prefix"`
-	// ExpiresAt, when set, is when the key stops working.
-	ExpiresAt time.Time `yaml:"expires_at"`
-	// Revoked keys are refused.
-	Revoked bool `yaml:"revoked"`
-	// Models, when set, restricts the key to these of its tenant's models.
-	Models []string `yaml:"models"`
-	// Limits apply to this key alone, inside its tenant's.
-	Limits Limits `yaml:"limits"`
-}
-
-// Model maps a public model name to a deployment.
-type Model struct {
-	Name       string `yaml:"name"`
-	Deployment string `yaml:"deployment"`
-	// UpstreamModel is the name the upstream knows (the deployment name on
-	// Azure). Empty means the public name.
-	UpstreamModel string `yaml:"upstream_model"`
+// withoutCredentials is t less its credentials, whose secrets only the
+// environment may know: the part that pure validation hands to tenancy.
+func (t *Tenant) withoutCredentials() tenancy.Tenant {
+	return tenancy.Tenant{ID: t.ID, Keys: t.Keys, Models: t.Models, Content: t.Content, Limits: t.Limits}
 }
 
 // Defaults applied by Load to fields left empty.
@@ -379,7 +363,7 @@ func Parse(b []byte) (*Config, error) {
 		return nil, fmt.Errorf("parse config: %w", err)
 	}
 	c.applyDefaults()
-	if err := c.Validate(); err != nil {
+	if err := errors.Join(c.Validate(), c.CheckEnvironment()); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -444,7 +428,7 @@ func (c *Config) applyDefaults() {
 	}
 	for i := range c.Tenants {
 		if p := &c.Tenants[i].Content; p.MaxBytes == 0 {
-			p.MaxBytes = DefaultContentMaxBytes
+			p.MaxBytes = tenancy.DefaultContentMaxBytes
 		}
 	}
 	for i := range c.Deployments {
@@ -461,7 +445,9 @@ func (c *Config) applyDefaults() {
 	}
 }
 
-// Validate reports every problem in c, each naming its field.
+// Validate reports every problem in c that the file alone shows, each
+// naming its field, in the file's order (the tenants' credentials last).
+// It is pure: what the file names outside itself is CheckEnvironment's.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
@@ -503,14 +489,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Tracing.validate(bad)
-	if c.Store.Enabled() && c.Store.DatabaseURL() == "" {
-		bad("store.database_url_env", "environment variable %s is empty or unset", c.Store.DatabaseURLEnv)
-	}
 	if c.Store.Poll < 0 {
 		bad("store.poll", "must not be negative")
-	}
-	if c.Redis.Enabled() && os.Getenv(c.Redis.URLEnv) == "" {
-		bad("redis.url_env", "environment variable %s is empty or unset", c.Redis.URLEnv)
 	}
 	if c.Admin.Listen != "" {
 		if c.Admin.TokenSHA256 == "" && c.Admin.TokenEnv == "" {
@@ -518,9 +498,6 @@ func (c *Config) Validate() error {
 		}
 		if h, err := hex.DecodeString(c.Admin.TokenSHA256); c.Admin.TokenSHA256 != "" && (err != nil || len(h) != 32) {
 			bad("admin.token_sha256", "must be 64 hex characters")
-		}
-		if c.Admin.TokenEnv != "" && os.Getenv(c.Admin.TokenEnv) == "" {
-			bad("admin.token_env", "environment variable %s is empty or unset", c.Admin.TokenEnv)
 		}
 	}
 	if c.Console.Listen != "" {
@@ -554,16 +531,9 @@ func (c *Config) Validate() error {
 		if d.APIKey != "" && d.APIKeyEnv != "" {
 			bad(f, "set api_key or api_key_env, not both")
 		}
-		if d.APIKeyEnv != "" && os.Getenv(d.APIKeyEnv) == "" {
-			bad(f+".api_key_env", "environment variable %s is empty or unset", d.APIKeyEnv)
-		}
-		if d.Provider == ProviderAzureOpenAI && d.Credential() == "" {
+		// An api_key_env that names an unset variable is CheckEnvironment's.
+		if d.Provider == ProviderAzureOpenAI && d.APIKey == "" && d.APIKeyEnv == "" {
 			bad(f, "azure_openai needs api_key or api_key_env")
-		}
-		if d.CAFile != "" {
-			if _, err := os.Stat(d.CAFile); err != nil {
-				bad(f+".ca_file", "%v", err)
-			}
 		}
 		if d.MaxConns < 0 {
 			bad(f+".max_conns", "must not be negative")
@@ -572,84 +542,67 @@ func (c *Config) Validate() error {
 			bad(f+".tenant_share", "must be between 0 and 1, got %v", d.TenantShare)
 		}
 	}
-	tenants, keyIDs, hashes := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	hasDeployment := func(name string) bool { return deployments[name] }
+	tenants := make([]tenancy.Tenant, len(c.Tenants))
+	for i := range c.Tenants {
+		tenants[i] = c.Tenants[i].withoutCredentials()
+	}
+	if err := tenancy.Validate(tenants, hasDeployment); err != nil {
+		errs = append(errs, err)
+	}
 	for i, t := range c.Tenants {
-		f := fmt.Sprintf("tenants[%d]", i)
-		switch {
-		case t.ID == "":
-			bad(f+".id", "is required")
-		case tenants[t.ID]:
-			bad(f+".id", "%q is defined twice", t.ID)
-		}
-		tenants[t.ID] = true
-		for j, k := range t.Keys {
-			kf := fmt.Sprintf("%s.keys[%d]", f, j)
-			switch {
-			case k.ID == "":
-				bad(kf+".id", "is required")
-			case keyIDs[k.ID]:
-				bad(kf+".id", "%q is used twice", k.ID)
-			}
-			keyIDs[k.ID] = true
-			if h, err := hex.DecodeString(k.SHA256); err != nil || len(h) != 32 {
-				bad(kf+".sha256", "must be 64 hex characters (the SHA-256 of the key; see `loom keys new`)")
-			} else if hashes[strings.ToLower(k.SHA256)] {
-				bad(kf+".sha256", "the same key is configured twice")
-			}
-			hashes[strings.ToLower(k.SHA256)] = true
-			k.Limits.validate(kf+".limits", bad)
-			for _, m := range k.Models {
-				if !tenantHasModel(t, m) {
-					bad(kf+".models", "%q is not one of the tenant's models", m)
-				}
-			}
-		}
-		if t.Content.MaxBytes < 0 {
-			bad(f+".content.max_bytes", "must not be negative")
-		}
-		t.Limits.validate(f+".limits", bad)
 		for j, cr := range t.Credentials {
-			cf := fmt.Sprintf("%s.credentials[%d]", f, j)
-			if !deployments[cr.Deployment] {
+			cf := fmt.Sprintf("tenants[%d].credentials[%d]", i, j)
+			if !hasDeployment(cr.Deployment) {
 				bad(cf+".deployment", "no deployment named %q", cr.Deployment)
 			}
 			if (cr.APIKey == "") == (cr.APIKeyEnv == "") {
 				bad(cf, "set exactly one of api_key and api_key_env")
-			} else if cr.APIKeyEnv != "" && os.Getenv(cr.APIKeyEnv) == "" {
-				bad(cf+".api_key_env", "environment variable %s is empty or unset", cr.APIKeyEnv)
-			}
-		}
-		models := map[string]bool{}
-		for j, m := range t.Models {
-			mf := fmt.Sprintf("%s.models[%d]", f, j)
-			switch {
-			case m.Name == "":
-				bad(mf+".name", "is required")
-			case models[m.Name]:
-				bad(mf+".name", "%q is listed twice", m.Name)
-			}
-			models[m.Name] = true
-			if !deployments[m.Deployment] {
-				bad(mf+".deployment", "no deployment named %q", m.Deployment)
 			}
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func tenantHasModel(t Tenant, name string) bool {
-	for _, m := range t.Models {
-		if m.Name == name {
-			return true
+// CheckEnvironment reports what c names outside the file that is missing:
+// environment variables empty or unset, files that cannot be read. Only
+// loading a configuration runs it; tenants from the store are checked by
+// tenancy.Validate alone.
+func (c *Config) CheckEnvironment() error {
+	var errs []error
+	unset := func(field, name string) {
+		if os.Getenv(name) == "" {
+			errs = append(errs, fmt.Errorf("%s: environment variable %s is empty or unset", field, name))
 		}
 	}
-	return false
-}
-
-func (l Limits) validate(field string, bad func(field, format string, args ...any)) {
-	if l.RequestsPerMinute < 0 || l.TokensPerMinute < 0 || l.ConcurrentStreams < 0 {
-		bad(field, "limits must not be negative")
+	if c.Store.Enabled() {
+		unset("store.database_url_env", c.Store.DatabaseURLEnv)
 	}
+	if c.Redis.Enabled() {
+		unset("redis.url_env", c.Redis.URLEnv)
+	}
+	if c.Admin.Listen != "" && c.Admin.TokenEnv != "" {
+		unset("admin.token_env", c.Admin.TokenEnv)
+	}
+	for i, d := range c.Deployments {
+		f := fmt.Sprintf("deployments[%d]", i)
+		if d.APIKeyEnv != "" {
+			unset(f+".api_key_env", d.APIKeyEnv)
+		}
+		if d.CAFile != "" {
+			if _, err := os.Stat(d.CAFile); err != nil {
+				errs = append(errs, fmt.Errorf("%s.ca_file: %w", f, err))
+			}
+		}
+	}
+	for i, t := range c.Tenants {
+		for j, cr := range t.Credentials {
+			if cr.APIKey == "" && cr.APIKeyEnv != "" {
+				unset(fmt.Sprintf("tenants[%d].credentials[%d].api_key_env", i, j), cr.APIKeyEnv)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (t *Tracing) validate(bad func(field, format string, args ...any)) {

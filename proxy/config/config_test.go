@@ -1,9 +1,14 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/loom-gateway/loom/proxy/tenancy"
 )
 
 const validHash = "ce37a696b098c90b35058c8eaae60cd2d14fe9a9662b6d1f37279b0191e204e4"
@@ -149,4 +154,83 @@ func TestParse_Console(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Validate reads neither the environment nor a file: the tenant store's
+// path and SetTenants rely on it. What the file names outside itself is
+// CheckEnvironment's, and Parse reports both.
+func TestValidate_IsPure_EnvironmentAndFilesAreCheckEnvironments(t *testing.T) {
+	yaml := `
+deployments:
+  - {name: oa, provider: openai, base_url: "http://x/v1", api_key_env: LOOM_TEST_SURELY_UNSET, ca_file: /surely/not/here.pem}
+  - {name: az, provider: azure_openai, base_url: "https://r.openai.azure.com", api_key_env: LOOM_TEST_SURELY_UNSET}
+store: {database_url_env: LOOM_TEST_SURELY_UNSET}
+redis: {url_env: LOOM_TEST_SURELY_UNSET}
+admin: {listen: "127.0.0.1:0", token_env: LOOM_TEST_SURELY_UNSET}
+tenants:
+  - id: t
+    credentials: [{deployment: oa, api_key_env: LOOM_TEST_SURELY_UNSET}]
+`
+	_, err := Parse([]byte(yaml))
+	want := []string{
+		"store.database_url_env: environment variable LOOM_TEST_SURELY_UNSET is empty or unset",
+		"redis.url_env: environment variable LOOM_TEST_SURELY_UNSET is empty or unset",
+		"admin.token_env: environment variable LOOM_TEST_SURELY_UNSET is empty or unset",
+		"deployments[0].api_key_env: environment variable LOOM_TEST_SURELY_UNSET is empty or unset",
+		"deployments[0].ca_file: stat /surely/not/here.pem: no such file or directory",
+		"deployments[1].api_key_env: environment variable LOOM_TEST_SURELY_UNSET is empty or unset",
+		"tenants[0].credentials[0].api_key_env: environment variable LOOM_TEST_SURELY_UNSET is empty or unset",
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Fatalf("Parse =\n%v\nwant\n%s", err, strings.Join(want, "\n"))
+	}
+
+	var c Config
+	if err := yamlDecode(yaml, &c); err != nil {
+		t.Fatal(err)
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate looked at the environment or a file: %v", err)
+	}
+	if err := c.CheckEnvironment(); err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("CheckEnvironment =\n%v\nwant\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
+func TestResolveTenants_ReadsEachCredentialFromTheFileOrTheEnvironment(t *testing.T) {
+	t.Setenv("LOOM_TEST_TENANT_KEY", "sk-from-env")
+	c, err := Parse([]byte(`
+deployments:
+  - {name: oa, provider: openai, base_url: "http://x/v1"}
+  - {name: ob, provider: openai, base_url: "http://y/v1"}
+tenants:
+  - id: t
+    content: {capture: true}
+    keys: [{id: k, sha256: ` + validHash + `, limits: {requests_per_minute: 5}}]
+    models: [{name: m, deployment: oa, upstream_model: u}]
+    credentials: [{deployment: oa, api_key: sk-in-file}, {deployment: ob, api_key_env: LOOM_TEST_TENANT_KEY}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := c.ResolveTenants()
+	if len(ts) != 1 {
+		t.Fatalf("tenants = %+v", ts)
+	}
+	got := ts[0]
+	if got.ID != "t" || !got.Content.Capture || got.Content.MaxBytes != tenancy.DefaultContentMaxBytes ||
+		len(got.Keys) != 1 || got.Keys[0].Limits.RequestsPerMinute != 5 || len(got.Models) != 1 || got.Models[0].UpstreamModel != "u" {
+		t.Errorf("tenant = %+v", got)
+	}
+	want := []tenancy.Credential{{Deployment: "oa", APIKey: "sk-in-file"}, {Deployment: "ob", APIKey: "sk-from-env"}}
+	if !slices.Equal(got.Credentials, want) {
+		t.Errorf("credentials = %+v, want %+v", got.Credentials, want)
+	}
+}
+
+func yamlDecode(s string, c *Config) error {
+	dec := yaml.NewDecoder(strings.NewReader(s))
+	dec.KnownFields(true)
+	return dec.Decode(c)
 }

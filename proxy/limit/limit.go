@@ -24,15 +24,15 @@ import (
 	"errors"
 	"time"
 
-	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 )
 
 // Rule is one subject's limits; 0 = unlimited.
 type Rule struct{ RPM, TPM, Streams int64 }
 
-// RuleOf converts configured limits. Negative values, which config
-// validation should have refused, mean no limit.
-func RuleOf(l config.Limits) Rule {
+// RuleOf converts a tenant's or key's limits. Negative values, which
+// tenancy.Validate should have refused, mean no limit.
+func RuleOf(l tenancy.Limits) Rule {
 	return Rule{
 		RPM:     int64(max(l.RequestsPerMinute, 0)),
 		TPM:     int64(max(l.TokensPerMinute, 0)),

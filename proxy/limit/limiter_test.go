@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 )
 
 // clock is a settable time source for Limiters.
@@ -45,7 +45,7 @@ func count(t *testing.T, s Store, key string, now time.Time) int64 {
 }
 
 func TestRuleOf(t *testing.T) {
-	got := RuleOf(config.Limits{RequestsPerMinute: 60, TokensPerMinute: 1000, ConcurrentStreams: -1})
+	got := RuleOf(tenancy.Limits{RequestsPerMinute: 60, TokensPerMinute: 1000, ConcurrentStreams: -1})
 	if want := (Rule{RPM: 60, TPM: 1000}); got != want {
 		t.Fatalf("RuleOf = %+v, want %+v", got, want)
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/server"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
 
@@ -31,7 +32,7 @@ tenants:
 		t.Error("a wrong key authenticates")
 	}
 	// A new snapshot without the key logs nobody in with it.
-	if err := srv.SetTenants([]config.Tenant{{ID: "other"}}); err != nil {
+	if err := srv.SetTenants([]tenancy.Tenant{{ID: "other"}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, ok := srv.Authenticate([]byte(key)); ok {

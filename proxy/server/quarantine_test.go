@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"errors"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/server"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
 
@@ -26,19 +28,19 @@ deployments: [{name: oa, provider: openai, base_url: "https://api.openai.com/v1"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.SetTenants([]config.Tenant{acme(), globex()}); err != nil {
+	if err := srv.SetTenants([]tenancy.Tenant{acme(), globex()}); err != nil {
 		t.Fatal(err)
 	}
 	return srv
 }
 
-func acme() config.Tenant {
-	return config.Tenant{ID: "acme", Models: []config.Model{{Name: "m", Deployment: "oa"}}, Keys: []config.Key{
+func acme() tenancy.Tenant {
+	return tenancy.Tenant{ID: "acme", Models: []tenancy.Model{{Name: "m", Deployment: "oa"}}, Keys: []tenancy.Key{
 		{ID: "a1", SHA256: tenant.Hash("sk-loom-a1")}, {ID: "a2", SHA256: tenant.Hash("sk-loom-a2")}}}
 }
 
-func globex() config.Tenant {
-	return config.Tenant{ID: "globex", Models: []config.Model{{Name: "m", Deployment: "oa"}}, Keys: []config.Key{
+func globex() tenancy.Tenant {
+	return tenancy.Tenant{ID: "globex", Models: []tenancy.Model{{Name: "m", Deployment: "oa"}}, Keys: []tenancy.Key{
 		{ID: "g1", SHA256: tenant.Hash("sk-loom-g1")}}}
 }
 
@@ -51,11 +53,11 @@ func TestSetTenants_OneBadTenant_OthersStillApplyAndItKeepsItsLastGoodVersion(t 
 	srv := quarantineServer(t)
 	bad := globex()
 	bad.Models[0].Deployment = "typo"
-	bad.Keys = append(bad.Keys, config.Key{ID: "g2", SHA256: tenant.Hash("sk-loom-g2")})
+	bad.Keys = append(bad.Keys, tenancy.Key{ID: "g2", SHA256: tenant.Hash("sk-loom-g2")})
 	revoked := acme()
 	revoked.Keys[1].Revoked = true
 
-	err := srv.SetTenants([]config.Tenant{revoked, bad})
+	err := srv.SetTenants([]tenancy.Tenant{revoked, bad})
 	var q *server.QuarantineError
 	if !errors.As(err, &q) || q.Tenant != "globex" {
 		t.Fatalf("SetTenants = %v; want globex quarantined", err)
@@ -84,7 +86,7 @@ func TestSetTenants_QuarantinedTenant_StillLosesRevokedAndRemovedKeys(t *testing
 	bad.Models[0].Deployment = "typo"
 	bad.Keys = bad.Keys[:1]
 	bad.Keys[0].Revoked = true
-	if err := srv.SetTenants([]config.Tenant{bad, globex()}); err == nil {
+	if err := srv.SetTenants([]tenancy.Tenant{bad, globex()}); err == nil {
 		t.Fatal("a tenant naming an unknown deployment was accepted")
 	}
 	if authenticates(srv, "sk-loom-a1") || authenticates(srv, "sk-loom-a2") {
@@ -94,9 +96,9 @@ func TestSetTenants_QuarantinedTenant_StillLosesRevokedAndRemovedKeys(t *testing
 
 func TestSetTenants_NewBadTenant_IsNotServed(t *testing.T) {
 	srv := quarantineServer(t)
-	bad := config.Tenant{ID: "initech", Models: []config.Model{{Name: "m", Deployment: "typo"}},
-		Keys: []config.Key{{ID: "i1", SHA256: tenant.Hash("sk-loom-i1")}}}
-	if err := srv.SetTenants([]config.Tenant{acme(), globex(), bad}); err == nil {
+	bad := tenancy.Tenant{ID: "initech", Models: []tenancy.Model{{Name: "m", Deployment: "typo"}},
+		Keys: []tenancy.Key{{ID: "i1", SHA256: tenant.Hash("sk-loom-i1")}}}
+	if err := srv.SetTenants([]tenancy.Tenant{acme(), globex(), bad}); err == nil {
 		t.Fatal("want initech quarantined")
 	}
 	if authenticates(srv, "sk-loom-i1") {
@@ -109,8 +111,8 @@ func TestSetTenants_NewBadTenant_IsNotServed(t *testing.T) {
 
 func TestSetTenants_KeyOfAnotherTenant_QuarantinesTheLaterTenant(t *testing.T) {
 	srv := quarantineServer(t)
-	thief := config.Tenant{ID: "zeta", Keys: []config.Key{{ID: "z1", SHA256: tenant.Hash("sk-loom-a1")}}}
-	err := srv.SetTenants([]config.Tenant{acme(), globex(), thief})
+	thief := tenancy.Tenant{ID: "zeta", Keys: []tenancy.Key{{ID: "z1", SHA256: tenant.Hash("sk-loom-a1")}}}
+	err := srv.SetTenants([]tenancy.Tenant{acme(), globex(), thief})
 	if err == nil || !strings.Contains(err.Error(), "tenant zeta quarantined: keys[0].sha256") {
 		t.Fatalf("SetTenants = %v; want zeta quarantined for acme's key", err)
 	}
@@ -130,13 +132,13 @@ func TestKeyLive_RevokedExpiredOrTenantGone_IsNotLive(t *testing.T) {
 	a := acme()
 	a.Keys[0].Revoked = true
 	a.Keys[1].ExpiresAt = time.Now().Add(-time.Second)
-	if err := srv.SetTenants([]config.Tenant{a, globex()}); err != nil {
+	if err := srv.SetTenants([]tenancy.Tenant{a, globex()}); err != nil {
 		t.Fatal(err)
 	}
 	if srv.KeyLive("acme", "a1") || srv.KeyLive("acme", "a2") {
 		t.Error("a revoked or expired key is live")
 	}
-	if err := srv.SetTenants([]config.Tenant{acme()}); err != nil {
+	if err := srv.SetTenants([]tenancy.Tenant{acme()}); err != nil {
 		t.Fatal(err)
 	}
 	if srv.KeyLive("globex", "g1") {
@@ -158,12 +160,12 @@ deployments: [{name: oa, provider: openai, base_url: "https://api.openai.com/v1"
 	if err != nil {
 		b.Fatal(err)
 	}
-	tenants := make([]config.Tenant, 1000)
+	tenants := make([]tenancy.Tenant, 1000)
 	for i := range tenants {
 		id := "t" + strconv.Itoa(i)
-		tenants[i] = config.Tenant{ID: id,
-			Models: []config.Model{{Name: "a", Deployment: "oa"}, {Name: "b", Deployment: "oa"}},
-			Keys:   []config.Key{{ID: id + "-1", SHA256: tenant.Hash(id + "-1")}, {ID: id + "-2", SHA256: tenant.Hash(id + "-2")}}}
+		tenants[i] = tenancy.Tenant{ID: id,
+			Models: []tenancy.Model{{Name: "a", Deployment: "oa"}, {Name: "b", Deployment: "oa"}},
+			Keys:   []tenancy.Key{{ID: id + "-1", SHA256: tenant.Hash(id + "-1")}, {ID: id + "-2", SHA256: tenant.Hash(id + "-2")}}}
 	}
 	b.Run("all_good", func(b *testing.B) {
 		b.ReportAllocs()
@@ -174,8 +176,8 @@ deployments: [{name: oa, provider: openai, base_url: "https://api.openai.com/v1"
 		}
 	})
 	// One bad tenant: every tenant is then checked on its own.
-	bad := append([]config.Tenant(nil), tenants...)
-	bad[500].Models = []config.Model{{Name: "a", Deployment: "typo"}}
+	bad := append([]tenancy.Tenant(nil), tenants...)
+	bad[500].Models = []tenancy.Model{{Name: "a", Deployment: "typo"}}
 	b.Run("one_quarantined", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -184,4 +186,31 @@ deployments: [{name: oa, provider: openai, base_url: "https://api.openai.com/v1"
 			}
 		}
 	})
+}
+
+// A snapshot is checked against what the gateway serves, never against the
+// environment the file was loaded in: a variable the file named being unset
+// since start (or a CA file gone) must not quarantine every tenant.
+func TestSetTenants_EnvironmentChangedSinceStart_TenantsStillApply(t *testing.T) {
+	t.Setenv("LOOM_TEST_DEPLOYMENT_KEY", "sk-x")
+	t.Setenv("LOOM_TEST_REDIS_URL", "redis://127.0.0.1:1/0")
+	cfg, err := config.Parse([]byte(`
+deployments: [{name: oa, provider: openai, base_url: "https://api.openai.com/v1", api_key_env: LOOM_TEST_DEPLOYMENT_KEY}]
+redis: {url_env: LOOM_TEST_REDIS_URL}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(cfg, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Unsetenv("LOOM_TEST_DEPLOYMENT_KEY") // t.Setenv restores both after the test
+	os.Unsetenv("LOOM_TEST_REDIS_URL")
+	if err := srv.SetTenants([]tenancy.Tenant{acme(), globex()}); err != nil {
+		t.Fatalf("SetTenants = %v; want every tenant served", err)
+	}
+	if !authenticates(srv, "sk-loom-a1") || !authenticates(srv, "sk-loom-g1") {
+		t.Error("good tenants are not served")
+	}
 }

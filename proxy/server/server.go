@@ -24,6 +24,7 @@ import (
 	"github.com/loom-gateway/loom/proxy/relay"
 	"github.com/loom-gateway/loom/proxy/request"
 	"github.com/loom-gateway/loom/proxy/tap"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 	"github.com/loom-gateway/loom/proxy/tenant"
 	"github.com/loom-gateway/loom/proxy/upstream"
 )
@@ -70,7 +71,7 @@ type Server struct {
 	// goodTenants is each served tenant's version as served: what a
 	// quarantined tenant falls back to. tenantsMu orders SetTenants.
 	tenantsMu   sync.Mutex
-	goodTenants map[string]config.Tenant
+	goodTenants map[string]tenancy.Tenant
 	// lastAuthLog is when (Unix seconds) an upstream credential refusal
 	// was last logged.
 	lastAuthLog atomic.Int64
@@ -97,13 +98,14 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		d.LimitResponse(cfg.MaxResponseBytes)
 		s.deployments[dc.Name] = d
 	}
-	dir, err := tenant.Build(cfg, s.deployments)
+	tenants := cfg.ResolveTenants()
+	dir, err := tenant.Build(tenants, s.deployments)
 	if err != nil {
 		return nil, err
 	}
 	s.dir.Store(dir)
-	s.goodTenants = make(map[string]config.Tenant, len(cfg.Tenants))
-	for _, t := range cfg.Tenants {
+	s.goodTenants = make(map[string]tenancy.Tenant, len(tenants))
+	for _, t := range tenants {
 		s.goodTenants[t.ID] = t
 	}
 	s.exchanges.New = func() any {
@@ -151,22 +153,22 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 // the keys the new version revokes or removes), or, new, is not served at
 // all. The error names each quarantined tenant and why; the tenants it
 // does not name are served as given.
-func (s *Server) SetTenants(tenants []config.Tenant) error {
+func (s *Server) SetTenants(tenants []tenancy.Tenant) error {
 	s.tenantsMu.Lock()
 	defer s.tenantsMu.Unlock()
-	cfg := *s.cfg
-	cfg.Store = config.Store{} // validating the tenants, not the store's environment
-	cfg.Tenants = tenants
-	if cfg.Validate() == nil {
+	// Pure checks against the deployments this gateway serves: nothing of
+	// the file's environment (a variable unset since start) can hold back
+	// a snapshot.
+	if tenancy.Validate(tenants, s.hasDeployment) == nil {
 		// The usual case, checked whole: a quarter of the time of checking
 		// each tenant alone, which only a bad snapshot needs.
-		return s.serveTenants(&cfg, tenants, nil)
+		return s.serveTenants(tenants, nil)
 	}
 	taken := claims{tenants: map[string]bool{}, keyIDs: map[string]string{}, hashes: map[string]string{}}
-	serve := make([]config.Tenant, 0, len(tenants))
+	serve := make([]tenancy.Tenant, 0, len(tenants))
 	var quarantined []error
 	for _, t := range tenants {
-		err := s.checkTenant(&cfg, t, &taken)
+		err := s.checkTenant(t, &taken)
 		if err == nil {
 			taken.add(t)
 			serve = append(serve, t)
@@ -175,26 +177,30 @@ func (s *Server) SetTenants(tenants []config.Tenant) error {
 		quarantined = append(quarantined, &QuarantineError{Tenant: t.ID, Err: err})
 		if prev, ok := s.goodTenants[t.ID]; ok {
 			prev = keepRevocations(prev, t)
-			if s.checkTenant(&cfg, prev, &taken) == nil {
+			if s.checkTenant(prev, &taken) == nil {
 				taken.add(prev)
 				serve = append(serve, prev)
 			}
 		}
 	}
-	cfg.Tenants = serve
-	return s.serveTenants(&cfg, serve, errors.Join(quarantined...))
+	return s.serveTenants(serve, errors.Join(quarantined...))
 }
 
-// serveTenants swaps in the directory of cfg's tenants (serve), which
-// become the last good versions, and returns quarantined.
-func (s *Server) serveTenants(cfg *config.Config, serve []config.Tenant, quarantined error) error {
-	dir, err := tenant.Build(cfg, s.deployments)
+func (s *Server) hasDeployment(name string) bool {
+	_, ok := s.deployments[name]
+	return ok
+}
+
+// serveTenants swaps in the directory of serve, which become the last good
+// versions, and returns quarantined.
+func (s *Server) serveTenants(serve []tenancy.Tenant, quarantined error) error {
+	dir, err := tenant.Build(serve, s.deployments)
 	if err != nil {
 		// Unreachable after validation; kept so that a gap between
 		// Validate and Build refuses the snapshot rather than panicking.
 		return fmt.Errorf("tenant snapshot: %w", err)
 	}
-	good := make(map[string]config.Tenant, len(serve))
+	good := make(map[string]tenancy.Tenant, len(serve))
 	for _, t := range serve {
 		good[t.ID] = t
 	}
@@ -222,7 +228,7 @@ type claims struct {
 	keyIDs, hashes map[string]string // to the tenant holding them
 }
 
-func (c *claims) add(t config.Tenant) {
+func (c *claims) add(t tenancy.Tenant) {
 	c.tenants[t.ID] = true
 	for _, k := range t.Keys {
 		c.keyIDs[k.ID] = t.ID
@@ -233,14 +239,10 @@ func (c *claims) add(t config.Tenant) {
 // checkTenant validates one tenant against the gateway's deployments, and
 // against the ids and keys the tenants accepted before it hold. Its errors
 // name fields within the tenant ("models[0].deployment: ...").
-func (s *Server) checkTenant(cfg *config.Config, t config.Tenant, taken *claims) error {
-	one := *cfg
-	one.Tenants = []config.Tenant{t}
+func (s *Server) checkTenant(t tenancy.Tenant, taken *claims) error {
 	var errs []error
-	if err := one.Validate(); err != nil {
+	if err := tenancy.ValidateTenant(t, s.hasDeployment); err != nil {
 		for line := range strings.SplitSeq(err.Error(), "\n") {
-			line = strings.TrimPrefix(line, "tenants[0].")
-			line = strings.TrimPrefix(line, "tenants[0]")
 			errs = append(errs, errors.New(line))
 		}
 	}
@@ -270,12 +272,12 @@ func (s *Server) checkTenant(cfg *config.Config, t config.Tenant, taken *claims)
 // its new version takes away applied: keys revoked or gone are dropped,
 // and an earlier expiry wins. Taking access away never waits for a typo to
 // be fixed.
-func keepRevocations(prev, next config.Tenant) config.Tenant {
-	now := make(map[string]config.Key, len(next.Keys))
+func keepRevocations(prev, next tenancy.Tenant) tenancy.Tenant {
+	now := make(map[string]tenancy.Key, len(next.Keys))
 	for _, k := range next.Keys {
 		now[k.ID] = k
 	}
-	keys := make([]config.Key, 0, len(prev.Keys))
+	keys := make([]tenancy.Key, 0, len(prev.Keys))
 	for _, k := range prev.Keys {
 		nk, ok := now[k.ID]
 		if !ok || nk.Revoked || !strings.EqualFold(nk.SHA256, k.SHA256) {

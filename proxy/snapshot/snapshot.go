@@ -14,13 +14,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 )
 
 // Source is the tenant store.
 type Source interface {
 	// Load reads the whole snapshot.
-	Load(ctx context.Context) ([]config.Tenant, error)
+	Load(ctx context.Context) ([]tenancy.Tenant, error)
 	// Watch calls changed whenever the snapshot may have changed, and at
 	// least every poll, until ctx ends.
 	Watch(ctx context.Context, poll time.Duration, changed func())
@@ -31,7 +31,7 @@ type Target interface {
 	// SetTenants serves tenants. It applies every tenant it can, and its
 	// error names those it quarantined (serving their last good version,
 	// or nothing) and why: a bad row, not an unreadable store.
-	SetTenants(tenants []config.Tenant) error
+	SetTenants(tenants []tenancy.Tenant) error
 	SetDegraded(reason string)
 }
 

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/store"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 )
 
 func TestSetModelsAndCredential_UnknownDeployment_RefusedNamingTheField(t *testing.T) {
@@ -17,7 +17,7 @@ func TestSetModelsAndCredential_UnknownDeployment_RefusedNamingTheField(t *testi
 	if err := st.CreateTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	err := st.SetModels(ctx, "acme", []config.Model{{Name: "a", Deployment: "openai"}, {Name: "b", Deployment: "opnai"}})
+	err := st.SetModels(ctx, "acme", []tenancy.Model{{Name: "a", Deployment: "openai"}, {Name: "b", Deployment: "opnai"}})
 	var fe *store.FieldError
 	if !errors.Is(err, store.ErrInvalid) || !errors.As(err, &fe) || fe.Field != "models[1].deployment" ||
 		!strings.Contains(err.Error(), `no deployment named "opnai"`) {
@@ -30,7 +30,7 @@ func TestSetModelsAndCredential_UnknownDeployment_RefusedNamingTheField(t *testi
 	if !errors.As(err, &fe) || fe.Field != "deployment" {
 		t.Errorf("SetCredential for an unknown deployment = %v; want a FieldError on deployment", err)
 	}
-	if err := st.SetModels(ctx, "acme", []config.Model{{Name: "a", Deployment: "azure"}}); err != nil {
+	if err := st.SetModels(ctx, "acme", []tenancy.Model{{Name: "a", Deployment: "azure"}}); err != nil {
 		t.Errorf("a known deployment: %v", err)
 	}
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
 
@@ -22,7 +22,7 @@ type KeySpec struct {
 	Models []string
 	// ExpiresAt, when set, is when the key stops working.
 	ExpiresAt time.Time
-	Limits    config.Limits
+	Limits    tenancy.Limits
 }
 
 // Key is what the store shows of a key: never the key or its hash.
@@ -34,7 +34,7 @@ type Key struct {
 	ExpiresAt time.Time // zero: never
 	RevokedAt time.Time // zero: not revoked
 	Models    []string
-	Limits    config.Limits
+	Limits    tenancy.Limits
 }
 
 // PrefixLen is how much of a key is kept to tell keys apart: "sk-loom-"

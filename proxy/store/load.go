@@ -9,26 +9,26 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/secret"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 )
 
-// Load returns every tenant, as the proxy's configuration describes them,
-// from one consistent snapshot (a repeatable-read transaction), by id:
+// Load returns every tenant, in the tenancy types the gateway serves, from
+// one consistent snapshot (a repeatable-read transaction), by id:
 //
 //   - keys carry their SHA-256 and prefix; revoked keys come with Revoked
 //     set and expired ones with their past ExpiresAt, for the proxy to
 //     refuse (and say why). A revoked or expired key's model restriction is
 //     cut to the models its tenant still has, which no longer matters.
-//   - Content.MaxBytes is config.DefaultContentMaxBytes where none is set.
+//   - Content.MaxBytes is tenancy.DefaultContentMaxBytes where none is set.
 //   - credentials are opened into Credential.APIKey: they live in memory
 //     only. One that does not open fails the whole Load, since serving its
 //     tenant without it would bill the deployment's own credential.
 //
 // Models and credentials name deployments that only the configuration
-// file knows: the caller validates the result with them.
-func (s *Store) Load(ctx context.Context) ([]config.Tenant, error) {
-	var out []config.Tenant
+// file knows: the caller validates the result with them (tenancy.Validate).
+func (s *Store) Load(ctx context.Context) ([]tenancy.Tenant, error) {
+	var out []tenancy.Tenant
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
 		out, err = s.load(ctx, tx)
@@ -40,15 +40,15 @@ func (s *Store) Load(ctx context.Context) ([]config.Tenant, error) {
 	return out, nil
 }
 
-func (s *Store) load(ctx context.Context, tx pgx.Tx) ([]config.Tenant, error) {
-	var out []config.Tenant
-	var t config.Tenant
+func (s *Store) load(ctx context.Context, tx pgx.Tx) ([]tenancy.Tenant, error) {
+	var out []tenancy.Tenant
+	var t tenancy.Tenant
 	rows, _ := tx.Query(ctx, `SELECT id, content_capture, content_max_bytes, rpm, tpm, concurrent_streams
 FROM loom.tenants ORDER BY id`)
 	_, err := pgx.ForEachRow(rows, []any{&t.ID, &t.Content.Capture, &t.Content.MaxBytes,
 		&t.Limits.RequestsPerMinute, &t.Limits.TokensPerMinute, &t.Limits.ConcurrentStreams}, func() error {
 		if t.Content.MaxBytes == 0 {
-			t.Content.MaxBytes = config.DefaultContentMaxBytes
+			t.Content.MaxBytes = tenancy.DefaultContentMaxBytes
 		}
 		out = append(out, t)
 		return nil
@@ -56,12 +56,12 @@ FROM loom.tenants ORDER BY id`)
 	if err != nil {
 		return nil, err
 	}
-	byID := make(map[string]*config.Tenant, len(out))
+	byID := make(map[string]*tenancy.Tenant, len(out))
 	for i := range out {
 		byID[out[i].ID] = &out[i]
 	}
 	var tenantID string
-	var m config.Model
+	var m tenancy.Model
 	rows, _ = tx.Query(ctx, `SELECT tenant_id, name, deployment, COALESCE(upstream_model, '')
 FROM loom.tenant_models ORDER BY tenant_id, name`)
 	_, err = pgx.ForEachRow(rows, []any{&tenantID, &m.Name, &m.Deployment, &m.UpstreamModel}, func() error {
@@ -77,9 +77,9 @@ FROM loom.tenant_models ORDER BY tenant_id, name`)
 	return out, s.loadCredentials(ctx, tx, byID)
 }
 
-func loadKeys(ctx context.Context, tx pgx.Tx, byID map[string]*config.Tenant) error {
+func loadKeys(ctx context.Context, tx pgx.Tx, byID map[string]*tenancy.Tenant) error {
 	var tenantID string
-	var k config.Key
+	var k tenancy.Key
 	var sum []byte
 	var expires *time.Time
 	var dead bool
@@ -92,7 +92,7 @@ FROM loom.api_keys ORDER BY tenant_id, id`)
 		k.SHA256, k.ExpiresAt = hex.EncodeToString(sum), orZero(expires)
 		if dead {
 			k.Models = slices.DeleteFunc(k.Models, func(name string) bool {
-				return !slices.ContainsFunc(t.Models, func(m config.Model) bool { return m.Name == name })
+				return !slices.ContainsFunc(t.Models, func(m tenancy.Model) bool { return m.Name == name })
 			})
 		}
 		t.Keys = append(t.Keys, k)
@@ -102,7 +102,7 @@ FROM loom.api_keys ORDER BY tenant_id, id`)
 	return err
 }
 
-func (s *Store) loadCredentials(ctx context.Context, tx pgx.Tx, byID map[string]*config.Tenant) error {
+func (s *Store) loadCredentials(ctx context.Context, tx pgx.Tx, byID map[string]*tenancy.Tenant) error {
 	var tenantID, deployment, keyID string
 	var ciphertext, nonce []byte
 	rows, _ := tx.Query(ctx, `SELECT tenant_id, deployment, ciphertext, nonce, key_id
@@ -120,7 +120,7 @@ FROM loom.tenant_credentials ORDER BY tenant_id, deployment`)
 			return fmt.Errorf("credential of %q for %q: %w", tenantID, deployment, err)
 		}
 		t := byID[tenantID]
-		t.Credentials = append(t.Credentials, config.Credential{Deployment: deployment, APIKey: string(plain)})
+		t.Credentials = append(t.Credentials, tenancy.Credential{Deployment: deployment, APIKey: string(plain)})
 		return nil
 	})
 	return err

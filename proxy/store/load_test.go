@@ -10,6 +10,7 @@ import (
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/secret"
 	"github.com/loom-gateway/loom/proxy/store"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
 
@@ -30,18 +31,18 @@ func TestLoad_ReturnsExactlyWhatWasSet(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	acmeLimits := config.Limits{RequestsPerMinute: 600, TokensPerMinute: 100000, ConcurrentStreams: 10}
-	must(e.st.CreateTenant(ctx, store.TenantSpec{ID: "acme", Content: config.ContentPolicy{Capture: true}, Limits: acmeLimits}))
-	must(e.st.CreateTenant(ctx, store.TenantSpec{ID: "globex", Content: config.ContentPolicy{MaxBytes: 100}}))
-	acmeModels := []config.Model{{Name: "gpt-4o", Deployment: "azure", UpstreamModel: "my-4o"}, {Name: "gpt-4o-mini", Deployment: "openai"}}
+	acmeLimits := tenancy.Limits{RequestsPerMinute: 600, TokensPerMinute: 100000, ConcurrentStreams: 10}
+	must(e.st.CreateTenant(ctx, store.TenantSpec{ID: "acme", Content: tenancy.ContentPolicy{Capture: true}, Limits: acmeLimits}))
+	must(e.st.CreateTenant(ctx, store.TenantSpec{ID: "globex", Content: tenancy.ContentPolicy{MaxBytes: 100}}))
+	acmeModels := []tenancy.Model{{Name: "gpt-4o", Deployment: "azure", UpstreamModel: "my-4o"}, {Name: "gpt-4o-mini", Deployment: "openai"}}
 	must(e.st.SetModels(ctx, "acme", acmeModels))
-	must(e.st.SetModels(ctx, "globex", []config.Model{{Name: "gpt-4o-mini", Deployment: "openai"}}))
+	must(e.st.SetModels(ctx, "globex", []tenancy.Model{{Name: "gpt-4o-mini", Deployment: "openai"}}))
 	must(e.st.SetCredential(ctx, "acme", "openai", "sk-acme-own"))
 	must(e.st.SetCredential(ctx, "acme", "azure", "first"))
 	must(e.st.SetCredential(ctx, "acme", "azure", "azure-acme-own")) // replaces
 
 	expires := time.Now().Add(24 * time.Hour).Truncate(time.Microsecond)
-	keyLimits := config.Limits{RequestsPerMinute: 1}
+	keyLimits := tenancy.Limits{RequestsPerMinute: 1}
 	live, err := e.st.CreateKey(ctx, "acme", store.KeySpec{ID: "acme-live", Models: []string{"gpt-4o"}, ExpiresAt: expires, Limits: keyLimits})
 	must(err)
 	revoked, err := e.st.CreateKey(ctx, "acme", store.KeySpec{ID: "acme-revoked", Models: []string{"gpt-4o-mini"}})
@@ -57,31 +58,31 @@ func TestLoad_ReturnsExactlyWhatWasSet(t *testing.T) {
 	// With those keys dead, their models may go; Load cuts their
 	// restrictions to what is left, so the snapshot still validates.
 	must(e.st.SetModels(ctx, "acme", acmeModels[:1]))
-	must(e.st.SetModels(ctx, "globex", []config.Model{{Name: "o3", Deployment: "openai"}}))
+	must(e.st.SetModels(ctx, "globex", []tenancy.Model{{Name: "o3", Deployment: "openai"}}))
 
 	got, err := e.st.Load(ctx)
 	must(err)
-	key := func(id, k string, models []string) config.Key {
-		return config.Key{ID: id, SHA256: tenant.Hash(k), Prefix: k[:store.PrefixLen], Models: models}
+	key := func(id, k string, models []string) tenancy.Key {
+		return tenancy.Key{ID: id, SHA256: tenant.Hash(k), Prefix: k[:store.PrefixLen], Models: models}
 	}
-	want := []config.Tenant{
+	want := []tenancy.Tenant{
 		{
 			ID:      "acme",
-			Content: config.ContentPolicy{Capture: true, MaxBytes: config.DefaultContentMaxBytes},
+			Content: tenancy.ContentPolicy{Capture: true, MaxBytes: tenancy.DefaultContentMaxBytes},
 			Limits:  acmeLimits,
 			Models:  acmeModels[:1],
-			Keys: []config.Key{
+			Keys: []tenancy.Key{
 				key("acme-forever", forever, nil),
 				{ID: "acme-live", SHA256: tenant.Hash(live), Prefix: live[:12], ExpiresAt: expires, Models: []string{"gpt-4o"}, Limits: keyLimits},
 				{ID: "acme-revoked", SHA256: tenant.Hash(revoked), Prefix: revoked[:12], Revoked: true, Models: []string{}},
 			},
-			Credentials: []config.Credential{{Deployment: "azure", APIKey: "azure-acme-own"}, {Deployment: "openai", APIKey: "sk-acme-own"}},
+			Credentials: []tenancy.Credential{{Deployment: "azure", APIKey: "azure-acme-own"}, {Deployment: "openai", APIKey: "sk-acme-own"}},
 		},
 		{
 			ID:      "globex",
-			Content: config.ContentPolicy{MaxBytes: 100},
-			Models:  []config.Model{{Name: "o3", Deployment: "openai"}},
-			Keys:    []config.Key{key("globex-expired", expired, []string{})},
+			Content: tenancy.ContentPolicy{MaxBytes: 100},
+			Models:  []tenancy.Model{{Name: "o3", Deployment: "openai"}},
+			Keys:    []tenancy.Key{key("globex-expired", expired, []string{})},
 		},
 	}
 	want[1].Keys[0].ExpiresAt = past
@@ -102,8 +103,11 @@ func TestLoad_ReturnsExactlyWhatWasSet(t *testing.T) {
 
 	cfg, err := config.Parse([]byte(deployments))
 	must(err)
-	cfg.Tenants = got
-	if err := cfg.Validate(); err != nil {
+	names := map[string]bool{}
+	for _, d := range cfg.Deployments {
+		names[d.Name] = true
+	}
+	if err := tenancy.Validate(got, func(name string) bool { return names[name] }); err != nil {
 		t.Errorf("the snapshot does not validate: %v", err)
 	}
 }

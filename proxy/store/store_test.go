@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/store"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
 
@@ -19,15 +19,15 @@ func TestTenants_CRUDRoundTrip(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
-	spec := store.TenantSpec{ID: "acme", Content: config.ContentPolicy{Capture: true, MaxBytes: 4096},
-		Limits: config.Limits{RequestsPerMinute: 60, TokensPerMinute: 1000, ConcurrentStreams: 2}}
+	spec := store.TenantSpec{ID: "acme", Content: tenancy.ContentPolicy{Capture: true, MaxBytes: 4096},
+		Limits: tenancy.Limits{RequestsPerMinute: 60, TokensPerMinute: 1000, ConcurrentStreams: 2}}
 	if err := e.st.CreateTenant(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.st.CreateTenant(ctx, spec); !errors.Is(err, store.ErrExists) {
 		t.Errorf("second create = %v, want ErrExists", err)
 	}
-	for _, bad := range []store.TenantSpec{{ID: ""}, {ID: "a/b"}, {ID: "x", Limits: config.Limits{TokensPerMinute: -1}}} {
+	for _, bad := range []store.TenantSpec{{ID: ""}, {ID: "a/b"}, {ID: "x", Limits: tenancy.Limits{TokensPerMinute: -1}}} {
 		if err := e.st.CreateTenant(ctx, bad); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("create %+v = %v, want ErrInvalid", bad, err)
 		}
@@ -38,7 +38,7 @@ func TestTenants_CRUDRoundTrip(t *testing.T) {
 	}
 
 	upd, err := e.st.UpdateTenant(ctx, "acme", store.TenantPatch{Capture: ptr(false), TokensPerMinute: ptr(0)})
-	want := config.Limits{RequestsPerMinute: 60, ConcurrentStreams: 2}
+	want := tenancy.Limits{RequestsPerMinute: 60, ConcurrentStreams: 2}
 	if err != nil || upd.Content.Capture || upd.Content.MaxBytes != 4096 || upd.Limits != want || !upd.UpdatedAt.After(got.UpdatedAt) {
 		t.Errorf("update = %+v, %v; want capture off, tpm 0, the rest kept, updated_at later", upd, err)
 	}
@@ -46,11 +46,11 @@ func TestTenants_CRUDRoundTrip(t *testing.T) {
 		t.Errorf("update missing = %v, want ErrNotFound", err)
 	}
 
-	models := []config.Model{{Name: "gpt-4o", Deployment: "azure", UpstreamModel: "my-4o"}, {Name: "gpt-4o-mini", Deployment: "openai"}}
+	models := []tenancy.Model{{Name: "gpt-4o", Deployment: "azure", UpstreamModel: "my-4o"}, {Name: "gpt-4o-mini", Deployment: "openai"}}
 	if err := e.st.SetModels(ctx, "acme", models); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.st.SetModels(ctx, "acme", []config.Model{{Name: "a", Deployment: "x"}, {Name: "a", Deployment: "y"}}); !errors.Is(err, store.ErrInvalid) {
+	if err := e.st.SetModels(ctx, "acme", []tenancy.Model{{Name: "a", Deployment: "x"}, {Name: "a", Deployment: "y"}}); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("duplicate model = %v, want ErrInvalid", err)
 	}
 	if err := e.st.SetModels(ctx, "nope", models); !errors.Is(err, store.ErrNotFound) {
@@ -102,11 +102,11 @@ func TestKeys_CreateListRevoke(t *testing.T) {
 	if err := e.st.CreateTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.st.SetModels(ctx, "acme", []config.Model{{Name: "a", Deployment: "d"}, {Name: "b", Deployment: "d"}}); err != nil {
+	if err := e.st.SetModels(ctx, "acme", []tenancy.Model{{Name: "a", Deployment: "d"}, {Name: "b", Deployment: "d"}}); err != nil {
 		t.Fatal(err)
 	}
 	expires := time.Now().Add(time.Hour).Truncate(time.Microsecond)
-	limits := config.Limits{RequestsPerMinute: 5, TokensPerMinute: 50, ConcurrentStreams: 1}
+	limits := tenancy.Limits{RequestsPerMinute: 5, TokensPerMinute: 50, ConcurrentStreams: 1}
 	key, err := e.st.CreateKey(ctx, "acme", store.KeySpec{ID: "acme-ci", Models: []string{"a"}, ExpiresAt: expires, Limits: limits})
 	if err != nil || !strings.HasPrefix(key, tenant.KeyPrefix) {
 		t.Fatalf("CreateKey = %q, %v", key, err)
@@ -157,7 +157,7 @@ func TestKeys_CreateListRevoke(t *testing.T) {
 
 	// A model a live key is restricted to cannot go; once the key is
 	// revoked it can.
-	if err := e.st.SetModels(ctx, "acme", []config.Model{{Name: "b", Deployment: "d"}}); !errors.Is(err, store.ErrInUse) {
+	if err := e.st.SetModels(ctx, "acme", []tenancy.Model{{Name: "b", Deployment: "d"}}); !errors.Is(err, store.ErrInUse) {
 		t.Errorf("dropping a key's model = %v, want ErrInUse", err)
 	}
 	for range 2 {
@@ -168,7 +168,7 @@ func TestKeys_CreateListRevoke(t *testing.T) {
 	if err := e.st.RevokeKey(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("revoke missing = %v, want ErrNotFound", err)
 	}
-	if err := e.st.SetModels(ctx, "acme", []config.Model{{Name: "b", Deployment: "d"}}); err != nil {
+	if err := e.st.SetModels(ctx, "acme", []tenancy.Model{{Name: "b", Deployment: "d"}}); err != nil {
 		t.Errorf("dropping a revoked key's model: %v", err)
 	}
 	keys, _ = e.st.ListKeys(ctx, "acme")

@@ -9,15 +9,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 )
 
 // TenantSpec is what CreateTenant needs.
 type TenantSpec struct {
 	ID string
-	// Content.MaxBytes 0 means config.DefaultContentMaxBytes.
-	Content config.ContentPolicy
-	Limits  config.Limits
+	// Content.MaxBytes 0 means tenancy.DefaultContentMaxBytes.
+	Content tenancy.ContentPolicy
+	Limits  tenancy.Limits
 }
 
 // TenantPatch changes the fields that are not nil and leaves the rest.
@@ -34,9 +34,9 @@ type Tenant struct {
 	ID                   string
 	CreatedAt, UpdatedAt time.Time
 	// Content is as stored: MaxBytes 0 means the default.
-	Content config.ContentPolicy
-	Limits  config.Limits
-	Models  []config.Model
+	Content tenancy.ContentPolicy
+	Limits  tenancy.Limits
+	Models  []tenancy.Model
 	// Credentials are the deployments the tenant has its own credential
 	// for.
 	Credentials []string
@@ -59,7 +59,7 @@ func checkID(what, id string, maxLen int) error {
 	return nil
 }
 
-func checkLimits(l config.Limits) error {
+func checkLimits(l tenancy.Limits) error {
 	if l.RequestsPerMinute < 0 || l.TokensPerMinute < 0 || l.ConcurrentStreams < 0 {
 		return fmt.Errorf("limits: %w: must not be negative", ErrInvalid)
 	}
@@ -155,7 +155,7 @@ FROM loom.tenants WHERE $1 = '' OR id = $1 ORDER BY id`, id)
 			byID[out[i].ID] = &out[i]
 		}
 		var tenant string
-		var m config.Model
+		var m tenancy.Model
 		rows, _ = tx.Query(ctx, `SELECT tenant_id, name, deployment, COALESCE(upstream_model, '')
 FROM loom.tenant_models WHERE $1 = '' OR tenant_id = $1 ORDER BY tenant_id, name`, id)
 		_, err = pgx.ForEachRow(rows, []any{&tenant, &m.Name, &m.Deployment, &m.UpstreamModel}, func() error {
@@ -187,7 +187,7 @@ WHERE $1 = '' OR tenant_id = $1 ORDER BY tenant_id, deployment`, id)
 // SetModels replaces the tenant's models. It refuses (ErrInUse) to drop a
 // model that a live key is restricted to: the key would either lose every
 // model or, read as unrestricted, gain them all.
-func (s *Store) SetModels(ctx context.Context, tenant string, models []config.Model) error {
+func (s *Store) SetModels(ctx context.Context, tenant string, models []tenancy.Model) error {
 	names := make([]string, len(models))
 	deps := make([]string, len(models))
 	upstream := make([]*string, len(models))

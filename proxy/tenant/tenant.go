@@ -1,7 +1,8 @@
 // Package tenant resolves an API key to its tenant and a model name to the
 // tenant's route. A Directory is an immutable snapshot built from the
-// configuration: lookups never lock and never allocate, and a new snapshot
-// replaces the old one whole. Keys exist here only as SHA-256 hashes.
+// tenancy types (from the file or the store): lookups never lock and never
+// allocate, and a new snapshot replaces the old one whole. Keys exist here
+// only as SHA-256 hashes.
 package tenant
 
 import (
@@ -15,9 +16,9 @@ import (
 	"time"
 
 	"github.com/loom-gateway/loom/proxy/call"
-	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/internal/json"
 	"github.com/loom-gateway/loom/proxy/limit"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 	"github.com/loom-gateway/loom/proxy/upstream"
 )
 
@@ -51,7 +52,7 @@ type Tenant struct {
 	// Limit is the tenant's rate-limit subject, all its keys together.
 	Limit limit.Subject
 	// Content is the tenant's prompt and completion capture policy.
-	Content    config.ContentPolicy
+	Content    tenancy.ContentPolicy
 	routes     map[string]*Route
 	modelsJSON []byte
 	modelJSON  map[string][]byte
@@ -68,16 +69,16 @@ type Route struct {
 	paths [3]string // chat, text_completion, embeddings
 }
 
-// Build makes a directory from the configuration and the live deployments
-// (keyed by name). Revoked keys are left out.
-func Build(cfg *config.Config, deployments map[string]*upstream.Deployment) (*Directory, error) {
+// Build makes a directory from validated tenants (tenancy.Validate) and the
+// live deployments (keyed by name). Revoked keys are left out.
+func Build(tenants []tenancy.Tenant, deployments map[string]*upstream.Deployment) (*Directory, error) {
 	d := &Directory{keys: map[[sha256.Size]byte]*Key{}, byID: map[string]*Key{}, tenants: map[string]*Tenant{}}
 	created := time.Now().Unix()
-	for _, tc := range cfg.Tenants {
+	for _, tc := range tenants {
 		t := &Tenant{ID: tc.ID, Content: tc.Content, Limit: limit.Subject{ID: "t:" + tc.ID, Rule: limit.RuleOf(tc.Limits)}, routes: map[string]*Route{}, modelJSON: map[string][]byte{}}
 		own := map[string]string{}
 		for _, c := range tc.Credentials {
-			own[c.Deployment] = c.Secret()
+			own[c.Deployment] = c.APIKey
 		}
 		for _, m := range tc.Models {
 			dep, ok := deployments[m.Deployment]

@@ -41,7 +41,7 @@ func directory(tb testing.TB, n int) (*Directory, []string) {
 		}
 		deps[dc.Name] = d
 	}
-	dir, err := Build(cfg, deps)
+	dir, err := Build(cfg.ResolveTenants(), deps)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -107,7 +107,7 @@ tenants:
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := Build(cfg, map[string]*upstream.Deployment{"oa": dep})
+	dir, err := Build(cfg.ResolveTenants(), map[string]*upstream.Deployment{"oa": dep})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,206 @@
+// Package tenancy is what a tenant is, as data: its keys (hashes only), its
+// models, its limits, its own provider credentials and its content policy.
+// Both sources of tenants speak these types: the configuration file (which
+// config loads into them) and the Postgres store; the gateway builds its
+// snapshot (tenant.Directory) from them.
+//
+// It imports nothing of Loom's, and Validate is pure: it reads no
+// environment and no file, so every source runs the same checks. Key,
+// Model, Limits and ContentPolicy carry the file's yaml names, and config
+// decodes into them directly; a tenant's credential may name an environment
+// variable in the file, so config has its own Tenant and Credential and
+// resolves them into these.
+package tenancy
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Tenant is one customer of the gateway.
+type Tenant struct {
+	ID     string
+	Keys   []Key
+	Models []Model
+	// Content is the tenant's prompt and completion capture policy.
+	Content ContentPolicy
+	// Limits apply to the tenant as a whole, all its keys together.
+	Limits Limits
+	// Credentials are the tenant's own provider credentials.
+	Credentials []Credential
+}
+
+// Key is an API key, held only as the hex SHA-256 of the key.
+type Key struct {
+	ID     string `yaml:"id"`
+	SHA256 string `yaml:"sha256"`
+	// Prefix is the start of the key, kept for people to tell keys apart
+	// ("sk-loom-AbCd"); never enough to use it.
+	Prefix string `yaml:"prefix"`
+	// ExpiresAt, when set, is when the key stops working.
+	ExpiresAt time.Time `yaml:"expires_at"`
+	// Revoked keys are refused.
+	Revoked bool `yaml:"revoked"`
+	// Models, when set, restricts the key to these of its tenant's models.
+	Models []string `yaml:"models"`
+	// Limits apply to this key alone, inside its tenant's.
+	Limits Limits `yaml:"limits"`
+}
+
+// Model maps a public model name to a deployment.
+type Model struct {
+	Name       string `yaml:"name"`
+	Deployment string `yaml:"deployment"`
+	// UpstreamModel is the name the upstream knows (the deployment name on
+	// Azure). Empty means the public name.
+	UpstreamModel string `yaml:"upstream_model"`
+}
+
+// Limits cap a tenant's or a key's use. Zero means no limit.
+type Limits struct {
+	RequestsPerMinute int `yaml:"requests_per_minute"`
+	TokensPerMinute   int `yaml:"tokens_per_minute"`
+	ConcurrentStreams int `yaml:"concurrent_streams"`
+}
+
+// ContentPolicy decides whether a tenant's prompts and completions are put
+// on its spans (gen_ai.input.messages, gen_ai.output.messages). Off unless
+// the tenant opts in.
+type ContentPolicy struct {
+	Capture bool `yaml:"capture"`
+	// MaxBytes caps each of input and output; longer content is cut and the
+	// span says so (loom.content.truncated).
+	MaxBytes int `yaml:"max_bytes"`
+}
+
+// DefaultContentMaxBytes is the capture cap when a policy sets none.
+const DefaultContentMaxBytes = 16 << 10
+
+// Credential is a tenant's own credential for a deployment: that tenant's
+// calls to it carry this instead of the deployment's.
+type Credential struct {
+	Deployment string
+	// APIKey is the secret itself. It must never be logged. Empty is not
+	// a credential: the calls would carry the deployment's own.
+	APIKey string
+}
+
+// Validate reports every problem of a snapshot of tenants, each naming its
+// field ("tenants[1].keys[0].sha256: ..."), in the order of the tenants and
+// of their fields. Tenant ids, key ids and key hashes must be unique across
+// the snapshot; models and credentials must name a deployment for which
+// hasDeployment is true.
+func Validate(tenants []Tenant, hasDeployment func(name string) bool) error {
+	v := newValidator(hasDeployment)
+	for i, t := range tenants {
+		v.tenant(fmt.Sprintf("tenants[%d]", i), t)
+	}
+	return errors.Join(v.errs...)
+}
+
+// ValidateTenant reports the problems of one tenant on its own, its fields
+// named within it ("models[0].deployment: ...").
+func ValidateTenant(t Tenant, hasDeployment func(name string) bool) error {
+	v := newValidator(hasDeployment)
+	v.tenant("", t)
+	return errors.Join(v.errs...)
+}
+
+type validator struct {
+	hasDeployment           func(string) bool
+	tenants, keyIDs, hashes map[string]bool
+	errs                    []error
+}
+
+func newValidator(hasDeployment func(string) bool) *validator {
+	return &validator{hasDeployment: hasDeployment, tenants: map[string]bool{}, keyIDs: map[string]bool{}, hashes: map[string]bool{}}
+}
+
+func (v *validator) bad(field, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+}
+
+// field names name within prefix ("" for none).
+func field(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
+}
+
+func (v *validator) tenant(f string, t Tenant) {
+	switch {
+	case t.ID == "":
+		v.bad(field(f, "id"), "is required")
+	case v.tenants[t.ID]:
+		v.bad(field(f, "id"), "%q is defined twice", t.ID)
+	}
+	v.tenants[t.ID] = true
+	for j, k := range t.Keys {
+		kf := field(f, fmt.Sprintf("keys[%d]", j))
+		switch {
+		case k.ID == "":
+			v.bad(kf+".id", "is required")
+		case v.keyIDs[k.ID]:
+			v.bad(kf+".id", "%q is used twice", k.ID)
+		}
+		v.keyIDs[k.ID] = true
+		if h, err := hex.DecodeString(k.SHA256); err != nil || len(h) != 32 {
+			v.bad(kf+".sha256", "must be 64 hex characters (the SHA-256 of the key; see `loom keys new`)")
+		} else if v.hashes[strings.ToLower(k.SHA256)] {
+			v.bad(kf+".sha256", "the same key is configured twice")
+		}
+		v.hashes[strings.ToLower(k.SHA256)] = true
+		v.limits(kf+".limits", k.Limits)
+		for _, m := range k.Models {
+			if !hasModel(t, m) {
+				v.bad(kf+".models", "%q is not one of the tenant's models", m)
+			}
+		}
+	}
+	if t.Content.MaxBytes < 0 {
+		v.bad(field(f, "content.max_bytes"), "must not be negative")
+	}
+	v.limits(field(f, "limits"), t.Limits)
+	for j, cr := range t.Credentials {
+		cf := field(f, fmt.Sprintf("credentials[%d]", j))
+		if !v.hasDeployment(cr.Deployment) {
+			v.bad(cf+".deployment", "no deployment named %q", cr.Deployment)
+		}
+		if cr.APIKey == "" {
+			v.bad(cf+".api_key", "is empty")
+		}
+	}
+	models := map[string]bool{}
+	for j, m := range t.Models {
+		mf := field(f, fmt.Sprintf("models[%d]", j))
+		switch {
+		case m.Name == "":
+			v.bad(mf+".name", "is required")
+		case models[m.Name]:
+			v.bad(mf+".name", "%q is listed twice", m.Name)
+		}
+		models[m.Name] = true
+		if !v.hasDeployment(m.Deployment) {
+			v.bad(mf+".deployment", "no deployment named %q", m.Deployment)
+		}
+	}
+}
+
+func (v *validator) limits(f string, l Limits) {
+	if l.RequestsPerMinute < 0 || l.TokensPerMinute < 0 || l.ConcurrentStreams < 0 {
+		v.bad(f, "limits must not be negative")
+	}
+}
+
+func hasModel(t Tenant, name string) bool {
+	for _, m := range t.Models {
+		if m.Name == name {
+			return true
+		}
+	}
+	return false
+}
