@@ -10,7 +10,7 @@ import (
 
 	"github.com/loom-gateway/loom/dashboards/queries"
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
-	"github.com/loom-gateway/loom/otelcol/schema"
+	"github.com/loom-gateway/loom/proxy/schema"
 )
 
 // call is one request as the proxy records it: a SERVER span and, when an

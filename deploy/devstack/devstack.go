@@ -199,9 +199,13 @@ func Prepare(o Options) (*Plan, error) {
 		return nil, fmt.Errorf("write config: %w", err)
 	}
 	p.Services = append(p.Services, Service{
-		Name:  "loom",
-		Path:  loomBin,
-		Args:  []string{"serve", "-config", p.ConfigPath, "-listen", listen, "-log-calls"},
+		Name: "loom",
+		Path: loomBin,
+		// -migrate: the console reads loom.spans, and loom must never
+		// start against a database without the schema. otelcol-loom
+		// (started and ready before loom) migrates too; a second run is a
+		// no-op under the schema's lock.
+		Args:  []string{"serve", "-config", p.ConfigPath, "-listen", listen, "-log-calls", "-migrate"},
 		Ready: HTTPReady(p.LoomURL + "/readyz"),
 	})
 	if dbURL != "" {

@@ -15,7 +15,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
-	"github.com/loom-gateway/loom/otelcol/schema"
+	"github.com/loom-gateway/loom/proxy/schema"
 )
 
 // maintenanceInterval is how often partitions ahead are created and

@@ -1,5 +1,5 @@
 // Package postgresexporter is an OpenTelemetry Collector exporter that
-// writes spans into Loom's Postgres schema (see otelcol/schema): one row per
+// writes spans into Loom's Postgres schema (see proxy/schema): one row per
 // span in loom.spans with Loom's attributes in typed columns, events in
 // loom.span_events, prompt and completion content in loom.span_content.
 //

@@ -9,7 +9,7 @@ import (
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 
-	"github.com/loom-gateway/loom/otelcol/schema"
+	"github.com/loom-gateway/loom/proxy/schema"
 )
 
 func partitionDays(t *testing.T, x started) []time.Time {

@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"github.com/loom-gateway/loom/proxy/logtest"
@@ -12,9 +13,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
 	"github.com/loom-gateway/loom/proxy/admin"
 	"github.com/loom-gateway/loom/proxy/internal/json"
+	"github.com/loom-gateway/loom/proxy/schema"
 	"github.com/loom-gateway/loom/proxy/secret"
 	"github.com/loom-gateway/loom/proxy/store"
 )
@@ -39,7 +43,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(t.Context(), pgtest.Database(t, pgtest.Start(t)), box)
+	st, err := store.Open(t.Context(), migratedDatabase(t), box)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +51,22 @@ func newFixture(t *testing.T) *fixture {
 	logs := &logtest.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return &fixture{t: t, st: st, h: admin.New(st, sha256.Sum256([]byte(token)), log), logs: logs}
+}
+
+// migratedDatabase is the URL of a fresh database with the schema (the
+// store never migrates).
+func migratedDatabase(t *testing.T) string {
+	t.Helper()
+	url := pgtest.Database(t, pgtest.Start(t))
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if err := schema.Migrate(t.Context(), conn); err != nil {
+		t.Fatal(err)
+	}
+	return url
 }
 
 // do sends a request with the admin token (auth "" sends none) and
@@ -120,7 +140,7 @@ func TestAdmin_ModelOrCredentialNamingUnknownDeployment_400NamingTheField(t *tes
 	key := make([]byte, secret.KeySize)
 	rand.Read(key)
 	box, _ := secret.New(key)
-	st, err := store.Open(t.Context(), pgtest.Database(t, pgtest.Start(t)), box, store.WithDeployments([]string{"openai"}))
+	st, err := store.Open(t.Context(), migratedDatabase(t), box, store.WithDeployments([]string{"openai"}))
 	if err != nil {
 		t.Fatal(err)
 	}

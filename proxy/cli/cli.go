@@ -28,7 +28,10 @@ var ErrUsage = errors.New("usage")
 const usage = `loom: an OpenAI-compatible AI gateway.
 
 Usage:
-  loom serve -config FILE [-listen ADDR] [-log-calls]   run the gateway
+  loom serve -config FILE [-listen ADDR] [-log-calls] [-migrate]
+                                                        run the gateway (-migrate: loom migrate first)
+  loom migrate [-config FILE]                           apply the schema's migrations to the store's and
+                                                        the console's database ($LOOM_DATABASE_URL without -config)
   loom config check -config FILE                        validate a configuration
   loom keys new                                         print a new API key and its SHA-256
   loom keys hash KEY                                    print the SHA-256 of an existing key
@@ -69,6 +72,8 @@ func Run(ctx context.Context, args []string, std Stdio) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stderr)
+	case "migrate":
+		return migrateCmd(ctx, args[1:], stdout, stderr)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
 			fmt.Fprint(stderr, usage)

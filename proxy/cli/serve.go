@@ -49,6 +49,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) (err error) {
 	path := fs.String("config", "loom.yaml", "configuration file")
 	listen := fs.String("listen", "", "listen address (overrides the config's listen)")
 	logCalls := fs.Bool("log-calls", false, "log one line per finished call")
+	migrate := fs.Bool("migrate", false, "apply the schema's migrations to the store's and the console's database before serving (as loom migrate)")
 	addedLatency := fs.Duration("debug-added-latency", 0, "debug: add this much latency inside Loom to every call")
 	if err := fs.Parse(args); err != nil {
 		return ErrUsage
@@ -105,6 +106,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) (err error) {
 		done = append(done, rs.Close)
 		opts.Limiter = limit.New(limit.Fallback(rs, limit.NewMemory()), nil)
 		log.Info("rate limits shared through Redis")
+	}
+	if *migrate {
+		// Before the store opens (it refuses a database it would have to
+		// migrate) and before the console reads.
+		if err := migrateAll(ctx, cfg, log); err != nil {
+			return err
+		}
 	}
 	var st *store.Store
 	if cfg.Store.Enabled() {

@@ -62,7 +62,8 @@ func (c *command) set(name string) bool {
 	return given
 }
 
-// open connects to the store (migrating it) with the key, if any.
+// open connects to the store with the key, if any. It does not migrate:
+// `loom migrate` does.
 func (c *command) open(ctx context.Context) (*store.Store, error) {
 	url := os.Getenv(EnvDatabaseURL)
 	keyCfg := config.Store{SecretKeyEnv: EnvSecretKey}

@@ -45,6 +45,7 @@ func TestTenantsAndKeys_AgainstTheStore(t *testing.T) {
 	t.Setenv(cli.EnvSecretKey, hex.EncodeToString(key))
 	const credential = "sk-upstream-never-printed"
 	var printed strings.Builder
+	ok(t, "", "migrate")
 
 	printed.WriteString(ok(t, "", "tenants", "create", "acme", "-rpm", "60", "-capture"))
 	printed.WriteString(ok(t, "", "tenants", "create", "-max-bytes", "100", "globex"))
@@ -120,6 +121,7 @@ func TestTenants_ConfigFileNamesTheStore(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("store:\n  database_url_env: LOOM_TEST_STORE_URL\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	ok(t, "", "migrate", "-config", cfg)
 	ok(t, "", "tenants", "create", "acme", "-config", cfg)
 	if out := ok(t, "", "tenants", "list", "-config", cfg); !strings.Contains(out, "acme") {
 		t.Errorf("list:\n%s", out)
@@ -173,6 +175,7 @@ deployments: [{name: openai, provider: openai, base_url: "https://api.openai.com
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	ok(t, "", "migrate", "-config", cfg)
 	ok(t, "", "tenants", "create", "acme", "-config", cfg)
 	_, _, err := run(t, "", "tenants", "models", "acme", "mini=openai", "big=opnai", "-config", cfg)
 	var stderr bytes.Buffer

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 )
 
 // readmeDefaults reads the README's configuration table: each documented
@@ -92,7 +93,7 @@ store: {database_url_env: LOOM_TEST_STORE_URL, secret_key_env: LOOM_TEST_STORE_S
 		"deployments[].api_version":   c.Deployments[1].APIVersion,
 		"deployments[].max_conns":     c.Deployments[0].MaxConns,
 		"deployments[].tenant_share":  c.Deployments[0].TenantShare,
-		"tenants[].content.max_bytes": config.DefaultContentMaxBytes,
+		"tenants[].content.max_bytes": tenancy.DefaultContentMaxBytes,
 		"tenants[].content.capture":   false,
 		"store.poll":                  c.Store.Poll,
 		"tracing.protocol":            tr.Protocol,

@@ -31,7 +31,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/loom-gateway/loom/proxy/store"
+	"github.com/loom-gateway/loom/proxy/schema"
 )
 
 //go:embed templates/*.html
@@ -272,28 +272,13 @@ func (h *handler) logout(w http.ResponseWriter, r *http.Request) {
 var errNotFound = errors.New("not found")
 
 // read runs f in a read-only transaction that sees what s may see: for a
-// tenant, only its rows, by row-level security (never by a WHERE alone).
+// tenant, only its rows, by row-level security (never by a WHERE alone),
+// through the one tenant-scoped read, schema.ReadAsTenant. A console page
+// must not hold a connection (or a lock) for as long as a wide search would
+// take: each query gets the statement timeout.
 func (h *handler) read(ctx context.Context, s session, f func(pgx.Tx) error) error {
-	if !s.admin && s.tenant == "" {
-		return errors.New("read: session without a tenant")
+	if s.admin {
+		return schema.ReadAll(ctx, h.opts.DB, h.opts.StatementTimeout, f)
 	}
-	return pgx.BeginTxFunc(ctx, h.opts.DB, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		// A console page must not hold a connection (or a lock) for as
-		// long as a wide search would take: each query gets a bound.
-		ms := strconv.FormatInt(h.opts.StatementTimeout.Milliseconds(), 10)
-		if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", ms); err != nil {
-			return err
-		}
-		if !s.admin {
-			// SET LOCAL and set_config(..., true) end with the
-			// transaction: the connection returns to the pool as it came.
-			if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+store.ReaderRole); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, "SELECT set_config('loom.tenant_id', $1, true)", s.tenant); err != nil {
-				return err
-			}
-		}
-		return f(tx)
-	})
+	return schema.ReadAsTenant(ctx, h.opts.DB, s.tenant, h.opts.StatementTimeout, f)
 }

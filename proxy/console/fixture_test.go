@@ -16,8 +16,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
-	"github.com/loom-gateway/loom/otelcol/schema"
 	"github.com/loom-gateway/loom/proxy/console"
+	"github.com/loom-gateway/loom/proxy/schema"
 )
 
 // The fixture's secrets: two tenant keys and the admin token.

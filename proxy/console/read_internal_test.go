@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
-	"github.com/loom-gateway/loom/otelcol/schema"
+	"github.com/loom-gateway/loom/proxy/schema"
 )
 
 func TestRead_SlowQuery_CancelledByTheStatementTimeout(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/loom-gateway/loom/deploy/pgserver"
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
+	"github.com/loom-gateway/loom/proxy/schema"
 	"github.com/loom-gateway/loom/proxy/secret"
 	"github.com/loom-gateway/loom/proxy/store"
 )
@@ -27,12 +28,16 @@ func newEnv(t *testing.T) env {
 	srv := pgtest.Start(t)
 	url := pgtest.Database(t, srv)
 	box := newBox(t)
-	st := open(t, url, box)
 	db, err := pgxpool.New(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
+	// The store never migrates: whoever deploys it runs `loom migrate`.
+	if err := schema.Migrate(t.Context(), db); err != nil {
+		t.Fatal(err)
+	}
+	st := open(t, url, box)
 	return env{st: st, srv: srv, url: url, box: box, db: db}
 }
 

@@ -1,6 +1,6 @@
 // Package store is the Postgres tenant store: tenants, their models, API
 // keys (as SHA-256 hashes), limits, content policies and sealed provider
-// credentials, in the loom schema (otelcol/schema migration 0002). The
+// credentials, in the loom schema (proxy/schema migration 0002). The
 // proxy serves from a snapshot that Load takes and Watch keeps fresh; the
 // admin API and the CLI change it through the methods here.
 //
@@ -20,7 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/loom-gateway/loom/otelcol/schema"
+	"github.com/loom-gateway/loom/proxy/schema"
 	"github.com/loom-gateway/loom/proxy/secret"
 )
 
@@ -94,9 +94,12 @@ func (s *Store) checkDeployment(field, name string) error {
 	return &FieldError{Field: field, Msg: fmt.Sprintf("no deployment named %q (the deployments are: %s)", name, strings.Join(known, ", "))}
 }
 
-// Open connects to the database at url and brings its schema up to date.
-// box seals and opens credentials; it may be nil when none are stored.
-// The URL carries a password: it is never logged or put in an error.
+// Open connects to the database at url and checks that its schema is up to
+// date. It never migrates: an operator does, with `loom migrate` or `loom
+// serve -migrate`, and Open refuses a database that lacks a migration
+// (schema.ErrNotMigrated). box seals and opens credentials; it may be nil
+// when none are stored. The URL carries a password: it is never logged or
+// put in an error.
 func Open(ctx context.Context, url string, box *secret.Box, opts ...Option) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -107,8 +110,11 @@ func Open(ctx context.Context, url string, box *secret.Box, opts ...Option) (*St
 	if err != nil {
 		return nil, fmt.Errorf("tenant store: %w", err)
 	}
-	if err := schema.Migrate(ctx, pool); err != nil {
+	if err := schema.Check(ctx, pool); err != nil {
 		pool.Close()
+		if errors.Is(err, schema.ErrNotMigrated) {
+			return nil, fmt.Errorf("tenant store: %w (run `loom migrate -config FILE`, or `loom serve -migrate`)", err)
+		}
 		return nil, fmt.Errorf("tenant store: %w", err)
 	}
 	s := &Store{pool: pool, box: box, log: slog.New(slog.DiscardHandler)}
@@ -118,7 +124,7 @@ func Open(ctx context.Context, url string, box *secret.Box, opts ...Option) (*St
 	return s, nil
 }
 
-// Close closes every connection. Watch and ReadAsTenant must be done.
+// Close closes every connection. Watch must be done.
 func (s *Store) Close() { s.pool.Close() }
 
 // Postgres error codes the store turns into its sentinels.

@@ -1,10 +1,17 @@
-// Package schema owns Loom's Postgres schema ("loom"): the embedded, versioned
-// migrations and the daily partitions of the span tables.
+// Package schema is Loom's Postgres schema ("loom") as a contract that the
+// gateway (proxy/) and the collector (otelcol/) both import: the embedded,
+// versioned migrations, the daily partitions of the span tables and their
+// retention, the tenant reader role, and the one read on a tenant's behalf
+// (ReadAsTenant). It must never import the gateway's or the collector's
+// packages.
 //
 // Migrations are files migrations/NNNN_name.sql, applied in version order,
 // each in its own transaction under an advisory lock, and recorded in
 // loom.schema_migrations, so any number of processes may call Migrate at the
-// same time. A migration, once released, must never be edited: add a new one.
+// same time. Migrate runs only where an operator asked for it (`loom migrate`,
+// `loom serve -migrate`, the exporter's schema_migrations); the tenant store
+// only calls Check. A migration, once released, must never be edited: add a
+// new one.
 // Nothing here ever deletes data except DropPartitionsBefore, which is
 // retention and says so in its name.
 package schema
@@ -96,6 +103,49 @@ func Migrate(ctx context.Context, db DB) error {
 		if err := apply(ctx, db, m); err != nil {
 			return fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
 		}
+	}
+	return nil
+}
+
+// ErrNotMigrated means the database lacks some of the embedded migrations:
+// nobody has run Migrate on it (`loom migrate`, `loom serve -migrate`, or
+// the exporter's schema_migrations) since this build's schema.
+var ErrNotMigrated = errors.New("database schema is not up to date")
+
+// Check returns an error wrapping ErrNotMigrated, naming the missing
+// migrations, unless every embedded migration is recorded in
+// loom.schema_migrations. It changes nothing: the processes that only use
+// the schema call it, so that they fail at start, saying why, rather than
+// on their first query. A database newer than this build passes.
+func Check(ctx context.Context, db DB) error {
+	all, err := Migrations()
+	if err != nil {
+		return err
+	}
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // read-only
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT to_regclass('loom.schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
+		return err
+	}
+	var applied []int
+	if exists {
+		rows, _ := tx.Query(ctx, "SELECT version FROM loom.schema_migrations")
+		if applied, err = pgx.CollectRows(rows, pgx.RowTo[int]); err != nil {
+			return err
+		}
+	}
+	var missing []string
+	for _, m := range all {
+		if !slices.Contains(applied, m.Version) {
+			missing = append(missing, fmt.Sprintf("%04d_%s", m.Version, m.Name))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: migrations %s not applied", ErrNotMigrated, strings.Join(missing, ", "))
 	}
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
-	"github.com/loom-gateway/loom/otelcol/schema"
+	"github.com/loom-gateway/loom/proxy/schema"
 )
 
 // newPool returns a pool on a fresh database of a server of the test's own.
