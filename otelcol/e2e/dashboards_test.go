@@ -12,7 +12,8 @@ import (
 
 // Every dashboard panel, run over what the real pipeline stored (calls
 // through Loom, spans through otelcol-loom into Postgres), returns the
-// numbers the upstream produced: the token totals equal what the mock sent.
+// numbers the run produced: each panel's counts, token sums and statuses
+// equal what the clients made and the mock sent (checkPanelValues).
 func TestDashboards_PanelsOverTheRealPipeline(t *testing.T) {
 	pg := pgtest.Start(t)
 	dbURL := pgtest.Database(t, pg)
@@ -78,6 +79,13 @@ func TestDashboards_PanelsOverTheRealPipeline(t *testing.T) {
 				strings.TrimSpace(tenant+" (all if empty)"), got.calls, got.in, got.out, w.calls, w.in, w.out)
 		}
 	}
+	totals := panelTotals{calls: int64(len(calls)), in: want[""].in, out: want[""].out,
+		acmeCalls: want["acme"].calls, acmeIn: want["acme"].in, acmeOut: want["acme"].out,
+		byKind: map[kind]int64{}, instance: g.tracer.InstanceID()}
+	for _, p := range calls {
+		totals.byKind[p.kind]++
+	}
+	checkPanelValues(t, db, totals, from, to)
 	// Nothing was lost, so the lost-records panel must say so.
 	gap, ok := queries.ByID("pipeline_seq_gaps")
 	if !ok {

@@ -52,6 +52,9 @@ type tenancy struct {
 	log       *logtest.Buffer
 	col       *collector
 	bodies    []string // every response body and header block a client saw
+	// defaultPoll leaves store.poll at its default (10s) instead of 200ms,
+	// so that only NOTIFY can bring a change in quickly.
+	defaultPoll bool
 }
 
 // startTenancy starts it all; each of before runs once the tenants are in
@@ -111,12 +114,16 @@ func startTenancy(t *testing.T, withCollector bool, before ...func(*tenancy)) *t
 	}
 	listen, consoleAddr := freeAddr(t), freeAddr(t)
 	cfgPath := filepath.Join(t.TempDir(), "loom.yaml")
+	poll := ", poll: 200ms"
+	if ts.defaultPoll {
+		poll = ""
+	}
 	yaml := fmt.Sprintf(`listen: %q
-%sstore: {database_url_env: LOOM_TEST_DB, secret_key_env: LOOM_TEST_SECRET, poll: 200ms}
+%sstore: {database_url_env: LOOM_TEST_DB, secret_key_env: LOOM_TEST_SECRET%s}
 console: {listen: %q, database_url_env: LOOM_TEST_DB}
 deployments:
   - {name: mock, provider: openai, base_url: "http://%s/v1", api_key: %s, forward_headers: ["x-mock-*"]}
-`, listen, tracing, consoleAddr, mln.Addr(), sharedUpstream)
+`, listen, tracing, poll, consoleAddr, mln.Addr(), sharedUpstream)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
