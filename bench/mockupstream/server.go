@@ -45,6 +45,11 @@ type Config struct {
 	// LogLimit caps how many requests Requests() keeps, dropping the oldest, so a long k6 run does not grow
 	// the log without bound. 0 means 10000; negative means no limit.
 	LogLimit int
+	// EventGate, if set, is called before each SSE event but the first of
+	// every stream, with the event's index; the event goes out once it
+	// returns. A test uses it to prove causality (event i+1 leaves only
+	// after event i reached the client) without timing a busy machine.
+	EventGate func(i int)
 }
 
 // Server is the mock upstream. Its methods are safe for concurrent use.

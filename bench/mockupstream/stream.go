@@ -22,6 +22,7 @@ type stream struct {
 	events     []sseEvent
 	ttft       time.Duration
 	delay      time.Duration
+	gate       func(i int)
 	resetAfter int
 	log        *requestLog
 	rec        *Received
@@ -30,7 +31,7 @@ type stream struct {
 // newStream plans events under c's behaviour and adds the waits it will make to c.waited, so that
 // x-mock-service-ms, sent with the headers, already counts them.
 func newStream(s *Server, c *call, events []sseEvent) *stream {
-	st := &stream{events: events, ttft: c.plan.TTFT, delay: c.plan.ChunkDelay, log: &s.log, rec: c.rec}
+	st := &stream{events: events, ttft: c.plan.TTFT, delay: c.plan.ChunkDelay, gate: s.cfg.EventGate, log: &s.log, rec: c.rec}
 	sent := len(events)
 	if c.plan.ResetAfter > 0 && c.plan.ResetAfter < len(events) {
 		st.resetAfter = c.plan.ResetAfter
@@ -116,6 +117,9 @@ func (st *stream) run(sink eventSink, conn net.Conn) {
 		}
 		if wait > 0 {
 			time.Sleep(wait)
+		}
+		if i > 0 && st.gate != nil {
+			st.gate(i)
 		}
 		if err := sink.writeEvent(ev.data); err != nil {
 			st.finish(func(r *Received) { r.ClientGone = true })

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/loom-gateway/loom/deploy/freeport"
+	"github.com/loom-gateway/loom/deploy/process"
 )
 
 // Options say where a server runs.
@@ -36,12 +37,10 @@ type Options struct {
 
 // Server is a redis-server process started by Start.
 type Server struct {
-	cmd     *exec.Cmd
+	proc    *process.Process
 	dir     string
 	logFile string
 	port    int
-	exited  chan struct{} // closed once the process has exited
-	waitErr error         // how it exited; read only after exited is closed
 	stop    sync.Once
 	stopErr error
 }
@@ -118,15 +117,15 @@ func start(ctx context.Context, bin, dir string, port int) (*Server, error) {
 	)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
+	// In its own process group, so a terminal's Ctrl-C does not reach the
+	// server before Stop does; on Linux the kernel ends it if the process
+	// that started it dies without calling Stop (a test binary killed by
+	// its timeout), so none is left running.
+	proc, err := process.Start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start redis-server: %w", err)
 	}
-	s := &Server{cmd: cmd, dir: dir, logFile: logFile, port: port, exited: make(chan struct{})}
-	go func() {
-		s.waitErr = cmd.Wait()
-		close(s.exited)
-	}()
+	s := &Server{proc: proc, dir: dir, logFile: logFile, port: port}
 	if err := s.waitReady(ctx, offset); err != nil {
 		_ = s.Stop()
 		return nil, err
@@ -143,12 +142,12 @@ func (s *Server) waitReady(ctx context.Context, logOffset int64) error {
 	var err error
 	for {
 		select {
-		case <-s.exited:
+		case <-s.proc.Done():
 			log := bytes.TrimSpace(s.logSince(logOffset))
 			if bytes.Contains(log, []byte("Address already in use")) {
 				return fmt.Errorf("redis-server on port %d: %w (%s): %s", s.port, errPortInUse, s.logFile, log)
 			}
-			return fmt.Errorf("redis-server exited (%v; log %s): %s", s.waitErr, s.logFile, log)
+			return fmt.Errorf("redis-server exited (%v; log %s): %s", s.proc.Wait(), s.logFile, log)
 		case <-ctx.Done():
 			return fmt.Errorf("redis-server on port %d did not answer: %w (last: %v)", s.port, ctx.Err(), err)
 		case <-tick.C:
@@ -157,7 +156,7 @@ func (s *Server) waitReady(ctx context.Context, logOffset int64) error {
 		if info, err = s.roundTrip(ctx, "INFO server", 250*time.Millisecond); err != nil {
 			continue
 		}
-		want := "process_id:" + strconv.Itoa(s.cmd.Process.Pid) + "\r\n"
+		want := "process_id:" + strconv.Itoa(s.proc.Pid()) + "\r\n"
 		if bytes.Contains(info, []byte(want)) {
 			return nil
 		}
@@ -233,27 +232,13 @@ func (s *Server) roundTrip(ctx context.Context, cmd string, timeout time.Duratio
 	}
 }
 
-// stopGrace is how long Stop waits after SIGTERM before it kills.
-const stopGrace = 10 * time.Second
-
-// Stop ends the server (SIGTERM, then SIGKILL after 10s) and waits for it
-// to exit; its keys are gone. Stopping a stopped server does nothing.
+// Stop ends the server (SIGTERM, then a kill after process.Grace) and
+// waits for it to exit; its keys are gone. Stopping a stopped server does
+// nothing.
 func (s *Server) Stop() error {
 	s.stop.Do(func() {
-		select {
-		case <-s.exited:
-			return
-		default:
-		}
-		if err := terminate(s.cmd.Process); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		if err := s.proc.Stop(process.Grace); err != nil {
 			s.stopErr = fmt.Errorf("stop redis-server: %w", err)
-		}
-		select {
-		case <-s.exited:
-		case <-time.After(stopGrace):
-			_ = s.cmd.Process.Kill()
-			<-s.exited
-			s.stopErr = fmt.Errorf("stop redis-server: no exit %s after SIGTERM; killed", stopGrace)
 		}
 	})
 	return s.stopErr
@@ -261,14 +246,7 @@ func (s *Server) Stop() error {
 
 // Running reports whether the process is still there (it may not answer
 // yet, or any more).
-func (s *Server) Running() bool {
-	select {
-	case <-s.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (s *Server) Running() bool { return !s.proc.Exited() }
 
 // URL is the server's redis:// URL, database 0, no password.
 func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }

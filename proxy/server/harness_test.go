@@ -60,14 +60,15 @@ type stackOptions struct {
 	// defaultOutput sets default_output_tokens (0: the default).
 	defaultOutput int
 	logger        *slog.Logger
-	timeouts      string // more entries of the timeouts flow map ("client_read: 1s")
-	deployment    string // more entries of mock-openai's flow map ("max_conns: 4")
-	extra         string // more top-level configuration
+	timeouts      string      // more entries of the timeouts flow map ("client_read: 1s")
+	deployment    string      // more entries of mock-openai's flow map ("max_conns: 4")
+	extra         string      // more top-level configuration
+	eventGate     func(i int) // the mock's EventGate
 }
 
 func startStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
-	mock := mockupstream.New(mockupstream.Config{APIKey: upstreamSecret, ReplayDir: fixtures})
+	mock := mockupstream.New(mockupstream.Config{APIKey: upstreamSecret, ReplayDir: fixtures, EventGate: o.eventGate})
 	mln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
