@@ -60,8 +60,8 @@ func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 // databases are the Postgres databases cfg has Loom use: the tenant
-// store's and the console's (once, when they are the same), each of which
-// needs the schema. It is an error to have none, or to name a variable
+// store's and, when the console is on, the console's (once, when they are
+// the same), each of which needs the schema. It is an error to have none, or to name a variable
 // that is empty.
 func databases(cfg *config.Config) ([]database, error) {
 	var dbs []database
@@ -105,7 +105,7 @@ func migrateDatabase(ctx context.Context, db database) error {
 	if err != nil {
 		return fmt.Errorf("migrate %s: %w", db.what, err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer conn.Close(context.WithoutCancel(ctx)) //nolint:errcheck // the migrations are committed or not by now
 	if err := schema.Migrate(ctx, conn); err != nil {
 		return fmt.Errorf("migrate %s: %w", db.what, err)
 	}
