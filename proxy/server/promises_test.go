@@ -42,33 +42,37 @@ func TestServer_UpstreamSilentMidStream_StreamIdleEndsItWithErrorEvent(t *testin
 }
 
 // stream_idle bounds each silence of a non-streamed body, not the whole
-// body: one that trickles in with short gaps is relayed, one that stops
-// half-way is Loom's 504.
+// body: one that trickles in with short gaps, for longer in all than
+// stream_idle, is relayed; one that stops half-way is Loom's 504.
 func TestServer_UpstreamTricklesBody_StreamIdleBoundsEachSilence(t *testing.T) {
+	const pieces, gap, idle = 10, 75 * time.Millisecond, 500 * time.Millisecond
 	up := startRawUpstream(t, func(conn net.Conn, req *http.Request, _ int) bool {
 		fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(rawAnswer))
-		pieces := 6
+		send := pieces
 		if req.Header.Get("X-Test-Stall") != "" {
-			pieces = 2 // half the body, then nothing
+			send = pieces / 2 // half the body, then nothing
 		}
-		step := len(rawAnswer)/6 + 1
-		for i := range pieces {
-			// Gaps of 60 ms against a 1 s stream_idle: the margin is for a
-			// busy two-core machine under -race. Six of them add up to
-			// less than stream_idle only by design of the other case.
-			time.Sleep(60 * time.Millisecond)
-			_, _ = io.WriteString(conn, rawAnswer[i*step:min((i+1)*step, len(rawAnswer))])
+		step := len(rawAnswer)/pieces + 1
+		for i := range send {
+			// Each gap is well under stream_idle (the margin is for a busy
+			// two-core machine under -race); all of them are over it.
+			time.Sleep(gap)
+			_, _ = io.WriteString(conn, rawAnswer[min(i*step, len(rawAnswer)):min((i+1)*step, len(rawAnswer))])
 		}
-		if pieces < 6 {
+		if send < pieces {
 			holdUntilClosed(conn)
 			return false
 		}
 		return true
 	})
-	st := startRawStack(t, up.url(), `forward_headers: ["x-test-*"]`, "connect: 1s, first_byte: 30s, stream_idle: 1s")
+	st := startRawStack(t, up.url(), `forward_headers: ["x-test-*"]`, "connect: 1s, first_byte: 30s, stream_idle: "+idle.String())
+	start := time.Now()
 	status, _, body := st.do("POST", "/v1/chat/completions", st.keyA, rawChat, nil)
 	if status != 200 || string(body) != rawAnswer {
 		t.Fatalf("trickled answer: %d %s", status, body)
+	}
+	if took := time.Since(start); took <= idle {
+		t.Fatalf("the trickle took %v, not longer than stream_idle %v: it proves nothing", took, idle)
 	}
 	status, _, body = st.do("POST", "/v1/chat/completions", st.keyA, rawChat, map[string]string{"X-Test-Stall": "1"})
 	assertError(t, status, body, 504, "upstream_timeout")

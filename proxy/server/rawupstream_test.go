@@ -87,8 +87,8 @@ func (u *rawUpstream) seen() []*http.Request {
 	return append([]*http.Request(nil), u.requests...)
 }
 
-// waitClosed blocks until the peer of conn (Loom) can no longer use it from
-// the upstream's side: everything is written and the connection shut.
+// holdUntilClosed keeps conn open and silent until Loom closes it (or the
+// test ends): an upstream that has stopped sending but not hung up.
 func holdUntilClosed(conn net.Conn) {
 	_, _ = io.Copy(io.Discard, conn)
 }

@@ -1,0 +1,109 @@
+package cli_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loom-gateway/loom/proxy/cli"
+)
+
+// unusedAddr is a loopback address nothing listens on (just freed).
+func unusedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func httpGet(t *testing.T, url string) (int, string, http.Header) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b), resp.Header
+}
+
+// `loom serve` with ops.listen serves /metrics over HTTP on that listener
+// (Prometheus text, counting what the gateway refused), and not on the
+// gateway's own address.
+func TestServe_OpsListen_ServesMetricsOverHTTP(t *testing.T) {
+	listen, ops := unusedAddr(t), unusedAddr(t)
+	path := filepath.Join(t.TempDir(), "loom.yaml")
+	yaml := fmt.Sprintf(`listen: %q
+ops: {listen: %q}
+deployments:
+  - {name: openai, provider: openai, base_url: "http://127.0.0.1:1/v1", api_key: sk-x}
+tenants:
+  - id: acme
+    keys: [{id: acme-1, sha256: 0f343b0931126a20f133d67c2b018a3b51f1d5c0e8e2c8b3ad6e4a7e0c6e1f7a}]
+    models: [{name: gpt-4o-mini, deployment: openai}]
+`, listen, ops)
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- cli.Main(ctx, []string{"serve", "-config", path}, io.Discard, io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("loom serve: %v", err)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + ops + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		select {
+		case err := <-served:
+			served <- err
+			t.Fatalf("loom serve exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ops listener never answered /readyz: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Two calls without a key, counted on the ops listener's /metrics.
+	for range 2 {
+		resp, err := http.Post("http://"+listen+"/v1/chat/completions", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("call without a key: %d", resp.StatusCode)
+		}
+	}
+	status, body, h := httpGet(t, "http://"+ops+"/metrics")
+	if status != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/plain") ||
+		!strings.Contains(body, `loom_rejected_unauthenticated_total{reason="missing_api_key"} 2`+"\n") {
+		t.Fatalf("ops /metrics: %d %s\n%s", status, h.Get("Content-Type"), body)
+	}
+	if status, body, _ := httpGet(t, "http://"+listen+"/metrics"); status != 404 || !strings.Contains(body, `"unknown_url"`) {
+		t.Fatalf("the gateway's /metrics: %d %s, want 404 unknown_url", status, body)
+	}
+}
