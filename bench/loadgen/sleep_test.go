@@ -9,35 +9,47 @@ import (
 	"github.com/loom-gateway/loom/bench/histogram"
 )
 
+// The sleeper's waits alternate with the runtime's own (time.Sleep) on the
+// same machine at the same moments, so what a busy box does to every wake-up
+// shows in both and is not blamed on the sleeper.
 func TestSleeper_WakesJustAfterTheTarget(t *testing.T) {
-	s, lateness := newSleeper(), histogram.New()
+	s, lateness, runtimeLate := newSleeper(), histogram.New(), histogram.New()
+	// Targets 2.5 ms apart (under coarseAbove, so the sleeper's fine sleep
+	// and spin do the work): the time.Sleep between two of the sleeper's
+	// waits, about 1.1 ms late on Linux, still leaves it time to sleep.
+	const every = 2500 * time.Microsecond
 	start := time.Now()
-	for i := range 2000 {
-		at := start.Add(time.Duration(i) * 500 * time.Microsecond)
+	for i := range 800 {
+		at := start.Add(time.Duration(i) * every)
+		if i%2 == 1 {
+			time.Sleep(time.Until(at))
+			runtimeLate.Record(time.Since(at))
+			continue
+		}
 		if err := s.until(context.Background(), at); err != nil {
 			t.Fatal(err)
 		}
 		lateness.Record(time.Since(at))
 	}
-	t.Logf("lateness p50 %v p90 %v p99 %v max %v, slack %v", lateness.Quantile(0.5), lateness.Quantile(0.9),
-		lateness.Quantile(0.99), lateness.Max(), s.slack)
-	// Loose bounds: the test must hold on a loaded CI box; the real numbers are in the log.
-	// (make test runs packages in parallel under -race on two cores: a p90
-	// of 212 µs was seen there; a sleeper that lost its spin shows
-	// milliseconds at p50 too.) Why the margins hold: the 2,000 targets are
-	// 500 µs apart over one second, so a p90 above 2 ms needs the process
-	// kept off the CPU for 2 ms or more around 200 of them, some 100 ms of
-	// the second, which a scheduler sharing two cores does not do to a
-	// runnable process; a p50 above 200 µs needs half the wake-ups hit, a
-	// broken spin rather than a busy box. Never early is causality, no margin.
+	t.Logf("lateness p50 %v p90 %v p99 %v max %v, slack %v; time.Sleep's p50 %v p90 %v", lateness.Quantile(0.5),
+		lateness.Quantile(0.9), lateness.Quantile(0.99), lateness.Max(), s.slack, runtimeLate.Quantile(0.5), runtimeLate.Quantile(0.9))
+	// Never early: causality, no margin.
+	if lateness.Min() < 0 {
+		t.Fatalf("woke %v before the target", -lateness.Min())
+	}
+	// The median is the sleeper's own precision: a busy box (make test runs
+	// packages in parallel under -race on two cores) delays some wake-ups,
+	// not half of them, while a sleeper that lost its spin is about 1 ms late
+	// at every wake, like time.Sleep.
 	if p50 := lateness.Quantile(0.5); p50 > 200*time.Microsecond {
 		t.Fatalf("p50 lateness %v", p50)
 	}
-	if p90 := lateness.Quantile(0.9); p90 > 2*time.Millisecond {
-		t.Fatalf("p90 lateness %v", p90)
-	}
-	if lateness.Min() < 0 {
-		t.Fatalf("woke %v before the target", -lateness.Min())
+	// The tail is the machine's: 2 ms (a p90 of 212 µs was seen under make
+	// test), or what the runtime's own timer showed at the same moments if
+	// the box was busier than that (a p90 of 2.8 ms was seen with other
+	// builds running).
+	if p90, limit := lateness.Quantile(0.9), max(2*time.Millisecond, runtimeLate.Quantile(0.9)); p90 > limit {
+		t.Fatalf("p90 lateness %v, above %v (time.Sleep's p90 %v)", p90, limit, runtimeLate.Quantile(0.9))
 	}
 }
 
