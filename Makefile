@@ -26,9 +26,8 @@ bench: build ## Hot-path Go benchmarks (benchstat format), then the full end-to-
 bench-quick: build ## The end-to-end overhead run in about a minute, with gates; report in bench/results/
 	./bin/loombench -mode quick
 
-lint: ## Fail if gofmt would change a file; go vet
-	@files="$$(gofmt -l .)"; if [ -n "$$files" ]; then echo "gofmt -w these files:"; echo "$$files"; exit 1; fi
-	$(GO) vet ./...
+lint: ## go.mod tidy, then golangci-lint (pinned; installed into bin/ on first use): gofmt, vet, errorlint, one JSON door
+	GO=$(GO) ./deploy/lint.sh
 
 dashboards: ## Regenerate the Grafana dashboards (dashboards/grafana/json) from dashboards/queries
 	$(GO) run ./dashboards/cmd/gendashboards
