@@ -156,7 +156,7 @@ func readStream(ctx context.Context, resp *fasthttp.Response, keepHead bool) (fi
 				head = append(head, buf[:min(n, errorBodyMax-len(head))]...)
 			}
 		}
-		if rerr == io.EOF {
+		if errors.Is(rerr, io.EOF) {
 			return first, head, resp.CloseBodyStream()
 		}
 		if rerr == nil {

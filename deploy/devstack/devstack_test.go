@@ -489,7 +489,7 @@ func awaitClientSpans(ctx context.Context, dbURL string, want int, timeout time.
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("loom.spans has %d client spans of tenant %s with tokens after %s, want %d (last error: %v)",
+			return fmt.Errorf("loom.spans has %d client spans of tenant %s with tokens after %s, want %d (last error: %w)",
 				got, DemoTenant, timeout, want, err)
 		case <-time.After(200 * time.Millisecond):
 		}

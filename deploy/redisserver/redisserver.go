@@ -147,9 +147,9 @@ func (s *Server) waitReady(ctx context.Context, logOffset int64) error {
 			if bytes.Contains(log, []byte("Address already in use")) {
 				return fmt.Errorf("redis-server on port %d: %w (%s): %s", s.port, errPortInUse, s.logFile, log)
 			}
-			return fmt.Errorf("redis-server exited (%v; log %s): %s", s.proc.Wait(), s.logFile, log)
+			return fmt.Errorf("redis-server exited (%w; log %s): %s", s.proc.Wait(), s.logFile, log)
 		case <-ctx.Done():
-			return fmt.Errorf("redis-server on port %d did not answer: %w (last: %v)", s.port, ctx.Err(), err)
+			return fmt.Errorf("redis-server on port %d did not answer: %w (last: %w)", s.port, ctx.Err(), err)
 		case <-tick.C:
 		}
 		var info []byte

@@ -115,7 +115,7 @@ func (g *gateway) do(p planned) error {
 	if p.kind == clientAbort {
 		line, err := bufio.NewReader(resp.Body).ReadString('\n')
 		if err != nil || !strings.HasPrefix(line, "data: ") {
-			return fmt.Errorf("%s: first event: %q %v", p.tag(), line, err)
+			return fmt.Errorf("%s: first event: %q %w", p.tag(), line, err)
 		}
 		return nil // Close without reading on: the connection is dropped mid-stream.
 	}

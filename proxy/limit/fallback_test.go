@@ -79,7 +79,7 @@ func TestFallback_PrimaryFails_CountsLocally_ThenGoesBack(t *testing.T) {
 		}
 		if first == nil {
 			first = err
-		} else if err != first {
+		} else if err != first { //nolint:errorlint // the same error value, not merely one that wraps it
 			t.Fatalf("error changed within one outage: %p then %p", first, err)
 		}
 	}
@@ -88,7 +88,8 @@ func TestFallback_PrimaryFails_CountsLocally_ThenGoesBack(t *testing.T) {
 	}
 
 	clk.advance(time.Second) // time to try again, and primary is still down
-	if _, _, err := f.Take(ctx, "a", 1, 1, 3); err != first {
+	_, _, err := f.Take(ctx, "a", 1, 1, 3)
+	if err != first { //nolint:errorlint // the same error value, not merely one that wraps it
 		t.Fatalf("a failed retry returned %v; want the outage's error %v", err, first)
 	}
 	if n := primary.calls.Load(); n != 3 {

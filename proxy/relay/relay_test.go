@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -39,7 +40,7 @@ func relayAll(s *Stream, body *memBody, rec *call.Record, opts Options, out []by
 	for {
 		n, err := s.Read(p)
 		out = append(out, p[:n]...)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 	}
@@ -186,7 +187,7 @@ func TestStream_PushesClientWriteDeadlinePerWrite(t *testing.T) {
 		if n > 0 {
 			reads++
 		}
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 	}

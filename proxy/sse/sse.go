@@ -113,7 +113,7 @@ func (s *Scanner) Event() *Event { return &s.ev }
 
 // Err is the read error that ended the stream; nil at a clean end.
 func (s *Scanner) Err() error {
-	if s.err == io.EOF {
+	if errors.Is(s.err, io.EOF) {
 		return nil
 	}
 	return s.err

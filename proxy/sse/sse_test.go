@@ -2,6 +2,7 @@ package sse
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -82,7 +83,7 @@ func TestScanner_GrowsForLargeEventsUpToLimit(t *testing.T) {
 	if s.Next() {
 		t.Fatal("event over the limit was returned")
 	}
-	if s.Err() != ErrEventTooLarge {
+	if !errors.Is(s.Err(), ErrEventTooLarge) {
 		t.Fatalf("err = %v, want ErrEventTooLarge", s.Err())
 	}
 }
@@ -96,7 +97,7 @@ func TestScanner_ReadErrorIsReported(t *testing.T) {
 	if s.Next() {
 		t.Fatal("truncated event returned as complete")
 	}
-	if s.Err() != io.ErrUnexpectedEOF {
+	if !errors.Is(s.Err(), io.ErrUnexpectedEOF) {
 		t.Fatalf("err = %v", s.Err())
 	}
 }

@@ -63,7 +63,9 @@ func permanent(err error) bool {
 // success: the collector took the batch and said it rejected part of it.
 // The exporters return it as an error; the batch must not be sent again.
 func partialSuccessOnly(err error) bool {
-	switch e := err.(type) {
+	// A walk of the whole tree: errors.As finds one match, this needs
+	// every leaf to be a partial success.
+	switch e := err.(type) { //nolint:errorlint // unwraps by hand, below
 	case nil:
 		return true
 	case interface{ Unwrap() []error }:

@@ -29,7 +29,7 @@ func FuzzRecord(f *testing.F) {
 		[]byte(`{"choices":[{"text":"`+strings.Repeat("é", 3000)+`"},{"message":{"tool_calls":[{"id":"1"}]}}]}`),
 		strings.Repeat("\xff", 3000), int64(-1), math.Inf(1), uint16(0x5555))
 	f.Add("GET", "/v1/models/{model}", "", "", "", "", "", []byte{}, []byte(`{"prompt":["a","\u0000"],"input":"x"}`),
-		[]byte(`{}`), "", int64(math.MaxInt64), -0.0, uint16(0x00f0))
+		[]byte(`{}`), "", int64(math.MaxInt64), math.Copysign(0, -1), uint16(0x00f0))
 
 	col := &fakeCollector{limit: 4 << 20, discard: true}
 	tr := newCollectorTracer(f, col, func(c *config.Tracing) { c.BatchTimeout = time.Hour })

@@ -160,7 +160,7 @@ func TestRecord_StreamedChat_ServerAndClientSpansFollowGenAIConventions(t *testi
 	}
 	res := map[attribute.Key]string{}
 	for _, kv := range server.Resource.Attributes() {
-		res[kv.Key] = kv.Value.Emit()
+		res[kv.Key] = kv.Value.String()
 	}
 	if res[sa.ServiceName] != "loom" || res[sa.ServiceVersion] != "test" || res[sa.ServiceInstanceID] != "inst-1" {
 		t.Errorf("resource %v", res)
