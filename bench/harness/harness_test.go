@@ -3,9 +3,7 @@ package harness
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,27 +11,16 @@ import (
 
 	"github.com/loom-gateway/loom/deploy/pgserver"
 	"github.com/loom-gateway/loom/deploy/prereq"
+	"github.com/loom-gateway/loom/deploy/process"
 )
 
 // bin holds loom, mockupstream and otelcol-loom, built once for the package.
 var bin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "loom-bench-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bin = dir
-	build := exec.Command("go", "build", "-o", dir+"/", "github.com/loom-gateway/loom/proxy/cmd/loom",
-		"github.com/loom-gateway/loom/bench/cmd/mockupstream", "github.com/loom-gateway/loom/otelcol/cmd/otelcol-loom")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(process.RunWithBinaries(m, func(dir string) { bin = dir },
+		"github.com/loom-gateway/loom/proxy/cmd/loom", "github.com/loom-gateway/loom/bench/cmd/mockupstream",
+		"github.com/loom-gateway/loom/otelcol/cmd/otelcol-loom"))
 }
 
 func needPostgres(t *testing.T) {

@@ -27,20 +27,8 @@ import (
 var collectorBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "loom-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	collectorBin = filepath.Join(dir, "otelcol-loom")
-	build := exec.Command("go", "build", "-o", collectorBin, "github.com/loom-gateway/loom/otelcol/cmd/otelcol-loom")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build otelcol-loom: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(process.RunWithBinaries(m, func(dir string) { collectorBin = filepath.Join(dir, "otelcol-loom") },
+		"github.com/loom-gateway/loom/otelcol/cmd/otelcol-loom"))
 }
 
 func freeAddr(t testing.TB) string {

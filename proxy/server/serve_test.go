@@ -13,18 +13,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loom-gateway/loom/deploy/process"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
 
 // buildLoom builds the loom binary into dir, for the tests that run a real
 // `loom serve` (what a deployment runs, GOGC and all).
 func buildLoom(dir string) (string, error) {
-	bin := filepath.Join(dir, "loom")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/loom-gateway/loom/proxy/cmd/loom").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("build loom: %w\n%s", err, out)
+	if err := process.Build(dir, "github.com/loom-gateway/loom/proxy/cmd/loom"); err != nil {
+		return "", err
 	}
-	return bin, nil
+	return filepath.Join(dir, "loom"), nil
 }
 
 // served is a running `loom serve`.
