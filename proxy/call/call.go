@@ -196,7 +196,7 @@ func (c *Content) AppendChoice(index int, text []byte) {
 
 // RuneBoundary is the largest n' <= n at which b can be cut without
 // splitting a UTF-8 sequence.
-func RuneBoundary(b []byte, n int) int {
+func RuneBoundary[T ~string | ~[]byte](b T, n int) int {
 	if n >= len(b) {
 		return len(b)
 	}

@@ -2,9 +2,9 @@ package cli_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,18 +12,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loom-gateway/loom/deploy/freeport"
 	"github.com/loom-gateway/loom/proxy/cli"
 )
 
-// unusedAddr is a loopback address nothing listens on (just freed).
-func unusedAddr(t *testing.T) string {
+// twoFreeAddrs is two loopback addresses nothing listens on: two different
+// ones, as a just-freed port may be offered again.
+func twoFreeAddrs(t *testing.T) (string, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 10 {
+		a, err1 := freeport.Addr()
+		b, err2 := freeport.Addr()
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatal(err)
+		}
+		if a != b {
+			return a, b
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("the same free port ten times over")
+	return "", ""
 }
 
 func httpGet(t *testing.T, url string) (int, string, http.Header) {
@@ -44,7 +52,7 @@ func httpGet(t *testing.T, url string) (int, string, http.Header) {
 // (Prometheus text, counting what the gateway refused), and not on the
 // gateway's own address.
 func TestServe_OpsListen_ServesMetricsOverHTTP(t *testing.T) {
-	listen, ops := unusedAddr(t), unusedAddr(t)
+	listen, ops := twoFreeAddrs(t)
 	path := filepath.Join(t.TempDir(), "loom.yaml")
 	yaml := fmt.Sprintf(`listen: %q
 ops: {listen: %q}

@@ -11,20 +11,13 @@ import (
 
 func TestAuthenticate_LiveSnapshot_NamesTenantAndKey(t *testing.T) {
 	const key = "sk-loom-authenticate-test-key"
-	cfg, err := config.Parse([]byte(`
+	srv := newServer(t, `
 deployments: [{name: oa, provider: openai, base_url: "https://api.openai.com/v1", api_key: sk-x}]
 tenants:
   - id: acme
-    keys: [{id: acme-1, sha256: ` + tenant.Hash(key) + `}]
+    keys: [{id: acme-1, sha256: `+tenant.Hash(key)+`}]
     models: [{name: m, deployment: oa}]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, server.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	if tid, kid, ok := srv.Authenticate([]byte(key)); !ok || tid != "acme" || kid != "acme-1" {
 		t.Errorf("Authenticate(key) = %q, %q, %v; want acme, acme-1, true", tid, kid, ok)
 	}
@@ -38,4 +31,19 @@ tenants:
 	if _, _, ok := srv.Authenticate([]byte(key)); ok {
 		t.Error("a key removed from the snapshot still authenticates")
 	}
+}
+
+// newServer is a gateway built from a configuration file's text, not
+// serving: for tests of its snapshot and authentication.
+func newServer(tb testing.TB, yaml string) *server.Server {
+	tb.Helper()
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv, err := server.New(cfg, server.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return srv
 }

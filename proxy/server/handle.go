@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -192,15 +190,7 @@ const maxRecordedModel = 256
 
 // recordedModel is a model name the client sent, as the record keeps it:
 // valid UTF-8 (invalid bytes become U+FFFD), at most maxRecordedModel bytes.
-func recordedModel(b []byte) string {
-	b = b[:call.RuneBoundary(b, maxRecordedModel)]
-	s := strings.ToValidUTF8(string(b), "\uFFFD")
-	for len(s) > maxRecordedModel { // U+FFFD is longer than the byte it replaced
-		_, size := utf8.DecodeLastRuneInString(s)
-		s = s[:len(s)-size]
-	}
-	return s
-}
+func recordedModel(b []byte) string { return call.CleanBytes(b, maxRecordedModel) }
 
 func modelNotFound(model []byte) *apierror.Error {
 	return apierror.New(fasthttp.StatusNotFound, apierror.TypeInvalidRequest, "model_not_found", "model",

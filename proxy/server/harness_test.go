@@ -66,6 +66,29 @@ type stackOptions struct {
 	eventGate     func(i int) // the mock's EventGate
 }
 
+// serve starts a gateway on st.cfg with opts on a loopback port, stopped
+// when the test ends, and a client for it.
+func (st *stack) serve(opts server.Options) {
+	t := st.t
+	var err error
+	if st.loom, err = server.New(st.cfg, opts); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = st.loom.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = st.loom.Shutdown(ctx)
+	})
+	st.url = "http://" + ln.Addr().String()
+	st.client = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}}
+	t.Cleanup(st.client.CloseIdleConnections)
+}
+
 func startStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
 	mock := mockupstream.New(mockupstream.Config{APIKey: upstreamSecret, ReplayDir: fixtures, EventGate: o.eventGate})
@@ -131,23 +154,7 @@ tenants:
 		t.Fatal(err)
 	}
 	st := &stack{t: t, mock: mock, cfg: cfg, keyA: keyA, keyB: keyB, notify: make(chan struct{}, 1)}
-	st.loom, err = server.New(cfg, server.Options{Sink: call.Sinks(call.SinkFunc(st.record), o.sink), Limiter: o.limiter, Logger: o.logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = st.loom.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		_ = st.loom.Shutdown(ctx)
-	})
-	st.url = "http://" + ln.Addr().String()
-	st.client = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}}
-	t.Cleanup(st.client.CloseIdleConnections)
+	st.serve(server.Options{Sink: call.Sinks(call.SinkFunc(st.record), o.sink), Limiter: o.limiter, Logger: o.logger})
 	return st
 }
 

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/server"
 	"github.com/loom-gateway/loom/proxy/tenancy"
 	"github.com/loom-gateway/loom/proxy/tenant"
@@ -18,16 +17,9 @@ import (
 // deployment, oa.
 func quarantineServer(t *testing.T) *server.Server {
 	t.Helper()
-	cfg, err := config.Parse([]byte(`
+	srv := newServer(t, `
 deployments: [{name: oa, provider: openai, base_url: "https://api.openai.com/v1", api_key: sk-x}]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, server.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	if err := srv.SetTenants([]tenancy.Tenant{acme(), globex()}); err != nil {
 		t.Fatal(err)
 	}
@@ -150,16 +142,9 @@ func TestKeyLive_RevokedExpiredOrTenantGone_IsNotLive(t *testing.T) {
 // models each), all good and with one to quarantine: a reload must stay
 // well inside the second a revocation has.
 func BenchmarkSetTenants(b *testing.B) {
-	cfg, err := config.Parse([]byte(`
+	srv := newServer(b, `
 deployments: [{name: oa, provider: openai, base_url: "https://api.openai.com/v1", api_key: sk-x}]
-`))
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := server.New(cfg, server.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+`)
 	tenants := make([]tenancy.Tenant, 1000)
 	for i := range tenants {
 		id := "t" + strconv.Itoa(i)
@@ -194,17 +179,10 @@ deployments: [{name: oa, provider: openai, base_url: "https://api.openai.com/v1"
 func TestSetTenants_EnvironmentChangedSinceStart_TenantsStillApply(t *testing.T) {
 	t.Setenv("LOOM_TEST_DEPLOYMENT_KEY", "sk-x")
 	t.Setenv("LOOM_TEST_REDIS_URL", "redis://127.0.0.1:1/0")
-	cfg, err := config.Parse([]byte(`
+	srv := newServer(t, `
 deployments: [{name: oa, provider: openai, base_url: "https://api.openai.com/v1", api_key_env: LOOM_TEST_DEPLOYMENT_KEY}]
 redis: {url_env: LOOM_TEST_REDIS_URL}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, server.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	os.Unsetenv("LOOM_TEST_DEPLOYMENT_KEY") // t.Setenv restores both after the test
 	os.Unsetenv("LOOM_TEST_REDIS_URL")
 	if err := srv.SetTenants([]tenancy.Tenant{acme(), globex()}); err != nil {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/config"
@@ -118,23 +117,7 @@ tenants:
 		t.Fatal(err)
 	}
 	st := &stack{t: t, cfg: cfg, keyA: keyA, notify: make(chan struct{}, 1)}
-	st.loom, err = server.New(cfg, server.Options{Sink: call.SinkFunc(st.record)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = st.loom.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		_ = st.loom.Shutdown(ctx)
-	})
-	st.url = "http://" + ln.Addr().String()
-	st.client = &http.Client{Transport: &http.Transport{DisableCompression: true}}
-	t.Cleanup(st.client.CloseIdleConnections)
+	st.serve(server.Options{Sink: call.SinkFunc(st.record)})
 	return st
 }
 

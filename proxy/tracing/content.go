@@ -273,7 +273,7 @@ func (b *budget) small(s *string) bool {
 	if *s == "" {
 		return true
 	}
-	v := clean(*s, maxField)
+	v := call.Clean(*s, maxField)
 	*s = v
 	return b.meta(len(v))
 }
@@ -289,7 +289,7 @@ func (b *budget) part(p *part) bool {
 		if f == nil || *f == "" {
 			continue
 		}
-		v := clean(*f, max(b.text, 0))
+		v := call.Clean(*f, max(b.text, 0))
 		if len(v) < len(*f) {
 			if v == "" {
 				return false

@@ -341,7 +341,7 @@ func TestContent_CapCountsEveryFieldAndKeepsPartsValid(t *testing.T) {
 
 func TestClean_ShortValidStringsPassUnchangedWithoutAllocating(t *testing.T) {
 	s := "gpt-4o-mini-2024-07-18"
-	if n := testing.AllocsPerRun(100, func() { _ = clean(s, maxShort) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { _ = call.Clean(s, maxShort) }); n != 0 {
 		t.Fatalf("clean allocates %v times on the fast path", n)
 	}
 	for _, tc := range []struct {
@@ -356,8 +356,8 @@ func TestClean_ShortValidStringsPassUnchangedWithoutAllocating(t *testing.T) {
 		{strings.Repeat("x", 10), 3, "xxx"},
 		{"\xed\xa0\x80", 3, "\uFFFD"}, // ToValidUTF8 merges a run of invalid bytes
 	} {
-		if got := clean(tc.in, tc.max); got != tc.want {
-			t.Errorf("clean(%q, %d) = %q, want %q", tc.in, tc.max, got, tc.want)
+		if got := call.Clean(tc.in, tc.max); got != tc.want {
+			t.Errorf("call.Clean(%q, %d) = %q, want %q", tc.in, tc.max, got, tc.want)
 		}
 	}
 }

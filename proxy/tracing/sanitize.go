@@ -5,6 +5,8 @@ import (
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/loom-gateway/loom/proxy/call"
 )
 
 // Every string that reaches a span comes from someone Loom does not trust:
@@ -25,48 +27,6 @@ const (
 	maxReasons = 256
 )
 
-// clean returns s as valid UTF-8 of at most max bytes: invalid bytes become
-// U+FFFD and the cut never splits a character. A short valid string (every
-// call's ordinary case) is returned as it is, without allocating.
-func clean(s string, max int) string {
-	if len(s) <= max && utf8.ValidString(s) {
-		return s
-	}
-	return cleanSlow(s, max)
-}
-
-func cleanSlow(s string, max int) string {
-	if len(s) > 4*max+16 {
-		// Work on a bounded prefix: what is cut would be thrown away anyway
-		// (U+FFFD is 3 bytes, so the prefix still fills max).
-		s = s[:4*max+16]
-	}
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
-	return s[:runeBoundary(s, max)]
-}
-
-// cleanBytes is clean for a byte slice; the result never aliases b.
-func cleanBytes(b []byte, max int) string {
-	if len(b) <= max && utf8.Valid(b) {
-		return string(b)
-	}
-	return cleanSlow(string(b[:min(len(b), 4*max+16)]), max)
-}
-
-// runeBoundary is the largest n' <= n at which s can be cut without
-// splitting a UTF-8 sequence.
-func runeBoundary(s string, n int) int {
-	if n >= len(s) {
-		return len(s)
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return n
-}
-
 // cleanSlice cleans each string of ss, and keeps at most maxReasons of
 // them. It returns ss itself when nothing needs changing.
 func cleanSlice(ss []string, max int) []string {
@@ -82,14 +42,14 @@ func cleanSlice(ss []string, max int) []string {
 	}
 	out := make([]string, min(len(ss), maxReasons))
 	for i := range out {
-		out[i] = clean(ss[i], max)
+		out[i] = call.Clean(ss[i], max)
 	}
 	return out
 }
 
 // strAttr is attribute.String with the value cleaned to maxShort.
 func strAttr(k, v string) attribute.KeyValue {
-	return attribute.String(k, clean(v, maxShort))
+	return attribute.String(k, call.Clean(v, maxShort))
 }
 
 // scrubAddrs replaces every IP address (with its port) in s by "<addr>":

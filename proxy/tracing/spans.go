@@ -64,7 +64,7 @@ func statusMessage(r *call.Record) string {
 	if r.Outcome == call.OutcomeClientGone {
 		return "client disconnected"
 	}
-	return scrubAddrs(clean(r.ErrorMessage, maxStatus))
+	return scrubAddrs(call.Clean(r.ErrorMessage, maxStatus))
 }
 
 // traceParent carries a client's traceparent header to the W3C propagator.
@@ -83,17 +83,17 @@ func (traceParent) Keys() []string     { return []string{"traceparent"} }
 // is one of Loom's own templates; the method is one of a fixed few.
 func serverName(r *call.Record) string {
 	if r.HTTPRoute == "" {
-		return clean(r.HTTPMethod, maxShort)
+		return call.Clean(r.HTTPMethod, maxShort)
 	}
-	return clean(r.HTTPMethod+" "+r.HTTPRoute, maxShort)
+	return call.Clean(r.HTTPMethod+" "+r.HTTPRoute, maxShort)
 }
 
 // clientName follows the GenAI conventions: "{operation} {request model}".
 func clientName(r *call.Record) string {
 	if r.UpstreamModel == "" {
-		return clean(string(r.Operation), maxShort)
+		return call.Clean(string(r.Operation), maxShort)
 	}
-	return clean(string(r.Operation)+" "+r.UpstreamModel, maxShort)
+	return call.Clean(string(r.Operation)+" "+r.UpstreamModel, maxShort)
 }
 
 // appendCall adds what both spans of a call carry.
@@ -178,16 +178,16 @@ func appendClient(a []attribute.KeyValue, r *call.Record, seq int64, instance st
 		a = append(a, attribute.Int64(sa.GenAIRequestSeed, *p.Seed))
 	}
 	if p.EncodingFormat != "" {
-		a = append(a, attribute.StringSlice(sa.GenAIRequestEncodingFormats, []string{clean(p.EncodingFormat, maxShort)}))
+		a = append(a, attribute.StringSlice(sa.GenAIRequestEncodingFormats, []string{call.Clean(p.EncodingFormat, maxShort)}))
 	}
 	if r.UpstreamStatus != 0 {
 		a = append(a, attribute.Int(sa.HTTPResponseStatusCode, r.UpstreamStatus))
 	}
 	if len(r.ResponseID) > 0 {
-		a = append(a, attribute.String(sa.GenAIResponseID, cleanBytes(r.ResponseID, maxShort)))
+		a = append(a, attribute.String(sa.GenAIResponseID, call.CleanBytes(r.ResponseID, maxShort)))
 	}
 	if len(r.ResponseModel) > 0 {
-		a = append(a, attribute.String(sa.GenAIResponseModel, cleanBytes(r.ResponseModel, maxShort)))
+		a = append(a, attribute.String(sa.GenAIResponseModel, call.CleanBytes(r.ResponseModel, maxShort)))
 	}
 	if len(r.FinishReasons) > 0 {
 		a = append(a, attribute.StringSlice(sa.GenAIResponseFinishReasons, cleanSlice(r.FinishReasons, maxReason)))

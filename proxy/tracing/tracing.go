@@ -75,7 +75,7 @@ func New(ctx context.Context, cfg config.Tracing, opts Options) (*Tracer, error)
 			return nil, err
 		}
 	}
-	instance := clean(cfg.InstanceID, maxShort)
+	instance := call.Clean(cfg.InstanceID, maxShort)
 	if instance == "" {
 		var b [8]byte
 		_, _ = rand.Read(b[:])
@@ -95,7 +95,7 @@ func New(ctx context.Context, cfg config.Tracing, opts Options) (*Tracer, error)
 		sdktrace.WithSpanProcessor(t.queue),
 		sdktrace.WithResource(resource.NewSchemaless(
 			attribute.String(spanattr.ServiceName, spanattr.ServiceNameLoom),
-			attribute.String(spanattr.ServiceVersion, clean(opts.ServiceVersion, maxShort)),
+			attribute.String(spanattr.ServiceVersion, call.Clean(opts.ServiceVersion, maxShort)),
 			attribute.String(spanattr.ServiceInstanceID, instance),
 		)),
 	)
