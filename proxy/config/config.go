@@ -197,7 +197,42 @@ type Tracing struct {
 	// BatchBytes bounds one export by encoded size; it must stay under the
 	// collector's receive limit (4 MiB for OTLP/gRPC by default).
 	BatchBytes int `yaml:"batch_bytes"`
+	// Spool is where finished calls wait, on disk, for the collector.
+	Spool Spool `yaml:"spool"`
 }
+
+// Spool is the durable log between a finished call and the collector: each
+// call is encoded once, appended in memory, and group-committed to segment
+// files (one write and one fdatasync per commit), so a crash loses at most
+// the calls of the last commit window, and an unreachable collector costs
+// disk, not calls.
+type Spool struct {
+	// Dir holds the segments, the shipping cursor and the instance id (which
+	// stays the same for as long as the directory does). Empty means a
+	// temporary directory removed at stop: nothing then survives a crash,
+	// and each start is a new instance.
+	Dir string `yaml:"dir"`
+	// MaxBytes bounds the spool on disk (committed, not yet shipped) plus
+	// what waits in memory for the next commit.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// SegmentBytes is the size at which a segment file is closed and a new
+	// one started; shipped segments are deleted whole.
+	SegmentBytes int64 `yaml:"segment_bytes"`
+	// CommitInterval is the group-commit window: the longest a finished
+	// call waits in memory before it is written and synced, and so the
+	// most a crash can lose.
+	CommitInterval time.Duration `yaml:"commit_interval"`
+	// WhenFull says what happens when MaxBytes is reached: "drop" (keep
+	// serving, count every call not recorded) or "refuse" (answer new calls
+	// with a 503 until the collector catches up).
+	WhenFull string `yaml:"when_full"`
+}
+
+// Spool policies when full.
+const (
+	SpoolDrop   = "drop"
+	SpoolRefuse = "refuse"
+)
 
 // Tracing protocols.
 const (
@@ -220,6 +255,12 @@ var DefaultTracing = Tracing{
 	RetryMaxElapsed: 75 * time.Second,
 	QueueBytes:      256 << 20,
 	BatchBytes:      3 << 20,
+	Spool: Spool{
+		MaxBytes:       4 << 30,
+		SegmentBytes:   64 << 20,
+		CommitInterval: 5 * time.Millisecond,
+		WhenFull:       SpoolDrop,
+	},
 }
 
 // Timeouts bound each phase of a call.
@@ -422,6 +463,21 @@ func (c *Config) applyDefaults() {
 	}
 	if tr.BatchBytes == 0 {
 		tr.BatchBytes = dt.BatchBytes
+	}
+	{
+		sp := &tr.Spool
+		if sp.MaxBytes == 0 {
+			sp.MaxBytes = dt.Spool.MaxBytes
+		}
+		if sp.SegmentBytes == 0 {
+			sp.SegmentBytes = dt.Spool.SegmentBytes
+		}
+		if sp.CommitInterval == 0 {
+			sp.CommitInterval = dt.Spool.CommitInterval
+		}
+		if sp.WhenFull == "" {
+			sp.WhenFull = dt.Spool.WhenFull
+		}
 	}
 	if c.Store.Enabled() && c.Store.Poll == 0 {
 		c.Store.Poll = 10 * time.Second
@@ -628,6 +684,19 @@ func (t *Tracing) validate(bad func(field, format string, args ...any)) {
 	}
 	if t.QueueBytes < int64(t.BatchBytes) {
 		bad("tracing.queue_bytes", "must be at least tracing.batch_bytes (%d), got %d", t.BatchBytes, t.QueueBytes)
+	}
+	sp := &t.Spool
+	if sp.SegmentBytes < 1<<20 {
+		bad("tracing.spool.segment_bytes", "must be at least 1 MiB, got %d", sp.SegmentBytes)
+	}
+	if sp.MaxBytes < 2*sp.SegmentBytes {
+		bad("tracing.spool.max_bytes", "must be at least twice tracing.spool.segment_bytes (%d), got %d", sp.SegmentBytes, sp.MaxBytes)
+	}
+	if sp.CommitInterval < 0 || sp.CommitInterval > time.Second {
+		bad("tracing.spool.commit_interval", "must be between 0 and 1s, got %v", sp.CommitInterval)
+	}
+	if sp.WhenFull != SpoolDrop && sp.WhenFull != SpoolRefuse {
+		bad("tracing.spool.when_full", "must be %q or %q, got %q", SpoolDrop, SpoolRefuse, sp.WhenFull)
 	}
 	if t.RetryMaxElapsed < 0 || t.RetryMaxElapsed >= t.ExportTimeout {
 		bad("tracing.retry_max_elapsed", "must be shorter than tracing.export_timeout (%v), got %v", t.ExportTimeout, t.RetryMaxElapsed)
