@@ -66,9 +66,11 @@ const (
 	TenantID   = "loom.tenant.id"   // call
 	APIKeyID   = "loom.api_key.id"  // call; the key's id, never the key
 	InstanceID = "loom.instance.id" // call; equals service.instance.id
-	// Seq numbers the calls of one instance 1, 2, 3... with no gaps, so a
-	// missing number among an instance's SERVER spans is a lost record.
-	Seq        = "loom.seq" // call
+	// RunID names one process start of an instance; Seq numbers the calls
+	// of one run 1, 2, 3... with no gaps, so a missing number among a run's
+	// SERVER spans is a lost record.
+	RunID      = "loom.run.id" // call
+	Seq        = "loom.seq"    // call
 	Deployment = "loom.deployment"
 	// RequestModel and RequestStream are the public model the client asked
 	// for and whether it asked for a stream, on the SERVER span: gen_ai.*
@@ -93,4 +95,21 @@ const (
 	ClientBytes        = "loom.client.bytes"
 	// ContentTruncated is true when captured content hit the size cap.
 	ContentTruncated = "loom.content.truncated"
+)
+
+// Run markers: each run of an instance opens with an INTERNAL span named
+// RunSpanName whose RunEvent is RunStart, and a clean stop closes it with
+// one whose RunEvent is RunStop and RunLastSeq the run's last loom.seq. A
+// run with no stop marker crashed; it can have lost at most the calls
+// finished in its last commit window (RunCommitInterval, in seconds) and
+// never more than RunLossBound calls (what the spool holds in memory).
+// Both markers carry InstanceID and RunID.
+const (
+	RunSpanName       = "loom run"
+	RunEvent          = "loom.run.event" // RunStart or RunStop
+	RunStart          = "start"
+	RunStop           = "stop"
+	RunLastSeq        = "loom.run.last_seq"
+	RunCommitInterval = "loom.run.commit_interval"
+	RunLossBound      = "loom.run.loss_bound"
 )

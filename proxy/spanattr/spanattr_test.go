@@ -64,7 +64,8 @@ func TestNames_MatchSemanticConventions(t *testing.T) {
 // future convention.
 func TestNames_LoomOwnUnderLoomNamespace(t *testing.T) {
 	for _, name := range []string{
-		spanattr.TenantID, spanattr.APIKeyID, spanattr.InstanceID, spanattr.Seq,
+		spanattr.TenantID, spanattr.APIKeyID, spanattr.InstanceID, spanattr.RunID, spanattr.Seq, spanattr.RunEvent, spanattr.RunLastSeq,
+		spanattr.RunCommitInterval, spanattr.RunLossBound,
 		spanattr.Deployment, spanattr.RequestModel, spanattr.RequestStream, spanattr.Outcome, spanattr.GatewayOverhead, spanattr.Chunks,
 		spanattr.ChunksSent, spanattr.UsageSource, spanattr.UsageTotalTokens, spanattr.UsageInjected,
 		spanattr.ClientDisconnected, spanattr.Drained, spanattr.DrainComplete,
