@@ -80,7 +80,13 @@ func (s *Spool) readLocked(maxBytes, maxRecords int) (Batch, bool, error) {
 		}
 		s.smu.Unlock()
 		if s.rpos.Offset < seg.size {
-			return s.readSegment(seg, next, maxBytes, maxRecords)
+			b, ok, err := s.readSegment(seg, next, maxBytes, maxRecords)
+			if ok || err != nil {
+				return b, ok, err
+			}
+			// A corrupt frame: readSegment moved past the rest of that
+			// segment; go on with what follows.
+			continue
 		}
 		if !seg.sealed || next == 0 {
 			return Batch{}, false, nil

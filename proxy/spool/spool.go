@@ -107,6 +107,42 @@ type Options struct {
 	// as it wakes.
 	CommitInterval time.Duration
 	Logger         *slog.Logger
+
+	// faults makes writes and syncs fail on demand, for the tests of a bad
+	// disk.
+	faults *faults
+}
+
+// faults fails the next n segment writes or fdatasyncs with err.
+type faults struct {
+	writes, syncs atomic.Int32
+	err           error
+}
+
+func (f *faults) write() error {
+	if f == nil {
+		return nil
+	}
+	return f.fail(&f.writes)
+}
+
+func (f *faults) sync() error {
+	if f == nil {
+		return nil
+	}
+	return f.fail(&f.syncs)
+}
+
+func (f *faults) fail(n *atomic.Int32) error {
+	for {
+		v := n.Load()
+		if v <= 0 {
+			return nil
+		}
+		if n.CompareAndSwap(v, v-1) {
+			return f.err
+		}
+	}
 }
 
 // Position is a place in the spool: a segment number and a byte offset in it.
@@ -363,7 +399,7 @@ func (s *Spool) cutTornTail(id uint64) (int64, error) {
 	}
 	end, recs := validPrefix(b, id)
 	cut := int64(len(b)) - end
-	if cut == 0 {
+	if cut == 0 && end > 0 {
 		return 0, nil
 	}
 	s.st.TornBytesCut += cut
@@ -643,11 +679,21 @@ func (s *Spool) write(batch []byte) error {
 	}
 	// WriteAt at the committed end: a retry after a failure rewrites the
 	// same bytes in the same place.
+	if err := s.opt.faults.write(); err != nil {
+		// What a full disk does: part of the batch lands, then an error.
+		s.wf.WriteAt(batch[:len(batch)/2], s.wsize)
+		s.dirty = true
+		return fmt.Errorf("write segment %d: %w", s.wid, err)
+	}
 	if _, err := s.wf.WriteAt(batch, s.wsize); err != nil {
 		s.dirty = true
 		return fmt.Errorf("write segment %d: %w", s.wid, err)
 	}
-	if err := datasync(s.wf); err != nil {
+	err := s.opt.faults.sync()
+	if err == nil {
+		err = datasync(s.wf)
+	}
+	if err != nil {
 		s.dirty = true
 		return fmt.Errorf("fdatasync segment %d: %w", s.wid, err)
 	}
