@@ -8,13 +8,12 @@ import (
 	"time"
 
 	"github.com/loom-gateway/loom/proxy/call"
-	"github.com/loom-gateway/loom/proxy/config"
 )
 
 // FuzzRecord feeds records with random bytes in every string and byte
-// field, and random numbers, through span creation and the production OTLP
-// conversion and protobuf encoding (fakeCollector behind otlptrace.New):
-// no record may panic, fail to encode, or be refused. CI runs it briefly
+// field, and random numbers, through the whole tracer: the encoder, the
+// spool and the shipper, into a collector that decodes with the official
+// OTLP types: no record may panic, fail to decode, or be refused. CI runs it briefly
 // (make test); the seeds below run with every `go test`.
 func FuzzRecord(f *testing.F) {
 	f.Add("POST", "/v1/chat/completions", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", "acme", "openai", "stop",
@@ -32,7 +31,7 @@ func FuzzRecord(f *testing.F) {
 		[]byte(`{}`), "", int64(math.MaxInt64), math.Copysign(0, -1), uint16(0x00f0))
 
 	col := &fakeCollector{limit: 4 << 20, discard: true}
-	tr := newCollectorTracer(f, col, func(c *config.Tracing) { c.BatchTimeout = time.Hour })
+	tr := newCollectorTracer(f, col)
 	f.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
 
 	f.Fuzz(func(t *testing.T, method, route, model, upstreamModel, tenant, provider, reason string,
@@ -66,10 +65,10 @@ func FuzzRecord(f *testing.F) {
 		if err := tr.Flush(ctx); err != nil {
 			t.Fatalf("flush: %v", err)
 		}
-		if errs := col.marshalErrors(); len(errs) > 0 {
+		if errs := col.decodeErrors(); len(errs) > 0 {
 			t.Fatalf("OTLP encoding failed: %v", errs[0])
 		}
-		if st := tr.Stats(); st.Dropped != 0 || st.Pending != 0 {
+		if st := tr.Stats(); st.Dropped != 0 || st.Spool.DiskBytes != 0 {
 			t.Fatalf("spans dropped or stuck: %+v", st)
 		}
 	})
