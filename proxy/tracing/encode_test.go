@@ -507,4 +507,10 @@ func TestEncode_AllocationBudget(t *testing.T) {
 	if n > 0 {
 		t.Fatalf("appendCall allocates %.0f times per call, budget 0 (issue 12 allows 2)", n)
 	}
+	// A client's traceparent costs the context the W3C propagator returns.
+	r.TraceParent = []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	n = testing.AllocsPerRun(200, func() { buf = e.appendCall(buf[:0], r, callIDs{Seq: 1, Run: "0123456789abcdef"}) })
+	if n > 2 {
+		t.Fatalf("appendCall with a traceparent allocates %.0f times per call, budget 2", n)
+	}
 }
