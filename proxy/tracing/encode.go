@@ -402,7 +402,7 @@ func appendStatus(dst []byte, r *call.Record, failed bool) []byte {
 // appendServerName is serverName without building the string.
 func appendServerName(dst []byte, r *call.Record) []byte {
 	if r.HTTPRoute == "" {
-		return appendString(dst, tagName, call.Clean(r.HTTPMethod, maxShort))
+		return appendName(dst, call.Clean(r.HTTPMethod, maxShort))
 	}
 	return appendJoined(dst, r.HTTPMethod, r.HTTPRoute)
 }
@@ -410,9 +410,17 @@ func appendServerName(dst []byte, r *call.Record) []byte {
 // appendClientName is clientName without building the string.
 func appendClientName(dst []byte, r *call.Record) []byte {
 	if r.UpstreamModel == "" {
-		return appendString(dst, tagName, call.Clean(string(r.Operation), maxShort))
+		return appendName(dst, call.Clean(string(r.Operation), maxShort))
 	}
 	return appendJoined(dst, string(r.Operation), r.UpstreamModel)
+}
+
+// appendName writes a span's name; proto3 leaves an empty one out.
+func appendName(dst []byte, name string) []byte {
+	if name == "" {
+		return dst
+	}
+	return appendString(dst, tagName, name)
 }
 
 // appendJoined writes the span name call.Clean(a+" "+b, maxShort), joining

@@ -117,6 +117,7 @@ func equivalenceRecords() []struct {
 				Request: []byte(`{"messages":[{"role":"` + strings.Repeat("r", 3000) + `","name":"\ud800","content":"` + strings.Repeat("\\u0001", 3000) + `"}]}` + "\xff"),
 				Choices: [][]byte{[]byte(strings.Repeat("\xff", 5000))}}
 		})},
+		{"empty-names", &call.Record{Start: time.Unix(10, 0), UpstreamStart: time.Unix(10, 1), End: time.Unix(11, 0)}},
 		{"extreme-numbers", mod(func(r *call.Record) {
 			r.Params.Temperature, r.Params.MaxTokens = f64(math.Inf(-1)), i64(math.MinInt64)
 			r.Usage.InputTokens, r.ClientBytes, r.Status = -1, math.MaxInt64, -7
