@@ -515,3 +515,49 @@ func TestEncode_AllocationBudget(t *testing.T) {
 		t.Fatalf("appendCall with a traceparent allocates %.0f times per call, budget 2", n)
 	}
 }
+
+// Many request goroutines record at once: the encoder is shared, every
+// output stays whole (run with -race).
+func TestEncode_ConcurrentCalls_EachOutputWhole(t *testing.T) {
+	e := newEncoder("v", "inst-1")
+	recs := equivalenceRecords()
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			var buf []byte
+			for i := range 50 {
+				tc := recs[(g+i)%len(recs)]
+				buf = e.appendCall(buf[:0], tc.rec, callIDs{Seq: int64(i), Run: "r"})
+				var req coltracepb.ExportTraceServiceRequest
+				if err := proto.Unmarshal(buf, &req); err != nil {
+					errs <- fmt.Errorf("%s: %w", tc.name, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// As the SDK did with trace.WithTimestamp(zero time): a time the record
+// lacks is the moment of recording, never 1 January of year 1.
+func TestEncode_MissingTimesAreTheMomentOfRecording(t *testing.T) {
+	r := streamedChat()
+	r.Start, r.End, r.UpstreamEnd = time.Time{}, time.Time{}, time.Time{}
+	before := uint64(time.Now().UnixNano())
+	rs := decodeOne(t, newEncoder("v", "i").appendCall(nil, r, callIDs{Seq: 1}))
+	after := uint64(time.Now().UnixNano())
+	for _, s := range rs.ScopeSpans[0].Spans {
+		if s.EndTimeUnixNano < before || s.EndTimeUnixNano > after {
+			t.Fatalf("%v span ends at %d, not within [%d, %d]", s.Kind, s.EndTimeUnixNano, before, after)
+		}
+		if s.Kind == tracepb.Span_SPAN_KIND_SERVER && (s.StartTimeUnixNano < before || s.StartTimeUnixNano > after) {
+			t.Fatalf("server span starts at %d", s.StartTimeUnixNano)
+		}
+	}
+}
