@@ -53,7 +53,7 @@ const (
 	tagTraceState   = 3<<3 | 2
 	tagParentSpanID = 4<<3 | 2
 	tagName         = 5<<3 | 2
-	tagKind         = 6<<3 | 0
+	tagKind         = 6 << 3 // varint
 	tagStart        = 7<<3 | 1
 	tagEnd          = 8<<3 | 1
 	tagSpanAttr     = 9<<3 | 2
@@ -62,14 +62,14 @@ const (
 	tagFlags0, tagFlags1 = 0x85, 0x01
 
 	tagStatusMessage = 2<<3 | 2
-	tagStatusCode    = 3<<3 | 0
+	tagStatusCode    = 3 << 3 // varint
 
 	tagKVKey   = 1<<3 | 2
 	tagKVValue = 2<<3 | 2
 
 	tagAnyString = 1<<3 | 2
-	tagAnyBool   = 2<<3 | 0
-	tagAnyInt    = 3<<3 | 0
+	tagAnyBool   = 2 << 3 // varint
+	tagAnyInt    = 3 << 3 // varint
 	tagAnyDouble = 4<<3 | 1
 	tagAnyArray  = 5<<3 | 2
 	tagArrayVals = 1<<3 | 2
