@@ -93,7 +93,6 @@ type encoder struct {
 	resource []byte // ResourceSpans.resource: tag, length, Resource
 	scope    []byte // ScopeSpans.scope: tag, length, InstrumentationScope
 	instance []byte // the span attribute loom.instance.id: tag, length, KeyValue
-	id       string
 }
 
 // callIDs are a call's place in its instance's numbering.
@@ -131,7 +130,7 @@ func newEncoder(serviceVersion, instance string) *encoder {
 			attribute.String(sa.ServiceVersion, call.Clean(serviceVersion, maxShort)),
 			attribute.String(sa.ServiceInstanceID, instance))
 	}
-	e := &encoder{id: instance}
+	e := &encoder{}
 	var start int
 	e.resource, start = openLen(nil, tagRSResource, 1)
 	for _, kv := range res.Attributes() {
