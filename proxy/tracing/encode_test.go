@@ -561,3 +561,58 @@ func TestEncode_MissingTimesAreTheMomentOfRecording(t *testing.T) {
 		}
 	}
 }
+
+// encodedSpans decodes one appendCall output into its SERVER and CLIENT
+// spans (client nil when there is none).
+func encodedSpans(t *testing.T, b []byte) (server, client *tracepb.Span) {
+	t.Helper()
+	for _, s := range decodeOne(t, b).ScopeSpans[0].Spans {
+		switch s.Kind {
+		case tracepb.Span_SPAN_KIND_SERVER:
+			server = s
+		case tracepb.Span_SPAN_KIND_CLIENT:
+			client = s
+		}
+	}
+	if server == nil {
+		t.Fatal("no SERVER span")
+	}
+	return server, client
+}
+
+// otlpAttrs is s's attributes by key.
+func otlpAttrs(s *tracepb.Span) map[string]*commonpb.AnyValue {
+	m := map[string]*commonpb.AnyValue{}
+	for _, kv := range s.Attributes {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
+// gen_ai.* lives on the CLIENT span only, so GenAI-aware backends count
+// each upstream call once; the call's numbering is on both.
+func TestEncode_GenAIOnlyOnClientSpan_NumberingOnBoth(t *testing.T) {
+	b := newEncoder("v", "inst-1").appendCall(nil, streamedChat(), callIDs{Seq: 42, Run: "run-9"})
+	server, client := encodedSpans(t, b)
+	if client == nil {
+		t.Fatal("no CLIENT span")
+	}
+	sa2, ca := otlpAttrs(server), otlpAttrs(client)
+	for k := range sa2 {
+		if strings.HasPrefix(k, "gen_ai.") {
+			t.Errorf("SERVER span carries %s", k)
+		}
+	}
+	if ca[sa.GenAIUsageInputTokens].GetIntValue() != 11 || ca[sa.GenAIUsageCacheReadInputTokens].GetIntValue() != 4 ||
+		ca[sa.GenAIRequestModel].GetStringValue() != "gpt-4o-mini-2024-07-18" {
+		t.Errorf("CLIENT span GenAI attributes wrong: %v", keys(client.Attributes))
+	}
+	for _, m := range []map[string]*commonpb.AnyValue{sa2, ca} {
+		if m[sa.Seq].GetIntValue() != 42 || m[sa.RunID].GetStringValue() != "run-9" || m[sa.InstanceID].GetStringValue() != "inst-1" {
+			t.Errorf("numbering missing: seq %v run %v instance %v", m[sa.Seq], m[sa.RunID], m[sa.InstanceID])
+		}
+	}
+	if server.Name != "POST /v1/chat/completions" || client.Name != "chat gpt-4o-mini-2024-07-18" {
+		t.Errorf("names %q, %q", server.Name, client.Name)
+	}
+}
