@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
@@ -52,7 +53,7 @@ const (
 	tagTraceState   = 3<<3 | 2
 	tagParentSpanID = 4<<3 | 2
 	tagName         = 5<<3 | 2
-	tagKind         = 6<<3 | 0
+	tagKind         = 6 << 3 // varint
 	tagStart        = 7<<3 | 1
 	tagEnd          = 8<<3 | 1
 	tagSpanAttr     = 9<<3 | 2
@@ -61,14 +62,14 @@ const (
 	tagFlags0, tagFlags1 = 0x85, 0x01
 
 	tagStatusMessage = 2<<3 | 2
-	tagStatusCode    = 3<<3 | 0
+	tagStatusCode    = 3 << 3 // varint
 
 	tagKVKey   = 1<<3 | 2
 	tagKVValue = 2<<3 | 2
 
 	tagAnyString = 1<<3 | 2
-	tagAnyBool   = 2<<3 | 0
-	tagAnyInt    = 3<<3 | 0
+	tagAnyBool   = 2 << 3 // varint
+	tagAnyInt    = 3 << 3 // varint
 	tagAnyDouble = 4<<3 | 1
 	tagAnyArray  = 5<<3 | 2
 	tagArrayVals = 1<<3 | 2
@@ -92,7 +93,6 @@ type encoder struct {
 	resource []byte // ResourceSpans.resource: tag, length, Resource
 	scope    []byte // ScopeSpans.scope: tag, length, InstrumentationScope
 	instance []byte // the span attribute loom.instance.id: tag, length, KeyValue
-	id       string
 }
 
 // callIDs are a call's place in its instance's numbering.
@@ -130,7 +130,7 @@ func newEncoder(serviceVersion, instance string) *encoder {
 			attribute.String(sa.ServiceVersion, call.Clean(serviceVersion, maxShort)),
 			attribute.String(sa.ServiceInstanceID, instance))
 	}
-	e := &encoder{id: instance}
+	e := &encoder{}
 	var start int
 	e.resource, start = openLen(nil, tagRSResource, 1)
 	for _, kv := range res.Attributes() {
@@ -166,7 +166,7 @@ func (e *encoder) appendCall(dst []byte, r *call.Record, ids callIDs) []byte {
 	// call), and the child keeps the parent's other flags and trace state.
 	var parent trace.SpanContext
 	if len(r.TraceParent) > 0 {
-		parent = trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), traceParent(r.TraceParent)))
+		parent = trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), (*traceParentView)(&r.TraceParent)))
 	}
 	var ctx spanCtx
 	if parent.TraceID().IsValid() {
@@ -292,6 +292,22 @@ func field(b []byte, tag protowire.Number) ([]byte, bool) {
 	return nil, false
 }
 
+// traceParentView carries r.TraceParent to the W3C propagator without a
+// copy: a pointer fits in the interface without allocating, and the string
+// Get returns lives only during Extract, which parses it into ids and keeps
+// none of it. What is left of a traceparent's cost (two allocations) is
+// the context the propagator returns.
+type traceParentView []byte
+
+func (c *traceParentView) Get(key string) string {
+	if key != "traceparent" || len(*c) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(*c), len(*c))
+}
+func (*traceParentView) Set(string, string) {}
+func (*traceParentView) Keys() []string     { return []string{"traceparent"} }
+
 // spanCtx is what a span's ids and flags are made of.
 type spanCtx struct {
 	trace  trace.TraceID
@@ -385,7 +401,7 @@ func appendStatus(dst []byte, r *call.Record, failed bool) []byte {
 // appendServerName is serverName without building the string.
 func appendServerName(dst []byte, r *call.Record) []byte {
 	if r.HTTPRoute == "" {
-		return appendString(dst, tagName, call.Clean(r.HTTPMethod, maxShort))
+		return appendName(dst, call.Clean(r.HTTPMethod, maxShort))
 	}
 	return appendJoined(dst, r.HTTPMethod, r.HTTPRoute)
 }
@@ -393,9 +409,17 @@ func appendServerName(dst []byte, r *call.Record) []byte {
 // appendClientName is clientName without building the string.
 func appendClientName(dst []byte, r *call.Record) []byte {
 	if r.UpstreamModel == "" {
-		return appendString(dst, tagName, call.Clean(string(r.Operation), maxShort))
+		return appendName(dst, call.Clean(string(r.Operation), maxShort))
 	}
 	return appendJoined(dst, string(r.Operation), r.UpstreamModel)
+}
+
+// appendName writes a span's name; proto3 leaves an empty one out.
+func appendName(dst []byte, name string) []byte {
+	if name == "" {
+		return dst
+	}
+	return appendString(dst, tagName, name)
 }
 
 // appendJoined writes the span name call.Clean(a+" "+b, maxShort), joining
@@ -405,7 +429,7 @@ func appendJoined(dst []byte, a, b string) []byte {
 	if n > maxShort || !utf8.ValidString(a) || !utf8.ValidString(b) {
 		return appendString(dst, tagName, call.Clean(a+" "+b, maxShort))
 	}
-	dst = protowire.AppendVarint(append(dst, tagName), uint64(n))
+	dst = appendVarint(append(dst, tagName), uint64(n))
 	return append(append(append(dst, a...), ' '), b...)
 }
 
@@ -558,7 +582,7 @@ func openLen(dst []byte, tag byte, reserve int) ([]byte, int) {
 // when the reservation was not its size.
 func closeLen(dst []byte, start, reserve int) []byte {
 	n := len(dst) - start
-	w := protowire.SizeVarint(uint64(n))
+	w := sizeVarint(uint64(n))
 	if w > reserve {
 		for range w - reserve {
 			dst = append(dst, 0)
@@ -571,23 +595,47 @@ func closeLen(dst []byte, start, reserve int) []byte {
 	return dst[:start-reserve+w+n]
 }
 
+// appendVarint is protowire.AppendVarint with the one-byte case inlined:
+// nearly every length and number in a span is below 128.
+func appendVarint(dst []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(dst, byte(v))
+	}
+	return protowire.AppendVarint(dst, v)
+}
+
+// sizeVarint and sizeBytes are protowire's, with the one-byte case inlined.
+func sizeVarint(v uint64) int {
+	if v < 0x80 {
+		return 1
+	}
+	return protowire.SizeVarint(v)
+}
+
+func sizeBytes(n int) int {
+	if n < 0x80 {
+		return 1 + n
+	}
+	return protowire.SizeBytes(n)
+}
+
 func appendString(dst []byte, tag byte, s string) []byte {
-	dst = protowire.AppendVarint(append(dst, tag), uint64(len(s)))
+	dst = appendVarint(append(dst, tag), uint64(len(s)))
 	return append(dst, s...)
 }
 
 // kvHead writes a span attribute's tag, length and key, and the value's
 // tag and length: the value (of valueLen bytes) follows.
 func kvHead(dst []byte, tag byte, key string, valueLen int) []byte {
-	kvLen := 1 + protowire.SizeBytes(len(key)) + 1 + protowire.SizeBytes(valueLen)
-	dst = protowire.AppendVarint(append(dst, tag), uint64(kvLen))
+	kvLen := 1 + sizeBytes(len(key)) + 1 + sizeBytes(valueLen)
+	dst = appendVarint(append(dst, tag), uint64(kvLen))
 	dst = appendString(dst, tagKVKey, key)
-	return protowire.AppendVarint(append(dst, tagKVValue), uint64(valueLen))
+	return appendVarint(append(dst, tagKVValue), uint64(valueLen))
 }
 
 // appendStrKV writes a string attribute; v must be valid UTF-8.
 func appendStrKV(dst []byte, key, v string) []byte {
-	dst = kvHead(dst, tagSpanAttr, key, 1+protowire.SizeBytes(len(v)))
+	dst = kvHead(dst, tagSpanAttr, key, 1+sizeBytes(len(v)))
 	return appendString(dst, tagAnyString, v)
 }
 
@@ -597,14 +645,14 @@ func appendBytesKV(dst []byte, key string, b []byte) []byte {
 	if len(b) > maxShort || !utf8.Valid(b) {
 		return appendStrKV(dst, key, call.CleanBytes(b, maxShort))
 	}
-	dst = kvHead(dst, tagSpanAttr, key, 1+protowire.SizeBytes(len(b)))
-	dst = protowire.AppendVarint(append(dst, tagAnyString), uint64(len(b)))
+	dst = kvHead(dst, tagSpanAttr, key, 1+sizeBytes(len(b)))
+	dst = appendVarint(append(dst, tagAnyString), uint64(len(b)))
 	return append(dst, b...)
 }
 
 func appendIntKV(dst []byte, key string, v int64) []byte {
-	dst = kvHead(dst, tagSpanAttr, key, 1+protowire.SizeVarint(uint64(v)))
-	return protowire.AppendVarint(append(dst, tagAnyInt), uint64(v))
+	dst = kvHead(dst, tagSpanAttr, key, 1+sizeVarint(uint64(v)))
+	return appendVarint(append(dst, tagAnyInt), uint64(v))
 }
 
 func appendFloatKV(dst []byte, key string, v float64) []byte {
@@ -626,12 +674,12 @@ func appendBoolKV(dst []byte, key string, v bool) []byte {
 func appendStrsKV(dst []byte, key string, vs []string) []byte {
 	arr := 0
 	for _, v := range vs {
-		arr += 1 + protowire.SizeBytes(1+protowire.SizeBytes(len(v)))
+		arr += 1 + sizeBytes(1+sizeBytes(len(v)))
 	}
-	dst = kvHead(dst, tagSpanAttr, key, 1+protowire.SizeBytes(arr))
-	dst = protowire.AppendVarint(append(dst, tagAnyArray), uint64(arr))
+	dst = kvHead(dst, tagSpanAttr, key, 1+sizeBytes(arr))
+	dst = appendVarint(append(dst, tagAnyArray), uint64(arr))
 	for _, v := range vs {
-		dst = protowire.AppendVarint(append(dst, tagArrayVals), uint64(1+protowire.SizeBytes(len(v))))
+		dst = appendVarint(append(dst, tagArrayVals), uint64(1+sizeBytes(len(v))))
 		dst = appendString(dst, tagAnyString, v)
 	}
 	return dst
@@ -659,7 +707,7 @@ func appendAnyValue(dst []byte, v attribute.Value) []byte {
 		}
 		return append(dst, tagAnyBool, b)
 	case attribute.INT64:
-		return protowire.AppendVarint(append(dst, tagAnyInt), uint64(v.AsInt64()))
+		return appendVarint(append(dst, tagAnyInt), uint64(v.AsInt64()))
 	case attribute.FLOAT64:
 		return binary.LittleEndian.AppendUint64(append(dst, tagAnyDouble), math.Float64bits(v.AsFloat64()))
 	case attribute.STRING:

@@ -117,6 +117,7 @@ func equivalenceRecords() []struct {
 				Request: []byte(`{"messages":[{"role":"` + strings.Repeat("r", 3000) + `","name":"\ud800","content":"` + strings.Repeat("\\u0001", 3000) + `"}]}` + "\xff"),
 				Choices: [][]byte{[]byte(strings.Repeat("\xff", 5000))}}
 		})},
+		{"empty-names", &call.Record{Start: time.Unix(10, 0), UpstreamStart: time.Unix(10, 1), End: time.Unix(11, 0)}},
 		{"extreme-numbers", mod(func(r *call.Record) {
 			r.Params.Temperature, r.Params.MaxTokens = f64(math.Inf(-1)), i64(math.MinInt64)
 			r.Usage.InputTokens, r.ClientBytes, r.Status = -1, math.MaxInt64, -7
@@ -506,5 +507,112 @@ func TestEncode_AllocationBudget(t *testing.T) {
 	n := testing.AllocsPerRun(200, func() { buf = e.appendCall(buf[:0], r, callIDs{Seq: 1, Run: "0123456789abcdef"}) })
 	if n > 0 {
 		t.Fatalf("appendCall allocates %.0f times per call, budget 0 (issue 12 allows 2)", n)
+	}
+	// A client's traceparent costs the context the W3C propagator returns.
+	r.TraceParent = []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	n = testing.AllocsPerRun(200, func() { buf = e.appendCall(buf[:0], r, callIDs{Seq: 1, Run: "0123456789abcdef"}) })
+	if n > 2 {
+		t.Fatalf("appendCall with a traceparent allocates %.0f times per call, budget 2", n)
+	}
+}
+
+// Many request goroutines record at once: the encoder is shared, every
+// output stays whole (run with -race).
+func TestEncode_ConcurrentCalls_EachOutputWhole(t *testing.T) {
+	e := newEncoder("v", "inst-1")
+	recs := equivalenceRecords()
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			var buf []byte
+			for i := range 50 {
+				tc := recs[(g+i)%len(recs)]
+				buf = e.appendCall(buf[:0], tc.rec, callIDs{Seq: int64(i), Run: "r"})
+				var req coltracepb.ExportTraceServiceRequest
+				if err := proto.Unmarshal(buf, &req); err != nil {
+					errs <- fmt.Errorf("%s: %w", tc.name, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// As the SDK did with trace.WithTimestamp(zero time): a time the record
+// lacks is the moment of recording, never 1 January of year 1.
+func TestEncode_MissingTimesAreTheMomentOfRecording(t *testing.T) {
+	r := streamedChat()
+	r.Start, r.End, r.UpstreamEnd = time.Time{}, time.Time{}, time.Time{}
+	before := uint64(time.Now().UnixNano())
+	rs := decodeOne(t, newEncoder("v", "i").appendCall(nil, r, callIDs{Seq: 1}))
+	after := uint64(time.Now().UnixNano())
+	for _, s := range rs.ScopeSpans[0].Spans {
+		if s.EndTimeUnixNano < before || s.EndTimeUnixNano > after {
+			t.Fatalf("%v span ends at %d, not within [%d, %d]", s.Kind, s.EndTimeUnixNano, before, after)
+		}
+		if s.Kind == tracepb.Span_SPAN_KIND_SERVER && (s.StartTimeUnixNano < before || s.StartTimeUnixNano > after) {
+			t.Fatalf("server span starts at %d", s.StartTimeUnixNano)
+		}
+	}
+}
+
+// encodedSpans decodes one appendCall output into its SERVER and CLIENT
+// spans (client nil when there is none).
+func encodedSpans(t *testing.T, b []byte) (server, client *tracepb.Span) {
+	t.Helper()
+	for _, s := range decodeOne(t, b).ScopeSpans[0].Spans {
+		switch s.Kind {
+		case tracepb.Span_SPAN_KIND_SERVER:
+			server = s
+		case tracepb.Span_SPAN_KIND_CLIENT:
+			client = s
+		}
+	}
+	if server == nil {
+		t.Fatal("no SERVER span")
+	}
+	return server, client
+}
+
+// otlpAttrs is s's attributes by key.
+func otlpAttrs(s *tracepb.Span) map[string]*commonpb.AnyValue {
+	m := map[string]*commonpb.AnyValue{}
+	for _, kv := range s.Attributes {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
+// gen_ai.* lives on the CLIENT span only, so GenAI-aware backends count
+// each upstream call once; the call's numbering is on both.
+func TestEncode_GenAIOnlyOnClientSpan_NumberingOnBoth(t *testing.T) {
+	b := newEncoder("v", "inst-1").appendCall(nil, streamedChat(), callIDs{Seq: 42, Run: "run-9"})
+	server, client := encodedSpans(t, b)
+	if client == nil {
+		t.Fatal("no CLIENT span")
+	}
+	sa2, ca := otlpAttrs(server), otlpAttrs(client)
+	for k := range sa2 {
+		if strings.HasPrefix(k, "gen_ai.") {
+			t.Errorf("SERVER span carries %s", k)
+		}
+	}
+	if ca[sa.GenAIUsageInputTokens].GetIntValue() != 11 || ca[sa.GenAIUsageCacheReadInputTokens].GetIntValue() != 4 ||
+		ca[sa.GenAIRequestModel].GetStringValue() != "gpt-4o-mini-2024-07-18" {
+		t.Errorf("CLIENT span GenAI attributes wrong: %v", keys(client.Attributes))
+	}
+	for _, m := range []map[string]*commonpb.AnyValue{sa2, ca} {
+		if m[sa.Seq].GetIntValue() != 42 || m[sa.RunID].GetStringValue() != "run-9" || m[sa.InstanceID].GetStringValue() != "inst-1" {
+			t.Errorf("numbering missing: seq %v run %v instance %v", m[sa.Seq], m[sa.RunID], m[sa.InstanceID])
+		}
+	}
+	if server.Name != "POST /v1/chat/completions" || client.Name != "chat gpt-4o-mini-2024-07-18" {
+		t.Errorf("names %q, %q", server.Name, client.Name)
 	}
 }
