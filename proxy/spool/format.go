@@ -15,12 +15,12 @@ import (
 // A segment is a 16-byte header, then frames back to back:
 //
 //	header: "LSPL" | u32 LE version (1) | u64 LE segment number
-//	frame:  u32 LE length | u32 LE crc32c(length bytes ‖ payload) | payload
+//	frame:  u32 LE length | u32 LE crc32c(payload) | payload
 //
-// The checksum covers the length too, so a flipped length bit is caught
-// rather than read as a different frame boundary. A zero length is never
-// written (Append refuses empty records), so a zero-filled tail, which is what
-// a file system shows for space allocated but never written, cannot pass.
+// A flipped length bit is caught too: the checksum is then taken over the
+// wrong bytes and fails. A zero length is never written (Append refuses
+// empty records), so a zero-filled tail, which is what a file system shows
+// for space allocated but never written, cannot pass.
 const (
 	segMagic   = "LSPL"
 	segVersion = 1
@@ -34,19 +34,20 @@ const (
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // frameCRC is the checksum stored in a frame.
-func frameCRC(lenBytes []byte, payload []byte) uint32 {
-	return crc32.Update(crc32.Update(0, castagnoli, lenBytes), castagnoli, payload)
+func frameCRC(payload []byte) uint32 { return crc32.Checksum(payload, castagnoli) }
+
+// putFrameHead fills h (8 bytes) with the frame header of a payload of n
+// bytes whose checksum is crc.
+func putFrameHead(h []byte, n int, crc uint32) {
+	binary.LittleEndian.PutUint32(h[0:4], uint32(n))
+	binary.LittleEndian.PutUint32(h[4:8], crc)
 }
 
 // appendFrame appends rec framed to dst.
 func appendFrame(dst, rec []byte) []byte {
-	// The header is built in dst itself: a local array handed to crc32
-	// (through its function-pointer dispatch) would escape and allocate.
 	i := len(dst)
 	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0)
-	h := dst[i : i+frameHead]
-	binary.LittleEndian.PutUint32(h[0:4], uint32(len(rec)))
-	binary.LittleEndian.PutUint32(h[4:8], frameCRC(h[0:4], rec))
+	putFrameHead(dst[i:], len(rec), frameCRC(rec))
 	return append(dst, rec...)
 }
 
@@ -61,7 +62,7 @@ func frameAt(b []byte) (size int, payload []byte, ok bool) {
 		return 0, nil, false
 	}
 	p := b[frameHead : frameHead+int(n)]
-	if binary.LittleEndian.Uint32(b[4:8]) != frameCRC(b[0:4], p) {
+	if binary.LittleEndian.Uint32(b[4:8]) != frameCRC(p) {
 		return 0, nil, false
 	}
 	return frameHead + int(n), p, true

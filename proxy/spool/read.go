@@ -116,6 +116,14 @@ func (s *Spool) readSegment(seg segment, next uint64, maxBytes, maxRecords int) 
 			return Batch{}, false, fmt.Errorf("spool: open segment for reading: %w", err)
 		}
 		s.rf, s.rfid = f, seg.id
+		var h [headerSize]byte
+		if _, err := f.ReadAt(h[:], 0); err != nil || !headerOK(h[:], seg.id) {
+			// Not a segment we wrote (or its header is damaged): nothing
+			// in it can be trusted to be framed the way we read it.
+			s.rpos.Offset = headerSize
+			s.corrupt(seg, next)
+			return Batch{}, false, nil
+		}
 	}
 	avail := seg.size - s.rpos.Offset
 	var h [frameHead]byte

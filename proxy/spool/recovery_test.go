@@ -201,7 +201,8 @@ func TestRecovery_AckedBeforeCloseNeverReturnedAgain_EvenWithACursorSlotTorn(t *
 	s := open(t, Options{Dir: dir, SegmentBytes: 1024})
 	mustAppend(t, s, 0, 100, 40)
 	commit(t, s)
-	var acks []Position
+	var acked []int // records acked after each Ack
+	n := 0
 	for range 3 {
 		b, err := s.Read(context.Background(), 1<<20, 10)
 		if err != nil {
@@ -210,32 +211,35 @@ func TestRecovery_AckedBeforeCloseNeverReturnedAgain_EvenWithACursorSlotTorn(t *
 		if err := s.Ack(b); err != nil {
 			t.Fatal(err)
 		}
-		acks = append(acks, b.End())
+		n += len(b.Records)
+		acked = append(acked, n)
 	}
 	s.Close()
 	// Tear the slot written last (generation 3: slot 1): the one before
-	// (20 records acked) must be used, so records 20.. come back.
+	// (the second Ack) must be used, so what the third acked comes back.
 	cpath := filepath.Join(dir, "cursor")
 	b, _ := os.ReadFile(cpath)
 	b[slotSize+10] ^= 0xff
 	os.WriteFile(cpath, b, 0o600)
 	s = open(t, Options{Dir: dir, SegmentBytes: 1024})
-	wantSeqs(t, drain(t, s, false), 20, 100)
+	wantSeqs(t, drain(t, s, false), uint64(acked[1]), 100)
 	s.Close()
 
-	// Both intact: from 30.
+	// Both slots intact: from the last Ack.
 	d := t.TempDir()
 	s = open(t, Options{Dir: d})
 	mustAppend(t, s, 0, 100, 40)
 	commit(t, s)
+	n = 0
 	for range 3 {
 		b, _ := s.Read(context.Background(), 1<<20, 10)
 		s.Ack(b)
+		n += len(b.Records)
 	}
 	s.Close()
 	s = open(t, Options{Dir: d})
 	defer s.Close()
-	wantSeqs(t, drain(t, s, false), 30, 100)
+	wantSeqs(t, drain(t, s, false), uint64(n), 100)
 }
 
 func TestSpool_CommitFailsOnAFullDisk_RecordsKeptRetriedAndCounted(t *testing.T) {

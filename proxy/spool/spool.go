@@ -187,10 +187,12 @@ type Spool struct {
 	// mu guards the append side.
 	mu        sync.Mutex
 	closed    bool
-	pend      []byte // framed records waiting for the committer
+	pend      [][]byte // chunks of framed records waiting for the committer, in order
 	pendRecs  int
-	spare     []byte // the other buffer, swapped in at each commit
-	memBytes  int64  // framed bytes appended, not committed (pend + the batch in flight)
+	spareVec  [][]byte // the other chunk list, swapped in at each commit
+	free      [][]byte // empty chunks for reuse, at most freeChunks of them
+	head      [frameHead]byte
+	memBytes  int64 // framed bytes appended, not committed (pend + the batch in flight)
 	memRecs   int
 	appended  uint64        // records appended since Open: Commit's target
 	committed uint64        // of those, committed
@@ -208,6 +210,7 @@ type Spool struct {
 
 	// Committer-only state.
 	wf    *os.File
+	iov   [][]byte // pwritev's view of a batch, consumed as it is written
 	wid   uint64
 	wsize int64 // bytes durably written in the active segment
 	dirty bool  // the active segment may hold bytes past wsize (a failed write)
@@ -270,6 +273,7 @@ func Open(o Options) (*Spool, error) {
 		log:      o.Logger.With("spool", o.Dir),
 		lockFile: lf,
 		attempt:  make(chan struct{}),
+		free:     make([][]byte, 0, freeChunks),
 		kick:     make(chan struct{}, 1),
 		urgent:   make(chan struct{}, 1),
 		quit:     make(chan struct{}),
@@ -475,6 +479,7 @@ func (s *Spool) Append(rec []byte) error {
 	if len(rec) == 0 || f > s.opt.PendingBytes || len(rec) > 1<<32-1 {
 		return ErrTooLarge
 	}
+	crc := frameCRC(rec) // outside the lock: the only per-byte work but the copy
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -487,7 +492,9 @@ func (s *Spool) Append(rec []byte) error {
 		return ErrFull
 	}
 	wasEmpty := len(s.pend) == 0
-	s.pend = appendFrame(s.pend, rec)
+	putFrameHead(s.head[:], len(rec), crc)
+	s.put(s.head[:])
+	s.put(rec)
 	s.pendRecs++
 	s.memBytes += f
 	s.memRecs++
@@ -502,6 +509,37 @@ func (s *Spool) Append(rec []byte) error {
 		}
 	}
 	return nil
+}
+
+// chunkSize is the unit of the pending buffer. Chunks are written together
+// by one pwritev; a frame may straddle two. Fixed-size chunks, unlike one
+// growing slice, never copy what is already pending and never ask for one
+// large allocation while appenders wait on the mutex.
+const chunkSize = 128 << 10
+
+// freeChunks bounds the empty chunks kept for reuse (16 MiB): a burst's
+// chunks beyond that go back to the garbage collector.
+const freeChunks = 128
+
+// put copies b to the end of the pending chunks; mu held.
+func (s *Spool) put(b []byte) {
+	for len(b) > 0 {
+		n := len(s.pend)
+		if n == 0 || len(s.pend[n-1]) == cap(s.pend[n-1]) {
+			var c []byte
+			if k := len(s.free); k > 0 {
+				c, s.free = s.free[k-1], s.free[:k-1]
+			} else {
+				c = make([]byte, 0, chunkSize)
+			}
+			s.pend = append(s.pend, c)
+			n++
+		}
+		c := s.pend[n-1]
+		m := copy(c[len(c):cap(c)], b)
+		s.pend[n-1] = c[:len(c)+m]
+		b = b[m:]
+	}
 }
 
 // Commit returns once everything appended before the call is durable (or the
@@ -616,29 +654,39 @@ func (s *Spool) commitOnce() error {
 		return nil
 	}
 	batch, k := s.pend, s.pendRecs
-	s.pend, s.pendRecs = s.spare[:0], 0
-	s.spare = nil
+	s.pend, s.pendRecs = s.spareVec[:0], 0
+	s.spareVec = nil
+	var n int64
+	for _, c := range batch {
+		n += int64(len(c))
+	}
 	s.mu.Unlock()
 
 	start := time.Now()
-	err := s.write(batch)
+	err := s.write(batch, n)
 	took := time.Since(start)
 
 	s.mu.Lock()
 	if err != nil {
 		// Keep the records, ahead of those appended meanwhile, for the
-		// retry. This copy is the error path's only allocation.
+		// retry (chunks move, bytes are not copied).
 		merged := append(batch, s.pend...)
-		s.spare = s.pend[:0]
+		s.spareVec = s.pend[:0]
 		s.pend, s.pendRecs = merged, s.pendRecs+k
 		s.st.CommitErrors++
 	} else {
-		s.spare = batch[:0]
-		s.memBytes -= int64(len(batch))
+		for i, c := range batch {
+			if len(s.free) < freeChunks {
+				s.free = append(s.free, c[:0])
+			}
+			batch[i] = nil
+		}
+		s.spareVec = batch[:0]
+		s.memBytes -= n
 		s.memRecs -= k
 		s.committed += uint64(k)
 		s.st.Committed += uint64(k)
-		s.st.CommittedBytes += uint64(len(batch) - k*frameHead)
+		s.st.CommittedBytes += uint64(n - int64(k)*frameHead)
 		s.st.Commits++
 		s.st.LastCommit = took
 		s.st.LastCommitRecords = k
@@ -648,7 +696,7 @@ func (s *Spool) commitOnce() error {
 	s.attempt = make(chan struct{})
 	s.mu.Unlock()
 	if err != nil {
-		s.log.Error("spool: commit failed, will retry", "records", k, "bytes", len(batch), "err", err)
+		s.log.Error("spool: commit failed, will retry", "records", k, "bytes", n, "err", err)
 		return err
 	}
 	select {
@@ -658,10 +706,10 @@ func (s *Spool) commitOnce() error {
 	return nil
 }
 
-// write puts batch at the end of the active segment (rotating first when it
-// would pass SegmentBytes) with one write and one fdatasync.
-func (s *Spool) write(batch []byte) error {
-	if s.wsize > headerSize && s.wsize+int64(len(batch)) > s.opt.SegmentBytes {
+// write puts batch (n bytes) at the end of the active segment, rotating
+// first when it would pass SegmentBytes, with one pwritev and one fdatasync.
+func (s *Spool) write(batch [][]byte, n int64) error {
+	if s.wsize > headerSize && s.wsize+n > s.opt.SegmentBytes {
 		if s.dirty {
 			// A failed write may have left bytes past the committed end;
 			// cut them so the sealed segment holds only whole frames.
@@ -677,19 +725,22 @@ func (s *Spool) write(batch []byte) error {
 			return err
 		}
 	}
-	// WriteAt at the committed end: a retry after a failure rewrites the
-	// same bytes in the same place.
 	if err := s.opt.faults.write(); err != nil {
 		// What a full disk does: part of the batch lands, then an error.
-		s.wf.WriteAt(batch[:len(batch)/2], s.wsize)
+		s.wf.WriteAt(batch[0][:len(batch[0])/2], s.wsize)
 		s.dirty = true
 		return fmt.Errorf("write segment %d: %w", s.wid, err)
 	}
-	if _, err := s.wf.WriteAt(batch, s.wsize); err != nil {
+	// At the committed end: a retry after a failure rewrites the same bytes
+	// in the same place.
+	s.iov = append(s.iov[:0], batch...)
+	err := writeAt(s.wf, s.iov, s.wsize)
+	clear(s.iov)
+	if err != nil {
 		s.dirty = true
 		return fmt.Errorf("write segment %d: %w", s.wid, err)
 	}
-	err := s.opt.faults.sync()
+	err = s.opt.faults.sync()
 	if err == nil {
 		err = datasync(s.wf)
 	}
@@ -697,10 +748,10 @@ func (s *Spool) write(batch []byte) error {
 		s.dirty = true
 		return fmt.Errorf("fdatasync segment %d: %w", s.wid, err)
 	}
-	s.wsize += int64(len(batch))
+	s.wsize += n
 	s.smu.Lock() // with the size, so that Ack's recount sees both or neither
 	s.segs[len(s.segs)-1].size = s.wsize
-	s.diskBytes.Add(int64(len(batch)))
+	s.diskBytes.Add(n)
 	s.smu.Unlock()
 	return nil
 }
