@@ -1,9 +1,11 @@
 package spool
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -97,23 +99,49 @@ func parseSegName(name string) (uint64, bool) {
 	return id, err == nil && id > 0
 }
 
-// validPrefix returns how many bytes at the start of a segment's contents
+// validPrefix reads a segment from the start and returns how many bytes
 // form a valid header followed by whole, checksummed frames, and how many
-// records those frames hold.
-func validPrefix(b []byte, id uint64) (end int64, records int) {
-	if !headerOK(b, id) {
-		return 0, 0
+// records those frames hold. It reads through a 1 MiB buffer and holds one
+// payload at a time, so a large segment costs no more memory than its
+// largest record.
+func validPrefix(r io.Reader, size int64, id uint64) (end int64, records int, err error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	var h [headerSize]byte
+	if _, err := io.ReadFull(br, h[:]); err != nil || !headerOK(h[:], id) {
+		return 0, 0, ignoreEOF(err)
 	}
-	off := headerSize
-	for off < len(b) {
-		n, _, ok := frameAt(b[off:])
-		if !ok {
-			break
+	end = headerSize
+	var payload []byte
+	for {
+		if _, err := io.ReadFull(br, h[:frameHead]); err != nil {
+			return end, records, ignoreEOF(err)
 		}
-		off += n
+		n := binary.LittleEndian.Uint32(h[0:4])
+		if n == 0 || int64(n) > size-end-frameHead {
+			// Empty, or longer than what the file still holds (checked
+			// before allocating: a garbled length must not cost 4 GiB).
+			return end, records, nil
+		}
+		if int(n) > cap(payload) {
+			payload = make([]byte, n)
+		}
+		p := payload[:n]
+		if _, err := io.ReadFull(br, p); err != nil {
+			return end, records, ignoreEOF(err)
+		}
+		if binary.LittleEndian.Uint32(h[4:8]) != frameCRC(p) {
+			return end, records, nil
+		}
+		end += frameHead + int64(n)
 		records++
 	}
-	return int64(off), records
+}
+
+func ignoreEOF(err error) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return nil
+	}
+	return err
 }
 
 // Cursor file: two 32-byte slots written alternately, so a write torn by a

@@ -96,6 +96,9 @@ func FuzzOpen(f *testing.F) {
 		}
 		sameRecords(t, "last segment", readNow(t, s), want)
 		wantCut := int64(len(data) - end)
+		if end == 0 && len(data) > headerSize {
+			wantCut = 0 // a damaged header: kept and skipped, not cut
+		}
 		if st := s.Stats(); st.TornBytesCut != wantCut {
 			t.Fatalf("TornBytesCut = %d, want %d", st.TornBytesCut, wantCut)
 		}

@@ -218,7 +218,8 @@ func (s *Spool) Rewind() {
 // Ack moves the durable cursor past b: the cursor slot is written and
 // fdatasynced before Ack returns, so b's records are never read again, even
 // after a crash. Segments wholly before the cursor are then deleted. Acking
-// a batch at or before the cursor does nothing.
+// a batch at or before the cursor does nothing. Ack is also how a batch that
+// can never be delivered (rejected as permanently invalid) is skipped.
 func (s *Spool) Ack(b Batch) error {
 	s.amu.Lock()
 	defer s.amu.Unlock()

@@ -302,3 +302,22 @@ func TestSpool_CloseCannotCommit_ReportsAndCountsTheDroppedRecords(t *testing.T)
 		t.Fatalf("Dropped = %d, want 7", st.Dropped)
 	}
 }
+
+func TestRecovery_LastSegmentHeaderDamaged_KeptAndSkippedNotDeleted(t *testing.T) {
+	dir, seg := closedSpool(t, 3, 40, Options{})
+	b, _ := os.ReadFile(seg)
+	b[1] ^= 0xff
+	os.WriteFile(seg, b, 0o600)
+	s := open(t, Options{Dir: dir})
+	defer s.Close()
+	if got := drain(t, s, false); len(got) != 0 {
+		t.Fatalf("read %v from a segment with a damaged header", got)
+	}
+	st := s.Stats()
+	if st.TornBytesCut != 0 || st.CorruptBytes != int64(len(b)-headerSize) {
+		t.Fatalf("TornBytesCut %d (want 0), CorruptBytes %d (want %d)", st.TornBytesCut, st.CorruptBytes, len(b)-headerSize)
+	}
+	if _, err := os.Stat(seg); err != nil {
+		t.Fatalf("damaged segment deleted: %v", err)
+	}
+}

@@ -261,8 +261,14 @@ func Open(o Options) (*Spool, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("spool: create %s: %w", o.Dir, err)
+	if _, err := os.Stat(o.Dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("spool: create %s: %w", o.Dir, err)
+		}
+		// The directory's own entry must survive a power loss too.
+		if err := syncDir(filepath.Dir(filepath.Clean(o.Dir))); err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
 	}
 	lf, err := lockDir(filepath.Join(o.Dir, "LOCK"))
 	if err != nil {
@@ -397,34 +403,46 @@ func (s *Spool) recover() error {
 // cut, or -1 when the segment was removed (its header never made it).
 func (s *Spool) cutTornTail(id uint64) (int64, error) {
 	path := segPath(s.opt.Dir, id)
-	b, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, fmt.Errorf("open last segment: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("stat last segment: %w", err)
+	}
+	size := fi.Size()
+	end, recs, err := validPrefix(f, size, id)
 	if err != nil {
 		return 0, fmt.Errorf("read last segment: %w", err)
 	}
-	end, recs := validPrefix(b, id)
-	cut := int64(len(b)) - end
-	if cut == 0 && end > 0 {
+	cut := size - end
+	switch {
+	case cut == 0 && end > 0:
 		return 0, nil
-	}
-	s.st.TornBytesCut += cut
-	if end == 0 {
-		s.log.Warn("spool: last segment has no valid header, removing it (torn at creation)", "segment", path, "bytes", cut)
+	case end == 0 && size <= headerSize:
+		// A crash between creating the file and syncing its header: the
+		// segment never held a record.
+		s.st.TornBytesCut += cut
+		s.log.Warn("spool: last segment torn at creation, removing it", "segment", path, "bytes", size)
 		if err := os.Remove(path); err != nil {
 			return 0, fmt.Errorf("remove torn segment: %w", err)
 		}
 		return -1, nil
+	case end == 0:
+		// The header is synced before any record is written, so a bad
+		// header on a longer file is damage, not a crash: keep the file
+		// (Read skips it whole, and counts it) rather than destroy what
+		// it holds.
+		s.log.Error("spool: last segment has a damaged header, skipping it", "segment", path, "bytes", size)
+		return 0, nil
 	}
+	s.st.TornBytesCut += cut
 	s.log.Warn("spool: cutting torn tail of last segment", "segment", path, "valid_records", recs, "valid_bytes", end, "cut_bytes", cut)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return 0, fmt.Errorf("open torn segment: %w", err)
-	}
 	err = f.Truncate(end)
 	if err == nil {
 		err = datasync(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
 	}
 	if err != nil {
 		return 0, fmt.Errorf("cut torn tail: %w", err)
@@ -540,6 +558,19 @@ func (s *Spool) put(b []byte) {
 		s.pend[n-1] = c[:len(c)+m]
 		b = b[m:]
 	}
+}
+
+// Available returns how many more framed bytes (a record costs its length
+// plus 8) and records Append would accept right now: a caller whose policy
+// is to refuse work when the spool is full asks before taking the work on.
+func (s *Spool) Available() (bytes int64, records int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, 0
+	}
+	bytes = min(s.opt.PendingBytes-s.memBytes, s.opt.MaxBytes-s.diskBytes.Load()-s.memBytes)
+	return max(bytes, 0), s.opt.PendingRecords - s.memRecs
 }
 
 // Commit returns once everything appended before the call is durable (or the
