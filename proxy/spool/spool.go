@@ -442,7 +442,7 @@ func (s *Spool) cutTornTail(id uint64) (int64, error) {
 	s.log.Warn("spool: cutting torn tail of last segment", "segment", path, "valid_records", recs, "valid_bytes", end, "cut_bytes", cut)
 	err = f.Truncate(end)
 	if err == nil {
-		err = datasync(f)
+		err = f.Sync() // a full fsync: a shrinking size is metadata fdatasync may leave behind
 	}
 	if err != nil {
 		return 0, fmt.Errorf("cut torn tail: %w", err)
@@ -747,7 +747,7 @@ func (s *Spool) write(batch [][]byte, n int64) error {
 			if err := s.wf.Truncate(s.wsize); err != nil {
 				return fmt.Errorf("truncate segment before rotation: %w", err)
 			}
-			if err := datasync(s.wf); err != nil {
+			if err := s.wf.Sync(); err != nil {
 				return fmt.Errorf("sync segment before rotation: %w", err)
 			}
 			s.dirty = false
