@@ -1,14 +1,16 @@
 // Package spool is a durable, bounded, group-committed log of opaque records:
 // the place where Loom's finished calls, already encoded, wait on local disk
-// until the collector has acknowledged them.
+// until the collector has acknowledged them. It must never make an appender
+// wait for the disk, never hand a reader a record that is not both committed
+// and checksum-valid, and never grow past its bounds.
 //
-// Writers Append records from any goroutine; Append copies the record into an
-// in-memory pending buffer and returns at once, never waiting for the disk.
-// One committer goroutine swaps that buffer for a spare one (so appenders keep
-// going), writes the whole batch with ONE write and makes it durable with ONE
-// fdatasync, every CommitInterval. A single reader (the shipper) Reads batches
-// of committed records, ships them and Acks them; an Ack moves a durable
-// cursor and deletes the segment files that lie wholly before it.
+// Writers Append records from any goroutine; Append copies the record into
+// in-memory pending chunks and returns at once. One committer goroutine swaps
+// the pending chunks for empty ones (so appenders keep going), writes the
+// whole batch with ONE pwritev and makes it durable with ONE fdatasync, every
+// CommitInterval. A single reader (the shipper) Reads batches of committed
+// records, ships them and Acks them; an Ack moves a durable cursor and deletes
+// the segment files that lie wholly before it.
 //
 // # What survives what
 //
@@ -17,14 +19,17 @@
 // and nothing Commit reported done, can be lost by a crash of either kind:
 //
 //   - A process crash (SIGKILL, OOM kill, panic) loses only the records that
-//     were appended but not yet written: at most one commit window, and never
-//     more than PendingRecords records or PendingBytes bytes. Data already
-//     written sits in the kernel's page cache and survives.
+//     were appended but not yet written: those gathering for the next commit
+//     and those of a commit whose write had not returned, in time about one
+//     CommitInterval plus one commit's duration, and never more than
+//     PendingRecords records or PendingBytes bytes (both count against those
+//     bounds). What was written survives in the page cache, synced or not.
 //   - A machine crash or power loss loses the same window and no more: what
-//     was written but not yet fdatasynced belongs to that same commit, which
-//     nobody has seen yet. A commit cut midway leaves a torn tail (a short
-//     frame, a zero-filled or garbled one) in the last segment; Open finds it
-//     by its CRC-32C and cuts it off, so it is never read.
+//     was written but not yet fdatasynced belongs to the commit in flight,
+//     which no reader has seen and no Commit call has reported done. A commit
+//     cut midway leaves a torn tail (a short frame, a zero-filled or garbled
+//     one) in the last segment; Open finds it by its CRC-32C, cuts it off
+//     (Stats.TornBytesCut) and logs it, so it is never read.
 //   - Records acknowledged before a crash are never read again (the cursor
 //     is written and fdatasynced before Ack returns); records committed but
 //     not acknowledged are read again after the restart: delivery is
@@ -39,9 +44,11 @@
 // Records are dropped only by Close when its last commit fails, counted in
 // Stats.Dropped.
 //
-// Corruption found later in a segment that is not the last one (a bad disk,
-// not a crash) is logged, counted in Stats.CorruptBytes, and the rest of that
-// segment is skipped.
+// Damage a crash cannot cause (a bad disk: a frame failing its checksum in a
+// segment other than the last, a damaged segment header) is logged, counted
+// in Stats.CorruptBytes, and the rest of that segment is skipped; the next
+// segment is read as usual. In the last segment a bad frame cannot be told
+// from a torn tail, so it is cut with everything after it.
 //
 // The spool never grows past MaxBytes (committed, unacknowledged bytes on
 // disk plus the bytes waiting in memory): Append refuses with ErrFull and
