@@ -32,7 +32,7 @@ func (r *splitReader) Read(p []byte) (int, error) {
 
 // refEvent is what the SSE spec says one event holds.
 type refEvent struct {
-	raw, data, name string
+	raw, data, name  string
 	hasData, hasName bool
 }
 
