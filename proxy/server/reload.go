@@ -1,8 +1,11 @@
 package server
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/tenancy"
@@ -71,9 +74,9 @@ func (s *Server) buildDeployments(cfg *config.Config, prev *live) (map[string]*u
 // unchanged one kept with its connections), the timeouts read per call,
 // default_output_tokens and, when the file is the tenants' source
 // (fileTenants), its tenants, keys, models, limits and content policies.
-// With the store as the source, the store's tenants are re-checked against
-// the new deployments (a tenant whose deployment is gone is quarantined, as
-// SetTenants does). Calls in flight finish on what they started with.
+// With the store as the source, its tenants are rebuilt on the new
+// deployments, and a file that drops a deployment a served tenant still
+// routes to is refused. Calls in flight finish on what they started with.
 //
 // What the server fixed at New (listen address, body and connection
 // limits, client timeouts) does not change here: see NeedsRestart. On an
@@ -103,6 +106,10 @@ func (s *Server) Reload(cfg *config.Config, fileTenants bool) error {
 		s.lastTenants = tenants
 		s.live.Store(next)
 	} else {
+		if err := s.stillServed(deps); err != nil {
+			retire(deps, prev.deployments)
+			return fmt.Errorf("reload: %w", err)
+		}
 		quarantined = s.setTenantsLocked(s.lastTenants, next)
 	}
 	retire(prev.deployments, deps)
@@ -110,6 +117,21 @@ func (s *Server) Reload(cfg *config.Config, fileTenants bool) error {
 		return fmt.Errorf("reload: %w", quarantined)
 	}
 	return nil
+}
+
+// stillServed checks the tenants served now (the store's) against deps: a
+// reload must not take a tenant out of service because the file dropped a
+// deployment it still routes to. The error names each tenant and field.
+func (s *Server) stillServed(deps map[string]*upstream.Deployment) error {
+	has := func(name string) bool { _, ok := deps[name]; return ok }
+	ids := slices.Sorted(maps.Keys(s.goodTenants))
+	var errs []error
+	for _, id := range ids {
+		if err := tenancy.ValidateTenant(s.goodTenants[id], has); err != nil {
+			errs = append(errs, fmt.Errorf("tenant %s (from the store): %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // retire closes the idle connections of the deployments in old that cur no

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,5 +141,38 @@ func TestNeedsRestart_NamesWhatReloadCannotApply(t *testing.T) {
 	b.Tracing.Endpoint = "http://collector:4318"
 	if got := server.NeedsRestart(a, &b); !slices.Equal(got, []string{"listen", "timeouts.client_read", "tracing"}) {
 		t.Fatalf("NeedsRestart = %v", got)
+	}
+}
+
+// With the store as the tenants' source, a reload applies the file's
+// deployments and leaves the tenants to the store: the file's own tenants
+// are ignored, and a file that drops a deployment a store tenant still
+// routes to is refused whole.
+func TestReload_StoreTenants_KeptAndCheckedAgainstTheNewDeployments(t *testing.T) {
+	st := startStack(t, stackOptions{})
+	if err := st.loom.SetTenants(st.cfg.ResolveTenants()); err != nil { // as the store's snapshot
+		t.Fatal(err)
+	}
+	next, newKey := reloaded(t, st) // its tenants: not the store's, so not served
+	if err := st.loom.Reload(next, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := st.loom.Authenticate([]byte(newKey)); ok {
+		t.Fatal("the file's tenant is served in store mode")
+	}
+	if status, _, body := st.do("POST", "/v1/chat/completions", st.keyB,
+		`{"model":"globex-model","messages":[{"role":"user","content":"hi"}]}`, nil); status != 200 {
+		t.Fatalf("store tenant after the reload: status %d %s", status, body)
+	}
+
+	dropped := *next
+	dropped.Deployments = []config.Deployment{next.Deployments[0], next.Deployments[2]} // mock-azure gone
+	err := st.loom.Reload(&dropped, false)
+	if err == nil || !strings.Contains(err.Error(), "tenant acme (from the store)") || !strings.Contains(err.Error(), "mock-azure") {
+		t.Fatalf("dropping a deployment a store tenant routes to: %v", err)
+	}
+	if status, _, body := st.do("POST", "/v1/chat/completions", st.keyA,
+		`{"model":"azure-gpt","messages":[{"role":"user","content":"hi"}]}`, nil); status != 200 {
+		t.Fatalf("the store tenant's azure model after the refused reload: status %d %s", status, body)
 	}
 }
