@@ -137,3 +137,26 @@ func TestValid_RefusesInvalidEscapes(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkValid prices the escape check Valid adds to sonic's: one
+// IndexByte on a body without backslashes, a hop per escape on one with.
+func BenchmarkValid(b *testing.B) {
+	for _, bc := range []struct{ name, body string }{
+		{"plain", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Explain the difference between TCP and UDP in two sentences, with one example each."}],"temperature":0.2,"max_tokens":200,"stream":true}`},
+		{"escapes", `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant.\nAnswer \"briefly\".\n"},{"role":"user","content":"Line one\nLine two\tTabbed \u00e9 and a path C:\\temp\\x"}],"stream":true}`},
+	} {
+		body := []byte(bc.body)
+		b.Run(bc.name+"/sonic", func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				_ = api.Valid(body)
+			}
+		})
+		b.Run(bc.name+"/escapes", func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				_ = validEscapes(body)
+			}
+		})
+	}
+}
