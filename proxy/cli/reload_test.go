@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loom-gateway/loom/bench/mockupstream"
 	"github.com/loom-gateway/loom/deploy/freeport"
+	"github.com/loom-gateway/loom/deploy/prereq"
+	"github.com/loom-gateway/loom/deploy/process"
 	"github.com/loom-gateway/loom/proxy/cli"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
@@ -138,5 +143,110 @@ tenants:
 	}
 	if s, _ := models(t, listen, key3); s != 401 {
 		t.Fatalf("the refused file's key 3: status %d, want 401", s)
+	}
+}
+
+// The real `loom serve` binary (bin/loom from `make build`; the test builds
+// nothing), sent SIGHUP by its pid while a stream is held open mid-way: the
+// stream finishes byte for byte as recorded, and the calls after the reload
+// get the new file's key.
+func TestServe_RealBinary_SIGHUPMidStream_StreamFinishesAndTheNewKeyWorks(t *testing.T) {
+	bin, err := filepath.Abs(filepath.Join("..", "..", "bin", "loom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		// A skip on a developer's machine; under CI=true (where .ci/run
+		// runs `make build` first) a failure.
+		prereq.Check(t, fmt.Errorf("%s %w (run `make build` to include this test)", bin, prereq.ErrNotInstalled), prereq.ErrNotInstalled)
+	}
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	wire := filepath.Join("..", "..", "bench", "fixtures", "wire")
+	mock := mockupstream.New(mockupstream.Config{APIKey: "sk-upstream", ReplayDir: wire, EventGate: func(i int) {
+		if i == 3 {
+			once.Do(func() { close(reached); <-release })
+		}
+	}})
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = mock.Serve(mln) }()
+	t.Cleanup(func() { _ = mock.Shutdown(context.Background()) })
+
+	listen, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "loom.yaml")
+	write := func(hash string) {
+		yaml := fmt.Sprintf(`listen: %q
+deployments:
+  - {name: mock, provider: openai, base_url: "http://%s/v1", api_key: sk-upstream, forward_headers: ["x-mock-*"]}
+tenants:
+  - id: acme
+    keys: [{id: acme-1, sha256: %s}]
+    models: [{name: gpt-4o, deployment: mock}]
+`, listen, mln.Addr(), hash)
+		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key1, hash1, _ := tenant.NewKey()
+	key2, hash2, _ := tenant.NewKey()
+	write(hash1)
+	var logs syncBuffer
+	cmd := exec.Command(bin, "serve", "-config", path)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	p, err := process.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Stop(process.Grace); err != nil {
+			t.Errorf("stop loom: %v\n%s", err, logs.String())
+		}
+	})
+	eventually(t, "loom serving key 1", func() bool { s, _ := models(t, listen, key1); return s == 200 })
+
+	const name = "openai/chat-stream-text-include-usage.sse"
+	recorded, err := os.ReadFile(filepath.Join(wire, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", "http://"+listen+"/v1/chat/completions", strings.NewReader(
+		`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}`))
+	req.Header.Set("Authorization", "Bearer "+key1)
+	req.Header.Set("x-mock-replay", name)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream never reached its fourth event")
+	}
+
+	write(hash2)
+	if err := syscall.Kill(p.Pid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "key 2 served after SIGHUP", func() bool { s, _ := models(t, listen, key2); return s == 200 })
+	if s, _ := models(t, listen, key1); s != 401 {
+		t.Fatalf("the removed key 1: status %d, want 401", s)
+	}
+	close(release)
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("the stream across the reload broke: %v", err)
+	}
+	if resp.StatusCode != 200 || !bytes.Equal(got, recorded) {
+		t.Fatalf("status %d; the stream across the reload differs from the recording:\n got: %q\nwant: %q", resp.StatusCode, got, recorded)
+	}
+	if !strings.Contains(logs.String(), "configuration reloaded") {
+		t.Fatalf("no reload in the log:\n%s", logs.String())
 	}
 }
