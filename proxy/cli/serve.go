@@ -169,6 +169,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) (err error) {
 		}
 		done = append(done, stop)
 	}
+	// SIGHUP reloads the file (see reload.go).
+	(&reloader{path: *path, listen: *listen, srv: srv, fileTenants: st == nil, log: log, cur: cfg}).watch(ctx)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
