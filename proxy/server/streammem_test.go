@@ -29,6 +29,7 @@ const streamBudget = 32 << 10
 type openStreamsRig struct {
 	mockAddr, loomAddr string
 	key                string
+	loom               *server.Server
 	release            chan struct{}
 	releaseOnce        sync.Once
 	stop               func()
@@ -72,7 +73,7 @@ tenants:
 		t.Fatal(err)
 	}
 	go func() { _ = loom.Serve(lln) }()
-	rig.loomAddr = lln.Addr().String()
+	rig.loomAddr, rig.loom = lln.Addr().String(), loom
 	rig.stop = func() {
 		rig.open()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -206,5 +207,26 @@ func BenchmarkOpenStreamMemory(b *testing.B) {
 		loom, direct := perStreamMemory(b, 400)
 		b.ReportMetric(loom, "B/stream")
 		b.ReportMetric(direct, "mock-B/stream")
+	}
+}
+
+// The ops listener shows the streams being relayed and the goroutines,
+// which the long-streams bench reads before, during and after its load.
+func TestServer_Metrics_StreamsOpenAndGoroutines(t *testing.T) {
+	rig := newOpenStreamsRig(t)
+	defer rig.stop()
+	conns := openStreams(t, rig.loomAddr, rig.key, 3)
+	m := string(rig.loom.AppendMetrics(nil))
+	if open, g := metric(m, "loom_streams_open"), metric(m, "go_goroutines"); open != 3 || g < 3 {
+		t.Fatalf("held 3 streams: loom_streams_open %d, go_goroutines %d", open, g)
+	}
+	rig.open()
+	finishStreams(t, conns)
+	deadline := time.Now().Add(5 * time.Second)
+	for metric(string(rig.loom.AppendMetrics(nil)), "loom_streams_open") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("loom_streams_open still %d after the streams ended", metric(string(rig.loom.AppendMetrics(nil)), "loom_streams_open"))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
