@@ -58,7 +58,7 @@ var metrics = map[string]func(s *ScenarioResult) (float64, bool){
 		return r, ok && r > 0
 	},
 	// The long-streams phase.
-	"streams_broken": streamsMetric(func(r *StreamsResult) float64 { return float64(r.Direct.Broken + r.ViaLoom.Broken) }),
+	"streams_broken":                      streamsMetric(func(r *StreamsResult) float64 { return float64(r.Direct.Broken + r.ViaLoom.Broken) }),
 	"streams_first_chunk_overhead_p99_ms": streamsMetric(func(r *StreamsResult) float64 { return r.FirstChunkOverheadP99 }),
 	"streams_max_gap_overhead_p99_ms":     streamsMetric(func(r *StreamsResult) float64 { return r.MaxGapOverheadP99 }),
 	"streams_rss_per_open_stream_bytes":   streamsMetric(func(r *StreamsResult) float64 { return r.RSSPerOpenStream }),
