@@ -538,3 +538,7 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.De
 	s.track(&ex.stream)
 	ctx.SetBodyStream(&ex.stream, -1)
 }
+
+// fasthttp writes a stream with its WriteTo, straight from the relay's
+// buffer (see relay.Stream.WriteTo).
+var _ fasthttp.BodyWriterTo = (*relay.Stream)(nil)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,16 @@ func (s *Server) AppendMetrics(dst []byte) []byte {
 		dst = strconv.AppendUint(dst, s.unauth.total[i].Load(), 10)
 		dst = append(dst, '\n')
 	}
+	// Streams open and goroutines: with thousands of long streams, what a
+	// stream holds shows here first, and both must fall back once they end.
+	s.streamsMu.Lock()
+	open := len(s.streams)
+	s.streamsMu.Unlock()
+	dst = append(dst, "# HELP loom_streams_open Streams being relayed now.\n# TYPE loom_streams_open gauge\nloom_streams_open "...)
+	dst = strconv.AppendInt(dst, int64(open), 10)
+	dst = append(dst, "\n# HELP go_goroutines Goroutines that currently exist.\n# TYPE go_goroutines gauge\ngo_goroutines "...)
+	dst = strconv.AppendInt(dst, int64(runtime.NumGoroutine()), 10)
+	dst = append(dst, '\n')
 	if s.opts.Metrics != nil {
 		dst = s.opts.Metrics(dst)
 	}

@@ -134,7 +134,15 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		// ClientRead bounds a request from its first byte to the end of its
 		// body; ClientWrite a non-streamed answer (a stream sets its own
 		// deadline per event: see relay.Options.WriteTimeout).
-		ReadTimeout:                  t.ClientRead,
+		ReadTimeout: t.ClientRead,
+		// A connection holds its write buffer for as long as a stream
+		// runs on it. A stream writes one event per flush (a few hundred
+		// bytes), so 2 KiB instead of fasthttp's 4 KiB costs nothing
+		// there; an event or a unary answer larger than what is left of
+		// the buffer goes out in two writes instead of one, which is what
+		// happens past 4 KiB anyway. The read buffer stays at fasthttp's
+		// 4 KiB: it bounds a request's headers.
+		WriteBufferSize:              serverWriteBuffer,
 		WriteTimeout:                 t.ClientWrite,
 		IdleTimeout:                  t.ClientIdle,
 		NoDefaultServerHeader:        true,
@@ -312,6 +320,9 @@ func (s *Server) SetDegraded(reason string) {
 	}
 	s.degraded.Store(&reason)
 }
+
+// serverWriteBuffer is each client connection's write buffer (see New).
+const serverWriteBuffer = 2 << 10
 
 // quietLogger drops fasthttp's internal log lines (see New).
 type quietLogger struct{}
