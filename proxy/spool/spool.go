@@ -120,10 +120,12 @@ type Options struct {
 	faults *faults
 }
 
-// faults fails the next n segment writes or fdatasyncs with err.
+// faults fails the next n segment writes or fdatasyncs with err, and makes
+// a sync wait for stall (when set) as a stalled disk would.
 type faults struct {
 	writes, syncs atomic.Int32
 	err           error
+	stall         chan struct{}
 }
 
 func (f *faults) write() error {
@@ -136,6 +138,9 @@ func (f *faults) write() error {
 func (f *faults) sync() error {
 	if f == nil {
 		return nil
+	}
+	if f.stall != nil {
+		<-f.stall
 	}
 	return f.fail(&f.syncs)
 }
@@ -236,6 +241,7 @@ type Spool struct {
 	rfid  uint64
 	rbuf  []byte
 	rrecs [][]byte
+	rhead [frameHead]byte
 
 	// Ack state, guarded by amu.
 	amu     sync.Mutex

@@ -512,3 +512,59 @@ func TestSpool_CommitWithCanceledContext_ReturnsItsError(t *testing.T) {
 	f.syncs.Store(0)
 	commit(t, s)
 }
+
+func TestSpool_DiskStallsInFdatasync_AppendStillReturnsAtOnce(t *testing.T) {
+	stall := make(chan struct{})
+	s := open(t, Options{Dir: t.TempDir(), faults: &faults{stall: stall}})
+	defer s.Close()
+	s.Append(rec(0, 100)) // the committer takes it and hangs in fdatasync
+	for !committerBusy(s) {
+		time.Sleep(time.Millisecond)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for i := uint64(1); i <= 1000; i++ {
+			if err := s.Append(rec(i, 100)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Append while the disk stalls: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Append waited for a stalled fdatasync")
+	}
+	close(stall)
+	commit(t, s)
+	wantSeqs(t, drain(t, s, false), 0, 1001)
+}
+
+// committerBusy reports whether a commit has taken the pending records (they
+// are in flight: counted in memory, no longer in the pending chunks).
+func committerBusy(s *Spool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.memRecs > 0 && len(s.pend) == 0
+}
+
+func TestSpool_ReadSteadyState_ZeroAllocations(t *testing.T) {
+	s := open(t, Options{Dir: t.TempDir()})
+	defer s.Close()
+	mustAppend(t, s, 0, 3000, 200)
+	commit(t, s)
+	ctx := context.Background()
+	s.Read(ctx, 4096, 10) // sizes the reader's buffers
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := s.Read(ctx, 4096, 10); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("Read allocates %.2f times per batch, want 0", allocs)
+	}
+}
