@@ -710,6 +710,12 @@ func (s *Spool) commitOnce() error {
 	err := s.write(batch, n)
 	took := time.Since(start)
 
+	if err == nil {
+		// The readable size and the disk count change together (smu, for
+		// Ack's recount), and the batch moves from memory to disk in one
+		// step (mu), so no one ever sees it counted twice or not at all.
+		s.smu.Lock()
+	}
 	s.mu.Lock()
 	if err != nil {
 		// Keep the records, ahead of those appended meanwhile, for the
@@ -726,6 +732,8 @@ func (s *Spool) commitOnce() error {
 			batch[i] = nil
 		}
 		s.spareVec = batch[:0]
+		s.segs[len(s.segs)-1].size = s.wsize
+		s.diskBytes.Add(n)
 		s.memBytes -= n
 		s.memRecs -= k
 		s.committed += uint64(k)
@@ -739,6 +747,9 @@ func (s *Spool) commitOnce() error {
 	close(s.attempt)
 	s.attempt = make(chan struct{})
 	s.mu.Unlock()
+	if err == nil {
+		s.smu.Unlock()
+	}
 	if err != nil {
 		s.log.Error("spool: commit failed, will retry", "records", k, "bytes", n, "err", err)
 		return err
@@ -793,10 +804,6 @@ func (s *Spool) write(batch [][]byte, n int64) error {
 		return fmt.Errorf("fdatasync segment %d: %w", s.wid, err)
 	}
 	s.wsize += n
-	s.smu.Lock() // with the size, so that Ack's recount sees both or neither
-	s.segs[len(s.segs)-1].size = s.wsize
-	s.diskBytes.Add(n)
-	s.smu.Unlock()
 	return nil
 }
 
@@ -806,6 +813,7 @@ func (s *Spool) Stats() Stats {
 	st := s.st
 	st.PendingRecords = s.memRecs
 	st.PendingBytes = s.memBytes
+	st.DiskBytes = s.diskBytes.Load() // under mu: a batch is never in both or neither
 	s.mu.Unlock()
 	s.amu.Lock()
 	st.Acked, st.AckedBytes = s.stAcked.recs, s.stAcked.bytes
@@ -813,7 +821,6 @@ func (s *Spool) Stats() Stats {
 	s.smu.Lock()
 	st.Segments = len(s.segs)
 	s.smu.Unlock()
-	st.DiskBytes = s.diskBytes.Load()
 	return st
 }
 
