@@ -527,6 +527,10 @@ func (s *Spool) Append(rec []byte) error {
 	s.put(s.head[:])
 	s.put(rec)
 	s.pendRecs++
+	halfB, halfR := s.opt.PendingBytes/2, s.opt.PendingRecords/2
+	// Half of a pending bound reached: commit now rather than at the end of
+	// the window, so that a burst is not refused while the committer sleeps.
+	hurry := (s.memBytes < halfB && s.memBytes+f >= halfB) || s.memRecs+1 == halfR
 	s.memBytes += f
 	s.memRecs++
 	s.appended++
@@ -536,6 +540,12 @@ func (s *Spool) Append(rec []byte) error {
 	if wasEmpty {
 		select {
 		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+	if hurry {
+		select {
+		case s.urgent <- struct{}{}:
 		default:
 		}
 	}
@@ -586,8 +596,11 @@ func (s *Spool) Available() (bytes int64, records int) {
 	return max(bytes, 0), s.opt.PendingRecords - s.memRecs
 }
 
-// Commit returns once everything appended before the call is durable (or the
-// commit holding it failed: its records stay pending and are retried).
+// Commit returns nil once everything appended before the call is durable.
+// When the commit attempt that was to make it so fails, it returns that
+// attempt's error (the records stay pending; the committer retries them);
+// ctx.Err() when ctx ends first; ErrClosed when the spool closed first
+// without committing them.
 func (s *Spool) Commit(ctx context.Context) error {
 	s.mu.Lock()
 	target := s.appended

@@ -348,21 +348,28 @@ func TestSpool_SecondOpenOfSameDir_RefusedNamingTheDir(t *testing.T) {
 }
 
 func TestSpool_Bounds_AppendRefusesRatherThanGrow(t *testing.T) {
+	// The disk stalls in fdatasync, so that the early commit at half a
+	// bound cannot free room while the test fills the rest: records in a
+	// commit still in flight count against the bounds.
 	t.Run("pending records", func(t *testing.T) {
-		s := open(t, Options{Dir: t.TempDir(), CommitInterval: time.Hour, PendingRecords: 10})
+		stall := make(chan struct{})
+		s := open(t, Options{Dir: t.TempDir(), CommitInterval: time.Hour, PendingRecords: 10, faults: &faults{stall: stall}})
 		defer s.Close()
 		mustAppend(t, s, 0, 10, 10)
 		if err := s.Append(rec(10, 10)); !errors.Is(err, ErrFull) {
 			t.Fatalf("11th Append with PendingRecords 10 = %v, want ErrFull", err)
 		}
+		close(stall)
 		commit(t, s)
 		if err := s.Append(rec(10, 10)); err != nil {
 			t.Fatalf("Append after the commit freed room = %v", err)
 		}
 	})
 	t.Run("pending bytes", func(t *testing.T) {
-		s := open(t, Options{Dir: t.TempDir(), CommitInterval: time.Hour, PendingBytes: 1000})
+		stall := make(chan struct{})
+		s := open(t, Options{Dir: t.TempDir(), CommitInterval: time.Hour, PendingBytes: 1000, faults: &faults{stall: stall}})
 		defer s.Close()
+		defer close(stall)
 		mustAppend(t, s, 0, 9, 100) // 9 × 108 = 972
 		if err := s.Append(rec(9, 100)); !errors.Is(err, ErrFull) {
 			t.Fatalf("Append past PendingBytes = %v, want ErrFull", err)
@@ -578,5 +585,30 @@ func TestSpool_ReadSteadyState_ZeroAllocations(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("Read allocates %.2f times per batch, want 0", allocs)
+	}
+}
+
+func TestSpool_HalfAPendingBoundReached_CommitsWithoutWaitingOutTheWindow(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+		n    uint64
+	}{
+		{"records", Options{PendingRecords: 10}, 5},
+		{"bytes", Options{PendingBytes: 1000}, 5}, // 5 × 108 ≥ 500
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.o.Dir, tc.o.CommitInterval = t.TempDir(), time.Hour
+			s := open(t, tc.o)
+			defer s.Close()
+			mustAppend(t, s, 0, tc.n, 100)
+			deadline := time.Now().Add(10 * time.Second)
+			for s.Stats().Committed < tc.n {
+				if time.Now().After(deadline) {
+					t.Fatalf("half the pending bound reached, still nothing committed: %+v", s.Stats())
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
 	}
 }
