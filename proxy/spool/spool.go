@@ -795,7 +795,7 @@ func (s *Spool) write(batch [][]byte, n int64) error {
 	}
 	if err := s.opt.faults.write(); err != nil {
 		// What a full disk does: part of the batch lands, then an error.
-		s.wf.WriteAt(batch[0][:len(batch[0])/2], s.wsize)
+		_, _ = s.wf.WriteAt(batch[0][:len(batch[0])/2], s.wsize)
 		s.dirty = true
 		return fmt.Errorf("write segment %d: %w", s.wid, err)
 	}
