@@ -3,6 +3,7 @@ package spool
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -138,7 +139,7 @@ func validPrefix(r io.Reader, size int64, id uint64) (end int64, records int, er
 }
 
 func ignoreEOF(err error) error {
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return nil
 	}
 	return err

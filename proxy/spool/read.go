@@ -126,9 +126,9 @@ func (s *Spool) readSegment(seg segment, next uint64, maxBytes, maxRecords int) 
 		}
 	}
 	avail := seg.size - s.rpos.Offset
-	var h [frameHead]byte
+	h := s.rhead[:] // a field, not a local: a local handed to ReadAt escapes
 	if avail >= frameHead {
-		if _, err := s.rf.ReadAt(h[:], s.rpos.Offset); err != nil {
+		if _, err := s.rf.ReadAt(h, s.rpos.Offset); err != nil {
 			return Batch{}, false, fmt.Errorf("spool: read segment %d: %w", seg.id, err)
 		}
 	}

@@ -120,10 +120,12 @@ type Options struct {
 	faults *faults
 }
 
-// faults fails the next n segment writes or fdatasyncs with err.
+// faults fails the next n segment writes or fdatasyncs with err, and makes
+// a sync wait for stall (when set) as a stalled disk would.
 type faults struct {
 	writes, syncs atomic.Int32
 	err           error
+	stall         chan struct{}
 }
 
 func (f *faults) write() error {
@@ -136,6 +138,9 @@ func (f *faults) write() error {
 func (f *faults) sync() error {
 	if f == nil {
 		return nil
+	}
+	if f.stall != nil {
+		<-f.stall
 	}
 	return f.fail(&f.syncs)
 }
@@ -236,6 +241,7 @@ type Spool struct {
 	rfid  uint64
 	rbuf  []byte
 	rrecs [][]byte
+	rhead [frameHead]byte
 
 	// Ack state, guarded by amu.
 	amu     sync.Mutex
@@ -521,6 +527,10 @@ func (s *Spool) Append(rec []byte) error {
 	s.put(s.head[:])
 	s.put(rec)
 	s.pendRecs++
+	halfB, halfR := s.opt.PendingBytes/2, s.opt.PendingRecords/2
+	// Half of a pending bound reached: commit now rather than at the end of
+	// the window, so that a burst is not refused while the committer sleeps.
+	hurry := (s.memBytes < halfB && s.memBytes+f >= halfB) || s.memRecs+1 == halfR
 	s.memBytes += f
 	s.memRecs++
 	s.appended++
@@ -530,6 +540,12 @@ func (s *Spool) Append(rec []byte) error {
 	if wasEmpty {
 		select {
 		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+	if hurry {
+		select {
+		case s.urgent <- struct{}{}:
 		default:
 		}
 	}
@@ -580,8 +596,11 @@ func (s *Spool) Available() (bytes int64, records int) {
 	return max(bytes, 0), s.opt.PendingRecords - s.memRecs
 }
 
-// Commit returns once everything appended before the call is durable (or the
-// commit holding it failed: its records stay pending and are retried).
+// Commit returns nil once everything appended before the call is durable.
+// When the commit attempt that was to make it so fails, it returns that
+// attempt's error (the records stay pending; the committer retries them);
+// ctx.Err() when ctx ends first; ErrClosed when the spool closed first
+// without committing them.
 func (s *Spool) Commit(ctx context.Context) error {
 	s.mu.Lock()
 	target := s.appended
@@ -704,6 +723,12 @@ func (s *Spool) commitOnce() error {
 	err := s.write(batch, n)
 	took := time.Since(start)
 
+	if err == nil {
+		// The readable size and the disk count change together (smu, for
+		// Ack's recount), and the batch moves from memory to disk in one
+		// step (mu), so no one ever sees it counted twice or not at all.
+		s.smu.Lock()
+	}
 	s.mu.Lock()
 	if err != nil {
 		// Keep the records, ahead of those appended meanwhile, for the
@@ -720,6 +745,8 @@ func (s *Spool) commitOnce() error {
 			batch[i] = nil
 		}
 		s.spareVec = batch[:0]
+		s.segs[len(s.segs)-1].size = s.wsize
+		s.diskBytes.Add(n)
 		s.memBytes -= n
 		s.memRecs -= k
 		s.committed += uint64(k)
@@ -733,6 +760,9 @@ func (s *Spool) commitOnce() error {
 	close(s.attempt)
 	s.attempt = make(chan struct{})
 	s.mu.Unlock()
+	if err == nil {
+		s.smu.Unlock()
+	}
 	if err != nil {
 		s.log.Error("spool: commit failed, will retry", "records", k, "bytes", n, "err", err)
 		return err
@@ -765,7 +795,7 @@ func (s *Spool) write(batch [][]byte, n int64) error {
 	}
 	if err := s.opt.faults.write(); err != nil {
 		// What a full disk does: part of the batch lands, then an error.
-		s.wf.WriteAt(batch[0][:len(batch[0])/2], s.wsize)
+		_, _ = s.wf.WriteAt(batch[0][:len(batch[0])/2], s.wsize)
 		s.dirty = true
 		return fmt.Errorf("write segment %d: %w", s.wid, err)
 	}
@@ -787,10 +817,6 @@ func (s *Spool) write(batch [][]byte, n int64) error {
 		return fmt.Errorf("fdatasync segment %d: %w", s.wid, err)
 	}
 	s.wsize += n
-	s.smu.Lock() // with the size, so that Ack's recount sees both or neither
-	s.segs[len(s.segs)-1].size = s.wsize
-	s.diskBytes.Add(n)
-	s.smu.Unlock()
 	return nil
 }
 
@@ -800,6 +826,7 @@ func (s *Spool) Stats() Stats {
 	st := s.st
 	st.PendingRecords = s.memRecs
 	st.PendingBytes = s.memBytes
+	st.DiskBytes = s.diskBytes.Load() // under mu: a batch is never in both or neither
 	s.mu.Unlock()
 	s.amu.Lock()
 	st.Acked, st.AckedBytes = s.stAcked.recs, s.stAcked.bytes
@@ -807,7 +834,6 @@ func (s *Spool) Stats() Stats {
 	s.smu.Lock()
 	st.Segments = len(s.segs)
 	s.smu.Unlock()
-	st.DiskBytes = s.diskBytes.Load()
 	return st
 }
 

@@ -348,21 +348,28 @@ func TestSpool_SecondOpenOfSameDir_RefusedNamingTheDir(t *testing.T) {
 }
 
 func TestSpool_Bounds_AppendRefusesRatherThanGrow(t *testing.T) {
+	// The disk stalls in fdatasync, so that the early commit at half a
+	// bound cannot free room while the test fills the rest: records in a
+	// commit still in flight count against the bounds.
 	t.Run("pending records", func(t *testing.T) {
-		s := open(t, Options{Dir: t.TempDir(), CommitInterval: time.Hour, PendingRecords: 10})
+		stall := make(chan struct{})
+		s := open(t, Options{Dir: t.TempDir(), CommitInterval: time.Hour, PendingRecords: 10, faults: &faults{stall: stall}})
 		defer s.Close()
 		mustAppend(t, s, 0, 10, 10)
 		if err := s.Append(rec(10, 10)); !errors.Is(err, ErrFull) {
 			t.Fatalf("11th Append with PendingRecords 10 = %v, want ErrFull", err)
 		}
+		close(stall)
 		commit(t, s)
 		if err := s.Append(rec(10, 10)); err != nil {
 			t.Fatalf("Append after the commit freed room = %v", err)
 		}
 	})
 	t.Run("pending bytes", func(t *testing.T) {
-		s := open(t, Options{Dir: t.TempDir(), CommitInterval: time.Hour, PendingBytes: 1000})
+		stall := make(chan struct{})
+		s := open(t, Options{Dir: t.TempDir(), CommitInterval: time.Hour, PendingBytes: 1000, faults: &faults{stall: stall}})
 		defer s.Close()
+		defer close(stall)
 		mustAppend(t, s, 0, 9, 100) // 9 × 108 = 972
 		if err := s.Append(rec(9, 100)); !errors.Is(err, ErrFull) {
 			t.Fatalf("Append past PendingBytes = %v, want ErrFull", err)
@@ -510,5 +517,98 @@ func TestSpool_CommitWithCanceledContext_ReturnsItsError(t *testing.T) {
 		}
 	}
 	f.syncs.Store(0)
+	// An attempt that drew its failure before the reset may still report
+	// it; the next one succeeds.
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := s.Commit(ctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatal("Commit never succeeded after the disk recovered")
+		}
+	}
+}
+
+func TestSpool_DiskStallsInFdatasync_AppendStillReturnsAtOnce(t *testing.T) {
+	stall := make(chan struct{})
+	s := open(t, Options{Dir: t.TempDir(), faults: &faults{stall: stall}})
+	defer s.Close()
+	s.Append(rec(0, 100)) // the committer takes it and hangs in fdatasync
+	for !committerBusy(s) {
+		time.Sleep(time.Millisecond)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for i := uint64(1); i <= 1000; i++ {
+			if err := s.Append(rec(i, 100)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Append while the disk stalls: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Append waited for a stalled fdatasync")
+	}
+	close(stall)
 	commit(t, s)
+	wantSeqs(t, drain(t, s, false), 0, 1001)
+}
+
+// committerBusy reports whether a commit has taken the pending records (they
+// are in flight: counted in memory, no longer in the pending chunks).
+func committerBusy(s *Spool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.memRecs > 0 && len(s.pend) == 0
+}
+
+func TestSpool_ReadSteadyState_ZeroAllocations(t *testing.T) {
+	s := open(t, Options{Dir: t.TempDir()})
+	defer s.Close()
+	mustAppend(t, s, 0, 3000, 200)
+	commit(t, s)
+	ctx := context.Background()
+	s.Read(ctx, 4096, 10) // sizes the reader's buffers
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := s.Read(ctx, 4096, 10); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("Read allocates %.2f times per batch, want 0", allocs)
+	}
+}
+
+func TestSpool_HalfAPendingBoundReached_CommitsWithoutWaitingOutTheWindow(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+		n    uint64
+	}{
+		{"records", Options{PendingRecords: 10}, 5},
+		{"bytes", Options{PendingBytes: 1000}, 5}, // 5 × 108 ≥ 500
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.o.Dir, tc.o.CommitInterval = t.TempDir(), time.Hour
+			s := open(t, tc.o)
+			defer s.Close()
+			mustAppend(t, s, 0, tc.n, 100)
+			deadline := time.Now().Add(10 * time.Second)
+			for s.Stats().Committed < tc.n {
+				if time.Now().After(deadline) {
+					t.Fatalf("half the pending bound reached, still nothing committed: %+v", s.Stats())
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
 }

@@ -3,6 +3,7 @@
 package spool
 
 import (
+	"errors"
 	"io"
 	"os"
 
@@ -14,7 +15,7 @@ import (
 func datasync(f *os.File) error {
 	for {
 		err := unix.Fdatasync(int(f.Fd()))
-		if err != unix.EINTR {
+		if !errors.Is(err, unix.EINTR) {
 			return err
 		}
 	}
@@ -28,7 +29,7 @@ func writeAt(f *os.File, bufs [][]byte, off int64) error {
 	fd := int(f.Fd())
 	for len(bufs) > 0 {
 		n, err := unix.Pwritev(fd, bufs[:min(len(bufs), iovMax)], off)
-		if err == unix.EINTR {
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
