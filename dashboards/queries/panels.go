@@ -97,12 +97,22 @@ func All() []Panel {
 		{ID: "pipeline_dead_letters", Title: "Dead letters", Dashboard: Pipeline, Kind: TimeSeries, Unit: "short",
 			SQL: "SELECT $__timeGroupAlias(received_at, $__interval),\n  reason AS metric,\n  count(*) AS spans\nFROM loom.dead_letters\n" +
 				"WHERE $__timeFilter(received_at)\nGROUP BY 1, 2\nORDER BY 1, 2"},
-		// loom.seq numbers calls per instance without gaps, both spans of a
-		// call alike: missing SERVER spans in [first, last] are lost calls.
-		{ID: "pipeline_seq_gaps", Title: "Gaps in call sequence", Dashboard: Pipeline, Kind: Table, Unit: "short",
-			SQL: "SELECT s.instance_id AS instance, min(s.seq) AS first, max(s.seq) AS last, count(*) AS spans,\n" +
-				"  max(s.seq) - min(s.seq) + 1 - count(DISTINCT s.seq) AS missing\nFROM loom.spans s\n" +
-				"WHERE s.kind = 'server'\n  AND $__timeFilter(s.start_time)\n  AND s.instance_id IS NOT NULL\n  AND s.seq IS NOT NULL\nGROUP BY 1\nORDER BY 5 DESC, 1"},
+		// loom.seq numbers the calls of each run of an instance from 1
+		// without gaps; a run's stop marker gives its last number. Missing
+		// SERVER spans in [1, last] are lost calls; a run without a stop
+		// marker crashed (or still runs) and may also have lost the calls of
+		// its last commit window (loom audit completeness says how many).
+		{ID: "pipeline_seq_gaps", Title: "Completeness by run", Dashboard: Pipeline, Kind: Table, Unit: "short",
+			SQL: "SELECT s.instance_id AS instance, coalesce(s.run_id, '') AS run, min(s.start_time) AS started,\n" +
+				"  coalesce(max((s.attributes->>'loom.run.last_seq')::bigint) FILTER (WHERE s.kind = 'internal'), max(s.seq)) AS numbered,\n" +
+				"  count(DISTINCT s.seq) FILTER (WHERE s.kind = 'server') AS stored,\n" +
+				"  coalesce(max((s.attributes->>'loom.run.last_seq')::bigint) FILTER (WHERE s.kind = 'internal'), max(s.seq))\n" +
+				"    - count(DISTINCT s.seq) FILTER (WHERE s.kind = 'server') AS missing,\n" +
+				"  CASE WHEN bool_or(s.kind = 'internal' AND s.attributes->>'loom.run.event' = 'stop') THEN 'cleanly'\n" +
+				"    ELSE 'no (crashed or running)' END AS stopped\nFROM loom.spans s\n" +
+				"WHERE $__timeFilter(s.start_time)\n  AND s.instance_id IS NOT NULL\n" +
+				"  AND ((s.kind = 'server' AND s.seq IS NOT NULL) OR (s.kind = 'internal' AND s.name = 'loom run'))\n" +
+				"GROUP BY 1, 2\nORDER BY 6 DESC, 3"},
 
 		// Calls.
 		{ID: "calls_recent", Title: "Recent calls", Dashboard: Calls, Kind: Table, Unit: "",

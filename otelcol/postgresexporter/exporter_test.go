@@ -24,6 +24,7 @@ func callTraces(start time.Time) ptrace.Traces {
 	c.Status().SetMessage("upstream said 500")
 	a := c.Attributes()
 	a.PutStr(spanattr.InstanceID, "inst-1")
+	a.PutStr(spanattr.RunID, "run-1")
 	a.PutInt(spanattr.Seq, 41)
 	a.PutStr(spanattr.TenantID, "acme")
 	a.PutStr(spanattr.APIKeyID, "key-7")
@@ -94,7 +95,7 @@ func TestPush_CallSpans_EveryColumnRight(t *testing.T) {
 		"start_time": start, "end_time": start.Add(1500 * time.Millisecond), "duration_ms": 1500.0,
 		"name": "chat gpt-4o", "kind": "client", "status_code": "error", "status_message": "upstream said 500",
 		"service_name": "loom", "scope_name": "github.com/loom-gateway/loom/proxy",
-		"instance_id": "inst-1", "seq": int64(41), "tenant_id": "acme", "api_key_id": "key-7",
+		"instance_id": "inst-1", "run_id": "run-1", "seq": int64(41), "tenant_id": "acme", "api_key_id": "key-7",
 		"provider": "openai", "operation": "chat", "request_model": "gpt-4o",
 		"response_model": "gpt-4o-2024-08-06", "response_id": "chatcmpl-1",
 		"finish_reasons": []any{"stop", "length"},

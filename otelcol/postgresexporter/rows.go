@@ -28,6 +28,7 @@ type spanRow struct {
 	serviceName      pgtype.Text
 	scopeName        pgtype.Text
 	instanceID       pgtype.Text
+	runID            pgtype.Text // loom.run.id
 	seq              pgtype.Int8
 	tenantID         pgtype.Text
 	apiKeyID         pgtype.Text
@@ -97,6 +98,7 @@ type columnSetter func(r *spanRow, v pcommon.Value) bool
 // typedColumns maps the attributes Loom emits (proxy/spanattr) to columns.
 var typedColumns = map[string]columnSetter{
 	spanattr.InstanceID:         text(func(r *spanRow) *pgtype.Text { return &r.instanceID }),
+	spanattr.RunID:              text(func(r *spanRow) *pgtype.Text { return &r.runID }),
 	spanattr.Seq:                int8Col(func(r *spanRow) *pgtype.Int8 { return &r.seq }),
 	spanattr.TenantID:           text(func(r *spanRow) *pgtype.Text { return &r.tenantID }),
 	spanattr.APIKeyID:           text(func(r *spanRow) *pgtype.Text { return &r.apiKeyID }),

@@ -33,6 +33,9 @@ Usage:
   loom migrate [-config FILE]                           apply the schema's migrations to the store's and
                                                         the console's database ($LOOM_DATABASE_URL without -config)
   loom config check -config FILE                        validate a configuration
+  loom audit completeness [-config FILE] [-since 168h] [-json]
+                                                        per instance and run: calls numbered, stored, gaps,
+                                                        and whether the run stopped cleanly (exit 1 on a gap)
   loom keys new                                         print a new API key and its SHA-256
   loom keys hash KEY                                    print the SHA-256 of an existing key
 
@@ -82,6 +85,8 @@ func Run(ctx context.Context, args []string, std Stdio) error {
 		return checkConfig(args[2:], stdout, stderr)
 	case "keys":
 		return keys(ctx, args[1:], std)
+	case "audit":
+		return audit(ctx, args[1:], std)
 	case "tenants":
 		return tenants(ctx, args[1:], std)
 	case "help", "-h", "--help":

@@ -229,6 +229,12 @@ func (s *Server) reject(ctx *fasthttp.RequestCtx, ex *exchange, e *apierror.Erro
 	s.finish(ex)
 }
 
+// errNotRecording refuses a call that could not be recorded: a gateway
+// whose numbers are billed from serves nothing off the books.
+var errNotRecording = &apierror.Error{Status: fasthttp.StatusServiceUnavailable, Type: apierror.TypeServer,
+	Code: "recording_unavailable", RetryAfter: 1,
+	Message: "Loom cannot record calls right now (its trace spool is full while the collector catches up); retry shortly."}
+
 func writeError(ctx *fasthttp.RequestCtx, e *apierror.Error) {
 	ctx.SetStatusCode(e.Status)
 	ctx.SetContentType("application/json")
@@ -314,6 +320,10 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 	rec.Deployment, rec.Provider = dep.Name, dep.Provider
 	rec.ServerAddress, rec.ServerPort = dep.Host, dep.Port
 	rec.Stream, rec.Params, rec.UsageRequested = ex.req.Stream, ex.req.Params, ex.req.AddsUsage()
+	if s.opts.Recording != nil && !s.opts.Recording() {
+		s.reject(ctx, ex, errNotRecording)
+		return
+	}
 	if !s.admit(ctx, ex, key, body) {
 		return
 	}

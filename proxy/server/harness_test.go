@@ -64,6 +64,7 @@ type stackOptions struct {
 	deployment    string      // more entries of mock-openai's flow map ("max_conns: 4")
 	extra         string      // more top-level configuration
 	eventGate     func(i int) // the mock's EventGate
+	recording     func() bool // server.Options.Recording
 }
 
 // serve starts a gateway on st.cfg with opts on a loopback port, stopped
@@ -154,7 +155,8 @@ tenants:
 		t.Fatal(err)
 	}
 	st := &stack{t: t, mock: mock, cfg: cfg, keyA: keyA, keyB: keyB, notify: make(chan struct{}, 1)}
-	st.serve(server.Options{Sink: call.Sinks(call.SinkFunc(st.record), o.sink), Limiter: o.limiter, Logger: o.logger})
+	st.serve(server.Options{Sink: call.Sinks(call.SinkFunc(st.record), o.sink), Limiter: o.limiter, Logger: o.logger,
+		Recording: o.recording})
 	return st
 }
 

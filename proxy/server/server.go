@@ -48,6 +48,11 @@ type Options struct {
 	// whoever owns other counters (the tracer's span totals) to the
 	// gateway's own, on the ops listener's /metrics (see OpsHandler).
 	Metrics func(dst []byte) []byte
+	// Recording, when set, says whether a new call can be recorded now;
+	// while it says no, calls are answered 503 before they reach an
+	// upstream (the tracer's spool is full and its policy is to refuse
+	// rather than serve calls that would go unrecorded).
+	Recording func() bool
 }
 
 // Server is the gateway.

@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -139,18 +138,6 @@ func newExporter(ctx context.Context, cfg config.Tracing) (sdktrace.SpanExporter
 		return nil, fmt.Errorf("tracing: start OTLP exporter for %s: %w", cfg.Endpoint, err)
 	}
 	return exp, nil
-}
-
-// httpTracesURL gives an OTLP/HTTP endpoint without a path the standard
-// /v1/traces: the exporter would otherwise post to "/", which collectors
-// answer with 404.
-func httpTracesURL(endpoint string) string {
-	u, err := url.Parse(endpoint)
-	if err != nil || (u.Path != "" && u.Path != "/") {
-		return endpoint
-	}
-	u.Path = "/v1/traces"
-	return u.String()
 }
 
 // InstanceID is this process's service.instance.id and loom.instance.id.

@@ -1,0 +1,135 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/internal/json"
+	"github.com/loom-gateway/loom/proxy/schema"
+)
+
+// ErrIncomplete is what `loom audit completeness` returns when a run lost
+// calls: scripts get a non-zero exit without parsing the table.
+var ErrIncomplete = errors.New("calls are missing")
+
+// audit is `loom audit ...`: questions about the record itself.
+func audit(ctx context.Context, args []string, std Stdio) error {
+	if len(args) > 0 && args[0] == "completeness" {
+		return completeness(ctx, args[1:], std.Out, std.Err)
+	}
+	fmt.Fprint(std.Err, usage)
+	return ErrUsage
+}
+
+// completeness reports, per instance and run, the calls numbered against
+// the calls stored: the proof that the record is whole, or where it is not.
+func completeness(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("loom audit completeness", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file whose console (or store) section names the spans' database (default: $"+EnvDatabaseURL+")")
+	since := fs.Duration("since", 7*24*time.Hour, "report the runs with a row in this window")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	if err := fs.Parse(args); err != nil {
+		return ErrUsage
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "loom audit completeness: unexpected argument %q\n\n%s", fs.Arg(0), usage)
+		return ErrUsage
+	}
+	db, err := spansDatabase(*path)
+	if err != nil {
+		return err
+	}
+	pcfg, err := pgx.ParseConfig(db.url)
+	if err != nil {
+		return fmt.Errorf("audit completeness: %s: database URL does not parse", db.what)
+	}
+	conn, err := pgx.ConnectConfig(ctx, pcfg)
+	if err != nil {
+		return fmt.Errorf("audit completeness: %s: %w", db.what, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	runs, err := schema.Completeness(ctx, conn, time.Now().Add(-*since), time.Minute)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if runs == nil {
+			runs = []schema.Run{}
+		}
+		b, err := json.Marshal(struct {
+			Runs []schema.Run `json:"runs"`
+		}{runs})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s\n", b)
+	} else {
+		printRuns(stdout, runs)
+	}
+	for _, r := range runs {
+		if r.Gaps > 0 {
+			return ErrIncomplete
+		}
+	}
+	return nil
+}
+
+// printRuns writes the runs as a table a person reads at a glance.
+func printRuns(w io.Writer, runs []schema.Run) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INSTANCE\tRUN\tSTARTED\tNUMBERED\tSTORED\tGAPS\tSTOPPED\tMISSING")
+	for _, r := range runs {
+		stop := "cleanly"
+		if !r.Closed {
+			stop = fmt.Sprintf("no: crashed or running (may have lost up to %d more calls, those of its last %s)",
+				r.LossBound, time.Duration(r.CommitIntervalSeconds*float64(time.Second)))
+		}
+		var missing []string
+		for _, m := range r.Missing {
+			if m[0] == m[1] {
+				missing = append(missing, fmt.Sprint(m[0]))
+			} else {
+				missing = append(missing, fmt.Sprintf("%d-%d", m[0], m[1]))
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", r.InstanceID, r.RunID, r.StartedAt.UTC().Format(time.RFC3339),
+			r.Numbered, r.Stored, r.Gaps, stop, strings.Join(missing, ","))
+	}
+	tw.Flush() //nolint:errcheck // the writer's own errors surface nowhere useful
+	if len(runs) == 0 {
+		fmt.Fprintln(w, "no calls recorded in the window")
+	}
+}
+
+// spansDatabase is where the spans are: $LOOM_DATABASE_URL without a
+// config file, else the console's database, else the store's.
+func spansDatabase(path string) (database, error) {
+	if path == "" {
+		url := os.Getenv(EnvDatabaseURL)
+		if url == "" {
+			return database{}, fmt.Errorf("no database: set %s or give -config FILE with console.database_url_env or store.database_url_env", EnvDatabaseURL)
+		}
+		return database{what: "$" + EnvDatabaseURL, url: url}, nil
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return database{}, err
+	}
+	dbs, err := databases(cfg)
+	if err != nil {
+		return database{}, fmt.Errorf("%s: %w", path, err)
+	}
+	// databases lists the store first; the spans live in the console's.
+	return dbs[len(dbs)-1], nil
+}
