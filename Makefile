@@ -3,7 +3,7 @@
 .DEFAULT_GOAL := help
 GO ?= go
 
-.PHONY: help build run test bench bench-quick lint dashboards
+.PHONY: help build run test test-faults soak bench bench-quick lint dashboards
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -18,6 +18,16 @@ test: ## go vet, then every test
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz FuzzRecord -fuzztime 10s ./proxy/tracing
+
+# test-faults: full is the issue's 100,000 calls; CI runs PROFILE=short.
+PROFILE ?= full
+test-faults: ## The fault suite: kills and restarts under mixed load against the real stack (PROFILE=full|short)
+	LOOM_FAULTS=$(PROFILE) $(GO) test -count=1 -v -timeout 45m -run '^TestFaults$$' ./otelcol/faults
+
+SOAK_DURATION ?= 30m
+SOAK_RPS ?= 1000
+soak: ## SOAK_DURATION at SOAK_RPS mixed calls; asserts Loom's memory, goroutines, files and spool stay flat; report in bench/results/soak/
+	LOOM_SOAK=$(SOAK_DURATION) LOOM_SOAK_RPS=$(SOAK_RPS) LOOM_SOAK_OUT=$(CURDIR)/bench/results/soak $(GO) test -count=1 -v -timeout 0 -run '^TestSoak$$' ./otelcol/faults
 
 bench: build ## Hot-path Go benchmarks (benchstat format), then the full end-to-end overhead run with gates
 	$(GO) test -run '^$$' -bench . -benchmem ./proxy/... ./otelcol/postgresexporter
