@@ -1,6 +1,7 @@
 package server
 
 import (
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,11 @@ func (s *Server) AppendMetrics(dst []byte) []byte {
 		dst = strconv.AppendUint(dst, s.unauth.total[i].Load(), 10)
 		dst = append(dst, '\n')
 	}
+	// A goroutine count that climbs under steady load is a leak (a stream
+	// or a connection never released); make soak watches this one.
+	dst = append(dst, "# HELP go_goroutines Number of goroutines that currently exist.\n# TYPE go_goroutines gauge\ngo_goroutines "...)
+	dst = strconv.AppendInt(dst, int64(runtime.NumGoroutine()), 10)
+	dst = append(dst, '\n')
 	if s.opts.Metrics != nil {
 		dst = s.opts.Metrics(dst)
 	}
