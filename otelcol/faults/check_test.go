@@ -135,6 +135,13 @@ func checkCalls(t *testing.T, r *faultRun, outcomes []outcome, rows rowCounts, r
 			rep.noClient++
 			examples = append(examples, fmt.Sprintf("call %d (%v, %v): %d CLIENT rows beside its SERVER row", n, kindOf(n), o.state, c))
 		}
+		if o.state == cut && crashWindow(r.kills, o.end, 100*time.Millisecond) < 0 {
+			// Only a SIGKILL may break an answer off; a graceful stop
+			// finishes the calls in flight.
+			rep.cutOutside++
+			examples = append(examples, fmt.Sprintf("call %d (%v) broke off %v into the load, at no SIGKILL: %s",
+				n, kindOf(n), o.end.Sub(r.began).Round(time.Millisecond), o.err))
+		}
 		if o.state != answered && o.state != aborted {
 			continue
 		}
@@ -156,8 +163,8 @@ func checkCalls(t *testing.T, r *faultRun, outcomes []outcome, rows rowCounts, r
 			n, kindOf(n), o.state, o.status, o.end.Sub(r.began).Round(time.Millisecond)))
 	}
 	if len(examples) > 0 {
-		t.Errorf("%d answered calls missing outside the crash windows, %d duplicated, %d without their CLIENT row; first of them:\n%s",
-			rep.missing, rep.duplicates, rep.noClient, joinFirst(examples, 20))
+		t.Errorf("%d answered calls missing outside the crash windows, %d duplicated, %d without their CLIENT row, %d broken off outside a SIGKILL; first of them:\n%s",
+			rep.missing, rep.duplicates, rep.noClient, rep.cutOutside, joinFirst(examples, 20))
 	}
 	if rep.states[answered] == 0 {
 		t.Error("no call was answered: the suite proved nothing")

@@ -276,6 +276,7 @@ type report struct {
 	exemptMax  []time.Duration // per SIGKILL: how long before it the latest exempt call ended
 	duplicates int
 	noClient   int
+	cutOutside int // answers broken off while no SIGKILL happened
 	runs       []runRow
 	audit      []auditRun
 	auditErr   error
@@ -303,8 +304,8 @@ func (r *report) String() string {
 			fmt.Fprintf(&b, "%s %d, ", stateNames[s], n)
 		}
 	}
-	fmt.Fprintf(&b, "\nanswered or aborted (must be stored) %d, stored %d, missing outside crash windows %d, duplicates %d, SERVER rows without CLIENT %d\n",
-		r.expected, r.stored, r.missing, r.duplicates, r.noClient)
+	fmt.Fprintf(&b, "\nanswered or aborted (must be stored) %d, stored %d, missing outside crash windows %d, duplicates %d, SERVER rows without CLIENT %d, broken off outside a SIGKILL %d\n",
+		r.expected, r.stored, r.missing, r.duplicates, r.noClient, r.cutOutside)
 	for i, n := range r.exempt {
 		fmt.Fprintf(&b, "SIGKILL %d: %d answered calls missing inside its commit window (latest ended %v before the kill)\n", i+1, n, r.exemptMax[i].Round(time.Millisecond))
 	}
@@ -324,6 +325,12 @@ func (r *report) String() string {
 	}
 	if r.auditErr != nil {
 		fmt.Fprintf(&b, "audit: %v\n", r.auditErr)
+	} else if len(r.audit) != len(r.runs) {
+		fmt.Fprintf(&b, "the audit's %d runs do not pair with Loom's %d starts; as it reports them:\n", len(r.audit), len(r.runs))
+		for _, a := range r.audit {
+			fmt.Fprintf(&b, "  instance %s run %q started %s: numbered %d, stored %d, gaps %d, closed %v, loss bound %d\n",
+				a.InstanceID, a.RunID, a.StartedAt.UTC().Format(time.RFC3339Nano), a.Numbered, a.Stored, a.Gaps, a.Closed, a.LossBound)
+		}
 	}
 	return b.String()
 }

@@ -199,7 +199,19 @@ func addr(t testing.TB) string {
 // the output.
 func startStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
-	st := &stack{dir: t.TempDir(), keys: map[string]string{}}
+	dir, err := os.MkdirTemp("", "loom-faults-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered first, so it runs after every process has stopped.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs and state kept in %s (loom.log, otelcol.log, mockupstream.log, spool/)", dir)
+			return
+		}
+		_ = os.RemoveAll(dir)
+	})
+	st := &stack{dir: dir, keys: map[string]string{}}
 	bin := func(name string) string { return filepath.Join(binDir, name) }
 	ctx := t.Context()
 
