@@ -189,7 +189,11 @@ func Prepare(o Options) (*Plan, error) {
 		return nil, err
 	}
 	p.MetricsURL = "http://" + opsAddr + "/metrics"
-	cfg := RenderConfig(listen, p.Upstream, tenant.Hash(key), "http://"+p.OTLPAddr)
+	spool, err := filepath.Abs(filepath.Join(o.Dir, "spool"))
+	if err != nil {
+		return nil, err
+	}
+	cfg := RenderConfig(listen, p.Upstream, tenant.Hash(key), "http://"+p.OTLPAddr, spool)
 	cfg = append(cfg, RenderConsoleConfig(consoleAddr)...)
 	cfg = append(cfg, renderOpsConfig(opsAddr)...)
 	if _, err := config.Parse(cfg); err != nil {

@@ -119,10 +119,13 @@ func TestRenderConfig_ParsesForEveryUpstream(t *testing.T) {
 			if up.Mock {
 				up.BaseURL = "http://127.0.0.1:9090/v1"
 			}
-			b := RenderConfig("127.0.0.1:8080", up, hash, "http://127.0.0.1:4317")
+			b := RenderConfig("127.0.0.1:8080", up, hash, "http://127.0.0.1:4317", "/var/lib/loom/spool")
 			cfg, err := config.Parse(b)
 			if err != nil {
 				t.Fatalf("config.Parse: %v\n%s", err, b)
+			}
+			if cfg.Tracing.Spool.Dir != "/var/lib/loom/spool" {
+				t.Errorf("tracing.spool.dir = %q, want the state directory's spool", cfg.Tracing.Spool.Dir)
 			}
 			if cfg.Tracing.Endpoint != "http://127.0.0.1:4317" || cfg.Tracing.Protocol != config.TracingGRPC {
 				t.Errorf("tracing = %s over %s, want http://127.0.0.1:4317 over grpc", cfg.Tracing.Endpoint, cfg.Tracing.Protocol)

@@ -87,8 +87,9 @@ func (u Upstream) Describe() string {
 // RenderConfig writes Loom's configuration for the demo: one deployment (up),
 // one tenant with one key (given by its SHA-256), the demo models, and
 // tracing to the OTLP gRPC endpoint otlp (http://host:port; empty turns
-// tracing off). It is regenerated on every start.
-func RenderConfig(listen string, up Upstream, keyHash, otlp string) []byte {
+// tracing off) through the durable spool in spoolDir (empty: a temporary
+// one). It is regenerated on every start.
+func RenderConfig(listen string, up Upstream, keyHash, otlp, spoolDir string) []byte {
 	var b strings.Builder
 	q := strconv.Quote // a Go-quoted ASCII string is a valid YAML double-quoted scalar
 	fmt.Fprintf(&b, "# Written by devstack (make run) on every start: edits here are overwritten.\n")
@@ -97,6 +98,9 @@ func RenderConfig(listen string, up Upstream, keyHash, otlp string) []byte {
 	fmt.Fprintf(&b, "timeouts:\n  # devstack waits longer than this before it kills loom.\n  shutdown: 10s\n")
 	if otlp != "" {
 		fmt.Fprintf(&b, "tracing:\n  # Every call as spans to otelcol-loom (OTLP gRPC), which writes them into Postgres.\n  endpoint: %s\n", q(otlp))
+		if spoolDir != "" {
+			fmt.Fprintf(&b, "  # Calls wait here for the collector: they survive a crash of Loom or of the collector.\n  spool: {dir: %s}\n", q(spoolDir))
+		}
 	}
 	fmt.Fprintf(&b, "deployments:\n")
 	fmt.Fprintf(&b, "  - name: %s\n    provider: %s\n    base_url: %s\n", q(up.Deployment), config.ProviderOpenAI, q(up.BaseURL))

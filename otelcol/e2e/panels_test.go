@@ -175,13 +175,14 @@ func checkPanelValues(t *testing.T, db *pgxpool.Pool, w panelTotals, from, to ti
 	expect("stream_usage_source", "provider counts", sources["provider"], w.byKind[streamHidden]+w.byKind[streamUsage]+w.byKind[clientAbort])
 	expect("stream_usage_source", "streams without usage", sources["none"], w.byKind[upstream429])
 
-	expect("pipeline_ingested", "spans", sumCol(t, "pipeline_ingested", rows("pipeline_ingested"), "spans/s", true), 2*w.calls)
+	// Two spans a call, and the run's start marker.
+	expect("pipeline_ingested", "spans", sumCol(t, "pipeline_ingested", rows("pipeline_ingested"), "spans/s", true), 2*w.calls+1)
 	checkPercentiles(t, "pipeline_ingest_lag", rows("pipeline_ingest_lag"))
 	expect("pipeline_dead_letters", "rows", int64(len(rows("pipeline_dead_letters"))), 0)
 	gaps := rows("pipeline_seq_gaps")
-	if len(gaps) != 1 || gaps[0]["instance"] != w.instance || num(t, "pipeline_seq_gaps", "first", gaps[0]["first"]) != 1 ||
-		int64(num(t, "pipeline_seq_gaps", "last", gaps[0]["last"])) != w.calls || int64(num(t, "pipeline_seq_gaps", "missing", gaps[0]["missing"])) != 0 {
-		t.Errorf("panel pipeline_seq_gaps: %v, want one instance %s numbered 1 to %d, none missing", gaps, w.instance, w.calls)
+	if len(gaps) != 1 || gaps[0]["instance"] != w.instance || int64(num(t, "pipeline_seq_gaps", "numbered", gaps[0]["numbered"])) != w.calls ||
+		int64(num(t, "pipeline_seq_gaps", "stored", gaps[0]["stored"])) != w.calls || int64(num(t, "pipeline_seq_gaps", "missing", gaps[0]["missing"])) != 0 {
+		t.Errorf("panel pipeline_seq_gaps: %v, want one run of instance %s numbered 1 to %d, all stored", gaps, w.instance, w.calls)
 	}
 
 	recent := rows("calls_recent")

@@ -9,7 +9,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/loom-gateway/loom/bench/mockupstream"
 	"github.com/loom-gateway/loom/proxy/config"
@@ -18,11 +17,8 @@ import (
 	"github.com/loom-gateway/loom/proxy/tracing"
 )
 
-// discard is a span exporter that drops everything, successfully.
-type discard struct{}
-
-func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
-func (discard) Shutdown(context.Context) error                             { return nil }
+// discard is a collector that takes everything and keeps nothing.
+func discard(context.Context, []byte) (int64, error) { return 0, nil }
 
 // BenchmarkGateway measures the whole request path through in-memory
 // listeners: client → Loom → mock upstream, beside the same call straight to
@@ -54,10 +50,12 @@ tenants:
 	go func() { _ = loom.Serve(loomLn) }()
 	defer loomLn.Close()
 
-	// The same gateway with tracing on: every call becomes two SDK spans
-	// through Loom's export queue; the exporter discards them, so this
-	// measures what tracing costs the proxy, not a collector.
-	tracer, err := tracing.New(context.Background(), config.DefaultTracing, tracing.Options{Exporter: discard{}})
+	// The same gateway with tracing on: every call is encoded, spooled to
+	// disk and shipped to a collector that discards it, so this measures
+	// what tracing costs the proxy, not a collector.
+	tcfg := config.DefaultTracing
+	tcfg.Spool.Dir = b.TempDir()
+	tracer, err := tracing.New(context.Background(), tcfg, tracing.Options{Send: discard})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -14,6 +13,7 @@ import (
 	"github.com/loom-gateway/loom/proxy/config"
 	sa "github.com/loom-gateway/loom/proxy/spanattr"
 	"github.com/loom-gateway/loom/proxy/tracing"
+	"github.com/loom-gateway/loom/proxy/tracing/tracingtest"
 )
 
 // Real calls through Loom become spans whose tokens are what the upstream
@@ -95,12 +95,12 @@ func attrMap(kvs []attribute.KeyValue) map[attribute.Key]attribute.Value {
 	return m
 }
 
-func newMemoryTracer(t *testing.T) (*tracing.Tracer, *tracetest.InMemoryExporter) {
+func newMemoryTracer(t *testing.T) (*tracing.Tracer, *tracingtest.Collector) {
 	t.Helper()
-	exp := tracetest.NewInMemoryExporter()
+	exp := &tracingtest.Collector{}
 	cfg := config.DefaultTracing
-	cfg.BatchTimeout = 10 * time.Millisecond
-	tr, err := tracing.New(context.Background(), cfg, tracing.Options{Exporter: exp})
+	cfg.Spool.Dir = t.TempDir()
+	tr, err := tracing.New(context.Background(), cfg, tracing.Options{Send: exp.Send})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func newMemoryTracer(t *testing.T) (*tracing.Tracer, *tracetest.InMemoryExporter
 }
 
 // clientSpans flushes tr and returns the CLIENT spans' attributes in order.
-func clientSpans(t *testing.T, tr *tracing.Tracer, exp *tracetest.InMemoryExporter) []map[attribute.Key]attribute.Value {
+func clientSpans(t *testing.T, tr *tracing.Tracer, exp *tracingtest.Collector) []map[attribute.Key]attribute.Value {
 	t.Helper()
 	if err := tr.Flush(context.Background()); err != nil {
 		t.Fatal(err)

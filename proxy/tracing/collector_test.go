@@ -2,92 +2,102 @@ package tracing
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/loom-gateway/loom/proxy/config"
+	sa "github.com/loom-gateway/loom/proxy/spanattr"
 )
 
-// fakeCollector is an otlptrace.Client that does what the production gRPC
-// client and a collector do with a batch: it encodes the exporter's
-// []*tracepb.ResourceSpans as an OTLP request with proto.Marshal (which
-// refuses a string that is not UTF-8, as grpc's codec does) and refuses a
-// request over limit bytes, as a collector's receiver does. Both answers are
-// the status errors the real ones give. Behind otlptrace.New it exercises
-// the production conversion from SDK spans.
+// fakeCollector does with a request what a collector's OTLP receiver does:
+// it decodes it with the official types (which refuse a string that is not
+// UTF-8, as the receiver's codec does) and refuses one over limit bytes.
+// Both refusals come back as the refusals the real sender reports.
 type fakeCollector struct {
 	limit   int  // 0: no limit
 	discard bool // count requests but keep nothing (fuzzing runs long)
 
 	mu        sync.Mutex
 	spans     []*tracepb.Span
-	sizes     []int // encoded size of each accepted request
-	marshal   []error
+	sizes     []int // size of each accepted request
+	decode    []error
 	oversized int
 }
 
-func (c *fakeCollector) Start(context.Context) error { return nil }
-func (c *fakeCollector) Stop(context.Context) error  { return nil }
-
-func (c *fakeCollector) UploadTraces(_ context.Context, rs []*tracepb.ResourceSpans) error {
-	b, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
+func (c *fakeCollector) Send(_ context.Context, req []byte) (int64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err != nil {
-		c.marshal = append(c.marshal, err)
-		return status.Errorf(codes.Internal, "grpc: error while marshaling: %v", err)
-	}
-	if c.limit > 0 && len(b) > c.limit {
+	if c.limit > 0 && len(req) > c.limit {
 		c.oversized++
-		return status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", len(b), c.limit)
+		return 0, &refusal{"gRPC ResourceExhausted: grpc: received message larger than max"}
+	}
+	var r coltracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(req, &r); err != nil {
+		c.decode = append(c.decode, err)
+		return 0, &refusal{"gRPC Internal: grpc: error unmarshalling request: " + err.Error()}
 	}
 	if c.discard {
-		return nil
+		return 0, nil
 	}
-	c.sizes = append(c.sizes, len(b))
-	for _, r := range rs {
-		for _, ss := range r.ScopeSpans {
+	c.sizes = append(c.sizes, len(req))
+	for _, rs := range r.ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
 			c.spans = append(c.spans, ss.Spans...)
 		}
 	}
-	return nil
+	return 0, nil
 }
 
-// accepted returns the spans taken so far, by name.
+// accepted returns the calls' spans taken so far (run markers aside).
 func (c *fakeCollector) accepted() []*tracepb.Span {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]*tracepb.Span(nil), c.spans...)
+	var out []*tracepb.Span
+	for _, s := range c.spans {
+		if s.Name != sa.RunSpanName {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
-func (c *fakeCollector) marshalErrors() []error {
+// markers returns the run markers taken so far.
+func (c *fakeCollector) markers() []*tracepb.Span {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]error(nil), c.marshal...)
+	var out []*tracepb.Span
+	for _, s := range c.spans {
+		if s.Name == sa.RunSpanName {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
-// newCollectorTracer is a tracer exporting through the real OTLP exporter
-// into c.
+func (c *fakeCollector) decodeErrors() []error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]error(nil), c.decode...)
+}
+
+// newCollectorTracer is a tracer with a spool of its own shipping into c.
 func newCollectorTracer(t testing.TB, c *fakeCollector, cfgs ...func(*config.Tracing)) *Tracer {
 	t.Helper()
-	exp, err := otlptrace.New(context.Background(), c)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := testConfig()
+	cfg.Spool.Dir = t.TempDir()
 	for _, f := range cfgs {
 		f(&cfg)
 	}
-	tr, err := New(context.Background(), cfg, Options{ServiceVersion: "test", Exporter: exp})
+	tr, err := New(context.Background(), cfg, Options{ServiceVersion: "test", Send: c.Send})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tr
 }
+
+var errUnavailable = errors.New("collector unavailable")

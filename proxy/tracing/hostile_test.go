@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/config"
@@ -81,11 +79,11 @@ func TestRecord_PoisoningCalls_ThenNormalCalls_AllExported(t *testing.T) {
 		}
 	}
 	flushWithin(t, tr, 10*time.Second)
-	if errs := col.marshalErrors(); len(errs) > 0 {
-		t.Fatalf("%d batches failed to marshal: %v", len(errs), errs[0])
+	if errs := col.decodeErrors(); len(errs) > 0 {
+		t.Fatalf("%d requests did not decode: %v", len(errs), errs[0])
 	}
 	st := tr.Stats()
-	if got := len(col.accepted()); got != want || st.Exported != uint64(want) || st.Dropped != 0 {
+	if got := len(col.accepted()); got != want || st.Dropped != 0 {
 		t.Fatalf("collector has %d spans, want %d; stats %+v", got, want, st)
 	}
 	captured := 0
@@ -107,100 +105,79 @@ func TestRecord_PoisoningCalls_ThenNormalCalls_AllExported(t *testing.T) {
 	}
 }
 
-// A span that escaped sanitization (made straight through the SDK here) is
-// refused by the collector: the queue splits its batch, exports every other
-// span, and counts and logs the refused one by trace id.
-func TestQueue_CollectorRefusesOneSpan_SplitsBatchAndDropsOnlyIt(t *testing.T) {
+// A call that escaped sanitization (its bytes edited here after encoding)
+// or one too large for the collector is refused: the shipper splits its
+// batch, ships every other call, and counts and logs the refused one by
+// trace id, and the spool flows on.
+func TestShip_CollectorRefusesOneCall_SplitsBatchAndDropsOnlyIt(t *testing.T) {
+	const badTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
 	for _, tc := range []struct {
 		name string
-		bad  func(tr *Tracer) trace.Span
+		bad  func(tr *Tracer) []byte
 	}{
-		{"invalid UTF-8 name", func(tr *Tracer) trace.Span {
-			_, s := tr.tracer.Start(context.Background(), "POST /\xff")
-			return s
+		{"invalid UTF-8 name", func(tr *Tracer) []byte {
+			r := streamedChat()
+			r.HTTPRoute = "/XXXX"
+			r.TraceParent = []byte("00-" + badTrace + "-00f067aa0ba902b7-01")
+			b := tr.enc.appendCall(nil, r, callIDs{Seq: 999, Run: tr.run})
+			return bytes.ReplaceAll(b, []byte("XXXX"), []byte("\xff\xff\xff\xff"))
 		}},
-		{"oversize attribute", func(tr *Tracer) trace.Span {
-			_, s := tr.tracer.Start(context.Background(), "big",
-				trace.WithAttributes(attribute.String("big", strings.Repeat("b", 200<<10))))
-			return s
+		{"over the collector's size limit", func(tr *Tracer) []byte {
+			r := streamedChat()
+			r.TraceParent = []byte("00-" + badTrace + "-00f067aa0ba902b7-01")
+			r.Content = call.Content{Capture: true, Max: 1 << 20,
+				Request: []byte(`{"messages":[{"role":"user","content":"` + strings.Repeat("b", 200<<10) + `"}]}`)}
+			return tr.enc.appendCall(nil, r, callIDs{Seq: 999, Run: tr.run})
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			col := &fakeCollector{limit: 64 << 10}
 			var logs bytes.Buffer
-			exp := newCollectorTracer(t, col, func(c *config.Tracing) { c.BatchTimeout = time.Hour })
-			exp.queue.log = slog.New(slog.NewTextHandler(&logs, nil))
-			defer exp.Shutdown(context.Background())
+			cfg := testConfig()
+			cfg.Spool.Dir = t.TempDir()
+			cfg.Spool.CommitInterval = time.Second // one commit, one batch
+			tr, err := New(context.Background(), cfg, Options{Send: col.Send, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Shutdown(context.Background())
 			for range 4 {
-				exp.Record(streamedChat())
+				tr.Record(streamedChat())
 			}
-			bad := tc.bad(exp)
-			bad.End()
+			if err := tr.spool.Append(tc.bad(tr)); err != nil {
+				t.Fatal(err)
+			}
 			for range 5 {
-				exp.Record(streamedChat())
+				tr.Record(streamedChat())
 			}
-			flushWithin(t, exp, 10*time.Second)
-			st := exp.Stats()
-			if n := len(col.accepted()); n != 18 || st.Exported != 18 || st.Invalid != 1 || st.Dropped != 1 || st.Pending != 0 {
+			flushWithin(t, tr, 10*time.Second)
+			st := tr.Stats()
+			if n := len(col.accepted()); n != 18 || st.Invalid != 1 || st.Dropped != 1 {
 				t.Fatalf("collector has %d spans; stats %+v", n, st)
 			}
-			// The queue flows on.
-			exp.Record(streamedChat())
-			flushWithin(t, exp, 10*time.Second)
+			// The spool flows on.
+			tr.Record(streamedChat())
+			flushWithin(t, tr, 10*time.Second)
 			if n := len(col.accepted()); n != 20 {
 				t.Fatalf("after the refusal, %d spans exported", n)
 			}
-			if id := bad.SpanContext().TraceID().String(); !strings.Contains(logs.String(), id) {
-				t.Errorf("log does not name trace %s:\n%s", id, logs.String())
+			if !strings.Contains(logs.String(), badTrace) {
+				t.Errorf("log does not name trace %s:\n%s", badTrace, logs.String())
 			}
-			if m := string(exp.AppendMetrics(nil)); !strings.Contains(m, `loom_spans_dropped_total{reason="invalid"} 1`) {
+			if m := string(tr.AppendMetrics(nil)); !strings.Contains(m, `loom_calls_dropped_total{reason="invalid"} 1`) {
 				t.Errorf("metrics:\n%s", m)
 			}
 		})
 	}
 }
 
-// The queue is bounded by bytes as well as by count: large spans fill it
-// long before QueueSize, and every refused span is counted as queue_full.
-func TestQueue_BoundedByBytes_DropsCountedAsQueueFull(t *testing.T) {
-	exp := &blocked{memory: newMemory(), release: make(chan struct{})}
-	cfg := testConfig()
-	cfg.QueueSize, cfg.QueueBytes = 10000, 32<<10
-	tr := newTestTracer(t, exp, cfg, nil)
-	for range 100 {
-		tr.Record(streamedChat())
-	}
-	// The loop moves spans from the channel to its batch; poll until the
-	// totals are read between two moves.
-	st := tr.Stats()
-	for deadline := time.Now().Add(5 * time.Second); st.Ended != uint64(st.Pending)+st.QueueFull; st = tr.Stats() {
-		if time.Now().After(deadline) {
-			t.Fatalf("spans unaccounted for: %+v", st)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if st.QueueFull == 0 || st.Pending >= 200 || st.PendingSize > cfg.QueueBytes {
-		t.Fatalf("byte bound not applied: %+v", st)
-	}
-	close(exp.release)
-	if err := tr.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if st := tr.Stats(); st.Exported+st.QueueFull != 200 || st.PendingSize != 0 {
-		t.Fatalf("after release: %+v", st)
-	}
-	if m := string(tr.AppendMetrics(nil)); !strings.Contains(m, `loom_spans_dropped_total{reason="queue_full"} `+strconv.FormatUint(st.QueueFull, 10)) {
-		t.Errorf("metrics:\n%s", m)
-	}
-}
-
-// Batches are cut by their encoded size, and the estimate errs on the
-// large side: no request the collector gets is over BatchBytes.
+// Batches are cut by their encoded size: no request the collector gets is
+// over BatchBytes (unless one call alone is).
 func TestQueue_BatchesStayUnderBatchBytes(t *testing.T) {
 	col := &fakeCollector{}
 	const limit = 32 << 10
 	tr := newCollectorTracer(t, col, func(c *config.Tracing) {
-		c.BatchBytes, c.BatchSize, c.BatchTimeout = limit, 512, time.Hour
+		c.BatchBytes, c.BatchSize, c.Spool.CommitInterval = limit, 512, 100*time.Millisecond
 	})
 	defer tr.Shutdown(context.Background())
 	for i := range 200 {
@@ -210,10 +187,11 @@ func TestQueue_BatchesStayUnderBatchBytes(t *testing.T) {
 		tr.Record(r)
 	}
 	flushWithin(t, tr, 10*time.Second)
+	spans := len(col.accepted())
 	col.mu.Lock()
 	defer col.mu.Unlock()
-	if len(col.spans) != 400 || len(col.sizes) < 5 {
-		t.Fatalf("%d spans in %d requests", len(col.spans), len(col.sizes))
+	if spans != 400 || len(col.sizes) < 5 {
+		t.Fatalf("%d spans in %d requests", spans, len(col.sizes))
 	}
 	for _, n := range col.sizes {
 		if n > limit {
@@ -228,7 +206,7 @@ func TestQueue_BatchesStayUnderBatchBytes(t *testing.T) {
 // socket address.
 func TestRecord_ClientGone_UpstreamFine_OnlyServerSpanIsError(t *testing.T) {
 	exp := newMemory()
-	tr := newTestTracer(t, exp, testConfig(), nil)
+	tr := newTestTracer(t, exp.Send, testConfig(), nil)
 	r := streamedChat()
 	r.Outcome, r.ErrorType, r.ClientDisconnected = call.OutcomeClientGone, "client_disconnected", true
 	r.ErrorMessage = "write tcp 127.0.0.1:8080->127.0.0.1:54321: write: broken pipe"
@@ -252,7 +230,7 @@ func TestRecord_ClientGone_UpstreamFine_OnlyServerSpanIsError(t *testing.T) {
 
 func TestRecord_UpstreamFailure_StatusNamesNoAddress(t *testing.T) {
 	exp := newMemory()
-	tr := newTestTracer(t, exp, testConfig(), nil)
+	tr := newTestTracer(t, exp.Send, testConfig(), nil)
 	r := streamedChat()
 	r.Status, r.UpstreamStatus, r.Outcome, r.ErrorType = 502, 0, call.OutcomeUpstreamFailed, "connect"
 	r.ErrorMessage = "dial tcp 10.1.2.3:443: connect: connection refused; via [fe80::1]:8443"
@@ -272,7 +250,7 @@ func TestRecord_UpstreamFailure_StatusNamesNoAddress(t *testing.T) {
 // row: the SERVER span always says whether the client streamed.
 func TestRecord_UnaryCall_ServerSpanSaysNotStreamed(t *testing.T) {
 	exp := newMemory()
-	tr := newTestTracer(t, exp, testConfig(), nil)
+	tr := newTestTracer(t, exp.Send, testConfig(), nil)
 	r := streamedChat()
 	r.Stream = false
 	tr.Record(r)

@@ -1,53 +1,12 @@
 package tracing
 
 import (
-	"context"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/loom-gateway/loom/proxy/call"
 	sa "github.com/loom-gateway/loom/proxy/spanattr"
 )
-
-// Record turns r into spans: a SERVER span for the request and, when Loom
-// reached an upstream, a CLIENT span for that attempt. It numbers the call
-// (loom.seq) and never blocks on export. Every string it puts on a span is
-// valid UTF-8 and capped (sanitize.go), whatever r holds.
-func (t *Tracer) Record(r *call.Record) {
-	seq := int64(t.seq.Add(1))
-	ctx := context.Background()
-	if len(r.TraceParent) > 0 {
-		ctx = propagation.TraceContext{}.Extract(ctx, traceParent(r.TraceParent))
-	}
-	bufp := t.attrs.Get().(*[]attribute.KeyValue)
-	attrs := appendServer((*bufp)[:0], r, seq, t.instance)
-	ctx, server := t.tracer.Start(ctx, serverName(r),
-		trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(r.Start), trace.WithAttributes(attrs...))
-	// The SERVER span's status is the client's side of the call.
-	if r.Status >= 500 || r.Outcome == call.OutcomeClientGone || r.Outcome == call.OutcomeUpstreamFailed {
-		server.SetStatus(codes.Error, statusMessage(r))
-	}
-	if !r.UpstreamStart.IsZero() {
-		attrs = appendClient(attrs[:0], r, seq, t.instance)
-		_, client := t.tracer.Start(ctx, clientName(r),
-			trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(r.UpstreamStart), trace.WithAttributes(attrs...))
-		if upstreamFailed(r) {
-			client.SetStatus(codes.Error, statusMessage(r))
-		}
-		end := r.UpstreamEnd
-		if end.IsZero() {
-			end = r.End
-		}
-		client.End(trace.WithTimestamp(end))
-	}
-	server.End(trace.WithTimestamp(r.End))
-	clear(attrs)
-	*bufp = attrs[:0]
-	t.attrs.Put(bufp)
-}
 
 // upstreamFailed says whether the upstream call itself failed: the CLIENT
 // span's status describes the upstream, so a client that hung up while the

@@ -1,34 +1,39 @@
 // Package tracing turns each finished call into OpenTelemetry spans, one
-// SERVER span for the inbound request and one CLIENT span for the upstream
-// attempt, following the GenAI semantic conventions (v1.41), and exports them
-// over OTLP. Every call is sampled and numbered (loom.seq, no gaps per
-// instance), and every span that cannot be delivered is counted: the totals
-// are logged and served as metrics. It must never put a client key or an
-// upstream credential on a span.
+// SERVER span for the inbound request and one CLIENT span per upstream
+// attempt, following the GenAI semantic conventions (v1.41), and delivers
+// them over OTLP without ever losing one silently.
+//
+// A call is encoded once, straight from its call.Record, into OTLP protobuf
+// (encode.go), appended to a durable spool on local disk (proxy/spool,
+// group-committed), and shipped from there to the collector by one
+// goroutine that advances the spool's cursor only when the collector has
+// acknowledged. The request path never waits for the disk or the network.
+//
+// Every process start is a run: its calls are numbered 1, 2, 3... (loom.seq)
+// under a fresh loom.run.id, the run opens with a start marker and a clean
+// stop closes it with the last number, and the instance id is kept in the
+// spool directory. So a lost call is a gap, and a crash is a run without a
+// stop marker whose loss is bounded by the spool's commit window.
+//
+// It must never put a client key or an upstream credential on a span.
 package tracing
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/config"
-	"github.com/loom-gateway/loom/proxy/spanattr"
+	"github.com/loom-gateway/loom/proxy/spool"
 )
 
 // Options are what the tracer needs beyond its configuration.
@@ -37,140 +42,269 @@ type Options struct {
 	ServiceVersion string
 	// Logger gets the export failures and drop totals. Nil discards them.
 	Logger *slog.Logger
-	// Exporter replaces the OTLP exporter the configuration describes
-	// (tests use an in-memory one).
-	Exporter sdktrace.SpanExporter
+	// Send replaces the OTLP client the configuration describes: it gets
+	// each encoded ExportTraceServiceRequest (tests use
+	// tracingtest.Collector.Send). It returns the spans the collector
+	// rejected in a partial success, or an error; wrap a refusal of the
+	// data itself with Refused so the batch is split, not retried.
+	Send func(ctx context.Context, req []byte) (rejected int64, err error)
 	// StatsEvery is how often totals are logged while something is wrong
-	// (spans dropped or exports failing). Zero means a minute.
+	// (calls dropped or exports failing). Zero means a minute.
 	StatsEvery time.Duration
+}
+
+// Refused marks err as the collector refusing the data itself, for
+// Options.Send: the shipper then splits the batch to set aside only the
+// calls it refuses.
+func Refused(err error) error { return &refusal{reason: err.Error()} }
+
+// Stats are the tracer's running totals, in calls (a call is one record
+// in the spool: its SERVER span and its CLIENT spans). Every call numbered
+// is, at any moment, shipped, dropped or waiting in the spool.
+type Stats struct {
+	Calls       uint64 // numbered in this run (the last loom.seq)
+	Shipped     uint64 // calls (and run markers) the collector accepted
+	Dropped     uint64 // SpoolFull + Invalid + AtShutdown
+	SpoolFull   uint64 // not recorded: the spool was full
+	Invalid     uint64 // refused by the collector as malformed or too large
+	AtShutdown  uint64 // lost at stop: only with a temporary spool
+	ExportFails uint64 // failed export attempts (each retried)
+	Rejected    uint64 // spans the collector accepted but rejected in a partial success
+	Spool       spool.Stats
 }
 
 // Tracer is a call.Sink that records calls as spans.
 type Tracer struct {
-	provider *sdktrace.TracerProvider
-	tracer   trace.Tracer
-	queue    *queue
+	cfg      config.Tracing
 	log      *slog.Logger
+	enc      *encoder
+	spool    *spool.Spool
+	tempDir  string // the spool's directory when it is temporary
+	send     func(ctx context.Context, req []byte) (int64, error)
+	closeFn  func() error
 	instance string
-	seq      atomic.Uint64
-	attrs    sync.Pool // *[]attribute.KeyValue
-	quit     chan struct{}
-	logDone  chan struct{}
+	run      string
+	seq      atomic.Int64
+	bufs     sync.Pool // *[]byte
+	refuse   bool
+
+	full, invalid, atShutdown, fails, rejected, shipped atomic.Uint64
+	lastFullLog                                          atomic.Int64
+
+	shipCtx    context.Context
+	stopShip   context.CancelFunc
+	shipDone   chan struct{}
+	quit       chan struct{}
+	logDone    chan struct{}
+	stopped    atomic.Bool
+	lastRefLog time.Time // shipper goroutine only
 }
 
 var _ call.Sink = (*Tracer)(nil)
 
-// New starts a tracer exporting as cfg says. It does not wait for the
-// collector: spans queue until it answers.
+// New opens the spool, starts a run and the shipper. It does not wait for
+// the collector: calls wait in the spool until it answers, and what an
+// earlier run left unshipped goes first.
 func New(ctx context.Context, cfg config.Tracing, opts Options) (*Tracer, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	exp := opts.Exporter
-	if exp == nil {
-		var err error
-		if exp, err = newExporter(ctx, cfg); err != nil {
+	t := &Tracer{cfg: cfg, log: log, refuse: cfg.Spool.WhenFull == config.SpoolRefuse,
+		shipDone: make(chan struct{}), quit: make(chan struct{}), logDone: make(chan struct{})}
+	t.send = opts.Send
+	if t.send == nil {
+		s, err := newSender(cfg)
+		if err != nil {
 			return nil, err
 		}
+		t.send, t.closeFn = s.send, s.close
 	}
-	instance := call.Clean(cfg.InstanceID, maxShort)
-	if instance == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		instance = hex.EncodeToString(b[:])
+	dir := cfg.Spool.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "loom-spool-")
+		if err != nil {
+			return nil, fmt.Errorf("tracing: temporary spool: %w", err)
+		}
+		dir, t.tempDir = d, d
+		log.Warn("tracing.spool.dir is not set: calls wait for the collector in a temporary spool that a crash loses, and each start is a new instance", "dir", dir)
 	}
-	t := &Tracer{
-		log: log, instance: instance,
-		queue: newQueue(exp, log, queueOptions{
-			size: cfg.QueueSize, batchSize: cfg.BatchSize, queueBytes: cfg.QueueBytes, batchBytes: cfg.BatchBytes,
-			batchTimeout: cfg.BatchTimeout, timeout: cfg.ExportTimeout,
-		}),
-		quit: make(chan struct{}), logDone: make(chan struct{}),
+	sp, err := spool.Open(spool.Options{
+		Dir: dir, SegmentBytes: cfg.Spool.SegmentBytes, MaxBytes: cfg.Spool.MaxBytes,
+		PendingBytes: min(cfg.QueueBytes, cfg.Spool.MaxBytes/2), PendingRecords: cfg.QueueSize,
+		CommitInterval: cfg.Spool.CommitInterval, Logger: log,
+	})
+	if err != nil {
+		t.closeSender()
+		return nil, fmt.Errorf("tracing: %w", err)
 	}
-	t.provider = sdktrace.NewTracerProvider(
-		// A caller's sampled=0 must not erase a billable call.
-		sdktrace.WithSampler(sdktrace.AlwaysSample()),
-		sdktrace.WithSpanProcessor(t.queue),
-		sdktrace.WithResource(resource.NewSchemaless(
-			attribute.String(spanattr.ServiceName, spanattr.ServiceNameLoom),
-			attribute.String(spanattr.ServiceVersion, call.Clean(opts.ServiceVersion, maxShort)),
-			attribute.String(spanattr.ServiceInstanceID, instance),
-		)),
-	)
-	t.tracer = t.provider.Tracer("github.com/loom-gateway/loom/proxy")
-	t.attrs.New = func() any { s := make([]attribute.KeyValue, 0, 48); return &s }
+	t.spool = sp
+	t.instance = call.Clean(cfg.InstanceID, maxShort)
+	if t.instance == "" {
+		t.instance = sp.InstanceID()
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	t.run = hex.EncodeToString(b[:])
+	t.enc = newEncoder(opts.ServiceVersion, t.instance)
+	t.bufs.New = func() any { b := make([]byte, 0, 4<<10); return &b }
+
+	t.appendMarker(runMarker{Event: "start", Run: t.run, At: time.Now(),
+		CommitInterval: cfg.Spool.CommitInterval, LossBound: int64(cfg.QueueSize)})
+	t.shipCtx, t.stopShip = context.WithCancel(context.Background())
+	go t.ship()
 	every := opts.StatsEvery
 	if every <= 0 {
 		every = time.Minute
 	}
 	go t.logTotals(every)
+	if st := sp.Stats(); st.DiskBytes > 0 {
+		log.Info("tracing: shipping what an earlier run left in the spool", "bytes", st.DiskBytes)
+	}
 	return t, nil
 }
 
-func newExporter(ctx context.Context, cfg config.Tracing) (sdktrace.SpanExporter, error) {
-	if cfg.Endpoint == "" {
-		return nil, fmt.Errorf("tracing: no endpoint configured")
+func (t *Tracer) closeSender() {
+	if t.closeFn != nil {
+		_ = t.closeFn()
 	}
-	var client otlptrace.Client
-	switch cfg.Protocol {
-	case config.TracingHTTP:
-		client = otlptracehttp.NewClient(
-			otlptracehttp.WithEndpointURL(httpTracesURL(cfg.Endpoint)),
-			otlptracehttp.WithHeaders(cfg.Headers),
-			otlptracehttp.WithTimeout(cfg.ExportTimeout),
-			otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
-				Enabled: true, InitialInterval: 250 * time.Millisecond, MaxInterval: 5 * time.Second,
-				MaxElapsedTime: cfg.RetryMaxElapsed,
-			}))
-	default:
-		client = otlptracegrpc.NewClient(
-			otlptracegrpc.WithEndpointURL(cfg.Endpoint),
-			otlptracegrpc.WithHeaders(cfg.Headers),
-			otlptracegrpc.WithTimeout(cfg.ExportTimeout),
-			otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{
-				Enabled: true, InitialInterval: 250 * time.Millisecond, MaxInterval: 5 * time.Second,
-				MaxElapsedTime: cfg.RetryMaxElapsed,
-			}))
-	}
-	exp, err := otlptrace.New(ctx, client)
-	if err != nil {
-		return nil, fmt.Errorf("tracing: start OTLP exporter for %s: %w", cfg.Endpoint, err)
-	}
-	return exp, nil
 }
 
-// InstanceID is this process's service.instance.id and loom.instance.id.
+// InstanceID is service.instance.id and loom.instance.id: stable for as
+// long as the spool directory lives (or as configured).
 func (t *Tracer) InstanceID() string { return t.instance }
 
-// Calls is the number of calls recorded so far: the last loom.seq given.
-func (t *Tracer) Calls() uint64 { return t.seq.Load() }
+// RunID is this process start's loom.run.id.
+func (t *Tracer) RunID() string { return t.run }
 
-// Stats returns the export queue's totals.
-func (t *Tracer) Stats() Stats { return t.queue.Stats() }
+// Calls is the number of calls recorded in this run: the last loom.seq.
+func (t *Tracer) Calls() uint64 { return uint64(t.seq.Load()) }
 
-// Flush exports every span ended so far, or gives up when ctx ends.
-func (t *Tracer) Flush(ctx context.Context) error { return t.queue.ForceFlush(ctx) }
+// Record numbers the call and appends its spans to the spool. It never
+// blocks on the disk or the collector; a full spool drops the call and
+// counts it (its number stays unused: a visible gap).
+func (t *Tracer) Record(r *call.Record) {
+	seq := t.seq.Add(1)
+	bp := t.bufs.Get().(*[]byte)
+	b := t.enc.appendCall((*bp)[:0], r, callIDs{Seq: seq, Run: t.run})
+	if err := t.spool.Append(b); err != nil {
+		t.dropped(err)
+	}
+	if cap(b) <= maxPooledBuf {
+		*bp = b[:0]
+		t.bufs.Put(bp)
+	}
+}
 
-// Shutdown exports what is queued, retrying until ctx ends, and logs the
-// totals; spans still unsent then are counted as dropped.
+// maxPooledBuf keeps a call with huge captured content from pinning its
+// buffer in the pool for ever.
+const maxPooledBuf = 256 << 10
+
+func (t *Tracer) dropped(err error) {
+	if errors.Is(err, spool.ErrClosed) {
+		t.atShutdown.Add(1)
+		return
+	}
+	n := t.full.Add(1)
+	now := time.Now().UnixNano()
+	if last := t.lastFullLog.Load(); n == 1 || now-last > int64(10*time.Second) {
+		if t.lastFullLog.CompareAndSwap(last, now) {
+			t.log.Error("tracing: spool full, calls are not recorded until the collector catches up",
+				"max_bytes", t.cfg.Spool.MaxBytes, "dropped_total", n, "error", err)
+		}
+	}
+}
+
+// roomFor is the room Admit asks the spool for: a typical call's record
+// with room to spare, so an admitted call is not then dropped.
+const roomFor = 64 << 10
+
+// Admit says whether a new call may start: with when_full: refuse, not
+// while the spool is full (the caller answers 503), so that no call goes
+// unrecorded; with drop, always.
+func (t *Tracer) Admit() bool {
+	return !t.refuse || t.spool.Room(roomFor)
+}
+
+func (t *Tracer) appendMarker(m runMarker) {
+	b := t.enc.appendRunMarker(nil, m)
+	if err := t.spool.Append(b); err != nil {
+		t.log.Error("tracing: could not spool the run marker", "event", m.Event, "run", m.Run, "error", err)
+	}
+}
+
+// Stats returns the running totals.
+func (t *Tracer) Stats() Stats {
+	s := Stats{Calls: t.Calls(), Shipped: t.shipped.Load(), SpoolFull: t.full.Load(), Invalid: t.invalid.Load(),
+		AtShutdown: t.atShutdown.Load(), ExportFails: t.fails.Load(), Rejected: t.rejected.Load(), Spool: t.spool.Stats()}
+	s.Dropped = s.SpoolFull + s.Invalid + s.AtShutdown
+	return s
+}
+
+// Flush commits the spool and waits until the collector has acknowledged
+// everything in it, or ctx ends. Calls recorded meanwhile are waited for
+// too: flush a quiet tracer.
+func (t *Tracer) Flush(ctx context.Context) error {
+	if err := t.spool.Commit(ctx); err != nil {
+		return fmt.Errorf("tracing flush: %w", err)
+	}
+	for {
+		if st := t.spool.Stats(); st.DiskBytes == 0 && st.PendingRecords == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("tracing flush: %w", ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// Shutdown closes the run: it writes the stop marker with the run's last
+// number, commits the spool, gives the shipper until ctx ends to deliver
+// everything, and closes the spool. What is still unshipped stays on disk
+// and goes first at the next start (a temporary spool loses it, counted).
 func (t *Tracer) Shutdown(ctx context.Context) error {
+	if !t.stopped.CompareAndSwap(false, true) {
+		return nil
+	}
+	t.appendMarker(runMarker{Event: "stop", Run: t.run, At: time.Now(), LastSeq: t.seq.Load()})
+	err := t.Flush(ctx)
+	t.stopShip()
+	<-t.shipDone
 	close(t.quit)
 	<-t.logDone
-	err := t.provider.Shutdown(ctx)
+	st := t.spool.Stats()
+	if cerr := t.spool.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	unshipped := st.DiskBytes
+	if t.tempDir != "" {
+		if unshipped > 0 {
+			// A temporary spool dies with the process: count what it held.
+			t.atShutdown.Add(st.Committed + uint64(st.PendingRecords) - st.Acked)
+		}
+		_ = os.RemoveAll(t.tempDir)
+	}
+	t.closeSender()
 	s := t.Stats()
 	level := slog.LevelInfo
 	if s.Dropped > 0 {
 		level = slog.LevelError
 	}
-	t.log.Log(context.Background(), level, "tracing stopped", statsArgs(t.Calls(), s)...)
+	args := append(statsArgs(s), "unshipped_bytes_left_in_spool", unshipped)
+	t.log.Log(context.Background(), level, "tracing stopped", args...)
+	if err != nil && t.tempDir == "" && unshipped > 0 {
+		// Not a loss: the next start ships it.
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("tracing shutdown: %w", err)
 	}
 	return nil
 }
 
-// logTotals logs the totals every period in which spans were dropped or an
+// logTotals logs the totals every period in which calls were dropped or an
 // export failed, so trouble is never silent and quiet times stay quiet.
 func (t *Tracer) logTotals(every time.Duration) {
 	defer close(t.logDone)
@@ -185,16 +319,16 @@ func (t *Tracer) logTotals(every time.Duration) {
 		}
 		s := t.Stats()
 		if s.Dropped != last.Dropped || s.ExportFails != last.ExportFails {
-			t.log.Warn("tracing: spans dropped or exports failing", statsArgs(t.Calls(), s)...)
+			t.log.Warn("tracing: calls dropped or exports failing", statsArgs(s)...)
 		}
 		last = s
 	}
 }
 
-func statsArgs(calls uint64, s Stats) []any {
-	return []any{"calls", calls, "spans_ended", s.Ended, "spans_exported", s.Exported,
-		"spans_dropped", s.Dropped, "dropped_queue_full", s.QueueFull, "dropped_at_shutdown", s.AtShutdown,
-		"dropped_invalid", s.Invalid, "export_failures", s.ExportFails, "pending", s.Pending, "pending_bytes", s.PendingSize}
+func statsArgs(s Stats) []any {
+	return []any{"calls", s.Calls, "shipped", s.Shipped, "dropped", s.Dropped, "dropped_spool_full", s.SpoolFull,
+		"dropped_invalid", s.Invalid, "dropped_at_shutdown", s.AtShutdown, "export_failures", s.ExportFails,
+		"spool_bytes", s.Spool.DiskBytes, "spool_pending", s.Spool.PendingRecords}
 }
 
 // AppendMetrics appends the totals in the Prometheus text format.
@@ -204,14 +338,17 @@ func (t *Tracer) AppendMetrics(dst []byte) []byte {
 		name, typ, help string
 		samples         []sample
 	}{
-		{"loom_calls_total", "counter", "Calls recorded by this instance (the last loom.seq).", []sample{{"", t.Calls()}}},
-		{"loom_spans_ended_total", "counter", "Spans ended, two per relayed call.", []sample{{"", s.Ended}}},
-		{"loom_spans_exported_total", "counter", "Spans the collector accepted.", []sample{{"", s.Exported}}},
-		{"loom_spans_dropped_total", "counter", "Spans lost before export, by reason.",
-			[]sample{{`reason="queue_full"`, s.QueueFull}, {`reason="shutdown"`, s.AtShutdown}, {`reason="invalid"`, s.Invalid}}},
+		{"loom_calls_total", "counter", "Calls recorded by this run (the last loom.seq).", []sample{{"", s.Calls}}},
+		{"loom_calls_shipped_total", "counter", "Records (calls and run markers) the collector accepted.", []sample{{"", s.Shipped}}},
+		{"loom_calls_dropped_total", "counter", "Calls lost before the collector, by reason.",
+			[]sample{{`reason="spool_full"`, s.SpoolFull}, {`reason="invalid"`, s.Invalid}, {`reason="shutdown"`, s.AtShutdown}}},
+		{"loom_spans_rejected_total", "counter", "Spans the collector accepted in a batch but rejected (OTLP partial success).", []sample{{"", s.Rejected}}},
 		{"loom_span_export_failures_total", "counter", "Failed export attempts (each batch is retried).", []sample{{"", s.ExportFails}}},
-		{"loom_span_queue_pending", "gauge", "Spans waiting for export.", []sample{{"", uint64(s.Pending)}}},
-		{"loom_span_queue_bytes", "gauge", "Estimated encoded size of the spans waiting for export.", []sample{{"", uint64(max(s.PendingSize, 0))}}},
+		{"loom_spool_pending", "gauge", "Records waiting in memory for the spool's next commit.", []sample{{"", uint64(max(s.Spool.PendingRecords, 0))}}},
+		{"loom_spool_bytes", "gauge", "Bytes committed to the spool and not yet shipped.", []sample{{"", uint64(max(s.Spool.DiskBytes, 0))}}},
+		{"loom_spool_full_total", "counter", "Appends the spool refused because it was full.", []sample{{"", s.Spool.Full}}},
+		{"loom_spool_commit_errors_total", "counter", "Spool commits (write or fdatasync) that failed and were retried.", []sample{{"", s.Spool.CommitErrors}}},
+		{"loom_spool_torn_bytes_total", "counter", "Bytes of a torn tail cut from the spool at start (a crash mid-write).", []sample{{"", uint64(s.Spool.TornBytesCut)}}},
 	} {
 		dst = append(dst, "# HELP "+m.name+" "+m.help+"\n# TYPE "+m.name+" "+m.typ+"\n"...)
 		for _, x := range m.samples {

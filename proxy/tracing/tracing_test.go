@@ -3,8 +3,8 @@ package tracing
 import (
 	"bytes"
 	"context"
-	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,40 +13,46 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/config"
 	sa "github.com/loom-gateway/loom/proxy/spanattr"
+	"github.com/loom-gateway/loom/proxy/tracing/tracingtest"
 )
 
 func testConfig() config.Tracing {
 	c := config.DefaultTracing
-	c.BatchTimeout = 5 * time.Millisecond
 	c.ExportTimeout = 2 * time.Second
-	c.RetryMaxElapsed = time.Second
 	c.InstanceID = "inst-1"
+	c.Spool.CommitInterval = time.Millisecond
 	return c
 }
 
-func newTestTracer(t *testing.T, exp sdktrace.SpanExporter, cfg config.Tracing, log *slog.Logger) *Tracer {
+// sendFunc is a test's collector: what Options.Send takes.
+type sendFunc = func(ctx context.Context, req []byte) (int64, error)
+
+// newTestTracer starts a tracer on a spool of its own (unless cfg names
+// one) shipping to send.
+func newTestTracer(t *testing.T, send sendFunc, cfg config.Tracing, log *slog.Logger) *Tracer {
 	t.Helper()
-	tr, err := New(context.Background(), cfg, Options{ServiceVersion: "test", Exporter: exp, Logger: log})
+	if cfg.Spool.Dir == "" {
+		cfg.Spool.Dir = t.TempDir()
+	}
+	tr, err := New(context.Background(), cfg, Options{ServiceVersion: "test", Send: send, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tr
 }
 
-// memory keeps its spans after Shutdown (the SDK's in-memory exporter
-// forgets them), so tests can read what a shut-down tracer exported.
-type memory struct{ *tracetest.InMemoryExporter }
+// memory keeps what it was sent, decoded with the official OTLP types.
+type memory struct{ *tracingtest.Collector }
 
-func (memory) Shutdown(context.Context) error { return nil }
+func newMemory() memory { return memory{&tracingtest.Collector{}} }
 
-func newMemory() memory { return memory{tracetest.NewInMemoryExporter()} }
+func (m memory) markers() tracetest.SpanStubs { return m.Markers() }
 
 func f64(v float64) *float64 { return &v }
 func i64(v int64) *int64     { return &v }
@@ -93,7 +99,7 @@ func spansByKind(t *testing.T, spans tracetest.SpanStubs) (server, client tracet
 
 func TestRecord_StreamedChat_ServerAndClientSpansFollowGenAIConventions(t *testing.T) {
 	exp := newMemory()
-	tr := newTestTracer(t, exp, testConfig(), nil)
+	tr := newTestTracer(t, exp.Send, testConfig(), nil)
 	r := streamedChat()
 	tr.Record(r)
 	if err := tr.Shutdown(context.Background()); err != nil {
@@ -169,7 +175,7 @@ func TestRecord_StreamedChat_ServerAndClientSpansFollowGenAIConventions(t *testi
 
 func TestRecord_RejectedCall_OnlyServerSpan(t *testing.T) {
 	exp := newMemory()
-	tr := newTestTracer(t, exp, testConfig(), nil)
+	tr := newTestTracer(t, exp.Send, testConfig(), nil)
 	now := time.Now()
 	tr.Record(&call.Record{Operation: call.OpChat, HTTPMethod: "POST", HTTPRoute: "/v1/chat/completions",
 		Status: 401, Outcome: call.OutcomeRejected, ErrorType: "invalid_api_key", Start: now, End: now})
@@ -189,7 +195,7 @@ func TestRecord_RejectedCall_OnlyServerSpan(t *testing.T) {
 
 func TestRecord_UpstreamFailure_MarksBothSpansError(t *testing.T) {
 	exp := newMemory()
-	tr := newTestTracer(t, exp, testConfig(), nil)
+	tr := newTestTracer(t, exp.Send, testConfig(), nil)
 	r := streamedChat()
 	r.Status, r.Outcome, r.ErrorType, r.ErrorMessage = 200, call.OutcomeUpstreamFailed, "upstream_reset", "connection reset"
 	tr.Record(r)
@@ -206,7 +212,7 @@ func TestRecord_UpstreamFailure_MarksBothSpansError(t *testing.T) {
 // A caller that sends sampled=0 still gets its call recorded, in its trace.
 func TestRecord_TraceparentHonouredButNeverUnsampled(t *testing.T) {
 	exp := newMemory()
-	tr := newTestTracer(t, exp, testConfig(), nil)
+	tr := newTestTracer(t, exp.Send, testConfig(), nil)
 	r := streamedChat()
 	r.TraceParent = []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
 	tr.Record(r)
@@ -223,7 +229,7 @@ func TestRecord_TraceparentHonouredButNeverUnsampled(t *testing.T) {
 
 func TestRecord_SeqHasNoGapsUnderConcurrency(t *testing.T) {
 	exp := newMemory()
-	tr := newTestTracer(t, exp, testConfig(), nil)
+	tr := newTestTracer(t, exp.Send, testConfig(), nil)
 	const workers, each = 8, 250
 	var wg sync.WaitGroup
 	for range workers {
@@ -255,19 +261,19 @@ type flaky struct {
 	fail atomic.Int64
 }
 
-func (f *flaky) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+func (f *flaky) Send(ctx context.Context, req []byte) (int64, error) {
 	if f.fail.Add(-1) >= 0 {
-		return errors.New("collector unavailable")
+		return 0, errUnavailable
 	}
-	return f.memory.ExportSpans(ctx, spans)
+	return f.memory.Send(ctx, req)
 }
 
-// A batch the collector refuses is retried, not dropped.
-func TestQueue_FailedExportIsRetriedNotDropped(t *testing.T) {
+// A batch that fails to export is retried, not dropped.
+func TestShip_FailedExportIsRetriedNotDropped(t *testing.T) {
 	exp := &flaky{memory: newMemory()}
 	exp.fail.Store(2)
 	var logs bytes.Buffer
-	tr := newTestTracer(t, exp, testConfig(), slog.New(slog.NewTextHandler(&logs, nil)))
+	tr := newTestTracer(t, exp.Send, testConfig(), slog.New(slog.NewTextHandler(&logs, nil)))
 	for range 10 {
 		tr.Record(streamedChat())
 	}
@@ -277,10 +283,11 @@ func TestQueue_FailedExportIsRetriedNotDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := tr.Stats()
-	if len(exp.GetSpans()) != 20 || st.Exported != 20 || st.Dropped != 0 || st.ExportFails != 2 {
+	// 10 calls and the run's two markers.
+	if len(exp.GetSpans()) != 20 || st.Shipped != 12 || st.Dropped != 0 || st.ExportFails != 2 {
 		t.Fatalf("exported %d, stats %+v", len(exp.GetSpans()), st)
 	}
-	if !strings.Contains(logs.String(), "span export failed") {
+	if !strings.Contains(logs.String(), "export failed") {
 		t.Fatalf("failure not logged:\n%s", logs.String())
 	}
 }
@@ -291,53 +298,147 @@ type blocked struct {
 	release chan struct{}
 }
 
-func (b *blocked) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+func (b *blocked) Send(ctx context.Context, req []byte) (int64, error) {
 	select {
 	case <-b.release:
-		return b.memory.ExportSpans(ctx, spans)
+		return b.memory.Send(ctx, req)
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
 }
 
-// With the collector away, a full queue drops, shutdown gives up at its
-// deadline, and every lost span is counted and logged.
-func TestQueue_EveryDropIsCountedAndLogged(t *testing.T) {
+// With the collector away, a stop loses nothing: the calls stay in the
+// spool, and the next start of the same spool ships them first, under the
+// same instance id, the old run's stop marker with them.
+func TestShutdown_CollectorAway_NothingDroppedNextStartShipsIt(t *testing.T) {
 	exp := &blocked{memory: newMemory(), release: make(chan struct{})}
 	cfg := testConfig()
-	cfg.QueueSize, cfg.BatchSize = 8, 4
+	cfg.InstanceID = ""
+	cfg.Spool.Dir = t.TempDir()
 	var logs bytes.Buffer
-	tr := newTestTracer(t, exp, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	tr := newTestTracer(t, exp.Send, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	for range 20 {
 		tr.Record(streamedChat())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if err := tr.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("shutdown: %v", err)
+	if err := tr.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with the collector away: %v (nothing is lost: the spool keeps it)", err)
 	}
-	st := tr.Stats()
-	if st.Ended != 40 || st.Exported != 0 || st.Dropped != 40 || st.QueueFull == 0 || st.AtShutdown == 0 {
+	if st := tr.Stats(); st.Calls != 20 || st.Shipped != 0 || st.Dropped != 0 || st.Spool.DiskBytes == 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	for _, want := range []string{"span queue full", "tracing stopped", "spans_dropped=40", "calls=20"} {
-		if !strings.Contains(logs.String(), want) {
-			t.Errorf("log lacks %q:\n%s", want, logs.String())
+	if !strings.Contains(logs.String(), "tracing stopped") {
+		t.Errorf("log:\n%s", logs.String())
+	}
+
+	next := newMemory()
+	tr2 := newTestTracer(t, next.Send, cfg, nil)
+	flushWithin(t, tr2, 10*time.Second)
+	if tr2.InstanceID() != tr.InstanceID() || tr2.RunID() == tr.RunID() {
+		t.Errorf("instance %s then %s, run %s then %s: want one instance, two runs", tr.InstanceID(), tr2.InstanceID(), tr.RunID(), tr2.RunID())
+	}
+	seqs := map[int64]bool{}
+	for _, s := range next.GetSpans() {
+		a := attrs(s)
+		if s.SpanKind == trace.SpanKindServer && a[sa.RunID].AsString() == tr.RunID() {
+			seqs[a[sa.Seq].AsInt64()] = true
 		}
+	}
+	if len(seqs) != 20 || !seqs[1] || !seqs[20] {
+		t.Fatalf("the next start shipped %d of the first run's 20 calls", len(seqs))
+	}
+	events := map[string]string{}
+	for _, m := range next.markers() {
+		a := attrs(m)
+		events[a[sa.RunID].AsString()+"/"+a[sa.RunEvent].AsString()] = a[sa.RunLastSeq].Emit()
+	}
+	if !has(events, tr.RunID()+"/start") || events[tr.RunID()+"/stop"] != "20" || !has(events, tr2.RunID()+"/start") {
+		t.Fatalf("markers %v", events)
+	}
+	_ = tr2.Shutdown(context.Background())
+}
+
+func has(m map[string]string, k string) bool { _, ok := m[k]; return ok }
+
+// A full spool drops calls and counts each one; the calls it kept ship.
+func TestSpool_Full_DropsCountedAsSpoolFull(t *testing.T) {
+	exp := &blocked{memory: newMemory(), release: make(chan struct{})}
+	cfg := testConfig()
+	cfg.Spool.MaxBytes = 16 << 10
+	var logs bytes.Buffer
+	tr := newTestTracer(t, exp.Send, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	for range 100 {
+		tr.Record(streamedChat())
+	}
+	st := tr.Stats()
+	if st.SpoolFull == 0 || st.SpoolFull >= 100 || st.Dropped != st.SpoolFull {
+		t.Fatalf("byte bound not applied: %+v", st)
+	}
+	close(exp.release)
+	flushWithin(t, tr, 10*time.Second)
+	if got := uint64(len(exp.GetSpans())) / 2; got+st.SpoolFull != 100 {
+		t.Fatalf("shipped %d calls and dropped %d, of 100", got, st.SpoolFull)
 	}
 	m := string(tr.AppendMetrics(nil))
-	for _, want := range []string{"loom_spans_ended_total 40", `loom_spans_dropped_total{reason="queue_full"} `, "loom_calls_total 20"} {
-		if !strings.Contains(m, want) {
-			t.Errorf("metrics lack %q:\n%s", want, m)
+	if !strings.Contains(m, `loom_calls_dropped_total{reason="spool_full"} `+strconv.FormatUint(st.SpoolFull, 10)) {
+		t.Errorf("metrics:\n%s", m)
+	}
+	if !strings.Contains(logs.String(), "spool full") {
+		t.Errorf("log:\n%s", logs.String())
+	}
+	_ = tr.Shutdown(context.Background())
+}
+
+// With when_full: refuse, the tracer says so before a call starts, and
+// again takes calls once the collector has caught up.
+func TestAdmit_RefusePolicy_SaysNoWhileTheSpoolIsFull(t *testing.T) {
+	exp := &blocked{memory: newMemory(), release: make(chan struct{})}
+	cfg := testConfig()
+	cfg.Spool.MaxBytes = 256 << 10
+	cfg.Spool.WhenFull = config.SpoolRefuse
+	tr := newTestTracer(t, exp.Send, cfg, nil)
+	defer tr.Shutdown(context.Background())
+	if !tr.Admit() {
+		t.Fatal("an empty spool refuses")
+	}
+	for tr.Admit() {
+		tr.Record(streamedChat())
+		if tr.Calls() > 10000 {
+			t.Fatal("never full")
 		}
 	}
+	if st := tr.Stats(); st.SpoolFull != 0 {
+		t.Fatalf("calls were admitted and then dropped: %+v", st)
+	}
+	close(exp.release)
+	flushWithin(t, tr, 10*time.Second)
+	if !tr.Admit() {
+		t.Fatal("still refusing after the collector caught up")
+	}
+}
+
+// The drop policy never refuses.
+func TestAdmit_DropPolicy_AlwaysAdmits(t *testing.T) {
+	exp := &blocked{memory: newMemory(), release: make(chan struct{})}
+	cfg := testConfig()
+	cfg.Spool.MaxBytes = 16 << 10
+	tr := newTestTracer(t, exp.Send, cfg, nil)
+	for range 100 {
+		tr.Record(streamedChat())
+	}
+	if !tr.Admit() {
+		t.Fatal("drop policy refused a call")
+	}
+	close(exp.release)
+	_ = tr.Shutdown(context.Background())
 }
 
 func TestFlush_ExportsEverythingEnded(t *testing.T) {
 	exp := newMemory()
 	cfg := testConfig()
-	cfg.BatchTimeout = time.Hour
-	tr := newTestTracer(t, exp, cfg, nil)
+	cfg.Spool.CommitInterval = time.Second
+	tr := newTestTracer(t, exp.Send, cfg, nil)
 	defer tr.Shutdown(context.Background())
 	for range 3 {
 		tr.Record(streamedChat())
@@ -347,18 +448,5 @@ func TestFlush_ExportsEverythingEnded(t *testing.T) {
 	}
 	if n := len(exp.GetSpans()); n != 6 {
 		t.Fatalf("flushed %d spans, want 6", n)
-	}
-}
-
-func TestHTTPTracesURL_DefaultsThePath(t *testing.T) {
-	for in, want := range map[string]string{
-		"http://127.0.0.1:4318":              "http://127.0.0.1:4318/v1/traces",
-		"http://127.0.0.1:4318/":             "http://127.0.0.1:4318/v1/traces",
-		"https://otel.example.com/v1/traces": "https://otel.example.com/v1/traces",
-		"https://otel.example.com/custom":    "https://otel.example.com/custom",
-	} {
-		if got := httpTracesURL(in); got != want {
-			t.Errorf("httpTracesURL(%q) = %q, want %q", in, got, want)
-		}
 	}
 }

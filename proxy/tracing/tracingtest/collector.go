@@ -21,6 +21,8 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/loom-gateway/loom/proxy/spanattr"
 )
 
 // Collector keeps every span it was sent. Its zero value is ready.
@@ -67,6 +69,30 @@ func (c *Collector) Spans() tracetest.SpanStubs {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append(tracetest.SpanStubs(nil), c.spans...)
+}
+
+// GetSpans returns the calls' spans received so far, in order: Spans
+// without the run markers (named as the SDK's in-memory exporter's method,
+// so tests read alike).
+func (c *Collector) GetSpans() tracetest.SpanStubs {
+	var out tracetest.SpanStubs
+	for _, s := range c.Spans() {
+		if s.Name != spanattr.RunSpanName {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Markers returns the run markers received so far.
+func (c *Collector) Markers() tracetest.SpanStubs {
+	var out tracetest.SpanStubs
+	for _, s := range c.Spans() {
+		if s.Name == spanattr.RunSpanName {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Raw returns the spans received so far as the OTLP types decoded them.
