@@ -4,8 +4,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"go.opentelemetry.io/otel/attribute"
-
 	"github.com/loom-gateway/loom/proxy/call"
 )
 
@@ -45,11 +43,6 @@ func cleanSlice(ss []string, max int) []string {
 		out[i] = call.Clean(ss[i], max)
 	}
 	return out
-}
-
-// strAttr is attribute.String with the value cleaned to maxShort.
-func strAttr(k, v string) attribute.KeyValue {
-	return attribute.String(k, call.Clean(v, maxShort))
 }
 
 // scrubAddrs replaces every IP address (with its port) in s by "<addr>":

@@ -89,7 +89,7 @@ type Tracer struct {
 	refuse   bool
 
 	full, invalid, atShutdown, fails, rejected, shipped atomic.Uint64
-	lastFullLog                                          atomic.Int64
+	lastFullLog                                         atomic.Int64
 
 	shipCtx    context.Context
 	stopShip   context.CancelFunc

@@ -1,29 +1,18 @@
 package tracing
 
 import (
-
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/loom-gateway/loom/proxy/call"
 	sa "github.com/loom-gateway/loom/proxy/spanattr"
 )
 
-// upstreamFailed says whether the upstream call itself failed: the CLIENT
-// span's status describes the upstream, so a client that hung up while the
-// provider answered normally is not an upstream error (that would inflate
-// provider error rates); loom.client.disconnected says what happened.
-func upstreamFailed(r *call.Record) bool {
-	return r.Outcome == call.OutcomeUpstreamError || r.Outcome == call.OutcomeUpstreamFailed || r.UpstreamStatus >= 400
-}
+// The attribute lists of the SDK path that the encoder replaced, kept as
+// the reference the encoder is checked against (sdkref_test.go).
 
-// statusMessage is r's error message fit for a span status: a client that
-// left gets a fixed text (the write error names its socket), any IP
-// address is replaced, and the text is valid UTF-8 within maxStatus.
-func statusMessage(r *call.Record) string {
-	if r.Outcome == call.OutcomeClientGone {
-		return "client disconnected"
-	}
-	return scrubAddrs(call.Clean(r.ErrorMessage, maxStatus))
+// strAttr is attribute.String with the value cleaned to maxShort.
+func strAttr(k, v string) attribute.KeyValue {
+	return attribute.String(k, call.Clean(v, maxShort))
 }
 
 // traceParent carries a client's traceparent header to the W3C propagator.
