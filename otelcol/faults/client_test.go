@@ -110,6 +110,9 @@ func newClient(st *stack, conns int) *client {
 	tr := &http.Transport{
 		MaxIdleConns:          conns,
 		MaxIdleConnsPerHost:   conns,
+		// Never more connections than clients: Loom refuses a client
+		// address past its connections.max_per_ip (1,024 by default).
+		MaxConnsPerHost: conns,
 		DisableCompression:    true,
 		ResponseHeaderTimeout: 30 * time.Second,
 		DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
