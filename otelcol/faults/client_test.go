@@ -108,11 +108,11 @@ type client struct {
 
 func newClient(st *stack, conns int) *client {
 	tr := &http.Transport{
-		MaxIdleConns:          conns,
-		MaxIdleConnsPerHost:   conns,
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
 		// Never more connections than clients: Loom refuses a client
 		// address past its connections.max_per_ip (1,024 by default).
-		MaxConnsPerHost: conns,
+		MaxConnsPerHost:       conns,
 		DisableCompression:    true,
 		ResponseHeaderTimeout: 30 * time.Second,
 		DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
