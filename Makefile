@@ -19,7 +19,7 @@ test: ## go vet, then every test
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz FuzzRecord -fuzztime 10s ./proxy/tracing
 
-# test-faults: full is the issue's 100,000 calls; CI runs PROFILE=short.
+# test-faults: full is the issue's 100,000 calls (~5 min, CI runs it); short is 10,000 (~3 min).
 PROFILE ?= full
 test-faults: ## The fault suite: kills and restarts under mixed load against the real stack (PROFILE=full|short)
 	LOOM_FAULTS=$(PROFILE) $(GO) test -count=1 -v -timeout 45m -run '^TestFaults$$' ./otelcol/faults
