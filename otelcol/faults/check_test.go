@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -297,7 +298,7 @@ func auditCompleteness(ctx context.Context, dbURL string) ([]auditRun, error) {
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
 		msg, _, _ := bytes.Cut(bytes.TrimSpace(stderr.Bytes()), []byte("\n"))
-		return nil, fmt.Errorf("loom audit completeness -json: %w (exit: %v): %.300s %s", err, runErr, stdout.Bytes(), msg)
+		return nil, fmt.Errorf("loom audit completeness -json: %w: %.300s %s", errors.Join(err, runErr), stdout.Bytes(), msg)
 	}
 	slices.SortFunc(out.Runs, func(a, b auditRun) int { return a.StartedAt.Compare(b.StartedAt) })
 	return out.Runs, nil
