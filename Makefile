@@ -2,8 +2,9 @@
 # (see deploy/cmd/devstack). `make` alone lists the targets.
 .DEFAULT_GOAL := help
 GO ?= go
+FUZZTIME ?= 5s
 
-.PHONY: help build run test test-faults soak bench bench-quick lint dashboards
+.PHONY: help build run test fuzz test-faults soak bench bench-quick lint dashboards
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -14,10 +15,12 @@ build: ## Build loom, mockupstream, otelcol-loom and devstack into bin/
 run: build ## Start Loom and a demo key in front of the mock (or OpenAI if OPENAI_API_KEY is set); state in .loom/
 	./bin/devstack
 
-test: ## go vet, then every test
+test: ## go vet, then every test, then every fuzz target briefly (make fuzz)
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 20m ./...
-	$(GO) test -run '^$$' -fuzz FuzzRecord -fuzztime 10s ./proxy/tracing
+	$(GO) test -race -count=1 -timeout 20m ./... && $(MAKE) --no-print-directory fuzz
+
+fuzz: ## Every fuzz target in the module for FUZZTIME each (default 5s); prints execs/s, keeps crashers in testdata/fuzz
+	$(GO) run ./deploy/cmd/fuzzall -fuzztime $(FUZZTIME)
 
 # test-faults: full is the issue's 100,000 calls (~5 min, CI runs it); short is 10,000 (~3 min).
 PROFILE ?= full

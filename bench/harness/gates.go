@@ -46,6 +46,25 @@ var metrics = map[string]func(s *ScenarioResult) (float64, bool){
 	"ttfc_overhead_p99_ms": func(s *ScenarioResult) (float64, bool) {
 		return field(s.TTFCOverhead, func(p *Percentiles) float64 { return p.P99 })
 	},
+	// What tracing costs, the same scenario on the traced and the untraced
+	// Loom in the same run: p99 latency on minus off, and CPU per call on
+	// over off.
+	"tracing_p99_cost_ms": func(s *ScenarioResult) (float64, bool) {
+		p99, _, ok := s.TracingCost()
+		return p99, ok
+	},
+	"tracing_cpu_ratio": func(s *ScenarioResult) (float64, bool) {
+		_, r, ok := s.TracingCost()
+		return r, ok && r > 0
+	},
+	// The long-streams phase.
+	"streams_broken":                      streamsMetric(func(r *StreamsResult) float64 { return float64(r.Direct.Broken + r.ViaLoom.Broken) }),
+	"streams_first_chunk_overhead_p99_ms": streamsMetric(func(r *StreamsResult) float64 { return r.FirstChunkOverheadP99 }),
+	"streams_max_gap_overhead_p99_ms":     streamsMetric(func(r *StreamsResult) float64 { return r.MaxGapOverheadP99 }),
+	"streams_rss_per_open_stream_bytes":   streamsMetric(func(r *StreamsResult) float64 { return r.RSSPerOpenStream }),
+	"streams_goroutines_leaked": streamsMetric(func(r *StreamsResult) float64 {
+		return float64(max(0, r.GoroutinesAfter-r.GoroutinesBefore))
+	}),
 	"error_rate": func(s *ScenarioResult) (float64, bool) {
 		var sent, errs int64
 		for _, t := range s.Targets {
@@ -56,6 +75,15 @@ var metrics = map[string]func(s *ScenarioResult) (float64, bool){
 		}
 		return float64(errs) / float64(sent), true
 	},
+}
+
+func streamsMetric(f func(*StreamsResult) float64) func(*ScenarioResult) (float64, bool) {
+	return func(s *ScenarioResult) (float64, bool) {
+		if s.Streams == nil {
+			return 0, false
+		}
+		return f(s.Streams), true
+	}
 }
 
 func field(p *Percentiles, f func(*Percentiles) float64) (float64, bool) {

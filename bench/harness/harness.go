@@ -35,6 +35,14 @@ type Options struct {
 	AddedLatency time.Duration
 	// Log gets progress lines and the summary.
 	Log io.Writer
+	// Tracing turns tracing (and the pipeline behind it) on for the
+	// streams mode; the other modes always measure both.
+	Tracing bool
+	// LoomProcs, when positive, is each Loom's GOMAXPROCS.
+	LoomProcs int
+	// Streams overrides the mode's long-streams sizes: each field that is
+	// not zero replaces the mode's.
+	Streams LongStreams
 }
 
 // Run measures, writes report.md, results.json and latency.svg under a new
@@ -60,21 +68,31 @@ func Run(ctx context.Context, o Options) (dir string, res *Results, err error) {
 	}
 	defer st.stop()
 	res = &Results{Started: started, Mode: o.Mode.Name, Machine: machine(), PeakRSS: map[string]int64{}}
+	progress := func(line string) { fmt.Fprintf(o.Log, "bench: %s\n", line) }
 	for _, sc := range o.Mode.Scenarios {
-		m, err := st.runScenario(ctx, o.Mode, sc, func(line string) { fmt.Fprintf(o.Log, "bench: %s\n", line) })
+		m, err := st.runScenario(ctx, o.Mode, sc, progress)
 		if err != nil {
 			return dir, nil, err
 		}
 		res.Scenarios = append(res.Scenarios, scenarioResult(sc, m))
 	}
-	if res.TracedCalls, err = st.tracedCalls(ctx); err != nil {
-		return dir, nil, err
+	if ls := o.longStreams(); ls != nil {
+		sr, err := st.runLongStreams(ctx, *ls, progress)
+		if err != nil {
+			return dir, nil, err
+		}
+		res.Scenarios = append(res.Scenarios, sr)
 	}
 	for _, p := range st.procs {
 		res.PeakRSS[p.name] = p.peakRSS()
 	}
-	if res.SpansInPostgres, err = st.spanRows(ctx, res.TracedCalls); err != nil {
-		return dir, nil, fmt.Errorf("count spans in Postgres: %w", err)
+	if st.traced != nil {
+		if res.TracedCalls, err = st.tracedCalls(ctx); err != nil {
+			return dir, nil, err
+		}
+		if res.SpansInPostgres, err = st.spanRows(ctx, res.TracedCalls); err != nil {
+			return dir, nil, fmt.Errorf("count spans in Postgres: %w", err)
+		}
 	}
 	res.Gates, res.Passed = CheckGates(gates, res.Scenarios)
 	if res.SpansInPostgres != res.TracedCalls {
@@ -123,6 +141,28 @@ func machine() Machine {
 		m.Commit = strings.TrimSpace(string(out))
 	}
 	return m
+}
+
+// longStreams is the mode's long-streams phase with o.Streams' overrides,
+// or nil when the mode has none.
+func (o Options) longStreams() *LongStreams {
+	if o.Mode.Streams == nil {
+		return nil
+	}
+	ls := *o.Mode.Streams
+	if o.Streams.Streams > 0 {
+		ls.Streams = o.Streams.Streams
+	}
+	if o.Streams.Duration > 0 {
+		ls.Duration = o.Streams.Duration
+	}
+	if o.Streams.Interval > 0 {
+		ls.Interval = o.Streams.Interval
+	}
+	if o.Streams.Ramp > 0 {
+		ls.Ramp = o.Streams.Ramp
+	}
+	return &ls
 }
 
 // ErrUnknownMode names a mode that Modes lacks.

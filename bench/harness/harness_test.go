@@ -134,3 +134,37 @@ func TestRun_Loom25msSlower_GateFails(t *testing.T) {
 		t.Fatal("results say passed")
 	}
 }
+
+// The streams mode, tiny and without the pipeline: both sides measured,
+// every stream complete, Loom's memory and goroutines read, the report's
+// section written and the gates checked.
+func TestRun_StreamsMode_BothSidesMeasured_GoroutinesBack(t *testing.T) {
+	var log strings.Builder
+	mode := Mode{Name: "streams", StreamsOnly: true, Streams: &LongStreams{Streams: 20, Duration: time.Second,
+		Interval: 100 * time.Millisecond, Ramp: 200 * time.Millisecond}}
+	dir, res, err := Run(t.Context(), Options{Mode: mode, Bin: bin, Out: t.TempDir(), LoomProcs: 1,
+		Gates: filepath.Join("testdata", "streams-gates.yaml"), Log: &log})
+	t.Log(log.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Scenarios) != 1 || res.Scenarios[0].Streams == nil {
+		t.Fatalf("scenarios %+v: want the long-streams phase alone", res.Scenarios)
+	}
+	r := res.Scenarios[0].Streams
+	for _, side := range []StreamsTargetResult{r.Direct, r.ViaLoom} {
+		if side.Completed != 20 || side.Broken != 0 || side.FirstChunk == nil || side.MaxGap == nil || side.MaxGap.P50 < 90 {
+			t.Errorf("%s: %+v (first chunk %+v, max gap %+v)", side.Target, side, side.FirstChunk, side.MaxGap)
+		}
+	}
+	if r.Loom != Untraced || r.RSSBefore == 0 || r.RSSDuring == 0 || r.OpenAtSample != 20 || r.GoroutinesDuring < r.GoroutinesBefore+20 {
+		t.Errorf("Loom's side: %+v", r)
+	}
+	if len(res.Gates) != 2 || !res.Passed {
+		t.Errorf("gates %+v", res.Gates)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil || !strings.Contains(string(md), "## Many long streams") || !strings.Contains(string(md), "KiB per open stream") {
+		t.Errorf("report.md lacks the long-streams section: %v", err)
+	}
+}

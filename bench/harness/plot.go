@@ -13,8 +13,15 @@ var colors = map[string]string{Direct: "#1b9e77", Traced: "#d95f02", Untraced: "
 // WriteSVG draws latency by percentile, one panel per scenario, one line
 // per target: the x axis spreads the tail (1/(1-q), log scale) the way HDR
 // plots do, so p99.9 is as visible as p50.
-func WriteSVG(w io.Writer, scenarios []ScenarioResult) {
+func WriteSVG(w io.Writer, all []ScenarioResult) {
 	const pw, ph, pad = 420, 260, 50
+	// The long-streams phase has no latency curves: its section says it.
+	var scenarios []ScenarioResult
+	for _, s := range all {
+		if len(s.Targets) > 0 {
+			scenarios = append(scenarios, s)
+		}
+	}
 	cols := 2
 	rows := (len(scenarios) + cols - 1) / cols
 	width, height := cols*pw, rows*ph+30

@@ -34,6 +34,9 @@ func WriteMarkdown(w io.Writer, r *Results, plot string) {
 
 	p("## Overhead (via Loom minus direct)\n\n| scenario | tracing | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|\n")
 	for _, s := range r.Scenarios {
+		if s.Streams != nil {
+			continue // its own section below
+		}
 		p("| %s | on %s\n| %s | off %s\n", s.Name, pRow(s.Overhead), s.Name, pRow(s.OverheadUntraced))
 	}
 	p("\n## Latency\n\n| scenario | target | rate | throughput | errors | late starts | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -67,6 +70,12 @@ func WriteMarkdown(w io.Writer, r *Results, plot string) {
 				continue
 			}
 			p("| %s | %s | %s | %s | %.3f |\n", s.Name, t.Target, f3(t.SelfReported.P50), f3(t.SelfReported.P99), t.CPUPer1000)
+		}
+	}
+	writeTracingCost(w, r)
+	for _, s := range r.Scenarios {
+		if s.Streams != nil {
+			writeStreams(w, s.Streams)
 		}
 	}
 	p("\nPeak RSS:")
@@ -118,6 +127,17 @@ func WriteSummary(w io.Writer, r *Results) {
 		if s.TTFCOverhead != nil {
 			fmt.Fprintf(w, "%-18s %-14s %47s   TTFC overhead %.3f / %.3f\n", s.Name, Traced, "", s.TTFCOverhead.P50, s.TTFCOverhead.P99)
 		}
+		if p99, ratio, ok := s.TracingCost(); ok {
+			fmt.Fprintf(w, "%-18s tracing costs %.3f ms at p99, CPU per call x%.2f\n", s.Name, p99, ratio)
+		}
+		if r := s.Streams; r != nil {
+			for _, t := range []StreamsTargetResult{r.Direct, r.ViaLoom} {
+				fmt.Fprintf(w, "%-18s %-14s %d streams: %d completed, %d broken; first chunk p99 %.3f ms, max gap p99 %.3f ms\n",
+					s.Name, t.Target, t.Opened, t.Completed, t.Broken, t.FirstChunk.p99(), t.MaxGap.p99())
+			}
+			fmt.Fprintf(w, "%-18s %-14s %.1f KiB RSS per open stream (%d open); goroutines %d -> %d -> %d\n", s.Name, r.Loom,
+				r.RSSPerOpenStream/1024, r.OpenAtSample, r.GoroutinesBefore, r.GoroutinesDuring, r.GoroutinesAfter)
+		}
 	}
 	fmt.Fprintf(w, "\nspans in Postgres: %d of %d traced calls\n", r.SpansInPostgres, r.TracedCalls)
 	for _, g := range r.Gates {
@@ -126,5 +146,49 @@ func WriteSummary(w io.Writer, r *Results) {
 			mark = "FAIL"
 		}
 		fmt.Fprintf(w, "gate %-4s %s on %s: %s = %.4f (max %g)\n", mark, g.Gate, g.Scenario, g.Metric, g.Value, g.Max)
+	}
+}
+
+// writeTracingCost writes what tracing costs, scenario by scenario: the
+// same load on the traced and the untraced Loom in the same run.
+func writeTracingCost(w io.Writer, r *Results) {
+	header := false
+	for i := range r.Scenarios {
+		s := &r.Scenarios[i]
+		p99, ratio, ok := s.TracingCost()
+		if !ok {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(w, "\n## What tracing costs (tracing on vs off, same run)\n\n"+
+				"| scenario | p99 on | p99 off | p99 cost | CPU ms per call on | off | ratio |\n|---|---|---|---|---|---|---|\n")
+			header = true
+		}
+		on, off := s.Target(Traced), s.Target(Untraced)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %.4f | %.4f | %.2f |\n", s.Name, f3(on.Latency.P99), f3(off.Latency.P99), f3(p99),
+			on.CPUPer1000, off.CPUPer1000, ratio)
+	}
+}
+
+// writeStreams writes the long-streams phase: direct and via Loom side by
+// side, then what holding the streams cost Loom.
+func writeStreams(w io.Writer, r *StreamsResult) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("\n## Many long streams\n\n%d streams of %v, an event every %v, opened over %v; through %s. First chunk is from\n"+
+		"each stream's intended start to its first event; max gap is each stream's longest wait between two events\n"+
+		"(the upstream sends one every %v). Times in ms.\n\n", r.Streams, r.Duration, r.Interval, r.Ramp, r.Loom, r.Interval)
+	p("| target | opened | completed | broken | events | what | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, t := range []StreamsTargetResult{r.Direct, r.ViaLoom} {
+		p("| %s | %d | %d | %d | %d | first chunk %s\n", t.Target, t.Opened, t.Completed, t.Broken, t.Events, pRow(t.FirstChunk))
+		p("| %s | | | | | max gap %s\n", t.Target, pRow(t.MaxGap))
+	}
+	p("\nVia Loom minus direct at p99: first chunk %.3f ms, max gap %.3f ms.\n\n", r.FirstChunkOverheadP99, r.MaxGapOverheadP99)
+	p("Loom (%s): RSS %.1f MiB before, %.1f MiB with %d streams open: **%.1f KiB per open stream**; goroutines %d before, "+
+		"%d during, %d after; CPU %.1f µs per event relayed.\n", r.Loom, float64(r.RSSBefore)/(1<<20), float64(r.RSSDuring)/(1<<20),
+		r.OpenAtSample, r.RSSPerOpenStream/1024, r.GoroutinesBefore, r.GoroutinesDuring, r.GoroutinesAfter, r.CPUPerEvent)
+	for _, t := range []StreamsTargetResult{r.Direct, r.ViaLoom} {
+		if len(t.BrokenSamples) > 0 {
+			p("\nBroken streams %s: %s\n", t.Target, strings.Join(t.BrokenSamples, "; "))
+		}
 	}
 }

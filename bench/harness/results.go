@@ -67,6 +67,24 @@ type ScenarioResult struct {
 	OverheadUntraced     *Percentiles `json:"overhead_untraced_ms"`
 	TTFCOverhead         *Percentiles `json:"ttfc_overhead_ms,omitempty"`
 	TTFCOverheadUntraced *Percentiles `json:"ttfc_overhead_untraced_ms,omitempty"`
+	// Streams is the long-streams phase (scenario LongStreamsScenario),
+	// which has no Targets of its own.
+	Streams *StreamsResult `json:"streams,omitempty"`
+}
+
+// TracingCost is what tracing adds at p99 (tracing on minus off, ms) and
+// the ratio of Loom's CPU per call with tracing on to off; ok is false
+// unless both Looms ran the scenario (and the ratio's CPU was measured).
+func (s *ScenarioResult) TracingCost() (p99 float64, cpuRatio float64, ok bool) {
+	on, off := s.Target(Traced), s.Target(Untraced)
+	if on == nil || off == nil || on.Latency == nil || off.Latency == nil {
+		return 0, 0, false
+	}
+	p99 = on.Latency.P99 - off.Latency.P99
+	if off.CPUPer1000 > 0 {
+		cpuRatio = on.CPUPer1000 / off.CPUPer1000
+	}
+	return p99, cpuRatio, true
 }
 
 // Target returns the named target's result.

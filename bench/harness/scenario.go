@@ -42,6 +42,26 @@ type Mode struct {
 	Rounds    int           // passes over the targets
 	Segment   time.Duration // measured time per target per round
 	Warmup    time.Duration // unmeasured lead-in per segment
+	// Streams, when set, adds the many-long-streams phase (see
+	// LongStreams), straight to the mock and then through Loom.
+	Streams *LongStreams
+	// StreamsOnly runs the long streams alone, through one Loom: traced
+	// (and the whole pipeline started) only with Options.Tracing.
+	StreamsOnly bool
+}
+
+// LongStreams is the many-long-streams phase: Streams streams opened
+// evenly over Ramp, each Duration long with an event every Interval, so
+// all of them are open at once between Ramp and Duration. It runs
+// straight to the mock, then through Loom, and reports each one's first
+// chunk and longest gap between events side by side, the streams broken,
+// Loom's resident memory per open stream and its goroutines before,
+// during and after.
+type LongStreams struct {
+	Streams  int           `json:"streams"`
+	Duration time.Duration `json:"duration_ns"`
+	Interval time.Duration `json:"interval_ns"`
+	Ramp     time.Duration `json:"ramp_ns"`
 }
 
 var (
@@ -61,7 +81,12 @@ var Modes = map[string]Mode{
 		{Name: "stream-200", Description: "streaming, 20 chunks 5 ms apart, 200 RPS", Rate: 200, Stream: true, Tenants: 1, Mock: streamMock},
 		{Name: "multitenant-1000", Description: "non-streaming, two tenants alternating, 1000 RPS", Rate: 1000, Tenants: 2, Mock: unaryMock},
 	}},
-	"full": {Name: "full", Rounds: 3, Segment: 8 * time.Second, Warmup: time.Second, Scenarios: []Scenario{
+	// streams is the long-streams phase alone (make bench-streams); its
+	// flags size it up to the issue's 5,000 streams of 30 s with tracing on.
+	"streams": {Name: "streams", StreamsOnly: true, Streams: &LongStreams{Streams: 500, Duration: 10 * time.Second,
+		Interval: 100 * time.Millisecond, Ramp: 3 * time.Second}},
+	"full": {Name: "full", Rounds: 3, Segment: 8 * time.Second, Warmup: time.Second, Streams: &LongStreams{Streams: 1000,
+		Duration: 15 * time.Second, Interval: 100 * time.Millisecond, Ramp: 5 * time.Second}, Scenarios: []Scenario{
 		{Name: "nonstream-500", Description: "non-streaming, ~1 KB request, 500 RPS", Rate: 500, Tenants: 1, Mock: unaryMock},
 		{Name: "nonstream-1000", Description: "non-streaming, ~1 KB request, 1000 RPS", Rate: 1000, Tenants: 1, Mock: unaryMock},
 		{Name: "nonstream-2000", Description: "non-streaming, ~1 KB request, 2000 RPS", Rate: 2000, Tenants: 1, Mock: unaryMock},

@@ -91,13 +91,19 @@ func (p *proc) cpu() (time.Duration, error) {
 }
 
 // peakRSS is the process's high-water resident set, in bytes.
-func (p *proc) peakRSS() int64 {
+func (p *proc) peakRSS() int64 { return p.status("VmHWM:") }
+
+// rss is the process's resident set now, in bytes.
+func (p *proc) rss() int64 { return p.status("VmRSS:") }
+
+// status reads a size in kB from /proc/PID/status, in bytes.
+func (p *proc) status(field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.p.Pid()))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			return kb << 10
 		}
@@ -127,22 +133,36 @@ type stack struct {
 	tracedAt  string // Loom's address, tracing on
 	opsAt     string // the traced Loom's ops listener (its /metrics)
 	plainAt   string // Loom's address, tracing off
+	plainOps  string // the untraced Loom's ops listener
 	keys      [2]string
 	collector *proc
+	// spoolDir holds the traced Loom's spool (tracing.spool.dir), removed
+	// at stop.
+	spoolDir string
 }
 
 // Tenants of the bench configuration: two, so the mix can alternate.
 var benchTenants = [2]string{"bench-a", "bench-b"}
 
+// startStack starts what o's mode needs: the mock, and for a mode with
+// scenarios both Looms and the pipeline (Postgres, otelcol-loom); the
+// streams mode starts one Loom, the traced one and the pipeline only with
+// o.Tracing.
 func startStack(ctx context.Context, o Options, dir string) (st *stack, err error) {
 	st = &stack{dir: dir}
+	wantTraced := !o.Mode.StreamsOnly || o.Tracing
+	wantUntraced := !o.Mode.StreamsOnly || !o.Tracing
 	defer func() {
 		if err != nil {
 			st.stop()
 		}
 	}()
 	bin := func(name string) string { return filepath.Join(o.Bin, name) }
-	for _, b := range []string{"loom", "mockupstream", "otelcol-loom"} {
+	need := []string{"loom", "mockupstream"}
+	if wantTraced {
+		need = append(need, "otelcol-loom")
+	}
+	for _, b := range need {
 		if _, err := os.Stat(bin(b)); err != nil {
 			return st, fmt.Errorf("%w (run `make build` first)", err)
 		}
@@ -156,6 +176,9 @@ func startStack(ctx context.Context, o Options, dir string) (st *stack, err erro
 		return st, err
 	}
 	st.procs = append(st.procs, mock)
+	if !wantTraced {
+		return st, st.startLooms(ctx, o, dir, "", false, true)
+	}
 
 	// Postgres runs as the postgres user when we are root, and a checkout
 	// may sit where that user cannot go: its cluster lives in a temporary
@@ -187,47 +210,67 @@ func startStack(ctx context.Context, o Options, dir string) (st *stack, err erro
 		return st, err
 	}
 	st.procs = append(st.procs, st.collector)
+	return st, st.startLooms(ctx, o, dir, otlp, true, wantUntraced)
+}
 
+// startLooms starts the traced Loom (exporting to otlp) and the untraced
+// one, as asked, each with an ops listener.
+func (st *stack) startLooms(ctx context.Context, o Options, dir, otlp string, traced, untraced bool) (err error) {
+	bin := func(name string) string { return filepath.Join(o.Bin, name) }
+	var env []string
+	if o.LoomProcs > 0 {
+		// The issue's measure of many long streams gives Loom one core.
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(o.LoomProcs))
+	}
 	hashes := [2]string{}
 	for i := range st.keys {
 		if st.keys[i], hashes[i], err = tenant.NewKey(); err != nil {
-			return st, err
+			return err
 		}
 	}
-	for _, traced := range []bool{true, false} {
+	for _, tr := range []bool{true, false} {
+		if (tr && !traced) || (!tr && !untraced) {
+			continue
+		}
 		addr, err := freeport.Addr()
 		if err != nil {
-			return st, err
+			return err
 		}
-		name, tracing := "loom-untraced", ""
-		if traced {
-			// The traced Loom's counters are read from its ops listener:
-			// the gateway's own port does not serve /metrics.
-			if st.opsAt, err = freeport.Addr(); err != nil {
-				return st, err
+		// Each Loom's counters (calls, streams open, goroutines) are read
+		// from its ops listener: the gateway's own port does not serve
+		// /metrics.
+		ops, err := freeport.Addr()
+		if err != nil {
+			return err
+		}
+		name, extra := "loom-untraced", "ops: {listen: \""+ops+"\"}\n"
+		if tr {
+			if st.spoolDir, err = os.MkdirTemp("", "loom-bench-spool-"); err != nil {
+				return err
 			}
-			name, tracing = "loom-traced", "tracing: {endpoint: \"http://"+otlp+"\"}\nops: {listen: \""+st.opsAt+"\"}\n"
+			name = "loom-traced"
+			extra += "tracing: {endpoint: \"http://" + otlp + "\", spool: {dir: \"" + st.spoolDir + "\"}}\n"
 		}
 		cfgPath := filepath.Join(dir, name+".yaml")
-		if err := os.WriteFile(cfgPath, loomConfig(addr, st.mockAddr, hashes, tracing), 0o600); err != nil {
-			return st, err
+		if err := os.WriteFile(cfgPath, loomConfig(addr, st.mockAddr, hashes, extra), 0o600); err != nil {
+			return err
 		}
 		args := []string{"serve", "-config", cfgPath}
 		if o.AddedLatency > 0 {
 			args = append(args, "-debug-added-latency", o.AddedLatency.String())
 		}
-		p, err := startProc(ctx, dir, name, bin("loom"), nil, devstack.HTTPReady("http://"+addr+"/readyz"), args...)
+		p, err := startProc(ctx, dir, name, bin("loom"), env, devstack.HTTPReady("http://"+addr+"/readyz"), args...)
 		if err != nil {
-			return st, err
+			return err
 		}
 		st.procs = append(st.procs, p)
-		if traced {
-			st.traced, st.tracedAt = p, addr
+		if tr {
+			st.traced, st.tracedAt, st.opsAt = p, addr, ops
 		} else {
-			st.untraced, st.plainAt = p, addr
+			st.untraced, st.plainAt, st.plainOps = p, addr, ops
 		}
 	}
-	return st, nil
+	return nil
 }
 
 func loomConfig(listen, mock string, hashes [2]string, tracing string) []byte {
@@ -246,7 +289,13 @@ func loomConfig(listen, mock string, hashes [2]string, tracing string) []byte {
 // included: its loom_calls_total, the last loom.seq it gave, read from its
 // ops listener.
 func (st *stack) tracedCalls(ctx context.Context) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+st.opsAt+"/metrics", nil)
+	return opsMetric(ctx, st.opsAt, "loom_calls_total")
+}
+
+// opsMetric reads one unlabelled sample from the /metrics of the Loom
+// whose ops listener is at ops.
+func opsMetric(ctx context.Context, ops, name string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ops+"/metrics", nil)
 	if err != nil {
 		return 0, err
 	}
@@ -260,11 +309,11 @@ func (st *stack) tracedCalls(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "loom_calls_total "); ok {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 		}
 	}
-	return 0, errors.New("Loom's /metrics has no loom_calls_total")
+	return 0, errors.New("Loom's /metrics has no " + name)
 }
 
 // spanRows waits until the count of SERVER spans (one per call) in
@@ -304,5 +353,8 @@ func (st *stack) stop() {
 	}
 	if st.pgDir != "" {
 		_ = os.RemoveAll(st.pgDir)
+	}
+	if st.spoolDir != "" {
+		_ = os.RemoveAll(st.spoolDir)
 	}
 }

@@ -400,7 +400,7 @@ func (p *Plan) Banner(dir string) string {
 		"curl -sSN" + rest + stream + "'\n" +
 		"\n# the calls, with tokens and latency (in Postgres a second after each call):\n" +
 		psqlLine(p.psql, p.psqlURL()) + "\n" +
-		"\n# Loom's metrics, on its ops listener (loom_spans_exported_total, loom_rejected_unauthenticated_total...):\n" +
+		"\n# Loom's metrics, on its ops listener (loom_calls_shipped_total, loom_rejected_unauthenticated_total...):\n" +
 		"curl -sS " + p.MetricsURL + "\n\n"
 	return b
 }

@@ -73,7 +73,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) (err error) {
 	var done closers
 	defer func() {
 		// Whatever started is stopped, in reverse, also when starting failed.
-		cctx, cancel := context.WithTimeout(context.Background(), cfg.Tracing.ExportTimeout)
+		// The tracer gets this long to ship what the spool holds; what is
+		// left then ships at the next start.
+		cctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Shutdown)
 		defer cancel()
 		err = errors.Join(err, done.close(cctx))
 	}()
@@ -89,11 +91,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) (err error) {
 			return err
 		}
 		// Registered first, so it closes last: the calls are over by then,
-		// and their spans get the export timeout to reach the collector.
+		// so the run's stop marker carries its true last number.
 		done = append(done, tracer.Shutdown)
 		sinks = append(sinks, tracer)
 		opts.Metrics = tracer.AppendMetrics
-		log.Info("tracing on", "endpoint", cfg.Tracing.Endpoint, "protocol", cfg.Tracing.Protocol, "instance_id", tracer.InstanceID())
+		if cfg.Tracing.Spool.WhenFull == config.SpoolRefuse {
+			opts.Recording = tracer.Admit
+		}
+		log.Info("tracing on", "endpoint", cfg.Tracing.Endpoint, "protocol", cfg.Tracing.Protocol,
+			"instance_id", tracer.InstanceID(), "run_id", tracer.RunID(), "spool", cfg.Tracing.Spool.Dir)
 	} else {
 		log.Warn("tracing off: set tracing.endpoint to record calls as spans")
 	}
@@ -163,6 +169,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) (err error) {
 		}
 		done = append(done, stop)
 	}
+	// SIGHUP reloads the file (see reload.go).
+	(&reloader{path: *path, listen: *listen, srv: srv, fileTenants: st == nil, log: log, cur: cfg}).watch(ctx)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

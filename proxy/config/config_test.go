@@ -79,11 +79,12 @@ func TestParse_TracingDefaultsAndProblems(t *testing.T) {
 	}
 	tr := c.Tracing
 	if tr.Protocol != TracingGRPC || tr.QueueSize != DefaultTracing.QueueSize || tr.BatchSize != DefaultTracing.BatchSize ||
-		tr.ExportTimeout != DefaultTracing.ExportTimeout || tr.RetryMaxElapsed >= tr.ExportTimeout {
+		tr.ExportTimeout != DefaultTracing.ExportTimeout || tr.Spool != DefaultTracing.Spool {
 		t.Fatalf("tracing defaults: %+v", tr)
 	}
 	_, err = Parse([]byte(`
-tracing: {endpoint: "127.0.0.1:4317", protocol: thrift, queue_size: -1, batch_size: 5, export_timeout: 10s, retry_max_elapsed: 10s}
+tracing: {endpoint: "127.0.0.1:4317", protocol: thrift, queue_size: -1, batch_size: -5, export_timeout: -10s,
+  spool: {max_bytes: 1024, commit_interval: 2s, when_full: block}}
 tenants:
   - {id: t, content: {capture: true, max_bytes: -1}}
 `))
@@ -91,7 +92,8 @@ tenants:
 		t.Fatal("invalid tracing accepted")
 	}
 	for _, want := range []string{"tracing.endpoint", "tracing.protocol", "tracing.queue_size", "tracing.batch_size",
-		"tracing.retry_max_elapsed", "tenants[0].content.max_bytes"} {
+		"tracing.export_timeout", "tracing.spool.max_bytes", "tracing.spool.commit_interval", "tracing.spool.when_full",
+		"tenants[0].content.max_bytes"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
 		}

@@ -1,8 +1,9 @@
 // Package relay passes an upstream SSE stream to a client event by event,
 // byte for byte, while the tap reads each event on the side. Stream is the
-// response body fasthttp writes to the client: every Read hands over at most
-// one event, and fasthttp flushes after every Read, so each event reaches the
-// client as soon as it is complete and never waits for the next one.
+// response body fasthttp writes to the client: every Write of its WriteTo
+// (or Read) hands over at most one event, and fasthttp flushes after each,
+// so each event reaches the client as soon as it is complete and never
+// waits for the next one.
 //
 // It changes the stream in exactly one case: when Loom asked the upstream for
 // usage on the client's behalf, the usage chunk (and any "usage" member) is
@@ -85,7 +86,17 @@ type Stream struct {
 	counter countingReader
 	aborted atomic.Bool
 	upDone  bool
+	// deadline is the client write deadline last set (see pushDeadline).
+	deadline time.Time
 }
+
+// scanBuf is the scanner's starting buffer. Every open stream holds it for
+// its whole life (at 16 KiB it was a third of what a stream cost Loom), and
+// a chat chunk is a few hundred bytes: the upstream connection's own 4 KiB
+// read buffer absorbs bursts, and the scanner takes one event at a time
+// from it. A larger event grows the buffer for that stream alone (up to
+// MaxEvent); the next stream starts small again.
+const scanBuf = 1 << 10
 
 type countingReader struct {
 	r Body
@@ -101,9 +112,10 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // Reset prepares s to relay body into rec.
 func (s *Stream) Reset(body Body, rec *call.Record, opts Options) {
 	if s.buf == nil {
-		s.buf = make([]byte, 16<<10)
+		s.buf = make([]byte, scanBuf)
 	}
 	s.body, s.rec, s.opts = body, rec, opts
+	s.deadline = time.Time{}
 	s.pending, s.scratch = nil, s.scratch[:0]
 	s.state, s.upDone = streaming, false
 	s.aborted.Store(false)
@@ -111,18 +123,63 @@ func (s *Stream) Reset(body Body, rec *call.Record, opts Options) {
 	s.sc.Reset(&s.counter, s.buf, opts.MaxEvent)
 }
 
-// Read implements io.Reader for fasthttp's response writer: it returns the
-// next event (or the rest of one that did not fit in p).
+// Read implements io.Reader: it returns the next event (or the rest of one
+// that did not fit in p). fasthttp uses WriteTo instead; Read serves any
+// other reader of the stream.
 func (s *Stream) Read(p []byte) (int, error) {
+	b, err := s.next()
+	if err != nil {
+		return 0, err
+	}
+	n := copy(p, b)
+	s.pending = s.pending[n:]
+	s.rec.ClientBytes += int64(n)
+	s.pushDeadline()
+	return n, nil
+}
+
+// WriteTo writes the stream to w, one Write per event, straight from the
+// scanner's buffer. fasthttp's chunked writer frames and flushes each Write
+// as one chunk, as it did each Read, so every event still reaches the
+// client as soon as it is complete; what WriteTo saves is the copy into a
+// 4 KiB buffer from fasthttp's pool, which a stream held for its whole
+// life. The accounting (ClientBytes, ChunksSent, the write deadline) is
+// Read's. It returns nil at the stream's end and w's error when the client
+// is gone; fasthttp then calls CloseWithError either way.
+func (s *Stream) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		b, err := s.next()
+		if err != nil { // io.EOF: the stream is over
+			return total, nil
+		}
+		s.pending = nil
+		s.rec.ClientBytes += int64(len(b))
+		s.pushDeadline()
+		n, err := w.Write(b)
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// SupportsBodyWriteTo tells fasthttp that WriteTo may replace Read: it has
+// the same side effects and writes the same bytes, event by event.
+func (s *Stream) SupportsBodyWriteTo() bool { return true }
+
+// next returns the bytes the client gets next (never empty; s.pending
+// holds them), or io.EOF once the stream is over.
+func (s *Stream) next() ([]byte, error) {
 	for len(s.pending) == 0 {
 		switch s.state {
 		case ending:
 			s.state = ended
 			// fasthttp still writes the stream's end.
 			s.pushDeadline()
-			return 0, io.EOF
+			return nil, io.EOF
 		case ended, closed:
-			return 0, io.EOF
+			return nil, io.EOF
 		}
 		if !s.sc.Next() {
 			s.pending = s.end()
@@ -134,20 +191,29 @@ func (s *Stream) Read(p []byte) (int, error) {
 			s.rec.ChunksSent++
 		}
 	}
-	n := copy(p, s.pending)
-	s.pending = s.pending[n:]
-	s.rec.ClientBytes += int64(n)
-	s.pushDeadline()
-	return n, nil
+	return s.pending, nil
 }
 
-// pushDeadline gives the write of what Read returns WriteTimeout, counted
-// from now: the wait for the upstream's next event never counts against
-// the client.
+// pushDeadline gives the write of what the stream hands fasthttp at least
+// WriteTimeout, counted from now: the wait for the upstream's next event
+// never counts against the client. Moving a deadline is a timer operation
+// in the runtime's netpoller, and at thousands of streams of tens of events
+// a second one per event was a measurable share of the gateway's CPU and
+// of its tail latency. So the deadline is set WriteTimeout plus an eighth
+// ahead, and only moved when less than WriteTimeout is left: a stream that
+// the client keeps reading moves it about once every WriteTimeout/8, and a
+// client that stops reading is still cut off between WriteTimeout and
+// 9/8 WriteTimeout after the write began.
 func (s *Stream) pushDeadline() {
-	if s.opts.Client != nil && s.opts.WriteTimeout > 0 {
-		_ = s.opts.Client.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+	if s.opts.Client == nil || s.opts.WriteTimeout <= 0 {
+		return
 	}
+	now := time.Now()
+	if s.deadline.Sub(now) >= s.opts.WriteTimeout {
+		return
+	}
+	s.deadline = now.Add(s.opts.WriteTimeout + s.opts.WriteTimeout/8)
+	_ = s.opts.Client.SetWriteDeadline(s.deadline)
 }
 
 // process taps one event and returns the bytes the client gets for it.

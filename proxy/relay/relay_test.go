@@ -167,11 +167,11 @@ func (d *deadlines) SetWriteDeadline(t time.Time) error {
 	return nil
 }
 
-// TestStream_PushesClientWriteDeadlinePerWrite: every Read that hands
-// fasthttp bytes to write (and the final EOF, after which it writes the
-// stream's end) moves the client's write deadline WriteTimeout ahead, so a
-// stalled client is cut off while a long, read stream never is.
-func TestStream_PushesClientWriteDeadlinePerWrite(t *testing.T) {
+// A stream the client reads as fast as it comes sets the client's write
+// deadline once, not per event (each move is a timer operation), and every
+// write still has at least WriteTimeout: a stalled client is cut off while
+// a long, read stream never is.
+func TestStream_ClientWriteDeadline_AtLeastWriteTimeout_MovedRarely(t *testing.T) {
 	src := fixture(t, "chat-stream-text-include-usage.sse")
 	var s Stream
 	var rec call.Record
@@ -179,9 +179,9 @@ func TestStream_PushesClientWriteDeadlinePerWrite(t *testing.T) {
 	body.Reset(src)
 	d := &deadlines{}
 	start := time.Now()
-	reads := 0
 	s.Reset(body, &rec, Options{Client: d, WriteTimeout: time.Minute})
 	p := make([]byte, 4096)
+	reads := 0
 	for {
 		n, err := s.Read(p)
 		if n > 0 {
@@ -192,13 +192,103 @@ func TestStream_PushesClientWriteDeadlinePerWrite(t *testing.T) {
 		}
 	}
 	_ = s.CloseWithError(nil)
-	if len(d.set) != reads+1 {
-		t.Fatalf("%d deadlines set for %d writes and the end, want %d", len(d.set), reads, reads+1)
+	if reads < 3 || len(d.set) != 1 {
+		t.Fatalf("%d deadlines set for %d writes and the end, want 1", len(d.set), reads)
 	}
-	for _, at := range d.set {
-		if at.Before(start.Add(time.Minute)) || at.After(time.Now().Add(time.Minute)) {
-			t.Fatalf("deadline %v is not WriteTimeout after the write", at)
+	if at := d.set[0]; at.Before(start.Add(time.Minute)) || at.After(time.Now().Add(time.Minute+time.Minute/8)) {
+		t.Fatalf("deadline %v is not between WriteTimeout and 9/8 of it after the write", at)
+	}
+}
+
+// Once less than WriteTimeout is left (the upstream was silent a while),
+// the next write moves the deadline: the wait for the upstream never
+// counts against the client.
+func TestStream_ClientWriteDeadline_MovedOnceLessThanWriteTimeoutLeft(t *testing.T) {
+	const wt = 40 * time.Millisecond
+	src := fixture(t, "chat-stream-text-include-usage.sse")
+	var s Stream
+	var rec call.Record
+	body := &memBody{}
+	body.Reset(src)
+	d := &deadlines{}
+	s.Reset(body, &rec, Options{Client: d, WriteTimeout: wt})
+	p := make([]byte, 4096)
+	if _, err := s.Read(p); err != nil {
+		t.Fatal(err)
+	}
+	// Longer than the eighth of slack: less than wt is left now.
+	for at := time.Now(); time.Since(at) <= wt/8; {
+		time.Sleep(wt / 8)
+	}
+	start := time.Now()
+	if _, err := s.Read(p); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.set) != 2 || d.set[1].Before(start.Add(wt)) {
+		t.Fatalf("deadlines %v: the second write, begun %v, needs one at least %v after it", d.set, start, wt)
+	}
+}
+
+// countingWriter records each Write as fasthttp's chunked writer would
+// frame it: one chunk per call.
+type countingWriter struct {
+	out    []byte
+	writes int
+	err    error
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	w.writes++
+	w.out = append(w.out, p...)
+	return len(p), nil
+}
+
+// fasthttp writes a stream with WriteTo: the bytes are Read's, one Write
+// per event, and the record's accounting is the same.
+func TestStream_WriteTo_SameBytesAndRecordAsRead_OneWritePerEvent(t *testing.T) {
+	for _, name := range []string{"chat-stream-text-include-usage.sse", "chat-stream-logprobs-content.sse"} {
+		src := fixture(t, name)
+		for _, drop := range []bool{false, true} {
+			var viaRead, viaWriteTo call.Record
+			var s Stream
+			body := &memBody{}
+			body.Reset(src)
+			want := relayAll(&s, body, &viaRead, Options{DropUsage: drop}, nil, make([]byte, 4096))
+
+			body.Reset(src)
+			s.Reset(body, &viaWriteTo, Options{DropUsage: drop})
+			w := &countingWriter{}
+			n, err := s.WriteTo(w)
+			_ = s.CloseWithError(nil)
+			if err != nil || n != int64(len(w.out)) || !bytes.Equal(w.out, want) {
+				t.Fatalf("%s drop=%v: WriteTo wrote %d (%v) bytes %q, Read gave %q", name, drop, n, err, w.out, want)
+			}
+			if w.writes != int(viaWriteTo.ChunksSent) || viaWriteTo.ChunksSent != viaRead.ChunksSent ||
+				viaWriteTo.ClientBytes != viaRead.ClientBytes || viaWriteTo.Chunks != viaRead.Chunks ||
+				viaWriteTo.Usage != viaRead.Usage || viaWriteTo.ClientDisconnected || viaWriteTo.Outcome != viaRead.Outcome {
+				t.Fatalf("%s drop=%v: %d writes; record via WriteTo %+v, via Read %+v", name, drop, w.writes, viaWriteTo, viaRead)
+			}
 		}
+	}
+}
+
+// A write that fails (the client left) ends WriteTo with its error, and the
+// close that follows records the client as gone and drains the upstream.
+func TestStream_WriteTo_ClientGone_RecordedAndDrained(t *testing.T) {
+	src := fixture(t, "chat-stream-text-include-usage.sse")
+	var s Stream
+	var rec call.Record
+	body := &memBody{}
+	body.Reset(src)
+	s.Reset(body, &rec, Options{Drain: time.Second})
+	gone := errors.New("broken pipe")
+	_, err := s.WriteTo(&countingWriter{err: gone})
+	_ = s.CloseWithError(err)
+	if !errors.Is(err, gone) || !rec.ClientDisconnected || rec.Outcome != call.OutcomeClientGone || !rec.DrainComplete || !body.closed {
+		t.Fatalf("err %v; record %+v; upstream closed %v", err, rec, body.closed)
 	}
 }
 

@@ -198,3 +198,15 @@ func BenchmarkParseAndRewrite(b *testing.B) {
 		dst = r.AppendUpstreamBody(dst[:0], body, "gpt-4o-mini-2024-07-18")
 	}
 }
+
+// Found by FuzzWalk: json.Valid let an invalid escape through, and Parse read
+// the model as the prefix before it ("gpt-4o") while no upstream could read
+// the body at all.
+func TestParse_InvalidEscapeInModel_RefusedAsNotJSON(t *testing.T) {
+	var r Request
+	err := r.Parse(call.OpChat, []byte(`{"model":"gpt-4o\q","messages":[{"role":"user","content":"hi"}]}`))
+	var ae *apierror.Error
+	if !errors.As(err, &ae) || ae.Status != 400 || len(r.Model) != 0 {
+		t.Fatalf("err %v, model %q: want a 400 before any model is read", err, r.Model)
+	}
+}

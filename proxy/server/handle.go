@@ -118,7 +118,7 @@ func methodNotAllowed(ctx *fasthttp.RequestCtx) *apierror.Error {
 // valid one: a tenant's own mistakes stay in its record, while requests
 // without a valid key are only counted (see unauthCounts).
 func (s *Server) attribute(ctx *fasthttp.RequestCtx, ex *exchange) {
-	if k, err := s.authenticate(ctx); err == nil {
+	if k, err := s.authenticate(ctx, ex.live.dir); err == nil {
 		ex.rec.TenantID, ex.rec.KeyID = k.Tenant.ID, k.ID
 	}
 }
@@ -126,7 +126,7 @@ func (s *Server) attribute(ctx *fasthttp.RequestCtx, ex *exchange) {
 // authenticate resolves the request's key: "Authorization: Bearer KEY", or
 // the "api-key" header that Azure SDKs send. Its error carries the
 // *apierror.Error (a 401) to answer with.
-func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (*tenant.Key, error) {
+func (s *Server) authenticate(ctx *fasthttp.RequestCtx, dir *tenant.Directory) (*tenant.Key, error) {
 	var key []byte
 	if auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization); len(auth) > 0 {
 		const bearer = "Bearer "
@@ -142,7 +142,7 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx) (*tenant.Key, error) {
 		return nil, apierror.New(fasthttp.StatusUnauthorized, apierror.TypeInvalidRequest, "missing_api_key", "",
 			"You didn't provide an API key. Provide it in an Authorization header (Bearer auth) or an api-key header.")
 	}
-	k, ok := s.dir.Load().Authenticate(key)
+	k, ok := dir.Authenticate(key)
 	if !ok {
 		// Never echo the key, not even masked: error bodies end up in logs.
 		return nil, apierror.New(fasthttp.StatusUnauthorized, apierror.TypeInvalidRequest, "invalid_api_key", "",
@@ -162,7 +162,7 @@ func (s *Server) models(ctx *fasthttp.RequestCtx, name []byte) {
 		s.reject(ctx, ex, methodNotAllowed(ctx))
 		return
 	}
-	key, err := s.authenticate(ctx)
+	key, err := s.authenticate(ctx, ex.live.dir)
 	if err != nil {
 		s.reject(ctx, ex, clientError(err))
 		return
@@ -263,7 +263,7 @@ func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 		e = apierror.New(fasthttp.StatusBadRequest, apierror.TypeInvalidRequest, "malformed_request", "",
 			"The HTTP request could not be read.")
 	}
-	if k, err := s.authenticate(ctx); err == nil {
+	if k, err := s.authenticate(ctx, ex.live.dir); err == nil {
 		ex.rec.TenantID, ex.rec.KeyID = k.Tenant.ID, k.ID
 	}
 	ctx.SetConnectionClose()
@@ -285,7 +285,7 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 		s.reject(ctx, ex, methodNotAllowed(ctx))
 		return
 	}
-	key, err := s.authenticate(ctx)
+	key, err := s.authenticate(ctx, ex.live.dir)
 	if err != nil {
 		s.reject(ctx, ex, clientError(err))
 		return
@@ -375,7 +375,7 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 // deployment's pool, within its tenant's share. finish gives it back.
 func (s *Server) takeSlot(ex *exchange, dep *upstream.Deployment) *apierror.Error {
 	rec := &ex.rec
-	slot, err := dep.Acquire(rec.TenantID, s.cfg.Timeouts.PoolWait)
+	slot, err := dep.Acquire(rec.TenantID, ex.live.cfg.Timeouts.PoolWait)
 	if err == nil {
 		ex.slot = slot
 		return nil
@@ -424,7 +424,7 @@ func (s *Server) upstreamFailed(ctx *fasthttp.RequestCtx, ex *exchange, err erro
 	case errors.Is(err, upstream.ErrTooLarge):
 		rec.ErrorType = "response_too_large"
 		e = apierror.New(fasthttp.StatusBadGateway, apierror.TypeServer, "upstream_response_too_large", "",
-			"The upstream provider's answer was larger than this gateway accepts ("+strconv.Itoa(s.cfg.MaxResponseBytes)+" bytes).")
+			"The upstream provider's answer was larger than this gateway accepts ("+strconv.Itoa(ex.live.cfg.MaxResponseBytes)+" bytes).")
 	case errors.Is(err, upstream.ErrConnect):
 		rec.ErrorType = "connect"
 		e = apierror.New(fasthttp.StatusBadGateway, apierror.TypeServer, "upstream_unreachable", "",
@@ -533,8 +533,12 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.De
 	// fasthttp that the handler owns the deadline: its WriteTimeout (one
 	// deadline for the whole response) then does not cut a long stream,
 	// and it clears the deadline once the response is written.
-	_ = ctx.SetWriteDeadline(time.Now().Add(s.cfg.Timeouts.StreamWrite))
-	ex.stream.Reset(body, rec, relayOptions(s, ex, ctx.Conn()))
+	_ = ctx.SetWriteDeadline(time.Now().Add(ex.live.cfg.Timeouts.StreamWrite))
+	ex.stream.Reset(body, rec, relayOptions(ex, ctx.Conn()))
 	s.track(&ex.stream)
 	ctx.SetBodyStream(&ex.stream, -1)
 }
+
+// fasthttp writes a stream with its WriteTo, straight from the relay's
+// buffer (see relay.Stream.WriteTo).
+var _ fasthttp.BodyWriterTo = (*relay.Stream)(nil)

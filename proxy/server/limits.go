@@ -17,7 +17,7 @@ import (
 // tokens (see reservation). False means the call was refused and answered
 // with 429.
 func (s *Server) admit(ctx *fasthttp.RequestCtx, ex *exchange, key *tenant.Key, body []byte) bool {
-	est := reservation(&ex.req, len(body), int64(s.cfg.DefaultOutputTokens), tightestTPM(key))
+	est := reservation(&ex.req, len(body), int64(ex.live.cfg.DefaultOutputTokens), tightestTPM(key))
 	ex.ticket, ex.decision = s.opts.Limiter.Admit(ctx, &key.Limit, &key.Tenant.Limit, est, ex.req.Stream)
 	d := &ex.decision
 	if d.Err != nil {

@@ -75,9 +75,14 @@ func (s *Server) AppendMetrics(dst []byte) []byte {
 		dst = strconv.AppendUint(dst, s.unauth.total[i].Load(), 10)
 		dst = append(dst, '\n')
 	}
-	// A goroutine count that climbs under steady load is a leak (a stream
-	// or a connection never released); make soak watches this one.
-	dst = append(dst, "# HELP go_goroutines Number of goroutines that currently exist.\n# TYPE go_goroutines gauge\ngo_goroutines "...)
+	// Streams open and goroutines: with thousands of long streams, what a
+	// stream holds shows here first, and both must fall back once they end.
+	s.streamsMu.Lock()
+	open := len(s.streams)
+	s.streamsMu.Unlock()
+	dst = append(dst, "# HELP loom_streams_open Streams being relayed now.\n# TYPE loom_streams_open gauge\nloom_streams_open "...)
+	dst = strconv.AppendInt(dst, int64(open), 10)
+	dst = append(dst, "\n# HELP go_goroutines Goroutines that currently exist.\n# TYPE go_goroutines gauge\ngo_goroutines "...)
 	dst = strconv.AppendInt(dst, int64(runtime.NumGoroutine()), 10)
 	dst = append(dst, '\n')
 	if s.opts.Metrics != nil {

@@ -57,16 +57,18 @@ type Options struct {
 
 // Server is the gateway.
 type Server struct {
-	cfg         *config.Config
-	opts        Options
-	log         *slog.Logger
-	dir         atomic.Pointer[tenant.Directory]
-	deployments map[string]*upstream.Deployment
-	http        *fasthttp.Server
-	exchanges   sync.Pool
-	streamsMu   sync.Mutex
-	streams     map[*relay.Stream]struct{}
-	draining    atomic.Bool
+	// cfg is the configuration New was given: what only a restart changes
+	// (listen, body and connection limits, client timeouts). What a call
+	// reads is in live, which Reload replaces.
+	cfg       *config.Config
+	opts      Options
+	log       *slog.Logger
+	live      atomic.Pointer[live]
+	http      *fasthttp.Server
+	exchanges sync.Pool
+	streamsMu sync.Mutex
+	streams   map[*relay.Stream]struct{}
+	draining  atomic.Bool
 	// degraded, when set, says why the gateway serves an old snapshot.
 	degraded atomic.Pointer[string]
 	// lastLimitErr is the last limiter store error logged.
@@ -74,9 +76,12 @@ type Server struct {
 	// unauth counts the requests refused before a tenant was known.
 	unauth unauthCounts
 	// goodTenants is each served tenant's version as served: what a
-	// quarantined tenant falls back to. tenantsMu orders SetTenants.
+	// quarantined tenant falls back to; lastTenants the last snapshot
+	// given, which Reload re-checks against new deployments. tenantsMu
+	// orders SetTenants and Reload.
 	tenantsMu   sync.Mutex
 	goodTenants map[string]tenancy.Tenant
+	lastTenants []tenancy.Tenant
 	// lastAuthLog is when (Unix seconds) an upstream credential refusal
 	// was last logged.
 	lastAuthLog atomic.Int64
@@ -94,21 +99,17 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if s.opts.Limiter == nil {
 		s.opts.Limiter = limit.New(limit.NewMemory(), nil)
 	}
-	s.deployments = make(map[string]*upstream.Deployment, len(cfg.Deployments))
-	for _, dc := range cfg.Deployments {
-		d, err := upstream.New(dc, cfg.Timeouts, opts.Dial)
-		if err != nil {
-			return nil, err
-		}
-		d.LimitResponse(cfg.MaxResponseBytes)
-		s.deployments[dc.Name] = d
-	}
-	tenants := cfg.ResolveTenants()
-	dir, err := tenant.Build(tenants, s.deployments)
+	deps, built, err := s.buildDeployments(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
-	s.dir.Store(dir)
+	tenants := cfg.ResolveTenants()
+	dir, err := tenant.Build(tenants, deps)
+	if err != nil {
+		return nil, err
+	}
+	s.live.Store(&live{cfg: cfg, deployments: deps, built: built, dir: dir})
+	s.lastTenants = tenants
 	s.goodTenants = make(map[string]tenancy.Tenant, len(tenants))
 	for _, t := range tenants {
 		s.goodTenants[t.ID] = t
@@ -133,7 +134,15 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		// ClientRead bounds a request from its first byte to the end of its
 		// body; ClientWrite a non-streamed answer (a stream sets its own
 		// deadline per event: see relay.Options.WriteTimeout).
-		ReadTimeout:                  t.ClientRead,
+		ReadTimeout: t.ClientRead,
+		// A connection holds its write buffer for as long as a stream
+		// runs on it. A stream writes one event per flush (a few hundred
+		// bytes), so 2 KiB instead of fasthttp's 4 KiB costs nothing
+		// there; an event or a unary answer larger than what is left of
+		// the buffer goes out in two writes instead of one, which is what
+		// happens past 4 KiB anyway. The read buffer stays at fasthttp's
+		// 4 KiB: it bounds a request's headers.
+		WriteBufferSize:              serverWriteBuffer,
 		WriteTimeout:                 t.ClientWrite,
 		IdleTimeout:                  t.ClientIdle,
 		NoDefaultServerHeader:        true,
@@ -161,19 +170,28 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 func (s *Server) SetTenants(tenants []tenancy.Tenant) error {
 	s.tenantsMu.Lock()
 	defer s.tenantsMu.Unlock()
+	cur := *s.live.Load()
+	return s.setTenantsLocked(tenants, &cur)
+}
+
+// setTenantsLocked serves tenants on next's configuration and deployments
+// (next.dir is replaced).
+func (s *Server) setTenantsLocked(tenants []tenancy.Tenant, next *live) error {
+	s.lastTenants = tenants
+	hasDeployment := func(name string) bool { _, ok := next.deployments[name]; return ok }
 	// Pure checks against the deployments this gateway serves: nothing of
 	// the file's environment (a variable unset since start) can hold back
 	// a snapshot.
-	if tenancy.Validate(tenants, s.hasDeployment) == nil {
+	if tenancy.Validate(tenants, hasDeployment) == nil {
 		// The usual case, checked whole: a quarter of the time of checking
 		// each tenant alone, which only a bad snapshot needs.
-		return s.serveTenants(tenants, nil)
+		return s.serveTenants(tenants, nil, next)
 	}
 	taken := claims{tenants: map[string]bool{}, keyIDs: map[string]string{}, hashes: map[string]string{}}
 	serve := make([]tenancy.Tenant, 0, len(tenants))
 	var quarantined []error
 	for _, t := range tenants {
-		err := s.checkTenant(t, &taken)
+		err := checkTenant(t, &taken, hasDeployment)
 		if err == nil {
 			taken.add(t)
 			serve = append(serve, t)
@@ -182,24 +200,19 @@ func (s *Server) SetTenants(tenants []tenancy.Tenant) error {
 		quarantined = append(quarantined, &QuarantineError{Tenant: t.ID, Err: err})
 		if prev, ok := s.goodTenants[t.ID]; ok {
 			prev = keepRevocations(prev, t)
-			if s.checkTenant(prev, &taken) == nil {
+			if checkTenant(prev, &taken, hasDeployment) == nil {
 				taken.add(prev)
 				serve = append(serve, prev)
 			}
 		}
 	}
-	return s.serveTenants(serve, errors.Join(quarantined...))
+	return s.serveTenants(serve, errors.Join(quarantined...), next)
 }
 
-func (s *Server) hasDeployment(name string) bool {
-	_, ok := s.deployments[name]
-	return ok
-}
-
-// serveTenants swaps in the directory of serve, which become the last good
-// versions, and returns quarantined.
-func (s *Server) serveTenants(serve []tenancy.Tenant, quarantined error) error {
-	dir, err := tenant.Build(serve, s.deployments)
+// serveTenants swaps in next with the directory of serve, which become the
+// last good versions, and returns quarantined.
+func (s *Server) serveTenants(serve []tenancy.Tenant, quarantined error, next *live) error {
+	dir, err := tenant.Build(serve, next.deployments)
 	if err != nil {
 		// Unreachable after validation; kept so that a gap between
 		// Validate and Build refuses the snapshot rather than panicking.
@@ -209,7 +222,8 @@ func (s *Server) serveTenants(serve []tenancy.Tenant, quarantined error) error {
 	for _, t := range serve {
 		good[t.ID] = t
 	}
-	s.dir.Store(dir)
+	next.dir = dir
+	s.live.Store(next)
 	s.goodTenants = good
 	return quarantined
 }
@@ -244,9 +258,9 @@ func (c *claims) add(t tenancy.Tenant) {
 // checkTenant validates one tenant against the gateway's deployments, and
 // against the ids and keys the tenants accepted before it hold. Its errors
 // name fields within the tenant ("models[0].deployment: ...").
-func (s *Server) checkTenant(t tenancy.Tenant, taken *claims) error {
+func checkTenant(t tenancy.Tenant, taken *claims, hasDeployment func(string) bool) error {
 	var errs []error
-	if err := tenancy.ValidateTenant(t, s.hasDeployment); err != nil {
+	if err := tenancy.ValidateTenant(t, hasDeployment); err != nil {
 		for line := range strings.SplitSeq(err.Error(), "\n") {
 			errs = append(errs, errors.New(line))
 		}
@@ -307,6 +321,9 @@ func (s *Server) SetDegraded(reason string) {
 	s.degraded.Store(&reason)
 }
 
+// serverWriteBuffer is each client connection's write buffer (see New).
+const serverWriteBuffer = 2 << 10
+
 // quietLogger drops fasthttp's internal log lines (see New).
 type quietLogger struct{}
 
@@ -315,7 +332,9 @@ func (quietLogger) Printf(string, ...any) {}
 // exchange is the per-call state, pooled: the record, the parsed request,
 // the upstream body buffer and the stream relay.
 type exchange struct {
-	srv    *Server
+	srv *Server
+	// live is what the call is served with, taken once when it starts.
+	live   *live
 	rec    call.Record
 	req    request.Request
 	in     []byte // the client's request body (see readBody)
@@ -345,18 +364,19 @@ func (ex *exchange) streamEnded() {
 	s.finish(ex)
 }
 
-func relayOptions(s *Server, ex *exchange, client relay.WriteDeadliner) relay.Options {
+func relayOptions(ex *exchange, client relay.WriteDeadliner) relay.Options {
 	return relay.Options{
 		DropUsage:    ex.req.AddsUsage(),
-		Drain:        s.cfg.Timeouts.Drain,
+		Drain:        ex.live.cfg.Timeouts.Drain,
 		Done:         ex.streamDone,
 		Client:       client,
-		WriteTimeout: s.cfg.Timeouts.StreamWrite,
+		WriteTimeout: ex.live.cfg.Timeouts.StreamWrite,
 	}
 }
 
 func (s *Server) acquire() *exchange {
 	ex := s.exchanges.Get().(*exchange)
+	ex.live = s.live.Load()
 	ex.rec.Reset()
 	if cap(ex.in) > maxKeptBody {
 		ex.in = nil
@@ -391,6 +411,7 @@ func (s *Server) finish(ex *exchange) {
 	} else {
 		s.opts.Sink.Record(rec)
 	}
+	ex.live = nil // a pooled exchange must not keep retired deployments alive
 	s.exchanges.Put(ex)
 }
 
@@ -453,7 +474,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) closeDeployments() {
-	for _, d := range s.deployments {
+	for _, d := range s.live.Load().deployments {
 		d.Close()
 	}
 }
@@ -474,7 +495,7 @@ func (s *Server) untrack(st *relay.Stream) {
 // for callers outside the gateway (the console's login). It never keeps or
 // logs key.
 func (s *Server) Authenticate(key []byte) (tenantID, keyID string, ok bool) {
-	k, ok := s.dir.Load().Authenticate(key)
+	k, ok := s.live.Load().dir.Authenticate(key)
 	if !ok {
 		return "", "", false
 	}
@@ -486,5 +507,5 @@ func (s *Server) Authenticate(key []byte) (tenantID, keyID string, ok bool) {
 // still served. The console re-checks its sessions with it on every
 // request.
 func (s *Server) KeyLive(tenantID, keyID string) bool {
-	return s.dir.Load().Live(tenantID, keyID)
+	return s.live.Load().dir.Live(tenantID, keyID)
 }

@@ -1,9 +1,11 @@
 package spool
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,12 +17,12 @@ import (
 // A segment is a 16-byte header, then frames back to back:
 //
 //	header: "LSPL" | u32 LE version (1) | u64 LE segment number
-//	frame:  u32 LE length | u32 LE crc32c(length bytes ‖ payload) | payload
+//	frame:  u32 LE length | u32 LE crc32c(payload) | payload
 //
-// The checksum covers the length too, so a flipped length bit is caught
-// rather than read as a different frame boundary. A zero length is never
-// written (Append refuses empty records), so a zero-filled tail, which is what
-// a file system shows for space allocated but never written, cannot pass.
+// A flipped length bit is caught too: the checksum is then taken over the
+// wrong bytes and fails. A zero length is never written (Append refuses
+// empty records), so a zero-filled tail, which is what a file system shows
+// for space allocated but never written, cannot pass.
 const (
 	segMagic   = "LSPL"
 	segVersion = 1
@@ -34,19 +36,20 @@ const (
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // frameCRC is the checksum stored in a frame.
-func frameCRC(lenBytes []byte, payload []byte) uint32 {
-	return crc32.Update(crc32.Update(0, castagnoli, lenBytes), castagnoli, payload)
+func frameCRC(payload []byte) uint32 { return crc32.Checksum(payload, castagnoli) }
+
+// putFrameHead fills h (8 bytes) with the frame header of a payload of n
+// bytes whose checksum is crc.
+func putFrameHead(h []byte, n int, crc uint32) {
+	binary.LittleEndian.PutUint32(h[0:4], uint32(n))
+	binary.LittleEndian.PutUint32(h[4:8], crc)
 }
 
 // appendFrame appends rec framed to dst.
 func appendFrame(dst, rec []byte) []byte {
-	// The header is built in dst itself: a local array handed to crc32
-	// (through its function-pointer dispatch) would escape and allocate.
 	i := len(dst)
 	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0)
-	h := dst[i : i+frameHead]
-	binary.LittleEndian.PutUint32(h[0:4], uint32(len(rec)))
-	binary.LittleEndian.PutUint32(h[4:8], frameCRC(h[0:4], rec))
+	putFrameHead(dst[i:], len(rec), frameCRC(rec))
 	return append(dst, rec...)
 }
 
@@ -61,7 +64,7 @@ func frameAt(b []byte) (size int, payload []byte, ok bool) {
 		return 0, nil, false
 	}
 	p := b[frameHead : frameHead+int(n)]
-	if binary.LittleEndian.Uint32(b[4:8]) != frameCRC(b[0:4], p) {
+	if binary.LittleEndian.Uint32(b[4:8]) != frameCRC(p) {
 		return 0, nil, false
 	}
 	return frameHead + int(n), p, true
@@ -96,23 +99,49 @@ func parseSegName(name string) (uint64, bool) {
 	return id, err == nil && id > 0
 }
 
-// validPrefix returns how many bytes at the start of a segment's contents
+// validPrefix reads a segment from the start and returns how many bytes
 // form a valid header followed by whole, checksummed frames, and how many
-// records those frames hold.
-func validPrefix(b []byte, id uint64) (end int64, records int) {
-	if !headerOK(b, id) {
-		return 0, 0
+// records those frames hold. It reads through a 1 MiB buffer and holds one
+// payload at a time, so a large segment costs no more memory than its
+// largest record.
+func validPrefix(r io.Reader, size int64, id uint64) (end int64, records int, err error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	var h [headerSize]byte
+	if _, err := io.ReadFull(br, h[:]); err != nil || !headerOK(h[:], id) {
+		return 0, 0, ignoreEOF(err)
 	}
-	off := headerSize
-	for off < len(b) {
-		n, _, ok := frameAt(b[off:])
-		if !ok {
-			break
+	end = headerSize
+	var payload []byte
+	for {
+		if _, err := io.ReadFull(br, h[:frameHead]); err != nil {
+			return end, records, ignoreEOF(err)
 		}
-		off += n
+		n := binary.LittleEndian.Uint32(h[0:4])
+		if n == 0 || int64(n) > size-end-frameHead {
+			// Empty, or longer than what the file still holds (checked
+			// before allocating: a garbled length must not cost 4 GiB).
+			return end, records, nil
+		}
+		if int(n) > cap(payload) {
+			payload = make([]byte, n)
+		}
+		p := payload[:n]
+		if _, err := io.ReadFull(br, p); err != nil {
+			return end, records, ignoreEOF(err)
+		}
+		if binary.LittleEndian.Uint32(h[4:8]) != frameCRC(p) {
+			return end, records, nil
+		}
+		end += frameHead + int64(n)
 		records++
 	}
-	return int64(off), records
+}
+
+func ignoreEOF(err error) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return nil
+	}
+	return err
 }
 
 // Cursor file: two 32-byte slots written alternately, so a write torn by a

@@ -116,6 +116,14 @@ func (s *Spool) readSegment(seg segment, next uint64, maxBytes, maxRecords int) 
 			return Batch{}, false, fmt.Errorf("spool: open segment for reading: %w", err)
 		}
 		s.rf, s.rfid = f, seg.id
+		var h [headerSize]byte
+		if _, err := f.ReadAt(h[:], 0); err != nil || !headerOK(h[:], seg.id) {
+			// Not a segment we wrote (or its header is damaged): nothing
+			// in it can be trusted to be framed the way we read it.
+			s.rpos.Offset = headerSize
+			s.corrupt(seg, next)
+			return Batch{}, false, nil
+		}
 	}
 	avail := seg.size - s.rpos.Offset
 	var h [frameHead]byte
@@ -210,7 +218,8 @@ func (s *Spool) Rewind() {
 // Ack moves the durable cursor past b: the cursor slot is written and
 // fdatasynced before Ack returns, so b's records are never read again, even
 // after a crash. Segments wholly before the cursor are then deleted. Acking
-// a batch at or before the cursor does nothing.
+// a batch at or before the cursor does nothing. Ack is also how a batch that
+// can never be delivered (rejected as permanently invalid) is skipped.
 func (s *Spool) Ack(b Batch) error {
 	s.amu.Lock()
 	defer s.amu.Unlock()

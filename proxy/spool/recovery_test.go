@@ -201,7 +201,8 @@ func TestRecovery_AckedBeforeCloseNeverReturnedAgain_EvenWithACursorSlotTorn(t *
 	s := open(t, Options{Dir: dir, SegmentBytes: 1024})
 	mustAppend(t, s, 0, 100, 40)
 	commit(t, s)
-	var acks []Position
+	var acked []int // records acked after each Ack
+	n := 0
 	for range 3 {
 		b, err := s.Read(context.Background(), 1<<20, 10)
 		if err != nil {
@@ -210,32 +211,35 @@ func TestRecovery_AckedBeforeCloseNeverReturnedAgain_EvenWithACursorSlotTorn(t *
 		if err := s.Ack(b); err != nil {
 			t.Fatal(err)
 		}
-		acks = append(acks, b.End())
+		n += len(b.Records)
+		acked = append(acked, n)
 	}
 	s.Close()
 	// Tear the slot written last (generation 3: slot 1): the one before
-	// (20 records acked) must be used, so records 20.. come back.
+	// (the second Ack) must be used, so what the third acked comes back.
 	cpath := filepath.Join(dir, "cursor")
 	b, _ := os.ReadFile(cpath)
 	b[slotSize+10] ^= 0xff
 	os.WriteFile(cpath, b, 0o600)
 	s = open(t, Options{Dir: dir, SegmentBytes: 1024})
-	wantSeqs(t, drain(t, s, false), 20, 100)
+	wantSeqs(t, drain(t, s, false), uint64(acked[1]), 100)
 	s.Close()
 
-	// Both intact: from 30.
+	// Both slots intact: from the last Ack.
 	d := t.TempDir()
 	s = open(t, Options{Dir: d})
 	mustAppend(t, s, 0, 100, 40)
 	commit(t, s)
+	n = 0
 	for range 3 {
 		b, _ := s.Read(context.Background(), 1<<20, 10)
 		s.Ack(b)
+		n += len(b.Records)
 	}
 	s.Close()
 	s = open(t, Options{Dir: d})
 	defer s.Close()
-	wantSeqs(t, drain(t, s, false), 30, 100)
+	wantSeqs(t, drain(t, s, false), uint64(n), 100)
 }
 
 func TestSpool_CommitFailsOnAFullDisk_RecordsKeptRetriedAndCounted(t *testing.T) {
@@ -296,5 +300,24 @@ func TestSpool_CloseCannotCommit_ReportsAndCountsTheDroppedRecords(t *testing.T)
 	}
 	if st := s.Stats(); st.Dropped != 7 {
 		t.Fatalf("Dropped = %d, want 7", st.Dropped)
+	}
+}
+
+func TestRecovery_LastSegmentHeaderDamaged_KeptAndSkippedNotDeleted(t *testing.T) {
+	dir, seg := closedSpool(t, 3, 40, Options{})
+	b, _ := os.ReadFile(seg)
+	b[1] ^= 0xff
+	os.WriteFile(seg, b, 0o600)
+	s := open(t, Options{Dir: dir})
+	defer s.Close()
+	if got := drain(t, s, false); len(got) != 0 {
+		t.Fatalf("read %v from a segment with a damaged header", got)
+	}
+	st := s.Stats()
+	if st.TornBytesCut != 0 || st.CorruptBytes != int64(len(b)-headerSize) {
+		t.Fatalf("TornBytesCut %d (want 0), CorruptBytes %d (want %d)", st.TornBytesCut, st.CorruptBytes, len(b)-headerSize)
+	}
+	if _, err := os.Stat(seg); err != nil {
+		t.Fatalf("damaged segment deleted: %v", err)
 	}
 }

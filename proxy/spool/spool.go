@@ -1,14 +1,16 @@
 // Package spool is a durable, bounded, group-committed log of opaque records:
 // the place where Loom's finished calls, already encoded, wait on local disk
-// until the collector has acknowledged them.
+// until the collector has acknowledged them. It must never make an appender
+// wait for the disk, never hand a reader a record that is not both committed
+// and checksum-valid, and never grow past its bounds.
 //
-// Writers Append records from any goroutine; Append copies the record into an
-// in-memory pending buffer and returns at once, never waiting for the disk.
-// One committer goroutine swaps that buffer for a spare one (so appenders keep
-// going), writes the whole batch with ONE write and makes it durable with ONE
-// fdatasync, every CommitInterval. A single reader (the shipper) Reads batches
-// of committed records, ships them and Acks them; an Ack moves a durable
-// cursor and deletes the segment files that lie wholly before it.
+// Writers Append records from any goroutine; Append copies the record into
+// in-memory pending chunks and returns at once. One committer goroutine swaps
+// the pending chunks for empty ones (so appenders keep going), writes the
+// whole batch with ONE pwritev and makes it durable with ONE fdatasync, every
+// CommitInterval. A single reader (the shipper) Reads batches of committed
+// records, ships them and Acks them; an Ack moves a durable cursor and deletes
+// the segment files that lie wholly before it.
 //
 // # What survives what
 //
@@ -17,14 +19,17 @@
 // and nothing Commit reported done, can be lost by a crash of either kind:
 //
 //   - A process crash (SIGKILL, OOM kill, panic) loses only the records that
-//     were appended but not yet written: at most one commit window, and never
-//     more than PendingRecords records or PendingBytes bytes. Data already
-//     written sits in the kernel's page cache and survives.
+//     were appended but not yet written: those gathering for the next commit
+//     and those of a commit whose write had not returned, in time about one
+//     CommitInterval plus one commit's duration, and never more than
+//     PendingRecords records or PendingBytes bytes (both count against those
+//     bounds). What was written survives in the page cache, synced or not.
 //   - A machine crash or power loss loses the same window and no more: what
-//     was written but not yet fdatasynced belongs to that same commit, which
-//     nobody has seen yet. A commit cut midway leaves a torn tail (a short
-//     frame, a zero-filled or garbled one) in the last segment; Open finds it
-//     by its CRC-32C and cuts it off, so it is never read.
+//     was written but not yet fdatasynced belongs to the commit in flight,
+//     which no reader has seen and no Commit call has reported done. A commit
+//     cut midway leaves a torn tail (a short frame, a zero-filled or garbled
+//     one) in the last segment; Open finds it by its CRC-32C, cuts it off
+//     (Stats.TornBytesCut) and logs it, so it is never read.
 //   - Records acknowledged before a crash are never read again (the cursor
 //     is written and fdatasynced before Ack returns); records committed but
 //     not acknowledged are read again after the restart: delivery is
@@ -39,9 +44,11 @@
 // Records are dropped only by Close when its last commit fails, counted in
 // Stats.Dropped.
 //
-// Corruption found later in a segment that is not the last one (a bad disk,
-// not a crash) is logged, counted in Stats.CorruptBytes, and the rest of that
-// segment is skipped.
+// Damage a crash cannot cause (a bad disk: a frame failing its checksum in a
+// segment other than the last, a damaged segment header) is logged, counted
+// in Stats.CorruptBytes, and the rest of that segment is skipped; the next
+// segment is read as usual. In the last segment a bad frame cannot be told
+// from a torn tail, so it is cut with everything after it.
 //
 // The spool never grows past MaxBytes (committed, unacknowledged bytes on
 // disk plus the bytes waiting in memory): Append refuses with ErrFull and
@@ -187,10 +194,12 @@ type Spool struct {
 	// mu guards the append side.
 	mu        sync.Mutex
 	closed    bool
-	pend      []byte // framed records waiting for the committer
+	pend      [][]byte // chunks of framed records waiting for the committer, in order
 	pendRecs  int
-	spare     []byte // the other buffer, swapped in at each commit
-	memBytes  int64  // framed bytes appended, not committed (pend + the batch in flight)
+	spareVec  [][]byte // the other chunk list, swapped in at each commit
+	free      [][]byte // empty chunks for reuse, at most freeChunks of them
+	head      [frameHead]byte
+	memBytes  int64 // framed bytes appended, not committed (pend + the batch in flight)
 	memRecs   int
 	appended  uint64        // records appended since Open: Commit's target
 	committed uint64        // of those, committed
@@ -208,6 +217,7 @@ type Spool struct {
 
 	// Committer-only state.
 	wf    *os.File
+	iov   [][]byte // pwritev's view of a batch, consumed as it is written
 	wid   uint64
 	wsize int64 // bytes durably written in the active segment
 	dirty bool  // the active segment may hold bytes past wsize (a failed write)
@@ -258,8 +268,14 @@ func Open(o Options) (*Spool, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("spool: create %s: %w", o.Dir, err)
+	if _, err := os.Stat(o.Dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("spool: create %s: %w", o.Dir, err)
+		}
+		// The directory's own entry must survive a power loss too.
+		if err := syncDir(filepath.Dir(filepath.Clean(o.Dir))); err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
 	}
 	lf, err := lockDir(filepath.Join(o.Dir, "LOCK"))
 	if err != nil {
@@ -270,6 +286,7 @@ func Open(o Options) (*Spool, error) {
 		log:      o.Logger.With("spool", o.Dir),
 		lockFile: lf,
 		attempt:  make(chan struct{}),
+		free:     make([][]byte, 0, freeChunks),
 		kick:     make(chan struct{}, 1),
 		urgent:   make(chan struct{}, 1),
 		quit:     make(chan struct{}),
@@ -393,34 +410,46 @@ func (s *Spool) recover() error {
 // cut, or -1 when the segment was removed (its header never made it).
 func (s *Spool) cutTornTail(id uint64) (int64, error) {
 	path := segPath(s.opt.Dir, id)
-	b, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, fmt.Errorf("open last segment: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("stat last segment: %w", err)
+	}
+	size := fi.Size()
+	end, recs, err := validPrefix(f, size, id)
 	if err != nil {
 		return 0, fmt.Errorf("read last segment: %w", err)
 	}
-	end, recs := validPrefix(b, id)
-	cut := int64(len(b)) - end
-	if cut == 0 && end > 0 {
+	cut := size - end
+	switch {
+	case cut == 0 && end > 0:
 		return 0, nil
-	}
-	s.st.TornBytesCut += cut
-	if end == 0 {
-		s.log.Warn("spool: last segment has no valid header, removing it (torn at creation)", "segment", path, "bytes", cut)
+	case end == 0 && size <= headerSize:
+		// A crash between creating the file and syncing its header: the
+		// segment never held a record.
+		s.st.TornBytesCut += cut
+		s.log.Warn("spool: last segment torn at creation, removing it", "segment", path, "bytes", size)
 		if err := os.Remove(path); err != nil {
 			return 0, fmt.Errorf("remove torn segment: %w", err)
 		}
 		return -1, nil
+	case end == 0:
+		// The header is synced before any record is written, so a bad
+		// header on a longer file is damage, not a crash: keep the file
+		// (Read skips it whole, and counts it) rather than destroy what
+		// it holds.
+		s.log.Error("spool: last segment has a damaged header, skipping it", "segment", path, "bytes", size)
+		return 0, nil
 	}
+	s.st.TornBytesCut += cut
 	s.log.Warn("spool: cutting torn tail of last segment", "segment", path, "valid_records", recs, "valid_bytes", end, "cut_bytes", cut)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return 0, fmt.Errorf("open torn segment: %w", err)
-	}
 	err = f.Truncate(end)
 	if err == nil {
-		err = datasync(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+		err = f.Sync() // a full fsync: a shrinking size is metadata fdatasync may leave behind
 	}
 	if err != nil {
 		return 0, fmt.Errorf("cut torn tail: %w", err)
@@ -475,6 +504,7 @@ func (s *Spool) Append(rec []byte) error {
 	if len(rec) == 0 || f > s.opt.PendingBytes || len(rec) > 1<<32-1 {
 		return ErrTooLarge
 	}
+	crc := frameCRC(rec) // outside the lock: the only per-byte work but the copy
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -487,7 +517,9 @@ func (s *Spool) Append(rec []byte) error {
 		return ErrFull
 	}
 	wasEmpty := len(s.pend) == 0
-	s.pend = appendFrame(s.pend, rec)
+	putFrameHead(s.head[:], len(rec), crc)
+	s.put(s.head[:])
+	s.put(rec)
 	s.pendRecs++
 	s.memBytes += f
 	s.memRecs++
@@ -502,6 +534,50 @@ func (s *Spool) Append(rec []byte) error {
 		}
 	}
 	return nil
+}
+
+// chunkSize is the unit of the pending buffer. Chunks are written together
+// by one pwritev; a frame may straddle two. Fixed-size chunks, unlike one
+// growing slice, never copy what is already pending and never ask for one
+// large allocation while appenders wait on the mutex.
+const chunkSize = 128 << 10
+
+// freeChunks bounds the empty chunks kept for reuse (16 MiB): a burst's
+// chunks beyond that go back to the garbage collector.
+const freeChunks = 128
+
+// put copies b to the end of the pending chunks; mu held.
+func (s *Spool) put(b []byte) {
+	for len(b) > 0 {
+		n := len(s.pend)
+		if n == 0 || len(s.pend[n-1]) == cap(s.pend[n-1]) {
+			var c []byte
+			if k := len(s.free); k > 0 {
+				c, s.free = s.free[k-1], s.free[:k-1]
+			} else {
+				c = make([]byte, 0, chunkSize)
+			}
+			s.pend = append(s.pend, c)
+			n++
+		}
+		c := s.pend[n-1]
+		m := copy(c[len(c):cap(c)], b)
+		s.pend[n-1] = c[:len(c)+m]
+		b = b[m:]
+	}
+}
+
+// Available returns how many more framed bytes (a record costs its length
+// plus 8) and records Append would accept right now: a caller whose policy
+// is to refuse work when the spool is full asks before taking the work on.
+func (s *Spool) Available() (bytes int64, records int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, 0
+	}
+	bytes = min(s.opt.PendingBytes-s.memBytes, s.opt.MaxBytes-s.diskBytes.Load()-s.memBytes)
+	return max(bytes, 0), s.opt.PendingRecords - s.memRecs
 }
 
 // Commit returns once everything appended before the call is durable (or the
@@ -616,29 +692,39 @@ func (s *Spool) commitOnce() error {
 		return nil
 	}
 	batch, k := s.pend, s.pendRecs
-	s.pend, s.pendRecs = s.spare[:0], 0
-	s.spare = nil
+	s.pend, s.pendRecs = s.spareVec[:0], 0
+	s.spareVec = nil
+	var n int64
+	for _, c := range batch {
+		n += int64(len(c))
+	}
 	s.mu.Unlock()
 
 	start := time.Now()
-	err := s.write(batch)
+	err := s.write(batch, n)
 	took := time.Since(start)
 
 	s.mu.Lock()
 	if err != nil {
 		// Keep the records, ahead of those appended meanwhile, for the
-		// retry. This copy is the error path's only allocation.
+		// retry (chunks move, bytes are not copied).
 		merged := append(batch, s.pend...)
-		s.spare = s.pend[:0]
+		s.spareVec = s.pend[:0]
 		s.pend, s.pendRecs = merged, s.pendRecs+k
 		s.st.CommitErrors++
 	} else {
-		s.spare = batch[:0]
-		s.memBytes -= int64(len(batch))
+		for i, c := range batch {
+			if len(s.free) < freeChunks {
+				s.free = append(s.free, c[:0])
+			}
+			batch[i] = nil
+		}
+		s.spareVec = batch[:0]
+		s.memBytes -= n
 		s.memRecs -= k
 		s.committed += uint64(k)
 		s.st.Committed += uint64(k)
-		s.st.CommittedBytes += uint64(len(batch) - k*frameHead)
+		s.st.CommittedBytes += uint64(n - int64(k)*frameHead)
 		s.st.Commits++
 		s.st.LastCommit = took
 		s.st.LastCommitRecords = k
@@ -648,7 +734,7 @@ func (s *Spool) commitOnce() error {
 	s.attempt = make(chan struct{})
 	s.mu.Unlock()
 	if err != nil {
-		s.log.Error("spool: commit failed, will retry", "records", k, "bytes", len(batch), "err", err)
+		s.log.Error("spool: commit failed, will retry", "records", k, "bytes", n, "err", err)
 		return err
 	}
 	select {
@@ -658,17 +744,17 @@ func (s *Spool) commitOnce() error {
 	return nil
 }
 
-// write puts batch at the end of the active segment (rotating first when it
-// would pass SegmentBytes) with one write and one fdatasync.
-func (s *Spool) write(batch []byte) error {
-	if s.wsize > headerSize && s.wsize+int64(len(batch)) > s.opt.SegmentBytes {
+// write puts batch (n bytes) at the end of the active segment, rotating
+// first when it would pass SegmentBytes, with one pwritev and one fdatasync.
+func (s *Spool) write(batch [][]byte, n int64) error {
+	if s.wsize > headerSize && s.wsize+n > s.opt.SegmentBytes {
 		if s.dirty {
 			// A failed write may have left bytes past the committed end;
 			// cut them so the sealed segment holds only whole frames.
 			if err := s.wf.Truncate(s.wsize); err != nil {
 				return fmt.Errorf("truncate segment before rotation: %w", err)
 			}
-			if err := datasync(s.wf); err != nil {
+			if err := s.wf.Sync(); err != nil {
 				return fmt.Errorf("sync segment before rotation: %w", err)
 			}
 			s.dirty = false
@@ -677,19 +763,22 @@ func (s *Spool) write(batch []byte) error {
 			return err
 		}
 	}
-	// WriteAt at the committed end: a retry after a failure rewrites the
-	// same bytes in the same place.
 	if err := s.opt.faults.write(); err != nil {
 		// What a full disk does: part of the batch lands, then an error.
-		s.wf.WriteAt(batch[:len(batch)/2], s.wsize)
+		s.wf.WriteAt(batch[0][:len(batch[0])/2], s.wsize)
 		s.dirty = true
 		return fmt.Errorf("write segment %d: %w", s.wid, err)
 	}
-	if _, err := s.wf.WriteAt(batch, s.wsize); err != nil {
+	// At the committed end: a retry after a failure rewrites the same bytes
+	// in the same place.
+	s.iov = append(s.iov[:0], batch...)
+	err := writeAt(s.wf, s.iov, s.wsize)
+	clear(s.iov)
+	if err != nil {
 		s.dirty = true
 		return fmt.Errorf("write segment %d: %w", s.wid, err)
 	}
-	err := s.opt.faults.sync()
+	err = s.opt.faults.sync()
 	if err == nil {
 		err = datasync(s.wf)
 	}
@@ -697,10 +786,10 @@ func (s *Spool) write(batch []byte) error {
 		s.dirty = true
 		return fmt.Errorf("fdatasync segment %d: %w", s.wid, err)
 	}
-	s.wsize += int64(len(batch))
+	s.wsize += n
 	s.smu.Lock() // with the size, so that Ack's recount sees both or neither
 	s.segs[len(s.segs)-1].size = s.wsize
-	s.diskBytes.Add(int64(len(batch)))
+	s.diskBytes.Add(n)
 	s.smu.Unlock()
 	return nil
 }

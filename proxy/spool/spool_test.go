@@ -459,3 +459,56 @@ func TestSpool_AppendSteadyState_ZeroAllocations(t *testing.T) {
 		t.Fatalf("Append allocates %.2f times per call, want 0", allocs)
 	}
 }
+
+func TestSpool_Rewind_ReadsAgainFromTheAckedCursor(t *testing.T) {
+	s := open(t, Options{Dir: t.TempDir(), SegmentBytes: 1024})
+	defer s.Close()
+	mustAppend(t, s, 0, 50, 40)
+	commit(t, s)
+	b, err := s.Read(context.Background(), 1<<20, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(b.Records)
+	s.Ack(b)
+	drain(t, s, false) // read the rest, acked nothing
+	s.Rewind()
+	wantSeqs(t, drain(t, s, false), uint64(n), 50)
+}
+
+func TestSpool_Available_ShrinksWithAppendsGrowsWithAcks(t *testing.T) {
+	s := open(t, Options{Dir: t.TempDir(), MaxBytes: 10_000, PendingRecords: 100})
+	defer s.Close()
+	b0, r0 := s.Available()
+	mustAppend(t, s, 0, 10, 92) // 100 framed bytes each
+	commit(t, s)
+	b1, r1 := s.Available()
+	if b0-b1 < 1000 || r1 != r0 {
+		t.Fatalf("Available %d,%d then %d,%d after 1000 committed bytes", b0, r0, b1, r1)
+	}
+	drain(t, s, true)
+	if b2, _ := s.Available(); b2 <= b1 {
+		t.Fatalf("Available did not grow after acking: %d then %d", b1, b2)
+	}
+}
+
+func TestSpool_CommitWithCanceledContext_ReturnsItsError(t *testing.T) {
+	f := &faults{err: errors.New("disk gone")}
+	s := open(t, Options{Dir: t.TempDir(), faults: f})
+	defer s.Close()
+	f.syncs.Store(1 << 20)
+	s.Append([]byte("x"))
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	for {
+		err := s.Commit(ctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		if err == nil {
+			t.Fatal("Commit succeeded on a disk that fails every sync")
+		}
+	}
+	f.syncs.Store(0)
+	commit(t, s)
+}

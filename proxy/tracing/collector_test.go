@@ -66,19 +66,6 @@ func (c *fakeCollector) accepted() []*tracepb.Span {
 	return out
 }
 
-// markers returns the run markers taken so far.
-func (c *fakeCollector) markers() []*tracepb.Span {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []*tracepb.Span
-	for _, s := range c.spans {
-		if s.Name == sa.RunSpanName {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 func (c *fakeCollector) decodeErrors() []error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -223,7 +223,11 @@ const roomFor = 64 << 10
 // while the spool is full (the caller answers 503), so that no call goes
 // unrecorded; with drop, always.
 func (t *Tracer) Admit() bool {
-	return !t.refuse || t.spool.Room(roomFor)
+	if !t.refuse {
+		return true
+	}
+	bytes, records := t.spool.Available()
+	return bytes >= roomFor && records >= 1
 }
 
 func (t *Tracer) appendMarker(m runMarker) {

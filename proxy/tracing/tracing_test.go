@@ -351,7 +351,7 @@ func TestShutdown_CollectorAway_NothingDroppedNextStartShipsIt(t *testing.T) {
 	events := map[string]string{}
 	for _, m := range next.markers() {
 		a := attrs(m)
-		events[a[sa.RunID].AsString()+"/"+a[sa.RunEvent].AsString()] = a[sa.RunLastSeq].Emit()
+		events[a[sa.RunID].AsString()+"/"+a[sa.RunEvent].AsString()] = a[sa.RunLastSeq].String()
 	}
 	if !has(events, tr.RunID()+"/start") || events[tr.RunID()+"/stop"] != "20" || !has(events, tr2.RunID()+"/start") {
 		t.Fatalf("markers %v", events)

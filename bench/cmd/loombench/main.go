@@ -24,12 +24,18 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fs := flag.NewFlagSet("loombench", flag.ContinueOnError)
-	mode := fs.String("mode", "quick", "tiny (proves it works), quick (about a minute) or full")
+	mode := fs.String("mode", "quick", "tiny (proves it works), quick (about a minute), full, or streams (the long-streams phase alone)")
 	var o harness.Options
 	fs.StringVar(&o.Bin, "bin", "bin", "directory with loom, mockupstream and otelcol-loom")
 	fs.StringVar(&o.Out, "out", "bench/results", "where the timestamped results folder is made")
 	fs.StringVar(&o.Gates, "gates", "bench/gates.yaml", "gates file")
 	fs.DurationVar(&o.AddedLatency, "debug-added-latency", 0, "debug: make Loom slower by this much per call")
+	fs.BoolVar(&o.Tracing, "tracing", false, "streams mode: trace through the whole pipeline (otelcol-loom, Postgres); the other modes always measure both")
+	procs := fs.Int("loom-procs", -1, "GOMAXPROCS for Loom (0: all cores; default 1 in streams mode, all cores otherwise)")
+	fs.IntVar(&o.Streams.Streams, "streams", 0, "long streams: how many at once (default: the mode's; the issue's full size is 5000)")
+	fs.DurationVar(&o.Streams.Duration, "stream-duration", 0, "long streams: how long each lasts (the issue's: 30s)")
+	fs.DurationVar(&o.Streams.Interval, "stream-interval", 0, "long streams: time between two events (default 100ms)")
+	fs.DurationVar(&o.Streams.Ramp, "stream-ramp", 0, "long streams: time over which they are opened")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -38,7 +44,15 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "loombench: %v %q (tiny, quick, full)\n", harness.ErrUnknownMode, *mode)
 		return 2
 	}
-	o.Mode, o.Log = m, os.Stdout
+	o.Mode, o.Log, o.LoomProcs = m, os.Stdout, *procs
+	if *procs < 0 {
+		o.LoomProcs = 0
+		if m.StreamsOnly {
+			// The measure: Loom on one core, the load generator
+			// and the mock on the others.
+			o.LoomProcs = 1
+		}
+	}
 	start := time.Now()
 	_, _, err := harness.Run(ctx, o)
 	if err != nil { // a failed gate (harness.ErrGateFailed) included: the report says which

@@ -64,7 +64,13 @@ func valueEnd(b []byte, i int) (Kind, int) {
 	}
 	switch c := b[i]; {
 	case c == '"':
-		return String, stringEnd(b, i)
+		// An unterminated string is no value: returning String with end -1
+		// would hand the caller a slice bound of -1 (a chunk cut off
+		// mid-string, `{"id":"ab`, panicked the tap).
+		if end := stringEnd(b, i); end >= 0 {
+			return String, end
+		}
+		return Invalid, -1
 	case c == '{' || c == '[':
 		kind := Object
 		if c == '[' {

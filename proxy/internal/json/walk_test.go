@@ -95,3 +95,68 @@ func TestInt(t *testing.T) {
 		}
 	}
 }
+
+// Found by FuzzWalk: an unterminated string value was reported as a String
+// ending at -1, and Value() panicked (a stream chunk cut mid-string reached
+// the tap that way).
+func TestMembers_UnterminatedStringValue_StopsWithSyntaxError(t *testing.T) {
+	for _, doc := range []string{`{"id":"abc`, `{"00":"0`, `{"a":["x`, `["x`} {
+		var m Members
+		if m.Reset([]byte(doc)) {
+			for m.Next() {
+				_ = m.Value()
+			}
+			if m.Err() == nil {
+				t.Errorf("%q: no syntax error", doc)
+			}
+		}
+		var e Elements
+		if e.Reset([]byte(doc)) {
+			for e.Next() {
+				_ = e.Value()
+			}
+			if e.Err() == nil {
+				t.Errorf("%q: no syntax error", doc)
+			}
+		}
+	}
+}
+
+// Found by FuzzWalk: sonic's Valid does not look behind a backslash, so a
+// model like "gpt-4o\q" passed as JSON while Loom read the model as the
+// prefix before the bad escape.
+func TestValid_RefusesInvalidEscapes(t *testing.T) {
+	for _, doc := range []string{`"\0"`, `"\q"`, `{"model":"gpt-4o\q"}`, `"\u12"`, `"\u12g4"`, `["\`} {
+		if Valid([]byte(doc)) {
+			t.Errorf("Valid(%q) = true", doc)
+		}
+	}
+	for _, doc := range []string{`"\"\\\/\b\f\n\r\t\u00e9\uD83D\uDE00"`, `{"a\\":"\\"}`, "\"\x01\""} {
+		if !Valid([]byte(doc)) {
+			t.Errorf("Valid(%q) = false", doc)
+		}
+	}
+}
+
+// BenchmarkValid prices the escape check Valid adds to sonic's: one
+// IndexByte on a body without backslashes, a hop per escape on one with.
+func BenchmarkValid(b *testing.B) {
+	for _, bc := range []struct{ name, body string }{
+		{"plain", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Explain the difference between TCP and UDP in two sentences, with one example each."}],"temperature":0.2,"max_tokens":200,"stream":true}`},
+		{"escapes", `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant.\nAnswer \"briefly\".\n"},{"role":"user","content":"Line one\nLine two\tTabbed \u00e9 and a path C:\\temp\\x"}],"stream":true}`},
+	} {
+		body := []byte(bc.body)
+		b.Run(bc.name+"/sonic", func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				_ = api.Valid(body)
+			}
+		})
+		b.Run(bc.name+"/escapes", func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				_ = validEscapes(body)
+			}
+		})
+	}
+}
