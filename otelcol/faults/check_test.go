@@ -136,7 +136,7 @@ func checkCalls(t *testing.T, r *faultRun, outcomes []outcome, rows rowCounts, r
 			rep.noClient++
 			examples = append(examples, fmt.Sprintf("call %d (%v, %v): %d CLIENT rows beside its SERVER row", n, kindOf(n), o.state, c))
 		}
-		if o.state == cut && crashWindow(r.kills, o.end, 100*time.Millisecond) < 0 {
+		if o.state == cut && crashWindow(r.kills, o, 100*time.Millisecond) < 0 {
 			// Only a SIGKILL may break an answer off; a graceful stop
 			// finishes the calls in flight.
 			rep.cutOutside++
@@ -154,7 +154,7 @@ func checkCalls(t *testing.T, r *faultRun, outcomes []outcome, rows rowCounts, r
 		if o.state == aborted {
 			before += abortSlack
 		}
-		if k := crashWindow(r.kills, o.end, before); k >= 0 {
+		if k := crashWindow(r.kills, o, before); k >= 0 {
 			rep.exempt[k]++
 			rep.exemptMax[k] = max(rep.exemptMax[k], r.kills[k].Sub(o.end))
 			continue
@@ -172,13 +172,17 @@ func checkCalls(t *testing.T, r *faultRun, outcomes []outcome, rows rowCounts, r
 	}
 }
 
-// crashWindow returns the SIGKILL whose commit window holds a call that
-// ended at end: up to before ahead of the kill, or just after it (the
-// last bytes can reach the client after the process died), or -1.
-func crashWindow(kills []time.Time, end time.Time, before time.Duration) int {
-	const after = 100 * time.Millisecond
+// crashWindow returns the SIGKILL whose window holds call o, or -1: the
+// call was sent to the process that was killed (it started before the
+// kill) and ended at most before ahead of the kill, or up to a second
+// after it (the last bytes of an answer, or the broken connection, can
+// reach a client on a loaded machine well after the process died; the
+// next process starts within that second, but a call sent before the kill
+// cannot have gone to it).
+func crashWindow(kills []time.Time, o outcome, before time.Duration) int {
+	const after = time.Second
 	for k, at := range kills {
-		if !end.Before(at.Add(-before)) && !end.After(at.Add(after)) {
+		if o.start.Before(at) && !o.end.Before(at.Add(-before)) && !o.end.After(at.Add(after)) {
 			return k
 		}
 	}

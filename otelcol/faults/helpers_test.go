@@ -81,22 +81,25 @@ func TestReadStream_CompleteOnlyWhenEndedAfterDoneOrAnErrorEvent(t *testing.T) {
 	}
 }
 
-func TestCrashWindow_HoldsOnlyCallsEndedJustBeforeAKill(t *testing.T) {
+func TestCrashWindow_HoldsOnlyCallsSentToTheKilledProcessEndedJustBeforeIt(t *testing.T) {
 	t0 := time.Now()
 	kills := []time.Time{t0.Add(10 * time.Second), t0.Add(20 * time.Second)}
+	call := func(start, end time.Duration) outcome { return outcome{start: t0.Add(start), end: t0.Add(end)} }
+	s := time.Second
 	for _, tc := range []struct {
-		end  time.Duration
+		name string
+		o    outcome
 		want int
 	}{
-		{10*time.Second - 100*time.Millisecond, 0},
-		{10*time.Second + 50*time.Millisecond, 0}, // the last bytes reach the client after the kill
-		{10*time.Second - time.Second, -1},
-		{10*time.Second + time.Second, -1},
-		{20 * time.Second, 1},
-		{0, -1},
+		{"answered just before the first kill", call(9*s, 10*s-100*time.Millisecond), 0},
+		{"its last bytes read after the kill", call(9*s, 10*s+500*time.Millisecond), 0},
+		{"answered long before the kill", call(8*s, 9*s), -1},
+		{"sent after the kill: the next process's", call(10*s+100*time.Millisecond, 10*s+200*time.Millisecond), -1},
+		{"ended long after the kill", call(9*s, 12*s), -1},
+		{"the second kill", call(19*s, 20*s), 1},
 	} {
-		if got := crashWindow(kills, t0.Add(tc.end), 250*time.Millisecond); got != tc.want {
-			t.Errorf("call ended at %v: window %d, want %d", tc.end, got, tc.want)
+		if got := crashWindow(kills, tc.o, 250*time.Millisecond); got != tc.want {
+			t.Errorf("%s: window %d, want %d", tc.name, got, tc.want)
 		}
 	}
 }

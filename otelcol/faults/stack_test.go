@@ -324,7 +324,7 @@ func loomConfig(st *stack, otlp string, hashes map[string]string, o stackOptions
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %q\nops: {listen: %q}\n", st.loomAddr, st.opsAddr)
 	b.WriteString("timeouts: {connect: 2s, first_byte: 15s, stream_idle: 15s, drain: 2s, shutdown: 15s}\n")
-	fmt.Fprintf(&b, "tracing:\n  endpoint: \"http://%s\"\n  export_timeout: 10s\n  retry_max_elapsed: 5s\n", otlp)
+	fmt.Fprintf(&b, "tracing:\n  endpoint: \"http://%s\"\n  export_timeout: 10s\n", otlp)
 	fmt.Fprintf(&b, "  spool:\n    dir: %q\n", st.spoolDir)
 	if o.commitInterval > 0 {
 		fmt.Fprintf(&b, "    commit_interval: %s\n", o.commitInterval)
