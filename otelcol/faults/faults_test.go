@@ -239,7 +239,6 @@ func TestFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The audit first: its commit interval sizes the crash windows.
 	rep.audit, rep.auditErr = auditCompleteness(t.Context(), st.dbURL)
 	checkCalls(t, r, outcomes, storedRows(t, db), rep)
 	checkNoDuplicates(t, db, rep)
@@ -269,11 +268,11 @@ type report struct {
 	loadTook   time.Duration
 	settleTook time.Duration
 	states     [len(stateNames)]int
-	stored     int // calls with their SERVER row
-	expected   int // answered or aborted: must be stored
-	missing    int // expected but not stored, outside any crash window
-	exempt     []int
-	exemptMax  []time.Duration // per SIGKILL: how long before it the latest exempt call ended
+	stored     int             // calls with their SERVER row
+	expected   int             // answered or aborted: must be stored
+	missing    int             // expected but not stored, outside any crash window
+	exempt     []int           // per SIGKILL: answered calls lost in the tail it took
+	exemptMax  []time.Duration // per SIGKILL: how long before it the earliest of them ended
 	duplicates int
 	noClient   int
 	cutOutside int // answers broken off while no SIGKILL happened
@@ -304,10 +303,10 @@ func (r *report) String() string {
 			fmt.Fprintf(&b, "%s %d, ", stateNames[s], n)
 		}
 	}
-	fmt.Fprintf(&b, "\nanswered or aborted (must be stored) %d, stored %d, missing outside crash windows %d, duplicates %d, SERVER rows without CLIENT %d, broken off outside a SIGKILL %d\n",
+	fmt.Fprintf(&b, "\nanswered or aborted (must be stored) %d, stored %d, missing outside the tails SIGKILLs took %d, duplicates %d, SERVER rows without CLIENT %d, broken off outside a SIGKILL %d\n",
 		r.expected, r.stored, r.missing, r.duplicates, r.noClient, r.cutOutside)
 	for i, n := range r.exempt {
-		fmt.Fprintf(&b, "SIGKILL %d: %d answered calls missing inside its commit window (latest ended %v before the kill)\n", i+1, n, r.exemptMax[i].Round(time.Millisecond))
+		fmt.Fprintf(&b, "SIGKILL %d: lost the tail of its answers, %d calls, the earliest answered %v before the kill\n", i+1, n, r.exemptMax[i].Round(time.Millisecond))
 	}
 	fmt.Fprintf(&b, "\n%-3s %-10s %-10s %9s %9s %9s %6s %7s %6s %10s %9s %9s\n", "run", "ended by", "run id", "numbered", "stored", "gaps", "closed", "crashed", "bound", "mock saw", "answered", "uptime")
 	for i, row := range r.runs {

@@ -128,3 +128,25 @@ func TestFlat_LastThirdBeyondToleranceOfTheMiddleThird_NotFlat(t *testing.T) {
 		t.Error("two samples: called flat")
 	}
 }
+
+func TestKilledBy_NamesTheKilledProcessACallWasSentTo(t *testing.T) {
+	t0 := time.Now()
+	s := time.Second
+	killed := []life{{start: t0.Add(5 * s)}, {start: t0.Add(15 * s)}}
+	kills := []time.Time{t0.Add(10 * s), t0.Add(20 * s)}
+	for _, tc := range []struct {
+		start time.Duration
+		want  int
+	}{
+		{4 * s, -1}, // an earlier, gracefully stopped process
+		{5 * s, 0},
+		{10*s - 1, 0},
+		{10 * s, -1}, // sent after the kill: the next process's
+		{19 * s, 1},
+		{21 * s, -1},
+	} {
+		if got := killedBy(kills, killed, outcome{start: t0.Add(tc.start)}); got != tc.want {
+			t.Errorf("call sent at %v: killed process %d, want %d", tc.start, got, tc.want)
+		}
+	}
+}
