@@ -222,6 +222,10 @@ func (st *stack) startLooms(ctx context.Context, o Options, dir, otlp string, tr
 		// The measure of many long streams gives Loom one core.
 		env = append(env, "GOMAXPROCS="+strconv.Itoa(o.LoomProcs))
 	}
+	streams := 0
+	if ls := o.longStreams(); ls != nil {
+		streams = ls.Streams
+	}
 	hashes := [2]string{}
 	for i := range st.keys {
 		if st.keys[i], hashes[i], err = tenant.NewKey(); err != nil {
@@ -252,7 +256,7 @@ func (st *stack) startLooms(ctx context.Context, o Options, dir, otlp string, tr
 			extra += "tracing: {endpoint: \"http://" + otlp + "\", spool: {dir: \"" + st.spoolDir + "\"}}\n"
 		}
 		cfgPath := filepath.Join(dir, name+".yaml")
-		if err := os.WriteFile(cfgPath, loomConfig(addr, st.mockAddr, hashes, extra), 0o600); err != nil {
+		if err := os.WriteFile(cfgPath, loomConfig(addr, st.mockAddr, hashes, extra, streams), 0o600); err != nil {
 			return err
 		}
 		args := []string{"serve", "-config", cfgPath}
@@ -273,11 +277,17 @@ func (st *stack) startLooms(ctx context.Context, o Options, dir, otlp string, tr
 	return nil
 }
 
-func loomConfig(listen, mock string, hashes [2]string, tracing string) []byte {
+// loomConfig is a bench Loom's configuration. conns is the most calls the
+// run holds open at once (the long streams): every one is a client
+// connection from 127.0.0.1 and an upstream connection, so the front
+// door's caps and the deployment's pool are sized above it.
+func loomConfig(listen, mock string, hashes [2]string, tracing string, conns int) []byte {
+	conns = max(4096, conns+1024)
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %q\n%s", listen, tracing)
+	fmt.Fprintf(&b, "connections: {max_total: %d, max_per_ip: %d}\n", conns, conns)
 	fmt.Fprintf(&b, "deployments:\n  - name: mock\n    provider: openai\n    base_url: \"http://%s/v1\"\n", mock)
-	b.WriteString("    forward_headers: [\"x-mock-*\"]\n    forward_response_headers: [\"x-mock-*\"]\n    max_conns: 4096\n")
+	fmt.Fprintf(&b, "    forward_headers: [\"x-mock-*\"]\n    forward_response_headers: [\"x-mock-*\"]\n    max_conns: %d\n", conns)
 	b.WriteString("tenants:\n")
 	for i, id := range benchTenants {
 		fmt.Fprintf(&b, "  - id: %s\n    keys: [{id: %s-key, sha256: %q}]\n    models: [{name: gpt-4o-mini, deployment: mock}]\n", id, id, hashes[i])

@@ -90,10 +90,16 @@ func (st *stack) runLongStreams(ctx context.Context, ls LongStreams, progress fu
 	sr.Streams = res
 	// Loom's goroutines at rest, before any stream: what they must come
 	// back to.
-	var err error
-	if res.GoroutinesBefore, err = opsMetric(ctx, ops, "go_goroutines"); err != nil {
-		return sr, err
+	// A Loom without these gauges (an older build, compared against) reads
+	// -1: the phase still measures what it can.
+	gauge := func(ctx context.Context, name string) int64 {
+		v, err := opsMetric(ctx, ops, name)
+		if err != nil {
+			return -1
+		}
+		return v
 	}
+	res.GoroutinesBefore = gauge(ctx, "go_goroutines")
 	// A short unmeasured round on both sides first: whichever goes first
 	// would otherwise pay for cold connections, pools and page faults.
 	warm := loadgen.StreamPlan{Streams: min(ls.Streams, 50), Ramp: 500 * time.Millisecond, Timeout: time.Minute}
@@ -122,13 +128,15 @@ func (st *stack) runLongStreams(ctx context.Context, ls LongStreams, progress fu
 	res.RSSBefore = loom.rss()
 	var mu sync.Mutex
 	sampled := make(chan struct{})
-	plan.OnSample = func(int64) {
+	plan.OnSample = func(clientOpen int64) {
 		defer close(sampled)
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		rss := loom.rss()
-		g, _ := opsMetric(sctx, ops, "go_goroutines")
-		open, _ := opsMetric(sctx, ops, "loom_streams_open")
+		g, open := gauge(sctx, "go_goroutines"), gauge(sctx, "loom_streams_open")
+		if open < 0 {
+			open = clientOpen
+		}
 		mu.Lock()
 		res.RSSDuring, res.GoroutinesDuring, res.OpenAtSample = rss, g, open
 		mu.Unlock()
@@ -159,10 +167,7 @@ func (st *stack) runLongStreams(ctx context.Context, ls LongStreams, progress fu
 	// the server's idle workers retire (fasthttp retires a worker idle for
 	// 10 s, checking every 10 s).
 	for deadline := time.Now().Add(settleWait); ; {
-		res.GoroutinesAfter, err = opsMetric(ctx, ops, "go_goroutines")
-		if err != nil {
-			return sr, err
-		}
+		res.GoroutinesAfter = gauge(ctx, "go_goroutines")
 		if res.GoroutinesAfter <= res.GoroutinesBefore || time.Now().After(deadline) {
 			break
 		}

@@ -104,9 +104,9 @@ func All() []Panel {
 		// its last commit window (loom audit completeness says how many).
 		{ID: "pipeline_seq_gaps", Title: "Completeness by run", Dashboard: Pipeline, Kind: Table, Unit: "short",
 			SQL: "SELECT s.instance_id AS instance, coalesce(s.run_id, '') AS run, min(s.start_time) AS started,\n" +
-				"  coalesce(max((s.attributes->>'loom.run.last_seq')::bigint) FILTER (WHERE s.kind = 'internal'), max(s.seq)) AS numbered,\n" +
+				"  greatest(max((s.attributes->>'loom.run.last_seq')::bigint) FILTER (WHERE s.kind = 'internal'), max(s.seq)) AS numbered,\n" +
 				"  count(DISTINCT s.seq) FILTER (WHERE s.kind = 'server') AS stored,\n" +
-				"  coalesce(max((s.attributes->>'loom.run.last_seq')::bigint) FILTER (WHERE s.kind = 'internal'), max(s.seq))\n" +
+				"  greatest(max((s.attributes->>'loom.run.last_seq')::bigint) FILTER (WHERE s.kind = 'internal'), max(s.seq))\n" +
 				"    - count(DISTINCT s.seq) FILTER (WHERE s.kind = 'server') AS missing,\n" +
 				"  CASE WHEN bool_or(s.kind = 'internal' AND s.attributes->>'loom.run.event' = 'stop') THEN 'cleanly'\n" +
 				"    ELSE 'no (crashed or running)' END AS stopped\nFROM loom.spans s\n" +

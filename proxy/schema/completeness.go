@@ -15,8 +15,9 @@ type Run struct {
 	RunID      string    `json:"run_id"`
 	StartedAt  time.Time `json:"started_at"` // the start marker's time, else the first call's
 	// Closed is true when the run's stop marker arrived: Numbered is then
-	// exact (the marker's loom.run.last_seq). Otherwise the run crashed or
-	// is still going, and Numbered is the highest sequence number stored.
+	// exact (the marker's loom.run.last_seq, or a higher number stored: a
+	// straggler recorded after the marker). Otherwise the run crashed or is
+	// still going, and Numbered is the highest sequence number stored.
 	Closed   bool  `json:"closed"`
 	Numbered int64 `json:"numbered"`
 	Stored   int64 `json:"stored"` // distinct loom.seq with a SERVER span
@@ -65,7 +66,7 @@ WITH runs AS (
 )
 SELECT coalesce(c.instance_id, m.instance_id), coalesce(c.run_id, m.run_id),
        coalesce(m.started_at, c.first_call), m.started_at IS NOT NULL,
-       coalesce(m.closed, false), coalesce(m.last_seq, c.max_seq, 0), coalesce(c.stored, 0),
+       coalesce(m.closed, false), coalesce(greatest(m.last_seq, c.max_seq), 0), coalesce(c.stored, 0),
        coalesce(m.loss_bound, 0), coalesce(m.commit_interval, 0)
 FROM calls c FULL JOIN markers m ON m.instance_id = c.instance_id AND m.run_id = c.run_id
 ORDER BY 3, 1, 2`
