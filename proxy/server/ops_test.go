@@ -152,3 +152,13 @@ func TestServer_RefusedWithAValidKey_StillRecordedForTheTenant(t *testing.T) {
 		}
 	}
 }
+
+// The soak watches Loom's goroutines through the ops listener: a count
+// that climbs under steady load is a leak.
+func TestServer_OpsMetrics_ReportGoroutines(t *testing.T) {
+	st := startStack(t, stackOptions{})
+	status, body := get(t, serveOps(t, st)+"/metrics")
+	if n := metric(body, "go_goroutines"); status != 200 || n <= 0 {
+		t.Fatalf("status %d, go_goroutines %d; want a positive count:\n%s", status, n, body)
+	}
+}
