@@ -111,6 +111,10 @@ func (s *Server) Reload(cfg *config.Config, fileTenants bool) error {
 			return fmt.Errorf("reload: %w", err)
 		}
 		quarantined = s.setTenantsLocked(s.lastTenants, next)
+		if s.live.Load() != next { // the snapshot could not be built: nothing changed
+			retire(deps, prev.deployments)
+			return fmt.Errorf("reload: %w", quarantined)
+		}
 	}
 	retire(prev.deployments, deps)
 	if quarantined != nil {

@@ -25,7 +25,18 @@ var api = sonic.ConfigStd
 // Unmarshal included) reads it: the escapes are checked here. Raw control
 // characters inside strings still pass (encoding/json refuses them); every
 // reader sees the same bytes there, so nothing is misread.
-func Valid(b []byte) bool { return api.Valid(b) && validEscapes(b) }
+//
+// A document that is one literal (null, true, false) is checked here too:
+// sonic's Valid reads past the end of the slice for one, so "nu" passed
+// when the bytes after it in memory happened to spell "ll" (a pooled
+// buffer's last body, say).
+func Valid(b []byte) bool {
+	if i := skipSpace(b, 0); i < len(b) && (b[i] == 'n' || b[i] == 't' || b[i] == 'f') {
+		_, end := valueEnd(b, i)
+		return end > 0 && skipSpace(b, end) == len(b)
+	}
+	return api.Valid(b) && validEscapes(b)
+}
 
 // validEscapes reports whether every backslash in b, a structurally valid
 // document (so every backslash is inside a string), starts a JSON escape.

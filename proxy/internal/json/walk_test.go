@@ -1,6 +1,7 @@
 package json
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -159,4 +160,27 @@ func BenchmarkValid(b *testing.B) {
 			}
 		})
 	}
+}
+
+// Found by FuzzWalk: sonic's Valid reads past the end of the slice for a
+// document that is one literal, so a prefix of "null" was valid when the
+// rest of it lay in memory after the slice.
+func TestValid_LiteralPrefix_RefusedWhateverFollowsInMemory(t *testing.T) {
+	for _, full := range []string{"null", "true", "false", " null ", "nullx"} {
+		for n := 1; n <= len(full); n++ {
+			b := []byte(full)[:n]
+			want := stdValid(string(b))
+			if got := Valid(b); got != want {
+				t.Errorf("Valid(%q) with %q in memory = %v, want %v", b, full, got, want)
+			}
+		}
+	}
+}
+
+func stdValid(s string) bool {
+	switch strings.TrimSpace(s) {
+	case "null", "true", "false":
+		return true
+	}
+	return false
 }
