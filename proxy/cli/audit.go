@@ -92,7 +92,7 @@ func printRuns(w io.Writer, runs []schema.Run) {
 	for _, r := range runs {
 		stop := "cleanly"
 		if !r.Closed {
-			stop = fmt.Sprintf("no: crashed or running (may have lost up to %d more calls, those of its last %s)",
+			stop = fmt.Sprintf("no: crashed or running (may have lost up to %d more calls: those finished in its last %s commit window and while that commit was being written)",
 				r.LossBound, time.Duration(r.CommitIntervalSeconds*float64(time.Second)))
 		}
 		var missing []string
