@@ -37,7 +37,7 @@ func WriteSVG(w io.Writer, all []ScenarioResult) {
 				ymax = math.Max(ymax, v)
 			}
 		}
-		ymax = niceCeil(ymax)
+		ymax = NiceCeil(ymax)
 		px := func(q float64) float64 { return ox + pad + (x(q)-xmin)/(xmax-xmin)*(pw-pad-20) }
 		py := func(v float64) float64 { return oy + ph - pad + 10 - v/ymax*(ph-pad-30) }
 		fmt.Fprintf(w, `<text x="%.0f" y="%.0f" font-weight="bold">%s</text>`+"\n", ox+pad, oy+16, esc(s.Description))
@@ -63,8 +63,8 @@ func WriteSVG(w io.Writer, all []ScenarioResult) {
 	fmt.Fprintln(w, "</svg>")
 }
 
-// niceCeil rounds up to 1, 2 or 5 times a power of ten.
-func niceCeil(v float64) float64 {
+// NiceCeil rounds up to 1, 2 or 5 times a power of ten: a plot's axis top.
+func NiceCeil(v float64) float64 {
 	if v <= 0 {
 		return 1
 	}

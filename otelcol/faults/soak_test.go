@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loom-gateway/loom/bench/harness"
 	"github.com/loom-gateway/loom/bench/loadgen"
 )
 
@@ -362,7 +363,7 @@ func writeSoakSVG(w io.Writer, samples []soakSample, metrics []soakMetric) {
 		for _, y := range s.ys {
 			ymax = math.Max(ymax, y)
 		}
-		ymax = niceCeil(ymax * 1.1)
+		ymax = harness.NiceCeil(ymax * 1.1)
 		px := func(t float64) float64 { return ox + pad + t/tmax*(pw-pad-20) }
 		py := func(v float64) float64 { return oy + ph - 30 - v/ymax*(ph-60) }
 		fmt.Fprintf(w, `<text x="%.0f" y="%.0f" font-weight="bold">%s</text>`+"\n", ox+pad, oy+16, s.title)
@@ -385,16 +386,3 @@ func writeSoakSVG(w io.Writer, samples []soakSample, metrics []soakMetric) {
 	fmt.Fprintln(w, "</svg>")
 }
 
-// niceCeil rounds up to 1, 2 or 5 times a power of ten.
-func niceCeil(v float64) float64 {
-	if v <= 0 {
-		return 1
-	}
-	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if v <= m*p {
-			return m * p
-		}
-	}
-	return 10 * p
-}
