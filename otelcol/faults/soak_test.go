@@ -385,4 +385,3 @@ func writeSoakSVG(w io.Writer, samples []soakSample, metrics []soakMetric) {
 	fmt.Fprintf(w, `<text x="10" y="%d" fill="#555">Loom during the soak; dashed lines split warm-up, middle and last thirds</text>`+"\n", rows*ph+12)
 	fmt.Fprintln(w, "</svg>")
 }
-
