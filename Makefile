@@ -15,9 +15,9 @@ build: ## Build loom, mockupstream, otelcol-loom and devstack into bin/
 run: build ## Start Loom and a demo key in front of the mock (or OpenAI if OPENAI_API_KEY is set); state in .loom/
 	./bin/devstack
 
-test: ## go vet, then every test, then every fuzz target briefly (make fuzz)
+test: ## go vet, then every test (-race; memory budgets again without it), then every fuzz target briefly (make fuzz)
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 20m ./... && $(MAKE) --no-print-directory fuzz
+	$(GO) test -race -count=1 -timeout 20m ./... && $(GO) test -count=1 -run 'WithinBudget$$' ./proxy/server && $(MAKE) --no-print-directory fuzz
 
 fuzz: ## Every fuzz target in the module for FUZZTIME each (default 5s); prints execs/s, keeps crashers in testdata/fuzz
 	$(GO) run ./deploy/cmd/fuzzall -fuzztime $(FUZZTIME)
