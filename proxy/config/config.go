@@ -188,8 +188,9 @@ type Tracing struct {
 	QueueSize int `yaml:"queue_size"`
 	// BatchSize is the most calls per export.
 	BatchSize int `yaml:"batch_size"`
-	// BatchTimeout is no longer used: the shipper sends whatever each
-	// commit made durable. Accepted so that older files still load.
+	// BatchTimeout is how long the shipper lets a batch gather after
+	// sending a small one (a backlog ships at once): an export and its
+	// acknowledgement per 5 ms commit would cost more CPU than the calls.
 	BatchTimeout time.Duration `yaml:"batch_timeout"`
 	// ExportTimeout bounds one export attempt; a failed one is retried
 	// with backoff for as long as it takes (the calls wait in the spool).
@@ -681,6 +682,9 @@ func (t *Tracing) validate(bad func(field, format string, args ...any)) {
 	}
 	if t.BatchSize < 1 {
 		bad("tracing.batch_size", "must be positive")
+	}
+	if t.BatchTimeout < 0 || t.BatchTimeout > time.Minute {
+		bad("tracing.batch_timeout", "must be between 0 and 1m, got %v", t.BatchTimeout)
 	}
 	if t.BatchBytes < 64<<10 {
 		bad("tracing.batch_bytes", "must be at least 65536, got %d", t.BatchBytes)

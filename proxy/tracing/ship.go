@@ -25,6 +25,18 @@ func (t *Tracer) ship() {
 			// restart, and the store drops the duplicates.
 			t.log.Error("tracing: spool cursor not saved", "error", err)
 		}
+		// A small batch means the shipper keeps up: let the next one
+		// gather for BatchTimeout rather than send (and ack, with its
+		// fdatasync) every few calls. An export and an ack per commit cost
+		// more CPU than the calls' own encoding. A backlog ships at once.
+		if len(b.Records) < t.cfg.BatchSize && b.Bytes < t.cfg.BatchBytes/2 && t.cfg.BatchTimeout > 0 {
+			select {
+			case <-t.shipCtx.Done():
+				return
+			case <-t.flushNow:
+			case <-time.After(t.cfg.BatchTimeout):
+			}
+		}
 	}
 }
 

@@ -94,6 +94,7 @@ type Tracer struct {
 	shipCtx    context.Context
 	stopShip   context.CancelFunc
 	shipDone   chan struct{}
+	flushNow   chan struct{} // Flush cuts the shipper's wait for a fuller batch short
 	quit       chan struct{}
 	logDone    chan struct{}
 	stopped    atomic.Bool
@@ -111,7 +112,7 @@ func New(ctx context.Context, cfg config.Tracing, opts Options) (*Tracer, error)
 		log = slog.New(slog.DiscardHandler)
 	}
 	t := &Tracer{cfg: cfg, log: log, refuse: cfg.Spool.WhenFull == config.SpoolRefuse,
-		shipDone: make(chan struct{}), quit: make(chan struct{}), logDone: make(chan struct{})}
+		shipDone: make(chan struct{}), quit: make(chan struct{}), logDone: make(chan struct{}), flushNow: make(chan struct{}, 1)}
 	t.send = opts.Send
 	if t.send == nil {
 		s, err := newSender(cfg)
@@ -253,6 +254,10 @@ func (t *Tracer) Flush(ctx context.Context) error {
 		return fmt.Errorf("tracing flush: %w", err)
 	}
 	for {
+		select {
+		case t.flushNow <- struct{}{}:
+		default:
+		}
 		if st := t.spool.Stats(); st.DiskBytes == 0 && st.PendingRecords == 0 {
 			return nil
 		}
