@@ -30,7 +30,7 @@ func (b Batch) End() Position { return b.end }
 // has been synced) and returns up to maxBytes of payload and maxRecords
 // records, always at least one record even when that one is bigger than
 // maxBytes. Successive Reads return successive batches whether or not the
-// earlier ones were acknowledged; Rewind goes back to the cursor. It returns
+// earlier ones were acknowledged. It returns
 // ctx.Err() when ctx ends first, ErrClosed after Close. One reader only.
 func (s *Spool) Read(ctx context.Context, maxBytes, maxRecords int) (Batch, error) {
 	if maxRecords <= 0 {
@@ -193,26 +193,6 @@ func (s *Spool) corrupt(seg segment, next uint64) {
 		return
 	}
 	s.rpos.Offset = seg.size
-}
-
-// Rewind moves the reader back to the acknowledged cursor, so the next Read
-// returns the first unacknowledged record again (for a shipper that lost
-// what it had read).
-func (s *Spool) Rewind() {
-	s.amu.Lock()
-	pos := s.cur.pos
-	s.amu.Unlock()
-	s.rmu.Lock()
-	s.smu.Lock()
-	if s.segIndex(pos.Segment) < 0 && len(s.segs) > 0 {
-		pos = Position{Segment: s.segs[0].id, Offset: headerSize}
-	}
-	if pos.Offset < headerSize {
-		pos.Offset = headerSize
-	}
-	s.smu.Unlock()
-	s.rpos = pos
-	s.rmu.Unlock()
 }
 
 // Ack moves the durable cursor past b: the cursor slot is written and

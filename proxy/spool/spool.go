@@ -657,35 +657,35 @@ func (s *Spool) run() {
 			s.final()
 			return
 		}
-		if waitWindow {
-			// The group-commit window: appends gather for one interval,
-			// unless a Commit caller is waiting.
-			t.Reset(s.opt.CommitInterval)
-			select {
-			case <-t.C:
-			case <-s.urgent:
-				t.Stop()
-			case <-s.quit:
-				t.Stop()
-				s.final()
-				return
-			}
+		// The group-commit window: appends gather for one interval,
+		// unless a Commit caller is waiting.
+		if waitWindow && !s.pause(t, s.opt.CommitInterval) {
+			return
 		}
 		for s.commitOnce() != nil {
 			backoff = min(max(2*backoff, 10*time.Millisecond, s.opt.CommitInterval), time.Second)
-			t.Reset(backoff)
-			select {
-			case <-t.C:
-			case <-s.urgent:
-				t.Stop()
-			case <-s.quit:
-				t.Stop()
-				s.final()
+			if !s.pause(t, backoff) {
 				return
 			}
 		}
 		backoff = 0
 	}
+}
+
+// pause waits d on t, cut short by a waiting Commit caller. At Close it
+// makes the final commit and returns false: the committer must stop.
+func (s *Spool) pause(t *time.Timer, d time.Duration) bool {
+	t.Reset(d)
+	select {
+	case <-t.C:
+	case <-s.urgent:
+		t.Stop()
+	case <-s.quit:
+		t.Stop()
+		s.final()
+		return false
+	}
+	return true
 }
 
 // final commits what is pending at Close, trying a few times; what cannot be

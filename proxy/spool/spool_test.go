@@ -467,22 +467,6 @@ func TestSpool_AppendSteadyState_ZeroAllocations(t *testing.T) {
 	}
 }
 
-func TestSpool_Rewind_ReadsAgainFromTheAckedCursor(t *testing.T) {
-	s := open(t, Options{Dir: t.TempDir(), SegmentBytes: 1024})
-	defer s.Close()
-	mustAppend(t, s, 0, 50, 40)
-	commit(t, s)
-	b, err := s.Read(context.Background(), 1<<20, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := len(b.Records)
-	s.Ack(b)
-	drain(t, s, false) // read the rest, acked nothing
-	s.Rewind()
-	wantSeqs(t, drain(t, s, false), uint64(n), 50)
-}
-
 func TestSpool_Available_ShrinksWithAppendsGrowsWithAcks(t *testing.T) {
 	s := open(t, Options{Dir: t.TempDir(), MaxBytes: 10_000, PendingRecords: 100})
 	defer s.Close()

@@ -144,15 +144,6 @@ func newEncoder(serviceVersion, instance string) *encoder {
 	return e
 }
 
-// spanCount is how many spans appendCall writes for r: the SERVER span,
-// and the CLIENT span when Loom reached an upstream.
-func spanCount(r *call.Record) int {
-	if r.UpstreamStart.IsZero() {
-		return 1
-	}
-	return 2
-}
-
 // appendCall appends r's spans to dst as one ExportTraceServiceRequest
 // entry (field 1: a ResourceSpans with this instance's resource and one
 // ScopeSpans), so that any number of appendCall outputs concatenated are an

@@ -616,3 +616,12 @@ func TestEncode_GenAIOnlyOnClientSpan_NumberingOnBoth(t *testing.T) {
 		t.Errorf("names %q, %q", server.Name, client.Name)
 	}
 }
+
+// spanCount is how many spans appendCall writes for r: the SERVER span,
+// and the CLIENT span when Loom reached an upstream.
+func spanCount(r *call.Record) int {
+	if r.UpstreamStart.IsZero() {
+		return 1
+	}
+	return 2
+}
