@@ -40,6 +40,13 @@ type Body interface {
 type Options struct {
 	// DropUsage removes the usage chunk Loom asked for on the client's behalf.
 	DropUsage bool
+	// Observe reads one event's data into the record; nil means
+	// tap.Observe (OpenAI chat and completions chunks). The Responses API
+	// uses tap.ObserveResponseEvent. It must not change data.
+	Observe func(r *call.Record, data []byte) tap.Chunk
+	// ObserveContent adds one event's text to the captured content; nil
+	// means tap.ObserveContent.
+	ObserveContent func(c *call.Content, data []byte)
 	// Drain bounds how long the upstream is read after the client left.
 	Drain time.Duration
 	// MaxEvent bounds one event's size.
@@ -226,9 +233,18 @@ func (s *Stream) process(ev *sse.Event) []byte {
 		rec.FirstChunk = time.Now()
 	}
 	rec.Chunks++
-	c := tap.Observe(rec, ev.Data)
+	var c tap.Chunk
+	if s.opts.Observe != nil {
+		c = s.opts.Observe(rec, ev.Data)
+	} else {
+		c = tap.Observe(rec, ev.Data)
+	}
 	if rec.Content.Capture {
-		tap.ObserveContent(&rec.Content, ev.Data)
+		if s.opts.ObserveContent != nil {
+			s.opts.ObserveContent(&rec.Content, ev.Data)
+		} else {
+			tap.ObserveContent(&rec.Content, ev.Data)
+		}
 	}
 	if c.Error && rec.Outcome == "" {
 		rec.Outcome = call.OutcomeUpstreamError
