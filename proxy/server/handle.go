@@ -12,7 +12,6 @@ import (
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/internal/json"
 	"github.com/loom-gateway/loom/proxy/relay"
-	"github.com/loom-gateway/loom/proxy/tap"
 	"github.com/loom-gateway/loom/proxy/tenant"
 	"github.com/loom-gateway/loom/proxy/upstream"
 )
@@ -31,11 +30,13 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
 	switch string(path) {
 	case "/v1/chat/completions":
-		s.post(ctx, call.OpChat, "/v1/chat/completions")
+		s.post(ctx, epChat, nil)
 	case "/v1/completions":
-		s.post(ctx, call.OpTextCompletion, "/v1/completions")
+		s.post(ctx, epCompletions, nil)
 	case "/v1/embeddings":
-		s.post(ctx, call.OpEmbeddings, "/v1/embeddings")
+		s.post(ctx, epEmbeddings, nil)
+	case "/v1/responses":
+		s.post(ctx, epResponses, nil)
 	case "/v1/models":
 		s.models(ctx, nil)
 	case "/healthz":
@@ -45,6 +46,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	default:
 		if name, ok := bytes.CutPrefix(path, []byte("/v1/models/")); ok && len(name) > 0 {
 			s.models(ctx, name)
+			return
+		}
+		if s.routeResponses(ctx, path) || s.routeAzure(ctx, path) {
 			return
 		}
 		ex := s.begin(ctx, "", "")
@@ -81,6 +85,8 @@ func methodName(m []byte) string {
 		return fasthttp.MethodGet
 	case fasthttp.MethodPost:
 		return fasthttp.MethodPost
+	case fasthttp.MethodDelete:
+		return fasthttp.MethodDelete
 	}
 	return "_OTHER"
 }
@@ -275,9 +281,11 @@ func (s *Server) tooLarge() *apierror.Error {
 		"The request body is larger than this gateway accepts ("+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes).")
 }
 
-// post relays one completion or embeddings call.
-func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string) {
-	ex := s.begin(ctx, op, route)
+// post relays one completion, embeddings or Responses call of ep; model,
+// when set, names the model in the URL (Azure's deployment path).
+func (s *Server) post(ctx *fasthttp.RequestCtx, ep *endpoint, model []byte) {
+	ex := s.begin(ctx, ep.op, ep.route)
+	ex.ep, ex.pathModel = ep, model
 	rec := &ex.rec
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
@@ -304,7 +312,7 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 		}
 		return
 	}
-	if err := ex.req.Parse(op, body); err != nil {
+	if err := ex.parse(body); err != nil {
 		rec.Stream = ex.req.Stream
 		s.reject(ctx, ex, clientError(err))
 		return
@@ -336,7 +344,7 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 	}
 
 	ureq := fasthttp.AcquireRequest()
-	dep.Prepare(ureq, rt.Path(op), rt.Auth)
+	dep.Prepare(ureq, ex.upstreamPath(rt), rt.Auth)
 	connection := ctx.Request.Header.Peek(fasthttp.HeaderConnection)
 	for k, v := range ctx.Request.Header.All() {
 		if dep.ForwardRequestHeader(k) && !upstream.NamedByConnection(connection, k) {
@@ -478,7 +486,7 @@ func (s *Server) unary(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Dep
 		s.credentialRefused(ctx, ex, status)
 		return
 	}
-	tap.Observe(rec, body)
+	ex.observe(rec, body)
 	if rec.Content.Capture {
 		rec.Content.Response = append(rec.Content.Response[:0], body...)
 	}

@@ -55,6 +55,8 @@ type Deployment struct {
 	share      *share
 	// maxResponse bounds a non-streamed answer (see LimitResponse).
 	maxResponse int
+	// responsesPath is where the Responses API lives (see ResponsesPath).
+	responsesPath string
 }
 
 // DialFunc opens a connection to addr ("host:port") within timeout.
@@ -95,8 +97,10 @@ func New(c config.Deployment, t config.Timeouts, dial DialFunc) (*Deployment, er
 		resHeaders: newHeaderSet(defaultResponseHeaders, c.ForwardResponseHeaders),
 		share:      newShare(c.MaxConns, c.TenantShare),
 	}
+	d.responsesPath = d.basePath + "/responses"
 	if d.azure {
 		d.Provider = "azure.ai.openai"
+		d.responsesPath = d.basePath + "/openai/v1/responses"
 	}
 	d.auth = d.Auth(c.Credential())
 	var tlsConfig *tls.Config
@@ -158,6 +162,18 @@ func (d *Deployment) Path(op call.Operation, upstreamModel string) string {
 			"?api-version=" + url.QueryEscape(d.apiVersion)
 	}
 	return d.basePath + suffix
+}
+
+// ResponsesPath is the upstream path of the Responses API, followed by
+// rest ("", "/{id}", "/{id}/input_items"...). On Azure it is the v1 API's
+// /openai/v1/responses, which takes the deployment as the body's model
+// and needs no api-version (the dated /openai/responses?api-version=
+// path only ever served previews of it).
+func (d *Deployment) ResponsesPath(rest string) string {
+	if rest == "" {
+		return d.responsesPath
+	}
+	return d.responsesPath + rest
 }
 
 // Auth is a credential in the form its header carries it, built once so
