@@ -201,3 +201,19 @@ func TestAzureIngress_OpenAIGoAzureClient_Responses(t *testing.T) {
 		t.Fatalf("lookup went to %s?%s", sent.Path, sent.Query)
 	}
 }
+
+// Anthropic SDKs send their key as x-api-key.
+func TestAuthenticate_XAPIKeyHeader(t *testing.T) {
+	st := startStack(t, stackOptions{})
+	body := `{"model":"gpt-4o","messages":[{"role":"user","content":"x"}]}`
+	if status, _, got := st.do("POST", "/v1/chat/completions", "", body, map[string]string{"x-api-key": st.keyA}); status != 200 {
+		t.Fatalf("x-api-key: %d %s", status, got)
+	}
+	up, _ := st.mock.Last()
+	if _, ok := up.Header["x-api-key"]; ok {
+		t.Fatal("the client's x-api-key went upstream")
+	}
+	if status, _, _ := st.do("POST", "/v1/chat/completions", "", body, map[string]string{"x-api-key": "sk-loom-nope"}); status != 401 {
+		t.Fatalf("bad x-api-key: %d", status)
+	}
+}

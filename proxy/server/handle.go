@@ -129,9 +129,10 @@ func (s *Server) attribute(ctx *fasthttp.RequestCtx, ex *exchange) {
 	}
 }
 
-// authenticate resolves the request's key: "Authorization: Bearer KEY", or
-// the "api-key" header that Azure SDKs send. Its error carries the
-// *apierror.Error (a 401) to answer with.
+// authenticate resolves the request's key: "Authorization: Bearer KEY", the
+// "api-key" header that Azure SDKs send, or the "x-api-key" header that
+// Anthropic SDKs send. Its error carries the *apierror.Error (a 401) to
+// answer with.
 func (s *Server) authenticate(ctx *fasthttp.RequestCtx, dir *tenant.Directory) (*tenant.Key, error) {
 	var key []byte
 	if auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization); len(auth) > 0 {
@@ -141,8 +142,8 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx, dir *tenant.Directory) (
 				"The Authorization header must be 'Bearer <API key>'.")
 		}
 		key = bytes.TrimSpace(auth[len(bearer):])
-	} else {
-		key = bytes.TrimSpace(ctx.Request.Header.Peek("api-key"))
+	} else if key = bytes.TrimSpace(ctx.Request.Header.Peek("api-key")); len(key) == 0 {
+		key = bytes.TrimSpace(ctx.Request.Header.Peek("x-api-key"))
 	}
 	if len(key) == 0 {
 		return nil, apierror.New(fasthttp.StatusUnauthorized, apierror.TypeInvalidRequest, "missing_api_key", "",
@@ -324,6 +325,11 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, ep *endpoint, model []byte) {
 		return
 	}
 	dep := rt.Upstream
+	if aerr := ex.unsupported(dep, rt.Model); aerr != nil {
+		rec.Model = rt.Model
+		s.reject(ctx, ex, aerr)
+		return
+	}
 	rec.Model, rec.UpstreamModel = rt.Model, rt.UpstreamModel
 	rec.Deployment, rec.Provider = dep.Name, dep.Provider
 	rec.ServerAddress, rec.ServerPort = dep.Host, dep.Port

@@ -68,6 +68,25 @@ func (ex *exchange) upstreamPath(rt *tenant.Route) string {
 	return rt.Path(ex.ep.op)
 }
 
+// unsupported refuses a call its deployment cannot serve: an Anthropic
+// deployment speaks only Messages, so it serves neither the Responses API
+// nor completions or embeddings.
+func (ex *exchange) unsupported(dep *upstream.Deployment, model string) *apierror.Error {
+	if !dep.Anthropic() {
+		return nil
+	}
+	what := "This endpoint"
+	switch {
+	case ex.ep.dialect == dialectResponses:
+		what = "The Responses API"
+	case ex.ep.op == call.OpChat:
+		// Translated to Messages (phase 2 of issue 13): not yet.
+		what = "Chat completions"
+	}
+	return apierror.New(fasthttp.StatusBadRequest, apierror.TypeInvalidRequest, "unsupported_model", "model",
+		what+" is not available for model `"+model+"`: it is served by an Anthropic deployment.")
+}
+
 // observe taps a unary answer.
 func (ex *exchange) observe(rec *call.Record, body []byte) {
 	switch ex.kind() {
