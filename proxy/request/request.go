@@ -28,6 +28,12 @@ type Request struct {
 	// the output; usage always comes with the answer, so Loom never asks
 	// for it (AddsUsage is false).
 	Responses bool
+	// Messages says the body is an Anthropic Messages request (POST
+	// /v1/messages, or its count_tokens): Loom reads model, stream,
+	// messages, max_tokens and the sampling parameters, and leaves
+	// Anthropic's own rules to the upstream or the translation
+	// (proxy/messages); it never asks for usage (AddsUsage is false).
+	Messages bool
 
 	// modelFromPath says Model came from the URL (Azure's
 	// /openai/deployments/{name}/...), not the body: the body's own model,
@@ -91,6 +97,14 @@ func (r *Request) ParseResponses(body []byte) error {
 	return r.parse(body)
 }
 
+// ParseMessages reads body as an Anthropic Messages request (see
+// Messages): model and messages (an array of objects) are required.
+func (r *Request) ParseMessages(body []byte) error {
+	model := r.Model[:0]
+	*r = Request{Op: call.OpChat, Model: model, Messages: true}
+	return r.parse(body)
+}
+
 // ParseNamed reads body as a request for op on the model named in the URL
 // (Azure's /openai/deployments/{model}/...): the body's own model may be
 // absent, as Azure clients leave it out, and is ignored when present.
@@ -142,7 +156,7 @@ func (r *Request) parse(body []byte) error {
 	if r.seen&seenRequired == 0 {
 		return errMissing(requiredParam(op))
 	}
-	if r.soKind == json.Object && !r.Stream {
+	if r.soKind == json.Object && !r.Stream && !r.Messages {
 		return apierror.BadRequest("invalid_value", "stream_options",
 			"The 'stream_options' parameter is only allowed when 'stream' is enabled.")
 	}
@@ -232,7 +246,7 @@ func (r *Request) member(key []byte, m *json.Members) *apierror.Error {
 		if err := r.once(seenStreamOptions, "stream_options"); err != nil {
 			return err
 		}
-		if r.Responses {
+		if r.Responses || r.Messages {
 			return nil
 		}
 		r.soKind = kind
@@ -430,7 +444,7 @@ func integer(dst **int64, param string, kind json.Kind, v []byte, lo, hi int64) 
 // AddsUsage reports whether Loom must ask the upstream for usage that the
 // client did not ask for.
 func (r *Request) AddsUsage() bool {
-	return r.Stream && !r.IncludeUsage && r.Op != call.OpEmbeddings && !r.Responses
+	return r.Stream && !r.IncludeUsage && r.Op != call.OpEmbeddings && !r.Responses && !r.Messages
 }
 
 // AppendUpstreamBody appends to dst the body to send upstream: body with the

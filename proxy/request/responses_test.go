@@ -2,6 +2,7 @@ package request
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/loom-gateway/loom/proxy/apierror"
@@ -121,6 +122,28 @@ func TestParseNamed_UpstreamBodyAllocatesOnlyItsBuffer(t *testing.T) {
 		})
 		if allocs > 0 {
 			t.Fatalf("%s: %v allocations per call", body, allocs)
+		}
+	}
+}
+
+func TestParseMessages_ReadsWhatLoomNeeds_LeavesTheRestToAnthropic(t *testing.T) {
+	body := []byte(`{"model":"claude","max_tokens":1024,"stream":true,"system":"be brief","temperature":0.3,` +
+		`"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"tools":[{"type":"web_search_20250305","name":"web_search"}]}`)
+	var r Request
+	if err := r.ParseMessages(body); err != nil {
+		t.Fatal(err)
+	}
+	if string(r.Model) != "claude" || !r.Stream || r.AddsUsage() || r.Params.MaxTokens == nil || *r.Params.MaxTokens != 1024 ||
+		r.Params.Temperature == nil {
+		t.Fatalf("parsed %+v", r)
+	}
+	got := string(r.AppendUpstreamBody(nil, body, "claude-sonnet-4-5"))
+	if want := strings.Replace(string(body), `"claude"`, `"claude-sonnet-4-5"`, 1); got != want {
+		t.Fatalf("upstream body %s", got)
+	}
+	for _, bad := range []string{`{"max_tokens":1,"messages":[{}]}`, `{"model":"m","max_tokens":1}`, `{"model":"m","messages":{}}`} {
+		if err := r.ParseMessages([]byte(bad)); err == nil {
+			t.Errorf("%s accepted", bad)
 		}
 	}
 }
