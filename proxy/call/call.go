@@ -27,6 +27,9 @@ const (
 	OpDeleteResponse     Operation = "delete_response"
 	OpCancelResponse     Operation = "cancel_response"
 	OpListResponseInputs Operation = "list_response_input_items"
+	// OpCountTokens counts a prompt's tokens (Anthropic's
+	// /v1/messages/count_tokens): it generates nothing.
+	OpCountTokens Operation = "count_tokens"
 )
 
 // Outcome says how a call ended, from the client's point of view.
