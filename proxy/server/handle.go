@@ -218,7 +218,7 @@ func clientError(err error) *apierror.Error {
 // reject answers with an error Loom made and completes the call's record;
 // one without a tenant is counted rather than recorded (see finish).
 func (s *Server) reject(ctx *fasthttp.RequestCtx, ex *exchange, e *apierror.Error) {
-	writeError(ctx, e)
+	ex.writeError(ctx, e)
 	rec := &ex.rec
 	rec.Status = e.Status
 	if rec.Outcome == "" {
@@ -325,7 +325,7 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, ep *endpoint, model []byte) {
 		return
 	}
 	dep := rt.Upstream
-	if aerr := ex.unsupported(dep, rt.Model); aerr != nil {
+	if aerr := ex.prepare(dep, rt.Model); aerr != nil {
 		rec.Model = rt.Model
 		s.reject(ctx, ex, aerr)
 		return
@@ -358,7 +358,11 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, ep *endpoint, model []byte) {
 		}
 	}
 	ureq.Header.SetContentType("application/json")
-	ex.body = ex.req.AppendUpstreamBody(ex.body[:0], body, rt.UpstreamModel)
+	if ex.body, err = ex.upstreamBody(body, rt.UpstreamModel, dep); err != nil {
+		fasthttp.ReleaseRequest(ureq)
+		s.reject(ctx, ex, clientError(err))
+		return
+	}
 	if p := key.Tenant.Content; p.Capture {
 		// ex.body lives until the exchange is reused, after the sink ran.
 		rec.Content.Capture, rec.Content.Max, rec.Content.Request = true, p.MaxBytes, ex.body
@@ -492,7 +496,7 @@ func (s *Server) unary(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Dep
 		s.credentialRefused(ctx, ex, status)
 		return
 	}
-	ex.observe(rec, body)
+	ex.observe(rec, status, body)
 	if rec.Content.Capture {
 		rec.Content.Response = append(rec.Content.Response[:0], body...)
 	}
@@ -500,6 +504,7 @@ func (s *Server) unary(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Dep
 		rec.Outcome = call.OutcomeUpstreamError
 		rec.ErrorType = strconv.Itoa(status)
 	}
+	status, body = ex.answer(rec, status, body)
 	copyHeaders(ctx, ex, dep, uresp)
 	ctx.SetStatusCode(status)
 	ctx.SetBody(body)

@@ -68,27 +68,11 @@ func (ex *exchange) upstreamPath(rt *tenant.Route) string {
 	return rt.Path(ex.ep.op)
 }
 
-// unsupported refuses a call its deployment cannot serve: an Anthropic
-// deployment speaks only Messages, so it serves neither the Responses API
-// nor completions or embeddings.
-func (ex *exchange) unsupported(dep *upstream.Deployment, model string) *apierror.Error {
-	if !dep.Anthropic() {
-		return nil
+// observe taps a unary answer of the upstream's status.
+func (ex *exchange) observe(rec *call.Record, status int, body []byte) {
+	if ex.observeTranslated(rec, status, body) {
+		return
 	}
-	what := "This endpoint"
-	switch {
-	case ex.ep.dialect == dialectResponses:
-		what = "The Responses API"
-	case ex.ep.op == call.OpChat:
-		// Translated to Messages (phase 2 of issue 13): not yet.
-		what = "Chat completions"
-	}
-	return apierror.New(fasthttp.StatusBadRequest, apierror.TypeInvalidRequest, "unsupported_model", "model",
-		what+" is not available for model `"+model+"`: it is served by an Anthropic deployment.")
-}
-
-// observe taps a unary answer.
-func (ex *exchange) observe(rec *call.Record, body []byte) {
 	switch ex.kind() {
 	case dialectResponses:
 		tap.ObserveResponse(rec, body)
@@ -112,8 +96,12 @@ func observeNothing(*call.Record, []byte) tap.Chunk { return tap.Chunk{Valid: tr
 
 func noContent(*call.Content, []byte) {}
 
-// setDialect points a relayed stream at the call's own tap.
+// setDialect points a relayed stream at the call's own tap, or its
+// translator.
 func (ex *exchange) setDialect(o *relay.Options) {
+	if ex.setTranslator(o) {
+		return
+	}
 	switch ex.kind() {
 	case dialectResponses:
 		o.Observe, o.ObserveContent = tap.ObserveResponseEvent, tap.ObserveResponseContent
