@@ -38,7 +38,9 @@ func (ex *exchange) observeTranslated(*call.Record, int, []byte) bool { return f
 
 // answer is the unary answer the client gets for the upstream's status
 // and body.
-func (ex *exchange) answer(_ *call.Record, status int, body []byte) (int, []byte) { return status, body }
+func (ex *exchange) answer(_ *call.Record, status int, body []byte) (int, []byte) {
+	return status, body
+}
 
 // writeError answers with e in the client's dialect.
 func (ex *exchange) writeError(ctx *fasthttp.RequestCtx, e *apierror.Error) { writeError(ctx, e) }
