@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"net/url"
 	"sync"
 	"time"
 
@@ -280,7 +281,13 @@ func (s *Server) responseLookup(ctx *fasthttp.RequestCtx, rest []byte) {
 		return
 	}
 	ureq := fasthttp.AcquireRequest()
-	path := dep.ResponsesPath("/" + string(rest))
+	// The id was remembered from an upstream's answer; escaped all the
+	// same, so that nothing in it reaches the upstream as path or query.
+	path := "/" + url.PathEscape(string(id))
+	if len(sub) > 0 {
+		path += "/" + string(sub)
+	}
+	path = dep.ResponsesPath(path)
 	if q := upstreamQuery(ctx.QueryArgs()); len(q) > 0 {
 		path += "?" + string(q)
 	}
