@@ -189,8 +189,10 @@ type Tracing struct {
 	// BatchSize is the most calls per export.
 	BatchSize int `yaml:"batch_size"`
 	// BatchTimeout is how long the shipper lets a batch gather after
-	// sending a small one (a backlog ships at once): an export and its
-	// acknowledgement per 5 ms commit would cost more CPU than the calls.
+	// sending a small one (a backlog ships at once). Calls are durable in
+	// the spool already, so it only delays their arrival in Postgres; each
+	// export costs an ack fdatasync here and a persistent-queue commit in
+	// the collector, which at a few ms apart cost more CPU than the calls.
 	BatchTimeout time.Duration `yaml:"batch_timeout"`
 	// ExportTimeout bounds one export attempt; a failed one is retried
 	// with backoff for as long as it takes (the calls wait in the spool).
@@ -257,7 +259,7 @@ var DefaultTracing = Tracing{
 	// Export batches: the shipper sends what each commit made durable, in
 	// requests of at most this many calls and BatchBytes.
 	BatchSize:       1024,
-	BatchTimeout:    20 * time.Millisecond,
+	BatchTimeout:    200 * time.Millisecond,
 	ExportTimeout:   30 * time.Second,
 	RetryMaxElapsed: 25 * time.Second,
 	QueueBytes:      64 << 20,
