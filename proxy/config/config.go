@@ -83,6 +83,10 @@ type Connections struct {
 type Ops struct {
 	// Listen is the ops listener's address; empty turns it off.
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's profiles under /debug/pprof/ on the ops listener.
+	// Off by default: a CPU profile costs CPU while it runs, and the heap
+	// profile shows what the process holds.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Console configures the built-in web console (proxy/console): calls,

@@ -108,6 +108,7 @@ store: {database_url_env: LOOM_TEST_STORE_URL, secret_key_env: LOOM_TEST_STORE_S
 		"tracing.spool.segment_bytes":   tr.Spool.SegmentBytes,
 		"tracing.spool.commit_interval": tr.Spool.CommitInterval,
 		"tracing.spool.when_full":       tr.Spool.WhenFull,
+		"ops.pprof":                     c.Ops.Pprof,
 	}
 	documented := readmeDefaults(t)
 	for field, got := range applied {
