@@ -286,3 +286,35 @@ func TestAppendMessagesRequest_HugeTextPassesThroughUnchanged(t *testing.T) {
 		t.Fatalf("text of %d bytes changed", len(text))
 	}
 }
+
+// typicalRequest is an agent's turn: a system prompt, a conversation with
+// a tool call and its result, two tools.
+const typicalRequest = `{"model":"claude","stream":true,"stream_options":{"include_usage":true},"temperature":0.2,"max_tokens":1024,"user":"u-1",
+"messages":[{"role":"system","content":"You are a helpful assistant that answers briefly."},
+{"role":"user","content":"What is the weather in Paris, and what time is it there?"},
+{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
+{"role":"tool","tool_call_id":"call_1","content":"18C and sunny"},
+{"role":"user","content":[{"type":"text","text":"And in Lyon?"}]}],
+"tools":[{"type":"function","function":{"name":"get_weather","description":"Current weather","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}},
+{"type":"function","function":{"name":"get_time","description":"Local time","parameters":{"type":"object","properties":{"tz":{"type":"string"}}}}}],
+"tool_choice":"auto","parallel_tool_calls":false}`
+
+func TestAppendMessagesRequest_Allocations(t *testing.T) {
+	body := []byte(typicalRequest)
+	dst := make([]byte, 0, 4096)
+	if n := testing.AllocsPerRun(100, func() {
+		dst, _ = AppendMessagesRequest(dst[:0], body, RequestOptions{UpstreamModel: "claude-sonnet-4-5"})
+	}); n > 0 {
+		t.Fatalf("%v allocations per request", n)
+	}
+}
+
+func BenchmarkAppendMessagesRequest(b *testing.B) {
+	body := []byte(typicalRequest)
+	dst := make([]byte, 0, 4096)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		dst, _ = AppendMessagesRequest(dst[:0], body, RequestOptions{UpstreamModel: "claude-sonnet-4-5"})
+	}
+}
