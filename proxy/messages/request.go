@@ -40,9 +40,9 @@ type Request struct {
 	Params call.Params
 
 	system, messages, tools, toolChoice, stop span
-	temperature, topP, userID                span
-	noParallel                               bool
-	seen                                     uint8
+	temperature, topP, userID                 span
+	noParallel                                bool
+	seen                                      uint8
 	// nTools counts the translated tools: tool_choice is only sent with
 	// some, as OpenAI refuses it without.
 	nTools int
