@@ -44,6 +44,9 @@ func AppendChatRequest(dst []byte, r *Request, body []byte, upstreamModel string
 //   - max_tokens -> max_completion_tokens (or max_tokens), stop_sequences
 //     -> stop, temperature and top_p as sent, metadata.user_id -> user;
 //     top_k has no counterpart and is dropped;
+//   - output_config.format (a JSON schema) -> response_format json_schema;
+//     a tool's strict -> the function's strict; output_config.effort has
+//     no counterpart a non-reasoning model accepts and is dropped;
 //   - stream -> stream with stream_options.include_usage, so that usage is
 //     exact.
 //
@@ -97,6 +100,10 @@ func AppendChatRequestWith(dst []byte, r *Request, body []byte, upstreamModel st
 		if r.noParallel {
 			dst = append(dst, `,"parallel_tool_calls":false`...)
 		}
+	}
+	if r.schema.ok() {
+		dst = append(dst, `,"response_format":{"type":"json_schema","json_schema":{"name":"output","schema":`...)
+		dst = append(append(dst, r.schema.of(body)...), "}}"...)
 	}
 	if r.userID.ok() {
 		dst = append(append(dst, `,"user":`...), r.userID.of(body)...)
@@ -355,6 +362,9 @@ func appendTools(dst, v []byte) []byte {
 			dst = append(append(dst, `,"description":`...), d...)
 		}
 		dst = append(append(dst, `,"parameters":`...), schema...)
+		if _, kind := field(t, "strict"); kind == json.True {
+			dst = append(dst, `,"strict":true`...)
+		}
 		dst = append(dst, "}}"...)
 	}
 	return append(dst, ']')

@@ -257,3 +257,11 @@ func sdkMessage(t testing.TB, status int, body []byte) (*anthropic.Message, erro
 }
 
 func asError(err error, target **anthropic.Error) bool { return errors.As(err, target) }
+
+// unmarshalStrict decodes b into v, refusing fields v does not name: a
+// translated request must hold only what the test expects.
+func unmarshalStrict(b []byte, v any) error {
+	d := stdjson.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	return d.Decode(v)
+}

@@ -41,6 +41,8 @@ type Request struct {
 
 	system, messages, tools, toolChoice, stop span
 	temperature, topP, userID                 span
+	// schema is output_config.format.schema: structured output.
+	schema span
 	noParallel                                bool
 	seen                                      uint8
 	// nTools counts the translated tools: tool_choice is only sent with
@@ -236,6 +238,22 @@ func (r *Request) member(body, key []byte, m *json.Members) *apierror.Error {
 			r.toolChoice, r.noParallel = at, noParallel
 		default:
 			return wrongType("tool_choice", json.Object)
+		}
+	case "output_config":
+		switch kind {
+		case json.Null:
+			r.schema = span{}
+		case json.Object:
+			s, err := checkOutputConfig(v)
+			if err != nil {
+				return err
+			}
+			r.schema = span{}
+			if s.ok() {
+				r.schema = span{start + s.start, start + s.end}
+			}
+		default:
+			return wrongType("output_config", json.Object)
 		}
 	case "metadata":
 		switch kind {
@@ -572,4 +590,48 @@ func checkToolChoice(v []byte) (noParallel bool, err *apierror.Error) {
 	}
 	_ = dp
 	return false, wrongType("tool_choice.disable_parallel_tool_use", json.True)
+}
+
+// checkOutputConfig checks output_config and finds format.schema (a span
+// within v). The effort setting has no counterpart a non-reasoning chat
+// model accepts, so it is left out; a format is structured output, which
+// chat requests carry as response_format.
+func checkOutputConfig(v []byte) (span, *apierror.Error) {
+	var m json.Members
+	m.Reset(v)
+	var at span
+	for m.Next() {
+		if string(m.Key()) != "format" {
+			continue
+		}
+		switch m.Kind() {
+		case json.Null:
+			at = span{}
+			continue
+		case json.Object:
+		default:
+			return span{}, wrongType("output_config.format", json.Object)
+		}
+		f := m.Value()
+		if string(blockType(f)) != `"json_schema"` {
+			return span{}, invalid("output_config.format.type: Input should be 'json_schema'")
+		}
+		var fm json.Members
+		fm.Reset(f)
+		at = span{}
+		for fm.Next() {
+			if string(fm.Key()) == "schema" {
+				if fm.Kind() != json.Object {
+					return span{}, wrongType("output_config.format.schema", json.Object)
+				}
+				vs, _ := m.ValueSpan()
+				s, e := fm.ValueSpan()
+				at = span{vs + s, vs + e}
+			}
+		}
+		if !at.ok() {
+			return span{}, invalid("output_config.format.schema: Field required")
+		}
+	}
+	return at, nil
 }

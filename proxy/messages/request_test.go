@@ -110,6 +110,10 @@ func TestAppendChatRequest_Features(t *testing.T) {
 		{"unknown fields and thinking config left out",
 			`{` + head + `"thinking":{"type":"enabled","budget_tokens":2000},"service_tier":"auto","messages":[{"role":"user","content":"hi"}]}`,
 			`{"model":"gpt-up","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":100}`},
+		{"structured output and strict tools",
+			`{` + head + `"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"f","strict":true,"input_schema":{"type":"object"}}],"output_config":{"effort":"high","format":{"type":"json_schema","schema":{"type":"object","properties":{"a":{"type":"string"}}}}}}`,
+			`{"model":"gpt-up","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":100,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"},"strict":true}}],` +
+				`"response_format":{"type":"json_schema","json_schema":{"name":"output","schema":{"type":"object","properties":{"a":{"type":"string"}}}}}}`},
 		{"empty user content array stays a turn",
 			`{` + head + `"messages":[{"role":"user","content":[]}]}`,
 			`{"model":"gpt-up","messages":[{"role":"user","content":""}],"max_completion_tokens":100}`},
@@ -218,6 +222,8 @@ func TestParse_RefusesWhatAnthropicRefuses(t *testing.T) {
 		{"tool without name", `{"model":"m","max_tokens":1,"tools":[{"input_schema":{}}],` + msgs + `}`, "tools.0.name:"},
 		{"tool_choice unknown", `{"model":"m","max_tokens":1,"tool_choice":{"type":"maybe"},` + msgs + `}`, "tool_choice.type:"},
 		{"tool_choice tool without name", `{"model":"m","max_tokens":1,"tool_choice":{"type":"tool"},` + msgs + `}`, "tool_choice.name:"},
+		{"output format not a schema", `{"model":"m","max_tokens":1,"output_config":{"format":{"type":"text"}},` + msgs + `}`, "output_config.format.type:"},
+		{"output schema missing", `{"model":"m","max_tokens":1,"output_config":{"format":{"type":"json_schema"}},` + msgs + `}`, "output_config.format.schema:"},
 		{"metadata user_id a number", `{"model":"m","max_tokens":1,"metadata":{"user_id":1},` + msgs + `}`, "metadata.user_id:"},
 	}
 	for _, tt := range tests {
