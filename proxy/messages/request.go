@@ -42,9 +42,9 @@ type Request struct {
 	system, messages, tools, toolChoice, stop span
 	temperature, topP, userID                 span
 	// schema is output_config.format.schema: structured output.
-	schema span
-	noParallel                                bool
-	seen                                      uint8
+	schema     span
+	noParallel bool
+	seen       uint8
 	// nTools counts the translated tools: tool_choice is only sent with
 	// some, as OpenAI refuses it without.
 	nTools int
