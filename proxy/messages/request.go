@@ -36,15 +36,19 @@ type Request struct {
 	Stream    bool
 	MaxTokens int64
 	// Params are the recorded parameters (temperature, top_p, max_tokens,
-	// body size), as request.Request fills them for OpenAI routes.
+	// body size), as request.Request fills them for OpenAI routes. Its
+	// pointers point into r (a fresh one per call would allocate): they
+	// are valid until r's next Parse, so a Record given r.Params must be
+	// handed to its Sink before r is reused.
 	Params call.Params
 
 	system, messages, tools, toolChoice, stop span
 	temperature, topP, userID                 span
 	// schema is output_config.format.schema: structured output.
-	schema     span
-	noParallel bool
-	seen       uint8
+	schema                      span
+	temperatureValue, topPValue float64
+	noParallel                  bool
+	seen                        uint8
 	// nTools counts the translated tools: tool_choice is only sent with
 	// some, as OpenAI refuses it without.
 	nTools int
@@ -188,9 +192,9 @@ func (r *Request) member(body, key []byte, m *json.Members) *apierror.Error {
 			return invalid("system: Input should be a valid string or a list of text blocks")
 		}
 	case "temperature":
-		return number(&r.Params.Temperature, &r.temperature, at, "temperature", kind, v)
+		return number(&r.Params.Temperature, &r.temperatureValue, &r.temperature, at, "temperature", kind, v)
 	case "top_p":
-		return number(&r.Params.TopP, &r.topP, at, "top_p", kind, v)
+		return number(&r.Params.TopP, &r.topPValue, &r.topP, at, "top_p", kind, v)
 	case "top_k":
 		// OpenAI has no top_k: checked, then left out.
 		if kind != json.Null {
@@ -284,19 +288,22 @@ func (r *Request) member(body, key []byte, m *json.Members) *apierror.Error {
 	return nil
 }
 
-func number(dst **float64, at *span, value span, param string, kind json.Kind, v []byte) *apierror.Error {
+// number reads a sampling parameter into *f, pointed to from *dst (the
+// Request owns the value: a fresh pointer per call would allocate).
+func number(dst **float64, f *float64, at *span, value span, param string, kind json.Kind, v []byte) *apierror.Error {
 	if kind == json.Null {
 		*dst, *at = nil, span{}
 		return nil
 	}
-	f, ok := json.Float(v)
+	n, ok := json.Float(v)
 	if kind != json.Number || !ok {
 		return wrongType(param, json.Number)
 	}
-	if f < 0 || f > 1 {
+	if n < 0 || n > 1 {
 		return invalid("%s: Input should be between 0 and 1", param)
 	}
-	*dst, *at = &f, value
+	*f = n
+	*dst, *at = f, value
 	return nil
 }
 
@@ -339,15 +346,14 @@ func checkTextBlocks(path string, v []byte) *apierror.Error {
 	var e json.Elements
 	e.Reset(v)
 	for i := 0; e.Next(); i++ {
-		p := path + "." + strconv.Itoa(i)
 		if e.Kind() != json.Object {
-			return wrongType(p, json.Object)
+			return invalid("%s.%d: Input should be a valid dictionary", path, i)
 		}
 		if string(blockType(e.Value())) != `"text"` {
-			return invalid("%s.type: Input should be 'text'", p)
+			return invalid("%s.%d.type: Input should be 'text'", path, i)
 		}
 		if _, kind := field(e.Value(), "text"); kind != json.String {
-			return wrongType(p+".text", json.String)
+			return invalid("%s.%d.text: Input should be a valid string", path, i)
 		}
 	}
 	return nil
