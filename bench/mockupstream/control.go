@@ -17,6 +17,12 @@ const (
 	HeaderResetAfter   = "x-mock-reset-after"
 	HeaderReplay       = "x-mock-replay"
 	HeaderUsageNull    = "x-mock-usage-null"
+	// HeaderCacheReadTokens and HeaderCacheWriteTokens set the prompt-cache counts a generated usage reports:
+	// Anthropic's cache_read_input_tokens / cache_creation_input_tokens (apart from input_tokens), the
+	// Responses API's input_tokens_details.cached_tokens / cache_write_tokens and chat's
+	// prompt_tokens_details.cached_tokens (inside the input count).
+	HeaderCacheReadTokens  = "x-mock-cache-read-tokens"
+	HeaderCacheWriteTokens = "x-mock-cache-write-tokens"
 
 	// HeaderServiceMS is on every response: the time the mock deliberately waited, in decimal milliseconds,
 	// so a harness can subtract it from what it measured.
@@ -32,8 +38,10 @@ const (
 // plan is Behaviour after Defaults and the request's control headers are applied.
 type plan struct {
 	Behaviour
-	replay    string
-	usageNull bool
+	replay     string
+	usageNull  bool
+	cacheRead  int
+	cacheWrite int
 }
 
 // resolve applies the control headers over s.cfg.Defaults. A header the mock cannot read is an error rather
@@ -68,6 +76,8 @@ func (s *Server) resolve(h *fasthttp.RequestHeader) (plan, *apiError) {
 	}{
 		{HeaderChunks, &p.Chunks},
 		{HeaderResetAfter, &p.ResetAfter},
+		{HeaderCacheReadTokens, &p.cacheRead},
+		{HeaderCacheWriteTokens, &p.cacheWrite},
 	}
 	for _, c := range counts {
 		v := h.Peek(c.name)

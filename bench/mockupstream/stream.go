@@ -13,7 +13,8 @@ import (
 // sseEvent is one SSE event, framing included, written with one write and one flush.
 type sseEvent struct {
 	data  []byte
-	usage *Usage // the usage this event reports, if any; recorded once the event is on the wire
+	usage *Usage     // the usage this event reports, if any; recorded once the event is on the wire
+	wire  *wireUsage // the same, read from the event's own bytes (replays and the newer dialects)
 }
 
 // stream is a planned SSE response. It holds no reference to the RequestCtx: it runs after the handler
@@ -131,6 +132,9 @@ func (st *stream) run(sink eventSink, conn net.Conn) {
 			if ev.usage != nil {
 				u := *ev.usage
 				r.UsageSent = &u
+			}
+			if ev.wire != nil {
+				applyUsage(r, ev.wire)
 			}
 		})
 		if st.resetAfter > 0 && i+1 == st.resetAfter && conn != nil {

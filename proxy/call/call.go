@@ -59,14 +59,21 @@ const maxChoiceIndex = 1 << 10
 
 // Usage is the token accounting of one call. Has* flags distinguish "the
 // provider said 0" from "the provider did not say".
+//
+// As the GenAI conventions define gen_ai.usage.input_tokens, InputTokens
+// includes the tokens read from and written to a prompt cache:
+// CachedInputTokens (cache reads) and CacheCreationInputTokens (cache
+// writes, which Anthropic bills apart) are parts of it, never added to it.
 type Usage struct {
-	InputTokens       int64
-	OutputTokens      int64
-	TotalTokens       int64
-	CachedInputTokens int64
-	ReasoningTokens   int64
-	HasCached         bool
-	HasReasoning      bool
+	InputTokens              int64
+	OutputTokens             int64
+	TotalTokens              int64
+	CachedInputTokens        int64
+	CacheCreationInputTokens int64
+	ReasoningTokens          int64
+	HasCached                bool
+	HasCacheCreation         bool
+	HasReasoning             bool
 }
 
 // Params are the request parameters worth recording; a nil pointer means the
