@@ -121,7 +121,7 @@ func (s *Server) resolve(h *fasthttp.RequestHeader) (plan, *apiError) {
 		}
 	}
 	if v := h.Peek(HeaderFail); v != nil {
-		mode, ok := parseFailMode(string(v))
+		mode, ok := ParseFailMode(string(v))
 		if !ok && string(v) != "none" {
 			return p, badMockHeader(HeaderFail, string(v), `"500", "429", "reset", "timeout", "reset-after-first" or "none"`)
 		}

@@ -31,7 +31,8 @@ const (
 
 const defaultFailDelay = 10 * time.Second
 
-func parseFailMode(s string) (FailMode, bool) {
+// ParseFailMode reads a FailMode as x-mock-fail spells it; "" and unknown names are not modes.
+func ParseFailMode(s string) (FailMode, bool) {
 	switch m := FailMode(s); m {
 	case Fail500, Fail429, FailReset, FailTimeout, FailResetAfterFirst:
 		return m, true

@@ -1,10 +1,12 @@
-// Package mockupstream is a fake LLM provider that speaks the OpenAI and Azure OpenAI wire formats, for
-// Loom's tests, benchmarks and k6 scenarios.
+// Package mockupstream is a fake LLM provider that speaks the OpenAI, Azure OpenAI and Anthropic wire
+// formats, for Loom's tests, benchmarks and k6 scenarios.
 //
-// It generates chat completions, legacy completions, embeddings and model lists, or replays recorded
-// provider traffic byte for byte, with latency, time to first token, chunk cadence, error statuses and
-// connection resets chosen per request by x-mock-* headers (see control.go). It records every request it
-// receives, and what it sent back, so tests can check the gateway against ground truth.
+// It generates chat completions, legacy completions, embeddings, model lists, Responses API responses
+// (kept for GET/DELETE by id) and Anthropic Messages, or replays recorded provider traffic byte for byte,
+// with latency, time to first token, chunk cadence, error statuses, connection resets and failover
+// failures ("fail the first N attempts") chosen per request by x-mock-* headers (see control.go) or per
+// instance by Config. It records every request it receives, and what it sent back, so tests can check
+// the gateway against ground truth.
 //
 // It must never be a bottleneck or a source of noise in a benchmark: waits are only the ones asked for, and
 // the time it deliberately waited is reported in the x-mock-service-ms header.
