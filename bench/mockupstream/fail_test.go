@@ -124,21 +124,12 @@ func TestFail_BadHeaders_Rejected(t *testing.T) {
 	}
 }
 
-// rawTCP sends one request over real TCP and returns what arrived and how reading ended, so a reset shows
-// as ECONNRESET rather than the EOF an in-memory pipe gives.
-func rawTCP(t *testing.T, srv *Server, path, body string, headers ...string) ([]byte, error) {
+// rawTCP sends one request over real TCP to a new mock and returns the mock, what arrived and how reading
+// ended, so a reset shows as ECONNRESET rather than the EOF an in-memory pipe gives.
+func rawTCP(t *testing.T, path, body string, headers ...string) (*Server, []byte, error) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Skipf("no loopback TCP: %v", err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	conn, err := net.Dial("tcp", ln.Addr().String())
+	srv, base := startTCPMock(t, Config{})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,14 +143,14 @@ func rawTCP(t *testing.T, srv *Server, path, body string, headers ...string) ([]
 		t.Fatal(err)
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	return io.ReadAll(conn)
+	got, err := io.ReadAll(conn)
+	return srv, got, err
 }
 
 func TestFail_Reset_BeforeFirstByte(t *testing.T) {
 	for _, ep := range allEndpoints() {
 		t.Run(ep.name, func(t *testing.T) {
-			srv := New(Config{})
-			got, err := rawTCP(t, srv, ep.path, ep.body, append(ep.headers, HeaderFail, "reset")...)
+			srv, got, err := rawTCP(t, ep.path, ep.body, append(ep.headers, HeaderFail, "reset")...)
 			if !errors.Is(err, syscall.ECONNRESET) || len(got) != 0 {
 				t.Fatalf("read %q then %v, want nothing then ECONNRESET", got, err)
 			}
@@ -178,8 +169,7 @@ func TestFail_ResetAfterFirst_StreamGetsOneEvent(t *testing.T) {
 			continue
 		}
 		t.Run(ep.name, func(t *testing.T) {
-			srv := New(Config{})
-			got, err := rawTCP(t, srv, ep.path, ep.stream, append(ep.headers, HeaderFail, "reset-after-first")...)
+			srv, got, err := rawTCP(t, ep.path, ep.stream, append(ep.headers, HeaderFail, "reset-after-first")...)
 			if !errors.Is(err, syscall.ECONNRESET) {
 				t.Fatalf("read ended with %v, want ECONNRESET", err)
 			}
@@ -197,8 +187,7 @@ func TestFail_ResetAfterFirst_StreamGetsOneEvent(t *testing.T) {
 }
 
 func TestFail_ResetAfterFirst_NonStreamCutsTheBody(t *testing.T) {
-	srv := New(Config{})
-	got, err := rawTCP(t, srv, "/v1/chat/completions", chatBody, HeaderFail, "reset-after-first")
+	_, got, err := rawTCP(t, "/v1/chat/completions", chatBody, HeaderFail, "reset-after-first")
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("read ended with %v, want ECONNRESET", err)
 	}
