@@ -24,6 +24,11 @@ const (
 	HeaderCacheReadTokens  = "x-mock-cache-read-tokens"
 	HeaderCacheWriteTokens = "x-mock-cache-write-tokens"
 
+	// HeaderStreamErrorAfter ends a stream after this many events with the dialect's in-stream error
+	// event (Anthropic "event: error" overloaded_error, the Responses API's "event: error", a chat
+	// "data: {"error":...}"), then a clean end: the upstream failing after the first byte, politely.
+	HeaderStreamErrorAfter = "x-mock-stream-error-after"
+
 	// Failure injection (see Failure): HeaderFail is a FailMode ("500", "429", "reset", "timeout",
 	// "reset-after-first", or "none" to lift Config.Fail for this request); the first HeaderFailCount
 	// attempts (0 or absent: every attempt) counted per HeaderFailKey value fail that way.
@@ -54,6 +59,7 @@ type plan struct {
 	cacheRead  int
 	cacheWrite int
 	fail       Failure
+	errorAfter int
 }
 
 // resolve applies the control headers over s.cfg.Defaults. A header the mock cannot read is an error rather
@@ -92,6 +98,7 @@ func (s *Server) resolve(h *fasthttp.RequestHeader) (plan, *apiError) {
 		{HeaderCacheReadTokens, &p.cacheRead},
 		{HeaderCacheWriteTokens, &p.cacheWrite},
 		{HeaderFailCount, &p.fail.Count},
+		{HeaderStreamErrorAfter, &p.errorAfter},
 	}
 	for _, c := range counts {
 		v := h.Peek(c.name)

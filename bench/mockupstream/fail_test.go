@@ -304,3 +304,29 @@ func TestFail_Config_TwoMocksFirstFailing(t *testing.T) {
 		t.Errorf("second attempt %d", r.status)
 	}
 }
+
+func TestStreamErrorAfter_EndsWithTheDialectsErrorEvent(t *testing.T) {
+	m := startMock(t, Config{})
+	wantLast := map[string]string{
+		"chat":        `data: {"error":{"message":`,
+		"completions": `data: {"error":{"message":`,
+		"azure chat":  `data: {"error":{"message":`,
+		"messages":    "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"",
+		"responses":   "event: error\ndata: {\"type\":\"error\",\"sequence_number\":2,",
+	}
+	for _, ep := range allEndpoints() {
+		if ep.stream == "" {
+			continue
+		}
+		t.Run(ep.name, func(t *testing.T) {
+			r := m.mustDo(t, "POST", ep.path, ep.stream, append(ep.headers, HeaderStreamErrorAfter, "2")...)
+			evs := strings.Split(strings.TrimSuffix(string(r.body), "\n\n"), "\n\n")
+			if r.status != 200 || len(evs) != 3 || !strings.HasPrefix(evs[2], wantLast[ep.name]) {
+				t.Errorf("status %d, events %q", r.status, evs)
+			}
+			if rec := waitDone(t, m.srv); rec.ClientGone || len(rec.ChunkSentAt) != 3 {
+				t.Errorf("log %+v", rec)
+			}
+		})
+	}
+}
