@@ -28,9 +28,6 @@ func ObserveMessage(rec *call.Record, body []byte) {
 		u.read(f.usage)
 		u.fill(rec)
 	}
-	for range blocksOf(f.content, `"text"`, `"tool_use"`, `"thinking"`) {
-		rec.OutputPieces++
-	}
 }
 
 func observeError(rec *call.Record, body []byte) {

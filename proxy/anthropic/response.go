@@ -97,9 +97,6 @@ func AppendChatCompletion(dst, messagesBody []byte, rec *call.Record) ([]byte, e
 		reason = "stop"
 	}
 	rec.SetFinishReason(0, reason)
-	for range blocksOf(f.content, `"text"`, `"tool_use"`, `"thinking"`) {
-		rec.OutputPieces++
-	}
 
 	dst = append(dst, `{"id":`...)
 	dst = appendString(dst, orEmpty(f.id))

@@ -439,10 +439,12 @@ func (s *ChatStream) error(dst []byte, ev *event) []byte {
 	return append(dst, "\n\n"...)
 }
 
-// End appends what ends the translated stream: the usage chunk, when the
-// client asked for it and the upstream reported usage (with no choices,
-// as OpenAI sends it), and data: [DONE]. After an error event it appends
-// nothing.
+// End appends what ends a translated stream that ended cleanly: the usage
+// chunk, when the client asked for it and the upstream reported usage
+// (with no choices, as OpenAI sends it), and data: [DONE]. After an error
+// event it appends nothing. Where the upstream failed instead (a reset, a
+// timeout, a stream cut before message_stop: see Done), the caller ends
+// the stream with its own error event, as the relay does.
 func (s *ChatStream) End(dst []byte) []byte {
 	if s.failed {
 		return dst
