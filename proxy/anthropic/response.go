@@ -87,7 +87,7 @@ func AppendChatCompletion(dst, messagesBody []byte, rec *call.Record) ([]byte, e
 		return dst, fmt.Errorf("%w: type is %.40s, not message", ErrMalformed, f.typ)
 	}
 	f.record(rec)
-	var u usage
+	u := usage{final: true}
 	if f.usage != nil {
 		u.read(f.usage)
 		u.fill(rec)

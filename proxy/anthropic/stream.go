@@ -253,7 +253,7 @@ func (s *ChatStream) blockStart(dst []byte, ev *event) []byte {
 	case `"tool_use"`:
 		st.kind, st.tool = blockTool, s.tools
 		s.tools++
-		s.rec.OutputPieces++
+		s.usage.piece(s.rec)
 		dst = s.open(dst)
 		dst = append(dst, `{"tool_calls":[{"index":`...)
 		dst = strconv.AppendInt(dst, int64(st.tool), 10)
@@ -281,7 +281,7 @@ func (s *ChatStream) text(dst, quoted []byte) []byte {
 	if len(quoted) <= 2 {
 		return dst
 	}
-	s.rec.OutputPieces++
+	s.usage.piece(s.rec)
 	if s.rec.Content.Capture {
 		s.scratch, _ = json.AppendString(s.scratch[:0], quoted)
 		s.rec.Content.AppendChoice(0, s.scratch)
@@ -297,7 +297,7 @@ func (s *ChatStream) thinking(dst, quoted []byte) []byte {
 	if len(quoted) <= 2 {
 		return dst
 	}
-	s.rec.OutputPieces++
+	s.usage.piece(s.rec)
 	dst = s.open(dst)
 	dst = append(dst, `{"reasoning_content":"`...)
 	dst = appendInner(dst, quoted)
@@ -357,7 +357,7 @@ func (s *ChatStream) blockDelta(dst []byte, ev *event) []byte {
 			return dst
 		}
 		st.args = true
-		s.rec.OutputPieces++
+		s.usage.piece(s.rec)
 		dst = s.open(dst)
 		dst = append(dst, `{"tool_calls":[{"index":`...)
 		dst = strconv.AppendInt(dst, int64(st.tool), 10)
@@ -391,6 +391,7 @@ func (s *ChatStream) blockStop(dst []byte, ev *event) []byte {
 func (s *ChatStream) messageDelta(dst []byte, ev *event) []byte {
 	if ev.usage != nil {
 		s.usage.read(ev.usage)
+		s.usage.final = true
 		s.usage.fill(s.rec)
 	}
 	if ev.delta == nil {

@@ -349,3 +349,34 @@ func BenchmarkChatStream(b *testing.B) {
 		})
 	}
 }
+
+func TestChatStream_CutBeforeMessageDelta_KeepsExactInputAndEstimatesOutput(t *testing.T) {
+	evs := events(t, fixture(t, "messages-stream-cache-read.sse"))
+	want := readRecording(t, evs)
+	var cut []sseEvent
+	for _, ev := range evs {
+		if bytes.Contains(ev.data, []byte(`"message_delta"`)) {
+			break
+		}
+		cut = append(cut, ev)
+	}
+	var rec call.Record
+	var s ChatStream
+	s.Reset(&rec, true)
+	var native call.Record
+	var o Observer
+	for _, ev := range cut {
+		s.Event(nil, ev.name, ev.data)
+		o.Event(&native, ev.name, ev.data)
+	}
+	if s.Done() {
+		t.Fatal("a cut stream reads as done")
+	}
+	for _, r := range []*call.Record{&rec, &native} {
+		u := r.Usage
+		if r.UsageSource != call.UsageEstimated || u.InputTokens != want.input+want.cacheRead || u.CachedInputTokens != want.cacheRead ||
+			u.OutputTokens != int64(r.OutputPieces) || u.OutputTokens < 2 || u.TotalTokens != u.InputTokens+u.OutputTokens {
+			t.Fatalf("usage %+v (%q, %d pieces): want the exact input and an estimated output", u, r.UsageSource, r.OutputPieces)
+		}
+	}
+}
