@@ -272,14 +272,24 @@ func appendString(dst, quoted []byte) []byte {
 	return append(dst, '"')
 }
 
+// appendDecoded appends the contents of the JSON string quoted (nil for
+// none), decoded and capped at max bytes.
+func appendDecoded(dst, quoted []byte, max int) []byte {
+	if quoted == nil {
+		return dst
+	}
+	at := len(dst)
+	dst, _ = json.AppendString(dst, quoted)
+	if len(dst)-at > max {
+		dst = dst[:at+call.RuneBoundary(dst[at:], max)]
+	}
+	return dst
+}
+
 // setString decodes the JSON string quoted into *dst (a Record's reused
 // buffer), capped at max bytes.
 func setString(dst *[]byte, quoted []byte, max int) {
-	b, _ := json.AppendString((*dst)[:0], quoted)
-	if len(b) > max {
-		b = b[:call.RuneBoundary(b, max)]
-	}
-	*dst = b
+	*dst = appendDecoded((*dst)[:0], quoted, max)
 }
 
 // appendArguments appends the JSON text raw (a tool's input object, as an

@@ -1,6 +1,7 @@
 package anthropic
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"time"
@@ -33,7 +34,8 @@ type blockState struct {
 
 // ChatStream translates one Anthropic Messages stream into OpenAI chat
 // completion chunks, event by event, and records what the call said in a
-// call.Record. Reuse it with Reset; it is not safe for concurrent use.
+// call.Record. Call Reset before a stream's first Event (the zero value is
+// ready for it) and to reuse it; it is not safe for concurrent use.
 //
 // Every chunk is written whole (`data: {...}\n\n`), so a caller can flush
 // after each Event. Thinking is sent as delta.reasoning_content (the field
@@ -137,10 +139,13 @@ func (ev *event) kind(name []byte) string {
 // Event appends to dst the chunks (zero or more) that the Anthropic event
 // (its SSE event name and data) becomes. An error wraps ErrMalformed: the
 // data was not a JSON object, and dst is returned as it was; the caller
-// ends the stream with an error of its own. Events after message_stop or
+// ends the stream with an error of its own. Empty data is a keep-alive. Events after message_stop or
 // an error event are ignored, as are ping and event types Loom does not
 // know.
 func (s *ChatStream) Event(dst []byte, name, data []byte) ([]byte, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return dst, nil // a keep-alive with an empty data field
+	}
 	var ev event
 	if !ev.read(data) {
 		return dst, fmt.Errorf("%w: event %.40q is not a JSON object", ErrMalformed, name)
@@ -179,12 +184,16 @@ func (s *ChatStream) messageStart(dst []byte, ev *event) []byte {
 		s.usage.read(f.usage)
 		s.usage.fill(s.rec)
 	}
+	// Every chunk repeats the head, so the id and model in it are capped
+	// as the record caps them: a huge id must not be sent again per chunk.
 	s.head = append(s.head[:0], `data: {"id":`...)
-	s.head = appendString(s.head, orEmpty(f.id))
+	s.scratch = appendDecoded(s.scratch[:0], f.id, maxIDBytes)
+	s.head = appendQuoted(s.head, s.scratch)
 	s.head = append(s.head, `,"object":"chat.completion.chunk","created":`...)
 	s.head = strconv.AppendInt(s.head, s.created, 10)
 	s.head = append(s.head, `,"model":`...)
-	s.head = appendString(s.head, orEmpty(f.model))
+	s.scratch = appendDecoded(s.scratch[:0], f.model, maxModelBytes)
+	s.head = appendQuoted(s.head, s.scratch)
 	s.head = append(s.head, `,"choices":[`...)
 	return s.chunk(dst, `{"role":"assistant","content":"","refusal":null}`, "")
 }

@@ -278,13 +278,21 @@ func TestChatStream_HostileUpstreamStrings_StayValidJSON(t *testing.T) {
 	if rec.Usage.InputTokens < 0 || rec.Usage.OutputTokens < 0 {
 		t.Fatalf("negative usage recorded: %+v", rec.Usage)
 	}
+	huge := `{"type":"message_start","message":{"id":"` + strings.Repeat("é", 100000) + `","model":"c"}}`
+	out = translate(t, &rec, []sseEvent{{nil, []byte(huge)}}, false)
+	if len(out) > 2*maxIDBytes+200 {
+		t.Fatalf("a huge id went into the chunk head: %d bytes", len(out))
+	}
 }
 
 func TestChatStream_NotJSON_IsMalformedAndWritesNothing(t *testing.T) {
 	var rec call.Record
 	var s ChatStream
 	s.Reset(&rec, true)
-	for _, data := range []string{"", "[DONE]", "[1,2]", `{"type":"message_start"`, "nul"} {
+	if out, err := s.Event([]byte("x"), []byte("ping"), []byte(" ")); err != nil || string(out) != "x" {
+		t.Errorf("empty data: %v, wrote %q", err, out)
+	}
+	for _, data := range []string{"[DONE]", "[1,2]", `{"type":"message_start"`, "nul"} {
 		out, err := s.Event([]byte("x"), []byte("message_start"), []byte(data))
 		if !errors.Is(err, ErrMalformed) || string(out) != "x" {
 			t.Errorf("%q: %v, wrote %q", data, err, out)
