@@ -83,7 +83,9 @@ func AppendChatCompletion(dst, messagesBody []byte, rec *call.Record) ([]byte, e
 	if !f.read(messagesBody) {
 		return dst, fmt.Errorf("%w: not an object", ErrMalformed)
 	}
-	if string(f.typ) != `"message"` {
+	// An Anthropic-compatible server may leave type out; one that names
+	// another type (an error with a 200) did not answer.
+	if f.typ != nil && string(f.typ) != `"message"` || f.typ == nil && f.content == nil {
 		return dst, fmt.Errorf("%w: type is %.40s, not message", ErrMalformed, f.typ)
 	}
 	f.record(rec)
