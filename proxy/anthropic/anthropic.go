@@ -23,6 +23,11 @@ import (
 	"github.com/loom-gateway/loom/proxy/internal/json"
 )
 
+// APIVersion is the anthropic-version header Loom sends with a request it
+// translated: the Messages API version whose shapes this package writes
+// and reads. (A relayed /v1/messages request keeps the client's own.)
+const APIVersion = "2023-06-01"
+
 // ErrMalformed means an upstream answer or event could not be read as the
 // Messages API defines it. It is the upstream's fault, never the client's:
 // the server answers it with a 502 (or ends a stream with an error event).

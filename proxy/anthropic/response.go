@@ -270,6 +270,8 @@ var errorKinds = map[string]errorKind{
 // SDK knows, becomes 503. 401 and 403 stay as they are: the server turns a
 // deployment's credential problem into its own 502. A body that is not
 // Anthropic's error shape still gets an error named after the status.
+// ObserveMessage records the error's type and message in a call.Record;
+// Retry-After and the rate-limit headers are the caller's to pass on.
 func ErrorToOpenAI(dst []byte, status int, anthropicBody []byte) (int, []byte) {
 	typ, msg := readError(anthropicBody)
 	k, known := errorKinds[string(typ)]

@@ -76,6 +76,10 @@ func (s *ChatStream) Done() bool { return s.stopped }
 
 // Failed reports whether an error event ended the stream; End then adds
 // nothing, as the relay ends a failed OpenAI stream with its error event.
+// An error event before message_start (Anthropic overloaded at once) is a
+// failed attempt that nothing useful reached the client from: a router
+// holding the first event may retry it elsewhere instead of sending the
+// error chunk.
 func (s *ChatStream) Failed() bool { return s.failed }
 
 // event is the members of one stream event that the translation reads;
