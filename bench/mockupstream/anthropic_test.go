@@ -373,3 +373,17 @@ func TestReplay_AnthropicUsage_FromStartAndDelta(t *testing.T) {
 		})
 	}
 }
+
+func TestMessages_SDK_StreamErrorEvent_IsTheStreamsError(t *testing.T) {
+	m := startMock(t, Config{})
+	client := m.anthropicClient(t)
+	stream := client.Messages.NewStreaming(context.Background(), anthropic.MessageNewParams{Model: "c", MaxTokens: 10,
+		Messages: userMessage("hi")}, option.WithHeader(HeaderStreamErrorAfter, "4"))
+	n := 0
+	for stream.Next() {
+		n++
+	}
+	if err := stream.Err(); err == nil || !strings.Contains(err.Error(), "overloaded_error") || n != 3 {
+		t.Errorf("after %d events (ping dropped): %v", n, err)
+	}
+}

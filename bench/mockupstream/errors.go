@@ -279,8 +279,8 @@ func writeError(ctx *fasthttp.RequestCtx, p provider, e *apiError) {
 	}
 	if e.retryAfter != "" {
 		ctx.Response.Header.Set("Retry-After", e.retryAfter)
-		if p != providerAnthropic {
-			ctx.Response.Header.Set("retry-after-ms", e.retryAfter+"000")
+		if secs, err := strconv.Atoi(e.retryAfter); err == nil && p != providerAnthropic {
+			ctx.Response.Header.Set("retry-after-ms", strconv.Itoa(secs*1000))
 		}
 	}
 	if p == providerAnthropic {

@@ -47,6 +47,12 @@ type Received struct {
 	ChunkSentAt  []time.Time   `json:"chunk_sent_at"` // one per flushed SSE event
 	Done         time.Time     `json:"done"`          // zero while the response is in flight
 	ClientGone   bool          `json:"client_gone"`   // a write or flush failed mid-stream
+
+	// With a Failure in effect (Config.Fail or x-mock-fail): the key the attempt was counted under, its
+	// number under that key (1 for the first), and the FailMode injected ("" when it was served).
+	FailKey string `json:"fail_key,omitempty"`
+	Attempt int    `json:"attempt,omitempty"`
+	Failed  string `json:"failed,omitempty"`
 }
 
 // clone copies everything a stream goroutine may still change, so a snapshot never races with it.

@@ -1,10 +1,12 @@
-// Package mockupstream is a fake LLM provider that speaks the OpenAI and Azure OpenAI wire formats, for
-// Loom's tests, benchmarks and k6 scenarios.
+// Package mockupstream is a fake LLM provider that speaks the OpenAI, Azure OpenAI and Anthropic wire
+// formats, for Loom's tests, benchmarks and k6 scenarios.
 //
-// It generates chat completions, legacy completions, embeddings and model lists, or replays recorded
-// provider traffic byte for byte, with latency, time to first token, chunk cadence, error statuses and
-// connection resets chosen per request by x-mock-* headers (see control.go). It records every request it
-// receives, and what it sent back, so tests can check the gateway against ground truth.
+// It generates chat completions, legacy completions, embeddings, model lists, Responses API responses
+// (kept for GET/DELETE by id) and Anthropic Messages, or replays recorded provider traffic byte for byte,
+// with latency, time to first token, chunk cadence, error statuses, connection resets and failover
+// failures ("fail the first N attempts") chosen per request by x-mock-* headers (see control.go) or per
+// instance by Config. It records every request it receives, and what it sent back, so tests can check
+// the gateway against ground truth.
 //
 // It must never be a bottleneck or a source of noise in a benchmark: waits are only the ones asked for, and
 // the time it deliberately waited is reported in the x-mock-service-ms header.
@@ -48,6 +50,9 @@ type Config struct {
 	// ResponsesKept caps how many responses created by POST /v1/responses the mock keeps for GET, DELETE
 	// and input_items by id, evicting the oldest. 0 means 4096.
 	ResponsesKept int
+	// Fail makes this instance's attempts fail, e.g. the first of two deployments in a failover test;
+	// x-mock-fail* headers override it field by field.
+	Fail Failure
 	// LogLimit caps how many requests Requests() keeps, dropping the oldest, so a long k6 run does not grow
 	// the log without bound. 0 means 10000; negative means no limit.
 	LogLimit int
@@ -69,12 +74,15 @@ type Server struct {
 	// and a GET that reaches the wrong mock is a 404.
 	instance  string
 	responses responseStore
+	fails     failCounter
+	stopping  chan struct{} // closed by Shutdown, to end held heads (FailTimeout)
+	stopOnce  sync.Once
 }
 
 // New returns a Server; it does not listen until Serve.
 func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, log: requestLog{limit: cfg.LogLimit}, instance: newInstanceID(),
-		responses: responseStore{limit: cfg.ResponsesKept}}
+		responses: responseStore{limit: cfg.ResponsesKept}, stopping: make(chan struct{})}
 	if s.log.limit == 0 {
 		s.log.limit = defaultLogLimit
 	}
@@ -106,6 +114,7 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting connections and waits for in-flight responses, streams included, until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { close(s.stopping) })
 	if err := s.srv.ShutdownWithContext(ctx); err != nil {
 		return fmt.Errorf("mock upstream shutdown: %w", err)
 	}
@@ -139,6 +148,7 @@ type call struct {
 	plan    plan
 	created int64
 	waited  time.Duration // what x-mock-service-ms reports
+	failed  FailMode      // the failure injected into this attempt, if any
 }
 
 // id gives the per-request ids a mock-looking but real-shaped form (chatcmpl-mock7, call_mock7_0).
@@ -166,13 +176,24 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	s.log.add(c.rec)
 
 	st, apiErr := s.serve(ctx, c, probe)
+	if c.failed == FailReset {
+		resetNow(ctx)
+		s.log.update(c.rec, func(r *Received) { r.Done = time.Now() })
+		return
+	}
 	if apiErr != nil {
+		if ra := c.plan.fail.RetryAfter; ra != "" && (apiErr.retryAfter != "" || apiErr.status == fasthttp.StatusTooManyRequests) {
+			apiErr.retryAfter = ra
+		}
 		writeError(ctx, c.p, apiErr)
 	}
 	s.setHeaders(ctx, c, probe, time.Since(start))
 	if st != nil {
 		s.launch(ctx, c, st)
 		return
+	}
+	if c.failed == FailResetAfterFirst {
+		resetMidBody(ctx)
 	}
 	s.log.update(c.rec, func(r *Received) { r.Done = time.Now() })
 }
@@ -190,15 +211,25 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, c *call, probe bodyProbe) (*str
 	if c.plan, e = s.resolve(&ctx.Request.Header); e != nil {
 		return nil, e
 	}
+	switch c.failed = s.failNow(c, string(ctx.Request.Header.Peek(HeaderFailKey))); c.failed {
+	case Fail500:
+		return nil, s.statusError(c, fasthttp.StatusInternalServerError, probe)
+	case Fail429:
+		return nil, s.statusError(c, fasthttp.StatusTooManyRequests, probe)
+	case FailReset:
+		return nil, nil
+	case FailTimeout:
+		s.hold(c.plan.fail.Delay)
+		c.waited += c.plan.fail.Delay
+	case FailResetAfterFirst:
+		c.plan.ResetAfter = 1 // a stream; handle cuts a non-streaming body
+	}
 	if c.plan.Latency > 0 {
 		time.Sleep(c.plan.Latency)
 		c.waited += c.plan.Latency
 	}
 	if c.plan.Status >= 400 {
-		if c.p == providerAnthropic {
-			return nil, anthropicStatusError(c.plan.Status)
-		}
-		return nil, statusError(c.p, c.plan.Status, c.modelFor(probe.Model))
+		return nil, s.statusError(c, c.plan.Status, probe)
 	}
 	if c.plan.replay != "" {
 		return s.serveReplay(ctx, c)
@@ -224,6 +255,14 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, c *call, probe bodyProbe) (*str
 	default:
 		return nil, serveModel(ctx, c.target)
 	}
+}
+
+// statusError is the error a provider answers with status, in the endpoint's dialect.
+func (s *Server) statusError(c *call, status int, probe bodyProbe) *apiError {
+	if c.p == providerAnthropic {
+		return anthropicStatusError(status)
+	}
+	return statusError(c.p, status, c.modelFor(probe.Model))
 }
 
 // route sets c.p, c.ep and c.target from the method and path.

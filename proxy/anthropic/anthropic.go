@@ -23,6 +23,11 @@ import (
 	"github.com/loom-gateway/loom/proxy/internal/json"
 )
 
+// APIVersion is the anthropic-version header Loom sends with a request it
+// translated: the Messages API version whose shapes this package writes
+// and reads. (A relayed /v1/messages request keeps the client's own.)
+const APIVersion = "2023-06-01"
+
 // ErrMalformed means an upstream answer or event could not be read as the
 // Messages API defines it. It is the upstream's fault, never the client's:
 // the server answers it with a 502 (or ends a stream with an error event).
@@ -82,6 +87,10 @@ type usage struct {
 	in, cacheRead, cacheCreation, out int64
 	hasCacheRead, hasCacheCreation    bool
 	seen                              bool
+	// final is set once the count is the provider's last word: a unary
+	// answer's, or a stream's message_delta. Before it, a stream's output
+	// count is message_start's placeholder.
+	final bool
 }
 
 // read takes the fields present in the usage object v.
@@ -115,18 +124,35 @@ func (u *usage) read(v []byte) {
 // GenAI gen_ai.usage.input_tokens count it: cache reads and writes included.
 func (u *usage) prompt() int64 { return u.in + u.cacheRead + u.cacheCreation }
 
-// fill writes u into rec, if the upstream reported any usage.
+// fill writes u into rec, if the upstream reported any usage. Until the
+// count is final, the output is estimated from the deltas seen (at least
+// message_start's placeholder) and the record says so: a stream cut before
+// message_delta keeps its exact input count, with an output Loom can still
+// bill, instead of the placeholder's 1 passed off as the provider's.
 func (u *usage) fill(rec *call.Record) {
 	if !u.seen {
 		return
 	}
-	p := u.prompt()
+	p, out := u.prompt(), u.out
+	rec.UsageSource = call.UsageProvider
+	if !u.final {
+		out = max(out, int64(rec.OutputPieces))
+		rec.UsageSource = call.UsageEstimated
+	}
 	rec.Usage.InputTokens = p
-	rec.Usage.OutputTokens = u.out
-	rec.Usage.TotalTokens = p + u.out
+	rec.Usage.OutputTokens = out
+	rec.Usage.TotalTokens = p + out
 	rec.Usage.CachedInputTokens, rec.Usage.HasCached = u.cacheRead, u.hasCacheRead
 	rec.Usage.CacheCreationInputTokens, rec.Usage.HasCacheCreation = u.cacheCreation, u.hasCacheCreation
-	rec.UsageSource = call.UsageProvider
+}
+
+// piece counts one delta that carried output and, while the count is not
+// final, moves the record's estimate with it.
+func (u *usage) piece(rec *call.Record) {
+	rec.OutputPieces++
+	if u.seen && !u.final {
+		u.fill(rec)
+	}
 }
 
 // appendOpenAI appends u as an OpenAI usage object.
@@ -251,14 +277,24 @@ func appendString(dst, quoted []byte) []byte {
 	return append(dst, '"')
 }
 
+// appendDecoded appends the contents of the JSON string quoted (nil for
+// none), decoded and capped at max bytes.
+func appendDecoded(dst, quoted []byte, max int) []byte {
+	if quoted == nil {
+		return dst
+	}
+	at := len(dst)
+	dst, _ = json.AppendString(dst, quoted)
+	if len(dst)-at > max {
+		dst = dst[:at+call.RuneBoundary(dst[at:], max)]
+	}
+	return dst
+}
+
 // setString decodes the JSON string quoted into *dst (a Record's reused
 // buffer), capped at max bytes.
 func setString(dst *[]byte, quoted []byte, max int) {
-	b, _ := json.AppendString((*dst)[:0], quoted)
-	if len(b) > max {
-		b = b[:call.RuneBoundary(b, max)]
-	}
-	*dst = b
+	*dst = appendDecoded((*dst)[:0], quoted, max)
 }
 
 // appendArguments appends the JSON text raw (a tool's input object, as an

@@ -24,12 +24,9 @@ func ObserveMessage(rec *call.Record, body []byte) {
 		rec.SetFinishReason(0, nativeReason(f.stopReason))
 	}
 	if f.usage != nil {
-		var u usage
+		u := usage{final: true}
 		u.read(f.usage)
 		u.fill(rec)
-	}
-	for range blocksOf(f.content, `"text"`, `"tool_use"`, `"thinking"`) {
-		rec.OutputPieces++
 	}
 }
 
@@ -82,7 +79,7 @@ func (o *Observer) Event(rec *call.Record, name, data []byte) (isError bool) {
 			b = readBlock(ev.block)
 		}
 		if string(b.typ) == `"tool_use"` || len(b.text) > 2 || len(b.thinking) > 2 {
-			rec.OutputPieces++
+			o.usage.piece(rec)
 		}
 	case "content_block_delta":
 		if ev.delta == nil {
@@ -91,7 +88,7 @@ func (o *Observer) Event(rec *call.Record, name, data []byte) (isError bool) {
 		var d delta
 		d.read(ev.delta)
 		if len(d.text) > 2 || len(d.partial) > 2 || len(d.thinking) > 2 {
-			rec.OutputPieces++
+			o.usage.piece(rec)
 		}
 		if len(d.text) > 2 && rec.Content.Capture {
 			o.scratch, _ = json.AppendString(o.scratch[:0], d.text)
@@ -100,6 +97,7 @@ func (o *Observer) Event(rec *call.Record, name, data []byte) (isError bool) {
 	case "message_delta":
 		if ev.usage != nil {
 			o.usage.read(ev.usage)
+			o.usage.final = true
 			o.usage.fill(rec)
 		}
 		if ev.delta != nil {

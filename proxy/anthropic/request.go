@@ -29,6 +29,7 @@ const FallbackMaxTokens = 4096
 const (
 	maxStopSequences = 64
 	maxNameBytes     = 256
+	maxUserID        = 256
 )
 
 // AppendMessagesRequest appends to dst the Anthropic Messages request that
@@ -269,7 +270,10 @@ func (t *translator) member(key []byte, m *json.Members) error {
 		switch kind {
 		case json.Null:
 		case json.String:
-			if len(v) > 2 {
+			// Anthropic refuses a user_id over 256 characters; OpenAI's
+			// user is an end-user tag for abuse monitoring, nothing the
+			// answer depends on, so a longer one is dropped, not refused.
+			if len(v) > 2 && len(v) <= maxUserID+2 {
 				t.user = v
 			}
 		default:

@@ -167,6 +167,11 @@ func TestAppendMessagesRequest_Translates(t *testing.T) {
 			want: `{"model":"c","max_tokens":4096,"messages":[` + userHi + `],"temperature":0.5,"top_p":0.9,"metadata":{"user_id":"u-42"},"stream":true}`,
 		},
 		{
+			name: "a user tag longer than Anthropic's user_id allows is dropped",
+			body: `{"model":"c","messages":[` + user + `],"user":"` + strings.Repeat("u", 257) + `"}`,
+			want: `{"model":"c","max_tokens":4096,"messages":[` + userHi + `]}`,
+		},
+		{
 			name: "Anthropic's own top_k and thinking pass through",
 			body: `{"model":"c","messages":[` + user + `],"top_k":40,"thinking":{"type":"enabled","budget_tokens":2048}}`,
 			want: `{"model":"c","max_tokens":4096,"messages":[` + userHi + `],"top_k":40,"thinking":{"type":"enabled","budget_tokens":2048}}`,

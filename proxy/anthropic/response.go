@@ -83,11 +83,13 @@ func AppendChatCompletion(dst, messagesBody []byte, rec *call.Record) ([]byte, e
 	if !f.read(messagesBody) {
 		return dst, fmt.Errorf("%w: not an object", ErrMalformed)
 	}
-	if string(f.typ) != `"message"` {
+	// An Anthropic-compatible server may leave type out; one that names
+	// another type (an error with a 200) did not answer.
+	if f.typ != nil && string(f.typ) != `"message"` || f.typ == nil && f.content == nil {
 		return dst, fmt.Errorf("%w: type is %.40s, not message", ErrMalformed, f.typ)
 	}
 	f.record(rec)
-	var u usage
+	u := usage{final: true}
 	if f.usage != nil {
 		u.read(f.usage)
 		u.fill(rec)
@@ -97,9 +99,6 @@ func AppendChatCompletion(dst, messagesBody []byte, rec *call.Record) ([]byte, e
 		reason = "stop"
 	}
 	rec.SetFinishReason(0, reason)
-	for range blocksOf(f.content, `"text"`, `"tool_use"`, `"thinking"`) {
-		rec.OutputPieces++
-	}
 
 	dst = append(dst, `{"id":`...)
 	dst = appendString(dst, orEmpty(f.id))
@@ -271,6 +270,8 @@ var errorKinds = map[string]errorKind{
 // SDK knows, becomes 503. 401 and 403 stay as they are: the server turns a
 // deployment's credential problem into its own 502. A body that is not
 // Anthropic's error shape still gets an error named after the status.
+// ObserveMessage records the error's type and message in a call.Record;
+// Retry-After and the rate-limit headers are the caller's to pass on.
 func ErrorToOpenAI(dst []byte, status int, anthropicBody []byte) (int, []byte) {
 	typ, msg := readError(anthropicBody)
 	k, known := errorKinds[string(typ)]

@@ -106,7 +106,7 @@ func TestAppendChatCompletion_StopReasonsMapToFinishReasons(t *testing.T) {
 }
 
 func TestAppendChatCompletion_NotAMessage_IsMalformed(t *testing.T) {
-	for _, body := range []string{``, `[]`, `{"type":"error","error":{"type":"api_error","message":"x"}}`, `{"id":"m"`, `{"type":"message","content":[`} {
+	for _, body := range []string{``, `[]`, `{"type":"error","error":{"type":"api_error","message":"x"}}`, `{"id":"m"`, `{"type":"message","content":[`, `{"id":"m"}`} {
 		var rec call.Record
 		out, err := AppendChatCompletion([]byte("keep"), []byte(body), &rec)
 		if !errors.Is(err, ErrMalformed) || string(out) != "keep" {
@@ -181,5 +181,38 @@ func TestErrorToOpenAI(t *testing.T) {
 				t.Errorf("error %+v (code %q)", e.Error, code)
 			}
 		})
+	}
+}
+
+func TestAppendChatCompletion_AllocationFree(t *testing.T) {
+	body := fixture(t, "messages-nonstream.json")
+	var rec call.Record
+	dst := make([]byte, 0, 4096)
+	dst, _ = AppendChatCompletion(dst[:0], body, &rec)
+	if n := testing.AllocsPerRun(100, func() {
+		rec.Reset()
+		dst, _ = AppendChatCompletion(dst[:0], body, &rec)
+	}); n != 0 {
+		t.Fatalf("%v allocations per answer", n)
+	}
+}
+
+func BenchmarkAppendChatCompletion(b *testing.B) {
+	body := fixture(b, "messages-nonstream.json")
+	var rec call.Record
+	dst := make([]byte, 0, 4096)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		rec.Reset()
+		dst, _ = AppendChatCompletion(dst[:0], body, &rec)
+	}
+}
+
+func TestAppendChatCompletion_CompatibleServerWithoutType_IsRead(t *testing.T) {
+	var rec call.Record
+	cc := chatCompletion(t, []byte(`{"id":"m","model":"c","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn"}`), &rec)
+	if cc.Choices[0].Message.Content != "hi" {
+		t.Fatalf("completion %+v", cc)
 	}
 }

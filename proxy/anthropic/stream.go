@@ -1,6 +1,7 @@
 package anthropic
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"time"
@@ -33,7 +34,8 @@ type blockState struct {
 
 // ChatStream translates one Anthropic Messages stream into OpenAI chat
 // completion chunks, event by event, and records what the call said in a
-// call.Record. Reuse it with Reset; it is not safe for concurrent use.
+// call.Record. Call Reset before a stream's first Event (the zero value is
+// ready for it) and to reuse it; it is not safe for concurrent use.
 //
 // Every chunk is written whole (`data: {...}\n\n`), so a caller can flush
 // after each Event. Thinking is sent as delta.reasoning_content (the field
@@ -74,6 +76,10 @@ func (s *ChatStream) Done() bool { return s.stopped }
 
 // Failed reports whether an error event ended the stream; End then adds
 // nothing, as the relay ends a failed OpenAI stream with its error event.
+// An error event before message_start (Anthropic overloaded at once) is a
+// failed attempt that nothing useful reached the client from: a router
+// holding the first event may retry it elsewhere instead of sending the
+// error chunk.
 func (s *ChatStream) Failed() bool { return s.failed }
 
 // event is the members of one stream event that the translation reads;
@@ -137,10 +143,13 @@ func (ev *event) kind(name []byte) string {
 // Event appends to dst the chunks (zero or more) that the Anthropic event
 // (its SSE event name and data) becomes. An error wraps ErrMalformed: the
 // data was not a JSON object, and dst is returned as it was; the caller
-// ends the stream with an error of its own. Events after message_stop or
+// ends the stream with an error of its own. Empty data is a keep-alive. Events after message_stop or
 // an error event are ignored, as are ping and event types Loom does not
 // know.
 func (s *ChatStream) Event(dst []byte, name, data []byte) ([]byte, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return dst, nil // a keep-alive with an empty data field
+	}
 	var ev event
 	if !ev.read(data) {
 		return dst, fmt.Errorf("%w: event %.40q is not a JSON object", ErrMalformed, name)
@@ -179,12 +188,16 @@ func (s *ChatStream) messageStart(dst []byte, ev *event) []byte {
 		s.usage.read(f.usage)
 		s.usage.fill(s.rec)
 	}
+	// Every chunk repeats the head, so the id and model in it are capped
+	// as the record caps them: a huge id must not be sent again per chunk.
 	s.head = append(s.head[:0], `data: {"id":`...)
-	s.head = appendString(s.head, orEmpty(f.id))
+	s.scratch = appendDecoded(s.scratch[:0], f.id, maxIDBytes)
+	s.head = appendQuoted(s.head, s.scratch)
 	s.head = append(s.head, `,"object":"chat.completion.chunk","created":`...)
 	s.head = strconv.AppendInt(s.head, s.created, 10)
 	s.head = append(s.head, `,"model":`...)
-	s.head = appendString(s.head, orEmpty(f.model))
+	s.scratch = appendDecoded(s.scratch[:0], f.model, maxModelBytes)
+	s.head = appendQuoted(s.head, s.scratch)
 	s.head = append(s.head, `,"choices":[`...)
 	return s.chunk(dst, `{"role":"assistant","content":"","refusal":null}`, "")
 }
@@ -253,7 +266,7 @@ func (s *ChatStream) blockStart(dst []byte, ev *event) []byte {
 	case `"tool_use"`:
 		st.kind, st.tool = blockTool, s.tools
 		s.tools++
-		s.rec.OutputPieces++
+		s.usage.piece(s.rec)
 		dst = s.open(dst)
 		dst = append(dst, `{"tool_calls":[{"index":`...)
 		dst = strconv.AppendInt(dst, int64(st.tool), 10)
@@ -281,7 +294,7 @@ func (s *ChatStream) text(dst, quoted []byte) []byte {
 	if len(quoted) <= 2 {
 		return dst
 	}
-	s.rec.OutputPieces++
+	s.usage.piece(s.rec)
 	if s.rec.Content.Capture {
 		s.scratch, _ = json.AppendString(s.scratch[:0], quoted)
 		s.rec.Content.AppendChoice(0, s.scratch)
@@ -297,7 +310,7 @@ func (s *ChatStream) thinking(dst, quoted []byte) []byte {
 	if len(quoted) <= 2 {
 		return dst
 	}
-	s.rec.OutputPieces++
+	s.usage.piece(s.rec)
 	dst = s.open(dst)
 	dst = append(dst, `{"reasoning_content":"`...)
 	dst = appendInner(dst, quoted)
@@ -357,7 +370,7 @@ func (s *ChatStream) blockDelta(dst []byte, ev *event) []byte {
 			return dst
 		}
 		st.args = true
-		s.rec.OutputPieces++
+		s.usage.piece(s.rec)
 		dst = s.open(dst)
 		dst = append(dst, `{"tool_calls":[{"index":`...)
 		dst = strconv.AppendInt(dst, int64(st.tool), 10)
@@ -391,6 +404,7 @@ func (s *ChatStream) blockStop(dst []byte, ev *event) []byte {
 func (s *ChatStream) messageDelta(dst []byte, ev *event) []byte {
 	if ev.usage != nil {
 		s.usage.read(ev.usage)
+		s.usage.final = true
 		s.usage.fill(s.rec)
 	}
 	if ev.delta == nil {
@@ -439,10 +453,12 @@ func (s *ChatStream) error(dst []byte, ev *event) []byte {
 	return append(dst, "\n\n"...)
 }
 
-// End appends what ends the translated stream: the usage chunk, when the
-// client asked for it and the upstream reported usage (with no choices,
-// as OpenAI sends it), and data: [DONE]. After an error event it appends
-// nothing.
+// End appends what ends a translated stream that ended cleanly: the usage
+// chunk, when the client asked for it and the upstream reported usage
+// (with no choices, as OpenAI sends it), and data: [DONE]. After an error
+// event it appends nothing. Where the upstream failed instead (a reset, a
+// timeout, a stream cut before message_stop: see Done), the caller ends
+// the stream with its own error event, as the relay does.
 func (s *ChatStream) End(dst []byte) []byte {
 	if s.failed {
 		return dst

@@ -278,13 +278,21 @@ func TestChatStream_HostileUpstreamStrings_StayValidJSON(t *testing.T) {
 	if rec.Usage.InputTokens < 0 || rec.Usage.OutputTokens < 0 {
 		t.Fatalf("negative usage recorded: %+v", rec.Usage)
 	}
+	huge := `{"type":"message_start","message":{"id":"` + strings.Repeat("é", 100000) + `","model":"c"}}`
+	out = translate(t, &rec, []sseEvent{{nil, []byte(huge)}}, false)
+	if len(out) > 2*maxIDBytes+200 {
+		t.Fatalf("a huge id went into the chunk head: %d bytes", len(out))
+	}
 }
 
 func TestChatStream_NotJSON_IsMalformedAndWritesNothing(t *testing.T) {
 	var rec call.Record
 	var s ChatStream
 	s.Reset(&rec, true)
-	for _, data := range []string{"", "[DONE]", "[1,2]", `{"type":"message_start"`, "nul"} {
+	if out, err := s.Event([]byte("x"), []byte("ping"), []byte(" ")); err != nil || string(out) != "x" {
+		t.Errorf("empty data: %v, wrote %q", err, out)
+	}
+	for _, data := range []string{"[DONE]", "[1,2]", `{"type":"message_start"`, "nul"} {
 		out, err := s.Event([]byte("x"), []byte("message_start"), []byte(data))
 		if !errors.Is(err, ErrMalformed) || string(out) != "x" {
 			t.Errorf("%q: %v, wrote %q", data, err, out)
@@ -347,5 +355,36 @@ func BenchmarkChatStream(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/event")
 		})
+	}
+}
+
+func TestChatStream_CutBeforeMessageDelta_KeepsExactInputAndEstimatesOutput(t *testing.T) {
+	evs := events(t, fixture(t, "messages-stream-cache-read.sse"))
+	want := readRecording(t, evs)
+	var cut []sseEvent
+	for _, ev := range evs {
+		if bytes.Contains(ev.data, []byte(`"message_delta"`)) {
+			break
+		}
+		cut = append(cut, ev)
+	}
+	var rec call.Record
+	var s ChatStream
+	s.Reset(&rec, true)
+	var native call.Record
+	var o Observer
+	for _, ev := range cut {
+		s.Event(nil, ev.name, ev.data)
+		o.Event(&native, ev.name, ev.data)
+	}
+	if s.Done() {
+		t.Fatal("a cut stream reads as done")
+	}
+	for _, r := range []*call.Record{&rec, &native} {
+		u := r.Usage
+		if r.UsageSource != call.UsageEstimated || u.InputTokens != want.input+want.cacheRead || u.CachedInputTokens != want.cacheRead ||
+			u.OutputTokens != int64(r.OutputPieces) || u.OutputTokens < 2 || u.TotalTokens != u.InputTokens+u.OutputTokens {
+			t.Fatalf("usage %+v (%q, %d pieces): want the exact input and an estimated output", u, r.UsageSource, r.OutputPieces)
+		}
 	}
 }
