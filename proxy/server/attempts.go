@@ -324,12 +324,17 @@ func (s *Server) prime(ex *exchange, body relay.Body, d time.Duration) error {
 	ex.firstBody, ex.firstFired = body, false
 	ex.firstMu.Unlock()
 	if ex.firstTimer == nil {
+		ex.firstRan = make(chan struct{}, 1)
 		ex.firstTimer = time.AfterFunc(d, ex.firstEventLate)
 	} else {
 		ex.firstTimer.Reset(d)
 	}
 	err := ex.stream.Prime()
-	ex.firstTimer.Stop()
+	if !ex.firstTimer.Stop() {
+		// It fired: its func has started (or is about to) and must be
+		// done before the exchange serves another call.
+		<-ex.firstRan
+	}
 	ex.firstMu.Lock()
 	fired := ex.firstFired
 	ex.firstBody = nil
@@ -343,11 +348,12 @@ func (s *Server) prime(ex *exchange, body relay.Body, d time.Duration) error {
 // firstEventLate runs when a stream's first event is late (see prime).
 func (ex *exchange) firstEventLate() {
 	ex.firstMu.Lock()
-	defer ex.firstMu.Unlock()
 	if ex.firstBody != nil {
 		ex.firstFired = true
 		_ = ex.firstBody.CloseWithError(errFirstEvent)
 	}
+	ex.firstMu.Unlock()
+	ex.firstRan <- struct{}{}
 }
 
 // Attempt outcomes, the labels of loom_upstream_attempts_total.

@@ -449,3 +449,27 @@ func TestFallback_UsedAfterOwnDeploymentsFail_Recorded(t *testing.T) {
 		t.Fatalf("record: model %s fallback %s upstream %s attempts %+v", rec.Model, rec.FallbackModel, rec.UpstreamModel, rec.Attempts)
 	}
 }
+
+// The call's budget bounds the attempts: once it is spent no other
+// deployment is tried (and a stream's first event is waited for no longer
+// than it allows). A model's own routing overrides the gateway's.
+func TestFailover_BudgetSpent_NoFurtherAttempt(t *testing.T) {
+	r := startRouted(t, `      - {name: gpt, deployments: [{name: first}, {name: second, priority: 1}], routing: {budget: 100ms}}
+      - {name: patient, deployments: [{name: first}, {name: second, priority: 1}]}
+`, "budget: 1m").serve()
+	r.up["first"].set(silent)
+	for _, stream := range []bool{false, true} {
+		start := time.Now()
+		body := fmt.Sprintf(`{"model":"gpt","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, stream)
+		status, _, got := r.do("POST", "/v1/chat/completions", r.keyA, body, nil)
+		if status != 504 || !strings.Contains(string(got), "upstream_timeout") || r.up["second"].calls.Load() != 0 {
+			t.Fatalf("stream=%v: %d %s; second called %d times", stream, status, got, r.up["second"].calls.Load())
+		}
+		if took := time.Since(start); stream && took > 380*time.Millisecond {
+			t.Errorf("the stream's first event was waited for %v: the 100ms budget, not first_byte (400ms), bounds it", took)
+		}
+	}
+	if text, err := r.ask("patient", false); err != nil || text != "from second" {
+		t.Fatalf("the gateway's budget: %q %v", text, err)
+	}
+}

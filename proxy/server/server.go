@@ -363,11 +363,13 @@ type exchange struct {
 	fail   failure
 	waited time.Duration
 	// firstTimer cuts off a stream whose first event is late (see prime);
-	// firstBody is the stream it cuts, firstFired says it did.
+	// firstBody is the stream it cuts, firstFired says it did, firstRan
+	// that its func is done.
 	firstMu    sync.Mutex
 	firstTimer *time.Timer
 	firstBody  relay.Body
 	firstFired bool
+	firstRan   chan struct{}
 }
 
 // streamEnded runs when a relayed stream is over.
