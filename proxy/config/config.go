@@ -49,7 +49,10 @@ type Config struct {
 	// Connections bounds what clients may hold open on the gateway.
 	Connections Connections `yaml:"connections"`
 	// Timeouts apply to every deployment that does not set its own.
-	Timeouts    Timeouts     `yaml:"timeouts"`
+	Timeouts Timeouts `yaml:"timeouts"`
+	// Routing is how hard a call tries its model's deployments and
+	// fallbacks, and when a failing deployment is left alone.
+	Routing     Routing      `yaml:"routing"`
 	Deployments []Deployment `yaml:"deployments"`
 	Tenants     []Tenant     `yaml:"tenants"`
 	// Tracing sends every call as OpenTelemetry spans over OTLP.
@@ -307,6 +310,49 @@ type Timeouts struct {
 	StreamWrite time.Duration `yaml:"stream_write"`
 }
 
+// Routing is the gateway's routing policy. A call moves to its next
+// candidate deployment only while nothing has reached its client, on a
+// connect error, a timeout (timeouts.first_byte: to the response head, and
+// for a stream to its first event), a reset, a 429 or a 5xx; never on
+// another 4xx.
+type Routing struct {
+	// MaxAttempts and Budget are every model's, unless the model sets its
+	// own (tenants[].models[].routing).
+	MaxAttempts int           `yaml:"max_attempts"`
+	Budget      time.Duration `yaml:"budget"`
+	// CircuitFailures consecutive failures of a deployment open its
+	// circuit: calls skip it for CircuitCooldown, then one probe call is
+	// let through (half-open); the probe's success closes the circuit, its
+	// failure opens it again.
+	CircuitFailures int           `yaml:"circuit_failures"`
+	CircuitCooldown time.Duration `yaml:"circuit_cooldown"`
+	// MaxRetryAfter caps how long an upstream's Retry-After keeps its
+	// deployment skipped.
+	MaxRetryAfter time.Duration `yaml:"max_retry_after"`
+}
+
+// DefaultRouting tries three deployments within five minutes, and leaves a
+// deployment alone for 30 s after five failures in a row.
+var DefaultRouting = Routing{
+	MaxAttempts:     3,
+	Budget:          5 * time.Minute,
+	CircuitFailures: 5,
+	CircuitCooldown: 30 * time.Second,
+	MaxRetryAfter:   5 * time.Minute,
+}
+
+// Policy is r with a model's overrides applied.
+func (r Routing) Policy(m tenancy.Routing) tenancy.Routing {
+	p := tenancy.Routing{MaxAttempts: r.MaxAttempts, Budget: r.Budget}
+	if m.MaxAttempts > 0 {
+		p.MaxAttempts = m.MaxAttempts
+	}
+	if m.Budget > 0 {
+		p.Budget = m.Budget
+	}
+	return p
+}
+
 // Deployment is one upstream endpoint with its credentials.
 type Deployment struct {
 	Name     string `yaml:"name"`
@@ -455,6 +501,20 @@ func (c *Config) applyDefaults() {
 			*f.v = f.def
 		}
 	}
+	ro, dr := &c.Routing, DefaultRouting
+	if ro.MaxAttempts == 0 {
+		ro.MaxAttempts = dr.MaxAttempts
+	}
+	if ro.CircuitFailures == 0 {
+		ro.CircuitFailures = dr.CircuitFailures
+	}
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&ro.Budget, &dr.Budget}, {&ro.CircuitCooldown, &dr.CircuitCooldown}, {&ro.MaxRetryAfter, &dr.MaxRetryAfter},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.def
+		}
+	}
 	tr, dt := &c.Tracing, DefaultTracing
 	if tr.Protocol == "" {
 		tr.Protocol = dt.Protocol
@@ -558,6 +618,16 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Tracing.validate(bad)
+	tenancy.ValidateRouting("routing", tenancy.Routing{MaxAttempts: c.Routing.MaxAttempts, Budget: c.Routing.Budget}, bad)
+	if c.Routing.CircuitFailures < 1 {
+		bad("routing.circuit_failures", "must be positive, got %d", c.Routing.CircuitFailures)
+	}
+	if c.Routing.CircuitCooldown < 0 {
+		bad("routing.circuit_cooldown", "must not be negative")
+	}
+	if c.Routing.MaxRetryAfter < 0 {
+		bad("routing.max_retry_after", "must not be negative")
+	}
 	if c.Store.Poll < 0 {
 		bad("store.poll", "must not be negative")
 	}

@@ -55,6 +55,8 @@ type Deployment struct {
 	share      *share
 	// maxResponse bounds a non-streamed answer (see LimitResponse).
 	maxResponse int
+	// health is the deployment's circuit breaker (see Admit).
+	health breaker
 }
 
 // DialFunc opens a connection to addr ("host:port") within timeout.
