@@ -20,6 +20,16 @@ const (
 	OpTextCompletion Operation = "text_completion"
 	OpEmbeddings     Operation = "embeddings"
 	OpModels         Operation = "models"
+	// The Responses API's lookups of a stored response (GET, DELETE,
+	// cancel, input items) generate nothing and carry no usage; the
+	// creation of a response (POST /v1/responses) is OpChat.
+	OpRetrieveResponse   Operation = "retrieve_response"
+	OpDeleteResponse     Operation = "delete_response"
+	OpCancelResponse     Operation = "cancel_response"
+	OpListResponseInputs Operation = "list_response_input_items"
+	// OpCountTokens counts a prompt's tokens (Anthropic's
+	// /v1/messages/count_tokens): it generates nothing.
+	OpCountTokens Operation = "count_tokens"
 )
 
 // Outcome says how a call ended, from the client's point of view.

@@ -29,6 +29,7 @@ import (
 const (
 	ProviderOpenAI      = "openai"       // api.openai.com and every OpenAI-compatible server
 	ProviderAzureOpenAI = "azure_openai" // Azure OpenAI: deployments in the path, api-key header
+	ProviderAnthropic   = "anthropic"    // Anthropic's Messages API (and servers that speak it): x-api-key header
 )
 
 // Config is the whole file.
@@ -367,6 +368,10 @@ type Deployment struct {
 	APIKeyEnv string `yaml:"api_key_env"`
 	// APIVersion is Azure's api-version query parameter.
 	APIVersion string `yaml:"api_version"`
+	// DefaultMaxTokens is the max_tokens an Anthropic deployment gets for
+	// a chat request that sets none (the Messages API requires one); 0
+	// means Loom's own default (anthropic.FallbackMaxTokens).
+	DefaultMaxTokens int `yaml:"default_max_tokens"`
 	// CAFile is a PEM bundle trusted for this deployment's TLS, beside the
 	// system roots (a self-hosted server with a private CA).
 	CAFile string `yaml:"ca_file"`
@@ -659,13 +664,20 @@ func (c *Config) Validate() error {
 			bad(f+".name", "%q is defined twice", d.Name)
 		}
 		deployments[d.Name] = true
-		if d.Provider != ProviderOpenAI && d.Provider != ProviderAzureOpenAI {
-			bad(f+".provider", "must be %q or %q, got %q", ProviderOpenAI, ProviderAzureOpenAI, d.Provider)
+		if d.Provider != ProviderOpenAI && d.Provider != ProviderAzureOpenAI && d.Provider != ProviderAnthropic {
+			bad(f+".provider", "must be %q, %q or %q, got %q", ProviderOpenAI, ProviderAzureOpenAI, ProviderAnthropic, d.Provider)
 		}
 		if u, err := url.Parse(d.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad(f+".base_url", "must be an absolute http or https URL, got %q", d.BaseURL)
 		} else if u.RawQuery != "" || u.Fragment != "" {
 			bad(f+".base_url", "must not have a query or fragment")
+		} else if d.Provider == ProviderAnthropic && !strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/v1") {
+			// Loom appends /messages, as to an OpenAI base URL it appends
+			// /chat/completions: the API root, like https://api.anthropic.com/v1.
+			bad(f+".base_url", "of an anthropic deployment must end in /v1 (like https://api.anthropic.com/v1), got %q", d.BaseURL)
+		}
+		if d.DefaultMaxTokens < 0 {
+			bad(f+".default_max_tokens", "must not be negative")
 		}
 		if d.APIKey != "" && d.APIKeyEnv != "" {
 			bad(f, "set api_key or api_key_env, not both")

@@ -160,7 +160,7 @@ func (s *Server) try(ctx *fasthttp.RequestCtx, ex *exchange, key *tenant.Key, t 
 	}
 
 	ureq := fasthttp.AcquireRequest()
-	dep.Prepare(ureq, t.Path(op), t.Auth)
+	dep.Prepare(ureq, ex.upstreamPath(t), t.Auth)
 	connection := ctx.Request.Header.Peek(fasthttp.HeaderConnection)
 	for k, v := range ctx.Request.Header.All() {
 		if dep.ForwardRequestHeader(k) && !upstream.NamedByConnection(connection, k) {
@@ -168,7 +168,14 @@ func (s *Server) try(ctx *fasthttp.RequestCtx, ex *exchange, key *tenant.Key, t 
 		}
 	}
 	ureq.Header.SetContentType("application/json")
-	ex.body = ex.req.AppendUpstreamBody(ex.body[:0], body, t.UpstreamModel)
+	var err error
+	if ex.body, err = ex.upstreamBody(body, t.UpstreamModel, dep); err != nil {
+		// The request cannot be put in this deployment's terms: the
+		// client's to fix, whichever deployment would take it.
+		fasthttp.ReleaseRequest(ureq)
+		s.reject(ctx, ex, clientError(err))
+		return true
+	}
 	if p := key.Tenant.Content; p.Capture {
 		// ex.body lives until the exchange is reused, after the sink ran.
 		rec.Content.Capture, rec.Content.Max, rec.Content.Request = true, p.MaxBytes, ex.body
@@ -177,7 +184,7 @@ func (s *Server) try(ctx *fasthttp.RequestCtx, ex *exchange, key *tenant.Key, t 
 	uresp := fasthttp.AcquireResponse()
 	uresp.StreamBody = ex.req.Stream
 	rec.UpstreamStart = time.Now()
-	err := dep.Do(ureq, uresp)
+	err = dep.Do(ureq, uresp)
 	fasthttp.ReleaseRequest(ureq)
 	if err != nil {
 		fasthttp.ReleaseResponse(uresp)

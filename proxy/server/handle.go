@@ -12,7 +12,6 @@ import (
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/internal/json"
 	"github.com/loom-gateway/loom/proxy/relay"
-	"github.com/loom-gateway/loom/proxy/tap"
 	"github.com/loom-gateway/loom/proxy/tenant"
 	"github.com/loom-gateway/loom/proxy/upstream"
 )
@@ -31,11 +30,13 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
 	switch string(path) {
 	case "/v1/chat/completions":
-		s.post(ctx, call.OpChat, "/v1/chat/completions")
+		s.post(ctx, epChat, nil)
 	case "/v1/completions":
-		s.post(ctx, call.OpTextCompletion, "/v1/completions")
+		s.post(ctx, epCompletions, nil)
 	case "/v1/embeddings":
-		s.post(ctx, call.OpEmbeddings, "/v1/embeddings")
+		s.post(ctx, epEmbeddings, nil)
+	case "/v1/responses":
+		s.post(ctx, epResponses, nil)
 	case "/v1/models":
 		s.models(ctx, nil)
 	case "/healthz":
@@ -45,6 +46,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	default:
 		if name, ok := bytes.CutPrefix(path, []byte("/v1/models/")); ok && len(name) > 0 {
 			s.models(ctx, name)
+			return
+		}
+		if s.routeResponses(ctx, path) || s.routeAzure(ctx, path) {
 			return
 		}
 		ex := s.begin(ctx, "", "")
@@ -81,6 +85,8 @@ func methodName(m []byte) string {
 		return fasthttp.MethodGet
 	case fasthttp.MethodPost:
 		return fasthttp.MethodPost
+	case fasthttp.MethodDelete:
+		return fasthttp.MethodDelete
 	}
 	return "_OTHER"
 }
@@ -123,9 +129,10 @@ func (s *Server) attribute(ctx *fasthttp.RequestCtx, ex *exchange) {
 	}
 }
 
-// authenticate resolves the request's key: "Authorization: Bearer KEY", or
-// the "api-key" header that Azure SDKs send. Its error carries the
-// *apierror.Error (a 401) to answer with.
+// authenticate resolves the request's key: "Authorization: Bearer KEY", the
+// "api-key" header that Azure SDKs send, or the "x-api-key" header that
+// Anthropic SDKs send. Its error carries the *apierror.Error (a 401) to
+// answer with.
 func (s *Server) authenticate(ctx *fasthttp.RequestCtx, dir *tenant.Directory) (*tenant.Key, error) {
 	var key []byte
 	if auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization); len(auth) > 0 {
@@ -135,8 +142,8 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx, dir *tenant.Directory) (
 				"The Authorization header must be 'Bearer <API key>'.")
 		}
 		key = bytes.TrimSpace(auth[len(bearer):])
-	} else {
-		key = bytes.TrimSpace(ctx.Request.Header.Peek("api-key"))
+	} else if key = bytes.TrimSpace(ctx.Request.Header.Peek("api-key")); len(key) == 0 {
+		key = bytes.TrimSpace(ctx.Request.Header.Peek("x-api-key"))
 	}
 	if len(key) == 0 {
 		return nil, apierror.New(fasthttp.StatusUnauthorized, apierror.TypeInvalidRequest, "missing_api_key", "",
@@ -211,7 +218,7 @@ func clientError(err error) *apierror.Error {
 // reject answers with an error Loom made and completes the call's record;
 // one without a tenant is counted rather than recorded (see finish).
 func (s *Server) reject(ctx *fasthttp.RequestCtx, ex *exchange, e *apierror.Error) {
-	writeError(ctx, e)
+	ex.writeError(ctx, e)
 	rec := &ex.rec
 	rec.Status = e.Status
 	if rec.Outcome == "" {
@@ -275,9 +282,11 @@ func (s *Server) tooLarge() *apierror.Error {
 		"The request body is larger than this gateway accepts ("+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes).")
 }
 
-// post relays one completion or embeddings call.
-func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string) {
-	ex := s.begin(ctx, op, route)
+// post relays one completion, embeddings or Responses call of ep; model,
+// when set, names the model in the URL (Azure's deployment path).
+func (s *Server) post(ctx *fasthttp.RequestCtx, ep *endpoint, model []byte) {
+	ex := s.begin(ctx, ep.op, ep.route)
+	ex.ep, ex.pathModel = ep, model
 	rec := &ex.rec
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
@@ -304,7 +313,7 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 		}
 		return
 	}
-	if err := ex.req.Parse(op, body); err != nil {
+	if err := ex.parse(body); err != nil {
 		rec.Stream = ex.req.Stream
 		s.reject(ctx, ex, clientError(err))
 		return
@@ -316,6 +325,11 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 		return
 	}
 	dep := rt.Upstream
+	if aerr := ex.prepare(dep, rt.Model); aerr != nil {
+		rec.Model = rt.Model
+		s.reject(ctx, ex, aerr)
+		return
+	}
 	rec.Model, rec.UpstreamModel = rt.Model, rt.UpstreamModel
 	// Where the call would go first; forward sets each attempt's own.
 	rec.Deployment, rec.Provider = dep.Name, dep.Provider
@@ -331,7 +345,7 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 	if s.opts.AddedLatency > 0 {
 		time.Sleep(s.opts.AddedLatency)
 	}
-	s.forward(ctx, ex, key, rt, op, body)
+	s.forward(ctx, ex, key, rt, ep.op, body)
 }
 
 // takeSlot waits (at most timeouts.pool_wait) for the call's place in its
@@ -468,7 +482,7 @@ func (s *Server) answer(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.De
 		s.credentialRefused(ctx, ex, status)
 		return
 	}
-	tap.Observe(rec, body)
+	ex.observe(rec, status, body)
 	if rec.Content.Capture {
 		rec.Content.Response = append(rec.Content.Response[:0], body...)
 	}
@@ -476,6 +490,7 @@ func (s *Server) answer(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.De
 		rec.Outcome = call.OutcomeUpstreamError
 		rec.ErrorType = strconv.Itoa(status)
 	}
+	status, body = ex.answer(rec, status, body)
 	copyHeaders(ctx, ex, dep, uresp)
 	ctx.SetStatusCode(status)
 	ctx.SetBody(body)

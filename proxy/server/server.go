@@ -87,6 +87,9 @@ type Server struct {
 	lastAuthLog atomic.Int64
 	// routing counts upstream attempts, failovers and skips (attempts.go).
 	routing routingCounts
+	// responseIDs routes lookups of a stored response to the deployment
+	// that made it (see responseIndex).
+	responseIDs responseIndex
 }
 
 // New builds a server from a validated configuration.
@@ -346,6 +349,10 @@ type exchange struct {
 	// slot is the call's place in its deployment's pool, held until the
 	// upstream is done with (for a stream, until the relay ends).
 	slot upstream.Slot
+	// ep is the route post serves the call on; pathModel the model its URL
+	// names (Azure's deployment path), valid only while the handler runs.
+	ep        *endpoint
+	pathModel []byte
 	// streamDone is ex.streamEnded, bound once per pooled exchange so that
 	// starting a stream allocates no closure.
 	streamDone func()
@@ -382,13 +389,15 @@ func (ex *exchange) streamEnded() {
 }
 
 func relayOptions(ex *exchange, client relay.WriteDeadliner) relay.Options {
-	return relay.Options{
+	o := relay.Options{
 		DropUsage:    ex.req.AddsUsage(),
 		Drain:        ex.live.cfg.Timeouts.Drain,
 		Done:         ex.streamDone,
 		Client:       client,
 		WriteTimeout: ex.live.cfg.Timeouts.StreamWrite,
 	}
+	ex.setDialect(&o)
+	return o
 }
 
 func (s *Server) acquire() *exchange {
@@ -400,6 +409,7 @@ func (s *Server) acquire() *exchange {
 	}
 	ex.admitted, ex.decision = false, limit.Decision{}
 	ex.waited, ex.fail = 0, failure{}
+	ex.ep, ex.pathModel = nil, nil
 	return ex
 }
 
@@ -415,13 +425,14 @@ func (s *Server) finish(ex *exchange) {
 		rec.Outcome = call.OutcomeOK
 	}
 	if rec.UsageSource == call.UsageNone && rec.Stream && rec.UpstreamStatus == fasthttp.StatusOK &&
-		rec.Operation != call.OpEmbeddings {
+		rec.Operation != call.OpEmbeddings && ex.kind() != dialectLookup {
 		// The stream began, so the provider did work, but its count never
 		// came: the client left before the drain reached it, or the
 		// upstream broke off.
 		tap.EstimateUsage(rec, ex.body)
 	}
 	s.settle(ex)
+	s.rememberResponse(ex)
 	if rec.TenantID == "" {
 		// Refused before any tenant was known: counted and logged, not a
 		// call (see unauthCounts).
