@@ -134,7 +134,7 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, c *call) (*stream, *apiError) {
 		return nil, e
 	}
 	g := chatGen{c: c, model: c.modelFor(req.Model), n: n, tokens: c.plan.Chunks, tool: req.toolName(),
-		prompt: req.promptTokens()}
+		prompt: req.promptTokens() + c.plan.cacheRead}
 	if req.Stream {
 		ctx.SetContentType("text/event-stream; charset=utf-8")
 		return newStream(s, c, g.events(includeUsage, c.plan.usageNull)), nil
@@ -204,6 +204,14 @@ func newChatUsage(u Usage) chatUsage {
 	return chatUsage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
 }
 
+// chatUsage is g's usage with the cached prompt tokens x-mock-cache-read-tokens asked for (inside
+// prompt_tokens, as OpenAI counts them).
+func (g *chatGen) chatUsage() chatUsage {
+	cu := newChatUsage(g.usage())
+	cu.PromptTokensDetails.CachedTokens = g.c.plan.cacheRead
+	return cu
+}
+
 type chatCompletion struct {
 	ID                string       `json:"id"`
 	Object            string       `json:"object"`
@@ -241,7 +249,7 @@ type toolCall struct {
 func (g *chatGen) completion() (chatCompletion, Usage) {
 	u := g.usage()
 	out := chatCompletion{ID: g.c.id("chatcmpl-"), Object: "chat.completion", Created: g.c.created, Model: g.model,
-		Usage: newChatUsage(u), SystemFingerprint: systemFingerprint}
+		Usage: g.chatUsage(), SystemFingerprint: systemFingerprint}
 	for i := range g.n {
 		ch := chatChoice{Index: i, Logprobs: json.RawMessage("null"), FinishReason: "stop",
 			Message: chatMessageOut{Role: "assistant", Annotations: []struct{}{}}}

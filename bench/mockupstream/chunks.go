@@ -101,7 +101,7 @@ func (g *chatGen) events(includeUsage, usageNull bool) []sseEvent {
 	out := interleave(perChoice)
 	if includeUsage {
 		u := g.usage()
-		out = append(out, f.usageEvent(u, mustJSON(newChatUsage(u))))
+		out = append(out, f.usageEvent(u, mustJSON(g.chatUsage())))
 	}
 	return append(out, doneEvent())
 }

@@ -17,6 +17,28 @@ const (
 	HeaderResetAfter   = "x-mock-reset-after"
 	HeaderReplay       = "x-mock-replay"
 	HeaderUsageNull    = "x-mock-usage-null"
+	// HeaderCacheReadTokens and HeaderCacheWriteTokens set the prompt-cache counts a generated usage reports:
+	// Anthropic's cache_read_input_tokens / cache_creation_input_tokens (apart from input_tokens), the
+	// Responses API's input_tokens_details.cached_tokens / cache_write_tokens and chat's
+	// prompt_tokens_details.cached_tokens (inside the input count).
+	HeaderCacheReadTokens  = "x-mock-cache-read-tokens"
+	HeaderCacheWriteTokens = "x-mock-cache-write-tokens"
+
+	// HeaderStreamErrorAfter ends a stream after this many events with the dialect's in-stream error
+	// event (Anthropic "event: error" overloaded_error, the Responses API's "event: error", a chat
+	// "data: {"error":...}"), then a clean end: the upstream failing after the first byte, politely.
+	HeaderStreamErrorAfter = "x-mock-stream-error-after"
+
+	// Failure injection (see Failure): HeaderFail is a FailMode ("500", "429", "reset", "timeout",
+	// "reset-after-first", or "none" to lift Config.Fail for this request); the first HeaderFailCount
+	// attempts (0 or absent: every attempt) counted per HeaderFailKey value fail that way.
+	HeaderFail        = "x-mock-fail"
+	HeaderFailCount   = "x-mock-fail-count"
+	HeaderFailKey     = "x-mock-fail-key"
+	HeaderFailDelayMS = "x-mock-fail-delay-ms" // how long "timeout" holds the head
+	// HeaderRetryAfter is the Retry-After value (seconds or an HTTP date) of every 429 or 503 the mock
+	// answers to this request, injected or from x-mock-status.
+	HeaderRetryAfter = "x-mock-retry-after"
 
 	// HeaderServiceMS is on every response: the time the mock deliberately waited, in decimal milliseconds,
 	// so a harness can subtract it from what it measured.
@@ -32,14 +54,18 @@ const (
 // plan is Behaviour after Defaults and the request's control headers are applied.
 type plan struct {
 	Behaviour
-	replay    string
-	usageNull bool
+	replay     string
+	usageNull  bool
+	cacheRead  int
+	cacheWrite int
+	fail       Failure
+	errorAfter int
 }
 
 // resolve applies the control headers over s.cfg.Defaults. A header the mock cannot read is an error rather
 // than ignored, so a typo in a scenario fails loudly instead of measuring the wrong thing.
 func (s *Server) resolve(h *fasthttp.RequestHeader) (plan, *apiError) {
-	p := plan{Behaviour: s.cfg.Defaults}
+	p := plan{Behaviour: s.cfg.Defaults, fail: s.cfg.Fail}
 	if p.Chunks <= 0 {
 		p.Chunks = defaultChunks
 	}
@@ -50,6 +76,7 @@ func (s *Server) resolve(h *fasthttp.RequestHeader) (plan, *apiError) {
 		{HeaderLatencyMS, &p.Latency},
 		{HeaderTTFTMS, &p.TTFT},
 		{HeaderChunkDelayMS, &p.ChunkDelay},
+		{HeaderFailDelayMS, &p.fail.Delay},
 	}
 	for _, d := range durations {
 		v := h.Peek(d.name)
@@ -68,6 +95,10 @@ func (s *Server) resolve(h *fasthttp.RequestHeader) (plan, *apiError) {
 	}{
 		{HeaderChunks, &p.Chunks},
 		{HeaderResetAfter, &p.ResetAfter},
+		{HeaderCacheReadTokens, &p.cacheRead},
+		{HeaderCacheWriteTokens, &p.cacheWrite},
+		{HeaderFailCount, &p.fail.Count},
+		{HeaderStreamErrorAfter, &p.errorAfter},
 	}
 	for _, c := range counts {
 		v := h.Peek(c.name)
@@ -95,6 +126,22 @@ func (s *Server) resolve(h *fasthttp.RequestHeader) (plan, *apiError) {
 		default:
 			return p, badMockHeader(HeaderUsageNull, string(v), "1 or 0")
 		}
+	}
+	if v := h.Peek(HeaderFail); v != nil {
+		mode, ok := ParseFailMode(string(v))
+		if !ok && string(v) != "none" {
+			return p, badMockHeader(HeaderFail, string(v), `"500", "429", "reset", "timeout", "reset-after-first" or "none"`)
+		}
+		p.fail.Mode = mode
+	}
+	if v := h.Peek(HeaderRetryAfter); v != nil {
+		if !validRetryAfter(string(v)) {
+			return p, badMockHeader(HeaderRetryAfter, string(v), "seconds (0 to 3600) or an HTTP date")
+		}
+		p.fail.RetryAfter = string(v)
+	}
+	if p.fail.Delay == 0 {
+		p.fail.Delay = defaultFailDelay
 	}
 	p.replay = string(h.Peek(HeaderReplay))
 	return p, nil

@@ -220,3 +220,19 @@ func TestRequests_LogLimitKeepsNewest(t *testing.T) {
 		t.Errorf("kept %d, first seq %d", len(reqs), reqs[0].Seq)
 	}
 }
+
+func TestChat_CacheReadTokens_InsidePromptTokens(t *testing.T) {
+	m := startMock(t, Config{})
+	r := m.mustDo(t, "POST", "/v1/chat/completions", chatBody, HeaderCacheReadTokens, "64")
+	u := decode(t, string(r.body))["usage"].(map[string]any)
+	if u["prompt_tokens"] != 71.0 || u["prompt_tokens_details"].(map[string]any)["cached_tokens"] != 64.0 {
+		t.Errorf("usage %v", u)
+	}
+	r = m.mustDo(t, "POST", "/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"What is the `+
+		`weather in Paris?"}],"stream":true,"stream_options":{"include_usage":true}}`, HeaderCacheReadTokens, "64")
+	evs := events(t, r.body)
+	u = decode(t, evs[len(evs)-2])["usage"].(map[string]any)
+	if u["prompt_tokens"] != 71.0 || u["prompt_tokens_details"].(map[string]any)["cached_tokens"] != 64.0 {
+		t.Errorf("stream usage %v", u)
+	}
+}

@@ -16,6 +16,7 @@ type provider int
 const (
 	providerOpenAI provider = iota
 	providerAzure
+	providerAnthropic
 )
 
 // apiError is the one error type the handler renders. Its body is final bytes because several real shapes
@@ -194,19 +195,99 @@ func statusError(p provider, status int, model string) *apiError {
 	return openAIErr(status, "The mock upstream was asked to answer "+strconv.Itoa(status)+".", typ, "", "")
 }
 
+// anthropicErr is Anthropic's error shape, as in fixtures/wire/anthropic/error-*.json.
+func anthropicErr(status int, typ, message string) *apiError {
+	return &apiError{status: status, body: mustJSON(anthropicErrorBody{Type: "error",
+		Error: anthropicErrorDetail{Type: typ, Message: message}})}
+}
+
+type anthropicErrorBody struct {
+	Type  string               `json:"type"`
+	Error anthropicErrorDetail `json:"error"`
+}
+
+type anthropicErrorDetail struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+// anthropicStatusError renders x-mock-status on Anthropic paths, with the error types Anthropic documents
+// per status (529 is its "overloaded").
+func anthropicStatusError(status int) *apiError {
+	var e *apiError
+	switch status {
+	case fasthttp.StatusBadRequest:
+		e = anthropicErr(status, "invalid_request_error", "messages: the mock was asked to reject this request")
+	case fasthttp.StatusUnauthorized:
+		e = anthropicErr(status, "authentication_error", "invalid x-api-key")
+	case fasthttp.StatusForbidden:
+		e = anthropicErr(status, "permission_error", "Your API key does not have permission to use the specified resource.")
+	case fasthttp.StatusNotFound:
+		e = anthropicErr(status, "not_found_error", "The requested resource could not be found.")
+	case fasthttp.StatusRequestEntityTooLarge:
+		e = anthropicErr(status, "request_too_large", "Request exceeds the maximum allowed number of bytes.")
+	case fasthttp.StatusTooManyRequests:
+		e = anthropicErr(status, "rate_limit_error", "This request would exceed the rate limit for your organization "+
+			"of 50 requests per minute. Please try again later.")
+		e.retryAfter = "1"
+	case fasthttp.StatusInternalServerError:
+		e = anthropicErr(status, "api_error", "Internal server error")
+	case 529:
+		e = anthropicErr(status, "overloaded_error", "Overloaded")
+	default:
+		typ := "invalid_request_error"
+		if status >= 500 {
+			typ = "api_error"
+		}
+		e = anthropicErr(status, typ, "The mock upstream was asked to answer "+strconv.Itoa(status)+".")
+	}
+	return e
+}
+
+// asAnthropic re-shapes an OpenAI-shaped error (a bad control header, a replay name) for an Anthropic path,
+// where clients parse {"type":"error","error":{type,message}}.
+func asAnthropic(e *apiError) *apiError {
+	var v struct {
+		Type  string `json:"type"`
+		Error struct {
+			Message string  `json:"message"`
+			Type    *string `json:"type"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(e.body, &v) != nil || v.Type == "error" {
+		return e
+	}
+	typ := "invalid_request_error"
+	if e.status >= 500 {
+		typ = "api_error"
+	}
+	out := anthropicErr(e.status, typ, v.Error.Message)
+	out.retryAfter = e.retryAfter
+	return out
+}
+
 // writeError renders e. Content types follow the recordings: OpenAI adds a charset, Azure does not.
 func writeError(ctx *fasthttp.RequestCtx, p provider, e *apiError) {
+	if p == providerAnthropic {
+		e = asAnthropic(e)
+	}
 	ctx.SetStatusCode(e.status)
-	if p == providerAzure {
+	if p != providerOpenAI {
 		ctx.SetContentType("application/json")
 	} else {
 		ctx.SetContentType("application/json; charset=utf-8")
 	}
 	if e.retryAfter != "" {
 		ctx.Response.Header.Set("Retry-After", e.retryAfter)
-		ctx.Response.Header.Set("retry-after-ms", e.retryAfter+"000")
+		if secs, err := strconv.Atoi(e.retryAfter); err == nil && p != providerAnthropic {
+			ctx.Response.Header.Set("retry-after-ms", strconv.Itoa(secs*1000))
+		}
 	}
-	if e.status == fasthttp.StatusTooManyRequests {
+	if p == providerAnthropic {
+		// Anthropic's SDKs read x-should-retry before the status (see the recorded error headers).
+		ctx.Response.Header.Set("x-should-retry", strconv.FormatBool(e.status == fasthttp.StatusTooManyRequests ||
+			e.status == fasthttp.StatusConflict || e.status >= 500))
+	} else if e.status == fasthttp.StatusTooManyRequests {
 		ctx.Response.Header.Set("x-ratelimit-remaining-requests", "0")
 	}
 	ctx.SetBody(e.body)

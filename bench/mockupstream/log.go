@@ -17,6 +17,15 @@ type Usage struct {
 	TotalTokens      int `json:"total_tokens"`
 }
 
+// UsageDetails is what a usage object carried beyond Usage. Usage.PromptTokens follows the GenAI
+// conventions: on Anthropic it is input_tokens plus the cache reads and writes, which Anthropic reports
+// apart; on the Responses API input_tokens already includes cached_tokens.
+type UsageDetails struct {
+	CacheReadTokens  int `json:"cache_read_tokens"`  // cached_tokens, cache_read_input_tokens
+	CacheWriteTokens int `json:"cache_write_tokens"` // cache_creation_input_tokens, cache_write_tokens
+	ReasoningTokens  int `json:"reasoning_tokens"`   // reasoning_tokens (Anthropic counts thinking in output)
+}
+
 // Received is what the mock saw of one request and what it did about it. Tests compare it with what the
 // gateway claims to have sent and received.
 type Received struct {
@@ -33,10 +42,17 @@ type Received struct {
 	Stream       bool `json:"stream"`        // the request body had "stream": true
 	IncludeUsage bool `json:"include_usage"` // the request body had stream_options.include_usage == true
 
-	UsageSent   *Usage      `json:"usage_sent"`    // nil when the response carried no usage
-	ChunkSentAt []time.Time `json:"chunk_sent_at"` // one per flushed SSE event
-	Done        time.Time   `json:"done"`          // zero while the response is in flight
-	ClientGone  bool        `json:"client_gone"`   // a write or flush failed mid-stream
+	UsageSent    *Usage        `json:"usage_sent"`    // nil when the response carried no usage
+	UsageDetails *UsageDetails `json:"usage_details"` // with UsageSent, when the usage had cache or reasoning counts
+	ChunkSentAt  []time.Time   `json:"chunk_sent_at"` // one per flushed SSE event
+	Done         time.Time     `json:"done"`          // zero while the response is in flight
+	ClientGone   bool          `json:"client_gone"`   // a write or flush failed mid-stream
+
+	// With a Failure in effect (Config.Fail or x-mock-fail): the key the attempt was counted under, its
+	// number under that key (1 for the first), and the FailMode injected ("" when it was served).
+	FailKey string `json:"fail_key,omitempty"`
+	Attempt int    `json:"attempt,omitempty"`
+	Failed  string `json:"failed,omitempty"`
 }
 
 // clone copies everything a stream goroutine may still change, so a snapshot never races with it.
@@ -51,6 +67,10 @@ func (r *Received) clone() Received {
 	if r.UsageSent != nil {
 		u := *r.UsageSent
 		c.UsageSent = &u
+	}
+	if r.UsageDetails != nil {
+		d := *r.UsageDetails
+		c.UsageDetails = &d
 	}
 	return c
 }

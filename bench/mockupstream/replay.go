@@ -31,8 +31,26 @@ type replayFile struct {
 
 // recordedHeaders is the part of a fixture's *.headers.json the mock uses.
 type recordedHeaders struct {
-	Status  int                 `json:"status"`
-	Headers map[string][]string `json:"headers"`
+	Status  int                     `json:"status"`
+	Headers map[string]headerValues `json:"headers"`
+}
+
+// headerValues reads a recorded header as the fixtures store it: a list of values, or (in some Anthropic
+// recordings) a plain string.
+type headerValues []string
+
+func (h *headerValues) UnmarshalJSON(b []byte) error {
+	var one string
+	if json.Unmarshal(b, &one) == nil {
+		*h = headerValues{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return fmt.Errorf("header value: %w", err)
+	}
+	*h = many
+	return nil
 }
 
 func (s *Server) serveReplay(ctx *fasthttp.RequestCtx, c *call) (*stream, *apiError) {
@@ -45,7 +63,9 @@ func (s *Server) serveReplay(ctx *fasthttp.RequestCtx, c *call) (*stream, *apiEr
 		strings.HasPrefix(name, `\`) {
 		return nil, badMockHeader(HeaderReplay, name, "a relative path inside the replay directory, without '..'")
 	}
-	f, err := s.replay.load(filepath.Join(s.cfg.ReplayDir, filepath.FromSlash(name)))
+	// The Responses API names its events; its *.chunks.jsonl recordings are re-framed that way (SOURCES.md).
+	named := c.ep == epResponses
+	f, err := s.replay.load(filepath.Join(s.cfg.ReplayDir, filepath.FromSlash(name)), named)
 	if err != nil {
 		return nil, badMockHeader(HeaderReplay, name, "a readable .sse, .chunks.jsonl or .json file: "+err.Error())
 	}
@@ -53,32 +73,36 @@ func (s *Server) serveReplay(ctx *fasthttp.RequestCtx, c *call) (*stream, *apiEr
 	if !f.stream {
 		ctx.SetStatusCode(f.status)
 		ctx.SetBody(f.body)
-		if u := usageOf(f.body); u != nil {
-			s.log.update(c.rec, func(r *Received) { r.UsageSent = u })
+		if w := usageOf(f.body); w != nil {
+			s.log.update(c.rec, func(r *Received) { applyUsage(r, w) })
 		}
 		return nil, nil
 	}
 	return newStream(s, c, f.events), nil
 }
 
-func (rc *replayCache) load(path string) (*replayFile, error) {
+func (rc *replayCache) load(path string, named bool) (*replayFile, error) {
+	key := path
+	if named {
+		key += "\x00named"
+	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	if f, ok := rc.files[path]; ok {
+	if f, ok := rc.files[key]; ok {
 		return f, nil
 	}
-	f, err := readReplay(path)
+	f, err := readReplay(path, named)
 	if err != nil {
 		return nil, err
 	}
 	if rc.files == nil {
 		rc.files = make(map[string]*replayFile)
 	}
-	rc.files[path] = f
+	rc.files[key] = f
 	return f, nil
 }
 
-func readReplay(path string) (*replayFile, error) {
+func readReplay(path string, named bool) (*replayFile, error) {
 	var base string
 	f := &replayFile{status: fasthttp.StatusOK}
 	switch {
@@ -115,7 +139,7 @@ func readReplay(path string) (*replayFile, error) {
 	}
 	switch {
 	case strings.HasSuffix(path, suffixChunks):
-		f.events = frameChunkLines(data)
+		f.events = frameChunkLines(data, named)
 	case f.stream:
 		f.events = splitEvents(data)
 	default:
@@ -150,8 +174,9 @@ func splitEvents(data []byte) []sseEvent {
 }
 
 // frameChunkLines re-frames a *.chunks.jsonl recording (SSE payloads with the framing stripped, see
-// SOURCES.md) as the stream the provider sent.
-func frameChunkLines(data []byte) []sseEvent {
+// SOURCES.md) as the stream the provider sent: "data: <line>" and a final [DONE] for chat completions,
+// "event: <type>\ndata: <line>" and no [DONE] for the Responses API (named).
+func frameChunkLines(data []byte, named bool) []sseEvent {
 	var out []sseEvent
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(nil, 16<<20)
@@ -160,26 +185,20 @@ func frameChunkLines(data []byte) []sseEvent {
 		if len(line) == 0 {
 			continue
 		}
+		if named {
+			var v struct {
+				Type string `json:"type"`
+			}
+			_ = json.Unmarshal(line, &v) // a line without a type still goes out, under an empty name
+			out = append(out, newReplayEvent(namedEvent(v.Type, bytes.Clone(line)).data))
+			continue
+		}
 		out = append(out, newReplayEvent(frame(line)))
+	}
+	if named {
+		return out
 	}
 	return append(out, doneEvent())
 }
 
-func newReplayEvent(b []byte) sseEvent {
-	ev := sseEvent{data: b}
-	if payload, ok := bytes.CutPrefix(bytes.TrimSpace(b), []byte("data:")); ok {
-		ev.usage = usageOf(bytes.TrimSpace(payload))
-	}
-	return ev
-}
-
-// usageOf reads a usage object from a recorded chunk or body, for Received.UsageSent; nil if none.
-func usageOf(b []byte) *Usage {
-	var v struct {
-		Usage *Usage `json:"usage"`
-	}
-	if json.Unmarshal(b, &v) != nil {
-		return nil
-	}
-	return v.Usage
-}
+func newReplayEvent(b []byte) sseEvent { return sseEvent{data: b, wire: eventUsage(b)} }

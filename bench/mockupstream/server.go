@@ -1,17 +1,22 @@
-// Package mockupstream is a fake LLM provider that speaks the OpenAI and Azure OpenAI wire formats, for
-// Loom's tests, benchmarks and k6 scenarios.
+// Package mockupstream is a fake LLM provider that speaks the OpenAI, Azure OpenAI and Anthropic wire
+// formats, for Loom's tests, benchmarks and k6 scenarios.
 //
-// It generates chat completions, legacy completions, embeddings and model lists, or replays recorded
-// provider traffic byte for byte, with latency, time to first token, chunk cadence, error statuses and
-// connection resets chosen per request by x-mock-* headers (see control.go). It records every request it
-// receives, and what it sent back, so tests can check the gateway against ground truth.
+// It generates chat completions, legacy completions, embeddings, model lists, Responses API responses
+// (kept for GET/DELETE by id) and Anthropic Messages, or replays recorded provider traffic byte for byte,
+// with latency, time to first token, chunk cadence, error statuses, connection resets and failover
+// failures ("fail the first N attempts") chosen per request by x-mock-* headers (see control.go) or per
+// instance by Config. It records every request it receives, and what it sent back, so tests can check
+// the gateway against ground truth.
 //
 // It must never be a bottleneck or a source of noise in a benchmark: waits are only the ones asked for, and
 // the time it deliberately waited is reported in the x-mock-service-ms header.
 package mockupstream
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -42,6 +47,12 @@ type Config struct {
 	// ReplayDir is the directory x-mock-replay names are resolved against.
 	ReplayDir string
 	Defaults  Behaviour
+	// ResponsesKept caps how many responses created by POST /v1/responses the mock keeps for GET, DELETE
+	// and input_items by id, evicting the oldest. 0 means 4096.
+	ResponsesKept int
+	// Fail makes this instance's attempts fail, e.g. the first of two deployments in a failover test;
+	// x-mock-fail* headers override it field by field.
+	Fail Failure
 	// LogLimit caps how many requests Requests() keeps, dropping the oldest, so a long k6 run does not grow
 	// the log without bound. 0 means 10000; negative means no limit.
 	LogLimit int
@@ -59,13 +70,24 @@ type Server struct {
 	seq    atomic.Int64
 	log    requestLog
 	replay replayCache
+	// instance is random per Server and part of every response id, so ids from two mocks never collide
+	// and a GET that reaches the wrong mock is a 404.
+	instance  string
+	responses responseStore
+	fails     failCounter
+	stopping  chan struct{} // closed by Shutdown, to end held heads (FailTimeout)
+	stopOnce  sync.Once
 }
 
 // New returns a Server; it does not listen until Serve.
 func New(cfg Config) *Server {
-	s := &Server{cfg: cfg, log: requestLog{limit: cfg.LogLimit}}
+	s := &Server{cfg: cfg, log: requestLog{limit: cfg.LogLimit}, instance: newInstanceID(),
+		responses: responseStore{limit: cfg.ResponsesKept}, stopping: make(chan struct{})}
 	if s.log.limit == 0 {
 		s.log.limit = defaultLogLimit
+	}
+	if s.responses.limit <= 0 {
+		s.responses.limit = defaultResponsesKept
 	}
 	s.srv = &fasthttp.Server{
 		Handler:               s.handle,
@@ -92,6 +114,7 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting connections and waits for in-flight responses, streams included, until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { close(s.stopping) })
 	if err := s.srv.ShutdownWithContext(ctx); err != nil {
 		return fmt.Errorf("mock upstream shutdown: %w", err)
 	}
@@ -106,6 +129,12 @@ const (
 	epEmbeddings
 	epModels
 	epModel
+	epMessages
+	epCountTokens
+	epResponses
+	epResponseGet
+	epResponseDelete
+	epResponseInputItems
 )
 
 // call is what one request's handling needs, copied out of the RequestCtx so a stream may use it after the
@@ -114,11 +143,12 @@ type call struct {
 	seq     int64
 	p       provider
 	ep      endpoint
-	target  string // Azure deployment, or the model id of GET /v1/models/{id}
+	target  string // Azure deployment, the model id of GET /v1/models/{id}, or a response id
 	rec     *Received
 	plan    plan
 	created int64
 	waited  time.Duration // what x-mock-service-ms reports
+	failed  FailMode      // the failure injected into this attempt, if any
 }
 
 // id gives the per-request ids a mock-looking but real-shaped form (chatcmpl-mock7, call_mock7_0).
@@ -146,13 +176,24 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	s.log.add(c.rec)
 
 	st, apiErr := s.serve(ctx, c, probe)
+	if c.failed == FailReset {
+		resetNow(ctx)
+		s.log.update(c.rec, func(r *Received) { r.Done = time.Now() })
+		return
+	}
 	if apiErr != nil {
+		if ra := c.plan.fail.RetryAfter; ra != "" && (apiErr.retryAfter != "" || apiErr.status == fasthttp.StatusTooManyRequests) {
+			apiErr.retryAfter = ra
+		}
 		writeError(ctx, c.p, apiErr)
 	}
 	s.setHeaders(ctx, c, probe, time.Since(start))
 	if st != nil {
 		s.launch(ctx, c, st)
 		return
+	}
+	if c.failed == FailResetAfterFirst {
+		resetMidBody(ctx)
 	}
 	s.log.update(c.rec, func(r *Received) { r.Done = time.Now() })
 }
@@ -170,12 +211,25 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, c *call, probe bodyProbe) (*str
 	if c.plan, e = s.resolve(&ctx.Request.Header); e != nil {
 		return nil, e
 	}
+	switch c.failed = s.failNow(c, string(ctx.Request.Header.Peek(HeaderFailKey))); c.failed {
+	case Fail500:
+		return nil, s.statusError(c, fasthttp.StatusInternalServerError, probe)
+	case Fail429:
+		return nil, s.statusError(c, fasthttp.StatusTooManyRequests, probe)
+	case FailReset:
+		return nil, nil
+	case FailTimeout:
+		s.hold(c.plan.fail.Delay)
+		c.waited += c.plan.fail.Delay
+	case FailResetAfterFirst:
+		c.plan.ResetAfter = 1 // a stream; handle cuts a non-streaming body
+	}
 	if c.plan.Latency > 0 {
 		time.Sleep(c.plan.Latency)
 		c.waited += c.plan.Latency
 	}
 	if c.plan.Status >= 400 {
-		return nil, statusError(c.p, c.plan.Status, c.modelFor(probe.Model))
+		return nil, s.statusError(c, c.plan.Status, probe)
 	}
 	if c.plan.replay != "" {
 		return s.serveReplay(ctx, c)
@@ -190,9 +244,25 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, c *call, probe bodyProbe) (*str
 	case epModels:
 		writeJSON(ctx, modelList())
 		return nil, nil
+	case epMessages:
+		return s.messages(ctx, c)
+	case epCountTokens:
+		return nil, s.countTokens(ctx, c)
+	case epResponses:
+		return s.createResponse(ctx, c)
+	case epResponseGet, epResponseDelete, epResponseInputItems:
+		return nil, s.storedResponse(ctx, c)
 	default:
 		return nil, serveModel(ctx, c.target)
 	}
+}
+
+// statusError is the error a provider answers with status, in the endpoint's dialect.
+func (s *Server) statusError(c *call, status int, probe bodyProbe) *apiError {
+	if c.p == providerAnthropic {
+		return anthropicStatusError(status)
+	}
+	return statusError(c.p, status, c.modelFor(probe.Model))
 }
 
 // route sets c.p, c.ep and c.target from the method and path.
@@ -211,7 +281,29 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, c *call) *apiError {
 		return nil
 	}
 	c.p = providerOpenAI
+	if rest, ok := strings.CutPrefix(path, "/v1/responses/"); ok {
+		id, sub, nested := strings.Cut(rest, "/")
+		switch {
+		case id == "":
+		case method == fasthttp.MethodGet && !nested:
+			c.ep, c.target = epResponseGet, id
+			return nil
+		case method == fasthttp.MethodDelete && !nested:
+			c.ep, c.target = epResponseDelete, id
+			return nil
+		case method == fasthttp.MethodGet && sub == "input_items":
+			c.ep, c.target = epResponseInputItems, id
+			return nil
+		}
+		return invalidURL(method, path)
+	}
 	switch {
+	case method == fasthttp.MethodPost && path == "/v1/messages":
+		c.p, c.ep = providerAnthropic, epMessages
+	case method == fasthttp.MethodPost && path == "/v1/messages/count_tokens":
+		c.p, c.ep = providerAnthropic, epCountTokens
+	case method == fasthttp.MethodPost && path == "/v1/responses":
+		c.ep = epResponses
 	case method == fasthttp.MethodPost && path == "/v1/chat/completions":
 		c.ep = epChat
 	case method == fasthttp.MethodPost && path == "/v1/completions":
@@ -241,6 +333,9 @@ func azureOperation(op string) (endpoint, bool) {
 }
 
 func (s *Server) authorize(ctx *fasthttp.RequestCtx, p provider) *apiError {
+	if p == providerAnthropic {
+		return s.authorizeAnthropic(&ctx.Request.Header)
+	}
 	if s.cfg.APIKey == "" {
 		return nil
 	}
@@ -257,16 +352,44 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, p provider) *apiError {
 	return nil
 }
 
+// authorizeAnthropic checks what Anthropic checks first: a key (any, when Config.APIKey is empty) in
+// x-api-key or, as anthropic-sdk-go v2's WithAPIKey sends it, as a Bearer token; and an anthropic-version.
+func (s *Server) authorizeAnthropic(h *fasthttp.RequestHeader) *apiError {
+	key := h.Peek("x-api-key")
+	if len(key) == 0 {
+		key, _ = bytes.CutPrefix(h.Peek(fasthttp.HeaderAuthorization), []byte("Bearer "))
+	}
+	switch {
+	case len(key) == 0:
+		return anthropicErr(fasthttp.StatusUnauthorized, "authentication_error", "x-api-key header is required")
+	case s.cfg.APIKey != "" && string(key) != s.cfg.APIKey:
+		return anthropicErr(fasthttp.StatusUnauthorized, "authentication_error", "invalid x-api-key")
+	case len(h.Peek("anthropic-version")) == 0:
+		return anthropicErr(fasthttp.StatusBadRequest, "invalid_request_error", "anthropic-version: header is required")
+	}
+	return nil
+}
+
 // setHeaders adds the headers a real provider sends on every response, including openai-organization,
 // which a gateway must not pass on to its own clients.
 func (s *Server) setHeaders(ctx *fasthttp.RequestCtx, c *call, probe bodyProbe, elapsed time.Duration) {
 	h := &ctx.Response.Header
 	seq := strconv.FormatInt(c.seq, 10)
+	h.Set(HeaderServiceMS, strconv.FormatFloat(float64(c.waited)/float64(time.Millisecond), 'f', -1, 64))
+	if c.p == providerAnthropic {
+		// Anthropic's names: request-id rather than x-request-id, anthropic-ratelimit-* rather than x-ratelimit-*.
+		h.Set("request-id", "req_mock_"+seq)
+		h.Set("anthropic-organization-id", "00000000-0000-4000-8000-000000000000")
+		h.Set("anthropic-ratelimit-requests-limit", "4000")
+		h.Set("anthropic-ratelimit-requests-remaining", "3999")
+		h.Set("anthropic-ratelimit-tokens-limit", "480000")
+		h.Set("anthropic-ratelimit-tokens-remaining", strconv.Itoa(max(480000-probe.estimatedTokens, 0)))
+		return
+	}
 	h.Set("x-request-id", "req_mock_"+seq)
 	h.Set("openai-organization", "mock-org")
 	h.Set("openai-version", "2020-10-01")
 	h.Set("openai-processing-ms", strconv.FormatInt(elapsed.Milliseconds(), 10))
-	h.Set(HeaderServiceMS, strconv.FormatFloat(float64(c.waited)/float64(time.Millisecond), 'f', -1, 64))
 	if h.Peek("x-ratelimit-remaining-requests") == nil { // a 429 has set it to 0
 		h.Set("x-ratelimit-remaining-requests", "9999")
 	}
@@ -307,6 +430,14 @@ func probeBody(body []byte) bodyProbe {
 func writeJSON(ctx *fasthttp.RequestCtx, v any) {
 	ctx.SetContentType("application/json")
 	ctx.SetBody(mustJSON(v))
+}
+
+func newInstanceID() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil { // crypto/rand does not fail on supported platforms
+		panic(err)
+	}
+	return "mock" + hex.EncodeToString(b[:])
 }
 
 type discardLogger struct{}

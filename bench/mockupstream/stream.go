@@ -13,7 +13,8 @@ import (
 // sseEvent is one SSE event, framing included, written with one write and one flush.
 type sseEvent struct {
 	data  []byte
-	usage *Usage // the usage this event reports, if any; recorded once the event is on the wire
+	usage *Usage     // the usage this event reports, if any; recorded once the event is on the wire
+	wire  *wireUsage // the same, read from the event's own bytes (replays and the newer dialects)
 }
 
 // stream is a planned SSE response. It holds no reference to the RequestCtx: it runs after the handler
@@ -31,6 +32,9 @@ type stream struct {
 // newStream plans events under c's behaviour and adds the waits it will make to c.waited, so that
 // x-mock-service-ms, sent with the headers, already counts them.
 func newStream(s *Server, c *call, events []sseEvent) *stream {
+	if n := c.plan.errorAfter; n > 0 && n < len(events) {
+		events = append(events[:n:n], streamErrorEvent(c, n))
+	}
 	st := &stream{events: events, ttft: c.plan.TTFT, delay: c.plan.ChunkDelay, gate: s.cfg.EventGate, log: &s.log, rec: c.rec}
 	sent := len(events)
 	if c.plan.ResetAfter > 0 && c.plan.ResetAfter < len(events) {
@@ -132,6 +136,9 @@ func (st *stream) run(sink eventSink, conn net.Conn) {
 				u := *ev.usage
 				r.UsageSent = &u
 			}
+			if ev.wire != nil {
+				applyUsage(r, ev.wire)
+			}
 		})
 		if st.resetAfter > 0 && i+1 == st.resetAfter && conn != nil {
 			resetConn(conn)
@@ -175,6 +182,21 @@ func frame(payload []byte) []byte {
 
 var _ eventSink = flushSink{}
 var _ eventSink = (*chunkedSink)(nil)
+
+// streamErrorEvent is the error a provider sends inside a stream that has already begun, as its SDKs parse
+// it; n is the number of events before it (the Responses API's sequence_number).
+func streamErrorEvent(c *call, n int) sseEvent {
+	switch {
+	case c.p == providerAnthropic:
+		return namedEvent("error", []byte(`{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`))
+	case c.ep == epResponses:
+		return namedEvent("error", []byte(`{"type":"error","sequence_number":`+strconv.Itoa(n)+
+			`,"error":{"type":"server_error","code":"server_error","message":"The server had an error while `+
+			`processing your request. Sorry about that!","param":null}}`))
+	}
+	return sseEvent{data: []byte(`data: {"error":{"message":"The server had an error while processing your ` +
+		`request. Sorry about that!","type":"server_error","param":null,"code":null}}` + "\n\n")}
+}
 
 // doneEvent ends every OpenAI stream.
 func doneEvent() sseEvent { return sseEvent{data: []byte("data: [DONE]\n\n")} }

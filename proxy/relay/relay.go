@@ -120,6 +120,9 @@ type Stream struct {
 	pending []byte
 	state   state
 	counter countingReader
+	// held is what Prime kept of the events before the first real one
+	// (comments, pings), copied out of the scanner's buffer.
+	held    []byte
 	aborted atomic.Bool
 	upDone  bool
 	// broken is set when the translator failed on an event: the stream
@@ -156,10 +159,56 @@ func (s *Stream) Reset(body Body, rec *call.Record, opts Options) {
 	s.body, s.rec, s.opts = body, rec, opts
 	s.deadline = time.Time{}
 	s.pending, s.scratch = nil, s.scratch[:0]
+	if cap(s.held) > maxHeld {
+		s.held = nil // a stream's memory stays small (see scanBuf)
+	}
+	s.held = s.held[:0]
 	s.state, s.upDone, s.broken = streaming, false, false
 	s.aborted.Store(false)
 	s.counter = countingReader{r: body, n: &rec.UpstreamBytes}
 	s.sc.Reset(&s.counter, s.buf, opts.MaxEvent)
+}
+
+// maxHeld bounds what Prime holds of the events before the first real one:
+// an upstream that sends only comments past it is committed to as it is.
+const maxHeld = 4 << 10
+
+// Prime reads the upstream until its first real event (one with data: a
+// chunk, an error, [DONE]), taps it, and holds it for the client with
+// whatever came before it (comments, pings), so that the caller commits
+// the client to this upstream only once it has produced something. The
+// held bytes are the first the client gets, as soon as fasthttp writes
+// the stream: holding them costs no time. Call it after Reset, before the
+// stream is handed to fasthttp.
+//
+// It returns the read error when the upstream failed before its first
+// real event: nothing reached the client, the caller closes the body and
+// may try another upstream (Reset the stream for it). A clean end before
+// any real event is not a failure: the stream relays it as it is.
+func (s *Stream) Prime() error {
+	for {
+		if !s.sc.Next() {
+			if err := s.sc.Err(); err != nil {
+				return err
+			}
+			s.pending = s.held
+			return nil
+		}
+		ev := s.sc.Event()
+		out := s.process(ev)
+		if len(out) > 0 {
+			s.rec.ChunksSent++
+		}
+		if ev.HasData || len(s.held)+len(out) > maxHeld {
+			if len(s.held) > 0 {
+				out = append(s.held, out...)
+				s.held = out
+			}
+			s.pending = out
+			return nil
+		}
+		s.held = append(s.held, out...)
+	}
 }
 
 // Read implements io.Reader: it returns the next event (or the rest of one

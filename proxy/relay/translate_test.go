@@ -77,10 +77,10 @@ func TestStream_Translator_UnreadableEvent_EndsWithItsErrorEvent(t *testing.T) {
 	}
 }
 
-// failingBody breaks off after its bytes.
-type failingBody struct{ memBody }
+// brokenBody breaks off after its bytes.
+type brokenBody struct{ memBody }
 
-func (b *failingBody) Read(p []byte) (int, error) {
+func (b *brokenBody) Read(p []byte) (int, error) {
 	n, err := b.memBody.Read(p)
 	if errors.Is(err, io.EOF) {
 		return n, io.ErrUnexpectedEOF
@@ -91,7 +91,7 @@ func (b *failingBody) Read(p []byte) (int, error) {
 func TestStream_Translator_UpstreamBreaksOff_ErrorInTheClientsDialect(t *testing.T) {
 	var s Stream
 	var rec call.Record
-	body := &failingBody{}
+	body := &brokenBody{}
 	body.Reset([]byte("data: a\n\n"))
 	s.Reset(body, &rec, Options{Translator: &renamer{rec: &rec}, Drain: time.Second})
 	out, err := io.ReadAll(&s)

@@ -331,6 +331,7 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, ep *endpoint, model []byte) {
 		return
 	}
 	rec.Model, rec.UpstreamModel = rt.Model, rt.UpstreamModel
+	// Where the call would go first; forward sets each attempt's own.
 	rec.Deployment, rec.Provider = dep.Name, dep.Provider
 	rec.ServerAddress, rec.ServerPort = dep.Host, dep.Port
 	rec.Stream, rec.Params, rec.UsageRequested = ex.req.Stream, ex.req.Params, ex.req.AddsUsage()
@@ -344,75 +345,53 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, ep *endpoint, model []byte) {
 	if s.opts.AddedLatency > 0 {
 		time.Sleep(s.opts.AddedLatency)
 	}
-	if aerr := s.takeSlot(ex, dep); aerr != nil {
-		s.reject(ctx, ex, aerr)
-		return
-	}
-
-	ureq := fasthttp.AcquireRequest()
-	dep.Prepare(ureq, ex.upstreamPath(rt), rt.Auth)
-	connection := ctx.Request.Header.Peek(fasthttp.HeaderConnection)
-	for k, v := range ctx.Request.Header.All() {
-		if dep.ForwardRequestHeader(k) && !upstream.NamedByConnection(connection, k) {
-			ureq.Header.AddBytesKV(k, v)
-		}
-	}
-	ureq.Header.SetContentType("application/json")
-	if ex.body, err = ex.upstreamBody(body, rt.UpstreamModel, dep); err != nil {
-		fasthttp.ReleaseRequest(ureq)
-		s.reject(ctx, ex, clientError(err))
-		return
-	}
-	if p := key.Tenant.Content; p.Capture {
-		// ex.body lives until the exchange is reused, after the sink ran.
-		rec.Content.Capture, rec.Content.Max, rec.Content.Request = true, p.MaxBytes, ex.body
-	}
-	ureq.SetBodyRaw(ex.body)
-	uresp := fasthttp.AcquireResponse()
-	uresp.StreamBody = ex.req.Stream
-	rec.UpstreamStart = time.Now()
-	err = dep.Do(ureq, uresp)
-	fasthttp.ReleaseRequest(ureq)
-	if err != nil {
-		fasthttp.ReleaseResponse(uresp)
-		s.upstreamFailed(ctx, ex, err)
-		return
-	}
-	rec.UpstreamHeader = time.Now()
-	rec.UpstreamStatus = uresp.StatusCode()
-	if ex.req.Stream && uresp.StatusCode() == fasthttp.StatusOK && isEventStream(uresp.Header.ContentType()) {
-		if body, ok := uresp.BodyStream().(relay.Body); ok {
-			s.stream(ctx, ex, dep, uresp, body)
-			return
-		}
-	}
-	s.unary(ctx, ex, dep, uresp)
+	s.forward(ctx, ex, key, rt, ep.op, body)
 }
 
 // takeSlot waits (at most timeouts.pool_wait) for the call's place in its
 // deployment's pool, within its tenant's share. finish gives it back.
 func (s *Server) takeSlot(ex *exchange, dep *upstream.Deployment) *apierror.Error {
-	rec := &ex.rec
-	slot, err := dep.Acquire(rec.TenantID, ex.live.cfg.Timeouts.PoolWait)
+	sf := s.slotFor(ex, dep)
+	if sf.err != nil {
+		rec := &ex.rec
+		if sf.outcome != "" {
+			rec.Outcome = sf.outcome
+		}
+		rec.ErrorType, rec.ErrorMessage = sf.errorType, sf.message
+	}
+	return sf.err
+}
+
+// slotFailure is why a call got no place in a deployment's pool: the
+// answer, and what the record says, applied only when no other deployment
+// serves the call.
+type slotFailure struct {
+	err                *apierror.Error
+	outcome            call.Outcome
+	errorType, message string
+}
+
+// slotFor is takeSlot without touching the record.
+func (s *Server) slotFor(ex *exchange, dep *upstream.Deployment) slotFailure {
+	slot, err := dep.Acquire(ex.rec.TenantID, ex.live.cfg.Timeouts.PoolWait)
 	if err == nil {
 		ex.slot = slot
-		return nil
+		return slotFailure{}
 	}
-	var e *apierror.Error
+	f := slotFailure{message: err.Error()}
 	if errors.Is(err, upstream.ErrShareExceeded) {
 		// The tenant's own doing, and it clears as its calls finish: a
 		// rate limit, as OpenAI would send it.
-		rec.Outcome, rec.ErrorType = call.OutcomeRateLimited, "deployment_share_exceeded"
-		e = apierror.New(fasthttp.StatusTooManyRequests, "requests", "deployment_share_exceeded", "",
-			"Too many concurrent requests from tenant "+rec.TenantID+" to this model's deployment (at most "+
+		f.outcome, f.errorType = call.OutcomeRateLimited, "deployment_share_exceeded"
+		f.err = apierror.New(fasthttp.StatusTooManyRequests, "requests", "deployment_share_exceeded", "",
+			"Too many concurrent requests from tenant "+ex.rec.TenantID+" to this model's deployment (at most "+
 				strconv.Itoa(dep.TenantShare())+" at once). Please try again shortly.")
 	} else {
-		rec.ErrorType = "deployment_saturated"
-		e = saturated()
+		f.errorType = "deployment_saturated"
+		f.err = saturated()
 	}
-	e.RetryAfter = 1
-	rec.ErrorMessage = err.Error()
-	return e
+	f.err.RetryAfter = 1
+	return f
 }
 
 func saturated() *apierror.Error {
@@ -485,12 +464,19 @@ func (s *Server) unary(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Dep
 	body, err := dep.ReadAnswer(uresp)
 	rec.UpstreamEnd = time.Now()
 	rec.UpstreamBytes = int64(len(body))
-	status := uresp.StatusCode()
 	if err != nil {
 		fasthttp.ReleaseResponse(uresp)
 		s.upstreamFailed(ctx, ex, err)
 		return
 	}
+	s.answer(ctx, ex, dep, uresp, body)
+}
+
+// answer relays an upstream's whole answer, body read (valid until uresp
+// is released, which answer does).
+func (s *Server) answer(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Deployment, uresp *fasthttp.Response, body []byte) {
+	rec := &ex.rec
+	status := uresp.StatusCode()
 	if status == fasthttp.StatusUnauthorized || status == fasthttp.StatusForbidden {
 		fasthttp.ReleaseResponse(uresp)
 		s.credentialRefused(ctx, ex, status)
@@ -511,7 +497,7 @@ func (s *Server) unary(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Dep
 	fasthttp.ReleaseResponse(uresp)
 	rec.Status = status
 	rec.ClientBytes = int64(len(body))
-	setOverhead(ctx, rec, rec.UpstreamEnd.Sub(rec.UpstreamStart))
+	setOverhead(ctx, rec, ex.waited+rec.UpstreamEnd.Sub(rec.UpstreamStart))
 	s.finish(ex)
 }
 
@@ -532,20 +518,23 @@ func (s *Server) credentialRefused(ctx *fasthttp.RequestCtx, ex *exchange, statu
 			strconv.Itoa(status)+"). This is not a problem with your API key; the gateway's operator has to fix it."))
 }
 
-// stream hands the upstream's event stream to the relay, which fasthttp
-// reads after this handler returns. From here on only the relay and its Done
-// callback own ex and uresp.
-func (s *Server) stream(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Deployment, uresp *fasthttp.Response, body relay.Body) {
+// stream hands the upstream's event stream, which ex.stream was Reset for
+// and primed with its first event (see forward), to the relay, which
+// fasthttp reads after this handler returns. From here on only the relay
+// and its Done callback own ex and uresp.
+func (s *Server) stream(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Deployment, uresp *fasthttp.Response) {
 	rec := &ex.rec
 	copyHeaders(ctx, ex, dep, uresp)
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
-	// The head goes out at once, as the provider's does, not with the first
-	// event.
+	// The head goes out at once, with the first event the relay holds
+	// (the stream was committed to when it arrived), not after it.
 	ctx.Response.ImmediateHeaderFlush = true
 	rec.Status = fasthttp.StatusOK
-	setOverhead(ctx, rec, rec.UpstreamHeader.Sub(rec.UpstreamStart))
+	// Everything since the request went upstream was the wait for its head
+	// and first event.
+	setOverhead(ctx, rec, ex.waited+time.Since(rec.UpstreamStart))
 	ex.uresp = uresp
 	// The stream sets the client's write deadline per event (see
 	// relay.Options.WriteTimeout). Setting it through ctx first tells
@@ -553,7 +542,6 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.De
 	// deadline for the whole response) then does not cut a long stream,
 	// and it clears the deadline once the response is written.
 	_ = ctx.SetWriteDeadline(time.Now().Add(ex.live.cfg.Timeouts.StreamWrite))
-	ex.stream.Reset(body, rec, relayOptions(ex, ctx.Conn()))
 	s.track(&ex.stream)
 	ctx.SetBodyStream(&ex.stream, -1)
 }

@@ -61,12 +61,12 @@ func (ex *exchange) parse(body []byte) error {
 	return ex.req.Parse(ex.ep.op, body)
 }
 
-// upstreamPath is where the call goes on rt's deployment.
-func (ex *exchange) upstreamPath(rt *tenant.Route) string {
+// upstreamPath is where the call goes on t's deployment.
+func (ex *exchange) upstreamPath(t *tenant.Target) string {
 	if ex.ep.dialect == dialectResponses {
-		return rt.Upstream.ResponsesPath("")
+		return t.Upstream.ResponsesPath("")
 	}
-	return rt.Path(ex.ep.op)
+	return t.Path(ex.ep.op)
 }
 
 // observe taps a unary answer of the upstream's status.
@@ -316,7 +316,8 @@ func (s *Server) responseLookup(ctx *fasthttp.RequestCtx, rest []byte) {
 	}
 	if rec.Stream && uresp.StatusCode() == fasthttp.StatusOK && isEventStream(uresp.Header.ContentType()) {
 		if body, ok := uresp.BodyStream().(relay.Body); ok {
-			s.stream(ctx, ex, dep, uresp, body)
+			ex.stream.Reset(body, rec, relayOptions(ex, ctx.Conn()))
+			s.stream(ctx, ex, dep, uresp)
 			return
 		}
 	}

@@ -85,6 +85,8 @@ type Server struct {
 	// lastAuthLog is when (Unix seconds) an upstream credential refusal
 	// was last logged.
 	lastAuthLog atomic.Int64
+	// routing counts upstream attempts, failovers and skips (attempts.go).
+	routing routingCounts
 	// responseIDs routes lookups of a stored response to the deployment
 	// that made it (see responseIndex).
 	responseIDs responseIndex
@@ -118,7 +120,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		s.goodTenants[t.ID] = t
 	}
 	s.exchanges.New = func() any {
-		ex := &exchange{srv: s}
+		ex := &exchange{srv: s, cands: make([]*tenant.Target, 0, maxKeptCandidates)}
 		ex.streamDone = ex.streamEnded
 		return ex
 	}
@@ -360,6 +362,21 @@ type exchange struct {
 	admitted bool
 	ticket   limit.Ticket
 	decision limit.Decision
+	// cands are the call's candidate targets, in the order it tries them;
+	// fail is its last failed attempt, until the call moves on or answers
+	// with it; waited is the time its failed attempts spent upstream (not
+	// Loom's overhead). See attempts.go.
+	cands  []*tenant.Target
+	fail   failure
+	waited time.Duration
+	// firstTimer cuts off a stream whose first event is late (see prime);
+	// firstBody is the stream it cuts, firstFired says it did, firstRan
+	// that its func is done.
+	firstMu    sync.Mutex
+	firstTimer *time.Timer
+	firstBody  relay.Body
+	firstFired bool
+	firstRan   chan struct{}
 }
 
 // streamEnded runs when a relayed stream is over.
@@ -391,6 +408,7 @@ func (s *Server) acquire() *exchange {
 		ex.in = nil
 	}
 	ex.admitted, ex.decision = false, limit.Decision{}
+	ex.waited, ex.fail = 0, failure{}
 	ex.ep, ex.pathModel = nil, nil
 	return ex
 }
@@ -423,6 +441,8 @@ func (s *Server) finish(ex *exchange) {
 		s.opts.Sink.Record(rec)
 	}
 	ex.live = nil // a pooled exchange must not keep retired deployments alive
+	clear(ex.cands)
+	ex.cands = ex.cands[:0]
 	s.exchanges.Put(ex)
 }
 

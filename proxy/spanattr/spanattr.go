@@ -90,9 +90,21 @@ const (
 	ClientDisconnected = "loom.client.disconnected"
 	Drained            = "loom.upstream.drained"
 	DrainComplete      = "loom.upstream.drain_complete"
-	UpstreamAttempt    = "loom.upstream.attempt" // 1 for the first attempt
-	UpstreamBytes      = "loom.upstream.bytes"
-	ClientBytes        = "loom.client.bytes"
+	// UpstreamAttempt numbers a call's CLIENT spans, one per upstream
+	// attempt, from 1. An attempt that failed before anything reached the
+	// client carries error.type and UpstreamFailureReason; the attempt that
+	// served carries the usage. UpstreamAttempts, on the SERVER span, is how
+	// many there were (set only when more than one). All spans of a call
+	// share its trace id and loom.seq.
+	UpstreamAttempt       = "loom.upstream.attempt"
+	UpstreamAttempts      = "loom.upstream.attempts"
+	UpstreamFailureReason = "loom.upstream.failure_reason"
+	// UpstreamFallbackModel is, on a CLIENT span, the tenant model whose
+	// deployment the attempt went to, when it is a fallback of the model
+	// the client asked for (loom.request.model on the SERVER span).
+	UpstreamFallbackModel = "loom.upstream.fallback_model"
+	UpstreamBytes         = "loom.upstream.bytes"
+	ClientBytes           = "loom.client.bytes"
 	// ContentTruncated is true when captured content hit the size cap.
 	ContentTruncated = "loom.content.truncated"
 )

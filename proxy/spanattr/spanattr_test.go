@@ -69,7 +69,8 @@ func TestNames_LoomOwnUnderLoomNamespace(t *testing.T) {
 		spanattr.Deployment, spanattr.RequestModel, spanattr.RequestStream, spanattr.Outcome, spanattr.GatewayOverhead, spanattr.Chunks,
 		spanattr.ChunksSent, spanattr.UsageSource, spanattr.UsageTotalTokens, spanattr.UsageInjected,
 		spanattr.ClientDisconnected, spanattr.Drained, spanattr.DrainComplete,
-		spanattr.UpstreamAttempt, spanattr.UpstreamBytes, spanattr.ClientBytes, spanattr.ContentTruncated,
+		spanattr.UpstreamAttempt, spanattr.UpstreamAttempts, spanattr.UpstreamFailureReason, spanattr.UpstreamFallbackModel,
+		spanattr.UpstreamBytes, spanattr.ClientBytes, spanattr.ContentTruncated,
 	} {
 		if !strings.HasPrefix(name, "loom.") {
 			t.Errorf("%q is Loom's own attribute but not under loom.", name)

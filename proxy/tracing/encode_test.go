@@ -618,10 +618,12 @@ func TestEncode_GenAIOnlyOnClientSpan_NumberingOnBoth(t *testing.T) {
 }
 
 // spanCount is how many spans appendCall writes for r: the SERVER span,
-// and the CLIENT span when Loom reached an upstream.
+// one CLIENT span per failed attempt, and the serving attempt's CLIENT
+// span when Loom reached an upstream.
 func spanCount(r *call.Record) int {
-	if r.UpstreamStart.IsZero() {
-		return 1
+	n := 1 + len(r.Attempts)
+	if !r.UpstreamStart.IsZero() {
+		n++
 	}
-	return 2
+	return n
 }

@@ -56,6 +56,8 @@ type Deployment struct {
 	share      *share
 	// maxResponse bounds a non-streamed answer (see LimitResponse).
 	maxResponse int
+	// health is the deployment's circuit breaker (see Admit).
+	health breaker
 	// responsesPath is where the Responses API lives (see ResponsesPath).
 	responsesPath string
 	// DefaultMaxTokens is an Anthropic deployment's max_tokens for a chat

@@ -1,5 +1,6 @@
-// Command mockupstream serves the fake OpenAI / Azure OpenAI provider of package bench/mockupstream, for
-// k6 scenarios, the bench harness and local runs.
+// Command mockupstream serves the fake OpenAI / Azure OpenAI / Anthropic provider of package
+// bench/mockupstream (chat, completions, embeddings, the Responses API, Anthropic Messages), for k6
+// scenarios, the bench harness and local runs.
 package main
 
 import (
@@ -48,8 +49,17 @@ func Main(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.Defaults.Status, "status", 0, "if >= 400, answer every request with this error status")
 	fs.IntVar(&cfg.Defaults.ResetAfter, "reset-after", 0, "if > 0, reset stream connections after this many events")
 	fs.IntVar(&cfg.LogLimit, "log-limit", 0, "requests kept for GET /_mock/requests (0: 10000, negative: all)")
+	fs.IntVar(&cfg.ResponsesKept, "responses-kept", 0, "responses kept for GET/DELETE /v1/responses/{id} (0: 4096)")
+	fail := fs.String("fail", "", `fail attempts: "500", "429", "reset", "timeout" or "reset-after-first"`)
+	fs.IntVar(&cfg.Fail.Count, "fail-count", 0, "with -fail: how many attempts per x-mock-fail-key fail (0: all)")
+	fs.StringVar(&cfg.Fail.RetryAfter, "fail-retry-after", "", "Retry-After of injected 429s (default 1)")
+	fs.DurationVar(&cfg.Fail.Delay, "fail-delay", 0, `how long -fail timeout holds the response head (0: 10s)`)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	cfg.Fail.Mode = mockupstream.FailMode(*fail)
+	if _, ok := mockupstream.ParseFailMode(*fail); *fail != "" && !ok {
+		return fmt.Errorf("-fail %q: want 500, 429, reset, timeout or reset-after-first", *fail)
 	}
 
 	ln, err := net.Listen("tcp", *addr)
