@@ -199,7 +199,13 @@ func (s *Stream) Prime() error {
 		if len(out) > 0 {
 			s.rec.ChunksSent++
 		}
-		if ev.HasData || len(s.held)+len(out) > maxHeld {
+		if s.broken {
+			// The translator could not read the event: the client gets
+			// its error event, and the stream ends there.
+			s.finishUpstream(ErrTranslate)
+			s.state = ending
+		}
+		if ev.HasData || s.broken || len(s.held)+len(out) > maxHeld {
 			if len(s.held) > 0 {
 				out = append(s.held, out...)
 				s.held = out

@@ -123,3 +123,18 @@ func TestStream_Translator_ZeroAllocsPerEvent(t *testing.T) {
 		t.Fatalf("%v allocs per stream", allocs)
 	}
 }
+
+func TestStream_Translator_PrimeOnAnUnreadableFirstEvent_EndsWithTheErrorEvent(t *testing.T) {
+	var s Stream
+	var rec call.Record
+	body := &memBody{}
+	body.Reset([]byte(": keep-alive\n\ndata: bad\n\ndata: c\n\n"))
+	s.Reset(body, &rec, Options{Translator: &renamer{rec: &rec}})
+	if err := s.Prime(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(&s)
+	if err != nil || string(out) != "event: error\ndata: upstream_malformed\n\n" || !errors.Is(body.closedWith, ErrTranslate) {
+		t.Fatalf("got %q (%v), upstream closed with %v", out, err, body.closedWith)
+	}
+}

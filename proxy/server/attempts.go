@@ -159,6 +159,12 @@ func (s *Server) try(ctx *fasthttp.RequestCtx, ex *exchange, key *tenant.Key, t 
 		rec.FallbackModel = t.Model
 	}
 
+	// Each attempt is translated for its own deployment: a model's
+	// deployments (and its fallbacks') may speak different dialects.
+	if aerr := ex.prepare(dep, t.Model); aerr != nil {
+		s.reject(ctx, ex, aerr)
+		return true
+	}
 	ureq := fasthttp.AcquireRequest()
 	dep.Prepare(ureq, ex.upstreamPath(t), t.Auth)
 	connection := ctx.Request.Header.Peek(fasthttp.HeaderConnection)

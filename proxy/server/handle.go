@@ -37,6 +37,10 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		s.post(ctx, epEmbeddings, nil)
 	case "/v1/responses":
 		s.post(ctx, epResponses, nil)
+	case "/v1/messages":
+		s.post(ctx, epMessages, nil)
+	case "/v1/messages/count_tokens":
+		s.post(ctx, epCountTokens, nil)
 	case "/v1/models":
 		s.models(ctx, nil)
 	case "/healthz":

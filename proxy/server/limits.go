@@ -18,6 +18,9 @@ import (
 // with 429.
 func (s *Server) admit(ctx *fasthttp.RequestCtx, ex *exchange, key *tenant.Key, body []byte) bool {
 	est := reservation(&ex.req, len(body), int64(ex.live.cfg.DefaultOutputTokens), tightestTPM(key))
+	if ex.ep != nil && ex.ep.countTokens {
+		est = 0 // counting tokens generates none
+	}
 	ex.ticket, ex.decision = s.opts.Limiter.Admit(ctx, &key.Limit, &key.Tenant.Limit, est, ex.req.Stream)
 	d := &ex.decision
 	if d.Err != nil {

@@ -31,6 +31,9 @@ const (
 	// response. Their answers repeat the response's usage, which was
 	// counted when it was made: nothing is tapped.
 	dialectLookup
+	// dialectMessages: Anthropic's POST /v1/messages (and count_tokens),
+	// answered in Anthropic's shape, errors included.
+	dialectMessages
 )
 
 // endpoint is an inbound route that post serves.
@@ -38,6 +41,9 @@ type endpoint struct {
 	op      call.Operation
 	route   string
 	dialect dialect
+	// countTokens: /v1/messages/count_tokens, which generates nothing and
+	// reserves no tokens.
+	countTokens bool
 }
 
 // The routes post serves. The Responses API's operation is chat, as the
@@ -48,6 +54,8 @@ var (
 	epCompletions = &endpoint{op: call.OpTextCompletion, route: "/v1/completions"}
 	epEmbeddings  = &endpoint{op: call.OpEmbeddings, route: "/v1/embeddings"}
 	epResponses   = &endpoint{op: call.OpChat, route: "/v1/responses", dialect: dialectResponses}
+	epMessages    = &endpoint{op: call.OpChat, route: "/v1/messages", dialect: dialectMessages}
+	epCountTokens = &endpoint{op: call.OpCountTokens, route: "/v1/messages/count_tokens", dialect: dialectMessages, countTokens: true}
 )
 
 // parse reads the client's body as the call's endpoint expects it.
@@ -55,6 +63,8 @@ func (ex *exchange) parse(body []byte) error {
 	switch {
 	case ex.ep.dialect == dialectResponses:
 		return ex.req.ParseResponses(body)
+	case ex.ep.dialect == dialectMessages:
+		return ex.req.ParseMessages(body)
 	case ex.pathModel != nil:
 		return ex.req.ParseNamed(ex.ep.op, ex.pathModel, body)
 	}
@@ -63,8 +73,11 @@ func (ex *exchange) parse(body []byte) error {
 
 // upstreamPath is where the call goes on t's deployment.
 func (ex *exchange) upstreamPath(t *tenant.Target) string {
-	if ex.ep.dialect == dialectResponses {
+	switch {
+	case ex.ep.dialect == dialectResponses:
 		return t.Upstream.ResponsesPath("")
+	case ex.ep.countTokens:
+		return t.Path(call.OpChat) + "/count_tokens"
 	}
 	return t.Path(ex.ep.op)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/limit"
+	"github.com/loom-gateway/loom/proxy/messages"
 	"github.com/loom-gateway/loom/proxy/relay"
 	"github.com/loom-gateway/loom/proxy/request"
 	"github.com/loom-gateway/loom/proxy/tap"
@@ -353,6 +354,16 @@ type exchange struct {
 	// names (Azure's deployment path), valid only while the handler runs.
 	ep        *endpoint
 	pathModel []byte
+	// mode is how the call is translated (see prepare); mreq a Messages
+	// request translated for an OpenAI-compatible deployment; out a
+	// translated unary answer; toChat, toMessages and native the stream
+	// translators, kept with the exchange so that a stream allocates none.
+	mode       mode
+	mreq       messages.Request
+	out        []byte
+	toChat     chatFromAnthropic
+	toMessages messagesFromChat
+	native     nativeMessages
 	// streamDone is ex.streamEnded, bound once per pooled exchange so that
 	// starting a stream allocates no closure.
 	streamDone func()
@@ -409,7 +420,10 @@ func (s *Server) acquire() *exchange {
 	}
 	ex.admitted, ex.decision = false, limit.Decision{}
 	ex.waited, ex.fail = 0, failure{}
-	ex.ep, ex.pathModel = nil, nil
+	ex.ep, ex.pathModel, ex.mode = nil, nil, modePass
+	if cap(ex.out) > maxKeptBody {
+		ex.out = nil
+	}
 	return ex
 }
 
