@@ -119,6 +119,9 @@ func TestObserveResponse_RecordedBodies(t *testing.T) {
 			if c.Error != (tt.errorType != "") || r.ErrorType != tt.errorType {
 				t.Errorf("error %v type %q", c.Error, r.ErrorType)
 			}
+			if (tt.file == "nonstream-incomplete-cache-write-tokens.json") != (u.HasCacheCreation && u.CacheCreationInputTokens == 1217) {
+				t.Errorf("cache writes %+v", u)
+			}
 			if tt.errorType == "" && (len(r.ResponseID) == 0 || len(r.ResponseModel) == 0) {
 				t.Errorf("id %q model %q", r.ResponseID, r.ResponseModel)
 			}

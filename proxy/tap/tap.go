@@ -166,6 +166,11 @@ func observeUsage(r *call.Record, v []byte) {
 			if n, ok := detail(m.Value(), "cached_tokens"); ok {
 				u.CachedInputTokens, u.HasCached = n, true
 			}
+			// The Responses API's newer count of prompt tokens written to
+			// the cache (input_tokens includes them, as GenAI counts).
+			if n, ok := detail(m.Value(), "cache_write_tokens"); ok {
+				u.CacheCreationInputTokens, u.HasCacheCreation = n, true
+			}
 		case "completion_tokens_details", "output_tokens_details":
 			if n, ok := detail(m.Value(), "reasoning_tokens"); ok {
 				u.ReasoningTokens, u.HasReasoning = n, true
