@@ -72,6 +72,12 @@ func (ex *exchange) upstreamBody(body []byte, upstreamModel string, dep *upstrea
 	dst := ex.body[:0]
 	switch ex.mode {
 	case modeChatFromAnthropic:
+		if ex.pathModel != nil {
+			// An Azure client's body may name no model: the path's goes
+			// in first (into ex.out, free until the answer).
+			ex.out = ex.req.AppendUpstreamBody(ex.out[:0], body, upstreamModel)
+			body = ex.out
+		}
 		return anthropic.AppendMessagesRequest(dst, body, anthropic.RequestOptions{
 			UpstreamModel: upstreamModel, DefaultMaxTokens: int64(dep.DefaultMaxTokens)})
 	case modeMessagesFromChat:

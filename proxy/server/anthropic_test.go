@@ -428,3 +428,22 @@ func TestMessages_Refusals_InAnthropicsShape(t *testing.T) {
 		t.Fatalf("bearer: %d %s", status, got)
 	}
 }
+
+// An Azure client's body names no model; the path's model is served by an
+// Anthropic deployment all the same.
+func TestAnthropicDeployment_ThroughAzurePath(t *testing.T) {
+	st := startAnthropicStack(t)
+	status, _, got := st.do("POST", "/openai/deployments/claude-sonnet/chat/completions?api-version=2024-10-21", "",
+		`{"messages":[{"role":"user","content":"hi"}]}`, map[string]string{"api-key": st.keyA})
+	var c struct {
+		Choices []struct{ Message struct{ Content string } }
+	}
+	if err := json.Unmarshal(got, &c); status != 200 || err != nil || len(c.Choices) != 1 || c.Choices[0].Message.Content == "" {
+		t.Fatalf("%d %s", status, got)
+	}
+	up, _ := st.mock.Last()
+	var sent struct{ Model string }
+	if _ = json.Unmarshal(up.Body, &sent); up.Path != "/v1/messages" || sent.Model != "claude-sonnet-4-5-20250929" {
+		t.Fatalf("upstream got %s %s", up.Path, up.Body)
+	}
+}
