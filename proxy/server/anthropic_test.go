@@ -59,6 +59,7 @@ tenants:
     models:
       - {name: claude-sonnet, deployment: mock-claude, upstream_model: claude-sonnet-4-5-20250929}
       - {name: gpt-4o, deployment: mock-openai}
+      - {name: mixed, deployments: [{name: mock-claude, upstream_model: claude-haiku-4-5}, {name: mock-openai, priority: 1, upstream_model: gpt-4o}]}
   - id: globex
     keys: [{id: globex-key-1, sha256: %[4]s}]
     models:
@@ -445,5 +446,77 @@ func TestAnthropicDeployment_ThroughAzurePath(t *testing.T) {
 	var sent struct{ Model string }
 	if _ = json.Unmarshal(up.Body, &sent); up.Path != "/v1/messages" || sent.Model != "claude-sonnet-4-5-20250929" {
 		t.Fatalf("upstream got %s %s", up.Path, up.Body)
+	}
+}
+
+// A model served by an Anthropic deployment first and an OpenAI one second:
+// when the first fails before anything reached the client, the second
+// serves, each attempt in its own dialect, and the client sees one clean
+// answer in its own.
+func TestAnthropicDeployment_FailoverAcrossDialects(t *testing.T) {
+	st := startAnthropicStack(t)
+	fail := func(key string) []option.RequestOption {
+		return []option.RequestOption{option.WithHeader("x-mock-fail", "500"), option.WithHeader("x-mock-fail-count", "1"),
+			option.WithHeader("x-mock-fail-key", key)}
+	}
+	c := sdkClient(st, st.keyA)
+	for _, stream := range []bool{false, true} {
+		seen := st.count()
+		key := fmt.Sprint("chat-", stream)
+		text := ""
+		if stream {
+			s := c.Chat.Completions.NewStreaming(context.Background(), chatParams("mixed"), fail(key)...)
+			var acc openai.ChatCompletionAccumulator
+			for s.Next() {
+				acc.AddChunk(s.Current())
+			}
+			if err := s.Err(); err != nil {
+				t.Fatal(err)
+			}
+			text = acc.Choices[0].Message.Content
+		} else {
+			resp, err := c.Chat.Completions.New(context.Background(), chatParams("mixed"), fail(key)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text = resp.Choices[0].Message.Content
+		}
+		rec := st.lastRecord(seen)
+		if text == "" || rec.Deployment != "mock-openai" || rec.Provider != "openai" || len(rec.Attempts) != 1 ||
+			rec.Attempts[0].Deployment != "mock-claude" || rec.Attempts[0].Provider != "anthropic" || rec.Usage.TotalTokens == 0 {
+			t.Fatalf("stream=%v: text %q, record %s %s attempts %+v usage %+v", stream, text, rec.Deployment, rec.Provider, rec.Attempts, rec.Usage)
+		}
+	}
+
+	ac := anthropicClient(st, st.keyA)
+	seen := st.count()
+	msg, err := ac.Messages.New(context.Background(), messageParams("mixed"), aoption.WithHeader("x-mock-fail", "500"),
+		aoption.WithHeader("x-mock-fail-count", "1"), aoption.WithHeader("x-mock-fail-key", "messages"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := st.lastRecord(seen)
+	if len(msg.Content) == 0 || msg.Content[0].Text == "" || rec.Deployment != "mock-openai" || len(rec.Attempts) != 1 {
+		t.Fatalf("message %+v, record %s attempts %+v", msg.Content, rec.Deployment, rec.Attempts)
+	}
+}
+
+// An Anthropic error event after the stream began ends the chat client's
+// stream with an error it raises, and marks the record.
+func TestAnthropicDeployment_ErrorEventMidStream(t *testing.T) {
+	st := startAnthropicStack(t)
+	c := sdkClient(st, st.keyA)
+	seen := st.count()
+	s := c.Chat.Completions.NewStreaming(context.Background(), chatParams("claude-sonnet"),
+		option.WithHeader("x-mock-stream-error-after", "2"))
+	chunks := 0
+	for s.Next() {
+		chunks++
+	}
+	if s.Err() == nil || chunks == 0 {
+		t.Fatalf("%d chunks, error %v: want some chunks, then the error", chunks, s.Err())
+	}
+	if rec := st.lastRecord(seen); rec.Outcome != call.OutcomeUpstreamError || rec.ErrorType == "" {
+		t.Fatalf("record outcome %s error %q", rec.Outcome, rec.ErrorType)
 	}
 }
