@@ -1,8 +1,13 @@
 // Package server is Loom's HTTP front: it authenticates each request, routes
 // it to the tenant's deployment, relays the answer and hands a complete
-// call.Record to the sink. Every error it makes itself is OpenAI-shaped. It
-// must never log, trace or return a client key or an upstream credential,
-// and never touch a RequestCtx after its handler returns.
+// call.Record to the sink. It speaks OpenAI's API (chat, completions,
+// embeddings, the Responses API), Azure OpenAI's paths and Anthropic's
+// Messages API; a call whose deployment speaks another dialect than its
+// client is translated (anthropic.go), any other is relayed byte for
+// byte. Every error it makes itself is in its client's dialect: OpenAI's
+// shape, Anthropic's on /v1/messages. It must never log, trace or return a
+// client key or an upstream credential, and never touch a RequestCtx after
+// its handler returns.
 package server
 
 import (
