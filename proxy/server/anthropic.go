@@ -155,11 +155,12 @@ func (ex *exchange) appendError(dst []byte, e *apierror.Error) (int, []byte) {
 	return e.Status, e.AppendJSON(dst)
 }
 
-// writeError answers with e in the client's dialect.
-func (ex *exchange) writeError(ctx *fasthttp.RequestCtx, e *apierror.Error) {
+// writeError answers with e in the client's dialect, and returns the
+// status it answered with.
+func (ex *exchange) writeError(ctx *fasthttp.RequestCtx, e *apierror.Error) int {
 	if ex.kind() != dialectMessages {
 		writeError(ctx, e)
-		return
+		return e.Status
 	}
 	var status int
 	status, ex.out = messages.ErrorFromAPIError(ex.out[:0], e)
@@ -170,6 +171,7 @@ func (ex *exchange) writeError(ctx *fasthttp.RequestCtx, e *apierror.Error) {
 	}
 	// A copy: ex goes back to its pool before fasthttp writes the answer.
 	ctx.SetBody(ex.out)
+	return status
 }
 
 // setTranslator points a relayed stream at the call's translator, if its

@@ -222,9 +222,9 @@ func clientError(err error) *apierror.Error {
 // reject answers with an error Loom made and completes the call's record;
 // one without a tenant is counted rather than recorded (see finish).
 func (s *Server) reject(ctx *fasthttp.RequestCtx, ex *exchange, e *apierror.Error) {
-	ex.writeError(ctx, e)
+	status := ex.writeError(ctx, e)
 	rec := &ex.rec
-	rec.Status = e.Status
+	rec.Status = status
 	if rec.Outcome == "" {
 		rec.Outcome = call.OutcomeRejected
 	}
