@@ -58,7 +58,7 @@ func (s *Server) routeAzure(ctx *fasthttp.RequestCtx, path []byte) bool {
 			s.models(ctx, nil)
 		default:
 			if id, ok := bytes.CutPrefix(v1, []byte("responses/")); ok {
-				s.responseLookup(ctx, id)
+				s.responsesBelow(ctx, id)
 				return true
 			}
 			return false
@@ -102,7 +102,7 @@ func (s *Server) routeAzure(ctx *fasthttp.RequestCtx, path []byte) bool {
 		return true
 	}
 	if lookup {
-		s.responseLookup(ctx, rest)
+		s.responsesBelow(ctx, rest)
 	} else {
 		s.post(ctx, ep, name)
 	}

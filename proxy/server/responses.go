@@ -41,9 +41,11 @@ type endpoint struct {
 	op      call.Operation
 	route   string
 	dialect dialect
-	// countTokens: /v1/messages/count_tokens, which generates nothing and
-	// reserves no tokens.
+	// countTokens: /v1/messages/count_tokens or /v1/responses/input_tokens,
+	// which generate nothing and reserve no tokens.
 	countTokens bool
+	// suffix follows the Responses API's path upstream ("/compact").
+	suffix string
 }
 
 // The routes post serves. The Responses API's operation is chat, as the
@@ -54,6 +56,11 @@ var (
 	epCompletions = &endpoint{op: call.OpTextCompletion, route: "/v1/completions"}
 	epEmbeddings  = &endpoint{op: call.OpEmbeddings, route: "/v1/embeddings"}
 	epResponses   = &endpoint{op: call.OpChat, route: "/v1/responses", dialect: dialectResponses}
+	// Counting a Responses request's input tokens, and compacting a
+	// conversation (a billed model call whose answer is a response).
+	epResponsesInputTokens = &endpoint{op: call.OpCountTokens, route: "/v1/responses/input_tokens",
+		dialect: dialectResponses, countTokens: true, suffix: "/input_tokens"}
+	epResponsesCompact = &endpoint{op: call.OpChat, route: "/v1/responses/compact", dialect: dialectResponses, suffix: "/compact"}
 	epMessages    = &endpoint{op: call.OpChat, route: "/v1/messages", dialect: dialectMessages}
 	epCountTokens = &endpoint{op: call.OpCountTokens, route: "/v1/messages/count_tokens", dialect: dialectMessages, countTokens: true}
 )
@@ -75,7 +82,7 @@ func (ex *exchange) parse(body []byte) error {
 func (ex *exchange) upstreamPath(t *tenant.Target) string {
 	switch {
 	case ex.ep.dialect == dialectResponses:
-		return t.Upstream.ResponsesPath("")
+		return t.Upstream.ResponsesPath(ex.ep.suffix)
 	case ex.ep.countTokens:
 		return t.Path(call.OpChat) + "/count_tokens"
 	}
@@ -395,6 +402,19 @@ func (s *Server) routeResponses(ctx *fasthttp.RequestCtx, path []byte) bool {
 	if !ok {
 		return false
 	}
-	s.responseLookup(ctx, rest)
+	s.responsesBelow(ctx, rest)
 	return true
+}
+
+// responsesBelow serves what follows "/v1/responses/": input_tokens and
+// compact (POST, with a model in the body), or a stored response's id.
+func (s *Server) responsesBelow(ctx *fasthttp.RequestCtx, rest []byte) {
+	switch {
+	case string(rest) == "input_tokens" && ctx.IsPost():
+		s.post(ctx, epResponsesInputTokens, nil)
+	case string(rest) == "compact" && ctx.IsPost():
+		s.post(ctx, epResponsesCompact, nil)
+	default:
+		s.responseLookup(ctx, rest)
+	}
 }

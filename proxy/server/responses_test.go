@@ -76,7 +76,12 @@ func (u *responsesUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	path := r.URL.Path
-	if strings.HasSuffix(path, "/responses") && r.Method == http.MethodPost {
+	if strings.HasSuffix(path, "/responses/input_tokens") && r.Method == http.MethodPost {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprint(w, `{"object":"response.input_tokens","input_tokens":42}`)
+		return
+	}
+	if (strings.HasSuffix(path, "/responses") || strings.HasSuffix(path, "/responses/compact")) && r.Method == http.MethodPost {
 		name := r.Header.Get("X-Mock-Replay")
 		b := responsesFixture(u.t, name)
 		w.Header().Set("X-Request-Id", "req_replay")
@@ -426,5 +431,31 @@ func TestResponses_UpstreamErrorRelayedAndRecorded(t *testing.T) {
 	status, _, got = st.do("POST", "/v1/responses", st.keyA, `{"input":"hi"}`, nil)
 	if status != 400 || !strings.Contains(string(got), `"param":"model"`) {
 		t.Fatalf("no model: %d %s", status, got)
+	}
+}
+
+// POST /v1/responses/input_tokens counts a request's tokens on the model's
+// deployment (reserving and recording none); /v1/responses/compact is a
+// model call whose answer is a response, with usage.
+func TestResponses_InputTokensAndCompact(t *testing.T) {
+	st, up := startResponsesStack(t)
+	seen := st.count()
+	status, _, got := st.do("POST", "/v1/responses/input_tokens", st.keyA, `{"model":"gpt-4o-mini","input":"hi"}`, nil)
+	var body struct{ Model string }
+	_ = json.Unmarshal(up.last().Body, &body)
+	if status != 200 || string(got) != `{"object":"response.input_tokens","input_tokens":42}` ||
+		up.last().Path != "/v1/responses/input_tokens" || body.Model != "gpt-4o-mini-2024-07-18" {
+		t.Fatalf("%d %s via %s", status, got, up.last().Path)
+	}
+	rec := st.lastRecord(seen)
+	if rec.Operation != call.OpCountTokens || rec.UsageSource != call.UsageNone || rec.HTTPRoute != "/v1/responses/input_tokens" {
+		t.Fatalf("record %s %s %s", rec.Operation, rec.UsageSource, rec.HTTPRoute)
+	}
+	seen = st.count()
+	status, _, _ = st.do("POST", "/openai/v1/responses/compact", st.keyA, `{"model":"azure-gpt","input":[]}`,
+		map[string]string{"x-mock-replay": "nonstream-cached-tokens.json"})
+	if rec := st.lastRecord(seen); status != 200 || up.last().Path != "/openai/v1/responses/compact" || rec.Usage.InputTokens != 1515 ||
+		rec.Operation != call.OpChat {
+		t.Fatalf("compact: %d via %s, record %s %+v", status, up.last().Path, rec.Operation, rec.Usage)
 	}
 }
