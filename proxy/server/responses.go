@@ -61,8 +61,8 @@ var (
 	epResponsesInputTokens = &endpoint{op: call.OpCountTokens, route: "/v1/responses/input_tokens",
 		dialect: dialectResponses, countTokens: true, suffix: "/input_tokens"}
 	epResponsesCompact = &endpoint{op: call.OpChat, route: "/v1/responses/compact", dialect: dialectResponses, suffix: "/compact"}
-	epMessages    = &endpoint{op: call.OpChat, route: "/v1/messages", dialect: dialectMessages}
-	epCountTokens = &endpoint{op: call.OpCountTokens, route: "/v1/messages/count_tokens", dialect: dialectMessages, countTokens: true}
+	epMessages         = &endpoint{op: call.OpChat, route: "/v1/messages", dialect: dialectMessages}
+	epCountTokens      = &endpoint{op: call.OpCountTokens, route: "/v1/messages/count_tokens", dialect: dialectMessages, countTokens: true}
 )
 
 // parse reads the client's body as the call's endpoint expects it.
