@@ -381,7 +381,11 @@ func (s *Server) setHeaders(ctx *fasthttp.RequestCtx, c *call, probe bodyProbe, 
 		h.Set("request-id", "req_mock_"+seq)
 		h.Set("anthropic-organization-id", "00000000-0000-4000-8000-000000000000")
 		h.Set("anthropic-ratelimit-requests-limit", "4000")
-		h.Set("anthropic-ratelimit-requests-remaining", "3999")
+		remaining := "3999"
+		if ctx.Response.StatusCode() == fasthttp.StatusTooManyRequests {
+			remaining = "0"
+		}
+		h.Set("anthropic-ratelimit-requests-remaining", remaining)
 		h.Set("anthropic-ratelimit-tokens-limit", "480000")
 		h.Set("anthropic-ratelimit-tokens-remaining", strconv.Itoa(max(480000-probe.estimatedTokens, 0)))
 		return
