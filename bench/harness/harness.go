@@ -43,6 +43,9 @@ type Options struct {
 	// Streams overrides the mode's long-streams sizes: each field that is
 	// not zero replaces the mode's.
 	Streams LongStreams
+	// PipelineNice is the niceness the span pipeline (otelcol-loom and
+	// Postgres) runs at; 0 leaves it at Loom's. See reniceTree.
+	PipelineNice int
 }
 
 // Run measures, writes report.md, results.json and latency.svg under a new
@@ -67,7 +70,8 @@ func Run(ctx context.Context, o Options) (dir string, res *Results, err error) {
 		return dir, nil, err
 	}
 	defer st.stop()
-	res = &Results{Started: started, Mode: o.Mode.Name, Machine: machine(), PeakRSS: map[string]int64{}}
+	res = &Results{Started: started, Mode: o.Mode.Name, Machine: machine(), PeakRSS: map[string]int64{},
+		PipelineNice: o.PipelineNice}
 	progress := func(line string) { fmt.Fprintf(o.Log, "bench: %s\n", line) }
 	for _, sc := range o.Mode.Scenarios {
 		m, err := st.runScenario(ctx, o.Mode, sc, progress)

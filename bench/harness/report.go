@@ -31,6 +31,10 @@ func WriteMarkdown(w io.Writer, r *Results, plot string) {
 		"stall is never hidden. Each scenario runs straight to the mock (`direct`), through Loom with tracing and the\n" +
 		"whole pipeline on (`loom`: otelcol-loom + Postgres) and through Loom with tracing off (`loom-untraced`),\n" +
 		"interleaved in rounds. Overhead = via Loom minus direct, percentile by percentile. Times in ms.\n\n")
+	if r.PipelineNice != 0 {
+		p("The span pipeline (otelcol-loom and Postgres) ran at nice %d: on a machine it shares with Loom, the load\n"+
+			"generator and the mock, it works in the time they leave, while the calls wait in Loom's durable spool.\n\n", r.PipelineNice)
+	}
 
 	p("## Overhead (via Loom minus direct)\n\n| scenario | tracing | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|\n")
 	for _, s := range r.Scenarios {

@@ -99,10 +99,12 @@ func (s *ScenarioResult) Target(name string) *TargetResult {
 
 // Results is a whole run, as results.json holds it.
 type Results struct {
-	Started   time.Time        `json:"started"`
-	Mode      string           `json:"mode"`
-	Machine   Machine          `json:"machine"`
-	Scenarios []ScenarioResult `json:"scenarios"`
+	Started time.Time `json:"started"`
+	Mode    string    `json:"mode"`
+	Machine Machine   `json:"machine"`
+	// PipelineNice is the niceness otelcol-loom and Postgres ran at.
+	PipelineNice int              `json:"pipeline_nice"`
+	Scenarios    []ScenarioResult `json:"scenarios"`
 	// PeakRSS is each process's high-water resident set, bytes.
 	PeakRSS map[string]int64 `json:"peak_rss_bytes"`
 	// TracedCalls went through the traced Loom (its loom_calls_total);

@@ -193,6 +193,15 @@ func startStack(ctx context.Context, o Options, dir string) (st *stack, err erro
 	if err != nil {
 		return st, fmt.Errorf("postgres: %w", err)
 	}
+	if o.PipelineNice != 0 {
+		pid, err := postmasterPID(st.pg.Dir())
+		if err == nil {
+			err = reniceTree(pid, o.PipelineNice)
+		}
+		if err != nil {
+			return st, fmt.Errorf("postgres: nice %d: %w", o.PipelineNice, err)
+		}
+	}
 	otlp, health := "", ""
 	if otlp, err = freeport.Addr(); err != nil {
 		return st, err
@@ -210,6 +219,11 @@ func startStack(ctx context.Context, o Options, dir string) (st *stack, err erro
 		return st, err
 	}
 	st.procs = append(st.procs, st.collector)
+	if o.PipelineNice != 0 {
+		if err := reniceTree(st.collector.p.Pid(), o.PipelineNice); err != nil {
+			return st, fmt.Errorf("otelcol-loom: nice %d: %w", o.PipelineNice, err)
+		}
+	}
 	return st, st.startLooms(ctx, o, dir, otlp, true, wantUntraced)
 }
 

@@ -82,6 +82,7 @@ type Plan struct {
 	Notes []string
 
 	psql string // the psql program the banner names
+	loom string // the loom binary, for the banner's audit line
 	// passfile is the local cluster's password file (see PasswordFile);
 	// "" without a local cluster.
 	passfile string
@@ -121,7 +122,7 @@ func Prepare(o Options) (*Plan, error) {
 		return nil, err
 	}
 	p := &Plan{Key: key, Upstream: up, ConfigPath: filepath.Join(o.Dir, "loom.yaml"), Notes: []string{up.Note},
-		psql: findPsql()}
+		psql: findPsql(), loom: loomBin}
 
 	if dbURL == "" {
 		addr, err := p.pickAddr("postgres", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.PostgresPort)))
@@ -400,6 +401,8 @@ func (p *Plan) Banner(dir string) string {
 		"curl -sSN" + rest + stream + "'\n" +
 		"\n# the calls, with tokens and latency (in Postgres a second after each call):\n" +
 		psqlLine(p.psql, p.psqlURL()) + "\n" +
+		"\n# every run of every Loom instance: calls numbered, calls stored, gaps, clean stop or crash:\n" +
+		auditLine(p.loom, p.psqlURL()) + "\n" +
 		"\n# Loom's metrics, on its ops listener (loom_calls_shipped_total, loom_rejected_unauthenticated_total...):\n" +
 		"curl -sS " + p.MetricsURL + "\n\n"
 	return b

@@ -411,6 +411,16 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 			t.Errorf("%s: %v\n%s", line, err, got)
 		}
 	}
+	// The banner's audit line, as a shell runs it: one instance, one run
+	// still running, 2 calls numbered and stored, no gap.
+	if line := auditLine(p.loom, p.DatabaseURL); strings.Contains(p.Banner(dir), line) {
+		got, err := exec.Command("/bin/sh", "-c", line).CombinedOutput()
+		if err != nil || !strings.Contains(string(got), "running") || !strings.Contains(string(got), " 2 ") {
+			t.Errorf("%s: %v\n%s", line, err, got)
+		}
+	} else {
+		t.Errorf("the banner lacks the audit line %q:\n%s", line, p.Banner(dir))
+	}
 	// The banner's metrics line: on the ops listener, counting the calls;
 	// the gateway's port does not serve it.
 	if resp, err := http.Get(p.MetricsURL); err != nil {

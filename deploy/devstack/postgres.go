@@ -134,6 +134,17 @@ func psqlLine(psql, dbURL string) string {
 	return shellQuote(psql) + " " + target + ` -c "` + SpansQuery + `"`
 }
 
+// auditLine is a shell line that runs `loom audit completeness` against
+// dbURL, which it hands over in $LOOM_DATABASE_URL: the local cluster's URL
+// names its passfile (URL-encoded, which nobody should have to type), an
+// external one with a password is read from the variable already set.
+func auditLine(loom, dbURL string) string {
+	if u, err := url.Parse(dbURL); err != nil || hasPassword(u) {
+		return shellQuote(loom) + " audit completeness"
+	}
+	return EnvDatabaseURL + "=" + shellQuote(dbURL) + " " + shellQuote(loom) + " audit completeness"
+}
+
 func hasPassword(u *url.URL) bool {
 	_, ok := u.User.Password()
 	return ok || u.Query().Has("password")

@@ -100,7 +100,7 @@ func (a *api) setModels(w http.ResponseWriter, r *http.Request) error {
 	}
 	models := make([]tenancy.Model, len(req.Models))
 	for i, m := range req.Models {
-		models[i] = tenancy.Model(m)
+		models[i] = tenancy.Model{Name: m.Name, Deployment: m.Deployment, UpstreamModel: m.UpstreamModel}
 	}
 	id := r.PathValue("id")
 	if err := a.st.SetModels(r.Context(), id, models); err != nil {

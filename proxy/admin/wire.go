@@ -129,7 +129,9 @@ func tenantOut(t store.Tenant) tenantJSON {
 		Content: contentJSON{Capture: t.Content.Capture, MaxBytes: t.Content.MaxBytes},
 		Limits:  limitsOut(t.Limits), Models: []modelJSON{}, Credentials: t.Credentials}
 	for _, m := range t.Models {
-		out.Models = append(out.Models, modelJSON(m))
+		// The store keeps one deployment per model (the file alone has
+		// the multi-deployment form).
+		out.Models = append(out.Models, modelJSON{Name: m.Name, Deployment: m.Deployment, UpstreamModel: m.UpstreamModel})
 	}
 	if out.Credentials == nil {
 		out.Credentials = []string{}

@@ -20,6 +20,16 @@ const (
 	OpTextCompletion Operation = "text_completion"
 	OpEmbeddings     Operation = "embeddings"
 	OpModels         Operation = "models"
+	// The Responses API's lookups of a stored response (GET, DELETE,
+	// cancel, input items) generate nothing and carry no usage; the
+	// creation of a response (POST /v1/responses) is OpChat.
+	OpRetrieveResponse   Operation = "retrieve_response"
+	OpDeleteResponse     Operation = "delete_response"
+	OpCancelResponse     Operation = "cancel_response"
+	OpListResponseInputs Operation = "list_response_input_items"
+	// OpCountTokens counts a prompt's tokens (Anthropic's
+	// /v1/messages/count_tokens): it generates nothing.
+	OpCountTokens Operation = "count_tokens"
 )
 
 // Outcome says how a call ended, from the client's point of view.
@@ -59,14 +69,21 @@ const maxChoiceIndex = 1 << 10
 
 // Usage is the token accounting of one call. Has* flags distinguish "the
 // provider said 0" from "the provider did not say".
+//
+// As the GenAI conventions define gen_ai.usage.input_tokens, InputTokens
+// includes the tokens read from and written to a prompt cache:
+// CachedInputTokens (cache reads) and CacheCreationInputTokens (cache
+// writes, which Anthropic bills apart) are parts of it, never added to it.
 type Usage struct {
-	InputTokens       int64
-	OutputTokens      int64
-	TotalTokens       int64
-	CachedInputTokens int64
-	ReasoningTokens   int64
-	HasCached         bool
-	HasReasoning      bool
+	InputTokens              int64
+	OutputTokens             int64
+	TotalTokens              int64
+	CachedInputTokens        int64
+	CacheCreationInputTokens int64
+	ReasoningTokens          int64
+	HasCached                bool
+	HasCacheCreation         bool
+	HasReasoning             bool
 }
 
 // Params are the request parameters worth recording; a nil pointer means the
@@ -144,7 +161,50 @@ type Record struct {
 	// upstream to learn the final usage; DrainComplete says it reached the end.
 	Drained       bool
 	DrainComplete bool
+
+	// FallbackModel is the tenant model whose deployment served, when it is
+	// one of Model's fallbacks; "" when Model's own deployment served.
+	FallbackModel string
+	// Attempts are the upstream attempts that did not serve, in order: each
+	// failed before anything reached the client, and the call moved on.
+	// The attempt that served (or the last one, when none did) is the
+	// record's own Deployment, UpstreamStart... fields, numbered
+	// len(Attempts)+1. At most MaxAttempts; the slice is reused.
+	Attempts []Attempt
 }
+
+// MaxAttempts bounds the upstream attempts of one call (routing's
+// max_attempts cannot exceed it), so a Record stays bounded.
+const MaxAttempts = 8
+
+// Attempt is one upstream attempt that did not serve the call.
+type Attempt struct {
+	// FallbackModel is the tenant model whose deployment this was, when
+	// it is a fallback of the Record's Model.
+	FallbackModel string
+	Deployment    string
+	Provider      string
+	UpstreamModel string
+	ServerAddress string
+	ServerPort    int
+	Start, End    time.Time
+	Status        int // the upstream's status; 0 when none arrived
+	// ErrorType is short and stable, as Record.ErrorType ("connect",
+	// "timeout", "upstream_reset", "500", "429"); Reason says more, for
+	// people (it never holds a credential or a response body).
+	ErrorType string
+	Reason    string
+}
+
+// AddAttempt appends a to r.Attempts; past MaxAttempts it is dropped.
+func (r *Record) AddAttempt(a Attempt) {
+	if len(r.Attempts) < MaxAttempts {
+		r.Attempts = append(r.Attempts, a)
+	}
+}
+
+// Attempt is the 1-based number of the record's own (serving) attempt.
+func (r *Record) Attempt() int { return len(r.Attempts) + 1 }
 
 // Content holds a call's prompt and completion for a tenant that captures
 // content. Nothing here is read unless Capture is set.
@@ -210,7 +270,10 @@ func RuneBoundary[T ~string | ~[]byte](b T, n int) int {
 func (r *Record) Reset() {
 	id, model, reasons, tp := r.ResponseID[:0], r.ResponseModel[:0], r.FinishReasons[:0], r.TraceParent[:0]
 	content := r.Content.reset()
-	*r = Record{ResponseID: id, ResponseModel: model, FinishReasons: reasons, TraceParent: tp, Content: content}
+	clear(r.Attempts) // their strings belong to old snapshots
+	attempts := r.Attempts[:0]
+	*r = Record{ResponseID: id, ResponseModel: model, FinishReasons: reasons, TraceParent: tp, Content: content,
+		Attempts: attempts}
 }
 
 // Clone returns a deep copy that owns its slices.
@@ -220,6 +283,7 @@ func (r *Record) Clone() *Record {
 	c.ResponseModel = append([]byte(nil), r.ResponseModel...)
 	c.FinishReasons = append([]string(nil), r.FinishReasons...)
 	c.TraceParent = append([]byte(nil), r.TraceParent...)
+	c.Attempts = append([]Attempt(nil), r.Attempts...)
 	c.Content.Request = append([]byte(nil), r.Content.Request...)
 	c.Content.Response = append([]byte(nil), r.Content.Response...)
 	c.Content.Choices = nil

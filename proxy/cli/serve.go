@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -18,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/pprofhandler"
 
 	"github.com/loom-gateway/loom/proxy/admin"
 	"github.com/loom-gateway/loom/proxy/call"
@@ -235,11 +237,18 @@ func startOps(cfg config.Ops, srv *server.Server, log *slog.Logger) (func(contex
 	if err != nil {
 		return nil, fmt.Errorf("ops listen: %w", err)
 	}
+	handler := srv.OpsHandler()
+	writeTimeout := 10 * time.Second
+	if cfg.Pprof {
+		handler = withPprof(handler)
+		// A CPU profile or trace answers only after its ?seconds=.
+		writeTimeout = 5 * time.Minute
+	}
 	hs := &fasthttp.Server{
-		Handler:               srv.OpsHandler(),
+		Handler:               handler,
 		Name:                  "loom-ops",
 		ReadTimeout:           10 * time.Second,
-		WriteTimeout:          10 * time.Second,
+		WriteTimeout:          writeTimeout,
 		IdleTimeout:           60 * time.Second,
 		MaxRequestBodySize:    4 << 10,
 		NoDefaultServerHeader: true,
@@ -252,6 +261,18 @@ func startOps(cfg config.Ops, srv *server.Server, log *slog.Logger) (func(contex
 	}()
 	log.Info("ops listener serving", "addr", ln.Addr().String(), "metrics", "http://"+ln.Addr().String()+"/metrics")
 	return hs.ShutdownWithContext, nil
+}
+
+// withPprof serves Go's profiles under /debug/pprof/ beside the ops
+// handler's own paths (ops.pprof).
+func withPprof(ops fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		if bytes.HasPrefix(ctx.Path(), []byte("/debug/pprof/")) {
+			pprofhandler.PprofHandler(ctx)
+			return
+		}
+		ops(ctx)
+	}
 }
 
 // httpServer is the net/http server of the admin API and the console, with

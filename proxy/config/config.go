@@ -29,6 +29,7 @@ import (
 const (
 	ProviderOpenAI      = "openai"       // api.openai.com and every OpenAI-compatible server
 	ProviderAzureOpenAI = "azure_openai" // Azure OpenAI: deployments in the path, api-key header
+	ProviderAnthropic   = "anthropic"    // Anthropic's Messages API (and servers that speak it): x-api-key header
 )
 
 // Config is the whole file.
@@ -49,7 +50,10 @@ type Config struct {
 	// Connections bounds what clients may hold open on the gateway.
 	Connections Connections `yaml:"connections"`
 	// Timeouts apply to every deployment that does not set its own.
-	Timeouts    Timeouts     `yaml:"timeouts"`
+	Timeouts Timeouts `yaml:"timeouts"`
+	// Routing is how hard a call tries its model's deployments and
+	// fallbacks, and when a failing deployment is left alone.
+	Routing     Routing      `yaml:"routing"`
 	Deployments []Deployment `yaml:"deployments"`
 	Tenants     []Tenant     `yaml:"tenants"`
 	// Tracing sends every call as OpenTelemetry spans over OTLP.
@@ -83,6 +87,10 @@ type Connections struct {
 type Ops struct {
 	// Listen is the ops listener's address; empty turns it off.
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's profiles under /debug/pprof/ on the ops listener.
+	// Off by default: a CPU profile costs CPU while it runs, and the heap
+	// profile shows what the process holds.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Console configures the built-in web console (proxy/console): calls,
@@ -189,8 +197,10 @@ type Tracing struct {
 	// BatchSize is the most calls per export.
 	BatchSize int `yaml:"batch_size"`
 	// BatchTimeout is how long the shipper lets a batch gather after
-	// sending a small one (a backlog ships at once): an export and its
-	// acknowledgement per 5 ms commit would cost more CPU than the calls.
+	// sending a small one (a backlog ships at once). Calls are durable in
+	// the spool already, so it only delays their arrival in Postgres; each
+	// export costs an ack fdatasync here and a persistent-queue commit in
+	// the collector, which at a few ms apart cost more CPU than the calls.
 	BatchTimeout time.Duration `yaml:"batch_timeout"`
 	// ExportTimeout bounds one export attempt; a failed one is retried
 	// with backoff for as long as it takes (the calls wait in the spool).
@@ -257,7 +267,7 @@ var DefaultTracing = Tracing{
 	// Export batches: the shipper sends what each commit made durable, in
 	// requests of at most this many calls and BatchBytes.
 	BatchSize:       1024,
-	BatchTimeout:    20 * time.Millisecond,
+	BatchTimeout:    200 * time.Millisecond,
 	ExportTimeout:   30 * time.Second,
 	RetryMaxElapsed: 25 * time.Second,
 	QueueBytes:      64 << 20,
@@ -301,6 +311,49 @@ type Timeouts struct {
 	StreamWrite time.Duration `yaml:"stream_write"`
 }
 
+// Routing is the gateway's routing policy. A call moves to its next
+// candidate deployment only while nothing has reached its client, on a
+// connect error, a timeout (timeouts.first_byte: to the response head, and
+// for a stream to its first event), a reset, a 429 or a 5xx; never on
+// another 4xx.
+type Routing struct {
+	// MaxAttempts and Budget are every model's, unless the model sets its
+	// own (tenants[].models[].routing).
+	MaxAttempts int           `yaml:"max_attempts"`
+	Budget      time.Duration `yaml:"budget"`
+	// CircuitFailures consecutive failures of a deployment open its
+	// circuit: calls skip it for CircuitCooldown, then one probe call is
+	// let through (half-open); the probe's success closes the circuit, its
+	// failure opens it again.
+	CircuitFailures int           `yaml:"circuit_failures"`
+	CircuitCooldown time.Duration `yaml:"circuit_cooldown"`
+	// MaxRetryAfter caps how long an upstream's Retry-After keeps its
+	// deployment skipped.
+	MaxRetryAfter time.Duration `yaml:"max_retry_after"`
+}
+
+// DefaultRouting tries three deployments within five minutes, and leaves a
+// deployment alone for 30 s after five failures in a row.
+var DefaultRouting = Routing{
+	MaxAttempts:     3,
+	Budget:          5 * time.Minute,
+	CircuitFailures: 5,
+	CircuitCooldown: 30 * time.Second,
+	MaxRetryAfter:   5 * time.Minute,
+}
+
+// Policy is r with a model's overrides applied.
+func (r Routing) Policy(m tenancy.Routing) tenancy.Routing {
+	p := tenancy.Routing{MaxAttempts: r.MaxAttempts, Budget: r.Budget}
+	if m.MaxAttempts > 0 {
+		p.MaxAttempts = m.MaxAttempts
+	}
+	if m.Budget > 0 {
+		p.Budget = m.Budget
+	}
+	return p
+}
+
 // Deployment is one upstream endpoint with its credentials.
 type Deployment struct {
 	Name     string `yaml:"name"`
@@ -315,6 +368,10 @@ type Deployment struct {
 	APIKeyEnv string `yaml:"api_key_env"`
 	// APIVersion is Azure's api-version query parameter.
 	APIVersion string `yaml:"api_version"`
+	// DefaultMaxTokens is the max_tokens an Anthropic deployment gets for
+	// a chat request that sets none (the Messages API requires one); 0
+	// means Loom's own default (anthropic.FallbackMaxTokens).
+	DefaultMaxTokens int `yaml:"default_max_tokens"`
 	// CAFile is a PEM bundle trusted for this deployment's TLS, beside the
 	// system roots (a self-hosted server with a private CA).
 	CAFile string `yaml:"ca_file"`
@@ -449,6 +506,20 @@ func (c *Config) applyDefaults() {
 			*f.v = f.def
 		}
 	}
+	ro, dr := &c.Routing, DefaultRouting
+	if ro.MaxAttempts == 0 {
+		ro.MaxAttempts = dr.MaxAttempts
+	}
+	if ro.CircuitFailures == 0 {
+		ro.CircuitFailures = dr.CircuitFailures
+	}
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&ro.Budget, &dr.Budget}, {&ro.CircuitCooldown, &dr.CircuitCooldown}, {&ro.MaxRetryAfter, &dr.MaxRetryAfter},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.def
+		}
+	}
 	tr, dt := &c.Tracing, DefaultTracing
 	if tr.Protocol == "" {
 		tr.Protocol = dt.Protocol
@@ -552,6 +623,16 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Tracing.validate(bad)
+	tenancy.ValidateRouting("routing", tenancy.Routing{MaxAttempts: c.Routing.MaxAttempts, Budget: c.Routing.Budget}, bad)
+	if c.Routing.CircuitFailures < 1 {
+		bad("routing.circuit_failures", "must be positive, got %d", c.Routing.CircuitFailures)
+	}
+	if c.Routing.CircuitCooldown < 0 {
+		bad("routing.circuit_cooldown", "must not be negative")
+	}
+	if c.Routing.MaxRetryAfter < 0 {
+		bad("routing.max_retry_after", "must not be negative")
+	}
 	if c.Store.Poll < 0 {
 		bad("store.poll", "must not be negative")
 	}
@@ -583,13 +664,20 @@ func (c *Config) Validate() error {
 			bad(f+".name", "%q is defined twice", d.Name)
 		}
 		deployments[d.Name] = true
-		if d.Provider != ProviderOpenAI && d.Provider != ProviderAzureOpenAI {
-			bad(f+".provider", "must be %q or %q, got %q", ProviderOpenAI, ProviderAzureOpenAI, d.Provider)
+		if d.Provider != ProviderOpenAI && d.Provider != ProviderAzureOpenAI && d.Provider != ProviderAnthropic {
+			bad(f+".provider", "must be %q, %q or %q, got %q", ProviderOpenAI, ProviderAzureOpenAI, ProviderAnthropic, d.Provider)
 		}
 		if u, err := url.Parse(d.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad(f+".base_url", "must be an absolute http or https URL, got %q", d.BaseURL)
 		} else if u.RawQuery != "" || u.Fragment != "" {
 			bad(f+".base_url", "must not have a query or fragment")
+		} else if d.Provider == ProviderAnthropic && !strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/v1") {
+			// Loom appends /messages, as to an OpenAI base URL it appends
+			// /chat/completions: the API root, like https://api.anthropic.com/v1.
+			bad(f+".base_url", "of an anthropic deployment must end in /v1 (like https://api.anthropic.com/v1), got %q", d.BaseURL)
+		}
+		if d.DefaultMaxTokens < 0 {
+			bad(f+".default_max_tokens", "must not be negative")
 		}
 		if d.APIKey != "" && d.APIKeyEnv != "" {
 			bad(f, "set api_key or api_key_env, not both")

@@ -90,6 +90,11 @@ store: {database_url_env: LOOM_TEST_STORE_URL, secret_key_env: LOOM_TEST_STORE_S
 		"timeouts.client_write":         tm.ClientWrite,
 		"timeouts.client_idle":          tm.ClientIdle,
 		"timeouts.stream_write":         tm.StreamWrite,
+		"routing.max_attempts":          c.Routing.MaxAttempts,
+		"routing.budget":                c.Routing.Budget,
+		"routing.circuit_failures":      c.Routing.CircuitFailures,
+		"routing.circuit_cooldown":      c.Routing.CircuitCooldown,
+		"routing.max_retry_after":       c.Routing.MaxRetryAfter,
 		"deployments[].api_version":     c.Deployments[1].APIVersion,
 		"deployments[].max_conns":       c.Deployments[0].MaxConns,
 		"deployments[].tenant_share":    c.Deployments[0].TenantShare,
@@ -108,6 +113,7 @@ store: {database_url_env: LOOM_TEST_STORE_URL, secret_key_env: LOOM_TEST_STORE_S
 		"tracing.spool.segment_bytes":   tr.Spool.SegmentBytes,
 		"tracing.spool.commit_interval": tr.Spool.CommitInterval,
 		"tracing.spool.when_full":       tr.Spool.WhenFull,
+		"ops.pprof":                     c.Ops.Pprof,
 	}
 	documented := readmeDefaults(t)
 	for field, got := range applied {

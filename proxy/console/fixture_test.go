@@ -35,6 +35,7 @@ const (
 type fixture struct {
 	URL            string
 	h              http.Handler
+	pool           *pgxpool.Pool
 	live           *liveKeys
 	TracesA        []string // newest first; TracesA[0] has captured content
 	TracesB        []string
@@ -93,7 +94,7 @@ func newFixture(t *testing.T) *fixture {
 	if err := schema.EnsurePartitions(ctx, pool, now.Add(-48*time.Hour), now.Add(24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{log: &logtest.Buffer{}}
+	f := &fixture{log: &logtest.Buffer{}, pool: pool}
 	calls := []call{
 		{tenant: "acme", key: "acme-key", model: modelA, in: 120, out: 48, durMs: 840, overMs: 0.9, content: true},
 		{tenant: "acme", key: "acme-key", model: modelA, stream: true, in: 300, out: 512, durMs: 2100, ttfcMs: 180, overMs: 1.2},

@@ -7,10 +7,14 @@ package console
 // upstream: tokens, TTFC). No query filters by tenant for isolation:
 // row-level security does that.
 
-// callsFrom joins each call's SERVER span to its CLIENT span.
+// callsFrom joins each call's SERVER span to its CLIENT span: the attempt
+// that served (or failed last), the highest upstream_attempt, when the
+// call moved between deployments (one CLIENT span per attempt).
 const callsFrom = `
 FROM loom.spans s
 LEFT JOIN loom.spans c ON c.trace_id = s.trace_id AND c.parent_span_id = s.span_id AND c.kind = 'client'
+  AND NOT EXISTS (SELECT 1 FROM loom.spans l WHERE l.trace_id = c.trace_id AND l.parent_span_id = c.parent_span_id
+    AND l.kind = 'client' AND coalesce(l.upstream_attempt, 1) > coalesce(c.upstream_attempt, 1))
 WHERE s.kind = 'server'`
 
 // isError is a failed call: an error status or an HTTP error answer.

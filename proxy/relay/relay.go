@@ -40,6 +40,18 @@ type Body interface {
 type Options struct {
 	// DropUsage removes the usage chunk Loom asked for on the client's behalf.
 	DropUsage bool
+	// Observe reads one event's data into the record; nil means
+	// tap.Observe (OpenAI chat and completions chunks). The Responses API
+	// uses tap.ObserveResponseEvent. It must not change data.
+	Observe func(r *call.Record, data []byte) tap.Chunk
+	// ObserveContent adds one event's text to the captured content; nil
+	// means tap.ObserveContent.
+	ObserveContent func(c *call.Content, data []byte)
+	// Translator, when set, decides what the client gets for each event
+	// (and taps it): a stream whose dialect differs from the client's is
+	// translated, not passed. Observe, ObserveContent and DropUsage do not
+	// apply then. Nil (the pass-through path) costs one nil check.
+	Translator Translator
 	// Drain bounds how long the upstream is read after the client left.
 	Drain time.Duration
 	// MaxEvent bounds one event's size.
@@ -56,6 +68,30 @@ type Options struct {
 	Client       WriteDeadliner
 	WriteTimeout time.Duration
 }
+
+// Translator turns an upstream stream of one dialect into the client's
+// (Anthropic Messages events into OpenAI chat chunks, or back), or reads a
+// native stream that it passes on unchanged, filling the record it was set
+// up with. Each method appends to dst and returns it; what it returns
+// for one event reaches the client as one write, so it must be whole
+// events.
+type Translator interface {
+	// Event appends what the client gets for one upstream event: nothing,
+	// one event or several. An error means the event could not be read
+	// (the upstream's fault): the stream ends there, with Error's event.
+	Event(dst []byte, ev *sse.Event) ([]byte, error)
+	// End appends what closes the client's stream after the upstream's
+	// clean end; rest holds the bytes of an unterminated last event, if
+	// any.
+	End(dst, rest []byte) []byte
+	// Error appends an error event in the client's dialect, for a stream
+	// that the upstream or a shutdown broke off.
+	Error(dst []byte, message, code string) []byte
+}
+
+// ErrTranslate marks a stream ended because its translator could not read
+// an upstream event.
+var ErrTranslate = errors.New("relay: upstream event could not be translated")
 
 // WriteDeadliner is a client connection (a net.Conn) whose write deadline
 // the stream moves.
@@ -84,8 +120,14 @@ type Stream struct {
 	pending []byte
 	state   state
 	counter countingReader
+	// held is what Prime kept of the events before the first real one
+	// (comments, pings), copied out of the scanner's buffer.
+	held    []byte
 	aborted atomic.Bool
 	upDone  bool
+	// broken is set when the translator failed on an event: the stream
+	// ends after the error event it produced.
+	broken bool
 	// deadline is the client write deadline last set (see pushDeadline).
 	deadline time.Time
 }
@@ -117,10 +159,56 @@ func (s *Stream) Reset(body Body, rec *call.Record, opts Options) {
 	s.body, s.rec, s.opts = body, rec, opts
 	s.deadline = time.Time{}
 	s.pending, s.scratch = nil, s.scratch[:0]
-	s.state, s.upDone = streaming, false
+	if cap(s.held) > maxHeld {
+		s.held = nil // a stream's memory stays small (see scanBuf)
+	}
+	s.held = s.held[:0]
+	s.state, s.upDone, s.broken = streaming, false, false
 	s.aborted.Store(false)
 	s.counter = countingReader{r: body, n: &rec.UpstreamBytes}
 	s.sc.Reset(&s.counter, s.buf, opts.MaxEvent)
+}
+
+// maxHeld bounds what Prime holds of the events before the first real one:
+// an upstream that sends only comments past it is committed to as it is.
+const maxHeld = 4 << 10
+
+// Prime reads the upstream until its first real event (one with data: a
+// chunk, an error, [DONE]), taps it, and holds it for the client with
+// whatever came before it (comments, pings), so that the caller commits
+// the client to this upstream only once it has produced something. The
+// held bytes are the first the client gets, as soon as fasthttp writes
+// the stream: holding them costs no time. Call it after Reset, before the
+// stream is handed to fasthttp.
+//
+// It returns the read error when the upstream failed before its first
+// real event: nothing reached the client, the caller closes the body and
+// may try another upstream (Reset the stream for it). A clean end before
+// any real event is not a failure: the stream relays it as it is.
+func (s *Stream) Prime() error {
+	for {
+		if !s.sc.Next() {
+			if err := s.sc.Err(); err != nil {
+				return err
+			}
+			s.pending = s.held
+			return nil
+		}
+		ev := s.sc.Event()
+		out := s.process(ev)
+		if len(out) > 0 {
+			s.rec.ChunksSent++
+		}
+		if ev.HasData || len(s.held)+len(out) > maxHeld {
+			if len(s.held) > 0 {
+				out = append(s.held, out...)
+				s.held = out
+			}
+			s.pending = out
+			return nil
+		}
+		s.held = append(s.held, out...)
+	}
 }
 
 // Read implements io.Reader: it returns the next event (or the rest of one
@@ -190,6 +278,10 @@ func (s *Stream) next() ([]byte, error) {
 		if len(s.pending) > 0 {
 			s.rec.ChunksSent++
 		}
+		if s.broken {
+			s.finishUpstream(ErrTranslate)
+			s.state = ending
+		}
 	}
 	return s.pending, nil
 }
@@ -218,6 +310,9 @@ func (s *Stream) pushDeadline() {
 
 // process taps one event and returns the bytes the client gets for it.
 func (s *Stream) process(ev *sse.Event) []byte {
+	if s.opts.Translator != nil {
+		return s.translate(ev)
+	}
 	if !ev.HasData || ev.IsDone() {
 		return ev.Raw
 	}
@@ -226,9 +321,18 @@ func (s *Stream) process(ev *sse.Event) []byte {
 		rec.FirstChunk = time.Now()
 	}
 	rec.Chunks++
-	c := tap.Observe(rec, ev.Data)
+	var c tap.Chunk
+	if s.opts.Observe != nil {
+		c = s.opts.Observe(rec, ev.Data)
+	} else {
+		c = tap.Observe(rec, ev.Data)
+	}
 	if rec.Content.Capture {
-		tap.ObserveContent(&rec.Content, ev.Data)
+		if s.opts.ObserveContent != nil {
+			s.opts.ObserveContent(&rec.Content, ev.Data)
+		} else {
+			tap.ObserveContent(&rec.Content, ev.Data)
+		}
 	}
 	if c.Error && rec.Outcome == "" {
 		rec.Outcome = call.OutcomeUpstreamError
@@ -247,6 +351,25 @@ func (s *Stream) process(ev *sse.Event) []byte {
 	return ev.Raw
 }
 
+// translate hands one event to the translator.
+func (s *Stream) translate(ev *sse.Event) []byte {
+	rec := s.rec
+	if ev.HasData && !ev.IsDone() {
+		if rec.FirstChunk.IsZero() {
+			rec.FirstChunk = time.Now()
+		}
+		rec.Chunks++
+	}
+	out, err := s.opts.Translator.Event(s.scratch[:0], ev)
+	if err != nil {
+		s.broken = true
+		rec.Outcome, rec.ErrorType, rec.ErrorMessage = call.OutcomeUpstreamFailed, "upstream_malformed", err.Error()
+		out = s.opts.Translator.Error(out, "The upstream sent an event the gateway could not read.", "upstream_malformed")
+	}
+	s.scratch = out
+	return out
+}
+
 // end closes the upstream after its last event and returns what the client
 // still gets: the bytes of an unterminated last event at a clean end, or an
 // error event when the upstream failed.
@@ -257,7 +380,7 @@ func (s *Stream) end() []byte {
 	switch {
 	case s.aborted.Load():
 		rec.Outcome, rec.ErrorType, rec.ErrorMessage = call.OutcomeUpstreamFailed, "shutdown", ErrShutdown.Error()
-		out = errorEvent(s.scratch[:0], "The server is shutting down; the stream was ended early.", "server_shutdown")
+		out = s.errorEvent("The server is shutting down; the stream was ended early.", "server_shutdown")
 	case err != nil:
 		rec.Outcome = call.OutcomeUpstreamFailed
 		rec.ErrorMessage = err.Error()
@@ -269,7 +392,10 @@ func (s *Stream) end() []byte {
 		default:
 			rec.ErrorType = "upstream_reset"
 		}
-		out = errorEvent(s.scratch[:0], "The upstream connection failed mid-stream ("+rec.ErrorType+").", rec.ErrorType)
+		out = s.errorEvent("The upstream connection failed mid-stream ("+rec.ErrorType+").", rec.ErrorType)
+	case s.opts.Translator != nil:
+		out = s.opts.Translator.End(s.scratch[:0], s.sc.Rest())
+		s.scratch = out
 	default:
 		out = s.sc.Rest()
 	}
@@ -278,6 +404,16 @@ func (s *Stream) end() []byte {
 		s.rec.ChunksSent++
 	}
 	return out
+}
+
+// errorEvent is the event that ends a broken stream, in the client's
+// dialect.
+func (s *Stream) errorEvent(message, code string) []byte {
+	if s.opts.Translator != nil {
+		s.scratch = s.opts.Translator.Error(s.scratch[:0], message, code)
+		return s.scratch
+	}
+	return errorEvent(s.scratch[:0], message, code)
 }
 
 func errorEvent(dst []byte, message, code string) []byte {
@@ -336,11 +472,11 @@ func (s *Stream) drainUpstream() {
 	}
 	body := s.body
 	t := time.AfterFunc(s.opts.Drain, func() { _ = body.CloseWithError(ErrDrainDeadline) })
-	for s.sc.Next() {
+	for !s.broken && s.sc.Next() {
 		s.process(s.sc.Event())
 	}
 	t.Stop()
-	s.rec.DrainComplete = s.sc.Err() == nil
+	s.rec.DrainComplete = s.sc.Err() == nil && !s.broken
 	s.finishUpstream(s.sc.Err())
 }
 

@@ -7,6 +7,7 @@ package request
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 
 	"github.com/loom-gateway/loom/proxy/apierror"
@@ -22,7 +23,23 @@ type Request struct {
 	// IncludeUsage is the client's own stream_options.include_usage.
 	IncludeUsage bool
 	Params       call.Params
+	// Responses says the body is a Responses API request (POST
+	// /v1/responses): no messages, prompt or n; max_output_tokens bounds
+	// the output; usage always comes with the answer, so Loom never asks
+	// for it (AddsUsage is false).
+	Responses bool
+	// Messages says the body is an Anthropic Messages request (POST
+	// /v1/messages, or its count_tokens): Loom reads model, stream,
+	// messages, max_tokens and the sampling parameters, and leaves
+	// Anthropic's own rules to the upstream or the translation
+	// (proxy/messages); it never asks for usage (AddsUsage is false).
+	Messages bool
 
+	// modelFromPath says Model came from the URL (Azure's
+	// /openai/deployments/{name}/...), not the body: the body's own model,
+	// if any, is replaced upstream, and one is added where it has none.
+	modelFromPath        bool
+	objStart             int // the top-level opening brace
 	modelStart, modelEnd int
 	soKind               json.Kind // stream_options, Invalid when absent
 	soStart, soEnd       int
@@ -67,6 +84,45 @@ func errMissing(param string) *apierror.Error {
 func (r *Request) Parse(op call.Operation, body []byte) error {
 	model := r.Model[:0]
 	*r = Request{Op: op, Model: model}
+	return r.parse(body)
+}
+
+// ParseResponses reads body as a Responses API request (POST
+// /v1/responses), whose operation is chat: model is required, input (a
+// string or an array) is not (previous_response_id or a prompt template
+// may stand in for it).
+func (r *Request) ParseResponses(body []byte) error {
+	model := r.Model[:0]
+	*r = Request{Op: call.OpChat, Model: model, Responses: true}
+	return r.parse(body)
+}
+
+// ParseMessages reads body as an Anthropic Messages request (see
+// Messages): model and messages (an array of objects) are required.
+func (r *Request) ParseMessages(body []byte) error {
+	model := r.Model[:0]
+	*r = Request{Op: call.OpChat, Model: model, Messages: true}
+	return r.parse(body)
+}
+
+// ParseNamed reads body as a request for op on the model named in the URL
+// (Azure's /openai/deployments/{model}/...): the body's own model may be
+// absent, as Azure clients leave it out, and is ignored when present.
+func (r *Request) ParseNamed(op call.Operation, model, body []byte) error {
+	buf := r.Model[:0]
+	*r = Request{Op: op, Model: buf, modelFromPath: true}
+	if err := r.parse(body); err != nil {
+		return err
+	}
+	r.Model = append(r.Model[:0], model...)
+	if len(r.Model) == 0 {
+		return apierror.BadRequest("", "model", "You must provide a model parameter.")
+	}
+	return nil
+}
+
+func (r *Request) parse(body []byte) error {
+	op := r.Op
 	r.Params.RequestBodyBytes = len(body)
 	if !json.Valid(body) {
 		return errNotJSON()
@@ -88,14 +144,19 @@ func (r *Request) Parse(op call.Operation, body []byte) error {
 	if m.Err() != nil {
 		return errNotJSON()
 	}
-	r.objEnd = bytes.LastIndexByte(body, '}')
-	if r.seen&seenModel == 0 {
+	r.objStart, r.objEnd = bytes.IndexByte(body, '{'), bytes.LastIndexByte(body, '}')
+	if r.seen&seenModel == 0 && !r.modelFromPath {
 		return apierror.BadRequest("", "model", "You must provide a model parameter.")
+	}
+	if r.Responses {
+		// Responses' stream_options (include_obfuscation) is the
+		// upstream's to judge: Loom adds nothing to it.
+		return nil
 	}
 	if r.seen&seenRequired == 0 {
 		return errMissing(requiredParam(op))
 	}
-	if r.soKind == json.Object && !r.Stream {
+	if r.soKind == json.Object && !r.Stream && !r.Messages {
 		return apierror.BadRequest("invalid_value", "stream_options",
 			"The 'stream_options' parameter is only allowed when 'stream' is enabled.")
 	}
@@ -163,7 +224,7 @@ func (r *Request) member(key []byte, m *json.Members) *apierror.Error {
 			return errType("model", "a string", kind)
 		}
 		r.Model, _ = json.AppendString(r.Model[:0], v)
-		if len(r.Model) == 0 {
+		if len(r.Model) == 0 && !r.modelFromPath {
 			return apierror.BadRequest("", "model", "You must provide a model parameter.")
 		}
 		r.modelStart, r.modelEnd = m.ValueSpan()
@@ -185,6 +246,9 @@ func (r *Request) member(key []byte, m *json.Members) *apierror.Error {
 		if err := r.once(seenStreamOptions, "stream_options"); err != nil {
 			return err
 		}
+		if r.Responses || r.Messages {
+			return nil
+		}
 		r.soKind = kind
 		r.soStart, r.soEnd = m.ValueSpan()
 		switch kind {
@@ -195,18 +259,35 @@ func (r *Request) member(key []byte, m *json.Members) *apierror.Error {
 			return errType("stream_options", "an object", kind)
 		}
 	case "messages":
+		if r.Responses {
+			return nil
+		}
 		return r.required(call.OpChat, "messages", m, json.Array)
 	case "prompt":
 		return r.required(call.OpTextCompletion, "prompt", m, json.String, json.Array)
 	case "input":
+		if r.Responses {
+			return r.responsesInput(m)
+		}
 		return r.required(call.OpEmbeddings, "input", m, json.String, json.Array)
+	case "max_output_tokens":
+		if !r.Responses {
+			return nil
+		}
+		return integer(&r.Params.MaxTokens, "max_output_tokens", kind, v, 0, 1<<40)
 	case "temperature":
 		return number(&r.Params.Temperature, "temperature", kind, v, 0, 2)
 	case "top_p":
 		return number(&r.Params.TopP, "top_p", kind, v, 0, 1)
 	case "n":
+		if r.Responses {
+			return nil
+		}
 		return integer(&r.Params.N, "n", kind, v, 1, 128)
 	case "max_tokens", "max_completion_tokens":
+		if r.Responses {
+			return nil
+		}
 		// With both (or either twice), the upstream may obey either: the
 		// larger bounds what the call may generate, and is what the token
 		// limiter must reserve.
@@ -264,6 +345,19 @@ func (r *Request) required(op call.Operation, param string, m *json.Members, kin
 		want = "a string or an array"
 	}
 	return errType(param, want, kind)
+}
+
+// responsesInput checks a Responses request's input: a string or an array
+// of items, at most once.
+func (r *Request) responsesInput(m *json.Members) *apierror.Error {
+	if err := r.once(seenRequired, "input"); err != nil {
+		return err
+	}
+	switch m.Kind() {
+	case json.String, json.Array, json.Null:
+		return nil
+	}
+	return errType("input", "a string or an array", m.Kind())
 }
 
 func checkMessages(v []byte) *apierror.Error {
@@ -350,7 +444,7 @@ func integer(dst **int64, param string, kind json.Kind, v []byte, lo, hi int64) 
 // AddsUsage reports whether Loom must ask the upstream for usage that the
 // client did not ask for.
 func (r *Request) AddsUsage() bool {
-	return r.Stream && !r.IncludeUsage && r.Op != call.OpEmbeddings
+	return r.Stream && !r.IncludeUsage && r.Op != call.OpEmbeddings && !r.Responses && !r.Messages
 }
 
 // AppendUpstreamBody appends to dst the body to send upstream: body with the
@@ -361,25 +455,41 @@ func (r *Request) AppendUpstreamBody(dst, body []byte, upstreamModel string) []b
 		start, end int
 		text       string
 		quoted     bool
+		// pre and post surround the (quoted) text: a member added
+		// whole.
+		pre, post string
 	}
 	var edits [2]splice
 	n := 0
-	if upstreamModel != "" && upstreamModel != string(r.Model) {
-		edits[n] = splice{r.modelStart, r.modelEnd, upstreamModel, true}
+	switch {
+	case r.modelFromPath && r.modelEnd == 0:
+		// The body names no model (Azure clients leave it out): an
+		// OpenAI-compatible upstream needs one, and Azure ignores it.
+		post := ","
+		if json.IsEmptyObject(body[r.objStart : r.objEnd+1]) {
+			post = ""
+		}
+		edits[n] = splice{r.objStart + 1, r.objStart + 1, cmp.Or(upstreamModel, string(r.Model)), true, `"model":`, post}
+		n++
+	case r.modelFromPath && upstreamModel == "":
+		edits[n] = splice{start: r.modelStart, end: r.modelEnd, text: string(r.Model), quoted: true}
+		n++
+	case upstreamModel != "" && (upstreamModel != string(r.Model) || r.modelFromPath):
+		edits[n] = splice{start: r.modelStart, end: r.modelEnd, text: upstreamModel, quoted: true}
 		n++
 	}
 	if r.AddsUsage() {
 		switch {
 		case r.soKind == json.Invalid:
-			edits[n] = splice{r.objEnd, r.objEnd, `,"stream_options":{"include_usage":true}`, false}
+			edits[n] = splice{start: r.objEnd, end: r.objEnd, text: `,"stream_options":{"include_usage":true}`}
 		case r.soKind == json.Null:
-			edits[n] = splice{r.soStart, r.soEnd, `{"include_usage":true}`, false}
+			edits[n] = splice{start: r.soStart, end: r.soEnd, text: `{"include_usage":true}`}
 		case r.iuEnd > 0:
-			edits[n] = splice{r.iuStart, r.iuEnd, `true`, false}
+			edits[n] = splice{start: r.iuStart, end: r.iuEnd, text: `true`}
 		case json.IsEmptyObject(body[r.soStart:r.soEnd]):
-			edits[n] = splice{r.soStart + 1, r.soStart + 1, `"include_usage":true`, false}
+			edits[n] = splice{start: r.soStart + 1, end: r.soStart + 1, text: `"include_usage":true`}
 		default:
-			edits[n] = splice{r.soStart + 1, r.soStart + 1, `"include_usage":true,`, false}
+			edits[n] = splice{start: r.soStart + 1, end: r.soStart + 1, text: `"include_usage":true,`}
 		}
 		n++
 	}
@@ -388,12 +498,13 @@ func (r *Request) AppendUpstreamBody(dst, body []byte, upstreamModel string) []b
 	}
 	at := 0
 	for _, e := range edits[:n] {
-		dst = append(dst, body[at:e.start]...)
+		dst = append(append(dst, body[at:e.start]...), e.pre...)
 		if e.quoted {
 			dst = json.AppendQuote(dst, e.text)
 		} else {
 			dst = append(dst, e.text...)
 		}
+		dst = append(dst, e.post...)
 		at = e.end
 	}
 	return append(dst, body[at:]...)

@@ -12,7 +12,6 @@ import (
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/internal/json"
 	"github.com/loom-gateway/loom/proxy/relay"
-	"github.com/loom-gateway/loom/proxy/tap"
 	"github.com/loom-gateway/loom/proxy/tenant"
 	"github.com/loom-gateway/loom/proxy/upstream"
 )
@@ -31,11 +30,13 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
 	switch string(path) {
 	case "/v1/chat/completions":
-		s.post(ctx, call.OpChat, "/v1/chat/completions")
+		s.post(ctx, epChat, nil)
 	case "/v1/completions":
-		s.post(ctx, call.OpTextCompletion, "/v1/completions")
+		s.post(ctx, epCompletions, nil)
 	case "/v1/embeddings":
-		s.post(ctx, call.OpEmbeddings, "/v1/embeddings")
+		s.post(ctx, epEmbeddings, nil)
+	case "/v1/responses":
+		s.post(ctx, epResponses, nil)
 	case "/v1/models":
 		s.models(ctx, nil)
 	case "/healthz":
@@ -45,6 +46,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	default:
 		if name, ok := bytes.CutPrefix(path, []byte("/v1/models/")); ok && len(name) > 0 {
 			s.models(ctx, name)
+			return
+		}
+		if s.routeResponses(ctx, path) || s.routeAzure(ctx, path) {
 			return
 		}
 		ex := s.begin(ctx, "", "")
@@ -81,6 +85,8 @@ func methodName(m []byte) string {
 		return fasthttp.MethodGet
 	case fasthttp.MethodPost:
 		return fasthttp.MethodPost
+	case fasthttp.MethodDelete:
+		return fasthttp.MethodDelete
 	}
 	return "_OTHER"
 }
@@ -123,9 +129,10 @@ func (s *Server) attribute(ctx *fasthttp.RequestCtx, ex *exchange) {
 	}
 }
 
-// authenticate resolves the request's key: "Authorization: Bearer KEY", or
-// the "api-key" header that Azure SDKs send. Its error carries the
-// *apierror.Error (a 401) to answer with.
+// authenticate resolves the request's key: "Authorization: Bearer KEY", the
+// "api-key" header that Azure SDKs send, or the "x-api-key" header that
+// Anthropic SDKs send. Its error carries the *apierror.Error (a 401) to
+// answer with.
 func (s *Server) authenticate(ctx *fasthttp.RequestCtx, dir *tenant.Directory) (*tenant.Key, error) {
 	var key []byte
 	if auth := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization); len(auth) > 0 {
@@ -135,8 +142,8 @@ func (s *Server) authenticate(ctx *fasthttp.RequestCtx, dir *tenant.Directory) (
 				"The Authorization header must be 'Bearer <API key>'.")
 		}
 		key = bytes.TrimSpace(auth[len(bearer):])
-	} else {
-		key = bytes.TrimSpace(ctx.Request.Header.Peek("api-key"))
+	} else if key = bytes.TrimSpace(ctx.Request.Header.Peek("api-key")); len(key) == 0 {
+		key = bytes.TrimSpace(ctx.Request.Header.Peek("x-api-key"))
 	}
 	if len(key) == 0 {
 		return nil, apierror.New(fasthttp.StatusUnauthorized, apierror.TypeInvalidRequest, "missing_api_key", "",
@@ -211,7 +218,7 @@ func clientError(err error) *apierror.Error {
 // reject answers with an error Loom made and completes the call's record;
 // one without a tenant is counted rather than recorded (see finish).
 func (s *Server) reject(ctx *fasthttp.RequestCtx, ex *exchange, e *apierror.Error) {
-	writeError(ctx, e)
+	ex.writeError(ctx, e)
 	rec := &ex.rec
 	rec.Status = e.Status
 	if rec.Outcome == "" {
@@ -275,9 +282,11 @@ func (s *Server) tooLarge() *apierror.Error {
 		"The request body is larger than this gateway accepts ("+strconv.Itoa(s.cfg.MaxBodyBytes)+" bytes).")
 }
 
-// post relays one completion or embeddings call.
-func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string) {
-	ex := s.begin(ctx, op, route)
+// post relays one completion, embeddings or Responses call of ep; model,
+// when set, names the model in the URL (Azure's deployment path).
+func (s *Server) post(ctx *fasthttp.RequestCtx, ep *endpoint, model []byte) {
+	ex := s.begin(ctx, ep.op, ep.route)
+	ex.ep, ex.pathModel = ep, model
 	rec := &ex.rec
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
@@ -304,7 +313,7 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 		}
 		return
 	}
-	if err := ex.req.Parse(op, body); err != nil {
+	if err := ex.parse(body); err != nil {
 		rec.Stream = ex.req.Stream
 		s.reject(ctx, ex, clientError(err))
 		return
@@ -316,7 +325,13 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 		return
 	}
 	dep := rt.Upstream
+	if aerr := ex.prepare(dep, rt.Model); aerr != nil {
+		rec.Model = rt.Model
+		s.reject(ctx, ex, aerr)
+		return
+	}
 	rec.Model, rec.UpstreamModel = rt.Model, rt.UpstreamModel
+	// Where the call would go first; forward sets each attempt's own.
 	rec.Deployment, rec.Provider = dep.Name, dep.Provider
 	rec.ServerAddress, rec.ServerPort = dep.Host, dep.Port
 	rec.Stream, rec.Params, rec.UsageRequested = ex.req.Stream, ex.req.Params, ex.req.AddsUsage()
@@ -330,71 +345,53 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, op call.Operation, route string)
 	if s.opts.AddedLatency > 0 {
 		time.Sleep(s.opts.AddedLatency)
 	}
-	if aerr := s.takeSlot(ex, dep); aerr != nil {
-		s.reject(ctx, ex, aerr)
-		return
-	}
-
-	ureq := fasthttp.AcquireRequest()
-	dep.Prepare(ureq, rt.Path(op), rt.Auth)
-	connection := ctx.Request.Header.Peek(fasthttp.HeaderConnection)
-	for k, v := range ctx.Request.Header.All() {
-		if dep.ForwardRequestHeader(k) && !upstream.NamedByConnection(connection, k) {
-			ureq.Header.AddBytesKV(k, v)
-		}
-	}
-	ureq.Header.SetContentType("application/json")
-	ex.body = ex.req.AppendUpstreamBody(ex.body[:0], body, rt.UpstreamModel)
-	if p := key.Tenant.Content; p.Capture {
-		// ex.body lives until the exchange is reused, after the sink ran.
-		rec.Content.Capture, rec.Content.Max, rec.Content.Request = true, p.MaxBytes, ex.body
-	}
-	ureq.SetBodyRaw(ex.body)
-	uresp := fasthttp.AcquireResponse()
-	uresp.StreamBody = ex.req.Stream
-	rec.UpstreamStart = time.Now()
-	err = dep.Do(ureq, uresp)
-	fasthttp.ReleaseRequest(ureq)
-	if err != nil {
-		fasthttp.ReleaseResponse(uresp)
-		s.upstreamFailed(ctx, ex, err)
-		return
-	}
-	rec.UpstreamHeader = time.Now()
-	rec.UpstreamStatus = uresp.StatusCode()
-	if ex.req.Stream && uresp.StatusCode() == fasthttp.StatusOK && isEventStream(uresp.Header.ContentType()) {
-		if body, ok := uresp.BodyStream().(relay.Body); ok {
-			s.stream(ctx, ex, dep, uresp, body)
-			return
-		}
-	}
-	s.unary(ctx, ex, dep, uresp)
+	s.forward(ctx, ex, key, rt, ep.op, body)
 }
 
 // takeSlot waits (at most timeouts.pool_wait) for the call's place in its
 // deployment's pool, within its tenant's share. finish gives it back.
 func (s *Server) takeSlot(ex *exchange, dep *upstream.Deployment) *apierror.Error {
-	rec := &ex.rec
-	slot, err := dep.Acquire(rec.TenantID, ex.live.cfg.Timeouts.PoolWait)
+	sf := s.slotFor(ex, dep)
+	if sf.err != nil {
+		rec := &ex.rec
+		if sf.outcome != "" {
+			rec.Outcome = sf.outcome
+		}
+		rec.ErrorType, rec.ErrorMessage = sf.errorType, sf.message
+	}
+	return sf.err
+}
+
+// slotFailure is why a call got no place in a deployment's pool: the
+// answer, and what the record says, applied only when no other deployment
+// serves the call.
+type slotFailure struct {
+	err                *apierror.Error
+	outcome            call.Outcome
+	errorType, message string
+}
+
+// slotFor is takeSlot without touching the record.
+func (s *Server) slotFor(ex *exchange, dep *upstream.Deployment) slotFailure {
+	slot, err := dep.Acquire(ex.rec.TenantID, ex.live.cfg.Timeouts.PoolWait)
 	if err == nil {
 		ex.slot = slot
-		return nil
+		return slotFailure{}
 	}
-	var e *apierror.Error
+	f := slotFailure{message: err.Error()}
 	if errors.Is(err, upstream.ErrShareExceeded) {
 		// The tenant's own doing, and it clears as its calls finish: a
 		// rate limit, as OpenAI would send it.
-		rec.Outcome, rec.ErrorType = call.OutcomeRateLimited, "deployment_share_exceeded"
-		e = apierror.New(fasthttp.StatusTooManyRequests, "requests", "deployment_share_exceeded", "",
-			"Too many concurrent requests from tenant "+rec.TenantID+" to this model's deployment (at most "+
+		f.outcome, f.errorType = call.OutcomeRateLimited, "deployment_share_exceeded"
+		f.err = apierror.New(fasthttp.StatusTooManyRequests, "requests", "deployment_share_exceeded", "",
+			"Too many concurrent requests from tenant "+ex.rec.TenantID+" to this model's deployment (at most "+
 				strconv.Itoa(dep.TenantShare())+" at once). Please try again shortly.")
 	} else {
-		rec.ErrorType = "deployment_saturated"
-		e = saturated()
+		f.errorType = "deployment_saturated"
+		f.err = saturated()
 	}
-	e.RetryAfter = 1
-	rec.ErrorMessage = err.Error()
-	return e
+	f.err.RetryAfter = 1
+	return f
 }
 
 func saturated() *apierror.Error {
@@ -467,18 +464,25 @@ func (s *Server) unary(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Dep
 	body, err := dep.ReadAnswer(uresp)
 	rec.UpstreamEnd = time.Now()
 	rec.UpstreamBytes = int64(len(body))
-	status := uresp.StatusCode()
 	if err != nil {
 		fasthttp.ReleaseResponse(uresp)
 		s.upstreamFailed(ctx, ex, err)
 		return
 	}
+	s.answer(ctx, ex, dep, uresp, body)
+}
+
+// answer relays an upstream's whole answer, body read (valid until uresp
+// is released, which answer does).
+func (s *Server) answer(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Deployment, uresp *fasthttp.Response, body []byte) {
+	rec := &ex.rec
+	status := uresp.StatusCode()
 	if status == fasthttp.StatusUnauthorized || status == fasthttp.StatusForbidden {
 		fasthttp.ReleaseResponse(uresp)
 		s.credentialRefused(ctx, ex, status)
 		return
 	}
-	tap.Observe(rec, body)
+	ex.observe(rec, status, body)
 	if rec.Content.Capture {
 		rec.Content.Response = append(rec.Content.Response[:0], body...)
 	}
@@ -486,13 +490,14 @@ func (s *Server) unary(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Dep
 		rec.Outcome = call.OutcomeUpstreamError
 		rec.ErrorType = strconv.Itoa(status)
 	}
+	status, body = ex.answer(rec, status, body)
 	copyHeaders(ctx, ex, dep, uresp)
 	ctx.SetStatusCode(status)
 	ctx.SetBody(body)
 	fasthttp.ReleaseResponse(uresp)
 	rec.Status = status
 	rec.ClientBytes = int64(len(body))
-	setOverhead(ctx, rec, rec.UpstreamEnd.Sub(rec.UpstreamStart))
+	setOverhead(ctx, rec, ex.waited+rec.UpstreamEnd.Sub(rec.UpstreamStart))
 	s.finish(ex)
 }
 
@@ -513,20 +518,23 @@ func (s *Server) credentialRefused(ctx *fasthttp.RequestCtx, ex *exchange, statu
 			strconv.Itoa(status)+"). This is not a problem with your API key; the gateway's operator has to fix it."))
 }
 
-// stream hands the upstream's event stream to the relay, which fasthttp
-// reads after this handler returns. From here on only the relay and its Done
-// callback own ex and uresp.
-func (s *Server) stream(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Deployment, uresp *fasthttp.Response, body relay.Body) {
+// stream hands the upstream's event stream, which ex.stream was Reset for
+// and primed with its first event (see forward), to the relay, which
+// fasthttp reads after this handler returns. From here on only the relay
+// and its Done callback own ex and uresp.
+func (s *Server) stream(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Deployment, uresp *fasthttp.Response) {
 	rec := &ex.rec
 	copyHeaders(ctx, ex, dep, uresp)
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
-	// The head goes out at once, as the provider's does, not with the first
-	// event.
+	// The head goes out at once, with the first event the relay holds
+	// (the stream was committed to when it arrived), not after it.
 	ctx.Response.ImmediateHeaderFlush = true
 	rec.Status = fasthttp.StatusOK
-	setOverhead(ctx, rec, rec.UpstreamHeader.Sub(rec.UpstreamStart))
+	// Everything since the request went upstream was the wait for its head
+	// and first event.
+	setOverhead(ctx, rec, ex.waited+time.Since(rec.UpstreamStart))
 	ex.uresp = uresp
 	// The stream sets the client's write deadline per event (see
 	// relay.Options.WriteTimeout). Setting it through ctx first tells
@@ -534,7 +542,6 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.De
 	// deadline for the whole response) then does not cut a long stream,
 	// and it clears the deadline once the response is written.
 	_ = ctx.SetWriteDeadline(time.Now().Add(ex.live.cfg.Timeouts.StreamWrite))
-	ex.stream.Reset(body, rec, relayOptions(ex, ctx.Conn()))
 	s.track(&ex.stream)
 	ctx.SetBodyStream(&ex.stream, -1)
 }

@@ -85,6 +85,7 @@ func (s *Server) AppendMetrics(dst []byte) []byte {
 	dst = append(dst, "\n# HELP go_goroutines Goroutines that currently exist.\n# TYPE go_goroutines gauge\ngo_goroutines "...)
 	dst = strconv.AppendInt(dst, int64(runtime.NumGoroutine()), 10)
 	dst = append(dst, '\n')
+	dst = s.appendRoutingMetrics(dst)
 	if s.opts.Metrics != nil {
 		dst = s.opts.Metrics(dst)
 	}

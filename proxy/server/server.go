@@ -85,6 +85,11 @@ type Server struct {
 	// lastAuthLog is when (Unix seconds) an upstream credential refusal
 	// was last logged.
 	lastAuthLog atomic.Int64
+	// routing counts upstream attempts, failovers and skips (attempts.go).
+	routing routingCounts
+	// responseIDs routes lookups of a stored response to the deployment
+	// that made it (see responseIndex).
+	responseIDs responseIndex
 }
 
 // New builds a server from a validated configuration.
@@ -115,7 +120,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		s.goodTenants[t.ID] = t
 	}
 	s.exchanges.New = func() any {
-		ex := &exchange{srv: s}
+		ex := &exchange{srv: s, cands: make([]*tenant.Target, 0, maxKeptCandidates)}
 		ex.streamDone = ex.streamEnded
 		return ex
 	}
@@ -344,6 +349,10 @@ type exchange struct {
 	// slot is the call's place in its deployment's pool, held until the
 	// upstream is done with (for a stream, until the relay ends).
 	slot upstream.Slot
+	// ep is the route post serves the call on; pathModel the model its URL
+	// names (Azure's deployment path), valid only while the handler runs.
+	ep        *endpoint
+	pathModel []byte
 	// streamDone is ex.streamEnded, bound once per pooled exchange so that
 	// starting a stream allocates no closure.
 	streamDone func()
@@ -353,6 +362,21 @@ type exchange struct {
 	admitted bool
 	ticket   limit.Ticket
 	decision limit.Decision
+	// cands are the call's candidate targets, in the order it tries them;
+	// fail is its last failed attempt, until the call moves on or answers
+	// with it; waited is the time its failed attempts spent upstream (not
+	// Loom's overhead). See attempts.go.
+	cands  []*tenant.Target
+	fail   failure
+	waited time.Duration
+	// firstTimer cuts off a stream whose first event is late (see prime);
+	// firstBody is the stream it cuts, firstFired says it did, firstRan
+	// that its func is done.
+	firstMu    sync.Mutex
+	firstTimer *time.Timer
+	firstBody  relay.Body
+	firstFired bool
+	firstRan   chan struct{}
 }
 
 // streamEnded runs when a relayed stream is over.
@@ -365,13 +389,15 @@ func (ex *exchange) streamEnded() {
 }
 
 func relayOptions(ex *exchange, client relay.WriteDeadliner) relay.Options {
-	return relay.Options{
+	o := relay.Options{
 		DropUsage:    ex.req.AddsUsage(),
 		Drain:        ex.live.cfg.Timeouts.Drain,
 		Done:         ex.streamDone,
 		Client:       client,
 		WriteTimeout: ex.live.cfg.Timeouts.StreamWrite,
 	}
+	ex.setDialect(&o)
+	return o
 }
 
 func (s *Server) acquire() *exchange {
@@ -382,6 +408,8 @@ func (s *Server) acquire() *exchange {
 		ex.in = nil
 	}
 	ex.admitted, ex.decision = false, limit.Decision{}
+	ex.waited, ex.fail = 0, failure{}
+	ex.ep, ex.pathModel = nil, nil
 	return ex
 }
 
@@ -397,13 +425,14 @@ func (s *Server) finish(ex *exchange) {
 		rec.Outcome = call.OutcomeOK
 	}
 	if rec.UsageSource == call.UsageNone && rec.Stream && rec.UpstreamStatus == fasthttp.StatusOK &&
-		rec.Operation != call.OpEmbeddings {
+		rec.Operation != call.OpEmbeddings && ex.kind() != dialectLookup {
 		// The stream began, so the provider did work, but its count never
 		// came: the client left before the drain reached it, or the
 		// upstream broke off.
 		tap.EstimateUsage(rec, ex.body)
 	}
 	s.settle(ex)
+	s.rememberResponse(ex)
 	if rec.TenantID == "" {
 		// Refused before any tenant was known: counted and logged, not a
 		// call (see unauthCounts).
@@ -412,6 +441,8 @@ func (s *Server) finish(ex *exchange) {
 		s.opts.Sink.Record(rec)
 	}
 	ex.live = nil // a pooled exchange must not keep retired deployments alive
+	clear(ex.cands)
+	ex.cands = ex.cands[:0]
 	s.exchanges.Put(ex)
 }
 

@@ -21,26 +21,27 @@ const ServiceNameLoom = "loom"
 // GenAI semantic conventions, v1.41 shape. Times are in seconds, as the
 // conventions define them.
 const (
-	GenAIOperationName              = "gen_ai.operation.name"
-	GenAIProviderName               = "gen_ai.provider.name"
-	GenAIRequestModel               = "gen_ai.request.model"
-	GenAIRequestTemperature         = "gen_ai.request.temperature"
-	GenAIRequestTopP                = "gen_ai.request.top_p"
-	GenAIRequestMaxTokens           = "gen_ai.request.max_tokens"
-	GenAIRequestChoiceCount         = "gen_ai.request.choice.count" // the request's n
-	GenAIRequestSeed                = "gen_ai.request.seed"
-	GenAIRequestStream              = "gen_ai.request.stream"
-	GenAIRequestEncodingFormats     = "gen_ai.request.encoding_formats"
-	GenAIResponseModel              = "gen_ai.response.model"
-	GenAIResponseID                 = "gen_ai.response.id"
-	GenAIResponseFinishReasons      = "gen_ai.response.finish_reasons"
-	GenAIResponseTimeToFirstChunk   = "gen_ai.response.time_to_first_chunk"
-	GenAIUsageInputTokens           = "gen_ai.usage.input_tokens"
-	GenAIUsageOutputTokens          = "gen_ai.usage.output_tokens"
-	GenAIUsageCacheReadInputTokens  = "gen_ai.usage.cache_read.input_tokens"
-	GenAIUsageReasoningOutputTokens = "gen_ai.usage.reasoning.output_tokens"
-	GenAIInputMessages              = "gen_ai.input.messages"
-	GenAIOutputMessages             = "gen_ai.output.messages"
+	GenAIOperationName                 = "gen_ai.operation.name"
+	GenAIProviderName                  = "gen_ai.provider.name"
+	GenAIRequestModel                  = "gen_ai.request.model"
+	GenAIRequestTemperature            = "gen_ai.request.temperature"
+	GenAIRequestTopP                   = "gen_ai.request.top_p"
+	GenAIRequestMaxTokens              = "gen_ai.request.max_tokens"
+	GenAIRequestChoiceCount            = "gen_ai.request.choice.count" // the request's n
+	GenAIRequestSeed                   = "gen_ai.request.seed"
+	GenAIRequestStream                 = "gen_ai.request.stream"
+	GenAIRequestEncodingFormats        = "gen_ai.request.encoding_formats"
+	GenAIResponseModel                 = "gen_ai.response.model"
+	GenAIResponseID                    = "gen_ai.response.id"
+	GenAIResponseFinishReasons         = "gen_ai.response.finish_reasons"
+	GenAIResponseTimeToFirstChunk      = "gen_ai.response.time_to_first_chunk"
+	GenAIUsageInputTokens              = "gen_ai.usage.input_tokens"
+	GenAIUsageOutputTokens             = "gen_ai.usage.output_tokens"
+	GenAIUsageCacheReadInputTokens     = "gen_ai.usage.cache_read.input_tokens"
+	GenAIUsageCacheCreationInputTokens = "gen_ai.usage.cache_creation.input_tokens"
+	GenAIUsageReasoningOutputTokens    = "gen_ai.usage.reasoning.output_tokens"
+	GenAIInputMessages                 = "gen_ai.input.messages"
+	GenAIOutputMessages                = "gen_ai.output.messages"
 )
 
 // General semantic conventions used on Loom's spans.
@@ -90,9 +91,21 @@ const (
 	ClientDisconnected = "loom.client.disconnected"
 	Drained            = "loom.upstream.drained"
 	DrainComplete      = "loom.upstream.drain_complete"
-	UpstreamAttempt    = "loom.upstream.attempt" // 1 for the first attempt
-	UpstreamBytes      = "loom.upstream.bytes"
-	ClientBytes        = "loom.client.bytes"
+	// UpstreamAttempt numbers a call's CLIENT spans, one per upstream
+	// attempt, from 1. An attempt that failed before anything reached the
+	// client carries error.type and UpstreamFailureReason; the attempt that
+	// served carries the usage. UpstreamAttempts, on the SERVER span, is how
+	// many there were (set only when more than one). All spans of a call
+	// share its trace id and loom.seq.
+	UpstreamAttempt       = "loom.upstream.attempt"
+	UpstreamAttempts      = "loom.upstream.attempts"
+	UpstreamFailureReason = "loom.upstream.failure_reason"
+	// UpstreamFallbackModel is, on a CLIENT span, the tenant model whose
+	// deployment the attempt went to, when it is a fallback of the model
+	// the client asked for (loom.request.model on the SERVER span).
+	UpstreamFallbackModel = "loom.upstream.fallback_model"
+	UpstreamBytes         = "loom.upstream.bytes"
+	ClientBytes           = "loom.client.bytes"
 	// ContentTruncated is true when captured content hit the size cap.
 	ContentTruncated = "loom.content.truncated"
 )

@@ -37,6 +37,7 @@ func TestNames_MatchSemanticConventions(t *testing.T) {
 		{spanattr.GenAIUsageInputTokens, semconv.GenAIUsageInputTokensKey},
 		{spanattr.GenAIUsageOutputTokens, semconv.GenAIUsageOutputTokensKey},
 		{spanattr.GenAIUsageCacheReadInputTokens, semconv.GenAIUsageCacheReadInputTokensKey},
+		{spanattr.GenAIUsageCacheCreationInputTokens, semconv.GenAIUsageCacheCreationInputTokensKey},
 		{spanattr.GenAIUsageReasoningOutputTokens, semconv.GenAIUsageReasoningOutputTokensKey},
 		{spanattr.GenAIInputMessages, semconv.GenAIInputMessagesKey},
 		{spanattr.GenAIOutputMessages, semconv.GenAIOutputMessagesKey},
@@ -69,7 +70,8 @@ func TestNames_LoomOwnUnderLoomNamespace(t *testing.T) {
 		spanattr.Deployment, spanattr.RequestModel, spanattr.RequestStream, spanattr.Outcome, spanattr.GatewayOverhead, spanattr.Chunks,
 		spanattr.ChunksSent, spanattr.UsageSource, spanattr.UsageTotalTokens, spanattr.UsageInjected,
 		spanattr.ClientDisconnected, spanattr.Drained, spanattr.DrainComplete,
-		spanattr.UpstreamAttempt, spanattr.UpstreamBytes, spanattr.ClientBytes, spanattr.ContentTruncated,
+		spanattr.UpstreamAttempt, spanattr.UpstreamAttempts, spanattr.UpstreamFailureReason, spanattr.UpstreamFallbackModel,
+		spanattr.UpstreamBytes, spanattr.ClientBytes, spanattr.ContentTruncated,
 	} {
 		if !strings.HasPrefix(name, "loom.") {
 			t.Errorf("%q is Loom's own attribute but not under loom.", name)

@@ -3,6 +3,7 @@ package store_test
 import (
 	"encoding/hex"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -69,7 +70,7 @@ func TestTenants_CRUDRoundTrip(t *testing.T) {
 	if err != nil || len(list) != 2 || list[0].ID != "acme" || list[1].ID != "globex" {
 		t.Fatalf("list = %+v, %v", list, err)
 	}
-	if !slices.Equal(list[0].Models, models) || !slices.Equal(list[0].Credentials, []string{"openai"}) || list[1].Models != nil {
+	if !reflect.DeepEqual(list[0].Models, models) || !slices.Equal(list[0].Credentials, []string{"openai"}) || list[1].Models != nil {
 		t.Errorf("acme models %+v credentials %v; globex models %+v", list[0].Models, list[0].Credentials, list[1].Models)
 	}
 

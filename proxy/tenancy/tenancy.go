@@ -50,13 +50,64 @@ type Key struct {
 	Limits Limits `yaml:"limits"`
 }
 
-// Model maps a public model name to a deployment.
+// Model maps a public model name to the deployments that serve it: one
+// (Deployment), or several (Deployments) with weights and priority tiers.
+// A call goes to the lowest priority tier first, weighted at random within
+// it, then to the next tier, then to the deployments of each of Fallbacks
+// in order, moving on only while nothing has reached the client (see
+// Routing).
 type Model struct {
-	Name       string `yaml:"name"`
+	Name string `yaml:"name"`
+	// Deployment is the one deployment that serves the model; set it or
+	// Deployments, not both.
 	Deployment string `yaml:"deployment"`
 	// UpstreamModel is the name the upstream knows (the deployment name on
 	// Azure). Empty means the public name.
 	UpstreamModel string `yaml:"upstream_model"`
+	// Deployments are several deployments serving the model.
+	Deployments []Target `yaml:"deployments"`
+	// Fallbacks name other models of the same tenant whose deployments are
+	// tried, in order, after this model's own have failed. Only their own
+	// deployments: a fallback's fallbacks are not followed.
+	Fallbacks []string `yaml:"fallbacks"`
+	// Routing overrides the gateway's routing policy for this model; zero
+	// fields keep the gateway's.
+	Routing Routing `yaml:"routing"`
+}
+
+// Target is one of a model's deployments.
+type Target struct {
+	Deployment string `yaml:"name"`
+	// UpstreamModel overrides the model's upstream_model on this
+	// deployment (an Azure deployment name differs per region).
+	UpstreamModel string `yaml:"upstream_model"`
+	// Weight is the deployment's share of its tier's traffic; 0 means 1.
+	Weight int `yaml:"weight"`
+	// Priority is the deployment's tier: lower tiers are tried first.
+	Priority int `yaml:"priority"`
+}
+
+// Routing bounds how hard one call tries. Zero fields mean "the default"
+// (the gateway's own policy, for a model's override).
+type Routing struct {
+	// MaxAttempts caps the upstream attempts of one call, fallbacks
+	// included (at most MaxAttempts).
+	MaxAttempts int `yaml:"max_attempts"`
+	// Budget caps the time from a call's arrival within which a new attempt
+	// may start (and a stream's held first event may be waited for).
+	Budget time.Duration `yaml:"budget"`
+}
+
+// MaxAttempts is the most upstream attempts any call may make.
+const MaxAttempts = 8
+
+// Targets are the deployments serving m, in the long form whichever form m
+// uses.
+func (m *Model) Targets() []Target {
+	if len(m.Deployments) > 0 {
+		return m.Deployments
+	}
+	return []Target{{Deployment: m.Deployment}}
 }
 
 // Limits cap a tenant's or a key's use. Zero means no limit.
@@ -184,9 +235,59 @@ func (v *validator) tenant(f string, t Tenant) {
 			v.bad(mf+".name", "%q is listed twice", m.Name)
 		}
 		models[m.Name] = true
+		v.model(mf, t, m)
+	}
+}
+
+func (v *validator) model(mf string, t Tenant, m Model) {
+	if len(m.Deployments) == 0 {
 		if !v.hasDeployment(m.Deployment) {
 			v.bad(mf+".deployment", "no deployment named %q", m.Deployment)
 		}
+	} else if m.Deployment != "" {
+		v.bad(mf, "set deployment or deployments, not both")
+	}
+	seen := map[string]bool{}
+	for k, d := range m.Deployments {
+		df := fmt.Sprintf("%s.deployments[%d]", mf, k)
+		switch {
+		case !v.hasDeployment(d.Deployment):
+			v.bad(df+".name", "no deployment named %q", d.Deployment)
+		case seen[d.Deployment]:
+			v.bad(df+".name", "%q is listed twice", d.Deployment)
+		}
+		seen[d.Deployment] = true
+		if d.Weight < 0 {
+			v.bad(df+".weight", "must not be negative, got %d", d.Weight)
+		}
+		if d.Priority < 0 {
+			v.bad(df+".priority", "must not be negative, got %d", d.Priority)
+		}
+	}
+	fallbacks := map[string]bool{}
+	for k, fb := range m.Fallbacks {
+		ff := fmt.Sprintf("%s.fallbacks[%d]", mf, k)
+		switch {
+		case fb == m.Name:
+			v.bad(ff, "a model cannot fall back to itself")
+		case !hasModel(t, fb):
+			v.bad(ff, "%q is not one of the tenant's models", fb)
+		case fallbacks[fb]:
+			v.bad(ff, "%q is listed twice", fb)
+		}
+		fallbacks[fb] = true
+	}
+	ValidateRouting(mf+".routing", m.Routing, v.bad)
+}
+
+// ValidateRouting reports a routing policy's problems to bad, each field
+// named under f.
+func ValidateRouting(f string, r Routing, bad func(field, format string, args ...any)) {
+	if r.MaxAttempts < 0 || r.MaxAttempts > MaxAttempts {
+		bad(f+".max_attempts", "must be between 1 and %d, got %d", MaxAttempts, r.MaxAttempts)
+	}
+	if r.Budget < 0 {
+		bad(f+".budget", "must not be negative")
 	}
 }
 

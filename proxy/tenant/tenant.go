@@ -58,7 +58,10 @@ type Tenant struct {
 	modelJSON  map[string][]byte
 }
 
-// Route is where one of a tenant's models goes.
+// Route is where one of a tenant's models goes: its deployments (Targets)
+// and its fallbacks'. Model, UpstreamModel, Upstream and Auth are those of
+// its first deployment as configured, for what needs one (the owner in
+// /v1/models); a call tries Candidates.
 type Route struct {
 	Model         string
 	UpstreamModel string
@@ -67,6 +70,58 @@ type Route struct {
 	// zero Auth means the deployment's.
 	Auth  upstream.Auth
 	paths [3]string // chat, text_completion, embeddings
+	// Routing is the model's own routing policy (zero fields: the
+	// gateway's).
+	Routing tenancy.Routing
+	// Targets are the model's own deployments, in configuration order.
+	Targets []*Target
+	// tiers are what Candidates orders: the model's own targets grouped by
+	// priority (lowest first), then each fallback's the same way.
+	tiers [][]*Target
+}
+
+// Target is one deployment a route can send a call to.
+type Target struct {
+	// Model is the tenant model the target belongs to: the route's own,
+	// or, when Fallback is set, the fallback model's.
+	Model         string
+	Fallback      bool
+	UpstreamModel string
+	Upstream      *upstream.Deployment
+	// Auth is the tenant's own credential for Upstream (see Route.Auth).
+	Auth             upstream.Auth
+	Weight, Priority int
+	paths            [3]string
+}
+
+// Path is the upstream path for op on this target.
+func (t *Target) Path(op call.Operation) string { return pathOf(&t.paths, op) }
+
+// Candidates appends to dst the targets a call tries, in order: the
+// model's own deployments by priority tier (lowest first) and, within a
+// tier, in a weighted random order (each next one drawn with probability
+// weight over the weights left); then each fallback model's deployments
+// the same way. rnd(n) returns a uniform integer in [0, n). It allocates
+// nothing when dst has room.
+func (r *Route) Candidates(dst []*Target, rnd func(n int) int) []*Target {
+	for _, tier := range r.tiers {
+		start := len(dst)
+		dst = append(dst, tier...)
+		for k := start; k < len(dst)-1; k++ {
+			total := 0
+			for _, t := range dst[k:] {
+				total += t.Weight
+			}
+			x := rnd(total)
+			for j := k; j < len(dst); j++ {
+				if x -= dst[j].Weight; x < 0 {
+					dst[k], dst[j] = dst[j], dst[k]
+					break
+				}
+			}
+		}
+	}
+	return dst
 }
 
 // Build makes a directory from validated tenants (tenancy.Validate) and the
@@ -81,19 +136,42 @@ func Build(tenants []tenancy.Tenant, deployments map[string]*upstream.Deployment
 			own[c.Deployment] = c.APIKey
 		}
 		for _, m := range tc.Models {
-			dep, ok := deployments[m.Deployment]
-			if !ok {
-				return nil, fmt.Errorf("tenant %s model %s: no deployment %q", tc.ID, m.Name, m.Deployment)
+			r := &Route{Model: m.Name, Routing: m.Routing}
+			for _, tg := range m.Targets() {
+				dep, ok := deployments[tg.Deployment]
+				if !ok {
+					return nil, fmt.Errorf("tenant %s model %s: no deployment %q", tc.ID, m.Name, tg.Deployment)
+				}
+				up := tg.UpstreamModel
+				if up == "" {
+					up = m.UpstreamModel
+				}
+				if up == "" {
+					up = m.Name
+				}
+				x := &Target{Model: m.Name, UpstreamModel: up, Upstream: dep, Auth: dep.Auth(own[tg.Deployment]),
+					Weight: max(tg.Weight, 1), Priority: tg.Priority}
+				for i, op := range []call.Operation{call.OpChat, call.OpTextCompletion, call.OpEmbeddings} {
+					x.paths[i] = dep.Path(op, up)
+				}
+				r.Targets = append(r.Targets, x)
 			}
-			up := m.UpstreamModel
-			if up == "" {
-				up = m.Name
-			}
-			r := &Route{Model: m.Name, UpstreamModel: up, Upstream: dep, Auth: dep.Auth(own[m.Deployment])}
-			for i, op := range []call.Operation{call.OpChat, call.OpTextCompletion, call.OpEmbeddings} {
-				r.paths[i] = dep.Path(op, up)
-			}
+			first := r.Targets[0]
+			r.UpstreamModel, r.Upstream, r.Auth, r.paths = first.UpstreamModel, first.Upstream, first.Auth, first.paths
+			r.tiers = tiers(r.Targets, false)
 			t.routes[m.Name] = r
+		}
+		// Fallbacks, once every model has its route: a fallback's own
+		// targets, marked as such (its fallbacks are not followed).
+		for _, m := range tc.Models {
+			r := t.routes[m.Name]
+			for _, fb := range m.Fallbacks {
+				f, ok := t.routes[fb]
+				if !ok {
+					return nil, fmt.Errorf("tenant %s model %s: no fallback model %q", tc.ID, m.Name, fb)
+				}
+				r.tiers = append(r.tiers, tiers(f.Targets, true)...)
+			}
 		}
 		t.modelsJSON = renderModels(t.routes, nil, t.modelJSON, created)
 		d.tenants[t.ID] = t
@@ -220,15 +298,42 @@ func renderModels(routes map[string]*Route, allow map[string]bool, one map[strin
 	return append(b, "]}"...)
 }
 
-// Path is the upstream path for op on this route.
-func (r *Route) Path(op call.Operation) string {
+// Path is the upstream path for op on this route's first deployment.
+func (r *Route) Path(op call.Operation) string { return pathOf(&r.paths, op) }
+
+func pathOf(paths *[3]string, op call.Operation) string {
 	switch op {
 	case call.OpTextCompletion:
-		return r.paths[1]
+		return paths[1]
 	case call.OpEmbeddings:
-		return r.paths[2]
+		return paths[2]
 	}
-	return r.paths[0]
+	return paths[0]
+}
+
+// tiers groups targets by priority, lowest first, keeping their order
+// within a tier; fallback marks copies as a fallback's.
+func tiers(targets []*Target, fallback bool) [][]*Target {
+	sorted := make([]*Target, len(targets))
+	for i, t := range targets {
+		if fallback {
+			c := *t
+			c.Fallback = true
+			t = &c
+		}
+		sorted[i] = t
+	}
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Priority < sorted[j].Priority })
+	var out [][]*Target
+	for i := 0; i < len(sorted); {
+		j := i + 1
+		for j < len(sorted) && sorted[j].Priority == sorted[i].Priority {
+			j++
+		}
+		out = append(out, sorted[i:j:j])
+		i = j
+	}
+	return out
 }
 
 // KeyPrefix starts every key Loom issues, so leaked keys are easy to find

@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"bytes"
+	"cmp"
 	"strings"
 	"unicode/utf8"
 
@@ -128,9 +129,19 @@ func validJSON(b []byte) string {
 	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
-// inputMessages reads chat messages, a completion prompt or embeddings input.
+// inputMessages reads the prompt of any dialect Loom relays: chat
+// messages (OpenAI, and Anthropic's with its top-level system and content
+// blocks), a Responses API input (a string or a list of items, after its
+// instructions), a completion prompt or embeddings input.
 func inputMessages(req map[string]any) []message {
 	var out []message
+	// Anthropic's system prompt and the Responses API's instructions sit
+	// beside the turns, not among them.
+	for _, field := range []string{"system", "instructions"} {
+		if parts := textParts(req[field]); len(parts) > 0 {
+			out = append(out, message{Role: "system", Parts: parts})
+		}
+	}
 	if msgs, ok := req["messages"].([]any); ok {
 		for _, m := range msgs {
 			mm, _ := m.(map[string]any)
@@ -144,16 +155,55 @@ func inputMessages(req map[string]any) []message {
 		}
 		return out
 	}
+	if items, ok := req["input"].([]any); ok && len(out) > 0 || ok && responsesItems(items) {
+		return append(out, itemMessages(items)...)
+	}
 	for _, field := range []string{"prompt", "input"} {
 		if parts := textParts(req[field]); len(parts) > 0 {
-			return []message{{Role: "user", Parts: parts}}
+			return append(out, message{Role: "user", Parts: parts})
 		}
 	}
-	return nil
+	return out
+}
+
+// responsesItems tells a Responses API input list (objects with a role or a
+// type) from embeddings' list of strings or token arrays.
+func responsesItems(items []any) bool {
+	for _, it := range items {
+		m, ok := it.(map[string]any)
+		if !ok || (m["role"] == nil && m["type"] == nil) {
+			return false
+		}
+	}
+	return len(items) > 0
+}
+
+// itemMessages reads Responses API items: messages, function calls and
+// their outputs. Reasoning items carry no text worth keeping.
+func itemMessages(items []any) []message {
+	var out []message
+	for _, it := range items {
+		m, _ := it.(map[string]any)
+		switch asString(m["type"]) {
+		case "function_call":
+			out = append(out, message{Role: "assistant", Parts: []part{{Type: "tool_call", ID: asString(m["call_id"]),
+				Name: asString(m["name"]), Arguments: asString(m["arguments"])}}})
+		case "function_call_output":
+			out = append(out, message{Role: "tool", Parts: []part{{Type: "tool_call_response", ID: asString(m["call_id"]),
+				Response: asString(m["output"])}}})
+		case "", "message":
+			if role := asString(m["role"]); role != "" {
+				out = append(out, message{Role: role, Parts: textParts(m["content"])})
+			}
+		}
+	}
+	return out
 }
 
 // textParts reads a content that is a string, a list of strings or a list
-// of typed parts; non-text parts keep only their type.
+// of typed parts or blocks (OpenAI's text parts, the Responses API's
+// input_text and output_text, Anthropic's text, tool_use and tool_result
+// blocks); other parts keep only their type.
 func textParts(v any) []part {
 	switch v := v.(type) {
 	case string:
@@ -165,9 +215,17 @@ func textParts(v any) []part {
 			case string:
 				parts = append(parts, textPart(e))
 			case map[string]any:
-				if t := asString(e["type"]); t == "text" {
+				switch t := asString(e["type"]); t {
+				case "text", "input_text", "output_text":
 					parts = append(parts, textPart(asString(e["text"])))
-				} else if t != "" {
+				case "tool_use":
+					parts = append(parts, part{Type: "tool_call", ID: asString(e["id"]), Name: asString(e["name"]),
+						Arguments: compactJSON(e["input"])})
+				case "tool_result":
+					parts = append(parts, part{Type: "tool_call_response", ID: asString(e["tool_use_id"]),
+						Response: joinText(textParts(e["content"]))})
+				case "":
+				default:
 					parts = append(parts, part{Type: t})
 				}
 			}
@@ -188,6 +246,18 @@ func toolCalls(v any) []part {
 	return parts
 }
 
+// compactJSON is v (a tool call's input object) as JSON, "" if it has none.
+func compactJSON(v any) string {
+	if v == nil {
+		return ""
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
 // outputMessages reads a unary body's choices, or the streamed text.
 func outputMessages(r *call.Record) []message {
 	c := &r.Content
@@ -202,6 +272,18 @@ func outputMessages(r *call.Record) []message {
 		var resp map[string]any
 		if unmarshalLenient(c.Response, &resp) != nil {
 			return nil
+		}
+		if blocks, ok := resp["content"].([]any); ok {
+			// An Anthropic message: one assistant turn of content blocks.
+			return []message{{Role: "assistant", Parts: textParts(blocks), FinishReason: cmp.Or(asString(resp["stop_reason"]), reason(0))}}
+		}
+		if items, ok := resp["output"].([]any); ok {
+			// A Responses API answer: its items, the status as the reason.
+			out = itemMessages(items)
+			for i := range out {
+				out[i].FinishReason = cmp.Or(reason(0), asString(resp["status"]))
+			}
+			return out
 		}
 		choices, _ := resp["choices"].([]any)
 		for i, ch := range choices {

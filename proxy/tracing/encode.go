@@ -188,6 +188,13 @@ func (e *encoder) appendCall(dst []byte, r *call.Record, ids callIDs) []byte {
 	dst = ctx.appendFlags(dst)
 	dst = closeLen(dst, sp, 2)
 
+	// One CLIENT span per upstream attempt, in order: first those that
+	// failed before anything reached the client, then the one that served
+	// (the record's own fields).
+	for i := range r.Attempts {
+		client := spanCtx{trace: ctx.trace, parent: ctx.span, span: newSpanID(), flags: ctx.flags, state: ctx.state}
+		dst = e.appendAttemptSpan(dst, &client, r, &r.Attempts[i], i+1, run, ids.Seq)
+	}
 	if !r.UpstreamStart.IsZero() {
 		client := spanCtx{trace: ctx.trace, parent: ctx.span, span: newSpanID(), flags: ctx.flags, state: ctx.state}
 		dst, sp = openLen(dst, tagSSSpans, 2)
@@ -206,6 +213,61 @@ func (e *encoder) appendCall(dst []byte, r *call.Record, ids callIDs) []byte {
 	}
 	dst = closeLen(dst, ss, 2)
 	return closeLen(dst, rs, 2)
+}
+
+// appendAttemptSpan appends the CLIENT span of a's failed attempt, number
+// n of the call: the call's attributes, where it went, why it failed. No
+// usage: only the attempt that served is counted.
+func (e *encoder) appendAttemptSpan(dst []byte, c *spanCtx, r *call.Record, a *call.Attempt, n int, run string, seq int64) []byte {
+	dst, sp := openLen(dst, tagSSSpans, 2)
+	dst = c.appendIDs(dst)
+	if a.UpstreamModel == "" {
+		dst = appendName(dst, call.Clean(string(r.Operation), maxShort))
+	} else {
+		dst = appendJoined(dst, string(r.Operation), a.UpstreamModel)
+	}
+	dst = append(dst, tagKind, kindClient)
+	end := a.End
+	if end.IsZero() {
+		end = a.Start
+	}
+	dst = appendTimes(dst, a.Start, end)
+	dst = e.appendCallAttrs(dst, r, run, seq)
+	dst = appendStrKV(dst, sa.GenAIOperationName, call.Clean(string(r.Operation), maxShort))
+	dst = appendStrKV(dst, sa.GenAIProviderName, call.Clean(a.Provider, maxShort))
+	dst = appendStrKV(dst, sa.GenAIRequestModel, call.Clean(a.UpstreamModel, maxShort))
+	dst = appendBoolKV(dst, sa.GenAIRequestStream, r.Stream)
+	dst = appendStrKV(dst, sa.ServerAddress, call.Clean(a.ServerAddress, maxShort))
+	dst = appendIntKV(dst, sa.ServerPort, int64(a.ServerPort))
+	dst = appendStrKV(dst, sa.Deployment, call.Clean(a.Deployment, maxShort))
+	dst = appendIntKV(dst, sa.UpstreamAttempt, int64(n))
+	if a.FallbackModel != "" {
+		dst = appendStrKV(dst, sa.UpstreamFallbackModel, call.Clean(a.FallbackModel, maxShort))
+	}
+	errType := a.ErrorType
+	if errType == "" {
+		errType = "upstream_failed"
+	}
+	dst = appendStrKV(dst, sa.ErrorType, call.Clean(errType, maxShort))
+	// The reason is an error's text: it may name the upstream's IP, which
+	// spans never carry (see statusMessage).
+	reason := scrubAddrs(call.Clean(a.Reason, maxStatus))
+	if reason != "" {
+		dst = appendStrKV(dst, sa.UpstreamFailureReason, reason)
+	}
+	if a.Status != 0 {
+		dst = appendIntKV(dst, sa.HTTPResponseStatusCode, int64(a.Status))
+	}
+	msg := reason
+	if msg == "" {
+		msg = call.Clean(errType, maxStatus)
+	}
+	dst, st := openLen(dst, tagStatus, 1)
+	dst = appendString(dst, tagStatusMessage, msg)
+	dst = append(dst, tagStatusCode, statusError)
+	dst = closeLen(dst, st, 1)
+	dst = c.appendFlags(dst)
+	return closeLen(dst, sp, 2)
 }
 
 // appendRunMarker appends m as one ExportTraceServiceRequest entry, like
@@ -466,6 +528,13 @@ func (e *encoder) appendServerAttrs(dst []byte, r *call.Record, run string, seq 
 	if r.Stream {
 		dst = appendIntKV(dst, sa.ChunksSent, int64(r.ChunksSent))
 	}
+	if len(r.Attempts) > 0 {
+		n := len(r.Attempts)
+		if !r.UpstreamStart.IsZero() {
+			n++
+		}
+		dst = appendIntKV(dst, sa.UpstreamAttempts, int64(n))
+	}
 	return dst
 }
 
@@ -480,7 +549,10 @@ func (e *encoder) appendClientAttrs(dst []byte, r *call.Record, run string, seq 
 	dst = appendStrKV(dst, sa.ServerAddress, call.Clean(r.ServerAddress, maxShort))
 	dst = appendIntKV(dst, sa.ServerPort, int64(r.ServerPort))
 	dst = appendStrKV(dst, sa.Deployment, call.Clean(r.Deployment, maxShort))
-	dst = appendIntKV(dst, sa.UpstreamAttempt, 1)
+	dst = appendIntKV(dst, sa.UpstreamAttempt, int64(r.Attempt()))
+	if r.FallbackModel != "" {
+		dst = appendStrKV(dst, sa.UpstreamFallbackModel, call.Clean(r.FallbackModel, maxShort))
+	}
 	dst = appendIntKV(dst, sa.UpstreamBytes, r.UpstreamBytes)
 	dst = appendIntKV(dst, sa.ClientBytes, r.ClientBytes)
 	// error.type on a CLIENT span means the upstream call failed.
@@ -527,6 +599,9 @@ func (e *encoder) appendClientAttrs(dst []byte, r *call.Record, run string, seq 
 		dst = appendStrKV(dst, sa.UsageSource, call.Clean(string(r.UsageSource), maxShort))
 		if u.HasCached {
 			dst = appendIntKV(dst, sa.GenAIUsageCacheReadInputTokens, u.CachedInputTokens)
+		}
+		if u.HasCacheCreation {
+			dst = appendIntKV(dst, sa.GenAIUsageCacheCreationInputTokens, u.CacheCreationInputTokens)
 		}
 		if u.HasReasoning {
 			dst = appendIntKV(dst, sa.GenAIUsageReasoningOutputTokens, u.ReasoningTokens)

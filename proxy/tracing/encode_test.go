@@ -41,7 +41,7 @@ func equivalenceRecords() []struct {
 		})},
 		{"streamed-chat-usage-cached-reasoning", mod(func(r *call.Record) {
 			r.Usage = call.Usage{InputTokens: 100, OutputTokens: 50, TotalTokens: 150, CachedInputTokens: 64, HasCached: true,
-				ReasoningTokens: 30, HasReasoning: true}
+				ReasoningTokens: 30, HasReasoning: true, CacheCreationInputTokens: 12, HasCacheCreation: true}
 			r.UsageSource = call.UsageEstimated
 		})},
 		{"embeddings-encoding-format", mod(func(r *call.Record) {
@@ -618,10 +618,12 @@ func TestEncode_GenAIOnlyOnClientSpan_NumberingOnBoth(t *testing.T) {
 }
 
 // spanCount is how many spans appendCall writes for r: the SERVER span,
-// and the CLIENT span when Loom reached an upstream.
+// one CLIENT span per failed attempt, and the serving attempt's CLIENT
+// span when Loom reached an upstream.
 func spanCount(r *call.Record) int {
-	if r.UpstreamStart.IsZero() {
-		return 1
+	n := 1 + len(r.Attempts)
+	if !r.UpstreamStart.IsZero() {
+		n++
 	}
-	return 2
+	return n
 }

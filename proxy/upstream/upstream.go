@@ -44,6 +44,7 @@ type Deployment struct {
 	Timeouts config.Timeouts
 
 	azure      bool
+	anthropic  bool
 	scheme     string
 	hostHeader string
 	basePath   string
@@ -55,7 +56,19 @@ type Deployment struct {
 	share      *share
 	// maxResponse bounds a non-streamed answer (see LimitResponse).
 	maxResponse int
+	// health is the deployment's circuit breaker (see Admit).
+	health breaker
+	// responsesPath is where the Responses API lives (see ResponsesPath).
+	responsesPath string
+	// DefaultMaxTokens is an Anthropic deployment's max_tokens for a chat
+	// request that sets none; 0 leaves it to the translation's default.
+	DefaultMaxTokens int
 }
+
+// AnthropicVersion is the anthropic-version header Loom sends to an
+// Anthropic deployment when its client sent none: the Messages API's one
+// version.
+const AnthropicVersion = "2023-06-01"
 
 // DialFunc opens a connection to addr ("host:port") within timeout.
 type DialFunc func(addr string, timeout time.Duration) (net.Conn, error)
@@ -87,6 +100,7 @@ func New(c config.Deployment, t config.Timeouts, dial DialFunc) (*Deployment, er
 		Port:       port,
 		Timeouts:   t,
 		azure:      c.Provider == config.ProviderAzureOpenAI,
+		anthropic:  c.Provider == config.ProviderAnthropic,
 		scheme:     u.Scheme,
 		hostHeader: u.Host,
 		basePath:   strings.TrimRight(u.EscapedPath(), "/"),
@@ -95,8 +109,14 @@ func New(c config.Deployment, t config.Timeouts, dial DialFunc) (*Deployment, er
 		resHeaders: newHeaderSet(defaultResponseHeaders, c.ForwardResponseHeaders),
 		share:      newShare(c.MaxConns, c.TenantShare),
 	}
-	if d.azure {
+	d.responsesPath = d.basePath + "/responses"
+	switch {
+	case d.azure:
 		d.Provider = "azure.ai.openai"
+		d.responsesPath = d.basePath + "/openai/v1/responses"
+	case d.anthropic:
+		d.Provider = "anthropic"
+		d.DefaultMaxTokens = c.DefaultMaxTokens
 	}
 	d.auth = d.Auth(c.Credential())
 	var tlsConfig *tls.Config
@@ -141,9 +161,17 @@ func New(c config.Deployment, t config.Timeouts, dial DialFunc) (*Deployment, er
 	return d, nil
 }
 
+// Anthropic reports whether the deployment speaks Anthropic's Messages API
+// (provider: anthropic): chat requests to it are translated.
+func (d *Deployment) Anthropic() bool { return d.anthropic }
+
 // Path is the upstream request path (and query) for op on upstreamModel.
-// Routes compute it once, so the hot path only copies it.
+// Routes compute it once, so the hot path only copies it. An Anthropic
+// deployment serves chat at /messages and nothing else.
 func (d *Deployment) Path(op call.Operation, upstreamModel string) string {
+	if d.anthropic {
+		return d.basePath + "/messages"
+	}
 	suffix := "/chat/completions"
 	switch op {
 	case call.OpTextCompletion:
@@ -160,6 +188,18 @@ func (d *Deployment) Path(op call.Operation, upstreamModel string) string {
 	return d.basePath + suffix
 }
 
+// ResponsesPath is the upstream path of the Responses API, followed by
+// rest ("", "/{id}", "/{id}/input_items"...). On Azure it is the v1 API's
+// /openai/v1/responses, which takes the deployment as the body's model
+// and needs no api-version (the dated /openai/responses?api-version=
+// path only ever served previews of it).
+func (d *Deployment) ResponsesPath(rest string) string {
+	if rest == "" {
+		return d.responsesPath
+	}
+	return d.responsesPath + rest
+}
+
 // Auth is a credential in the form its header carries it, built once so
 // that a request never pays to format it. Its String never shows the secret.
 type Auth struct {
@@ -171,13 +211,16 @@ type Auth struct {
 func (Auth) String() string { return "Auth(redacted)" }
 
 // Auth renders credential for this deployment's provider: a Bearer token,
-// or Azure's api-key header. An empty credential sends none.
+// Azure's api-key header or Anthropic's x-api-key. An empty credential
+// sends none.
 func (d *Deployment) Auth(credential string) Auth {
 	switch {
 	case credential == "":
 		return Auth{}
 	case d.azure:
 		return Auth{name: "api-key", value: []byte(credential)}
+	case d.anthropic:
+		return Auth{name: "x-api-key", value: []byte(credential)}
 	}
 	return Auth{name: fasthttp.HeaderAuthorization, value: []byte("Bearer " + credential)}
 }
@@ -196,6 +239,9 @@ func (d *Deployment) Prepare(req *fasthttp.Request, path string, auth Auth) {
 	}
 	if auth.name != "" {
 		req.Header.SetBytesV(auth.name, auth.value)
+	}
+	if d.anthropic {
+		req.Header.Set("anthropic-version", AnthropicVersion)
 	}
 }
 
@@ -351,17 +397,18 @@ func (c *timedConn) Read(p []byte) (int, error) {
 var (
 	defaultRequestHeaders = []string{
 		"content-type", "accept", "user-agent", "openai-beta", "idempotency-key", "x-client-request-id",
+		"anthropic-beta",
 	}
 	defaultResponseHeaders = []string{
 		"content-type", "x-request-id", "openai-processing-ms", "openai-version", "retry-after",
 		"retry-after-ms", "apim-request-id", "x-ms-region", "x-ms-client-request-id", "azureml-model-session",
-		"x-should-retry",
+		"x-should-retry", "request-id",
 	}
 	// hopByHop never passes, whatever the configuration says (RFC 9110 7.6.1).
 	hopByHop = newHeaderSet([]string{
 		"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-		"proxy-authenticate", "proxy-authorization", "authorization", "api-key", "host", "content-length",
-		"cookie", "set-cookie",
+		"proxy-authenticate", "proxy-authorization", "authorization", "api-key", "x-api-key", "host",
+		"content-length", "cookie", "set-cookie",
 	}).exact
 )
 

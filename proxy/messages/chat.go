@@ -1,0 +1,386 @@
+package messages
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/loom-gateway/loom/proxy/internal/json"
+)
+
+// ErrNotParsed means AppendChatRequest got a body that the Request was not
+// parsed from (or a Request whose Parse failed).
+var ErrNotParsed = errors.New("messages: request not parsed from this body")
+
+// ChatOptions tune the chat request for an upstream.
+type ChatOptions struct {
+	// LegacyMaxTokens sends max_tokens instead of max_completion_tokens,
+	// for OpenAI-compatible servers that predate the newer name. OpenAI
+	// itself refuses max_tokens for its reasoning models, so the newer
+	// name is the default.
+	LegacyMaxTokens bool
+}
+
+// AppendChatRequest appends to dst the OpenAI chat request that carries the
+// Messages request r, parsed from body, to upstreamModel ("" keeps the
+// client's model). See AppendChatRequestWith.
+func AppendChatRequest(dst []byte, r *Request, body []byte, upstreamModel string) ([]byte, error) {
+	return AppendChatRequestWith(dst, r, body, upstreamModel, ChatOptions{})
+}
+
+// AppendChatRequestWith is AppendChatRequest with options. The mapping:
+//
+//   - system (a string or text blocks) -> a first system message;
+//   - user text, image (base64 -> data: URL, url) and document (text, PDF
+//     -> a file part) blocks -> a user message's content parts; a string
+//     content stays a string;
+//   - tool_result blocks -> tool messages (before the rest of the user
+//     turn, as OpenAI wants them right after the tool calls), their text
+//     joined; images in them follow in a user message;
+//   - assistant text -> content, tool_use -> tool_calls with the input
+//     object as the arguments string; thinking blocks are dropped;
+//   - tools -> function tools (input_schema -> parameters); tool_choice
+//     auto/any/tool/none -> auto/required/function/none, and
+//     disable_parallel_tool_use -> parallel_tool_calls: false;
+//   - max_tokens -> max_completion_tokens (or max_tokens), stop_sequences
+//     -> stop, temperature and top_p as sent, metadata.user_id -> user;
+//     top_k has no counterpart and is dropped;
+//   - output_config.format (a JSON schema) -> response_format json_schema;
+//     a tool's strict -> the function's strict; output_config.effort has
+//     no counterpart a non-reasoning model accepts and is dropped;
+//   - stream -> stream with stream_options.include_usage, so that usage is
+//     exact.
+//
+// Everything else the client sent is left out: the chat request is written
+// whole, never a splice of the client's body.
+func AppendChatRequestWith(dst []byte, r *Request, body []byte, upstreamModel string, opt ChatOptions) ([]byte, error) {
+	if r.seen&(seenModel|seenMaxTokens|seenMessages) != seenModel|seenMaxTokens|seenMessages ||
+		r.messages.end > len(body) || r.Params.RequestBodyBytes != len(body) {
+		return dst, ErrNotParsed
+	}
+	dst = append(dst, `{"model":`...)
+	if upstreamModel != "" {
+		dst = json.AppendQuote(dst, upstreamModel)
+	} else {
+		dst = appendQuoteBytes(dst, r.Model)
+	}
+	dst = append(dst, `,"messages":[`...)
+	w := msgWriter{dst: dst}
+	if r.system.ok() {
+		w.system(r.system.of(body))
+	}
+	var e json.Elements
+	e.Reset(r.messages.of(body))
+	for e.Next() {
+		w.message(e.Value())
+	}
+	dst = append(w.dst, ']')
+	if opt.LegacyMaxTokens {
+		dst = append(dst, `,"max_tokens":`...)
+	} else {
+		dst = append(dst, `,"max_completion_tokens":`...)
+	}
+	dst = strconv.AppendInt(dst, r.MaxTokens, 10)
+	if r.Stream {
+		dst = append(dst, `,"stream":true,"stream_options":{"include_usage":true}`...)
+	}
+	if r.temperature.ok() {
+		dst = append(append(dst, `,"temperature":`...), r.temperature.of(body)...)
+	}
+	if r.topP.ok() {
+		dst = append(append(dst, `,"top_p":`...), r.topP.of(body)...)
+	}
+	if r.stop.ok() {
+		dst = append(append(dst, `,"stop":`...), r.stop.of(body)...)
+	}
+	if r.nTools > 0 {
+		dst = appendTools(dst, r.tools.of(body))
+		if r.toolChoice.ok() {
+			dst = appendToolChoice(dst, r.toolChoice.of(body))
+		}
+		if r.noParallel {
+			dst = append(dst, `,"parallel_tool_calls":false`...)
+		}
+	}
+	if r.schema.ok() {
+		dst = append(dst, `,"response_format":{"type":"json_schema","json_schema":{"name":"output","schema":`...)
+		dst = append(append(dst, r.schema.of(body)...), "}}"...)
+	}
+	if r.userID.ok() {
+		dst = append(append(dst, `,"user":`...), r.userID.of(body)...)
+	}
+	return append(dst, '}'), nil
+}
+
+// msgWriter appends chat messages, one comma between each.
+type msgWriter struct {
+	dst []byte
+	n   int
+}
+
+func (w *msgWriter) open(role string) {
+	if w.n > 0 {
+		w.dst = append(w.dst, ',')
+	}
+	w.n++
+	w.dst = append(w.dst, `{"role":"`...)
+	w.dst = append(w.dst, role...)
+	w.dst = append(w.dst, `","content":`...)
+}
+
+func (w *msgWriter) system(v []byte) {
+	w.open("system")
+	if v[0] == '"' {
+		w.dst = append(w.dst, v...)
+	} else {
+		w.dst = appendJoinedText(w.dst, v)
+	}
+	w.dst = append(w.dst, '}')
+}
+
+// appendJoinedText appends the text of the text blocks in the array v as
+// one JSON string, blocks separated by a newline. The raw string contents
+// are valid JSON string contents, so they concatenate as they are.
+func appendJoinedText(dst, v []byte) []byte {
+	dst = append(dst, '"')
+	var e json.Elements
+	e.Reset(v)
+	first := true
+	for e.Next() {
+		if e.Kind() != json.Object || string(blockType(e.Value())) != `"text"` {
+			continue
+		}
+		text, _ := field(e.Value(), "text")
+		if !first {
+			dst = append(dst, `\n`...)
+		}
+		first = false
+		dst = append(dst, inner(text)...)
+	}
+	return append(dst, '"')
+}
+
+func (w *msgWriter) message(v []byte) {
+	role, _ := field(v, "role")
+	content, kind := field(v, "content")
+	if string(role) == `"assistant"` {
+		w.assistant(content, kind)
+		return
+	}
+	if kind == json.String {
+		w.open("user")
+		w.dst = append(append(w.dst, content...), '}')
+		return
+	}
+	// Tool results first: OpenAI wants the tool messages right after the
+	// assistant's tool calls, and Anthropic puts them first in the turn.
+	before := w.n
+	var e json.Elements
+	e.Reset(content)
+	for e.Next() {
+		if string(blockType(e.Value())) == `"tool_result"` {
+			w.toolResult(e.Value())
+		}
+	}
+	parts := 0
+	e.Reset(content)
+	for e.Next() {
+		b := e.Value()
+		switch string(blockType(b)) {
+		case `"text"`, `"image"`, `"document"`:
+			w.part(&parts, b)
+		case `"tool_result"`:
+			// A chat tool message holds text only: the images a tool
+			// returned go to the model in the user turn that follows.
+			if c, kind := field(b, "content"); kind == json.Array {
+				var ce json.Elements
+				ce.Reset(c)
+				for ce.Next() {
+					if string(blockType(ce.Value())) == `"image"` {
+						w.part(&parts, ce.Value())
+					}
+				}
+			}
+		}
+	}
+	switch {
+	case parts > 0:
+		w.dst = append(w.dst, "]}"...)
+	case w.n == before:
+		// An empty turn stays a turn, as the client sent it.
+		w.open("user")
+		w.dst = append(w.dst, `""}`...)
+	}
+}
+
+// part appends one user content part, opening the user message at the
+// first.
+func (w *msgWriter) part(parts *int, b []byte) {
+	if *parts == 0 {
+		w.open("user")
+		w.dst = append(w.dst, '[')
+	} else {
+		w.dst = append(w.dst, ',')
+	}
+	*parts++
+	switch string(blockType(b)) {
+	case `"text"`:
+		text, _ := field(b, "text")
+		w.dst = append(append(append(w.dst, `{"type":"text","text":`...), text...), '}')
+	case `"image"`:
+		src, _ := field(b, "source")
+		w.dst = append(w.dst, `{"type":"image_url","image_url":{"url":`...)
+		if string(blockType(src)) == `"url"` {
+			url, _ := field(src, "url")
+			w.dst = append(w.dst, url...)
+		} else {
+			mt, _ := field(src, "media_type")
+			data, _ := field(src, "data")
+			w.dst = appendDataURL(w.dst, mt, data)
+		}
+		w.dst = append(w.dst, "}}"...)
+	case `"document"`:
+		src, _ := field(b, "source")
+		data, _ := field(src, "data")
+		if string(blockType(src)) == `"text"` {
+			w.dst = append(append(append(w.dst, `{"type":"text","text":`...), data...), '}')
+			return
+		}
+		w.dst = append(w.dst, `{"type":"file","file":{"filename":`...)
+		if title, kind := field(b, "title"); kind == json.String && len(title) > 2 {
+			w.dst = append(w.dst, title...)
+		} else {
+			w.dst = append(w.dst, `"document.pdf"`...)
+		}
+		mt, _ := field(src, "media_type")
+		w.dst = append(w.dst, `,"file_data":`...)
+		w.dst = appendDataURL(w.dst, mt, data)
+		w.dst = append(w.dst, "}}"...)
+	}
+}
+
+func appendDataURL(dst, mediaType, data []byte) []byte {
+	dst = append(dst, `"data:`...)
+	dst = append(dst, inner(mediaType)...)
+	dst = append(dst, `;base64,`...)
+	dst = append(dst, inner(data)...)
+	return append(dst, '"')
+}
+
+func (w *msgWriter) toolResult(b []byte) {
+	if w.n > 0 {
+		w.dst = append(w.dst, ',')
+	}
+	w.n++
+	id, _ := field(b, "tool_use_id")
+	w.dst = append(w.dst, `{"role":"tool","tool_call_id":`...)
+	w.dst = append(w.dst, id...)
+	w.dst = append(w.dst, `,"content":`...)
+	c, kind := field(b, "content")
+	switch kind {
+	case json.String:
+		w.dst = append(w.dst, c...)
+	case json.Array:
+		w.dst = appendJoinedText(w.dst, c)
+	default:
+		w.dst = append(w.dst, `""`...)
+	}
+	w.dst = append(w.dst, '}')
+}
+
+func (w *msgWriter) assistant(content []byte, kind json.Kind) {
+	if kind == json.String {
+		w.open("assistant")
+		w.dst = append(append(w.dst, content...), '}')
+		return
+	}
+	hasText, calls := false, 0
+	var e json.Elements
+	e.Reset(content)
+	for e.Next() {
+		switch string(blockType(e.Value())) {
+		case `"text"`:
+			hasText = true
+		case `"tool_use"`:
+			calls++
+		}
+	}
+	w.open("assistant")
+	switch {
+	case hasText:
+		w.dst = appendJoinedText(w.dst, content)
+	case calls > 0:
+		w.dst = append(w.dst, "null"...)
+	default:
+		// Only thinking: the turn still happened.
+		w.dst = append(w.dst, `""`...)
+	}
+	if calls > 0 {
+		w.dst = append(w.dst, `,"tool_calls":[`...)
+		e.Reset(content)
+		first := true
+		for e.Next() {
+			b := e.Value()
+			if string(blockType(b)) != `"tool_use"` {
+				continue
+			}
+			if !first {
+				w.dst = append(w.dst, ',')
+			}
+			first = false
+			id, _ := field(b, "id")
+			name, _ := field(b, "name")
+			input, _ := field(b, "input")
+			w.dst = append(w.dst, `{"id":`...)
+			w.dst = append(w.dst, id...)
+			w.dst = append(w.dst, `,"type":"function","function":{"name":`...)
+			w.dst = append(w.dst, name...)
+			w.dst = append(w.dst, `,"arguments":`...)
+			w.dst = appendQuoteBytes(w.dst, input)
+			w.dst = append(w.dst, "}}"...)
+		}
+		w.dst = append(w.dst, ']')
+	}
+	w.dst = append(w.dst, '}')
+}
+
+func appendTools(dst, v []byte) []byte {
+	dst = append(dst, `,"tools":[`...)
+	var e json.Elements
+	e.Reset(v)
+	first := true
+	for e.Next() {
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		t := e.Value()
+		name, _ := field(t, "name")
+		schema, _ := field(t, "input_schema")
+		dst = append(dst, `{"type":"function","function":{"name":`...)
+		dst = append(dst, name...)
+		if d, kind := field(t, "description"); kind == json.String {
+			dst = append(append(dst, `,"description":`...), d...)
+		}
+		dst = append(append(dst, `,"parameters":`...), schema...)
+		if _, kind := field(t, "strict"); kind == json.True {
+			dst = append(dst, `,"strict":true`...)
+		}
+		dst = append(dst, "}}"...)
+	}
+	return append(dst, ']')
+}
+
+func appendToolChoice(dst, v []byte) []byte {
+	dst = append(dst, `,"tool_choice":`...)
+	switch string(blockType(v)) {
+	case `"any"`:
+		return append(dst, `"required"`...)
+	case `"none"`:
+		return append(dst, `"none"`...)
+	case `"tool"`:
+		name, _ := field(v, "name")
+		dst = append(dst, `{"type":"function","function":{"name":`...)
+		return append(append(dst, name...), "}}"...)
+	}
+	return append(dst, `"auto"`...)
+}
