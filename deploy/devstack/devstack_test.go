@@ -596,6 +596,37 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
+	// The demo tenant's models include the Claude ones, and the banner's
+	// failover line gets one clean answer: the first mock deployment fails
+	// the call once, the second serves it.
+	req, _ := http.NewRequest(http.MethodGet, p.LoomURL+"/v1/models", nil)
+	req.Header.Set("Authorization", "Bearer "+p.Key)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, m := range DemoClaudeModels {
+			if !strings.Contains(string(b), `"`+m+`"`) {
+				t.Errorf("/v1/models lacks %s: %s", m, b)
+			}
+		}
+	}
+	req, _ = http.NewRequest(http.MethodPost, p.LoomURL+"/v1/chat/completions",
+		strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}`))
+	for k, v := range map[string]string{"Authorization": "Bearer " + p.Key, "Content-Type": "application/json",
+		"x-mock-fail": "500", "x-mock-fail-count": "1", "x-mock-fail-key": "devstack-test"} {
+		req.Header.Set(k, v)
+	}
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"object":"chat.completion"`) {
+			t.Errorf("failover: %s %s, want the second deployment's answer", resp.Status, b)
+		}
+	}
 	// The banner's console: the demo key logs in and sees the calls.
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
