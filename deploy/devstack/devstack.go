@@ -1,6 +1,7 @@
 // Package devstack is what `make run` starts: a local Loom with a demo tenant
 // and key, in front of the mock upstream (or the real OpenAI, or any
-// OpenAI-compatible server), tracing every call through otelcol-loom into
+// OpenAI-compatible server; Anthropic, or an Anthropic-compatible server, for
+// the Claude models), tracing every call through otelcol-loom into
 // PostgreSQL (a local cluster, or the one LOOM_DATABASE_URL names), with its
 // state under .loom/ in the checkout. The stack is Postgres, then a list of
 // services, each with a command and a readiness check, started in order and
