@@ -62,12 +62,13 @@ func TestRun_Tiny_WritesTheWholeReport(t *testing.T) {
 		}
 	}
 	svg, err := os.ReadFile(filepath.Join(dir, "latency.svg"))
-	if err != nil || strings.Count(string(svg), "<polyline") != 6 {
-		t.Errorf("latency.svg: want 6 lines (2 scenarios x 3 targets): %v", err)
+	scenarios := len(Modes["tiny"].Scenarios)
+	if err != nil || strings.Count(string(svg), "<polyline") != 3*scenarios {
+		t.Errorf("latency.svg: want %d lines (%d scenarios x 3 targets): %v", 3*scenarios, scenarios, err)
 	}
 	var back Results
 	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
-	if err != nil || json.Unmarshal(b, &back) != nil || len(back.Scenarios) != 2 {
+	if err != nil || json.Unmarshal(b, &back) != nil || len(back.Scenarios) != scenarios {
 		t.Fatalf("results.json: %v", err)
 	}
 	for _, s := range res.Scenarios {
@@ -84,6 +85,17 @@ func TestRun_Tiny_WritesTheWholeReport(t *testing.T) {
 		}
 		if s.Stream && s.TTFCOverhead == nil {
 			t.Errorf("%s: no TTFC overhead", s.Name)
+		}
+		// Every call of the failover scenario went to the failing
+		// deployment first (its circuit never opens here), and none of
+		// another scenario did.
+		for _, tg := range s.Targets {
+			if tg.Target == Direct {
+				continue
+			}
+			if s.Model == ModelFailover && tg.Failovers < tg.OK || s.Model != ModelFailover && tg.Failovers != 0 {
+				t.Errorf("%s via %s: %d failovers for %d calls", s.Name, tg.Target, tg.Failovers, tg.OK)
+			}
 		}
 	}
 	if res.TracedCalls == 0 || res.SpansInPostgres != res.TracedCalls {

@@ -52,7 +52,10 @@ type TargetResult struct {
 	// SelfReported is what Loom said of itself (X-Loom-Overhead-Ms).
 	SelfReported *Percentiles `json:"self_reported_overhead_ms,omitempty"`
 	// CPUPer1000 is the Loom process's CPU seconds per 1,000 requests.
-	CPUPer1000   float64   `json:"cpu_seconds_per_1000,omitempty"`
+	CPUPer1000 float64 `json:"cpu_seconds_per_1000,omitempty"`
+	// Failovers counts calls Loom served from a later attempt than the
+	// first (its loom_upstream_failovers_total, warm-up calls included).
+	Failovers    int64     `json:"failovers,omitempty"`
 	Curve        []float64 `json:"latency_curve_ms"` // at CurvePoints
 	ErrorSamples []string  `json:"error_samples,omitempty"`
 }
@@ -132,7 +135,7 @@ func scenarioResult(sc Scenario, m map[string]*measured) ScenarioResult {
 		if x == nil {
 			continue
 		}
-		t := TargetResult{Target: tg, Sent: x.sent, OK: x.ok, Errors: x.errs, Late: x.late,
+		t := TargetResult{Target: tg, Sent: x.sent, OK: x.ok, Errors: x.errs, Late: x.late, Failovers: x.failovers,
 			Latency: percentiles(x.latency), ErrorSamples: x.errSamples}
 		if x.elapsed > 0 {
 			t.Throughput = float64(x.ok) / x.elapsed.Seconds()

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -24,6 +25,11 @@ type Scenario struct {
 	// Mock are the mock upstream's controls (x-mock-*), the same for every
 	// target.
 	Mock map[string]string `json:"mock"`
+	// Model is the model the calls ask for (default ModelOpenAI). Straight
+	// to the mock every model is served the same way, so the scenario's
+	// overhead is what Loom adds for it: translating (ModelAnthropic) or a
+	// failed attempt before the one that serves (ModelFailover).
+	Model string `json:"model,omitempty"`
 }
 
 // Targets: the mock itself, and Loom with tracing on and off in front of it.
@@ -75,6 +81,8 @@ var Modes = map[string]Mode{
 	"tiny": {Name: "tiny", Rounds: 1, Segment: 500 * time.Millisecond, Warmup: 100 * time.Millisecond, Scenarios: []Scenario{
 		{Name: "nonstream-20", Description: "non-streaming, ~1 KB request, 20 RPS", Rate: 20, Tenants: 1, Mock: unaryMock},
 		{Name: "stream-10", Description: "streaming, 20 chunks 5 ms apart, 10 RPS", Rate: 10, Stream: true, Tenants: 1, Mock: streamMock},
+		{Name: "failover-20", Description: "non-streaming; the first deployment answers 500, the second serves, 20 RPS",
+			Rate: 20, Tenants: 1, Mock: unaryMock, Model: ModelFailover},
 	}},
 	"quick": {Name: "quick", Rounds: 1, Segment: 4 * time.Second, Warmup: time.Second, Scenarios: []Scenario{
 		{Name: "nonstream-1000", Description: "non-streaming, ~1 KB request, 1000 RPS", Rate: 1000, Tenants: 1, Mock: unaryMock},
@@ -92,13 +100,17 @@ var Modes = map[string]Mode{
 		{Name: "nonstream-2000", Description: "non-streaming, ~1 KB request, 2000 RPS", Rate: 2000, Tenants: 1, Mock: unaryMock},
 		{Name: "stream-200", Description: "streaming, 20 chunks 5 ms apart, 200 RPS", Rate: 200, Stream: true, Tenants: 1, Mock: streamMock},
 		{Name: "multitenant-1000", Description: "non-streaming, two tenants alternating, 1000 RPS", Rate: 1000, Tenants: 2, Mock: unaryMock},
+		{Name: "stream-anthropic-200", Description: "streaming chat translated to an Anthropic deployment's Messages stream and back, 20 chunks 5 ms apart, 200 RPS",
+			Rate: 200, Stream: true, Tenants: 1, Mock: streamMock, Model: ModelAnthropic},
+		{Name: "failover-500", Description: "non-streaming; the model's first deployment answers 500, the second serves, 500 RPS",
+			Rate: 500, Tenants: 1, Mock: unaryMock, Model: ModelFailover},
 	}},
 }
 
 // requestBody is a chat request of about 1 KB, like a short conversation.
-func requestBody(stream bool) []byte {
+func requestBody(stream bool, model string) []byte {
 	question := strings.Repeat("Explain the difference between TCP and UDP, with one example of each. ", 12)
-	b := `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a terse networking tutor."},` +
+	b := `{"model":"` + cmp.Or(model, ModelOpenAI) + `","messages":[{"role":"system","content":"You are a terse networking tutor."},` +
 		`{"role":"user","content":"` + question + `"}],"temperature":0.2,"max_tokens":200`
 	if stream {
 		// Asking for usage makes the mock send the same events whichever
@@ -112,6 +124,7 @@ func requestBody(stream bool) []byte {
 type measured struct {
 	latency, ttfc, overhead *histogram.Histogram
 	sent, ok, errs, late    int64
+	failovers               int64 // calls Loom served from a later attempt
 	elapsed, cpu            time.Duration
 	errSamples              []string
 }
@@ -148,7 +161,7 @@ func (st *stack) calls(sc Scenario) map[string]loadgen.Call {
 		return h
 	}
 	conns := int(sc.Rate/10) + 64
-	body := requestBody(sc.Stream)
+	body := requestBody(sc.Stream, sc.Model)
 	build := func(name, addr string, keys []string, overhead string) loadgen.Call {
 		var calls []loadgen.Call
 		for _, k := range keys {
@@ -184,6 +197,7 @@ func (st *stack) runScenario(ctx context.Context, mode Mode, sc Scenario, progre
 	calls := st.calls(sc)
 	out := map[string]*measured{}
 	procs := map[string]*proc{Traced: st.traced, Untraced: st.untraced}
+	ops := map[string]string{Traced: st.opsAt, Untraced: st.plainOps}
 	for round := range mode.Rounds {
 		for i := range targetOrder {
 			tg := targetOrder[(i+round)%len(targetOrder)]
@@ -193,6 +207,12 @@ func (st *stack) runScenario(ctx context.Context, mode Mode, sc Scenario, progre
 			var before time.Duration
 			if p := procs[tg]; p != nil {
 				before, _ = p.cpu()
+			}
+			// Loom's own count of calls served by a later attempt: the
+			// failover scenario is only measured if it really failed over.
+			var failedOver int64
+			if ops[tg] != "" {
+				failedOver, _ = opsMetric(ctx, ops[tg], "loom_upstream_failovers_total")
 			}
 			plan := loadgen.Plan{Rate: sc.Rate, Duration: mode.Segment, Warmup: mode.Warmup}
 			r, err := loadgen.Run(ctx, plan, calls[tg])
@@ -206,6 +226,13 @@ func (st *stack) runScenario(ctx context.Context, mode Mode, sc Scenario, progre
 				cpu = time.Duration(float64(after-before) * float64(mode.Segment) / float64(mode.Segment+mode.Warmup))
 			}
 			out[tg].add(r, cpu)
+			if ops[tg] != "" {
+				n, err := opsMetric(ctx, ops[tg], "loom_upstream_failovers_total")
+				if err != nil {
+					return out, fmt.Errorf("%s on %s: %w", sc.Name, tg, err)
+				}
+				out[tg].failovers += n - failedOver
+			}
 			progress(fmt.Sprintf("%s round %d/%d %s: %d sent, %d errors, p99 %v", sc.Name, round+1, mode.Rounds, tg,
 				r.Sent, r.Errors, r.Latency.Quantile(0.99).Round(time.Microsecond)))
 		}

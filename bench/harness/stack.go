@@ -123,11 +123,14 @@ func tail(path string) string {
 // otelcol-loom, and two Looms in front of the same mock, one tracing every
 // call through the whole pipeline and one with tracing off.
 type stack struct {
-	dir       string
-	pgDir     string
-	pg        *pgserver.Server
-	procs     []*proc
-	mockAddr  string
+	dir      string
+	pgDir    string
+	pg       *pgserver.Server
+	procs    []*proc
+	mockAddr string
+	// failingAt is a second mock whose every attempt fails with a 500: the
+	// first deployment of the failover scenario's model.
+	failingAt string
 	traced    *proc
 	untraced  *proc
 	tracedAt  string // Loom's address, tracing on
@@ -176,6 +179,15 @@ func startStack(ctx context.Context, o Options, dir string) (st *stack, err erro
 		return st, err
 	}
 	st.procs = append(st.procs, mock)
+	if st.failingAt, err = freeport.Addr(); err != nil {
+		return st, err
+	}
+	failing, err := startProc(ctx, dir, "mockupstream-failing", bin("mockupstream"), nil,
+		devstack.HTTPReady("http://"+st.failingAt+"/_mock/requests"), "-addr", st.failingAt, "-log-limit", "100", "-grace", "2s", "-fail", "500")
+	if err != nil {
+		return st, err
+	}
+	st.procs = append(st.procs, failing)
 	if !wantTraced {
 		return st, st.startLooms(ctx, o, dir, "", false, true)
 	}
@@ -270,7 +282,7 @@ func (st *stack) startLooms(ctx context.Context, o Options, dir, otlp string, tr
 			extra += "tracing: {endpoint: \"http://" + otlp + "\", spool: {dir: \"" + st.spoolDir + "\"}}\n"
 		}
 		cfgPath := filepath.Join(dir, name+".yaml")
-		if err := os.WriteFile(cfgPath, loomConfig(addr, st.mockAddr, hashes, extra, streams), 0o600); err != nil {
+		if err := os.WriteFile(cfgPath, loomConfig(addr, st.mockAddr, st.failingAt, hashes, extra, streams), 0o600); err != nil {
 			return err
 		}
 		args := []string{"serve", "-config", cfgPath}
@@ -295,19 +307,40 @@ func (st *stack) startLooms(ctx context.Context, o Options, dir, otlp string, tr
 // run holds open at once (the long streams): every one is a client
 // connection from 127.0.0.1 and an upstream connection, so the front
 // door's caps and the deployment's pool are sized above it.
-func loomConfig(listen, mock string, hashes [2]string, tracing string, conns int) []byte {
+func loomConfig(listen, mock, failing string, hashes [2]string, tracing string, conns int) []byte {
 	conns = max(4096, conns+1024)
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %q\n%s", listen, tracing)
 	fmt.Fprintf(&b, "connections: {max_total: %d, max_per_ip: %d}\n", conns, conns)
-	fmt.Fprintf(&b, "deployments:\n  - name: mock\n    provider: openai\n    base_url: \"http://%s/v1\"\n", mock)
-	fmt.Fprintf(&b, "    forward_headers: [\"x-mock-*\"]\n    forward_response_headers: [\"x-mock-*\"]\n    max_conns: %d\n", conns)
+	// The failover scenario measures a failed attempt and the next on every
+	// call: the failing deployment's circuit must never open and skip it.
+	b.WriteString("routing: {circuit_failures: 1000000000}\n")
+	b.WriteString("deployments:\n")
+	for _, d := range []struct{ name, provider, addr string }{
+		{"mock", "openai", mock}, {"mock-anthropic", "anthropic", mock}, {"mock-failing", "openai", failing},
+	} {
+		fmt.Fprintf(&b, "  - name: %s\n    provider: %s\n    base_url: \"http://%s/v1\"\n", d.name, d.provider, d.addr)
+		if d.provider == "anthropic" {
+			b.WriteString("    api_key: bench\n")
+		}
+		fmt.Fprintf(&b, "    forward_headers: [\"x-mock-*\"]\n    forward_response_headers: [\"x-mock-*\"]\n    max_conns: %d\n", conns)
+	}
 	b.WriteString("tenants:\n")
 	for i, id := range benchTenants {
-		fmt.Fprintf(&b, "  - id: %s\n    keys: [{id: %s-key, sha256: %q}]\n    models: [{name: gpt-4o-mini, deployment: mock}]\n", id, id, hashes[i])
+		fmt.Fprintf(&b, "  - id: %s\n    keys: [{id: %s-key, sha256: %q}]\n    models:\n", id, id, hashes[i])
+		fmt.Fprintf(&b, "      - {name: %s, deployment: mock}\n      - {name: %s, deployment: mock-anthropic}\n", ModelOpenAI, ModelAnthropic)
+		fmt.Fprintf(&b, "      - {name: %s, deployments: [{name: mock-failing, priority: 0}, {name: mock, priority: 1}]}\n", ModelFailover)
 	}
 	return []byte(b.String())
 }
+
+// The bench tenants' models: one relayed as it is, one translated to an
+// Anthropic deployment, one whose first deployment always fails.
+const (
+	ModelOpenAI    = "gpt-4o-mini"
+	ModelAnthropic = "claude-sonnet-4-5"
+	ModelFailover  = "gpt-4o-mini-failover"
+)
 
 // tracedCalls is how many calls the traced Loom recorded, warm-ups
 // included: its loom_calls_total, the last loom.seq it gave, read from its

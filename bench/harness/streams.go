@@ -79,7 +79,7 @@ func (st *stack) runLongStreams(ctx context.Context, ls LongStreams, progress fu
 			h[k] = v
 		}
 		h[mockupstream.HeaderChunks] = strconv.Itoa(events)
-		return loadgen.StreamTarget{Addr: addr, Path: "/v1/chat/completions", Header: h, Body: requestBody(true)}
+		return loadgen.StreamTarget{Addr: addr, Path: "/v1/chat/completions", Header: h, Body: requestBody(true, "")}
 	}
 	loom, addr, ops, key := st.traced, st.tracedAt, st.opsAt, st.keys[0]
 	name := Traced

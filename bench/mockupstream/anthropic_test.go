@@ -285,6 +285,9 @@ func TestMessages_Errors_AnthropicShape(t *testing.T) {
 			if r.header["x-should-retry"] != tc.retry || (tc.wantStatus == 429) != (r.header["retry-after"] != "") {
 				t.Errorf("x-should-retry %q retry-after %q", r.header["x-should-retry"], r.header["retry-after"])
 			}
+			if (tc.wantStatus == 429) != (r.header["anthropic-ratelimit-requests-remaining"] == "0") {
+				t.Errorf("anthropic-ratelimit-requests-remaining %q", r.header["anthropic-ratelimit-requests-remaining"])
+			}
 			if r.header["request-id"] == "" || r.header["openai-organization"] != "" {
 				t.Errorf("headers %v", r.header)
 			}

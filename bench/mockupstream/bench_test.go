@@ -13,11 +13,15 @@ import (
 func BenchmarkMock(b *testing.B) {
 	cases := []struct {
 		name, path, body string
+		headers          []string
 	}{
 		{name: "chat", path: "/v1/chat/completions", body: chatBody},
 		{name: "chat-stream-5", path: "/v1/chat/completions",
 			body: `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}`},
 		{name: "embeddings", path: "/v1/embeddings", body: `{"model":"e","input":"hello world"}`},
+		{name: "messages-stream-5", path: "/v1/messages", headers: anthropicHeaders(),
+			body: `{"model":"c","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}`},
+		{name: "responses-stream-5", path: "/v1/responses", body: `{"model":"m","input":"hi","stream":true,"store":false}`},
 	}
 	for _, bc := range cases {
 		b.Run(bc.name, func(b *testing.B) {
@@ -32,6 +36,9 @@ func BenchmarkMock(b *testing.B) {
 			req.Header.SetMethod(fasthttp.MethodPost)
 			req.SetRequestURI("http://mock" + bc.path)
 			req.SetBodyString(bc.body)
+			for i := 0; i+1 < len(bc.headers); i += 2 {
+				req.Header.Set(bc.headers[i], bc.headers[i+1])
+			}
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := client.Do(req, resp); err != nil || resp.StatusCode() != 200 {

@@ -65,7 +65,7 @@ type plan struct {
 // resolve applies the control headers over s.cfg.Defaults. A header the mock cannot read is an error rather
 // than ignored, so a typo in a scenario fails loudly instead of measuring the wrong thing.
 func (s *Server) resolve(h *fasthttp.RequestHeader) (plan, *apiError) {
-	p := plan{Behaviour: s.cfg.Defaults, fail: s.cfg.Fail}
+	p := plan{Behaviour: s.cfg.Defaults, fail: *s.fail.Load()}
 	if p.Chunks <= 0 {
 		p.Chunks = defaultChunks
 	}

@@ -53,6 +53,10 @@ type Failure struct {
 	Delay time.Duration
 }
 
+// SetFail replaces Config.Fail for the requests that arrive from now on, so a test can make a deployment
+// fail until a circuit breaker opens and then heal it for the half-open probe. Attempt counts carry on.
+func (s *Server) SetFail(f Failure) { s.fail.Store(&f) }
+
 // failCounter counts attempts per fail key. Keys are client-chosen (one per test or per call), so the map
 // is bounded like the request log: past the cap it starts over, which only a runaway client would notice.
 type failCounter struct {

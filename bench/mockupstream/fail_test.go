@@ -330,3 +330,24 @@ func TestStreamErrorAfter_EndsWithTheDialectsErrorEvent(t *testing.T) {
 		})
 	}
 }
+
+func TestSetFail_FailsThenHeals(t *testing.T) {
+	m := startMock(t, Config{})
+	if r := m.mustDo(t, "POST", "/v1/chat/completions", chatBody); r.status != 200 {
+		t.Fatalf("healthy: %d", r.status)
+	}
+	m.srv.SetFail(Failure{Mode: Fail500})
+	for range 3 {
+		if r := m.mustDo(t, "POST", "/v1/chat/completions", chatBody); r.status != 500 {
+			t.Fatalf("failing: %d", r.status)
+		}
+	}
+	m.srv.SetFail(Failure{})
+	if r := m.mustDo(t, "POST", "/v1/chat/completions", chatBody); r.status != 200 {
+		t.Errorf("healed: %d", r.status)
+	}
+	reqs := m.srv.Requests()
+	if reqs[3].Attempt != 3 || reqs[3].Failed != "500" || reqs[4].Failed != "" {
+		t.Errorf("log %+v / %+v", reqs[3], reqs[4])
+	}
+}

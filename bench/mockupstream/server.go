@@ -51,7 +51,7 @@ type Config struct {
 	// and input_items by id, evicting the oldest. 0 means 4096.
 	ResponsesKept int
 	// Fail makes this instance's attempts fail, e.g. the first of two deployments in a failover test;
-	// x-mock-fail* headers override it field by field.
+	// x-mock-fail* headers override it field by field, and SetFail replaces it while serving.
 	Fail Failure
 	// LogLimit caps how many requests Requests() keeps, dropping the oldest, so a long k6 run does not grow
 	// the log without bound. 0 means 10000; negative means no limit.
@@ -75,7 +75,8 @@ type Server struct {
 	instance  string
 	responses responseStore
 	fails     failCounter
-	stopping  chan struct{} // closed by Shutdown, to end held heads (FailTimeout)
+	fail      atomic.Pointer[Failure] // Config.Fail, then SetFail's
+	stopping  chan struct{}           // closed by Shutdown, to end held heads (FailTimeout)
 	stopOnce  sync.Once
 }
 
@@ -89,6 +90,7 @@ func New(cfg Config) *Server {
 	if s.responses.limit <= 0 {
 		s.responses.limit = defaultResponsesKept
 	}
+	s.SetFail(cfg.Fail)
 	s.srv = &fasthttp.Server{
 		Handler:               s.handle,
 		Name:                  "mockupstream",
@@ -381,7 +383,11 @@ func (s *Server) setHeaders(ctx *fasthttp.RequestCtx, c *call, probe bodyProbe, 
 		h.Set("request-id", "req_mock_"+seq)
 		h.Set("anthropic-organization-id", "00000000-0000-4000-8000-000000000000")
 		h.Set("anthropic-ratelimit-requests-limit", "4000")
-		h.Set("anthropic-ratelimit-requests-remaining", "3999")
+		remaining := "3999"
+		if ctx.Response.StatusCode() == fasthttp.StatusTooManyRequests {
+			remaining = "0"
+		}
+		h.Set("anthropic-ratelimit-requests-remaining", remaining)
 		h.Set("anthropic-ratelimit-tokens-limit", "480000")
 		h.Set("anthropic-ratelimit-tokens-remaining", strconv.Itoa(max(480000-probe.estimatedTokens, 0)))
 		return

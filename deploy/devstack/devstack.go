@@ -1,6 +1,7 @@
 // Package devstack is what `make run` starts: a local Loom with a demo tenant
 // and key, in front of the mock upstream (or the real OpenAI, or any
-// OpenAI-compatible server), tracing every call through otelcol-loom into
+// OpenAI-compatible server; Anthropic, or an Anthropic-compatible server, for
+// the Claude models), tracing every call through otelcol-loom into
 // PostgreSQL (a local cluster, or the one LOOM_DATABASE_URL names), with its
 // state under .loom/ in the checkout. The stack is Postgres, then a list of
 // services, each with a command and a readiness check, started in order and
@@ -22,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/loom-gateway/loom/deploy/freeport"
 	"github.com/loom-gateway/loom/deploy/pgserver"
@@ -68,7 +70,9 @@ type Plan struct {
 	// port does not serve it).
 	MetricsURL string
 	ConfigPath string
-	Upstream   Upstream
+	// Upstream serves the GPT demo models, Anthropic the Claude ones.
+	Upstream  Upstream
+	Anthropic Upstream
 	// OTLPAddr is where otelcol-loom takes Loom's spans (OTLP gRPC).
 	OTLPAddr string
 	// DatabaseURL is the Postgres that otelcol-loom writes loom.spans into:
@@ -96,9 +100,9 @@ func Prepare(o Options) (*Plan, error) {
 	}
 	loomBin, mockBin := filepath.Join(o.Bin, "loom"), filepath.Join(o.Bin, "mockupstream")
 	collectorBin := filepath.Join(o.Bin, "otelcol-loom")
-	up := ChooseUpstream(o.Getenv)
+	up, claude := ChooseUpstream(o.Getenv), ChooseAnthropic(o.Getenv)
 	need := []string{loomBin, collectorBin}
-	if up.Mock {
+	if up.Mock || claude.Mock {
 		need = append(need, mockBin)
 	}
 	for _, b := range need {
@@ -121,8 +125,9 @@ func Prepare(o Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{Key: key, Upstream: up, ConfigPath: filepath.Join(o.Dir, "loom.yaml"), Notes: []string{up.Note},
-		psql: findPsql(), loom: loomBin}
+	p := &Plan{Key: key, Upstream: up, Anthropic: claude, ConfigPath: filepath.Join(o.Dir, "loom.yaml"),
+		Notes: []string{up.Note, claude.Note},
+		psql:  findPsql(), loom: loomBin}
 
 	if dbURL == "" {
 		addr, err := p.pickAddr("postgres", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.PostgresPort)))
@@ -153,17 +158,24 @@ func Prepare(o Options) (*Plan, error) {
 			LogFile: filepath.Join(home, "postgres.log"), Fsync: true, Password: pw}
 	}
 
-	if up.Mock {
+	if up.Mock || claude.Mock {
 		addr, err := p.pickAddr("the mock upstream", o.MockAddr)
 		if err != nil {
 			return nil, err
 		}
-		p.Upstream.BaseURL = "http://" + addr + "/v1"
+		// One mock speaks both APIs, at the same root.
+		base := "http://" + addr + "/v1"
+		if up.Mock {
+			p.Upstream.BaseURL = base
+		}
+		if claude.Mock {
+			p.Anthropic.BaseURL = base
+		}
 		p.Services = append(p.Services, Service{
 			Name:  "mockupstream",
 			Path:  mockBin,
 			Args:  []string{"-addr", addr, "-grace", "5s"},
-			Ready: HTTPReady(p.Upstream.BaseURL + "/models"),
+			Ready: HTTPReady(base + "/models"),
 		})
 	}
 	if err := p.addCollector(o, collectorBin); err != nil {
@@ -194,7 +206,7 @@ func Prepare(o Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := RenderConfig(listen, p.Upstream, tenant.Hash(key), "http://"+p.OTLPAddr, spool)
+	cfg := RenderConfig(listen, []Upstream{p.Upstream, p.Anthropic}, tenant.Hash(key), "http://"+p.OTLPAddr, spool)
 	cfg = append(cfg, RenderConsoleConfig(consoleAddr)...)
 	cfg = append(cfg, renderOpsConfig(opsAddr)...)
 	if _, err := config.Parse(cfg); err != nil {
@@ -383,22 +395,40 @@ func (p *Plan) Banner(dir string) string {
 	}
 	chat := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}`
 	stream := `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Hello"}]}`
+	messages := `{"model":"` + DemoClaudeModels[len(DemoClaudeModels)-1] + `","max_tokens":256,"messages":[{"role":"user","content":"Hello"}]}`
 	rest := " " + p.LoomURL + `/v1/chat/completions -H "Authorization: Bearer $OPENAI_API_KEY" -H 'Content-Type: application/json' -d '`
 	b := "\n" +
-		"devstack: ready. Loom is on " + p.LoomURL + ", relaying to " + p.Upstream.Describe() + ".\n" +
+		"devstack: ready. Loom is on " + p.LoomURL + ", relaying to " + p.Upstream.Describe() +
+		" (Claude models: " + p.Anthropic.Describe() + ").\n" +
 		"devstack: every call goes as spans to otelcol-loom (OTLP gRPC on " + p.OTLPAddr + "), which writes them into\n" +
 		"devstack: loom.spans in " + db + ".\n" +
 		"devstack: config " + p.ConfigPath + ", logs" + logs + ". Ctrl-C stops everything.\n" +
 		"devstack: console: open " + p.ConsoleURL + " and log in with the demo key (OPENAI_API_KEY below).\n"
+	var replaced []string
 	if !p.Upstream.Mock && p.Upstream.APIKeyEnv == EnvOpenAIKey {
-		b += "devstack: paste these into another shell: the export replaces your real OPENAI_API_KEY there.\n"
+		replaced = append(replaced, EnvOpenAIKey)
+	}
+	if !p.Anthropic.Mock && p.Anthropic.APIKeyEnv == EnvAnthropicKey {
+		replaced = append(replaced, EnvAnthropicKey)
+	}
+	if len(replaced) > 0 {
+		b += "devstack: paste these into another shell: the exports replace your real " + strings.Join(replaced, " and ") + " there.\n"
 	}
 	b += "\n" +
 		"export OPENAI_BASE_URL=" + p.LoomURL + "/v1\n" +
 		"export OPENAI_API_KEY=" + p.Key + "\n" +
 		"curl -sS" + rest + chat + "'\n" +
 		"\n# streaming (-N: print each event as it arrives):\n" +
-		"curl -sSN" + rest + stream + "'\n" +
+		"curl -sSN" + rest + stream + "'\n"
+	if p.Upstream.Mock {
+		b += "\n# failover: the mock's first deployment fails this call once, its second answers (two attempts in the spans):\n" +
+			"curl -sS -H 'x-mock-fail: 500' -H 'x-mock-fail-count: 1' -H \"x-mock-fail-key: $RANDOM\"" + rest + chat + "'\n"
+	}
+	b += "\n# the Claude models, through Loom's Anthropic API (Claude Code, the Anthropic SDKs) or the OpenAI one above:\n" +
+		"export ANTHROPIC_BASE_URL=" + p.LoomURL + "\n" +
+		"export ANTHROPIC_API_KEY=" + p.Key + "\n" +
+		"curl -sS " + p.LoomURL + `/v1/messages -H "x-api-key: $ANTHROPIC_API_KEY" -H 'anthropic-version: 2023-06-01' ` +
+		`-H 'Content-Type: application/json' -d '` + messages + "'\n" +
 		"\n# the calls, with tokens and latency (in Postgres a second after each call):\n" +
 		psqlLine(p.psql, p.psqlURL()) + "\n" +
 		"\n# every run of every Loom instance: calls numbered, calls stored, gaps, clean stop or crash:\n" +

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,6 +27,7 @@ import (
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
 	"github.com/loom-gateway/loom/deploy/prereq"
 	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
 
@@ -119,7 +121,7 @@ func TestRenderConfig_ParsesForEveryUpstream(t *testing.T) {
 			if up.Mock {
 				up.BaseURL = "http://127.0.0.1:9090/v1"
 			}
-			b := RenderConfig("127.0.0.1:8080", up, hash, "http://127.0.0.1:4317", "/var/lib/loom/spool")
+			b := RenderConfig("127.0.0.1:8080", []Upstream{up}, hash, "http://127.0.0.1:4317", "/var/lib/loom/spool")
 			cfg, err := config.Parse(b)
 			if err != nil {
 				t.Fatalf("config.Parse: %v\n%s", err, b)
@@ -130,8 +132,16 @@ func TestRenderConfig_ParsesForEveryUpstream(t *testing.T) {
 			if cfg.Tracing.Endpoint != "http://127.0.0.1:4317" || cfg.Tracing.Protocol != config.TracingGRPC {
 				t.Errorf("tracing = %s over %s, want http://127.0.0.1:4317 over grpc", cfg.Tracing.Endpoint, cfg.Tracing.Protocol)
 			}
-			if len(cfg.Deployments) != 1 {
-				t.Fatalf("deployments = %d, want 1", len(cfg.Deployments))
+			// The mock serves every model from a second deployment too, so that failover shows.
+			wantDeployments := []string{tt.wantDeployment}
+			if up.Mock {
+				wantDeployments = append(wantDeployments, tt.wantDeployment+"-b")
+			}
+			if len(cfg.Deployments) != len(wantDeployments) {
+				t.Fatalf("deployments = %d, want %v", len(cfg.Deployments), wantDeployments)
+			}
+			if up.Mock && (cfg.Deployments[1].Name != wantDeployments[1] || cfg.Deployments[1].BaseURL != tt.wantBaseURL) {
+				t.Errorf("second mock deployment %+v", cfg.Deployments[1])
 			}
 			d := cfg.Deployments[0]
 			if d.Name != tt.wantDeployment || d.Provider != config.ProviderOpenAI || d.BaseURL != tt.wantBaseURL ||
@@ -160,14 +170,163 @@ func TestRenderConfig_ParsesForEveryUpstream(t *testing.T) {
 			var models []string
 			for _, m := range cfg.Tenants[0].Models {
 				models = append(models, m.Name)
-				if m.Deployment != tt.wantDeployment {
-					t.Errorf("model %s goes to %q, want %q", m.Name, m.Deployment, tt.wantDeployment)
+				if got := modelTargets(m); got != strings.Join(wantDeployments, ",") {
+					t.Errorf("model %s goes to %q, want %q", m.Name, got, wantDeployments)
 				}
 			}
 			if strings.Join(models, ",") != strings.Join(DemoModels, ",") {
 				t.Errorf("models = %v, want %v", models, DemoModels)
 			}
 		})
+	}
+}
+
+// modelTargets is where a model goes, in priority order: "a" or "a,b".
+func modelTargets(m tenancy.Model) string {
+	if m.Deployment != "" {
+		return m.Deployment
+	}
+	var out []string
+	for i, d := range m.Deployments {
+		if d.Priority != i {
+			return fmt.Sprintf("%+v", m.Deployments)
+		}
+		out = append(out, d.Deployment)
+	}
+	return strings.Join(out, ",")
+}
+
+func TestRenderConfig_ClaudeModels_ForEveryAnthropicUpstream(t *testing.T) {
+	_, hash, err := tenant.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name        string
+		env         map[string]string
+		wantTargets string
+		wantBaseURL string
+		wantKeyEnv  string
+		wantMock    bool
+	}{
+		{name: "mock by default", wantTargets: "mock-anthropic,mock-anthropic-b", wantBaseURL: "http://127.0.0.1:9090/v1",
+			wantMock: true},
+		{name: "ANTHROPIC_API_KEY routes to Anthropic", env: map[string]string{EnvAnthropicKey: "sk-ant-test-not-real"},
+			wantTargets: "anthropic", wantBaseURL: AnthropicBaseURL, wantKeyEnv: EnvAnthropicKey},
+		{name: "LOOM_ANTHROPIC_URL wins over ANTHROPIC_API_KEY",
+			env: map[string]string{EnvAnthropicKey: "sk-ant-test-not-real", EnvAnthropicURL: "http://127.0.0.1:4000/v1/",
+				EnvAnthropicUpstreamKey: "secret"},
+			wantTargets: "anthropic-upstream", wantBaseURL: "http://127.0.0.1:4000/v1", wantKeyEnv: EnvAnthropicUpstreamKey},
+		{name: "LOOM_ANTHROPIC_URL without a key", env: map[string]string{EnvAnthropicURL: "https://claude.example.com/v1"},
+			wantTargets: "anthropic-upstream", wantBaseURL: "https://claude.example.com/v1"},
+		{name: "a Loom key in ANTHROPIC_API_KEY is ignored", env: map[string]string{EnvAnthropicKey: tenant.KeyPrefix + "abc"},
+			wantTargets: "mock-anthropic,mock-anthropic-b", wantBaseURL: "http://127.0.0.1:9090/v1", wantMock: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, k := range []string{EnvOpenAIKey, EnvUpstreamURL, EnvAnthropicKey, EnvAnthropicURL, EnvAnthropicUpstreamKey} {
+				t.Setenv(k, tt.env[k]) // config.Parse checks api_key_env against the real environment
+			}
+			up, claude := ChooseUpstream(os.Getenv), ChooseAnthropic(os.Getenv)
+			if claude.Mock != tt.wantMock || (tt.wantMock && strings.HasPrefix(tt.env[EnvAnthropicKey], tenant.KeyPrefix) &&
+				!strings.Contains(claude.Note, "ignored")) {
+				t.Fatalf("ChooseAnthropic = %+v", claude)
+			}
+			up.BaseURL = "http://127.0.0.1:9090/v1"
+			if claude.Mock {
+				claude.BaseURL = up.BaseURL // one mock speaks both APIs
+			}
+			b := RenderConfig("127.0.0.1:8080", []Upstream{up, claude}, hash, "", "")
+			cfg, err := config.Parse(b)
+			if err != nil {
+				t.Fatalf("config.Parse: %v\n%s", err, b)
+			}
+			deps := map[string]config.Deployment{}
+			for _, d := range cfg.Deployments {
+				deps[d.Name] = d
+			}
+			var claudeModels []string
+			for _, m := range cfg.Tenants[0].Models {
+				if !strings.Contains(m.Name, "claude") {
+					continue
+				}
+				claudeModels = append(claudeModels, m.Name)
+				if got := modelTargets(m); got != tt.wantTargets {
+					t.Errorf("model %s goes to %q, want %q", m.Name, got, tt.wantTargets)
+				}
+				for _, name := range strings.Split(tt.wantTargets, ",") {
+					d := deps[name]
+					if d.Provider != config.ProviderAnthropic || d.BaseURL != tt.wantBaseURL || d.APIKeyEnv != tt.wantKeyEnv {
+						t.Errorf("deployment %s = %+v, want anthropic at %s with api_key_env %q", name, d, tt.wantBaseURL, tt.wantKeyEnv)
+					}
+					// The mock wants some x-api-key; a real upstream's key is only ever named.
+					if (d.APIKey != "") != tt.wantMock || (tt.wantMock && d.APIKey != mockAnthropicKey) {
+						t.Errorf("deployment %s api_key %q", name, d.APIKey)
+					}
+				}
+			}
+			if strings.Join(claudeModels, ",") != strings.Join(DemoClaudeModels, ",") {
+				t.Errorf("claude models %v, want %v", claudeModels, DemoClaudeModels)
+			}
+			for _, k := range []string{EnvAnthropicKey, EnvAnthropicUpstreamKey} {
+				if secret := tt.env[k]; secret != "" && bytes.Contains(b, []byte(secret)) {
+					t.Errorf("config contains the credential %q", secret)
+				}
+			}
+		})
+	}
+}
+
+func TestPrepare_ClaudeModelsAndFailover_InConfigAndBanner(t *testing.T) {
+	env := map[string]string{EnvDatabaseURL: "postgres://db.example.com/loom"}
+	p, err := Prepare(Options{Dir: t.TempDir(), Bin: fakeBin(t), Listen: "127.0.0.1:0", MockAddr: "127.0.0.1:0",
+		OTLPAddr: "127.0.0.1:0", HealthAddr: "127.0.0.1:0", Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Anthropic.Mock || p.Anthropic.BaseURL != p.Upstream.BaseURL {
+		t.Errorf("Claude models on %+v, want the mock at %s", p.Anthropic, p.Upstream.BaseURL)
+	}
+	cfg, err := config.Load(p.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range cfg.Tenants[0].Models {
+		names = append(names, m.Name)
+	}
+	if got := strings.Join(names, ","); got != strings.Join(append(slices.Clone(DemoModels), DemoClaudeModels...), ",") {
+		t.Errorf("demo models %s", got)
+	}
+	b := p.Banner("dir")
+	for _, want := range []string{"export ANTHROPIC_BASE_URL=" + p.LoomURL + "\n", "export ANTHROPIC_API_KEY=" + p.Key + "\n",
+		p.LoomURL + "/v1/messages -H \"x-api-key: $ANTHROPIC_API_KEY\" -H 'anthropic-version: 2023-06-01'",
+		"-H 'x-mock-fail: 500' -H 'x-mock-fail-count: 1'"} {
+		if !strings.Contains(b, want) {
+			t.Errorf("banner lacks %q:\n%s", want, b)
+		}
+	}
+	if strings.Contains(b, "replace your real") {
+		t.Errorf("banner warns about real keys it does not use:\n%s", b)
+	}
+
+	// Real keys for both: no mock at all, and the banner says which exports replace them.
+	env[EnvOpenAIKey], env[EnvAnthropicKey] = "sk-test-not-real", "sk-ant-test-not-real"
+	t.Setenv(EnvOpenAIKey, env[EnvOpenAIKey]) // the generated config is parsed against the real environment
+	t.Setenv(EnvAnthropicKey, env[EnvAnthropicKey])
+	p, err = Prepare(Options{Dir: t.TempDir(), Bin: fakeBin(t), Listen: "127.0.0.1:0", MockAddr: "127.0.0.1:0",
+		OTLPAddr: "127.0.0.1:0", HealthAddr: "127.0.0.1:0", Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range p.Services {
+		if s.Name == "mockupstream" {
+			t.Errorf("the mock starts although both upstreams are real")
+		}
+	}
+	b = p.Banner("dir")
+	if !strings.Contains(b, "replace your real OPENAI_API_KEY and ANTHROPIC_API_KEY there") || strings.Contains(b, "x-mock-fail") {
+		t.Errorf("banner:\n%s", b)
 	}
 }
 
@@ -436,6 +595,37 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 		t.Errorf("the gateway's /metrics: %v %v, want 404", resp, err)
 	} else {
 		resp.Body.Close()
+	}
+	// The demo tenant's models include the Claude ones, and the banner's
+	// failover line gets one clean answer: the first mock deployment fails
+	// the call once, the second serves it.
+	req, _ := http.NewRequest(http.MethodGet, p.LoomURL+"/v1/models", nil)
+	req.Header.Set("Authorization", "Bearer "+p.Key)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, m := range DemoClaudeModels {
+			if !strings.Contains(string(b), `"`+m+`"`) {
+				t.Errorf("/v1/models lacks %s: %s", m, b)
+			}
+		}
+	}
+	req, _ = http.NewRequest(http.MethodPost, p.LoomURL+"/v1/chat/completions",
+		strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}`))
+	for k, v := range map[string]string{"Authorization": "Bearer " + p.Key, "Content-Type": "application/json",
+		"x-mock-fail": "500", "x-mock-fail-count": "1", "x-mock-fail-key": "devstack-test"} {
+		req.Header.Set(k, v)
+	}
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"object":"chat.completion"`) {
+			t.Errorf("failover: %s %s, want the second deployment's answer", resp.Status, b)
+		}
 	}
 	// The banner's console: the demo key logs in and sees the calls.
 	jar, _ := cookiejar.New(nil)

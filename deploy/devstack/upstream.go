@@ -14,10 +14,22 @@ const (
 	EnvOpenAIKey   = "OPENAI_API_KEY"
 	EnvUpstreamURL = "LOOM_UPSTREAM_URL"
 	EnvUpstreamKey = "LOOM_UPSTREAM_KEY"
+	// The same for the Claude models: Anthropic itself, or any server that
+	// speaks its Messages API.
+	EnvAnthropicKey         = "ANTHROPIC_API_KEY"
+	EnvAnthropicURL         = "LOOM_ANTHROPIC_URL"
+	EnvAnthropicUpstreamKey = "LOOM_ANTHROPIC_KEY"
 )
 
-// OpenAIBaseURL is the real OpenAI API root.
-const OpenAIBaseURL = "https://api.openai.com/v1"
+// OpenAIBaseURL is the real OpenAI API root; AnthropicBaseURL Anthropic's.
+const (
+	OpenAIBaseURL    = "https://api.openai.com/v1"
+	AnthropicBaseURL = "https://api.anthropic.com/v1"
+)
+
+// mockAnthropicKey is what Loom sends the mock's Anthropic API, which wants
+// an x-api-key as Anthropic does and takes any. It is not a secret.
+const mockAnthropicKey = "sk-ant-mock-not-a-secret"
 
 // Demo tenant, key id and models that the generated configuration holds.
 const (
@@ -25,13 +37,24 @@ const (
 	DemoKeyID  = "demo-key"
 )
 
-// DemoModels are the public model names the demo tenant may call.
-var DemoModels = []string{"gpt-4o-mini", "gpt-4o", "text-embedding-3-small"}
+// DemoModels are the public model names the demo tenant may call on the
+// OpenAI-compatible upstream; DemoClaudeModels those on the Anthropic one.
+var (
+	DemoModels       = []string{"gpt-4o-mini", "gpt-4o", "text-embedding-3-small"}
+	DemoClaudeModels = []string{"claude-sonnet-4-5", "claude-haiku-4-5"}
+)
 
-// Upstream is the deployment the demo models route to.
+// Upstream is the deployment a group of demo models route to.
 type Upstream struct {
-	// Deployment is the deployment's name in the configuration.
+	// Deployment is the deployment's name in the configuration. The mock
+	// serves every model from a second deployment too (Standby), so that
+	// failover can be seen locally.
 	Deployment string
+	// Provider is the deployment's provider (config.ProviderOpenAI or
+	// config.ProviderAnthropic).
+	Provider string
+	// Models are the public model names it serves.
+	Models []string
 	// BaseURL is the OpenAI-compatible API root, ending in /v1. For the mock
 	// it is set once the mock's port is known.
 	BaseURL string
@@ -44,10 +67,25 @@ type Upstream struct {
 	Note string
 }
 
+// Standby is the mock's second deployment of the same models, tried when
+// the first fails; "" for a real upstream.
+func (u Upstream) Standby() string {
+	if !u.Mock {
+		return ""
+	}
+	return u.Deployment + "-b"
+}
+
 // ChooseUpstream picks the upstream from the environment: LOOM_UPSTREAM_URL
 // (with LOOM_UPSTREAM_KEY if set) wins, then OPENAI_API_KEY for the real
 // OpenAI, else the mock.
 func ChooseUpstream(getenv func(string) string) Upstream {
+	up := chooseOpenAI(getenv)
+	up.Provider, up.Models = config.ProviderOpenAI, DemoModels
+	return up
+}
+
+func chooseOpenAI(getenv func(string) string) Upstream {
 	if u := strings.TrimSpace(getenv(EnvUpstreamURL)); u != "" {
 		up := Upstream{Deployment: "upstream", BaseURL: strings.TrimRight(u, "/"),
 			Note: EnvUpstreamURL + " is set: the demo models go to " + strings.TrimRight(u, "/")}
@@ -73,6 +111,42 @@ func ChooseUpstream(getenv func(string) string) Upstream {
 		Note: "OPENAI_API_KEY is set: the demo models go to the real OpenAI (" + OpenAIBaseURL + ")"}
 }
 
+// ChooseAnthropic picks where the Claude models go, as ChooseUpstream does
+// for the others: LOOM_ANTHROPIC_URL (with LOOM_ANTHROPIC_KEY if set) wins,
+// then ANTHROPIC_API_KEY for Anthropic itself, else the mock's Anthropic
+// API.
+func ChooseAnthropic(getenv func(string) string) Upstream {
+	up := chooseAnthropic(getenv)
+	up.Provider, up.Models = config.ProviderAnthropic, DemoClaudeModels
+	return up
+}
+
+func chooseAnthropic(getenv func(string) string) Upstream {
+	if u := strings.TrimSpace(getenv(EnvAnthropicURL)); u != "" {
+		up := Upstream{Deployment: "anthropic-upstream", BaseURL: strings.TrimRight(u, "/"),
+			Note: EnvAnthropicURL + " is set: the Claude models go to " + strings.TrimRight(u, "/")}
+		if getenv(EnvAnthropicUpstreamKey) != "" {
+			up.APIKeyEnv = EnvAnthropicUpstreamKey
+			up.Note += " with the key in " + EnvAnthropicUpstreamKey
+		}
+		return up
+	}
+	mock := Upstream{Deployment: "mock-anthropic", Mock: true,
+		Note: "the Claude models go to the mock upstream (set ANTHROPIC_API_KEY or LOOM_ANTHROPIC_URL for a real one)"}
+	key := getenv(EnvAnthropicKey)
+	switch {
+	case key == "":
+		return mock
+	case strings.HasPrefix(key, tenant.KeyPrefix):
+		// The banner's `export ANTHROPIC_API_KEY=sk-loom-...`, pasted into
+		// the shell that starts the next run.
+		mock.Note = "ANTHROPIC_API_KEY holds a Loom key (" + tenant.KeyPrefix + "...), not an Anthropic one, so it is ignored; " + mock.Note
+		return mock
+	}
+	return Upstream{Deployment: "anthropic", BaseURL: AnthropicBaseURL, APIKeyEnv: EnvAnthropicKey,
+		Note: "ANTHROPIC_API_KEY is set: the Claude models go to Anthropic (" + AnthropicBaseURL + ")"}
+}
+
 // Describe names the upstream for people.
 func (u Upstream) Describe() string {
 	switch {
@@ -80,20 +154,25 @@ func (u Upstream) Describe() string {
 		return "the mock upstream at " + u.BaseURL
 	case u.BaseURL == OpenAIBaseURL:
 		return "OpenAI at " + u.BaseURL
+	case u.BaseURL == AnthropicBaseURL:
+		return "Anthropic at " + u.BaseURL
 	}
 	return u.BaseURL
 }
 
-// RenderConfig writes Loom's configuration for the demo: one deployment (up),
-// one tenant with one key (given by its SHA-256), the demo models, and
-// tracing to the OTLP gRPC endpoint otlp (http://host:port; empty turns
-// tracing off) through the durable spool in spoolDir (empty: a temporary
-// one). It is regenerated on every start.
-func RenderConfig(listen string, up Upstream, keyHash, otlp, spoolDir string) []byte {
+// RenderConfig writes Loom's configuration for the demo: the deployments of
+// ups (a mock one twice, the second a lower priority, so failover shows),
+// one tenant with one key (given by its SHA-256) and every upstream's
+// models, and tracing to the OTLP gRPC endpoint otlp (http://host:port;
+// empty turns tracing off) through the durable spool in spoolDir (empty: a
+// temporary one). It is regenerated on every start.
+func RenderConfig(listen string, ups []Upstream, keyHash, otlp, spoolDir string) []byte {
 	var b strings.Builder
 	q := strconv.Quote // a Go-quoted ASCII string is a valid YAML double-quoted scalar
 	fmt.Fprintf(&b, "# Written by devstack (make run) on every start: edits here are overwritten.\n")
-	fmt.Fprintf(&b, "# Upstream: %s.\n", up.Describe())
+	for _, up := range ups {
+		fmt.Fprintf(&b, "# Upstream of %s: %s.\n", strings.Join(up.Models, ", "), up.Describe())
+	}
 	fmt.Fprintf(&b, "listen: %s\n", q(listen))
 	fmt.Fprintf(&b, "timeouts:\n  # devstack waits longer than this before it kills loom.\n  shutdown: 10s\n")
 	if otlp != "" {
@@ -103,20 +182,48 @@ func RenderConfig(listen string, up Upstream, keyHash, otlp, spoolDir string) []
 		}
 	}
 	fmt.Fprintf(&b, "deployments:\n")
-	fmt.Fprintf(&b, "  - name: %s\n    provider: %s\n    base_url: %s\n", q(up.Deployment), config.ProviderOpenAI, q(up.BaseURL))
-	if up.APIKeyEnv != "" {
-		fmt.Fprintf(&b, "    api_key_env: %s\n", up.APIKeyEnv)
-	}
-	if up.Mock {
-		fmt.Fprintf(&b, "    # The mock's per-request controls (x-mock-latency-ms...) pass through Loom.\n")
-		fmt.Fprintf(&b, "    forward_headers: [\"x-mock-*\"]\n    forward_response_headers: [\"x-mock-*\"]\n")
+	for _, up := range ups {
+		for _, name := range []string{up.Deployment, up.Standby()} {
+			if name != "" {
+				renderDeployment(&b, up, name)
+			}
+		}
 	}
 	fmt.Fprintf(&b, "tenants:\n  - id: %s\n    keys:\n      - id: %s\n        sha256: %s\n    models:\n",
 		DemoTenant, DemoKeyID, q(keyHash))
-	for _, m := range DemoModels {
-		fmt.Fprintf(&b, "      - name: %s\n        deployment: %s\n", q(m), q(up.Deployment))
+	for _, up := range ups {
+		for _, m := range up.Models {
+			if up.Standby() == "" {
+				fmt.Fprintf(&b, "      - name: %s\n        deployment: %s\n", q(m), q(up.Deployment))
+				continue
+			}
+			fmt.Fprintf(&b, "      - name: %s\n        deployments:\n", q(m))
+			fmt.Fprintf(&b, "          - {name: %s, priority: 0}\n          - {name: %s, priority: 1}\n",
+				q(up.Deployment), q(up.Standby()))
+		}
 	}
 	return []byte(b.String())
+}
+
+func renderDeployment(b *strings.Builder, up Upstream, name string) {
+	q := strconv.Quote
+	fmt.Fprintf(b, "  - name: %s\n    provider: %s\n    base_url: %s\n", q(name), up.Provider, q(up.BaseURL))
+	if up.APIKeyEnv != "" {
+		fmt.Fprintf(b, "    api_key_env: %s\n", up.APIKeyEnv)
+	}
+	if !up.Mock {
+		return
+	}
+	if up.Provider == config.ProviderAnthropic {
+		fmt.Fprintf(b, "    # The mock wants an x-api-key, as Anthropic does, and takes any: not a secret.\n    api_key: %s\n",
+			q(mockAnthropicKey))
+	}
+	if name == up.Standby() {
+		fmt.Fprintf(b, "    # The same mock again, tried when %s fails (try x-mock-fail: 500 with x-mock-fail-count: 1).\n",
+			up.Deployment)
+	}
+	fmt.Fprintf(b, "    # The mock's per-request controls (x-mock-latency-ms...) pass through Loom.\n")
+	fmt.Fprintf(b, "    forward_headers: [\"x-mock-*\"]\n    forward_response_headers: [\"x-mock-*\"]\n")
 }
 
 // RenderConsoleConfig is loom.yaml's console section: the web console on

@@ -85,7 +85,9 @@ func nativeReason(quoted []byte) string {
 // total; so each report overwrites the fields it carries.
 type usage struct {
 	in, cacheRead, cacheCreation, out int64
+	thinking                          int64 // output_tokens_details.thinking_tokens, part of out
 	hasCacheRead, hasCacheCreation    bool
+	hasThinking                       bool
 	seen                              bool
 	// final is set once the count is the provider's last word: a unary
 	// answer's, or a stream's message_delta. Before it, a stream's output
@@ -100,6 +102,20 @@ func (u *usage) read(v []byte) {
 		return
 	}
 	for m.Next() {
+		if string(m.Key()) == "output_tokens_details" && m.Kind() == json.Object {
+			// Newer API versions break the output down; thinking_tokens
+			// is the reasoning part of output_tokens.
+			var d json.Members
+			d.Reset(m.Value())
+			for d.Next() {
+				if string(d.Key()) == "thinking_tokens" && d.Kind() == json.Number {
+					if n, ok := json.Int(d.Value()); ok && n >= 0 {
+						u.thinking, u.hasThinking = n, true
+					}
+				}
+			}
+			continue
+		}
 		if m.Kind() != json.Number {
 			continue
 		}
@@ -144,6 +160,7 @@ func (u *usage) fill(rec *call.Record) {
 	rec.Usage.TotalTokens = p + out
 	rec.Usage.CachedInputTokens, rec.Usage.HasCached = u.cacheRead, u.hasCacheRead
 	rec.Usage.CacheCreationInputTokens, rec.Usage.HasCacheCreation = u.cacheCreation, u.hasCacheCreation
+	rec.Usage.ReasoningTokens, rec.Usage.HasReasoning = u.thinking, u.hasThinking
 }
 
 // piece counts one delta that carried output and, while the count is not
@@ -166,7 +183,13 @@ func (u *usage) appendOpenAI(dst []byte) []byte {
 	dst = strconv.AppendInt(dst, p+u.out, 10)
 	dst = append(dst, `,"prompt_tokens_details":{"cached_tokens":`...)
 	dst = strconv.AppendInt(dst, u.cacheRead, 10)
-	return append(dst, `}}`...)
+	dst = append(dst, '}')
+	if u.hasThinking {
+		dst = append(dst, `,"completion_tokens_details":{"reasoning_tokens":`...)
+		dst = strconv.AppendInt(dst, u.thinking, 10)
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
 }
 
 // appendInner appends the contents of the JSON string quoted (its quotes

@@ -46,8 +46,11 @@ func observeError(rec *call.Record, body []byte) {
 // that passes every byte on unchanged: the id and model from
 // message_start, usage from message_start and message_delta (whose usage
 // is a running total), the stop reason, output pieces for an estimate, and
-// an error event. Reset it per stream with its zero value; it costs no
-// allocation per event.
+// an error event. Until message_delta brings the final count, rec holds
+// message_start's exact input and an estimated output (UsageEstimated),
+// which is what a stream cut short is billed on. Call Reset per stream (the
+// zero value is ready); it costs no allocation per event, and fills
+// rec.Content with the streamed text when rec captures content.
 type Observer struct {
 	usage   usage
 	scratch []byte

@@ -36,10 +36,11 @@ const (
 // does what the OpenAI chat request chatBody asks. System and developer
 // messages become system, consecutive turns of one role are merged (the
 // Messages API requires alternation), tool calls and tool results become
-// tool_use and tool_result blocks, images become image blocks. Parameters
-// Anthropic lacks are dropped when they do not change the answer's meaning
-// (seed, penalties, service_tier, store...) and refused when they would
-// (n > 1, logprobs, audio, JSON response formats...).
+// tool_use and tool_result blocks, images become image blocks, a JSON
+// schema response format becomes structured output. Parameters Anthropic
+// lacks are dropped when they do not change the answer's meaning (seed,
+// penalties, service_tier, store, reasoning_effort...) and refused when
+// they would (n > 1, logprobs, audio, the json_object response format...).
 //
 // An error is the client's fault and carries an *apierror.Error (errors.As)
 // to answer with as is: a 400 whose param names the field.
@@ -60,6 +61,7 @@ func AppendMessagesRequest(dst, chatBody []byte, o RequestOptions) ([]byte, erro
 type translator struct {
 	model, messages, tools, toolChoice, stop []byte
 	temperature, topP, topK, thinking, user  []byte
+	schema                                   []byte // response_format.json_schema.schema
 	maxTokens                                int64
 	hasMaxTokens, stream, parallelOff        bool
 	toolChoiceKind                           json.Kind
@@ -304,7 +306,7 @@ func (t *translator) member(key []byte, m *json.Members) error {
 			return errType(field(k), "a boolean", kind)
 		}
 	case "top_logprobs":
-		if kind != json.Null {
+		if kind != json.Null && string(v) != "0" {
 			return errUnsupported(field(k), "is not supported")
 		}
 	case "logit_bias":
@@ -318,7 +320,7 @@ func (t *translator) member(key []byte, m *json.Members) error {
 	case "modalities":
 		return checkModalities(kind, v)
 	case "response_format":
-		return checkResponseFormat(kind, v)
+		return t.responseFormat(kind, v)
 	case "functions", "function_call":
 		if kind != json.Null {
 			return errUnsupported(field(k), "(deprecated) is not supported; use 'tools' and 'tool_choice'")
@@ -353,7 +355,10 @@ func checkModalities(kind json.Kind, v []byte) error {
 	return nil
 }
 
-func checkResponseFormat(kind json.Kind, v []byte) error {
+// responseFormat reads response_format: text changes nothing, a JSON
+// schema becomes Anthropic's structured output (output_config.format), and
+// json_object, which has no schema to give Anthropic, is refused.
+func (t *translator) responseFormat(kind json.Kind, v []byte) error {
 	switch kind {
 	case json.Null:
 		return nil
@@ -361,12 +366,39 @@ func checkResponseFormat(kind json.Kind, v []byte) error {
 	default:
 		return errType(field("response_format"), "an object", kind)
 	}
+	var typ, spec []byte
+	var specKind json.Kind
 	var m json.Members
 	m.Reset(v)
 	for m.Next() {
-		if string(m.Key()) == "type" && string(m.Value()) != `"text"` {
-			return errUnsupported(field("response_format"), "other than {\"type\": \"text\"} is not supported")
+		switch string(m.Key()) {
+		case "type":
+			typ = m.Value()
+		case "json_schema":
+			spec, specKind = m.Value(), m.Kind()
 		}
+	}
+	switch string(typ) {
+	case `"text"`:
+		return nil
+	case `"json_schema"`:
+	default:
+		return errUnsupported(field("response_format.type"), "other than 'text' or 'json_schema' is not supported")
+	}
+	if specKind != json.Object {
+		return errType(field("response_format.json_schema"), "an object", specKind)
+	}
+	m.Reset(spec)
+	for m.Next() {
+		if string(m.Key()) == "schema" {
+			if m.Kind() != json.Object {
+				return errType(field("response_format.json_schema.schema"), "an object", m.Kind())
+			}
+			t.schema = m.Value()
+		}
+	}
+	if t.schema == nil {
+		return errMissing(field("response_format.json_schema.schema"))
 	}
 	return nil
 }
@@ -454,6 +486,11 @@ func (t *translator) write(dst []byte, o RequestOptions) ([]byte, error) {
 	}
 	if t.thinking != nil {
 		dst = append(append(dst, `,"thinking":`...), t.thinking...)
+	}
+	if t.schema != nil {
+		dst = append(dst, `,"output_config":{"format":{"type":"json_schema","schema":`...)
+		dst = append(dst, t.schema...)
+		dst = append(dst, "}}"...)
 	}
 	if t.user != nil {
 		// Anthropic's user_id is for abuse detection, as OpenAI's user is.

@@ -167,6 +167,11 @@ func TestAppendMessagesRequest_Translates(t *testing.T) {
 			want: `{"model":"c","max_tokens":4096,"messages":[` + userHi + `],"temperature":0.5,"top_p":0.9,"metadata":{"user_id":"u-42"},"stream":true}`,
 		},
 		{
+			name: "a JSON schema response format becomes structured output",
+			body: `{"model":"c","messages":[` + user + `],"response_format":{"type":"json_schema","json_schema":{"name":"p","strict":true,"schema":{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"],"additionalProperties":false}}}}`,
+			want: `{"model":"c","max_tokens":4096,"messages":[` + userHi + `],"output_config":{"format":{"type":"json_schema","schema":{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"],"additionalProperties":false}}}}`,
+		},
+		{
 			name: "a user tag longer than Anthropic's user_id allows is dropped",
 			body: `{"model":"c","messages":[` + user + `],"user":"` + strings.Repeat("u", 257) + `"}`,
 			want: `{"model":"c","max_tokens":4096,"messages":[` + userHi + `]}`,
@@ -240,7 +245,9 @@ func TestAppendMessagesRequest_Refuses(t *testing.T) {
 		{"logit_bias", `{"model":"c","logit_bias":{"1":2},"messages":[` + user + `]}`, "logit_bias", "unsupported_parameter"},
 		{"audio output", `{"model":"c","audio":{"voice":"x"},"messages":[` + user + `]}`, "audio", "unsupported_parameter"},
 		{"audio modality", `{"model":"c","modalities":["text","audio"],"messages":[` + user + `]}`, "modalities", "unsupported_parameter"},
-		{"json response format", `{"model":"c","response_format":{"type":"json_object"},"messages":[` + user + `]}`, "response_format", "unsupported_parameter"},
+		{"json_object response format", `{"model":"c","response_format":{"type":"json_object"},"messages":[` + user + `]}`, "response_format.type", "unsupported_parameter"},
+		{"json_schema without schema", `{"model":"c","response_format":{"type":"json_schema","json_schema":{"name":"x"}},"messages":[` + user + `]}`, "response_format.json_schema.schema", "missing_required_parameter"},
+		{"json_schema schema a string", `{"model":"c","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":"{}"}},"messages":[` + user + `]}`, "response_format.json_schema.schema", "invalid_type"},
 		{"legacy functions", `{"model":"c","functions":[{"name":"f"}],"messages":[` + user + `]}`, "functions", "unsupported_parameter"},
 		{"web search", `{"model":"c","web_search_options":{},"messages":[` + user + `]}`, "web_search_options", "unsupported_parameter"},
 		{"temperature above Anthropic's 1", `{"model":"c","temperature":1.5,"messages":[` + user + `]}`, "temperature", "invalid_value"},

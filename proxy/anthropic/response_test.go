@@ -59,7 +59,7 @@ func TestAppendChatCompletion_ToolUseThinkingAndCache(t *testing.T) {
 		{"type":"tool_use","id":"toolu_a","name":"get_weather","input":{"city": "Paris", "units": ["c"]}},
 		{"type":"tool_use","id":"toolu_b","name":"now","input":{}}],
 		"stop_reason":"tool_use","stop_sequence":null,
-		"usage":{"input_tokens":10,"cache_read_input_tokens":200,"cache_creation_input_tokens":30,"output_tokens":40}}`)
+		"usage":{"input_tokens":10,"cache_read_input_tokens":200,"cache_creation_input_tokens":30,"output_tokens":40,"output_tokens_details":{"thinking_tokens":12}}}`)
 	var rec call.Record
 	cc := chatCompletion(t, body, &rec)
 	msg := cc.Choices[0].Message
@@ -79,11 +79,13 @@ func TestAppendChatCompletion_ToolUseThinkingAndCache(t *testing.T) {
 	if reasoning != `Let me "think".` {
 		t.Fatalf("reasoning_content %q", reasoning)
 	}
-	if cc.Usage.PromptTokens != 240 || cc.Usage.PromptTokensDetails.CachedTokens != 200 || cc.Usage.TotalTokens != 280 {
+	if cc.Usage.PromptTokens != 240 || cc.Usage.PromptTokensDetails.CachedTokens != 200 || cc.Usage.TotalTokens != 280 ||
+		cc.Usage.CompletionTokensDetails.ReasoningTokens != 12 {
 		t.Fatalf("usage %+v", cc.Usage)
 	}
 	u := rec.Usage
-	if u.InputTokens != 240 || u.CachedInputTokens != 200 || u.CacheCreationInputTokens != 30 || u.OutputTokens != 40 {
+	if u.InputTokens != 240 || u.CachedInputTokens != 200 || u.CacheCreationInputTokens != 30 || u.OutputTokens != 40 ||
+		u.ReasoningTokens != 12 || !u.HasReasoning {
 		t.Fatalf("record usage %+v", u)
 	}
 }

@@ -175,7 +175,7 @@ func TestChatStream_DeltaUsageIsCumulative_LastReportWins(t *testing.T) {
 	evs := []sseEvent{
 		{[]byte("message_start"), []byte(`{"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":20,"cache_read_input_tokens":100,"cache_creation_input_tokens":0,"output_tokens":1}}}`)},
 		{[]byte("message_delta"), []byte(`{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}}`)},
-		{[]byte("message_delta"), []byte(`{"type":"message_delta","delta":{},"usage":{"input_tokens":20,"cache_read_input_tokens":100,"cache_creation_input_tokens":0,"output_tokens":5}}`)},
+		{[]byte("message_delta"), []byte(`{"type":"message_delta","delta":{},"usage":{"input_tokens":20,"cache_read_input_tokens":100,"cache_creation_input_tokens":0,"output_tokens":5,"output_tokens_details":{"thinking_tokens":2}}}`)},
 		{[]byte("message_stop"), []byte(`{"type":"message_stop"}`)},
 	}
 	var rec call.Record
@@ -184,10 +184,11 @@ func TestChatStream_DeltaUsageIsCumulative_LastReportWins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Usage.InputTokens != 120 || rec.Usage.OutputTokens != 5 || rec.Usage.TotalTokens != 125 || rec.Usage.CachedInputTokens != 100 {
+	if rec.Usage.InputTokens != 120 || rec.Usage.OutputTokens != 5 || rec.Usage.TotalTokens != 125 || rec.Usage.CachedInputTokens != 100 ||
+		rec.Usage.ReasoningTokens != 2 || !rec.Usage.HasReasoning || rec.UsageSource != call.UsageProvider {
 		t.Fatalf("record usage %+v", rec.Usage)
 	}
-	if acc.Usage.PromptTokens != 120 || acc.Usage.CompletionTokens != 5 {
+	if acc.Usage.PromptTokens != 120 || acc.Usage.CompletionTokens != 5 || acc.Usage.CompletionTokensDetails.ReasoningTokens != 2 {
 		t.Fatalf("client usage %+v", acc.Usage)
 	}
 }

@@ -125,8 +125,11 @@ func TestStream_ClientAbortsMidStream_UpstreamClosedWithinDrainBound(t *testing.
 	}
 	// Loom notices the vanished client at its next write (one event, 20 ms),
 	// drains for at most the bound, and the mock notices the closed
-	// connection at its own next write (another 20 ms).
-	if limit := drain + 250*time.Millisecond; up.Done.Sub(abortedAt) > limit {
+	// connection at its own next write (another 20 ms). The margin is wide
+	// (a loaded 2-core machine delays each of those steps) and still far
+	// below the 4 s an uncut drain would take; rec.DrainComplete below
+	// says the same without a clock.
+	if limit := drain + time.Second; up.Done.Sub(abortedAt) > limit {
 		t.Fatalf("upstream closed %v after the client left, bound %v", up.Done.Sub(abortedAt), limit)
 	}
 	if !rec.ClientDisconnected || !rec.Drained || rec.DrainComplete || rec.Outcome != call.OutcomeClientGone || rec.ErrorType != "client_disconnected" {

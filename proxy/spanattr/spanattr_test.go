@@ -37,6 +37,7 @@ func TestNames_MatchSemanticConventions(t *testing.T) {
 		{spanattr.GenAIUsageInputTokens, semconv.GenAIUsageInputTokensKey},
 		{spanattr.GenAIUsageOutputTokens, semconv.GenAIUsageOutputTokensKey},
 		{spanattr.GenAIUsageCacheReadInputTokens, semconv.GenAIUsageCacheReadInputTokensKey},
+		{spanattr.GenAIUsageCacheCreationInputTokens, semconv.GenAIUsageCacheCreationInputTokensKey},
 		{spanattr.GenAIUsageReasoningOutputTokens, semconv.GenAIUsageReasoningOutputTokensKey},
 		{spanattr.GenAIInputMessages, semconv.GenAIInputMessagesKey},
 		{spanattr.GenAIOutputMessages, semconv.GenAIOutputMessagesKey},

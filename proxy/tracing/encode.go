@@ -600,6 +600,9 @@ func (e *encoder) appendClientAttrs(dst []byte, r *call.Record, run string, seq 
 		if u.HasCached {
 			dst = appendIntKV(dst, sa.GenAIUsageCacheReadInputTokens, u.CachedInputTokens)
 		}
+		if u.HasCacheCreation {
+			dst = appendIntKV(dst, sa.GenAIUsageCacheCreationInputTokens, u.CacheCreationInputTokens)
+		}
 		if u.HasReasoning {
 			dst = appendIntKV(dst, sa.GenAIUsageReasoningOutputTokens, u.ReasoningTokens)
 		}

@@ -41,7 +41,7 @@ func equivalenceRecords() []struct {
 		})},
 		{"streamed-chat-usage-cached-reasoning", mod(func(r *call.Record) {
 			r.Usage = call.Usage{InputTokens: 100, OutputTokens: 50, TotalTokens: 150, CachedInputTokens: 64, HasCached: true,
-				ReasoningTokens: 30, HasReasoning: true}
+				ReasoningTokens: 30, HasReasoning: true, CacheCreationInputTokens: 12, HasCacheCreation: true}
 			r.UsageSource = call.UsageEstimated
 		})},
 		{"embeddings-encoding-format", mod(func(r *call.Record) {

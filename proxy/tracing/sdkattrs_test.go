@@ -151,6 +151,9 @@ func appendClient(a []attribute.KeyValue, r *call.Record, seq int64, instance st
 		if u.HasCached {
 			a = append(a, attribute.Int64(sa.GenAIUsageCacheReadInputTokens, u.CachedInputTokens))
 		}
+		if u.HasCacheCreation {
+			a = append(a, attribute.Int64(sa.GenAIUsageCacheCreationInputTokens, u.CacheCreationInputTokens))
+		}
 		if u.HasReasoning {
 			a = append(a, attribute.Int64(sa.GenAIUsageReasoningOutputTokens, u.ReasoningTokens))
 		}
