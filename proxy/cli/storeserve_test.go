@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -93,5 +94,19 @@ func write(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A models file is read as strictly as the configuration: a misspelt field
+// is refused by name before the store is touched.
+func TestTenantsModels_FileWithUnknownField_RefusedNamingIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "models.yaml")
+	write(t, path, "- name: gpt\n  deployments: [{name: openai, wieght: 2}]\n")
+	_, _, err := run(t, "", "tenants", "models", "acme", "-file", path)
+	if err == nil || !strings.Contains(err.Error(), "wieght") || !strings.Contains(err.Error(), "models.yaml") {
+		t.Fatalf("tenants models -file with a misspelt field: %v; want it refused naming the field and the file", err)
+	}
+	if _, _, err := run(t, "", "tenants", "models", "acme", "-file", path, "gpt=openai"); !errors.Is(err, cli.ErrUsage) {
+		t.Errorf("-file with models on the command line too: %v; want ErrUsage", err)
 	}
 }
