@@ -282,17 +282,10 @@ VALUES ($1, $2, $3, $4, NULLIF($5, ''), $6, $7)`, tenant, m.Name, pos, d.Deploym
 // microseconds), so it is refused rather than silently changed.
 func (s *Store) checkModels(models []tenancy.Model) error {
 	has := func(name string) bool { return name != "" && (s.deployments == nil || s.deployments[name]) }
+	// The tenant's id is checked where it is made; a placeholder keeps
+	// ValidateTenant to the models.
 	var errs []error
-	for i, m := range models {
-		if m.Routing.Budget%time.Microsecond != 0 {
-			errs = append(errs, &FieldError{Field: fmt.Sprintf("models[%d].routing.budget", i), Msg: "must be a whole number of microseconds"})
-		}
-	}
-	err := tenancy.ValidateTenant(tenancy.Tenant{ID: "-", Models: models}, has)
-	if err == nil && errs == nil {
-		return nil
-	}
-	for _, e := range unjoin(err) {
+	for _, e := range unjoin(tenancy.ValidateTenant(tenancy.Tenant{ID: "-", Models: models}, has)) {
 		var fe *tenancy.FieldError
 		if !errors.As(e, &fe) {
 			errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, e))
@@ -303,6 +296,11 @@ func (s *Store) checkModels(models []tenancy.Model) error {
 			msg += " (the deployments are: " + s.knownDeployments() + ")"
 		}
 		errs = append(errs, &FieldError{Field: fe.Field, Msg: msg})
+	}
+	for i, m := range models {
+		if m.Routing.Budget%time.Microsecond != 0 {
+			errs = append(errs, &FieldError{Field: fmt.Sprintf("models[%d].routing.budget", i), Msg: "must be a whole number of microseconds"})
+		}
 	}
 	return errors.Join(errs...)
 }
