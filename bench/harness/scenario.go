@@ -107,6 +107,31 @@ var Modes = map[string]Mode{
 	}},
 }
 
+// Only is m with just the named scenarios ("long-streams" names its
+// long-streams phase), in m's order; an unknown name is an error.
+func (m Mode) Only(names []string) (Mode, error) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[strings.TrimSpace(n)] = true
+	}
+	out := m
+	out.Scenarios = nil
+	for _, sc := range m.Scenarios {
+		if want[sc.Name] {
+			out.Scenarios = append(out.Scenarios, sc)
+			delete(want, sc.Name)
+		}
+	}
+	if !want[LongStreamsScenario] || m.Streams == nil {
+		out.Streams = nil
+	}
+	delete(want, LongStreamsScenario)
+	for n := range want {
+		return m, fmt.Errorf("mode %s has no scenario %q", m.Name, n)
+	}
+	return out, nil
+}
+
 // requestBody is a chat request of about 1 KB, like a short conversation.
 func requestBody(stream bool, model string) []byte {
 	question := strings.Repeat("Explain the difference between TCP and UDP, with one example of each. ", 12)

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/grafana/grafana-foundation-sdk/go/cog"
@@ -34,11 +35,23 @@ const (
 // linksCalls reports whether a dashboard has a table of calls to link.
 func linksCalls(panels []queries.Panel) bool {
 	for _, p := range panels {
-		if p.Kind == queries.Table && strings.Contains(p.SQL, "trace_id") {
+		if p.Kind == queries.Table && selectsTraceID(p.SQL) {
 			return true
 		}
 	}
 	return false
+}
+
+// traceIDColumn is a trace_id among the columns a query selects: one that
+// ends a column, not one a condition or a subquery in the select list
+// compares (queries.LastAttempt).
+var traceIDColumn = regexp.MustCompile(`trace_id\s*(,|$)`)
+
+// selectsTraceID reports whether sql's first select list has a trace_id
+// column, which links to the console's view of the call.
+func selectsTraceID(sql string) bool {
+	selected, _, _ := strings.Cut(sql, "\nFROM ")
+	return traceIDColumn.MatchString(selected)
 }
 
 // Datasource is the reference every panel, target and variable carries.
@@ -135,7 +148,7 @@ func panel(p queries.Panel, id uint32) (cog.Builder[dashboard.Panel], error) {
 		if p.Unit != "" {
 			b = b.Unit(p.Unit)
 		}
-		if strings.Contains(p.SQL, "trace_id") {
+		if selectsTraceID(p.SQL) {
 			// Each call links to its spans (and captured content) in the
 			// console, which reads them with the viewer's own rights.
 			b = b.OverrideByName("trace_id", []dashboard.DynamicConfigValue{{Id: "links", Value: []map[string]any{{

@@ -4,7 +4,10 @@ import "strings"
 
 // CLIENT spans (one per upstream attempt) carry the provider, the upstream
 // model, tokens and the streaming measures; SERVER spans carry the request:
-// its status, duration, overhead, tenant, key and sequence number.
+// its status, duration, overhead, tenant, key and sequence number. Only the
+// attempt that served carries usage; a failed attempt carries error_type and
+// loom.upstream.failure_reason, and counting calls from CLIENT spans takes
+// the last attempt only (LastAttempt).
 var (
 	// server keeps SERVER spans (alias s) of the chosen tenants, models and
 	// providers in the time range.
@@ -27,6 +30,10 @@ const (
 	bucket    = "$__timeGroupAlias(s.start_time, $__interval)"
 	bucketC   = "$__timeGroupAlias(c.start_time, $__interval)"
 	perSecond = "/ ($__interval_ms / 1000.0)"
+	perMinute = "/ ($__interval_ms / 60000.0)"
+	// fallbackModel is the tenant model whose deployment an attempt went
+	// to, when it is a fallback of the model the client asked for.
+	fallbackModel = "c.attributes->>'loom.upstream.fallback_model'"
 )
 
 func percentiles(col string) string {
@@ -58,7 +65,27 @@ func All() []Panel {
 		{ID: "overview_tokens_by", Title: "Tokens by tenant, model and provider", Dashboard: Overview, Kind: Table, Unit: "short",
 			SQL: "SELECT c.tenant_id AS tenant, c.request_model AS model, c.provider,\n" +
 				"  count(*) AS calls,\n  coalesce(sum(c.input_tokens), 0) AS input_tokens,\n  coalesce(sum(c.output_tokens), 0) AS output_tokens\n" +
-				"FROM loom.spans c\n" + client + "\nGROUP BY 1, 2, 3\nORDER BY 5 + 6 DESC, 1, 2, 3"},
+				"FROM loom.spans c\n" + client + "\n  AND " + LastAttempt("c") + "\nGROUP BY 1, 2, 3\nORDER BY 5 + 6 DESC, 1, 2, 3"},
+		// Routing: every upstream attempt is a CLIENT span. An attempt
+		// without error_type served; a failover is a call served by an
+		// attempt after the first; a fallback one served by another model's
+		// deployment.
+		{ID: "overview_attempts", Title: "Failovers and attempts", Dashboard: Overview, Kind: TimeSeries, Unit: "short",
+			SQL: series(bucketC+",\n"+
+				"  count(*) FILTER (WHERE c.error_type IS NULL) "+perMinute+" AS \"served attempts/min\",\n"+
+				"  count(*) FILTER (WHERE c.error_type IS NOT NULL) "+perMinute+" AS \"failed attempts/min\",\n"+
+				"  count(*) FILTER (WHERE c.error_type IS NULL AND c.upstream_attempt > 1) "+perMinute+" AS \"failovers/min\",\n"+
+				"  count(*) FILTER (WHERE c.error_type IS NULL AND "+fallbackModel+" IS NOT NULL) "+perMinute+" AS \"fallbacks/min\"",
+				"loom.spans c", client)},
+		{ID: "overview_attempt_failures", Title: "Failed attempts by deployment", Dashboard: Overview, Kind: Table, Unit: "short",
+			SQL: "SELECT coalesce(c.deployment, '') AS deployment, c.provider, c.error_type,\n" +
+				"  count(*) AS failures,\n  count(*) FILTER (WHERE NOT " + LastAttempt("c") + ") AS failed_over,\n" +
+				"  max(c.start_time) AS last_seen\nFROM loom.spans c\n" + client + "\n  AND c.error_type IS NOT NULL\n" +
+				"GROUP BY 1, 2, 3\nORDER BY 4 DESC, 1, 2, 3"},
+		{ID: "overview_fallbacks", Title: "Fallback models used", Dashboard: Overview, Kind: Table, Unit: "short",
+			SQL: "SELECT s.request_model AS model, " + fallbackModel + " AS fallback,\n  count(*) AS calls\n" +
+				"FROM loom.spans c\nJOIN loom.spans s ON s.trace_id = c.trace_id AND s.span_id = c.parent_span_id AND s.kind = 'server'\n" +
+				client + "\n  AND c.error_type IS NULL AND " + fallbackModel + " IS NOT NULL\nGROUP BY 1, 2\nORDER BY 3 DESC, 1, 2"},
 
 		// Tenant.
 		{ID: "tenant_requests", Title: "Requests/s", Dashboard: Tenant, Kind: TimeSeries, Unit: "reqps",
@@ -84,7 +111,7 @@ func All() []Panel {
 			SQL: series(bucket+",\n  count(*) FILTER (WHERE s.client_disconnected) AS \"disconnects\"", "loom.spans s", server)},
 		{ID: "stream_usage_source", Title: "Usage source", Dashboard: Stream, Kind: TimeSeries, Unit: "short",
 			SQL: "SELECT " + bucketC + ",\n  coalesce(c.usage_source, 'none') AS metric,\n  count(*) AS calls\nFROM loom.spans c\n" +
-				client + "\n  AND c.stream\nGROUP BY 1, 2\nORDER BY 1, 2"},
+				client + "\n  AND c.stream\n  AND " + LastAttempt("c") + "\nGROUP BY 1, 2\nORDER BY 1, 2"},
 
 		// Pipeline health. Spans are partitioned on start_time: bounding it
 		// a day before the range keeps ingested_at scans to a few partitions.
@@ -119,6 +146,7 @@ func All() []Panel {
 			SQL: "SELECT s.start_time, s.tenant_id AS tenant,\n  coalesce(c.response_model, c.request_model, s.request_model) AS model,\n" +
 				"  c.provider, s.http_status AS status, s.status_code,\n  c.input_tokens, c.output_tokens,\n  s.duration_ms, s.trace_id\n" +
 				"FROM loom.spans s\nLEFT JOIN loom.spans c ON c.trace_id = s.trace_id AND c.parent_span_id = s.span_id AND c.kind = 'client'\n" +
+				"  AND " + LastAttempt("c") + "\n" +
 				server + "\nORDER BY s.start_time DESC\nLIMIT 500"},
 	}
 }

@@ -2,6 +2,7 @@ package queries_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,15 +24,27 @@ type call struct {
 	upstream              bool
 	in, out               int64
 	stream                bool
+	// failed are the upstream attempts that failed before the one that
+	// served (a failover): each its own CLIENT span, numbered from 1.
+	failed []attempt
+	// fallback is the model whose deployment served, when not the one
+	// asked for.
+	fallback string
 }
 
-// The fixture: acme made two calls (40 in, 60 out), globex one (5 in, 7 out)
-// and hit a limit once; instance i1 lost seq 3.
+type attempt struct{ provider, deployment, errorType string }
+
+// The fixture: acme made three calls (43 in, 64 out), the last of them
+// served by its third attempt, by a fallback model; globex one (5 in, 7
+// out) and hit a limit once; instance i1 lost seq 3.
 var calls = []call{
 	{tenant: "acme", key: "k1", instance: "i1", seq: 1, status: 200, outcome: "ok", upstream: true, in: 10, out: 20, stream: true},
 	{tenant: "acme", key: "k2", instance: "i1", seq: 2, status: 200, outcome: "ok", upstream: true, in: 30, out: 40},
 	{tenant: "globex", key: "k3", instance: "i1", seq: 4, status: 200, outcome: "ok", upstream: true, in: 5, out: 7, stream: true},
 	{tenant: "globex", key: "k3", instance: "i2", seq: 1, status: 429, errorType: "rate_limit_exceeded", outcome: "rate_limited"},
+	{tenant: "acme", key: "k1", instance: "i1", seq: 5, status: 200, outcome: "ok", upstream: true, in: 3, out: 4, stream: true,
+		failed:   []attempt{{"openai", "openai-east", "429"}, {"azure", "azure-west", "timeout"}},
+		fallback: "gpt-4o-mini"},
 }
 
 func seed(t *testing.T, db *pgxpool.Pool, now time.Time) {
@@ -45,8 +58,9 @@ func seed(t *testing.T, db *pgxpool.Pool, now time.Time) {
 	}
 	const insert = `INSERT INTO loom.spans (trace_id, span_id, parent_span_id, start_time, end_time, duration_ms, name, kind,
   status_code, instance_id, seq, tenant_id, api_key_id, provider, request_model, input_tokens, output_tokens,
-  stream, chunks, time_to_first_chunk_ms, overhead_ms, http_status, usage_source, client_disconnected, error_type, attributes)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)`
+  stream, chunks, time_to_first_chunk_ms, overhead_ms, http_status, usage_source, client_disconnected, error_type, attributes,
+  upstream_attempt, deployment)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)`
 	batch := &pgx.Batch{}
 	for i, c := range calls {
 		trace := fmt.Sprintf("%032x", i+1)
@@ -60,9 +74,19 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
 		attrs := map[string]any{"loom.outcome": c.outcome}
 		batch.Queue(insert, trace, fmt.Sprintf("%016x", 1), nil, start, end, 800.0, "POST /v1/chat/completions", "server",
 			status, c.instance, c.seq, c.tenant, c.key, nil, "gpt-4o", nil, nil,
-			c.stream, nil, nil, 1.5, c.status, nil, i == 0, errType, attrs)
+			c.stream, nil, nil, 1.5, c.status, nil, i == 0, errType, attrs, nil, nil)
 		if !c.upstream {
 			continue
+		}
+		for n, a := range c.failed {
+			batch.Queue(insert, trace, fmt.Sprintf("%016x", 10+n), fmt.Sprintf("%016x", 1), start.Add(time.Millisecond), start.Add(time.Millisecond), 0.0,
+				"chat gpt-4o", "client", "error", c.instance, c.seq, c.tenant, c.key, a.provider, "gpt-4o", nil, nil,
+				c.stream, nil, nil, nil, nil, nil, nil, a.errorType,
+				map[string]any{"loom.upstream.failure_reason": "upstream answered " + a.errorType}, n+1, a.deployment)
+		}
+		attempt := len(c.failed) + 1
+		if c.fallback != "" {
+			attrs = map[string]any{"loom.outcome": c.outcome, "loom.upstream.fallback_model": c.fallback}
 		}
 		var chunks *int
 		var ttfc *float64
@@ -72,7 +96,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
 		}
 		batch.Queue(insert, trace, fmt.Sprintf("%016x", 2), fmt.Sprintf("%016x", 1), start.Add(time.Millisecond), end, 790.0, "chat gpt-4o", "client",
 			status, c.instance, c.seq, c.tenant, c.key, "openai", "gpt-4o", c.in, c.out,
-			c.stream, chunks, ttfc, 1.5, c.status, "upstream", nil, nil, attrs)
+			c.stream, chunks, ttfc, 1.5, c.status, "upstream", nil, nil, attrs, attempt, "openai")
 	}
 	batch.Queue(`INSERT INTO loom.dead_letters (reason, trace_id, span_id, span_name, payload) VALUES ('invalid utf-8', 'x', 'y', 'z', '\x00')`)
 	if err := db.SendBatch(ctx, batch).Close(); err != nil {
@@ -157,10 +181,10 @@ func TestPanels_RunAgainstTheSchema(t *testing.T) {
 		}
 	}
 	t.Run("overview tokens add up", func(t *testing.T) {
-		check(t, "all", sums(t, "overview_tokens_by", nil, "calls", "input_tokens", "output_tokens"), 3, 45, 67)
-		check(t, "acme", sums(t, "overview_tokens_by", map[string][]string{"tenant": {"acme"}}, "calls", "input_tokens", "output_tokens"), 2, 40, 60)
+		check(t, "all", sums(t, "overview_tokens_by", nil, "calls", "input_tokens", "output_tokens"), 4, 48, 71)
+		check(t, "acme", sums(t, "overview_tokens_by", map[string][]string{"tenant": {"acme"}}, "calls", "input_tokens", "output_tokens"), 3, 43, 64)
 		check(t, "other provider", sums(t, "overview_tokens_by", map[string][]string{"provider": {"anthropic"}}, "calls"), 0)
-		check(t, "tokens/s series", sums(t, "overview_tokens", nil, `"input" * 60`, `"output" * 60`), 45, 67)
+		check(t, "tokens/s series", sums(t, "overview_tokens", nil, `"input" * 60`, `"output" * 60`), 48, 71)
 	})
 	t.Run("tenant", func(t *testing.T) {
 		globex := map[string][]string{"tenant": {"globex"}}
@@ -169,14 +193,85 @@ func TestPanels_RunAgainstTheSchema(t *testing.T) {
 		check(t, "acme keys in use", sums(t, "tenant_keys_in_use", map[string][]string{"tenant": {"acme"}}, `"keys in use"`), 2)
 	})
 	t.Run("requests by provider follow the client span", func(t *testing.T) {
-		check(t, "openai", sums(t, "overview_requests", map[string][]string{"provider": {"openai"}}, `"requests/s" * 60`), 3)
-		check(t, "all", sums(t, "overview_requests", nil, `"requests/s" * 60`), 4)
+		check(t, "openai", sums(t, "overview_requests", map[string][]string{"provider": {"openai"}}, `"requests/s" * 60`), 4)
+		check(t, "all", sums(t, "overview_requests", nil, `"requests/s" * 60`), 5)
+		// The failed-over call tried azure, but openai answered it.
+		check(t, "azure", sums(t, "overview_requests", map[string][]string{"provider": {"azure"}}, `"requests/s" * 60`), 0)
 	})
 	t.Run("pipeline", func(t *testing.T) {
 		check(t, "seq gaps", sums(t, "pipeline_seq_gaps", nil, "missing"), 1)
 		check(t, "dead letters", sums(t, "pipeline_dead_letters", nil, "spans"), 1)
-		check(t, "streams", sums(t, "stream_chunks", nil, `"chunks/s" * 60`), 24)
+		check(t, "streams", sums(t, "stream_chunks", nil, `"chunks/s" * 60`), 36)
 		check(t, "disconnects", sums(t, "stream_disconnects", nil, "disconnects"), 1)
+	})
+}
+
+// A call that failed over is one SERVER span and one CLIENT span per
+// attempt; every panel counts it once, under the attempt that served.
+func TestPanels_FailedOverCall_CountedOnce(t *testing.T) {
+	srv := pgtest.Start(t)
+	db, err := pgxpool.New(t.Context(), pgtest.Database(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	now := time.Now().UTC().Truncate(time.Second)
+	seed(t, db, now)
+	from, to := now.Add(-time.Hour), now.Add(time.Minute)
+	query := func(t *testing.T, id string, vars map[string][]string, sql string) string {
+		t.Helper()
+		p, ok := queries.ByID(id)
+		if !ok {
+			t.Fatalf("no panel %s", id)
+		}
+		return strings.ReplaceAll(sql, "PANEL", "("+queries.Expand(p.SQL, from, to, time.Minute, vars)+") AS q")
+	}
+	scan := func(t *testing.T, sql string, dst ...any) {
+		t.Helper()
+		if err := db.QueryRow(t.Context(), sql).Scan(dst...); err != nil {
+			t.Fatalf("%v\n%s", err, sql)
+		}
+	}
+	t.Run("recent calls list it once, with the provider that served", func(t *testing.T) {
+		var rows int
+		var provider string
+		scan(t, query(t, "calls_recent", nil, "SELECT count(*) FROM PANEL"), &rows)
+		scan(t, query(t, "calls_recent", nil, fmt.Sprintf("SELECT provider FROM PANEL WHERE trace_id = '%032x'", len(calls))), &provider)
+		if rows != len(calls) || provider != "openai" {
+			t.Errorf("calls_recent: %d rows (want %d), the failed-over call's provider %q (want openai)", rows, len(calls), provider)
+		}
+	})
+	t.Run("usage source counts the served attempt", func(t *testing.T) {
+		var n int64
+		scan(t, query(t, "stream_usage_source", nil, "SELECT coalesce(sum(calls), 0) FROM PANEL"), &n)
+		if n != 3 {
+			t.Errorf("stream_usage_source: %d streamed calls, want 3", n)
+		}
+	})
+	t.Run("failovers and attempts", func(t *testing.T) {
+		var served, failed, failovers, fallbacks float64
+		scan(t, query(t, "overview_attempts", nil, `SELECT sum("served attempts/min"), sum("failed attempts/min"), sum("failovers/min"), sum("fallbacks/min") FROM PANEL`),
+			&served, &failed, &failovers, &fallbacks)
+		if served != 4 || failed != 2 || failovers != 1 || fallbacks != 1 {
+			t.Errorf("per minute over the range: %v served, %v failed, %v failovers, %v fallbacks; want 4, 2, 1, 1", served, failed, failovers, fallbacks)
+		}
+		var azure, failedOver int64
+		scan(t, query(t, "overview_attempt_failures", nil, "SELECT sum(failures) FILTER (WHERE deployment = 'azure-west' AND error_type = 'timeout'), sum(failed_over) FROM PANEL"),
+			&azure, &failedOver)
+		if azure != 1 || failedOver != 2 {
+			t.Errorf("failed attempts: azure-west timeouts %d (want 1), failed over %d (want 2)", azure, failedOver)
+		}
+		var model, fallback string
+		var n int64
+		scan(t, query(t, "overview_fallbacks", nil, "SELECT model, fallback, calls FROM PANEL"), &model, &fallback, &n)
+		if model != "gpt-4o" || fallback != "gpt-4o-mini" || n != 1 {
+			t.Errorf("fallbacks: %s -> %s %d times; want gpt-4o -> gpt-4o-mini once", model, fallback, n)
+		}
+		var none int64
+		scan(t, query(t, "overview_attempts", map[string][]string{"tenant": {"globex"}}, `SELECT coalesce(sum("failed attempts/min"), 0)::bigint FROM PANEL`), &none)
+		if none != 0 {
+			t.Errorf("globex, which never failed over: %d failed attempts", none)
+		}
 	})
 }
 

@@ -67,10 +67,24 @@ func Filter(column, v string) string {
 }
 
 // providerOfServer filters SERVER spans (which carry no provider) by the
-// provider of their CLIENT child.
+// provider of their last CLIENT child: the attempt that served the call (or
+// failed last), so a call that failed over from one provider to another
+// counts once, under the one that answered.
 func providerOfServer(alias string) string {
-	return fmt.Sprintf("(%s IN ($provider) OR EXISTS (SELECT 1 FROM loom.spans c WHERE c.trace_id = %s.trace_id AND c.parent_span_id = %s.span_id AND c.kind = 'client' AND c.provider IN ($provider)))",
+	return fmt.Sprintf("(%s IN ($provider) OR (SELECT c.provider FROM loom.spans c WHERE c.trace_id = %s.trace_id AND c.parent_span_id = %s.span_id AND c.kind = 'client' ORDER BY coalesce(c.upstream_attempt, 1) DESC LIMIT 1) IN ($provider))",
 		AllValue, alias, alias)
+}
+
+// LastAttempt is the condition that keeps a CLIENT span (alias) only when it
+// is its call's last upstream attempt: a call that moved between
+// deployments has one CLIENT span per attempt (loom.upstream.attempt, from
+// 1; spans from before routing have none and count as 1), and only the
+// highest served it or failed last. Every query that counts calls from
+// CLIENT spans, or joins a SERVER span to its CLIENT child, uses it so that
+// a failed-over call counts once.
+func LastAttempt(alias string) string {
+	return fmt.Sprintf("NOT EXISTS (SELECT 1 FROM loom.spans l WHERE l.trace_id = %[1]s.trace_id AND l.parent_span_id = %[1]s.parent_span_id\n"+
+		"    AND l.kind = 'client' AND coalesce(l.upstream_attempt, 1) > coalesce(%[1]s.upstream_attempt, 1))", alias)
 }
 
 // Variables returns the variables a dashboard uses, in display order.

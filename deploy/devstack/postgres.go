@@ -17,10 +17,15 @@ import (
 )
 
 // SpansQuery lists the latest calls with their tokens and latency: the
-// CLIENT span of each call (Loom's call to the upstream) holds both.
+// CLIENT span of each call (Loom's call to the upstream) holds both. A call
+// that failed over has one CLIENT span per attempt; the list shows its last
+// (the one that served, or failed last), numbered, so each call is one row.
 const SpansQuery = "select start_time, tenant_id, request_model, stream, input_tokens, output_tokens, " +
 	"round(duration_ms::numeric, 1) as ms, round(time_to_first_chunk_ms::numeric, 1) as ttfc_ms, " +
-	"http_status, error_type from loom.spans where kind = 'client' order by start_time desc limit 20"
+	"http_status, error_type, coalesce(upstream_attempt, 1) as attempt from loom.spans c where kind = 'client' " +
+	"and not exists (select 1 from loom.spans l where l.trace_id = c.trace_id and l.parent_span_id = c.parent_span_id " +
+	"and l.kind = 'client' and coalesce(l.upstream_attempt, 1) > coalesce(c.upstream_attempt, 1)) " +
+	"order by start_time desc limit 20"
 
 // pgTimeout bounds starting (initdb included) and stopping the local cluster.
 const pgTimeout = 2 * time.Minute

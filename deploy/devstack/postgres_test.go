@@ -2,6 +2,7 @@ package devstack
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -10,14 +11,17 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/loom-gateway/loom/deploy/freeport"
 	"github.com/loom-gateway/loom/deploy/pgserver"
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
 	"github.com/loom-gateway/loom/deploy/prereq"
 	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/schema"
 )
 
 // fakeBin is a bin/ whose binaries Prepare finds but nothing runs.
@@ -255,5 +259,51 @@ func startPostgres(t *testing.T, p *Plan) func() {
 		if err := stop(); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// The banner's query lists a call that failed over once, as its last
+// attempt.
+func TestSpansQuery_FailedOverCall_OneRowTheLastAttempt(t *testing.T) {
+	db, err := pgxpool.New(t.Context(), pgtest.Database(t, pgtest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	ctx := t.Context()
+	now := time.Now().UTC()
+	if err := schema.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.EnsurePartitions(ctx, db, now.Add(-time.Hour), now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// t1 failed over (attempt 1 answered 500); t2 predates routing (no
+	// attempt number).
+	_, err = db.Exec(ctx, `INSERT INTO loom.spans (trace_id, span_id, parent_span_id, start_time, end_time, name, kind, status_code,
+  upstream_attempt, error_type, input_tokens)
+VALUES (repeat('1', 32), repeat('a', 16), NULL, $1, $1, 'POST', 'server', 'unset', NULL, NULL, NULL),
+       (repeat('1', 32), repeat('b', 16), repeat('a', 16), $1, $1, 'chat', 'client', 'error', 1, '500', NULL),
+       (repeat('1', 32), repeat('c', 16), repeat('a', 16), $1, $1, 'chat', 'client', 'unset', 2, NULL, 7),
+       (repeat('2', 32), repeat('a', 16), NULL, $1, $1, 'POST', 'server', 'unset', NULL, NULL, NULL),
+       (repeat('2', 32), repeat('b', 16), repeat('a', 16), $1, $1, 'chat', 'client', 'unset', NULL, NULL, 3)`, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.Query(ctx, SpansQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		v, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("tokens=%v attempt=%v", v[4], v[len(v)-1]))
+	}
+	slices.Sort(got)
+	if want := []string{"tokens=3 attempt=1", "tokens=7 attempt=2"}; !slices.Equal(got, want) {
+		t.Errorf("SpansQuery rows %v, want %v", got, want)
 	}
 }

@@ -195,6 +195,19 @@ func checkPanelValues(t *testing.T, db *pgxpool.Pool, w panelTotals, from, to ti
 	expect("calls_recent", "status 429", statuses[429], w.byKind[upstream429])
 	expect("calls_recent", "status 200", statuses[200], w.calls-w.byKind[upstream500]-w.byKind[upstream429])
 
+	// One deployment per model: every call is one attempt, which failed
+	// when the upstream answered 500 or refused the stream with 429.
+	failedCalls := w.byKind[upstream500] + w.byKind[upstream429]
+	attempts := rows("overview_attempts")
+	expect("overview_attempts", "served attempts", sumCol(t, "overview_attempts", attempts, "served attempts/min", false), w.calls-failedCalls)
+	expect("overview_attempts", "failed attempts", sumCol(t, "overview_attempts", attempts, "failed attempts/min", false), failedCalls)
+	expect("overview_attempts", "failovers", sumCol(t, "overview_attempts", attempts, "failovers/min", false), 0)
+	expect("overview_attempts", "fallbacks", sumCol(t, "overview_attempts", attempts, "fallbacks/min", false), 0)
+	failures := rows("overview_attempt_failures")
+	expect("overview_attempt_failures", "failures", sumCol(t, "overview_attempt_failures", failures, "failures", false), failedCalls)
+	expect("overview_attempt_failures", "failed over", sumCol(t, "overview_attempt_failures", failures, "failed_over", false), 0)
+	expect("overview_fallbacks", "rows", int64(len(rows("overview_fallbacks"))), 0)
+
 	for _, p := range queries.All() {
 		if !checked[p.ID] {
 			t.Errorf("panel %s: its values are not checked", p.ID)

@@ -100,7 +100,10 @@ func (a *api) setModels(w http.ResponseWriter, r *http.Request) error {
 	}
 	models := make([]tenancy.Model, len(req.Models))
 	for i, m := range req.Models {
-		models[i] = tenancy.Model{Name: m.Name, Deployment: m.Deployment, UpstreamModel: m.UpstreamModel}
+		var err error
+		if models[i], err = m.model(i); err != nil {
+			return err
+		}
 	}
 	id := r.PathValue("id")
 	if err := a.st.SetModels(r.Context(), id, models); err != nil {

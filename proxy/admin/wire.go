@@ -26,10 +26,29 @@ type contentJSON struct {
 	MaxBytes int  `json:"max_bytes"` // 0: the default
 }
 
+// modelJSON is a tenant model in either of the configuration file's forms,
+// with its field names: one deployment, or several (deployments) with
+// weights and priorities; fallbacks; a routing override.
 type modelJSON struct {
+	Name          string       `json:"name"`
+	Deployment    string       `json:"deployment,omitempty"`
+	UpstreamModel string       `json:"upstream_model,omitempty"`
+	Deployments   []targetJSON `json:"deployments,omitempty"`
+	Fallbacks     []string     `json:"fallbacks,omitempty"`
+	Routing       *routingJSON `json:"routing,omitempty"`
+}
+
+type targetJSON struct {
 	Name          string `json:"name"`
-	Deployment    string `json:"deployment"`
 	UpstreamModel string `json:"upstream_model,omitempty"`
+	Weight        int    `json:"weight,omitempty"`
+	Priority      int    `json:"priority,omitempty"`
+}
+
+type routingJSON struct {
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// Budget is a Go duration, as in the configuration file ("30s").
+	Budget string `json:"budget,omitempty"`
 }
 
 type tenantJSON struct {
@@ -95,7 +114,46 @@ type modelsRequest struct {
 	Models []modelJSON `json:"models"`
 }
 
-var modelsFields = fields{"models": {"[]": {"name": nil, "deployment": nil, "upstream_model": nil}}}
+var modelsFields = fields{"models": {"[]": {"name": nil, "deployment": nil, "upstream_model": nil,
+	"deployments": {"[]": {"name": nil, "upstream_model": nil, "weight": nil, "priority": nil}},
+	"fallbacks":   nil, "routing": {"max_attempts": nil, "budget": nil}}}}
+
+// model is the tenancy model m describes, field i of the request; a budget
+// that is no duration is refused naming its field.
+func (m modelJSON) model(i int) (tenancy.Model, error) {
+	out := tenancy.Model{Name: m.Name, Deployment: m.Deployment, UpstreamModel: m.UpstreamModel, Fallbacks: m.Fallbacks}
+	for _, d := range m.Deployments {
+		out.Deployments = append(out.Deployments, tenancy.Target{Deployment: d.Name, UpstreamModel: d.UpstreamModel,
+			Weight: d.Weight, Priority: d.Priority})
+	}
+	if m.Routing != nil {
+		out.Routing.MaxAttempts = m.Routing.MaxAttempts
+		if m.Routing.Budget != "" {
+			b, err := time.ParseDuration(m.Routing.Budget)
+			if err != nil {
+				f := fmt.Sprintf("models[%d].routing.budget", i)
+				return out, apierror.BadRequest("invalid_value", f, fmt.Sprintf("%s: %q is not a duration (like \"30s\")", f, m.Routing.Budget))
+			}
+			out.Routing.Budget = b
+		}
+	}
+	return out, nil
+}
+
+func modelOut(m tenancy.Model) modelJSON {
+	out := modelJSON{Name: m.Name, Deployment: m.Deployment, UpstreamModel: m.UpstreamModel, Fallbacks: m.Fallbacks}
+	for _, d := range m.Deployments {
+		out.Deployments = append(out.Deployments, targetJSON{Name: d.Deployment, UpstreamModel: d.UpstreamModel,
+			Weight: d.Weight, Priority: d.Priority})
+	}
+	if m.Routing != (tenancy.Routing{}) {
+		out.Routing = &routingJSON{MaxAttempts: m.Routing.MaxAttempts}
+		if m.Routing.Budget != 0 {
+			out.Routing.Budget = m.Routing.Budget.String()
+		}
+	}
+	return out
+}
 
 type credentialRequest struct {
 	APIKey string `json:"api_key"`
@@ -129,9 +187,7 @@ func tenantOut(t store.Tenant) tenantJSON {
 		Content: contentJSON{Capture: t.Content.Capture, MaxBytes: t.Content.MaxBytes},
 		Limits:  limitsOut(t.Limits), Models: []modelJSON{}, Credentials: t.Credentials}
 	for _, m := range t.Models {
-		// The store keeps one deployment per model (the file alone has
-		// the multi-deployment form).
-		out.Models = append(out.Models, modelJSON{Name: m.Name, Deployment: m.Deployment, UpstreamModel: m.UpstreamModel})
+		out.Models = append(out.Models, modelOut(m))
 	}
 	if out.Credentials == nil {
 		out.Credentials = []string{}

@@ -47,6 +47,8 @@ base64, in $LOOM_SECRET_KEY or the one the config names):
   loom tenants list
   loom tenants delete ID
   loom tenants models ID NAME=DEPLOYMENT[:UPSTREAM_MODEL]...   replace the tenant's models
+  loom tenants models ID -file MODELS.yaml   the same, from a YAML list in the config file's form
+                                                        (deployments with weight/priority, fallbacks, routing)
   loom tenants credential ID DEPLOYMENT [-delete]   set the tenant's own credential, read from stdin
   loom keys create -tenant ID [-id NAME] [-models a,b] [-expires 720h] [-rpm N] [-tpm N] [-streams N]
                                                         make a key and print it, once

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/loom-gateway/loom/proxy/store"
 	"github.com/loom-gateway/loom/proxy/tenancy"
 )
@@ -116,26 +118,78 @@ func tenantList(ctx context.Context, st *store.Store, std Stdio) error {
 	return w.Flush()
 }
 
-// modelArg writes a model the way `tenants models` reads it.
+// modelArg writes a model the way `tenants models` reads it, for the short
+// form. The long form lists its deployments the same way, each with its
+// weight (*W) and priority (@P) where set, then its fallbacks (>a,b); its
+// routing override shows only in the admin API.
 func modelArg(m tenancy.Model) string {
-	s := m.Name + "=" + m.Deployment
-	if m.UpstreamModel != "" {
-		s += ":" + m.UpstreamModel
+	if len(m.Deployments) == 0 {
+		return target(m.Name+"="+m.Deployment, m.UpstreamModel)
+	}
+	s := m.Name + "="
+	for i, d := range m.Deployments {
+		if i > 0 {
+			s += ","
+		}
+		s = target(s+d.Deployment, d.UpstreamModel)
+		if d.Weight != 0 {
+			s += fmt.Sprintf("*%d", d.Weight)
+		}
+		if d.Priority != 0 {
+			s += fmt.Sprintf("@%d", d.Priority)
+		}
+	}
+	if len(m.Fallbacks) > 0 {
+		s += ">" + strings.Join(m.Fallbacks, ",")
 	}
 	return s
 }
 
+func target(s, upstream string) string {
+	if upstream != "" {
+		s += ":" + upstream
+	}
+	return s
+}
+
+// maxModelsFile bounds what `tenants models -file` reads.
+const maxModelsFile = 1 << 20
+
+// readModels reads a YAML list of models in the configuration file's form
+// (tenants[].models: name, deployment or deployments, fallbacks, routing),
+// refusing a field it does not know.
+func readModels(path string) ([]tenancy.Model, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var models []tenancy.Model
+	dec := yaml.NewDecoder(io.LimitReader(f, maxModelsFile))
+	dec.KnownFields(true)
+	if err := dec.Decode(&models); err != nil {
+		return nil, fmt.Errorf("models file %s: %w", path, err)
+	}
+	return models, nil
+}
+
 func tenantModels(ctx context.Context, c *command, args []string, std Stdio) error {
 	none := c.fs.Bool("none", false, "remove every model (the tenant can then call none)")
+	file := c.fs.String("file", "", "read the models from this YAML list, in the config file's form (several deployments, fallbacks, routing)")
 	pos, err := c.parse(args[1:], -1)
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 || (len(pos) == 1) != *none {
-		fmt.Fprintf(std.Err, "loom tenants models: give ID and NAME=DEPLOYMENT[:UPSTREAM_MODEL]..., or ID -none\n\n%s", usage)
+	if len(pos) == 0 || (len(pos) == 1) != (*none || *file != "") || (*none && *file != "") {
+		fmt.Fprintf(std.Err, "loom tenants models: give ID and NAME=DEPLOYMENT[:UPSTREAM_MODEL]..., ID -file MODELS.yaml, or ID -none\n\n%s", usage)
 		return ErrUsage
 	}
 	var models []tenancy.Model
+	if *file != "" {
+		if models, err = readModels(*file); err != nil {
+			return err
+		}
+	}
 	for _, arg := range pos[1:] {
 		name, target, ok := strings.Cut(arg, "=")
 		dep, upstream, _ := strings.Cut(target, ":")

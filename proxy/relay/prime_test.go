@@ -139,3 +139,39 @@ func TestPrime_ZeroAllocsPerStream(t *testing.T) {
 		t.Fatalf("%v allocs per primed stream, want 0", allocs)
 	}
 }
+
+// A stream whose first real event is an error another upstream may not
+// repeat fails Prime with its type, and stays primed: relayed anyway, the
+// client gets every byte. One that any upstream would repeat is the answer.
+func TestPrime_FirstEventIsAnError_RetryableReported_RequestErrorRelayed(t *testing.T) {
+	for _, tc := range []struct {
+		name, event, wantType string
+	}{
+		{"server error", `{"error":{"message":"boom","type":"server_error","param":null,"code":null}}`, "server_error"},
+		{"rate limit", `{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}`, "rate_limit_exceeded"},
+		{"overloaded", `{"error":{"type":"overloaded_error","message":"Overloaded"}}`, "overloaded_error"},
+		{"invalid request", `{"error":{"message":"too long","type":"invalid_request_error","code":"context_length_exceeded"}}`, ""},
+		{"no type", `{"error":{"message":"?"}}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := []byte(": keep-alive\n\ndata: " + tc.event + "\n\ndata: [DONE]\n\n")
+			var s Stream
+			var rec call.Record
+			body := &memBody{}
+			body.Reset(src)
+			s.Reset(body, &rec, Options{})
+			err := s.Prime()
+			var fe *FirstEventError
+			if tc.wantType == "" {
+				if err != nil {
+					t.Fatalf("Prime = %v; want nil, the error being the answer", err)
+				}
+			} else if !errors.As(err, &fe) || fe.Type != tc.wantType {
+				t.Fatalf("Prime = %v; want a FirstEventError of type %s", err, tc.wantType)
+			}
+			if got := writeAll(&s); !bytes.Equal(got, src) {
+				t.Fatalf("relayed anyway, the client got %q; want %q", got, src)
+			}
+		})
+	}
+}

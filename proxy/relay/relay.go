@@ -185,6 +185,15 @@ const maxHeld = 4 << 10
 // real event: nothing reached the client, the caller closes the body and
 // may try another upstream (Reset the stream for it). A clean end before
 // any real event is not a failure: the stream relays it as it is.
+//
+// A first real event that is an error object worth another upstream
+// (RetryableEventError: overloaded, a server error, a rate limit) is
+// reported as a *FirstEventError. The stream stays primed with that event:
+// the caller either closes the body and tries another upstream, or, with
+// none left, relays it as it is. An error that would be the same anywhere
+// (an invalid request) is the answer: Prime returns nil for it. A
+// translated stream's errors are its translator's to render, never
+// reported.
 func (s *Stream) Prime() error {
 	for {
 		if !s.sc.Next() {
@@ -211,10 +220,40 @@ func (s *Stream) Prime() error {
 				s.held = out
 			}
 			s.pending = out
+			if ev.HasData && s.opts.Translator == nil && s.rec.Outcome == call.OutcomeUpstreamError &&
+				RetryableEventError(s.rec.ErrorType) {
+				return &FirstEventError{Type: s.rec.ErrorType}
+			}
 			return nil
 		}
 		s.held = append(s.held, out...)
 	}
+}
+
+// FirstEventError is Prime's report of a stream whose first real event is
+// an error object that another upstream may not repeat.
+type FirstEventError struct {
+	// Type is the error's code, or its type when it has no code (as
+	// call.Record.ErrorType has it).
+	Type string
+}
+
+func (e *FirstEventError) Error() string {
+	return "the upstream's stream began with an error event (" + e.Type + ")"
+}
+
+// RetryableEventError reports whether an error event of this code or type
+// (OpenAI's, Azure's and Anthropic's names) says the upstream could not
+// serve now, rather than that the request is wrong: the kinds of error a
+// 429 or a 5xx answer would carry.
+func RetryableEventError(typ string) bool {
+	switch typ {
+	case "server_error", "internal_error", "internal_server_error", "api_error", "overloaded_error", "overloaded",
+		"service_unavailable", "server_overloaded", "engine_overloaded", "timeout", "rate_limit_exceeded",
+		"rate_limit_error", "requests", "tokens":
+		return true
+	}
+	return false
 }
 
 // Read implements io.Reader: it returns the next event (or the rest of one

@@ -32,6 +32,9 @@ import (
 // event within timeouts.first_byte (or the call's budget).
 var errFirstEvent = fmt.Errorf("%w: no event within timeouts.first_byte of the request", upstream.ErrTimeout)
 
+// errRetired closes the body of a stream attempt the call moved on from.
+var errRetired = errors.New("the call moved to another deployment")
+
 // maxKeptCandidates is the room kept in each pooled exchange for a call's
 // candidates; a route with more allocates for that call.
 const maxKeptCandidates = 16
@@ -43,8 +46,12 @@ type failure struct {
 	// as it is when no other attempt serves; err is a transport failure.
 	resp *fasthttp.Response
 	body []byte
-	dep  *upstream.Deployment
-	err  error
+	// primed is the body of a stream whose first event was an error worth
+	// another upstream (relay.FirstEventError): ex.stream holds it,
+	// primed, to relay as it is when no other attempt serves.
+	primed relay.Body
+	dep    *upstream.Deployment
+	err    error
 	// errorType and reason describe it on the attempt's span.
 	errorType, reason string
 }
@@ -205,7 +212,21 @@ func (s *Server) try(ctx *fasthttp.RequestCtx, ex *exchange, key *tenant.Key, t 
 			if !budgetEnd.IsZero() && budgetEnd.Before(deadline) {
 				deadline = budgetEnd
 			}
-			if err := s.prime(ex, sbody, time.Until(deadline)); err != nil {
+			err := s.prime(ex, sbody, time.Until(deadline))
+			var first *relay.FirstEventError
+			if errors.As(err, &first) {
+				// Nothing reached the client yet: worth another
+				// deployment, as the 5xx or 429 this error stands for
+				// would be. A rate limit says nothing of the
+				// deployment's health.
+				rec.UpstreamEnd = time.Now()
+				if first.Type != "rate_limit_exceeded" && first.Type != "rate_limit_error" {
+					s.report(ex, dep, false, probe)
+				}
+				ex.fail = failure{resp: uresp, primed: sbody, dep: dep, errorType: first.Type, reason: first.Error()}
+				return false
+			}
+			if err != nil {
 				_ = sbody.CloseWithError(err)
 				if !errors.Is(err, errFirstEvent) {
 					err = upstream.Classify(err)
@@ -305,6 +326,9 @@ func (s *Server) retire(ex *exchange) {
 	})
 	s.routing.attempts[outcomeRetried].Add(1)
 	ex.waited += rec.UpstreamEnd.Sub(rec.UpstreamStart)
+	if f.primed != nil {
+		_ = f.primed.CloseWithError(errRetired)
+	}
 	if f.resp != nil {
 		fasthttp.ReleaseResponse(f.resp)
 	}
@@ -315,10 +339,15 @@ func (s *Server) retire(ex *exchange) {
 }
 
 // answerFailure answers with the last attempt's failure: the upstream's
-// own error answer, relayed as it is, or Loom's for a transport failure.
+// own error answer (or stream that began with an error event), relayed as
+// it is, or Loom's for a transport failure.
 func (s *Server) answerFailure(ctx *fasthttp.RequestCtx, ex *exchange) {
 	f := ex.fail
 	ex.fail = failure{}
+	if f.primed != nil {
+		s.stream(ctx, ex, f.dep, f.resp)
+		return
+	}
 	if f.resp != nil {
 		s.answer(ctx, ex, f.dep, f.resp, f.body)
 		return

@@ -60,13 +60,8 @@ FROM loom.tenants ORDER BY id`)
 	for i := range out {
 		byID[out[i].ID] = &out[i]
 	}
-	var tenantID string
-	var m tenancy.Model
-	rows, _ = tx.Query(ctx, `SELECT tenant_id, name, deployment, COALESCE(upstream_model, '')
-FROM loom.tenant_models ORDER BY tenant_id, name`)
-	_, err = pgx.ForEachRow(rows, []any{&tenantID, &m.Name, &m.Deployment, &m.UpstreamModel}, func() error {
-		byID[tenantID].Models = append(byID[tenantID].Models, m)
-		return nil
+	err = readModels(ctx, tx, "", func(tenant string, m tenancy.Model) {
+		byID[tenant].Models = append(byID[tenant].Models, m)
 	})
 	if err != nil {
 		return nil, err

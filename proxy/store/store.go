@@ -86,12 +86,17 @@ func (s *Store) checkDeployment(field, name string) error {
 	if s.deployments == nil || s.deployments[name] {
 		return nil
 	}
+	return &FieldError{Field: field, Msg: fmt.Sprintf("no deployment named %q (the deployments are: %s)", name, s.knownDeployments())}
+}
+
+// knownDeployments lists the deployments the store was told of, sorted.
+func (s *Store) knownDeployments() string {
 	known := make([]string, 0, len(s.deployments))
 	for n := range s.deployments {
 		known = append(known, n)
 	}
 	slices.Sort(known)
-	return &FieldError{Field: field, Msg: fmt.Sprintf("no deployment named %q (the deployments are: %s)", name, strings.Join(known, ", "))}
+	return strings.Join(known, ", ")
 }
 
 // Open connects to the database at url and checks that its schema is up to

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -154,19 +155,15 @@ FROM loom.tenants WHERE $1 = '' OR id = $1 ORDER BY id`, id)
 		for i := range out {
 			byID[out[i].ID] = &out[i]
 		}
-		var tenant string
-		var m tenancy.Model
-		rows, _ = tx.Query(ctx, `SELECT tenant_id, name, deployment, COALESCE(upstream_model, '')
-FROM loom.tenant_models WHERE $1 = '' OR tenant_id = $1 ORDER BY tenant_id, name`, id)
-		_, err = pgx.ForEachRow(rows, []any{&tenant, &m.Name, &m.Deployment, &m.UpstreamModel}, func() error {
+		err = readModels(ctx, tx, id, func(tenant string, m tenancy.Model) {
 			if t := byID[tenant]; t != nil {
 				t.Models = append(t.Models, m)
 			}
-			return nil
 		})
 		if err != nil {
 			return err
 		}
+		var tenant string
 		var dep string
 		rows, _ = tx.Query(ctx, `SELECT tenant_id, deployment FROM loom.tenant_credentials
 WHERE $1 = '' OR tenant_id = $1 ORDER BY tenant_id, deployment`, id)
@@ -184,29 +181,56 @@ WHERE $1 = '' OR tenant_id = $1 ORDER BY tenant_id, deployment`, id)
 	return out, nil
 }
 
-// SetModels replaces the tenant's models. It refuses (ErrInUse) to drop a
-// model that a live key is restricted to: the key would either lose every
-// model or, read as unrestricted, gain them all.
+// readModels reads the models of tenant id, or of all when id is "", with
+// their deployments, and gives each to add, by tenant and name. A model
+// stored with one deployment comes in the short form (Deployment), one
+// with several in the long form (Deployments), as they were set.
+func readModels(ctx context.Context, tx pgx.Tx, id string, add func(tenant string, m tenancy.Model)) error {
+	type modelKey struct{ tenant, name string }
+	targets := map[modelKey][]tenancy.Target{}
+	var k modelKey
+	var d tenancy.Target
+	rows, _ := tx.Query(ctx, `SELECT tenant_id, model, deployment, COALESCE(upstream_model, ''), weight, priority
+FROM loom.tenant_model_deployments WHERE $1 = '' OR tenant_id = $1 ORDER BY tenant_id, model, position`, id)
+	_, err := pgx.ForEachRow(rows, []any{&k.tenant, &k.name, &d.Deployment, &d.UpstreamModel, &d.Weight, &d.Priority}, func() error {
+		targets[k] = append(targets[k], d)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var m tenancy.Model
+	rows, _ = tx.Query(ctx, `SELECT tenant_id, name, COALESCE(deployment, ''), COALESCE(upstream_model, ''),
+    fallbacks, max_attempts, budget
+FROM loom.tenant_models WHERE $1 = '' OR tenant_id = $1 ORDER BY tenant_id, name`, id)
+	_, err = pgx.ForEachRow(rows, []any{&k.tenant, &m.Name, &m.Deployment, &m.UpstreamModel,
+		&m.Fallbacks, &m.Routing.MaxAttempts, &m.Routing.Budget}, func() error {
+		k.name = m.Name
+		m.Deployments = targets[k]
+		if len(m.Fallbacks) == 0 {
+			m.Fallbacks = nil // as the configuration file leaves it
+		}
+		add(k.tenant, m)
+		m.Fallbacks = nil // the next row must not scan into this one's slice
+		return nil
+	})
+	return err
+}
+
+// SetModels replaces the tenant's models, in either form a configuration
+// file may write them (one deployment, or several with weights and
+// priorities, fallbacks, a routing override). It checks them as the file's
+// are checked (tenancy.ValidateTenant, so the problems and the fields they
+// name are the file's), each problem a FieldError. It refuses (ErrInUse)
+// to drop a model that a live key is restricted to: the key would either
+// lose every model or, read as unrestricted, gain them all.
 func (s *Store) SetModels(ctx context.Context, tenant string, models []tenancy.Model) error {
+	if err := s.checkModels(models); err != nil {
+		return fmt.Errorf("set models of %q: %w", tenant, err)
+	}
 	names := make([]string, len(models))
-	deps := make([]string, len(models))
-	upstream := make([]*string, len(models))
-	seen := map[string]bool{}
 	for i, m := range models {
-		switch {
-		case m.Name == "" || m.Deployment == "":
-			return fmt.Errorf("model %d: %w: needs a name and a deployment", i, ErrInvalid)
-		case seen[m.Name]:
-			return fmt.Errorf("model %q: %w: listed twice", m.Name, ErrInvalid)
-		}
-		seen[m.Name] = true
-		if err := s.checkDeployment(fmt.Sprintf("models[%d].deployment", i), m.Deployment); err != nil {
-			return fmt.Errorf("set models of %q: %w", tenant, err)
-		}
-		names[i], deps[i] = m.Name, m.Deployment
-		if m.UpstreamModel != "" {
-			upstream[i] = &models[i].UpstreamModel
-		}
+		names[i] = m.Name
 	}
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		if err := lockTenant(ctx, tx, tenant); err != nil {
@@ -223,12 +247,25 @@ LIMIT 1`, tenant, names).Scan(&key, &model)
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
+		// The model rows' delete takes their deployments with them.
 		if _, err := tx.Exec(ctx, "DELETE FROM loom.tenant_models WHERE tenant_id = $1", tenant); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO loom.tenant_models (tenant_id, name, deployment, upstream_model)
-SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[])`, tenant, names, deps, upstream)
-		if err != nil {
+		var b pgx.Batch
+		for _, m := range models {
+			fallbacks := m.Fallbacks
+			if fallbacks == nil {
+				fallbacks = []string{}
+			}
+			b.Queue(`INSERT INTO loom.tenant_models (tenant_id, name, deployment, upstream_model, fallbacks, max_attempts, budget)
+VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7)`,
+				tenant, m.Name, m.Deployment, m.UpstreamModel, fallbacks, m.Routing.MaxAttempts, m.Routing.Budget)
+			for pos, d := range m.Deployments {
+				b.Queue(`INSERT INTO loom.tenant_model_deployments (tenant_id, model, position, deployment, upstream_model, weight, priority)
+VALUES ($1, $2, $3, $4, NULLIF($5, ''), $6, $7)`, tenant, m.Name, pos, d.Deployment, d.UpstreamModel, d.Weight, d.Priority)
+			}
+		}
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return classify(err)
 		}
 		return touch(ctx, tx, tenant)
@@ -237,4 +274,44 @@ SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[])`, tenant, names, de
 		return fmt.Errorf("set models of %q: %w", tenant, err)
 	}
 	return nil
+}
+
+// checkModels runs the configuration file's checks on models, listing the
+// deployments the gateway has where one it lacks is named. A budget finer than
+// a microsecond would not survive the round trip (Postgres intervals keep
+// microseconds), so it is refused rather than silently changed.
+func (s *Store) checkModels(models []tenancy.Model) error {
+	has := func(name string) bool { return name != "" && (s.deployments == nil || s.deployments[name]) }
+	// The tenant's id is checked where it is made; a placeholder keeps
+	// ValidateTenant to the models.
+	var errs []error
+	for _, e := range unjoin(tenancy.ValidateTenant(tenancy.Tenant{ID: "-", Models: models}, has)) {
+		var fe *tenancy.FieldError
+		if !errors.As(e, &fe) {
+			errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, e))
+			continue
+		}
+		msg := fe.Msg
+		if s.deployments != nil && strings.HasPrefix(msg, "no deployment named") {
+			msg += " (the deployments are: " + s.knownDeployments() + ")"
+		}
+		errs = append(errs, &FieldError{Field: fe.Field, Msg: msg})
+	}
+	for i, m := range models {
+		if m.Routing.Budget%time.Microsecond != 0 {
+			errs = append(errs, &FieldError{Field: fmt.Sprintf("models[%d].routing.budget", i), Msg: "must be a whole number of microseconds"})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unjoin returns the errors err joins, or err alone.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }

@@ -170,8 +170,17 @@ func newValidator(hasDeployment func(string) bool) *validator {
 	return &validator{hasDeployment: hasDeployment, tenants: map[string]bool{}, keyIDs: map[string]bool{}, hashes: map[string]bool{}}
 }
 
+// FieldError is one problem Validate reports, with the field it names
+// apart, so that an API can point at the field (as a parameter) while its
+// message still reads "field: problem".
+type FieldError struct {
+	Field, Msg string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
 func (v *validator) bad(field, format string, args ...any) {
-	v.errs = append(v.errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	v.errs = append(v.errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
 // field names name within prefix ("" for none).

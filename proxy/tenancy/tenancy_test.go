@@ -97,3 +97,12 @@ func TestValidateTenant_NamesFieldsWithinTheTenant(t *testing.T) {
 		t.Errorf("want one error per problem, got %#v", err)
 	}
 }
+
+func TestValidateTenant_EachProblemIsAFieldError_NamingItsField(t *testing.T) {
+	err := tenancy.ValidateTenant(tenancy.Tenant{ID: "acme", Models: []tenancy.Model{
+		{Name: "m", Deployments: []tenancy.Target{{Deployment: "oa", Weight: -1}}}}}, onlyOA)
+	var fe *tenancy.FieldError
+	if !errors.As(err, &fe) || fe.Field != "models[0].deployments[0].weight" || fe.Msg != "must not be negative, got -1" {
+		t.Fatalf("ValidateTenant = %v (%+v); want a FieldError on models[0].deployments[0].weight", err, fe)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,6 +38,7 @@ func run(args []string) int {
 	fs.DurationVar(&o.Streams.Duration, "stream-duration", 0, "long streams: how long each lasts (the issue's: 30s)")
 	fs.DurationVar(&o.Streams.Interval, "stream-interval", 0, "long streams: time between two events (default 100ms)")
 	fs.DurationVar(&o.Streams.Ramp, "stream-ramp", 0, "long streams: time over which they are opened")
+	only := fs.String("only", "", "comma-separated scenario names: run just those of the mode (and no long-streams phase unless \"long-streams\" is named)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -44,6 +46,13 @@ func run(args []string) int {
 	if !ok {
 		fmt.Fprintf(os.Stderr, "loombench: %v %q (tiny, quick, full)\n", harness.ErrUnknownMode, *mode)
 		return 2
+	}
+	if *only != "" {
+		var err error
+		if m, err = m.Only(strings.Split(*only, ",")); err != nil {
+			fmt.Fprintf(os.Stderr, "loombench: -only: %v\n", err)
+			return 2
+		}
 	}
 	o.Mode, o.Log, o.LoomProcs = m, os.Stdout, *procs
 	if *procs < 0 {
