@@ -83,6 +83,8 @@ var Modes = map[string]Mode{
 		{Name: "stream-10", Description: "streaming, 20 chunks 5 ms apart, 10 RPS", Rate: 10, Stream: true, Tenants: 1, Mock: streamMock},
 		{Name: "failover-20", Description: "non-streaming; the first deployment answers 500, the second serves, 20 RPS",
 			Rate: 20, Tenants: 1, Mock: unaryMock, Model: ModelFailover},
+		{Name: "stream-anthropic-10", Description: "streaming chat translated to an Anthropic deployment and back, 10 RPS",
+			Rate: 10, Stream: true, Tenants: 1, Mock: streamMock, Model: ModelAnthropic},
 	}},
 	"quick": {Name: "quick", Rounds: 1, Segment: 4 * time.Second, Warmup: time.Second, Scenarios: []Scenario{
 		{Name: "nonstream-1000", Description: "non-streaming, ~1 KB request, 1000 RPS", Rate: 1000, Tenants: 1, Mock: unaryMock},
