@@ -627,6 +627,37 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 			t.Errorf("failover: %s %s, want the second deployment's answer", resp.Status, b)
 		}
 	}
+	// The Claude models, as the banner's lines use them: an OpenAI client
+	// (translated to the mock's Messages API and back) and an Anthropic
+	// client on /v1/messages (relayed as it is).
+	claude := DemoClaudeModels[0]
+	for _, tc := range []struct{ name, path, body, wantIn string }{
+		{"claude via chat", "/v1/chat/completions", `{"model":"` + claude + `","messages":[{"role":"user","content":"Hello"}]}`,
+			`"object":"chat.completion"`},
+		{"claude via messages", "/v1/messages", `{"model":"` + claude + `","max_tokens":64,"messages":[{"role":"user","content":"Hello"}]}`,
+			`"type":"message"`},
+		{"claude via messages, streamed", "/v1/messages",
+			`{"model":"` + claude + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Hello"}]}`, "event: message_stop"},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, p.LoomURL+tc.path, strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", "application/json")
+		if tc.path == "/v1/messages" {
+			req.Header.Set("x-api-key", p.Key)
+			req.Header.Set("anthropic-version", "2023-06-01")
+		} else {
+			req.Header.Set("Authorization", "Bearer "+p.Key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), tc.wantIn) {
+			t.Errorf("%s: %s %s, want 200 with %q", tc.name, resp.Status, b, tc.wantIn)
+		}
+	}
 	// The banner's console: the demo key logs in and sees the calls.
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
