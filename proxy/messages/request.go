@@ -97,7 +97,7 @@ func (r *Request) Parse(body []byte) error {
 	model := r.Model[:0]
 	*r = Request{Model: model}
 	r.Params.RequestBodyBytes = len(body)
-	if !json.Valid(body) {
+	if !json.Valid(body) || !strictStrings(body) {
 		return invalid("There was an issue with your request body: the body is not valid JSON.")
 	}
 	var m json.Members
@@ -122,6 +122,34 @@ func (r *Request) Parse(body []byte) error {
 		return invalid("messages: Field required")
 	}
 	return nil
+}
+
+// strictStrings reports whether no string in body, a document json.Valid
+// accepted, holds a raw control character. json.Valid lets them through;
+// Anthropic's parser (and encoding/json, and most upstreams) refuse them,
+// and the translation copies strings as sent, so the body is refused here
+// as Anthropic would refuse it. Bodies without any control byte (compact
+// JSON, nearly all) cost one pass of a byte loop.
+func strictStrings(body []byte) bool {
+	i := 0
+	for i < len(body) && body[i] >= 0x20 {
+		i++
+	}
+	if i == len(body) {
+		return true
+	}
+	inString := false
+	for j := 0; j < len(body); j++ {
+		switch c := body[j]; {
+		case inString && c == '\\':
+			j++
+		case c == '"':
+			inString = !inString
+		case inString && c < 0x20:
+			return false
+		}
+	}
+	return true
 }
 
 // decodedKey is the member's key as a JSON decoder reads it, so that an

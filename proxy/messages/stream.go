@@ -141,7 +141,10 @@ func (s *Stream) Chunk(dst, data []byte) ([]byte, error) {
 		}
 	}
 	var err error
-	if choice != nil {
+	// Content after the finish reason and usage (message_delta is out)
+	// has no place in an Anthropic stream: an upstream that sends it is
+	// broken, and it is dropped.
+	if choice != nil && !s.finished {
 		if !s.started {
 			dst = s.messageStart(dst)
 		}
