@@ -5,6 +5,7 @@ import (
 
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/messages"
+	"github.com/loom-gateway/loom/proxy/tap"
 )
 
 var benchStreams = []struct{ name, file string }{
@@ -112,6 +113,27 @@ func BenchmarkStream(b *testing.B) {
 					dst = dst[:0]
 				}
 				dst, _ = s.Chunk(dst[:0], payloads[i%len(payloads)])
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkTapOnly is the baseline: what the relay's tap already costs per
+// chunk on an OpenAI route, for the same chunks. The translation's extra
+// cost is BenchmarkStream minus this.
+func BenchmarkTapOnly(b *testing.B) {
+	for _, bs := range benchStreams {
+		b.Run(bs.name, func(b *testing.B) {
+			payloads := streamPayloads(b, bs.file)
+			var rec call.Record
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if i%len(payloads) == 0 {
+					rec.Reset()
+				}
+				tap.Observe(&rec, payloads[i%len(payloads)])
 				i++
 			}
 		})

@@ -119,7 +119,7 @@ func (s *Stream) Chunk(dst, data []byte) ([]byte, error) {
 	}
 	var m json.Members
 	m.Reset(data)
-	var choice []byte
+	var c0 choice
 	for m.Next() {
 		switch string(m.Key()) {
 		case "choices":
@@ -129,8 +129,8 @@ func (s *Stream) Chunk(dst, data []byte) ([]byte, error) {
 			var e json.Elements
 			e.Reset(m.Value())
 			for e.Next() {
-				if e.Kind() == json.Object && isFirstChoice(e.Value()) {
-					choice = e.Value()
+				if e.Kind() == json.Object {
+					c0.read(e.Value())
 				}
 			}
 		case "usage":
@@ -144,11 +144,11 @@ func (s *Stream) Chunk(dst, data []byte) ([]byte, error) {
 	// Content after the finish reason and usage (message_delta is out)
 	// has no place in an Anthropic stream: an upstream that sends it is
 	// broken, and it is dropped.
-	if choice != nil && !s.finished {
+	if c0.found && !s.finished {
 		if !s.started {
 			dst = s.messageStart(dst)
 		}
-		dst, err = s.choice(dst, choice)
+		dst, err = s.choice(dst, &c0)
 	}
 	if s.sawUsage && s.stop != "" && !s.finished {
 		dst = s.finish(dst)
@@ -156,11 +156,35 @@ func (s *Stream) Chunk(dst, data []byte) ([]byte, error) {
 	return dst, err
 }
 
-// isFirstChoice reports whether a streamed choice is choice 0 (one with no
-// index counts as 0): Messages has no n, the others are not translated.
-func isFirstChoice(v []byte) bool {
-	idx, kind := field(v, "index")
-	return kind == json.Invalid || string(idx) == "0"
+// choice is what a chunk says in choice 0 (one with no index counts as
+// 0): Messages has no n, the other choices are not translated.
+type choice struct {
+	delta, finish []byte
+	found         bool
+}
+
+func (c *choice) read(v []byte) {
+	var delta, finish []byte
+	first := true
+	var m json.Members
+	m.Reset(v)
+	for m.Next() {
+		switch string(m.Key()) {
+		case "index":
+			first = string(m.Value()) == "0"
+		case "delta":
+			if m.Kind() == json.Object {
+				delta = m.Value()
+			}
+		case "finish_reason":
+			if m.Kind() == json.String {
+				finish = m.Value()
+			}
+		}
+	}
+	if first {
+		*c = choice{delta: delta, finish: finish, found: true}
+	}
 }
 
 func (s *Stream) messageStart(dst []byte) []byte {
@@ -174,22 +198,8 @@ func (s *Stream) messageStart(dst []byte) []byte {
 	return append(dst, endEvent...)
 }
 
-func (s *Stream) choice(dst, choice []byte) ([]byte, error) {
-	var delta, finish []byte
-	var m json.Members
-	m.Reset(choice)
-	for m.Next() {
-		switch string(m.Key()) {
-		case "delta":
-			if m.Kind() == json.Object {
-				delta = m.Value()
-			}
-		case "finish_reason":
-			if m.Kind() == json.String {
-				finish = m.Value()
-			}
-		}
-	}
+func (s *Stream) choice(dst []byte, c *choice) ([]byte, error) {
+	delta, finish := c.delta, c.finish
 	var err error
 	if delta != nil {
 		var reasoning, content, refusal, calls []byte
