@@ -287,6 +287,13 @@ func (r *Request) member(body, key []byte, m *json.Members) *apierror.Error {
 		default:
 			return wrongType("output_config", json.Object)
 		}
+	case "mcp_servers":
+		// Anthropic connects to these and runs their tools itself; a chat
+		// model behind Loom cannot, and dropping them would leave the
+		// model without tools the client counts on.
+		if kind == json.Array && !json.IsEmptyArray(v) {
+			return invalid("mcp_servers: MCP servers run at Anthropic and cannot be used with this model")
+		}
 	case "metadata":
 		switch kind {
 		case json.Null:

@@ -224,6 +224,7 @@ func TestParse_RefusesWhatAnthropicRefuses(t *testing.T) {
 		{"tool_choice tool without name", `{"model":"m","max_tokens":1,"tool_choice":{"type":"tool"},` + msgs + `}`, "tool_choice.name:"},
 		{"output format not a schema", `{"model":"m","max_tokens":1,"output_config":{"format":{"type":"text"}},` + msgs + `}`, "output_config.format.type:"},
 		{"output schema missing", `{"model":"m","max_tokens":1,"output_config":{"format":{"type":"json_schema"}},` + msgs + `}`, "output_config.format.schema:"},
+		{"MCP servers", `{"model":"m","max_tokens":1,"mcp_servers":[{"type":"url","url":"https://mcp.example.com","name":"x"}],` + msgs + `}`, "mcp_servers:"},
 		{"metadata user_id a number", `{"model":"m","max_tokens":1,"metadata":{"user_id":1},` + msgs + `}`, "metadata.user_id:"},
 	}
 	for _, tt := range tests {

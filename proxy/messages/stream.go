@@ -64,7 +64,6 @@ type Stream struct {
 	refused  bool
 	stop     string // the finish reason, mapped; "" until one arrives
 	u        usage
-	scratch  []byte
 	sawUsage bool
 }
 
@@ -74,9 +73,9 @@ type Stream struct {
 // ChunksSent stay the caller's). model is what the client asked for; it is
 // copied.
 func (s *Stream) Reset(rec *call.Record, model []byte) {
-	tools, m, scratch := s.tools[:0], s.model[:0], s.scratch[:0]
+	tools, m := s.tools[:0], s.model[:0]
 	ownID, ownModel, ownReasons := s.own.ResponseID[:0], s.own.ResponseModel[:0], s.own.FinishReasons[:0]
-	*s = Stream{rec: rec, tools: tools, model: append(m, model...), scratch: scratch}
+	*s = Stream{rec: rec, tools: tools, model: append(m, model...)}
 	s.own.ResponseID, s.own.ResponseModel, s.own.FinishReasons = ownID, ownModel, ownReasons
 	if rec == nil {
 		s.rec = &s.own
