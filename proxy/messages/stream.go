@@ -119,6 +119,7 @@ func (s *Stream) Chunk(dst, data []byte) ([]byte, error) {
 	var m json.Members
 	m.Reset(data)
 	var c0 choice
+	hadUsage := false
 	for m.Next() {
 		switch string(m.Key()) {
 		case "choices":
@@ -135,7 +136,7 @@ func (s *Stream) Chunk(dst, data []byte) ([]byte, error) {
 		case "usage":
 			if m.Kind() == json.Object {
 				readUsage(&s.u, m.Value())
-				s.sawUsage = true
+				s.sawUsage, hadUsage = true, true
 			}
 		}
 	}
@@ -149,7 +150,10 @@ func (s *Stream) Chunk(dst, data []byte) ([]byte, error) {
 		}
 		dst, err = s.choice(dst, &c0)
 	}
-	if s.sawUsage && s.stop != "" && !s.finished {
+	// The message ends with the usage that comes with or after the finish
+	// reason (include_usage's last chunk); usage sent earlier may be a
+	// running count, so it waits for the end of the stream.
+	if hadUsage && s.stop != "" && !s.finished {
 		dst = s.finish(dst)
 	}
 	return dst, err

@@ -336,3 +336,18 @@ func TestStream_InvalidUTF8AndControlBytes_ComeOutValidJSON(t *testing.T) {
 		t.Fatalf("text %q", msg.Content[0].Text)
 	}
 }
+
+func TestStream_UsageBeforeFinish_WaitsForTheLastCount(t *testing.T) {
+	payloads := [][]byte{
+		[]byte(`{"id":"u","choices":[{"index":0,"delta":{"content":"a"}}],"usage":{"prompt_tokens":10,"completion_tokens":1}}`),
+		[]byte(`{"id":"u","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`),
+		[]byte(`{"id":"u","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5}}`),
+	}
+	msg, _, err := sdkStream(t, translateStream(t, payloads, nil, "m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Usage.InputTokens != 10 || msg.Usage.OutputTokens != 5 {
+		t.Fatalf("usage %+v", msg.Usage)
+	}
+}
