@@ -35,7 +35,7 @@ func AppendChatRequest(dst []byte, r *Request, body []byte, upstreamModel string
 //     content stays a string;
 //   - tool_result blocks -> tool messages (before the rest of the user
 //     turn, as OpenAI wants them right after the tool calls), their text
-//     joined; images in them follow in a user message;
+//     joined; images and documents in them follow in a user message;
 //   - assistant text -> content, tool_use -> tool_calls with the input
 //     object as the arguments string; thinking blocks are dropped;
 //   - tools -> function tools (input_schema -> parameters); tool_choice
@@ -189,13 +189,15 @@ func (w *msgWriter) message(v []byte) {
 		case `"text"`, `"image"`, `"document"`:
 			w.part(&parts, b)
 		case `"tool_result"`:
-			// A chat tool message holds text only: the images a tool
-			// returned go to the model in the user turn that follows.
+			// A chat tool message holds text only: the images and
+			// documents a tool returned go to the model in the user turn
+			// that follows.
 			if c, kind := field(b, "content"); kind == json.Array {
 				var ce json.Elements
 				ce.Reset(c)
 				for ce.Next() {
-					if string(blockType(ce.Value())) == `"image"` {
+					switch string(blockType(ce.Value())) {
+					case `"image"`, `"document"`:
 						w.part(&parts, ce.Value())
 					}
 				}

@@ -520,8 +520,12 @@ func checkBlock(i, j int, role string, v []byte) *apierror.Error {
 				if err := checkImage(p, e.Value()); err != nil {
 					return err
 				}
+			case `"document"`:
+				if err := checkDocument(p, e.Value()); err != nil {
+					return err
+				}
 			default:
-				return invalid("%s: only text and image blocks can be translated for this model", p("type"))
+				return invalid("%s: only text, image and document blocks can be translated for this model", p("type"))
 			}
 		}
 		return nil
