@@ -67,11 +67,17 @@ type Stream struct {
 	sawUsage bool
 }
 
-// Reset prepares s for a new stream. rec, if not nil, gets what the tap
-// reads from each chunk (response id and model, finish reasons, usage,
-// output pieces, error type); Chunk does not count events (Record.Chunks,
-// ChunksSent stay the caller's). model is what the client asked for; it is
-// copied.
+// Reset prepares s for a new stream. model is what the client asked for
+// (the message says it back); it is copied.
+//
+// rec, if not nil, is the call's record, and the Stream is its tap: each
+// chunk goes through tap.Observe (response id and model, finish reasons,
+// usage, output pieces, error type) and, when rec.Content.Capture is set,
+// tap.ObserveContent; an upstream error chunk sets rec.Outcome to
+// upstream_error. Pass nil when something else taps the same chunks (the
+// relay does): observing twice would count output pieces twice. Either way
+// Chunk does not count events or time them (Chunks, ChunksSent,
+// FirstChunk stay the caller's).
 func (s *Stream) Reset(rec *call.Record, model []byte) {
 	tools, m := s.tools[:0], s.model[:0]
 	ownID, ownModel, ownReasons := s.own.ResponseID[:0], s.own.ResponseModel[:0], s.own.FinishReasons[:0]
@@ -113,8 +119,15 @@ func (s *Stream) Chunk(dst, data []byte) ([]byte, error) {
 	if !c.Valid {
 		return dst, ErrUpstreamChunk
 	}
+	caller := s.rec != &s.own
 	if c.Error {
+		if caller && s.rec.Outcome == "" {
+			s.rec.Outcome = call.OutcomeUpstreamError
+		}
 		return s.upstreamError(dst, data), nil
+	}
+	if caller && s.rec.Content.Capture {
+		tap.ObserveContent(&s.rec.Content, data)
 	}
 	var m json.Members
 	m.Reset(data)

@@ -238,8 +238,8 @@ func TestStream_UpstreamErrorChunk_BecomesErrorEventAndEnds(t *testing.T) {
 	if sdkErr == nil || !asError(sdkErr, &apiErr) || apiErr.Type() != "api_error" {
 		t.Fatalf("sdk error %v", sdkErr)
 	}
-	if rec.ErrorType != "server_error" {
-		t.Fatalf("record error type %q", rec.ErrorType)
+	if rec.ErrorType != "server_error" || rec.Outcome != call.OutcomeUpstreamError {
+		t.Fatalf("record error type %q outcome %q", rec.ErrorType, rec.Outcome)
 	}
 }
 
@@ -349,5 +349,15 @@ func TestStream_UsageBeforeFinish_WaitsForTheLastCount(t *testing.T) {
 	}
 	if msg.Usage.InputTokens != 10 || msg.Usage.OutputTokens != 5 {
 		t.Fatalf("usage %+v", msg.Usage)
+	}
+}
+
+func TestStream_ContentCapture_WhenTheRecordAsksForIt(t *testing.T) {
+	payloads := streamPayloads(t, "openai/chat-stream-text-include-usage.sse")
+	rec := call.Record{Content: call.Content{Capture: true, Max: 1 << 10}}
+	translateStream(t, payloads, &rec, "m")
+	want := recordedStream(t, payloads)
+	if len(rec.Content.Choices) != 1 || string(rec.Content.Choices[0]) != want.text {
+		t.Fatalf("captured %q, want %q", rec.Content.Choices, want.text)
 	}
 }
