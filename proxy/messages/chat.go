@@ -18,6 +18,12 @@ type ChatOptions struct {
 	// itself refuses max_tokens for its reasoning models, so the newer
 	// name is the default.
 	LegacyMaxTokens bool
+	// MaxTokensCap, when positive, caps the max_tokens sent upstream.
+	// Anthropic clients ask for what Claude models allow (Claude Code asks
+	// for 32000), more than many chat models accept (gpt-4o: 16384), and
+	// the upstream would refuse the call for it; a deployment's known
+	// output limit goes here.
+	MaxTokensCap int64
 }
 
 // AppendChatRequest appends to dst the OpenAI chat request that carries the
@@ -79,7 +85,11 @@ func AppendChatRequestWith(dst []byte, r *Request, body []byte, upstreamModel st
 	} else {
 		dst = append(dst, `,"max_completion_tokens":`...)
 	}
-	dst = strconv.AppendInt(dst, r.MaxTokens, 10)
+	maxTokens := r.MaxTokens
+	if opt.MaxTokensCap > 0 {
+		maxTokens = min(maxTokens, opt.MaxTokensCap)
+	}
+	dst = strconv.AppendInt(dst, maxTokens, 10)
 	if r.Stream {
 		dst = append(dst, `,"stream":true,"stream_options":{"include_usage":true}`...)
 	}

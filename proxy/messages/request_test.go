@@ -149,6 +149,20 @@ func TestAppendChatRequestWith_LegacyMaxTokens(t *testing.T) {
 	}
 }
 
+func TestAppendChatRequestWith_MaxTokensCap(t *testing.T) {
+	body := []byte(`{"model":"m","max_tokens":32000,"messages":[{"role":"user","content":"hi"}]}`)
+	var r messages.Request
+	if err := r.Parse(body); err != nil {
+		t.Fatal(err)
+	}
+	for cap, want := range map[int64]string{16384: `"max_completion_tokens":16384`, 64000: `"max_completion_tokens":32000`, 0: `"max_completion_tokens":32000`} {
+		got, err := messages.AppendChatRequestWith(nil, &r, body, "up", messages.ChatOptions{MaxTokensCap: cap})
+		if err != nil || !strings.Contains(string(got), want) {
+			t.Errorf("cap %d: got %s (%v), want %s", cap, got, err, want)
+		}
+	}
+}
+
 func TestAppendChatRequest_OtherBody_ErrNotParsed(t *testing.T) {
 	body := []byte(`{"model":"m","max_tokens":7,"messages":[{"role":"user","content":"hi"}]}`)
 	var r messages.Request
