@@ -184,3 +184,50 @@ func stdValid(s string) bool {
 	}
 	return false
 }
+
+// stringEndByByte is the byte-at-a-time definition stringEnd must agree with.
+func stringEndByByte(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			j++
+		}
+	}
+	return -1
+}
+
+func FuzzStringEnd_AgreesWithByteAtATime(f *testing.F) {
+	for _, s := range []string{`"abc"`, `"a\"b"`, `"a\\\\"b"`, `"a\\\"b"c"`, `"\\`, `"abc`, `""`, `"\u0022"x"`, `"x\\\\\\\\"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || b[0] != '"' {
+			return
+		}
+		if got, want := stringEnd(b, 0), stringEndByByte(b, 0); got != want {
+			t.Fatalf("%q: got %d, want %d", b, got, want)
+		}
+	})
+}
+
+func BenchmarkStringEnd(b *testing.B) {
+	long := []byte(`"` + strings.Repeat(`func main() { fmt.Println(\"hi\") }\n`, 1<<10) + `"`)
+	b.SetBytes(int64(len(long)))
+	for b.Loop() {
+		if stringEnd(long, 0) != len(long) {
+			b.Fatal("wrong end")
+		}
+	}
+}
+
+func BenchmarkStringEndByByte(b *testing.B) {
+	long := []byte(`"` + strings.Repeat(`func main() { fmt.Println(\"hi\") }\n`, 1<<10) + `"`)
+	b.SetBytes(int64(len(long)))
+	for b.Loop() {
+		if stringEndByByte(long, 0) != len(long) {
+			b.Fatal("wrong end")
+		}
+	}
+}
