@@ -44,12 +44,22 @@ func skipSpace(b []byte, i int) int {
 }
 
 // stringEnd returns the index just past the closing quote of the string whose
-// opening quote is at i, or -1. It jumps from quote to quote (IndexByte is
-// vectorised) instead of stepping through every byte: walking past long
-// strings (a prompt, a tool result) is most of what the walkers do. A quote
-// ends the string unless an odd run of backslashes stands before it.
+// opening quote is at i, or -1. Short strings (keys, ids) are stepped
+// through; past the first bytes it jumps from quote to quote (IndexByte is
+// vectorised): walking past long strings (a prompt, a tool result) is most
+// of what the walkers do. A quote ends the string unless an odd run of
+// backslashes stands before it.
 func stringEnd(b []byte, i int) int {
-	for j := i + 1; j < len(b); {
+	j := i + 1
+	for stop := min(len(b), j+shortString); j < stop; j++ {
+		switch b[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			j++
+		}
+	}
+	for j < len(b) {
 		k := bytes.IndexByte(b[j:], '"')
 		if k < 0 {
 			return -1
@@ -66,6 +76,10 @@ func stringEnd(b []byte, i int) int {
 	}
 	return -1
 }
+
+// shortString is how far stringEnd steps before it jumps: a call to
+// IndexByte costs more than stepping through a key.
+const shortString = 16
 
 // valueEnd returns the kind of the value starting at i and the index just past
 // it, or Invalid.

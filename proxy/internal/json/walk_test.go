@@ -199,7 +199,7 @@ func stringEndByByte(b []byte, i int) int {
 }
 
 func FuzzStringEnd_AgreesWithByteAtATime(f *testing.F) {
-	for _, s := range []string{`"abc"`, `"a\"b"`, `"a\\\\"b"`, `"a\\\"b"c"`, `"\\`, `"abc`, `""`, `"\u0022"x"`, `"x\\\\\\\\"`} {
+	for _, s := range []string{`"abc"`, `"a\"b"`, `"a\\\\"b"`, `"a\\\"b"c"`, `"\\`, `"abc`, `""`, `"\u0022"x"`, `"x\\\\\\\\"`, `"0123456789abcdef\\\"x\\"`, `"0123456789abcde\\"x"`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
