@@ -72,12 +72,11 @@ type Stream struct {
 //
 // rec, if not nil, is the call's record, and the Stream is its tap: each
 // chunk goes through tap.Observe (response id and model, finish reasons,
-// usage, output pieces, error type) and, when rec.Content.Capture is set,
-// tap.ObserveContent; an upstream error chunk sets rec.Outcome to
-// upstream_error. Pass nil when something else taps the same chunks (the
-// relay does): observing twice would count output pieces twice. Either way
-// Chunk does not count events or time them (Chunks, ChunksSent,
-// FirstChunk stay the caller's).
+// usage, output pieces, error type), and an upstream error chunk sets
+// rec.Outcome to upstream_error. Content capture (tap.ObserveContent) and
+// counting and timing events (Chunks, ChunksSent, FirstChunk) stay the
+// caller's. Pass nil when something else already taps the same chunks:
+// observing twice would count output pieces twice.
 func (s *Stream) Reset(rec *call.Record, model []byte) {
 	tools, m := s.tools[:0], s.model[:0]
 	ownID, ownModel, ownReasons := s.own.ResponseID[:0], s.own.ResponseModel[:0], s.own.FinishReasons[:0]
@@ -125,9 +124,6 @@ func (s *Stream) Chunk(dst, data []byte) ([]byte, error) {
 			s.rec.Outcome = call.OutcomeUpstreamError
 		}
 		return s.upstreamError(dst, data), nil
-	}
-	if caller && s.rec.Content.Capture {
-		tap.ObserveContent(&s.rec.Content, data)
 	}
 	var m json.Members
 	m.Reset(data)

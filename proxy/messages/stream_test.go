@@ -351,13 +351,3 @@ func TestStream_UsageBeforeFinish_WaitsForTheLastCount(t *testing.T) {
 		t.Fatalf("usage %+v", msg.Usage)
 	}
 }
-
-func TestStream_ContentCapture_WhenTheRecordAsksForIt(t *testing.T) {
-	payloads := streamPayloads(t, "openai/chat-stream-text-include-usage.sse")
-	rec := call.Record{Content: call.Content{Capture: true, Max: 1 << 10}}
-	translateStream(t, payloads, &rec, "m")
-	want := recordedStream(t, payloads)
-	if len(rec.Content.Choices) != 1 || string(rec.Content.Choices[0]) != want.text {
-		t.Fatalf("captured %q, want %q", rec.Content.Choices, want.text)
-	}
-}
