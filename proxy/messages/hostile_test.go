@@ -98,7 +98,7 @@ func TestStream_InvalidChunk_ReportedAndSkipped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{`not json`, `{"id":`, `[]`, ``} {
+	for _, bad := range []string{`not json`, `{"id":`, `[]`} {
 		var got []byte
 		got, err = s.Chunk(out, []byte(bad))
 		if !errors.Is(err, messages.ErrUpstreamChunk) || len(got) != len(out) {
@@ -107,5 +107,16 @@ func TestStream_InvalidChunk_ReportedAndSkipped(t *testing.T) {
 	}
 	if _, _, err := sdkStream(t, s.End(out)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestStream_EmptyDataKeepAlive_Ignored(t *testing.T) {
+	var s messages.Stream
+	s.Reset(nil, []byte("m"))
+	for _, data := range []string{``, ` `, "\n"} {
+		out, err := s.Chunk(nil, []byte(data))
+		if err != nil || len(out) != 0 {
+			t.Fatalf("%q: out %q err %v", data, out, err)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 
@@ -113,6 +114,11 @@ func (s *Stream) Chunk(dst, data []byte) ([]byte, error) {
 	}
 	if string(data) == "[DONE]" {
 		return s.End(dst), nil
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		// An empty data field (a keep-alive some servers send) says
+		// nothing: not a broken stream.
+		return dst, nil
 	}
 	c := tap.Observe(s.rec, data)
 	if !c.Valid {
