@@ -1,10 +1,13 @@
 package messages_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/messages"
+	"github.com/loom-gateway/loom/proxy/tap"
 )
 
 var benchStreams = []struct{ name, file string }{
@@ -118,6 +121,27 @@ func BenchmarkStream(b *testing.B) {
 	}
 }
 
+// BenchmarkTapOnly is the baseline: what the relay's tap already costs per
+// chunk on an OpenAI route, for the same chunks. The translation's extra
+// cost is BenchmarkStream minus this.
+func BenchmarkTapOnly(b *testing.B) {
+	for _, bs := range benchStreams {
+		b.Run(bs.name, func(b *testing.B) {
+			payloads := streamPayloads(b, bs.file)
+			var rec call.Record
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if i%len(payloads) == 0 {
+					rec.Reset()
+				}
+				tap.Observe(&rec, payloads[i%len(payloads)])
+				i++
+			}
+		})
+	}
+}
+
 func BenchmarkParseAndTranslate(b *testing.B) {
 	body := []byte(claudeCodeLike)
 	var r messages.Request
@@ -141,5 +165,44 @@ func BenchmarkAppendMessage(b *testing.B) {
 	for b.Loop() {
 		rec.Reset()
 		dst, _ = messages.AppendMessage(dst[:0], body, []byte("m"), &rec)
+	}
+}
+
+// bigClaudeCodeLike is a long Claude Code session: a 16 KiB system prompt,
+// 20 tools, 60 turns of tool use with 2 KiB results (about 200 KiB).
+func bigClaudeCodeLike() []byte {
+	var b strings.Builder
+	b.WriteString(`{"model":"claude-sonnet-4-5","max_tokens":32000,"stream":true,"system":[{"type":"text","text":"`)
+	b.WriteString(strings.Repeat(`You are Claude Code. Use the tools \"well\".\n`, 16<<10/44))
+	b.WriteString(`","cache_control":{"type":"ephemeral"}}],"tools":[`)
+	for i := range 20 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"name":"Tool%d","description":"%s","input_schema":{"type":"object","properties":{"a":{"type":"string","description":"the a"},"b":{"type":"array","items":{"type":"number"}}},"required":["a"],"additionalProperties":false,"$schema":"http://json-schema.org/draft-07/schema#"}}`, i, strings.Repeat("does things. ", 40))
+	}
+	b.WriteString(`],"messages":[{"role":"user","content":"start"}`)
+	for i := range 60 {
+		fmt.Fprintf(&b, `,{"role":"assistant","content":[{"type":"text","text":"Step %d."},{"type":"tool_use","id":"toolu_%d","name":"Tool%d","input":{"a":"x","b":[1,2,3]}}]}`, i, i, i%20)
+		fmt.Fprintf(&b, `,{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_%d","content":[{"type":"text","text":"%s"}]}]}`, i, strings.Repeat("output line\\n", 2<<10/13))
+	}
+	b.WriteString(`]}`)
+	return []byte(b.String())
+}
+
+func BenchmarkParseAndTranslate_Long(b *testing.B) {
+	body := bigClaudeCodeLike()
+	var r messages.Request
+	var dst []byte
+	if err := r.Parse(body); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if err := r.Parse(body); err != nil {
+			b.Fatal(err)
+		}
+		dst, _ = messages.AppendChatRequest(dst[:0], &r, body, "gpt-4o")
 	}
 }

@@ -18,6 +18,12 @@ type ChatOptions struct {
 	// itself refuses max_tokens for its reasoning models, so the newer
 	// name is the default.
 	LegacyMaxTokens bool
+	// MaxTokensCap, when positive, caps the max_tokens sent upstream.
+	// Anthropic clients ask for what Claude models allow (Claude Code asks
+	// for 32000), more than many chat models accept (gpt-4o: 16384), and
+	// the upstream would refuse the call for it; a deployment's known
+	// output limit goes here.
+	MaxTokensCap int64
 }
 
 // AppendChatRequest appends to dst the OpenAI chat request that carries the
@@ -35,7 +41,7 @@ func AppendChatRequest(dst []byte, r *Request, body []byte, upstreamModel string
 //     content stays a string;
 //   - tool_result blocks -> tool messages (before the rest of the user
 //     turn, as OpenAI wants them right after the tool calls), their text
-//     joined; images in them follow in a user message;
+//     joined; images and documents in them follow in a user message;
 //   - assistant text -> content, tool_use -> tool_calls with the input
 //     object as the arguments string; thinking blocks are dropped;
 //   - tools -> function tools (input_schema -> parameters); tool_choice
@@ -79,7 +85,11 @@ func AppendChatRequestWith(dst []byte, r *Request, body []byte, upstreamModel st
 	} else {
 		dst = append(dst, `,"max_completion_tokens":`...)
 	}
-	dst = strconv.AppendInt(dst, r.MaxTokens, 10)
+	maxTokens := r.MaxTokens
+	if opt.MaxTokensCap > 0 {
+		maxTokens = min(maxTokens, opt.MaxTokensCap)
+	}
+	dst = strconv.AppendInt(dst, maxTokens, 10)
 	if r.Stream {
 		dst = append(dst, `,"stream":true,"stream_options":{"include_usage":true}`...)
 	}
@@ -146,57 +156,59 @@ func appendJoinedText(dst, v []byte) []byte {
 	e.Reset(v)
 	first := true
 	for e.Next() {
-		if e.Kind() != json.Object || string(blockType(e.Value())) != `"text"` {
+		b := readObj(e.Value())
+		if !b.is(`"text"`) || b.textK != json.String {
 			continue
 		}
-		text, _ := field(e.Value(), "text")
 		if !first {
 			dst = append(dst, `\n`...)
 		}
 		first = false
-		dst = append(dst, inner(text)...)
+		dst = append(dst, inner(b.text)...)
 	}
 	return append(dst, '"')
 }
 
 func (w *msgWriter) message(v []byte) {
-	role, _ := field(v, "role")
-	content, kind := field(v, "content")
-	if string(role) == `"assistant"` {
-		w.assistant(content, kind)
+	msg := readObj(v)
+	if string(msg.role) == `"assistant"` {
+		w.assistant(msg.content, msg.contentK)
 		return
 	}
-	if kind == json.String {
+	if msg.contentK == json.String {
 		w.open("user")
-		w.dst = append(append(w.dst, content...), '}')
+		w.dst = append(append(w.dst, msg.content...), '}')
 		return
 	}
 	// Tool results first: OpenAI wants the tool messages right after the
 	// assistant's tool calls, and Anthropic puts them first in the turn.
 	before := w.n
 	var e json.Elements
-	e.Reset(content)
+	e.Reset(msg.content)
 	for e.Next() {
-		if string(blockType(e.Value())) == `"tool_result"` {
-			w.toolResult(e.Value())
+		if b := readObj(e.Value()); b.is(`"tool_result"`) {
+			w.toolResult(&b)
 		}
 	}
 	parts := 0
-	e.Reset(content)
+	e.Reset(msg.content)
 	for e.Next() {
-		b := e.Value()
-		switch string(blockType(b)) {
+		b := readObj(e.Value())
+		switch string(b.typ) {
 		case `"text"`, `"image"`, `"document"`:
-			w.part(&parts, b)
+			w.part(&parts, &b)
 		case `"tool_result"`:
-			// A chat tool message holds text only: the images a tool
-			// returned go to the model in the user turn that follows.
-			if c, kind := field(b, "content"); kind == json.Array {
+			// A chat tool message holds text only: the images and
+			// documents a tool returned go to the model in the user turn
+			// that follows.
+			if b.contentK == json.Array {
 				var ce json.Elements
-				ce.Reset(c)
+				ce.Reset(b.content)
 				for ce.Next() {
-					if string(blockType(ce.Value())) == `"image"` {
-						w.part(&parts, ce.Value())
+					c := readObj(ce.Value())
+					switch string(c.typ) {
+					case `"image"`, `"document"`:
+						w.part(&parts, &c)
 					}
 				}
 			}
@@ -214,7 +226,7 @@ func (w *msgWriter) message(v []byte) {
 
 // part appends one user content part, opening the user message at the
 // first.
-func (w *msgWriter) part(parts *int, b []byte) {
+func (w *msgWriter) part(parts *int, b *obj) {
 	if *parts == 0 {
 		w.open("user")
 		w.dst = append(w.dst, '[')
@@ -222,38 +234,32 @@ func (w *msgWriter) part(parts *int, b []byte) {
 		w.dst = append(w.dst, ',')
 	}
 	*parts++
-	switch string(blockType(b)) {
+	switch string(b.typ) {
 	case `"text"`:
-		text, _ := field(b, "text")
-		w.dst = append(append(append(w.dst, `{"type":"text","text":`...), text...), '}')
+		w.dst = append(append(append(w.dst, `{"type":"text","text":`...), b.text...), '}')
 	case `"image"`:
-		src, _ := field(b, "source")
+		src := readObj(b.source)
 		w.dst = append(w.dst, `{"type":"image_url","image_url":{"url":`...)
-		if string(blockType(src)) == `"url"` {
-			url, _ := field(src, "url")
-			w.dst = append(w.dst, url...)
+		if src.is(`"url"`) {
+			w.dst = append(w.dst, src.url...)
 		} else {
-			mt, _ := field(src, "media_type")
-			data, _ := field(src, "data")
-			w.dst = appendDataURL(w.dst, mt, data)
+			w.dst = appendDataURL(w.dst, src.mediaType, src.data)
 		}
 		w.dst = append(w.dst, "}}"...)
 	case `"document"`:
-		src, _ := field(b, "source")
-		data, _ := field(src, "data")
-		if string(blockType(src)) == `"text"` {
-			w.dst = append(append(append(w.dst, `{"type":"text","text":`...), data...), '}')
+		src := readObj(b.source)
+		if src.is(`"text"`) {
+			w.dst = append(append(append(w.dst, `{"type":"text","text":`...), src.data...), '}')
 			return
 		}
 		w.dst = append(w.dst, `{"type":"file","file":{"filename":`...)
-		if title, kind := field(b, "title"); kind == json.String && len(title) > 2 {
-			w.dst = append(w.dst, title...)
+		if b.titleK == json.String && len(b.title) > 2 {
+			w.dst = append(w.dst, b.title...)
 		} else {
 			w.dst = append(w.dst, `"document.pdf"`...)
 		}
-		mt, _ := field(src, "media_type")
 		w.dst = append(w.dst, `,"file_data":`...)
-		w.dst = appendDataURL(w.dst, mt, data)
+		w.dst = appendDataURL(w.dst, src.mediaType, src.data)
 		w.dst = append(w.dst, "}}"...)
 	}
 }
@@ -266,21 +272,19 @@ func appendDataURL(dst, mediaType, data []byte) []byte {
 	return append(dst, '"')
 }
 
-func (w *msgWriter) toolResult(b []byte) {
+func (w *msgWriter) toolResult(b *obj) {
 	if w.n > 0 {
 		w.dst = append(w.dst, ',')
 	}
 	w.n++
-	id, _ := field(b, "tool_use_id")
 	w.dst = append(w.dst, `{"role":"tool","tool_call_id":`...)
-	w.dst = append(w.dst, id...)
+	w.dst = append(w.dst, b.toolUseID...)
 	w.dst = append(w.dst, `,"content":`...)
-	c, kind := field(b, "content")
-	switch kind {
+	switch b.contentK {
 	case json.String:
-		w.dst = append(w.dst, c...)
+		w.dst = append(w.dst, b.content...)
 	case json.Array:
-		w.dst = appendJoinedText(w.dst, c)
+		w.dst = appendJoinedText(w.dst, b.content)
 	default:
 		w.dst = append(w.dst, `""`...)
 	}
@@ -297,7 +301,8 @@ func (w *msgWriter) assistant(content []byte, kind json.Kind) {
 	var e json.Elements
 	e.Reset(content)
 	for e.Next() {
-		switch string(blockType(e.Value())) {
+		b := readObj(e.Value())
+		switch string(b.typ) {
 		case `"text"`:
 			hasText = true
 		case `"tool_use"`:
@@ -319,23 +324,20 @@ func (w *msgWriter) assistant(content []byte, kind json.Kind) {
 		e.Reset(content)
 		first := true
 		for e.Next() {
-			b := e.Value()
-			if string(blockType(b)) != `"tool_use"` {
+			b := readObj(e.Value())
+			if !b.is(`"tool_use"`) {
 				continue
 			}
 			if !first {
 				w.dst = append(w.dst, ',')
 			}
 			first = false
-			id, _ := field(b, "id")
-			name, _ := field(b, "name")
-			input, _ := field(b, "input")
 			w.dst = append(w.dst, `{"id":`...)
-			w.dst = append(w.dst, id...)
+			w.dst = append(w.dst, b.id...)
 			w.dst = append(w.dst, `,"type":"function","function":{"name":`...)
-			w.dst = append(w.dst, name...)
+			w.dst = append(w.dst, b.name...)
 			w.dst = append(w.dst, `,"arguments":`...)
-			w.dst = appendQuoteBytes(w.dst, input)
+			w.dst = appendQuoteBytes(w.dst, b.input)
 			w.dst = append(w.dst, "}}"...)
 		}
 		w.dst = append(w.dst, ']')
@@ -353,16 +355,14 @@ func appendTools(dst, v []byte) []byte {
 			dst = append(dst, ',')
 		}
 		first = false
-		t := e.Value()
-		name, _ := field(t, "name")
-		schema, _ := field(t, "input_schema")
+		t := readObj(e.Value())
 		dst = append(dst, `{"type":"function","function":{"name":`...)
-		dst = append(dst, name...)
-		if d, kind := field(t, "description"); kind == json.String {
-			dst = append(append(dst, `,"description":`...), d...)
+		dst = append(dst, t.name...)
+		if t.descriptionK == json.String {
+			dst = append(append(dst, `,"description":`...), t.description...)
 		}
-		dst = append(append(dst, `,"parameters":`...), schema...)
-		if _, kind := field(t, "strict"); kind == json.True {
+		dst = append(append(dst, `,"parameters":`...), t.inputSchema...)
+		if t.strictK == json.True {
 			dst = append(dst, `,"strict":true`...)
 		}
 		dst = append(dst, "}}"...)

@@ -85,14 +85,14 @@ type recordedTool struct{ id, name, args string }
 // recorded is what a chat stream or completion said in choice 0, read
 // with encoding/json, independently of the code under test.
 type recorded struct {
-	text, reasoning     string
-	refusal             bool
-	tools               []recordedTool
-	finish              string
-	hasUsage            bool
-	prompt, completion  int64
-	cached              int64
-	responseID, respMod string
+	text, reasoning    string
+	refusal            bool
+	tools              []recordedTool
+	finish             string
+	hasUsage           bool
+	prompt, completion int64
+	cached             int64
+	responseID         string
 }
 
 type chatUsage struct {

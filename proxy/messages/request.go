@@ -97,7 +97,7 @@ func (r *Request) Parse(body []byte) error {
 	model := r.Model[:0]
 	*r = Request{Model: model}
 	r.Params.RequestBodyBytes = len(body)
-	if !json.Valid(body) {
+	if !json.Valid(body) || !strictStrings(body) {
 		return invalid("There was an issue with your request body: the body is not valid JSON.")
 	}
 	var m json.Members
@@ -122,6 +122,34 @@ func (r *Request) Parse(body []byte) error {
 		return invalid("messages: Field required")
 	}
 	return nil
+}
+
+// strictStrings reports whether no string in body, a document json.Valid
+// accepted, holds a raw control character. json.Valid lets them through;
+// Anthropic's parser (and encoding/json, and most upstreams) refuse them,
+// and the translation copies strings as sent, so the body is refused here
+// as Anthropic would refuse it. Bodies without any control byte (compact
+// JSON, nearly all) cost one pass of a byte loop.
+func strictStrings(body []byte) bool {
+	i := 0
+	for i < len(body) && body[i] >= 0x20 {
+		i++
+	}
+	if i == len(body) {
+		return true
+	}
+	inString := false
+	for j := 0; j < len(body); j++ {
+		switch c := body[j]; {
+		case inString && c == '\\':
+			j++
+		case c == '"':
+			inString = !inString
+		case inString && c < 0x20:
+			return false
+		}
+	}
+	return true
 }
 
 // decodedKey is the member's key as a JSON decoder reads it, so that an
@@ -259,6 +287,13 @@ func (r *Request) member(body, key []byte, m *json.Members) *apierror.Error {
 		default:
 			return wrongType("output_config", json.Object)
 		}
+	case "mcp_servers":
+		// Anthropic connects to these and runs their tools itself; a chat
+		// model behind Loom cannot, and dropping them would leave the
+		// model without tools the client counts on.
+		if kind == json.Array && !json.IsEmptyArray(v) {
+			return invalid("mcp_servers: MCP servers run at Anthropic and cannot be used with this model")
+		}
 	case "metadata":
 		switch kind {
 		case json.Null:
@@ -349,10 +384,11 @@ func checkTextBlocks(path string, v []byte) *apierror.Error {
 		if e.Kind() != json.Object {
 			return invalid("%s.%d: Input should be a valid dictionary", path, i)
 		}
-		if string(blockType(e.Value())) != `"text"` {
+		b := readObj(e.Value())
+		if !b.is(`"text"`) {
 			return invalid("%s.%d.type: Input should be 'text'", path, i)
 		}
-		if _, kind := field(e.Value(), "text"); kind != json.String {
+		if b.textK != json.String {
 			return invalid("%s.%d.text: Input should be a valid string", path, i)
 		}
 	}
@@ -427,14 +463,14 @@ func checkMessage(i int, kind json.Kind, v []byte) *apierror.Error {
 // message can carry are accepted; thinking is accepted and later dropped
 // (a chat model cannot take it back); anything else is refused by name.
 func checkBlock(i, j int, role string, v []byte) *apierror.Error {
-	typ := blockType(v)
-	if typ == nil {
+	b := readObj(v)
+	if b.typ == nil {
 		return invalid("messages.%d.content.%d.type: Field required", i, j)
 	}
 	path := func(f string) string { return fmt.Sprintf("messages.%d.content.%d.%s", i, j, f) }
-	switch t := string(inner(typ)); {
+	switch t := string(inner(b.typ)); {
 	case t == "text":
-		if _, kind := field(v, "text"); kind != json.String {
+		if b.textK != json.String {
 			return wrongType(path("text"), json.String)
 		}
 		return nil
@@ -444,25 +480,24 @@ func checkBlock(i, j int, role string, v []byte) *apierror.Error {
 		}
 		return nil
 	case t == "tool_use" && role == "assistant":
-		for _, f := range [...]string{"id", "name"} {
-			if _, kind := field(v, f); kind != json.String {
-				return wrongType(path(f), json.String)
-			}
-		}
-		if _, kind := field(v, "input"); kind != json.Object {
+		switch {
+		case b.idK != json.String:
+			return wrongType(path("id"), json.String)
+		case b.nameK != json.String:
+			return wrongType(path("name"), json.String)
+		case b.inputK != json.Object:
 			return wrongType(path("input"), json.Object)
 		}
 		return nil
 	case t == "image" && role == "user":
-		return checkImage(path, v)
+		return checkImage(path, &b)
 	case t == "document" && role == "user":
-		return checkDocument(path, v)
+		return checkDocument(path, &b)
 	case t == "tool_result" && role == "user":
-		if _, kind := field(v, "tool_use_id"); kind != json.String {
+		if b.toolUseIDK != json.String {
 			return wrongType(path("tool_use_id"), json.String)
 		}
-		c, kind := field(v, "content")
-		switch kind {
+		switch b.contentK {
 		case json.Invalid, json.Null, json.String:
 			return nil
 		case json.Array:
@@ -470,52 +505,56 @@ func checkBlock(i, j int, role string, v []byte) *apierror.Error {
 			return invalid("%s: Input should be a valid string or a list of content blocks", path("content"))
 		}
 		var e json.Elements
-		e.Reset(c)
+		e.Reset(b.content)
 		for k := 0; e.Next(); k++ {
 			p := func(f string) string { return fmt.Sprintf("messages.%d.content.%d.content.%d.%s", i, j, k, f) }
 			if e.Kind() != json.Object {
 				return invalid("messages.%d.content.%d.content.%d: Input should be a valid dictionary", i, j, k)
 			}
-			switch string(blockType(e.Value())) {
+			c := readObj(e.Value())
+			switch string(c.typ) {
 			case `"text"`:
-				if _, kind := field(e.Value(), "text"); kind != json.String {
+				if c.textK != json.String {
 					return wrongType(p("text"), json.String)
 				}
 			case `"image"`:
-				if err := checkImage(p, e.Value()); err != nil {
+				if err := checkImage(p, &c); err != nil {
+					return err
+				}
+			case `"document"`:
+				if err := checkDocument(p, &c); err != nil {
 					return err
 				}
 			default:
-				return invalid("%s: only text and image blocks can be translated for this model", p("type"))
+				return invalid("%s: only text, image and document blocks can be translated for this model", p("type"))
 			}
 		}
 		return nil
 	}
 	return invalid("%s: content blocks of type %s in a %s message cannot be translated for this model",
-		path("type"), call.Clean(string(typ), 64), role)
+		path("type"), call.Clean(string(b.typ), 64), role)
 }
 
-func checkImage(path func(string) string, v []byte) *apierror.Error {
-	src, kind := field(v, "source")
-	if kind != json.Object {
+func checkImage(path func(string) string, b *obj) *apierror.Error {
+	if b.sourceK != json.Object {
 		return wrongType(path("source"), json.Object)
 	}
-	switch string(blockType(src)) {
+	src := readObj(b.source)
+	switch string(src.typ) {
 	case `"base64"`:
-		mt, kind := field(src, "media_type")
-		if kind != json.String {
+		if src.mediaTypeK != json.String {
 			return wrongType(path("source.media_type"), json.String)
 		}
-		switch string(mt) {
+		switch string(src.mediaType) {
 		case `"image/jpeg"`, `"image/png"`, `"image/gif"`, `"image/webp"`:
 		default:
 			return invalid("%s: Input should be 'image/jpeg', 'image/png', 'image/gif' or 'image/webp'", path("source.media_type"))
 		}
-		if _, kind := field(src, "data"); kind != json.String {
+		if src.dataK != json.String {
 			return wrongType(path("source.data"), json.String)
 		}
 	case `"url"`:
-		if _, kind := field(src, "url"); kind != json.String {
+		if src.urlK != json.String {
 			return wrongType(path("source.url"), json.String)
 		}
 	default:
@@ -524,21 +563,21 @@ func checkImage(path func(string) string, v []byte) *apierror.Error {
 	return nil
 }
 
-func checkDocument(path func(string) string, v []byte) *apierror.Error {
-	src, kind := field(v, "source")
-	if kind != json.Object {
+func checkDocument(path func(string) string, b *obj) *apierror.Error {
+	if b.sourceK != json.Object {
 		return wrongType(path("source"), json.Object)
 	}
-	switch string(blockType(src)) {
+	src := readObj(b.source)
+	switch string(src.typ) {
 	case `"text"`:
-		if _, kind := field(src, "data"); kind != json.String {
+		if src.dataK != json.String {
 			return wrongType(path("source.data"), json.String)
 		}
 	case `"base64"`:
-		if mt, _ := field(src, "media_type"); string(mt) != `"application/pdf"` {
+		if string(src.mediaType) != `"application/pdf"` {
 			return invalid("%s: Input should be 'application/pdf'", path("source.media_type"))
 		}
-		if _, kind := field(src, "data"); kind != json.String {
+		if src.dataK != json.String {
 			return wrongType(path("source.data"), json.String)
 		}
 	default:
@@ -558,20 +597,17 @@ func checkTools(v []byte) (int, *apierror.Error) {
 		if e.Kind() != json.Object {
 			return 0, invalid("tools.%d: Input should be a valid dictionary", n)
 		}
-		t := e.Value()
-		if typ, kind := field(t, "type"); kind == json.String && string(typ) != `"custom"` {
+		t := readObj(e.Value())
+		switch {
+		case t.typK == json.String && !t.is(`"custom"`):
 			return 0, invalid("tools.%d.type: tools of type %s run at Anthropic and cannot be used with this model",
-				n, call.Clean(string(typ), 64))
-		}
-		if name, kind := field(t, "name"); kind != json.String || len(name) == 2 {
+				n, call.Clean(string(t.typ), 64))
+		case t.nameK != json.String || len(t.name) == 2:
 			return 0, invalid("tools.%d.name: Input should be a non-empty string", n)
-		}
-		if _, kind := field(t, "input_schema"); kind != json.Object {
+		case t.inputSchemaK != json.Object:
 			return 0, invalid("tools.%d.input_schema: Input should be a valid dictionary", n)
-		}
-		if d, kind := field(t, "description"); kind != json.String && kind != json.Invalid && kind != json.Null {
-			_ = d
-			return 0, wrongType(fmt.Sprintf("tools.%d.description", n), json.String)
+		case t.descriptionK != json.String && t.descriptionK != json.Invalid && t.descriptionK != json.Null:
+			return 0, invalid("tools.%d.description: Input should be a valid string", n)
 		}
 	}
 	return n, nil

@@ -79,12 +79,14 @@ func TestAppendChatRequest_Features(t *testing.T) {
 			`{"model":"gpt-up","messages":[{"role":"tool","tool_call_id":"toolu_1","content":"18C"},` +
 				`{"role":"tool","tool_call_id":"toolu_2","content":"line 1\nline 2"},` +
 				`{"role":"user","content":[{"type":"text","text":"thanks"}]}],"max_completion_tokens":100}`},
-		{"tool_result images follow in a user message; empty result is empty text",
+		{"tool_result images and documents follow in a user message; empty result is empty text",
 			`{` + head + `"messages":[{"role":"user","content":[` +
 				`{"type":"tool_result","tool_use_id":"t1","content":[{"type":"text","text":"screenshot:"},{"type":"image","source":{"type":"base64","media_type":"image/jpeg","data":"/9j/"}}]},` +
-				`{"type":"tool_result","tool_use_id":"t2"}]}]}`,
-			`{"model":"gpt-up","messages":[{"role":"tool","tool_call_id":"t1","content":"screenshot:"},{"role":"tool","tool_call_id":"t2","content":""},` +
-				`{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/jpeg;base64,/9j/"}}]}],"max_completion_tokens":100}`},
+				`{"type":"tool_result","tool_use_id":"t2"},` +
+				`{"type":"tool_result","tool_use_id":"t3","content":[{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0="}}]}]}]}`,
+			`{"model":"gpt-up","messages":[{"role":"tool","tool_call_id":"t1","content":"screenshot:"},{"role":"tool","tool_call_id":"t2","content":""},{"role":"tool","tool_call_id":"t3","content":""},` +
+				`{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/jpeg;base64,/9j/"}},` +
+				`{"type":"file","file":{"filename":"document.pdf","file_data":"data:application/pdf;base64,JVBERi0="}}]}],"max_completion_tokens":100}`},
 		{"tools and tool_choice auto",
 			`{` + head + `"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"get_weather","description":"Weather now","input_schema":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]},"cache_control":{"type":"ephemeral"}}],"tool_choice":{"type":"auto"}}`,
 			`{"model":"gpt-up","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":100,"tools":[{"type":"function","function":{"name":"get_weather","description":"Weather now",` +
@@ -144,6 +146,20 @@ func TestAppendChatRequestWith_LegacyMaxTokens(t *testing.T) {
 	got, err := messages.AppendChatRequestWith(nil, &r, body, "up", messages.ChatOptions{LegacyMaxTokens: true})
 	if err != nil || !strings.Contains(string(got), `"max_tokens":7`) || strings.Contains(string(got), "max_completion_tokens") {
 		t.Fatalf("got %s (%v)", got, err)
+	}
+}
+
+func TestAppendChatRequestWith_MaxTokensCap(t *testing.T) {
+	body := []byte(`{"model":"m","max_tokens":32000,"messages":[{"role":"user","content":"hi"}]}`)
+	var r messages.Request
+	if err := r.Parse(body); err != nil {
+		t.Fatal(err)
+	}
+	for cap, want := range map[int64]string{16384: `"max_completion_tokens":16384`, 64000: `"max_completion_tokens":32000`, 0: `"max_completion_tokens":32000`} {
+		got, err := messages.AppendChatRequestWith(nil, &r, body, "up", messages.ChatOptions{MaxTokensCap: cap})
+		if err != nil || !strings.Contains(string(got), want) {
+			t.Errorf("cap %d: got %s (%v), want %s", cap, got, err, want)
+		}
 	}
 }
 
@@ -224,6 +240,7 @@ func TestParse_RefusesWhatAnthropicRefuses(t *testing.T) {
 		{"tool_choice tool without name", `{"model":"m","max_tokens":1,"tool_choice":{"type":"tool"},` + msgs + `}`, "tool_choice.name:"},
 		{"output format not a schema", `{"model":"m","max_tokens":1,"output_config":{"format":{"type":"text"}},` + msgs + `}`, "output_config.format.type:"},
 		{"output schema missing", `{"model":"m","max_tokens":1,"output_config":{"format":{"type":"json_schema"}},` + msgs + `}`, "output_config.format.schema:"},
+		{"MCP servers", `{"model":"m","max_tokens":1,"mcp_servers":[{"type":"url","url":"https://mcp.example.com","name":"x"}],` + msgs + `}`, "mcp_servers:"},
 		{"metadata user_id a number", `{"model":"m","max_tokens":1,"metadata":{"user_id":1},` + msgs + `}`, "metadata.user_id:"},
 	}
 	for _, tt := range tests {

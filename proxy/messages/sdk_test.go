@@ -2,6 +2,7 @@ package messages_test
 
 import (
 	"context"
+	"reflect"
 	"testing"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
@@ -166,4 +167,55 @@ func TestAppendChatRequest_AnthropicSDKRequest_ToolLoop(t *testing.T) {
 	if res := c.Messages[2]; res.Content != "18C and sunny" {
 		t.Fatalf("tool result content %#v", res.Content)
 	}
+}
+
+// TestToolLoop_AnthropicSDKRoundTrip runs one turn of an agent loop as
+// Claude Code does: the recorded OpenAI tool-call stream reaches the SDK as
+// tool_use blocks, the SDK turns the message back into a param and adds the
+// tool results, and that next request reaches the upstream as tool_calls
+// and tool messages with the same ids and arguments.
+func TestToolLoop_AnthropicSDKRoundTrip(t *testing.T) {
+	payloads := streamPayloads(t, "openai/chat-stream-parallel-tool-calls.sse")
+	want := recordedStream(t, payloads)
+	msg, _, err := sdkStream(t, translateStream(t, payloads, nil, "claude-via-loom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var results []anthropic.ContentBlockParamUnion
+	for _, b := range msg.Content {
+		if b.Type == "tool_use" {
+			results = append(results, anthropic.NewToolResultBlock(b.ID, "result of "+b.Name, false))
+		}
+	}
+	body := sdkRequestBody(t, anthropic.MessageNewParams{
+		Model:     "claude-via-loom",
+		MaxTokens: 256,
+		Messages: []anthropic.MessageParam{
+			anthropic.NewUserMessage(anthropic.NewTextBlock("weather and stock?")),
+			msg.ToParam(),
+			anthropic.NewUserMessage(results...),
+		},
+	}, false)
+	_, c := translateSDK(t, body)
+	if len(c.Messages) != 2+len(want.tools) {
+		t.Fatalf("messages %+v", c.Messages)
+	}
+	calls := c.Messages[1].ToolCalls
+	if len(calls) != len(want.tools) {
+		t.Fatalf("tool calls %+v", calls)
+	}
+	for i, w := range want.tools {
+		if calls[i].ID != w.id || calls[i].Function.Name != w.name || !sameJSON(t, calls[i].Function.Arguments, w.args) {
+			t.Errorf("call %d: %+v, want %+v", i, calls[i], w)
+		}
+		res := c.Messages[2+i]
+		if res.Role != "tool" || res.ToolCallID != w.id || res.Content != "result of "+w.name {
+			t.Errorf("result %d: %+v", i, res)
+		}
+	}
+}
+
+func sameJSON(t *testing.T, a, b string) bool {
+	t.Helper()
+	return reflect.DeepEqual(decodeAny(t, []byte(a)), decodeAny(t, []byte(b)))
 }

@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 
@@ -64,19 +65,23 @@ type Stream struct {
 	refused  bool
 	stop     string // the finish reason, mapped; "" until one arrives
 	u        usage
-	scratch  []byte
 	sawUsage bool
 }
 
-// Reset prepares s for a new stream. rec, if not nil, gets what the tap
-// reads from each chunk (response id and model, finish reasons, usage,
-// output pieces, error type); Chunk does not count events (Record.Chunks,
-// ChunksSent stay the caller's). model is what the client asked for; it is
-// copied.
+// Reset prepares s for a new stream. model is what the client asked for
+// (the message says it back); it is copied.
+//
+// rec, if not nil, is the call's record, and the Stream is its tap: each
+// chunk goes through tap.Observe (response id and model, finish reasons,
+// usage, output pieces, error type), and an upstream error chunk sets
+// rec.Outcome to upstream_error. Content capture (tap.ObserveContent) and
+// counting and timing events (Chunks, ChunksSent, FirstChunk) stay the
+// caller's. Pass nil when something else already taps the same chunks:
+// observing twice would count output pieces twice.
 func (s *Stream) Reset(rec *call.Record, model []byte) {
-	tools, m, scratch := s.tools[:0], s.model[:0], s.scratch[:0]
+	tools, m := s.tools[:0], s.model[:0]
 	ownID, ownModel, ownReasons := s.own.ResponseID[:0], s.own.ResponseModel[:0], s.own.FinishReasons[:0]
-	*s = Stream{rec: rec, tools: tools, model: append(m, model...), scratch: scratch}
+	*s = Stream{rec: rec, tools: tools, model: append(m, model...)}
 	s.own.ResponseID, s.own.ResponseModel, s.own.FinishReasons = ownID, ownModel, ownReasons
 	if rec == nil {
 		s.rec = &s.own
@@ -110,16 +115,26 @@ func (s *Stream) Chunk(dst, data []byte) ([]byte, error) {
 	if string(data) == "[DONE]" {
 		return s.End(dst), nil
 	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		// An empty data field (a keep-alive some servers send) says
+		// nothing: not a broken stream.
+		return dst, nil
+	}
 	c := tap.Observe(s.rec, data)
 	if !c.Valid {
 		return dst, ErrUpstreamChunk
 	}
+	caller := s.rec != &s.own
 	if c.Error {
+		if caller && s.rec.Outcome == "" {
+			s.rec.Outcome = call.OutcomeUpstreamError
+		}
 		return s.upstreamError(dst, data), nil
 	}
 	var m json.Members
 	m.Reset(data)
-	var choice []byte
+	var c0 choice
+	hadUsage := false
 	for m.Next() {
 		switch string(m.Key()) {
 		case "choices":
@@ -129,35 +144,65 @@ func (s *Stream) Chunk(dst, data []byte) ([]byte, error) {
 			var e json.Elements
 			e.Reset(m.Value())
 			for e.Next() {
-				if e.Kind() == json.Object && isFirstChoice(e.Value()) {
-					choice = e.Value()
+				if e.Kind() == json.Object {
+					c0.read(e.Value())
 				}
 			}
 		case "usage":
 			if m.Kind() == json.Object {
 				readUsage(&s.u, m.Value())
-				s.sawUsage = true
+				s.sawUsage, hadUsage = true, true
 			}
 		}
 	}
 	var err error
-	if choice != nil {
+	// Content after the finish reason and usage (message_delta is out)
+	// has no place in an Anthropic stream: an upstream that sends it is
+	// broken, and it is dropped.
+	if c0.found && !s.finished {
 		if !s.started {
 			dst = s.messageStart(dst)
 		}
-		dst, err = s.choice(dst, choice)
+		dst, err = s.choice(dst, &c0)
 	}
-	if s.sawUsage && s.stop != "" && !s.finished {
+	// The message ends with the usage that comes with or after the finish
+	// reason (include_usage's last chunk); usage sent earlier may be a
+	// running count, so it waits for the end of the stream.
+	if hadUsage && s.stop != "" && !s.finished {
 		dst = s.finish(dst)
 	}
 	return dst, err
 }
 
-// isFirstChoice reports whether a streamed choice is choice 0 (one with no
-// index counts as 0): Messages has no n, the others are not translated.
-func isFirstChoice(v []byte) bool {
-	idx, kind := field(v, "index")
-	return kind == json.Invalid || string(idx) == "0"
+// choice is what a chunk says in choice 0 (one with no index counts as
+// 0): Messages has no n, the other choices are not translated.
+type choice struct {
+	delta, finish []byte
+	found         bool
+}
+
+func (c *choice) read(v []byte) {
+	var delta, finish []byte
+	first := true
+	var m json.Members
+	m.Reset(v)
+	for m.Next() {
+		switch string(m.Key()) {
+		case "index":
+			first = string(m.Value()) == "0"
+		case "delta":
+			if m.Kind() == json.Object {
+				delta = m.Value()
+			}
+		case "finish_reason":
+			if m.Kind() == json.String {
+				finish = m.Value()
+			}
+		}
+	}
+	if first {
+		*c = choice{delta: delta, finish: finish, found: true}
+	}
 }
 
 func (s *Stream) messageStart(dst []byte) []byte {
@@ -171,22 +216,8 @@ func (s *Stream) messageStart(dst []byte) []byte {
 	return append(dst, endEvent...)
 }
 
-func (s *Stream) choice(dst, choice []byte) ([]byte, error) {
-	var delta, finish []byte
-	var m json.Members
-	m.Reset(choice)
-	for m.Next() {
-		switch string(m.Key()) {
-		case "delta":
-			if m.Kind() == json.Object {
-				delta = m.Value()
-			}
-		case "finish_reason":
-			if m.Kind() == json.String {
-				finish = m.Value()
-			}
-		}
-	}
+func (s *Stream) choice(dst []byte, c *choice) ([]byte, error) {
+	delta, finish := c.delta, c.finish
 	var err error
 	if delta != nil {
 		var reasoning, content, refusal, calls []byte

@@ -106,7 +106,7 @@ func TestStream_RecordedChatStreams_ReassembleInAnthropicSDK(t *testing.T) {
 				t.Fatalf("sdk: %v\n%s", err, out)
 			}
 			checkMessage(t, msg, want, "claude-via-loom")
-			checkEventOrder(t, events)
+			checkEventOrder(t, events, false)
 			if string(rec.ResponseID) != want.responseID {
 				t.Errorf("record response id %q, want %q", rec.ResponseID, want.responseID)
 			}
@@ -124,8 +124,10 @@ func TestStream_RecordedChatStreams_ReassembleInAnthropicSDK(t *testing.T) {
 // checkEventOrder checks the framing rules Anthropic's stream keeps and
 // clients rely on: message_start first, message_stop last, one
 // message_delta before it, each block started, then deltas, then stopped,
-// indexes from 0 without gaps, one block open at a time.
-func checkEventOrder(t *testing.T, events []anthropic.MessageStreamEventUnion) {
+// indexes from 0 without gaps, one block open at a time. lateDeltas allows
+// an argument fragment for a tool call whose block was closed (an upstream
+// that interleaves tool calls; see Stream.toolCalls).
+func checkEventOrder(t *testing.T, events []anthropic.MessageStreamEventUnion, lateDeltas bool) {
 	t.Helper()
 	if len(events) < 3 || events[0].Type != "message_start" || events[len(events)-1].Type != "message_stop" ||
 		events[len(events)-2].Type != "message_delta" {
@@ -140,6 +142,9 @@ func checkEventOrder(t *testing.T, events []anthropic.MessageStreamEventUnion) {
 			}
 			open, next = ev.Index, next+1
 		case "content_block_delta":
+			if lateDeltas && ev.Delta.Type == "input_json_delta" && ev.Index < next {
+				continue
+			}
 			if ev.Index != open {
 				t.Fatalf("delta for block %d while %d open", ev.Index, open)
 			}
@@ -233,8 +238,8 @@ func TestStream_UpstreamErrorChunk_BecomesErrorEventAndEnds(t *testing.T) {
 	if sdkErr == nil || !asError(sdkErr, &apiErr) || apiErr.Type() != "api_error" {
 		t.Fatalf("sdk error %v", sdkErr)
 	}
-	if rec.ErrorType != "server_error" {
-		t.Fatalf("record error type %q", rec.ErrorType)
+	if rec.ErrorType != "server_error" || rec.Outcome != call.OutcomeUpstreamError {
+		t.Fatalf("record error type %q outcome %q", rec.ErrorType, rec.Outcome)
 	}
 }
 
@@ -286,7 +291,7 @@ func TestStream_ReasoningContent_BecomesThinkingBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkEventOrder(t, events)
+	checkEventOrder(t, events, false)
 	if len(msg.Content) != 2 || msg.Content[0].Thinking != "Let me think." || msg.Content[1].Text != "42" {
 		t.Fatalf("content %+v", msg.Content)
 	}
@@ -329,5 +334,20 @@ func TestStream_InvalidUTF8AndControlBytes_ComeOutValidJSON(t *testing.T) {
 	}
 	if msg.Content[0].Text != "a\ufffd\x01b\ufffdc" {
 		t.Fatalf("text %q", msg.Content[0].Text)
+	}
+}
+
+func TestStream_UsageBeforeFinish_WaitsForTheLastCount(t *testing.T) {
+	payloads := [][]byte{
+		[]byte(`{"id":"u","choices":[{"index":0,"delta":{"content":"a"}}],"usage":{"prompt_tokens":10,"completion_tokens":1}}`),
+		[]byte(`{"id":"u","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`),
+		[]byte(`{"id":"u","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5}}`),
+	}
+	msg, _, err := sdkStream(t, translateStream(t, payloads, nil, "m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Usage.InputTokens != 10 || msg.Usage.OutputTokens != 5 {
+		t.Fatalf("usage %+v", msg.Usage)
 	}
 }

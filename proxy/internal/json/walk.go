@@ -1,6 +1,7 @@
 package json
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 	"unicode/utf16"
@@ -43,7 +44,9 @@ func skipSpace(b []byte, i int) int {
 }
 
 // stringEnd returns the index just past the closing quote of the string whose
-// opening quote is at i, or -1.
+// opening quote is at i, or -1. It steps through every byte, and is small
+// enough to be inlined: it is for keys, which are short. Values, which may
+// be long, are skipped by valueEnd.
 func stringEnd(b []byte, i int) int {
 	for j := i + 1; j < len(b); j++ {
 		switch b[j] {
@@ -52,6 +55,35 @@ func stringEnd(b []byte, i int) int {
 		case '\\':
 			j++
 		}
+	}
+	return -1
+}
+
+// shortString is how far valueEnd steps through a string before it jumps
+// (stringEndLong): a call to IndexByte costs more than stepping through an
+// id or a word.
+const shortString = 128
+
+// stringEndLong goes on from j (not inside an escape) in the string that
+// opens at i, jumping from quote to quote (IndexByte is vectorised):
+// walking past long strings (a prompt, a tool result) is most of what the
+// walkers do on large bodies. A quote ends the string unless an odd run of
+// backslashes stands before it.
+func stringEndLong(b []byte, i, j int) int {
+	for j < len(b) {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return -1
+		}
+		q := j + k
+		n := 0
+		for p := q - 1; p > i && b[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q + 1
+		}
+		j = q + 1
 	}
 	return -1
 }
@@ -67,7 +99,16 @@ func valueEnd(b []byte, i int) (Kind, int) {
 		// An unterminated string is no value: returning String with end -1
 		// would hand the caller a slice bound of -1 (a chunk cut off
 		// mid-string, `{"id":"ab`, panicked the tap).
-		if end := stringEnd(b, i); end >= 0 {
+		j, lim := i+1, min(len(b), i+1+shortString)
+		for ; j < lim; j++ {
+			switch b[j] {
+			case '"':
+				return String, j + 1
+			case '\\':
+				j++
+			}
+		}
+		if end := stringEndLong(b, i, j); end >= 0 {
 			return String, end
 		}
 		return Invalid, -1
@@ -80,7 +121,22 @@ func valueEnd(b []byte, i int) (Kind, int) {
 		for j := i; j < len(b); j++ {
 			switch b[j] {
 			case '"':
-				j = stringEnd(b, j)
+				// Stepped through for shortString bytes, as stringEnd
+				// does; a longer string is jumped through.
+				k, lim := j+1, min(len(b), j+1+shortString)
+				for ; k < lim; k++ {
+					if b[k] == '"' {
+						break
+					}
+					if b[k] == '\\' {
+						k++
+					}
+				}
+				if k < lim && b[k] == '"' {
+					j = k
+					continue
+				}
+				j = stringEndLong(b, j, k)
 				if j < 0 {
 					return Invalid, -1
 				}

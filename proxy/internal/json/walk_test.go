@@ -184,3 +184,92 @@ func stdValid(s string) bool {
 	}
 	return false
 }
+
+// stringEndByByte is the byte-at-a-time definition stringEnd must agree with.
+func stringEndByByte(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			j++
+		}
+	}
+	return -1
+}
+
+// containerEndByByte is the byte-at-a-time definition of where a container
+// opening at 0 ends, as valueEnd found it before it jumped through long
+// strings.
+func containerEndByByte(b []byte) int {
+	depth := 0
+	for j := 0; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			j = stringEndByByte(b, j)
+			if j < 0 {
+				return -1
+			}
+			j--
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return j + 1
+			}
+		}
+	}
+	return -1
+}
+
+// FuzzStringEnd_AgreesWithByteAtATime holds valueEnd's string skipping
+// (stepped, then jumped from quote to quote) to the byte-at-a-time
+// definition, for a string value and for strings inside a container.
+func FuzzStringEnd_AgreesWithByteAtATime(f *testing.F) {
+	for _, s := range []string{`"abc"`, `"a\"b"`, `"a\\\\"b"`, `"a\\\"b"c"`, `"\\`, `"abc`, `""`, `"\u0022"x"`, `"x\\\\\\\\"`,
+		`"` + strings.Repeat("a", 126) + `\\\"x\\"`, `"` + strings.Repeat("b", 127) + `\\"x"`, `"` + strings.Repeat("c", 135) + `\"` + strings.Repeat("d", 70) + `"`,
+		`"` + strings.Repeat(`\\`, 70) + `"`, `"` + strings.Repeat("e", 128) + `"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || b[0] != '"' {
+			return
+		}
+		want := stringEndByByte(b, 0)
+		if got := stringEnd(b, 0); got != want {
+			t.Fatalf("stringEnd %q: got %d, want %d", b, got, want)
+		}
+		kind, got := valueEnd(b, 0)
+		if want < 0 && (kind != Invalid || got != -1) || want >= 0 && (kind != String || got != want) {
+			t.Fatalf("valueEnd %q: got %v %d, want %d", b, kind, got, want)
+		}
+		arr := append(append([]byte("[1,"), b...), ",2]"...)
+		wantArr := containerEndByByte(arr)
+		if kind, got := valueEnd(arr, 0); wantArr < 0 && kind != Invalid || wantArr >= 0 && got != wantArr {
+			t.Fatalf("valueEnd %q: got %v %d, want %d", arr, kind, got, wantArr)
+		}
+	})
+}
+
+// BenchmarkStringEnd is how valueEnd skips a long string value (code, with
+// a quote every 20 bytes); its twin below is the byte-at-a-time definition.
+func BenchmarkStringEnd(b *testing.B) {
+	long := []byte(`"` + strings.Repeat(`func main() { fmt.Println(\"hi\") }\n`, 1<<10) + `"`)
+	b.SetBytes(int64(len(long)))
+	for b.Loop() {
+		if _, end := valueEnd(long, 0); end != len(long) {
+			b.Fatal("wrong end")
+		}
+	}
+}
+
+func BenchmarkStringEndByByte(b *testing.B) {
+	long := []byte(`"` + strings.Repeat(`func main() { fmt.Println(\"hi\") }\n`, 1<<10) + `"`)
+	b.SetBytes(int64(len(long)))
+	for b.Loop() {
+		if stringEndByByte(long, 0) != len(long) {
+			b.Fatal("wrong end")
+		}
+	}
+}
