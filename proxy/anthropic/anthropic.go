@@ -207,7 +207,7 @@ func appendInner(dst, quoted []byte) []byte {
 		return append(dst, s...)
 	}
 	decoded, _ := json.AppendString(nil, quoted)
-	return appendEscaped(dst, decoded)
+	return json.AppendEscaped(dst, decoded)
 }
 
 // cleanInner reports whether s, the inside of a JSON string, is valid UTF-8
@@ -248,48 +248,6 @@ func cleanInner(s []byte) bool {
 
 func isHex(c byte) bool {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
-}
-
-// appendEscaped appends s escaped for the inside of a JSON string; invalid
-// UTF-8 becomes U+FFFD.
-func appendEscaped(dst, s []byte) []byte {
-	const hex = "0123456789abcdef"
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c < 0x20:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, `\ufffd`...)
-		} else {
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return dst
-}
-
-// appendQuoted appends s as a JSON string.
-func appendQuoted(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	dst = appendEscaped(dst, s)
-	return append(dst, '"')
 }
 
 // appendString appends the JSON string quoted (a raw value from an upstream
@@ -338,7 +296,7 @@ func appendArguments(dst, raw []byte) []byte {
 			// An escape: the backslash and the byte after it, both escaped.
 			dst = append(dst, '\\', '\\')
 			i++
-			dst = appendEscaped(dst, raw[i:i+1])
+			dst = json.AppendEscaped(dst, raw[i:i+1])
 		case c == '"':
 			inString = !inString
 			dst = append(dst, '\\', '"')
@@ -351,7 +309,7 @@ func appendArguments(dst, raw []byte) []byte {
 			}
 			i += size - 1
 		default:
-			dst = appendEscaped(dst, raw[i:i+1])
+			dst = json.AppendEscaped(dst, raw[i:i+1])
 		}
 	}
 	return append(dst, '"')

@@ -315,13 +315,13 @@ func appendImage(dst, v []byte, kind json.Kind, param path) ([]byte, error) {
 			return dst, errValue(param, "the image type must be image/jpeg, image/png, image/gif or image/webp.")
 		}
 		dst = append(dst, `{"type":"image","source":{"type":"base64","media_type":`...)
-		dst = appendQuoted(dst, media)
+		dst = json.AppendQuote(dst, media)
 		dst = append(dst, `,"data":`...)
-		dst = appendQuoted(dst, data)
+		dst = json.AppendQuote(dst, data)
 		return append(dst, '}'), nil
 	case bytes.HasPrefix(decoded, []byte("https://")) || bytes.HasPrefix(decoded, []byte("http://")):
 		dst = append(dst, `{"type":"image","source":{"type":"url","url":`...)
-		dst = appendQuoted(dst, decoded)
+		dst = json.AppendQuote(dst, decoded)
 		return append(dst, '}'), nil
 	}
 	return dst, errValue(param, "expected an http(s) URL or a base64 data URL.")
@@ -359,7 +359,7 @@ func appendFile(dst, v []byte, kind json.Kind, param path) ([]byte, error) {
 		return dst, errValue(param.dot(".file.file_data"), "expected a base64 PDF data URL (data:application/pdf;base64,...).")
 	}
 	dst = append(dst, `{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":`...)
-	dst = appendQuoted(dst, b64)
+	dst = json.AppendQuote(dst, b64)
 	return append(dst, '}'), nil
 }
 

@@ -192,12 +192,12 @@ func (s *ChatStream) messageStart(dst []byte, ev *event) []byte {
 	// as the record caps them: a huge id must not be sent again per chunk.
 	s.head = append(s.head[:0], `data: {"id":`...)
 	s.scratch = appendDecoded(s.scratch[:0], f.id, maxIDBytes)
-	s.head = appendQuoted(s.head, s.scratch)
+	s.head = json.AppendQuote(s.head, s.scratch)
 	s.head = append(s.head, `,"object":"chat.completion.chunk","created":`...)
 	s.head = strconv.AppendInt(s.head, s.created, 10)
 	s.head = append(s.head, `,"model":`...)
 	s.scratch = appendDecoded(s.scratch[:0], f.model, maxModelBytes)
-	s.head = appendQuoted(s.head, s.scratch)
+	s.head = json.AppendQuote(s.head, s.scratch)
 	s.head = append(s.head, `,"choices":[`...)
 	return s.chunk(dst, `{"role":"assistant","content":"","refusal":null}`, "")
 }

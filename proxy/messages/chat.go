@@ -67,7 +67,7 @@ func AppendChatRequestWith(dst []byte, r *Request, body []byte, upstreamModel st
 	if upstreamModel != "" {
 		dst = json.AppendQuote(dst, upstreamModel)
 	} else {
-		dst = appendQuoteBytes(dst, r.Model)
+		dst = json.AppendQuote(dst, r.Model)
 	}
 	dst = append(dst, `,"messages":[`...)
 	w := msgWriter{dst: dst}
@@ -337,7 +337,7 @@ func (w *msgWriter) assistant(content []byte, kind json.Kind) {
 			w.dst = append(w.dst, `,"type":"function","function":{"name":`...)
 			w.dst = append(w.dst, b.name...)
 			w.dst = append(w.dst, `,"arguments":`...)
-			w.dst = appendQuoteBytes(w.dst, b.input)
+			w.dst = json.AppendQuote(w.dst, b.input)
 			w.dst = append(w.dst, "}}"...)
 		}
 		w.dst = append(w.dst, ']')

@@ -199,7 +199,7 @@ func AppendMessage(dst, chatCompletionBody []byte, model []byte, rec *call.Recor
 	dst = append(dst, `{"id":`...)
 	dst = appendMessageID(dst, inner(id))
 	dst = append(dst, `,"type":"message","role":"assistant","model":`...)
-	dst = appendQuoteBytes(dst, model)
+	dst = json.AppendQuote(dst, model)
 	dst = append(dst, `,"content":[`...)
 	n := 0
 	sep := func() {
@@ -329,7 +329,7 @@ func appendCleanJSONString(dst, quoted []byte) []byte {
 	}
 	// Re-quote the decoded bytes, written after them, then move them down.
 	end := len(dst)
-	dst = appendQuoteBytes(dst, dst[at:end])
+	dst = json.AppendQuote(dst, dst[at:end])
 	n := copy(dst[at:], dst[end:])
 	return dst[:at+n]
 }

@@ -211,7 +211,7 @@ func (s *Stream) messageStart(dst []byte) []byte {
 	dst = append(dst, `{"type":"message_start","message":{"id":`...)
 	dst = appendMessageID(dst, s.rec.ResponseID)
 	dst = append(dst, `,"type":"message","role":"assistant","model":`...)
-	dst = appendQuoteBytes(dst, s.model)
+	dst = json.AppendQuote(dst, s.model)
 	dst = append(dst, `,"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}}`...)
 	return append(dst, endEvent...)
 }

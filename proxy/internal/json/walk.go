@@ -468,15 +468,29 @@ func hex4(s []byte, i int) (rune, bool) {
 	return r, true
 }
 
-// AppendQuote appends s as a JSON string to dst.
-func AppendQuote(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
+// AppendQuote appends s (a string or bytes) as a JSON string to dst.
+func AppendQuote[T ~string | ~[]byte](dst []byte, s T) []byte {
 	dst = append(dst, '"')
+	dst = AppendEscaped(dst, s)
+	return append(dst, '"')
+}
+
+// AppendEscaped appends s escaped for the inside of a JSON string: quotes,
+// backslashes and control characters escaped, invalid UTF-8 as U+FFFD, so
+// whatever a client or an upstream sent, the result is valid JSON of valid
+// UTF-8. It allocates nothing beyond dst's growth.
+func AppendEscaped[T ~string | ~[]byte](dst []byte, s T) []byte {
+	const hex = "0123456789abcdef"
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			dst = append(dst, c)
-			i++
+			// Copy the run of plain bytes at once.
+			j := i + 1
+			for j < len(s) && s[j] >= 0x20 && s[j] != '"' && s[j] != '\\' && s[j] < utf8.RuneSelf {
+				j++
+			}
+			dst = append(dst, s[i:j]...)
+			i = j
 			continue
 		}
 		if c < utf8.RuneSelf {
@@ -495,7 +509,9 @@ func AppendQuote(dst []byte, s string) []byte {
 			i++
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		// At most one rune's bytes are converted: short enough never to
+		// allocate for a []byte.
+		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
 		if r == utf8.RuneError && size == 1 {
 			dst = append(dst, `\ufffd`...)
 		} else {
@@ -503,5 +519,5 @@ func AppendQuote(dst []byte, s string) []byte {
 		}
 		i += size
 	}
-	return append(dst, '"')
+	return dst
 }

@@ -84,6 +84,19 @@ func TestAppendQuote_RoundTrips(t *testing.T) {
 	}
 }
 
+// Bytes quote exactly as the same string does, and with room in dst they
+// cost nothing: the translators quote upstream bytes on every event.
+func TestAppendQuote_BytesAsTheString_NoAllocation(t *testing.T) {
+	in := "long plain run of text, then quote\"back\\slash ctl\x01\r\n\t é😀 bad\xffutf8 cut\xe2\x82"
+	if s, b := AppendQuote(nil, in), AppendQuote(nil, []byte(in)); string(s) != string(b) || !Valid(b) {
+		t.Fatalf("string %s, bytes %s", s, b)
+	}
+	src, dst := []byte(in), make([]byte, 0, 256)
+	if n := testing.AllocsPerRun(100, func() { dst = AppendQuote(dst[:0], src) }); n != 0 {
+		t.Fatalf("AppendQuote of bytes: %v allocations, want 0", n)
+	}
+}
+
 func TestInt(t *testing.T) {
 	for in, want := range map[string]int64{"0": 0, "42": 42, "-7": -7} {
 		if n, ok := Int([]byte(in)); !ok || n != want {
