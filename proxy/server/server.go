@@ -75,6 +75,10 @@ type Server struct {
 	streamsMu sync.Mutex
 	streams   map[*relay.Stream]struct{}
 	draining  atomic.Bool
+	// listeners are those Serve was given, closed by Shutdown: a Shutdown
+	// that comes before Serve has started must still stop it.
+	listenersMu sync.Mutex
+	listeners   []net.Listener
 	// degraded, when set, says why the gateway serves an old snapshot.
 	degraded atomic.Pointer[string]
 	// lastLimitErr is the last limiter store error logged.
@@ -489,7 +493,17 @@ func (s *Server) settle(ex *exchange) {
 // Serve accepts connections on ln until Shutdown, within the configured
 // connection caps (connections.max_total, connections.max_per_ip).
 func (s *Server) Serve(ln net.Listener) error {
+	s.listenersMu.Lock()
+	if s.draining.Load() {
+		s.listenersMu.Unlock()
+		return ln.Close()
+	}
+	s.listeners = append(s.listeners, ln)
+	s.listenersMu.Unlock()
 	if err := s.http.Serve(newFrontDoor(ln, s)); err != nil {
+		if s.draining.Load() && errors.Is(err, net.ErrClosed) {
+			return nil // Shutdown closed it
+		}
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
 	return nil
@@ -499,12 +513,23 @@ func (s *Server) Serve(ln net.Listener) error {
 // ends first, the remaining streams are ended with an error event (their
 // records still complete) and Shutdown returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
+	// Closing the listeners here, not only in fasthttp's Shutdown, stops a
+	// Serve that had not yet handed its listener to fasthttp (a Shutdown
+	// right after start): it would otherwise serve on, unseen.
+	s.listenersMu.Lock()
 	s.draining.Store(true)
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+	s.listenersMu.Unlock()
 	done := make(chan error, 1)
 	go func() { done <- s.http.Shutdown() }()
 	select {
 	case err := <-done:
 		s.closeDeployments()
+		if errors.Is(err, net.ErrClosed) {
+			err = nil // the listeners were closed above
+		}
 		return err
 	case <-ctx.Done():
 	}
