@@ -39,9 +39,12 @@ const (
 	GenAIUsageOutputTokens             = "gen_ai.usage.output_tokens"
 	GenAIUsageCacheReadInputTokens     = "gen_ai.usage.cache_read.input_tokens"
 	GenAIUsageCacheCreationInputTokens = "gen_ai.usage.cache_creation.input_tokens"
-	GenAIUsageReasoningOutputTokens    = "gen_ai.usage.reasoning.output_tokens"
-	GenAIInputMessages                 = "gen_ai.input.messages"
-	GenAIOutputMessages                = "gen_ai.output.messages"
+	// OpenAIAPIType says which OpenAI API an upstream call used:
+	// "chat_completions" or "responses" (GenAI OpenAI conventions).
+	OpenAIAPIType                   = "openai.api.type"
+	GenAIUsageReasoningOutputTokens = "gen_ai.usage.reasoning.output_tokens"
+	GenAIInputMessages              = "gen_ai.input.messages"
+	GenAIOutputMessages             = "gen_ai.output.messages"
 )
 
 // General semantic conventions used on Loom's spans.

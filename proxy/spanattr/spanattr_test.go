@@ -38,6 +38,7 @@ func TestNames_MatchSemanticConventions(t *testing.T) {
 		{spanattr.GenAIUsageOutputTokens, semconv.GenAIUsageOutputTokensKey},
 		{spanattr.GenAIUsageCacheReadInputTokens, semconv.GenAIUsageCacheReadInputTokensKey},
 		{spanattr.GenAIUsageCacheCreationInputTokens, semconv.GenAIUsageCacheCreationInputTokensKey},
+		{spanattr.OpenAIAPIType, semconv.OpenAIAPITypeKey},
 		{spanattr.GenAIUsageReasoningOutputTokens, semconv.GenAIUsageReasoningOutputTokensKey},
 		{spanattr.GenAIInputMessages, semconv.GenAIInputMessagesKey},
 		{spanattr.GenAIOutputMessages, semconv.GenAIOutputMessagesKey},

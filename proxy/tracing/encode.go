@@ -235,6 +235,9 @@ func (e *encoder) appendAttemptSpan(dst []byte, c *spanCtx, r *call.Record, a *c
 	dst = e.appendCallAttrs(dst, r, run, seq)
 	dst = appendStrKV(dst, sa.GenAIOperationName, call.Clean(string(r.Operation), maxShort))
 	dst = appendStrKV(dst, sa.GenAIProviderName, call.Clean(a.Provider, maxShort))
+	if api := OpenAIAPIType(r, a.Provider); api != "" {
+		dst = appendStrKV(dst, sa.OpenAIAPIType, api)
+	}
 	dst = appendStrKV(dst, sa.GenAIRequestModel, call.Clean(a.UpstreamModel, maxShort))
 	dst = appendBoolKV(dst, sa.GenAIRequestStream, r.Stream)
 	dst = appendStrKV(dst, sa.ServerAddress, call.Clean(a.ServerAddress, maxShort))
@@ -538,12 +541,29 @@ func (e *encoder) appendServerAttrs(dst []byte, r *call.Record, run string, seq 
 	return dst
 }
 
+// OpenAIAPIType is the openai.api.type of a chat call to an OpenAI or
+// Azure OpenAI deployment: "responses" for the Responses API, else
+// "chat_completions" (a /v1/messages call to such a deployment is
+// translated to chat completions); "" for any other provider or operation.
+func OpenAIAPIType(r *call.Record, provider string) string {
+	if r.Operation != call.OpChat || provider != "openai" && provider != "azure.ai.openai" {
+		return ""
+	}
+	if strings.Contains(r.HTTPRoute, "/responses") {
+		return "responses"
+	}
+	return "chat_completions"
+}
+
 // appendClientAttrs writes the CLIENT span's attributes in spans.go's
 // appendClient order.
 func (e *encoder) appendClientAttrs(dst []byte, r *call.Record, run string, seq int64) []byte {
 	dst = e.appendCallAttrs(dst, r, run, seq)
 	dst = appendStrKV(dst, sa.GenAIOperationName, call.Clean(string(r.Operation), maxShort))
 	dst = appendStrKV(dst, sa.GenAIProviderName, call.Clean(r.Provider, maxShort))
+	if api := OpenAIAPIType(r, r.Provider); api != "" {
+		dst = appendStrKV(dst, sa.OpenAIAPIType, api)
+	}
 	dst = appendStrKV(dst, sa.GenAIRequestModel, call.Clean(r.UpstreamModel, maxShort))
 	dst = appendBoolKV(dst, sa.GenAIRequestStream, r.Stream)
 	dst = appendStrKV(dst, sa.ServerAddress, call.Clean(r.ServerAddress, maxShort))

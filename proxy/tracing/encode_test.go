@@ -44,6 +44,12 @@ func equivalenceRecords() []struct {
 				ReasoningTokens: 30, HasReasoning: true, CacheCreationInputTokens: 12, HasCacheCreation: true}
 			r.UsageSource = call.UsageEstimated
 		})},
+		{"responses-api-chat", mod(func(r *call.Record) {
+			r.HTTPRoute = "/v1/responses"
+		})},
+		{"anthropic-deployment-chat", mod(func(r *call.Record) {
+			r.Provider = "anthropic"
+		})},
 		{"embeddings-encoding-format", mod(func(r *call.Record) {
 			r.Operation, r.HTTPRoute, r.Stream, r.UsageRequested = call.OpEmbeddings, "/v1/embeddings", false, false
 			r.UpstreamModel, r.Model, r.FinishReasons, r.ResponseID = "text-embedding-3-small", "embed", nil, nil
@@ -626,4 +632,28 @@ func spanCount(r *call.Record) int {
 		n++
 	}
 	return n
+}
+
+// openai.api.type names the OpenAI API a chat call used upstream, and only
+// for OpenAI and Azure OpenAI deployments.
+func TestOpenAIAPIType_ByRouteProviderAndOperation(t *testing.T) {
+	for _, tc := range []struct {
+		op              call.Operation
+		route, provider string
+		want            string
+	}{
+		{call.OpChat, "/v1/chat/completions", "openai", "chat_completions"},
+		{call.OpChat, "/openai/deployments/{deployment-id}/chat/completions", "azure.ai.openai", "chat_completions"},
+		{call.OpChat, "/v1/messages", "openai", "chat_completions"},
+		{call.OpChat, "/v1/responses", "openai", "responses"},
+		{call.OpChat, "/openai/responses", "azure.ai.openai", "responses"},
+		{call.OpChat, "/v1/responses/compact", "openai", "responses"},
+		{call.OpChat, "/v1/chat/completions", "anthropic", ""},
+		{call.OpEmbeddings, "/v1/embeddings", "openai", ""},
+	} {
+		r := &call.Record{Operation: tc.op, HTTPRoute: tc.route}
+		if got := OpenAIAPIType(r, tc.provider); got != tc.want {
+			t.Errorf("%s %s on %s: %q, want %q", tc.op, tc.route, tc.provider, got, tc.want)
+		}
+	}
 }

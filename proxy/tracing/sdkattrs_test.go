@@ -96,6 +96,11 @@ func appendClient(a []attribute.KeyValue, r *call.Record, seq int64, instance st
 	a = append(a,
 		strAttr(sa.GenAIOperationName, string(r.Operation)),
 		strAttr(sa.GenAIProviderName, r.Provider),
+	)
+	if api := OpenAIAPIType(r, r.Provider); api != "" {
+		a = append(a, strAttr(sa.OpenAIAPIType, api))
+	}
+	a = append(a,
 		strAttr(sa.GenAIRequestModel, r.UpstreamModel),
 		attribute.Bool(sa.GenAIRequestStream, r.Stream),
 		strAttr(sa.ServerAddress, r.ServerAddress),
