@@ -84,10 +84,10 @@ func (ex *exchange) upstreamBody(body []byte, upstreamModel string, dep *upstrea
 		// The Messages API's own rules (and what a chat completion cannot
 		// carry) are checked only now that the body is to be translated:
 		// relayed to Anthropic, they are Anthropic's to judge.
-		if err := ex.mreq.Parse(body); err != nil {
+		if err := ex.translators().mreq.Parse(body); err != nil {
 			return dst, err
 		}
-		return messages.AppendChatRequest(dst, &ex.mreq, body, upstreamModel)
+		return messages.AppendChatRequest(dst, &ex.tr.mreq, body, upstreamModel)
 	}
 	return ex.req.AppendUpstreamBody(dst, body, upstreamModel), nil
 }
@@ -179,20 +179,41 @@ func (ex *exchange) writeError(ctx *fasthttp.RequestCtx, e *apierror.Error) int 
 func (ex *exchange) setTranslator(o *relay.Options) bool {
 	switch ex.mode {
 	case modeChatFromAnthropic:
-		ex.toChat.cs.Reset(&ex.rec, ex.req.IncludeUsage)
-		o.Translator = &ex.toChat
+		tr := ex.translators()
+		tr.toChat.cs.Reset(&ex.rec, ex.req.IncludeUsage)
+		o.Translator = &tr.toChat
 	case modeMessagesFromChat:
-		ex.toMessages.rec = &ex.rec
-		ex.toMessages.ms.Reset(&ex.rec, ex.req.Model)
-		o.Translator = &ex.toMessages
+		tr := ex.translators()
+		tr.toMessages.rec = &ex.rec
+		tr.toMessages.ms.Reset(&ex.rec, ex.req.Model)
+		o.Translator = &tr.toMessages
 	case modeMessagesNative:
-		ex.native.rec = &ex.rec
-		ex.native.o.Reset()
-		o.Translator = &ex.native
+		tr := ex.translators()
+		tr.native.rec = &ex.rec
+		tr.native.o.Reset()
+		o.Translator = &tr.native
 	default:
 		return false
 	}
 	return true
+}
+
+// translators are an exchange's translation state (see exchange.tr): a
+// Messages request read for an OpenAI-compatible deployment, and the three
+// stream translators.
+type translators struct {
+	mreq       messages.Request
+	toChat     chatFromAnthropic
+	toMessages messagesFromChat
+	native     nativeMessages
+}
+
+// translators returns ex's translation state, made on first use.
+func (ex *exchange) translators() *translators {
+	if ex.tr == nil {
+		ex.tr = new(translators)
+	}
+	return ex.tr
 }
 
 // chatFromAnthropic turns an Anthropic deployment's stream into chat

@@ -26,7 +26,6 @@ import (
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/limit"
-	"github.com/loom-gateway/loom/proxy/messages"
 	"github.com/loom-gateway/loom/proxy/relay"
 	"github.com/loom-gateway/loom/proxy/request"
 	"github.com/loom-gateway/loom/proxy/tap"
@@ -363,16 +362,14 @@ type exchange struct {
 	// names (Azure's deployment path), valid only while the handler runs.
 	ep        *endpoint
 	pathModel []byte
-	// mode is how the call is translated (see prepare); mreq a Messages
-	// request translated for an OpenAI-compatible deployment; out a
-	// translated unary answer; toChat, toMessages and native the stream
-	// translators, kept with the exchange so that a stream allocates none.
-	mode       mode
-	mreq       messages.Request
-	out        []byte
-	toChat     chatFromAnthropic
-	toMessages messagesFromChat
-	native     nativeMessages
+	// mode is how the call is translated (see prepare); out a translated
+	// unary answer; tr the translators, made the first time this pooled
+	// exchange serves a call of another dialect and kept with it, so that
+	// a translated stream allocates nothing and an exchange that never
+	// translates (most) does not carry them: each open stream holds one.
+	mode mode
+	out  []byte
+	tr   *translators
 	// streamDone is ex.streamEnded, bound once per pooled exchange so that
 	// starting a stream allocates no closure.
 	streamDone func()
