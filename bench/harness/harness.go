@@ -46,6 +46,11 @@ type Options struct {
 	// PipelineNice is the niceness the span pipeline (otelcol-loom and
 	// Postgres) runs at; 0 leaves it at Loom's. See reniceTree.
 	PipelineNice int
+	// Profile serves pprof on each Loom's ops listener and saves CPU
+	// profiles of Loom in the results folder: over the first round of each
+	// scenario (loom-SCENARIO-TARGET.cpu.pprof) and while the long streams
+	// are all open (loom-streams.cpu.pprof).
+	Profile bool
 }
 
 // Run measures, writes report.md, results.json and latency.svg under a new
@@ -70,9 +75,22 @@ func Run(ctx context.Context, o Options) (dir string, res *Results, err error) {
 		return dir, nil, err
 	}
 	defer st.stop()
+	if o.Profile {
+		st.profileDir = dir
+	}
 	res = &Results{Started: started, Mode: o.Mode.Name, Machine: machine(), PeakRSS: map[string]int64{},
 		PipelineNice: o.PipelineNice}
 	progress := func(line string) { fmt.Fprintf(o.Log, "bench: %s\n", line) }
+	if o.Mode.StreamsOnly && o.LoomProcs == 1 && runtime.NumCPU() >= 2 {
+		// The measure: Loom alone on one core, everything else on
+		// the others.
+		loomCPU := runtime.NumCPU() - 1
+		if err := st.pin(loomCPU); err != nil {
+			return dir, nil, err
+		}
+		res.LoomCPU = &loomCPU
+		progress(fmt.Sprintf("Loom pinned to CPU %d, the load generator, the mock and the pipeline to the others", loomCPU))
+	}
 	for _, sc := range o.Mode.Scenarios {
 		m, err := st.runScenario(ctx, o.Mode, sc, progress)
 		if err != nil {

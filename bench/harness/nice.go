@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // reniceTree gives pid, every thread of it and every process descended from
@@ -21,6 +24,38 @@ import (
 // it works in the time they leave: the calls wait in Loom's durable spool,
 // not in a run queue in front of the request path.
 func reniceTree(pid, nice int) error {
+	return eachThread(pid, func(tid int) error {
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice); err != nil {
+			return fmt.Errorf("renice %d: %w", tid, err)
+		}
+		return nil
+	})
+}
+
+// pinTree keeps pid, its threads and the processes below it on cpus. Like
+// a niceness, an affinity belongs to a thread and is inherited by the
+// threads and processes it creates.
+//
+// The long-streams phase measures Loom on one core of its own, the load
+// generator and the mock on the others: without pinning, on a small
+// machine the three take turns on the same cores and the scheduler's
+// time slices (milliseconds) show up as Loom's latency.
+func pinTree(pid int, cpus []int) error {
+	var set unix.CPUSet
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	return eachThread(pid, func(tid int) error {
+		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+			return fmt.Errorf("pin %d to CPUs %v: %w", tid, cpus, err)
+		}
+		return nil
+	})
+}
+
+// eachThread calls fn for every thread of pid and of every process below
+// it. A thread that has exited since the listing (ESRCH) is no error.
+func eachThread(pid int, fn func(tid int) error) error {
 	var errs []error
 	for _, p := range append([]int{pid}, descendants(pid)...) {
 		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", p))
@@ -32,9 +67,8 @@ func reniceTree(pid, nice int) error {
 			if err != nil {
 				continue
 			}
-			// A thread that has exited since the listing is no error.
-			if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice); err != nil && !errors.Is(err, syscall.ESRCH) {
-				errs = append(errs, fmt.Errorf("renice %d: %w", tid, err))
+			if err := fn(tid); err != nil && !errors.Is(err, syscall.ESRCH) {
+				errs = append(errs, err)
 			}
 		}
 	}
@@ -92,4 +126,28 @@ func postmasterPID(dataDir string) (int, error) {
 	}
 	line, _, _ := bytes.Cut(b, []byte("\n"))
 	return strconv.Atoi(string(bytes.TrimSpace(line)))
+}
+
+// pin puts the Looms on CPU loomCPU alone, and this process (the load
+// generator) and every other process of the stack on the other CPUs.
+func (st *stack) pin(loomCPU int) error {
+	var rest []int
+	for c := range runtime.NumCPU() {
+		if c != loomCPU {
+			rest = append(rest, c)
+		}
+	}
+	// The whole tree first (this process and all it started), then the
+	// Looms out of it.
+	if err := pinTree(os.Getpid(), rest); err != nil {
+		return err
+	}
+	for _, p := range []*proc{st.traced, st.untraced} {
+		if p != nil {
+			if err := pinTree(p.p.Pid(), []int{loomCPU}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -35,6 +35,10 @@ func WriteMarkdown(w io.Writer, r *Results, plot string) {
 		p("The span pipeline (otelcol-loom and Postgres) ran at nice %d: on a machine it shares with Loom, the load\n"+
 			"generator and the mock, it works in the time they leave, while the calls wait in Loom's durable spool.\n\n", r.PipelineNice)
 	}
+	if r.LoomCPU != nil {
+		p("The long streams ran with Loom pinned to CPU %d (GOMAXPROCS=1), the load generator, the mock and the pipeline\n"+
+			"pinned to the other CPUs, in the direct run as well.\n\n", *r.LoomCPU)
+	}
 
 	p("## Overhead (via Loom minus direct)\n\n| scenario | tracing | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|\n")
 	for _, s := range r.Scenarios {

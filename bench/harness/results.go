@@ -106,8 +106,11 @@ type Results struct {
 	Mode    string    `json:"mode"`
 	Machine Machine   `json:"machine"`
 	// PipelineNice is the niceness otelcol-loom and Postgres ran at.
-	PipelineNice int              `json:"pipeline_nice"`
-	Scenarios    []ScenarioResult `json:"scenarios"`
+	PipelineNice int `json:"pipeline_nice"`
+	// LoomCPU is the CPU the long-streams phase pinned Loom to, everything
+	// else on the others; nil when nothing was pinned.
+	LoomCPU   *int             `json:"loom_cpu,omitempty"`
+	Scenarios []ScenarioResult `json:"scenarios"`
 	// PeakRSS is each process's high-water resident set, bytes.
 	PeakRSS map[string]int64 `json:"peak_rss_bytes"`
 	// TracedCalls went through the traced Loom (its loom_calls_total);

@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -242,7 +244,18 @@ func (st *stack) runScenario(ctx context.Context, mode Mode, sc Scenario, progre
 				failedOver, _ = opsMetric(ctx, ops[tg], "loom_upstream_failovers_total")
 			}
 			plan := loadgen.Plan{Rate: sc.Rate, Duration: mode.Segment, Warmup: mode.Warmup}
+			var profiled sync.WaitGroup
+			if st.profileDir != "" && round == 0 && ops[tg] != "" {
+				// The first round's segment of each Loom, warm-up included.
+				profiled.Go(func() {
+					path := filepath.Join(st.profileDir, "loom-"+sc.Name+"-"+tg+".cpu.pprof")
+					if err := saveProfile(ctx, ops[tg], max(1, int(mode.Segment/time.Second)), path); err != nil {
+						progress(fmt.Sprintf("%s on %s: CPU profile: %v", sc.Name, tg, err))
+					}
+				})
+			}
 			r, err := loadgen.Run(ctx, plan, calls[tg])
+			profiled.Wait()
 			if err != nil {
 				return out, fmt.Errorf("%s on %s: %w", sc.Name, tg, err)
 			}

@@ -3,6 +3,10 @@ package harness
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -64,7 +68,9 @@ const LongStreamsScenario = "long-streams"
 const settleWait = 30 * time.Second
 
 // runLongStreams runs ls straight to the mock, then through Loom (the
-// traced one when it runs), and returns it as a scenario.
+// traced one when it runs), and returns it as a scenario. With
+// Options.Profile, Loom's CPU profile over the time all streams are open
+// is saved as loom-streams.cpu.pprof.
 func (st *stack) runLongStreams(ctx context.Context, ls LongStreams, progress func(string)) (ScenarioResult, error) {
 	sr := ScenarioResult{Scenario: Scenario{Name: LongStreamsScenario, Description: fmt.Sprintf(
 		"%d concurrent streams of %v, an event every %v, opened over %v", ls.Streams, ls.Duration, ls.Interval, ls.Ramp)}}
@@ -128,8 +134,20 @@ func (st *stack) runLongStreams(ctx context.Context, ls LongStreams, progress fu
 	res.RSSBefore = loom.rss()
 	var mu sync.Mutex
 	sampled := make(chan struct{})
+	var profiled sync.WaitGroup
+	defer profiled.Wait()
 	plan.OnSample = func(clientOpen int64) {
 		defer close(sampled)
+		if st.profileDir != "" {
+			profile := filepath.Join(st.profileDir, "loom-streams.cpu.pprof")
+			// From the sample to the first stream's end: every stream open.
+			secs := max(1, int((ls.Duration-plan.SampleAt)/time.Second)-1)
+			profiled.Go(func() {
+				if err := saveProfile(ctx, ops, secs, profile); err != nil {
+					progress(fmt.Sprintf("%s: CPU profile: %v", LongStreamsScenario, err))
+				}
+			})
+		}
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		rss := loom.rss()
@@ -182,6 +200,33 @@ func (st *stack) runLongStreams(ctx context.Context, ls LongStreams, progress fu
 		r.Completed, r.Broken, res.ViaLoom.FirstChunk.p99(), res.ViaLoom.MaxGap.p99(), res.RSSPerOpenStream/1024,
 		res.OpenAtSample, res.GoroutinesBefore, res.GoroutinesDuring, res.GoroutinesAfter))
 	return sr, nil
+}
+
+// saveProfile saves secs seconds of the CPU profile that ops serves.
+func saveProfile(ctx context.Context, ops string, secs int, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(secs+30)*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ops+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /debug/pprof/profile: %s (is ops.pprof on?)", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func streamsTarget(name string, r loadgen.StreamResult) StreamsTargetResult {
