@@ -46,6 +46,9 @@ type Options struct {
 	// PipelineNice is the niceness the span pipeline (otelcol-loom and
 	// Postgres) runs at; 0 leaves it at Loom's. See reniceTree.
 	PipelineNice int
+	// PipelineIdle runs the span pipeline under SCHED_IDLE (idleTree): it
+	// gets only the CPU time Loom, the load generator and the mock leave.
+	PipelineIdle bool
 	// Profile serves pprof on each Loom's ops listener and saves CPU
 	// profiles of Loom in the results folder: over the first round of each
 	// scenario (loom-SCENARIO-TARGET.cpu.pprof) and while the long streams
@@ -79,7 +82,7 @@ func Run(ctx context.Context, o Options) (dir string, res *Results, err error) {
 		st.profileDir = dir
 	}
 	res = &Results{Started: started, Mode: o.Mode.Name, Machine: machine(), PeakRSS: map[string]int64{},
-		PipelineNice: o.PipelineNice}
+		PipelineNice: o.PipelineNice, PipelineIdle: o.PipelineIdle}
 	progress := func(line string) { fmt.Fprintf(o.Log, "bench: %s\n", line) }
 	if o.Mode.StreamsOnly && o.LoomProcs == 1 && runtime.NumCPU() >= 2 {
 		// The measure: Loom alone on one core, everything else on

@@ -4,6 +4,8 @@ import (
 	"os/exec"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParentOf_CommWithSpacesAndParens(t *testing.T) {
@@ -52,6 +54,45 @@ func TestReniceTree_ProcessAndChildrenAndLaterChildren(t *testing.T) {
 		// The raw syscall answers 20 - nice.
 		if nice := 20 - prio; nice != 7 {
 			t.Errorf("pid %d: nice %d, want 7", p, nice)
+		}
+	}
+	for _, k := range kids {
+		syscall.Kill(k, syscall.SIGKILL)
+	}
+}
+
+// A process moved to SCHED_IDLE is there, and so is a child it forks after.
+func TestIdleTree_ProcessAndLaterChildren(t *testing.T) {
+	cmd := exec.Command("/bin/sh", "-c", "read x; sleep 30 & wait")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if err := idleTree(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	stdin.Write([]byte("go\n"))
+	var kids []int
+	for range 200 {
+		if kids = descendants(cmd.Process.Pid); len(kids) > 0 {
+			break
+		}
+		exec.Command("sleep", "0.01").Run()
+	}
+	if len(kids) == 0 {
+		t.Fatal("the shell never forked")
+	}
+	for _, p := range append([]int{cmd.Process.Pid}, kids...) {
+		a, err := unix.SchedGetAttr(p, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Policy != unix.SCHED_IDLE {
+			t.Errorf("pid %d: policy %d, want SCHED_IDLE (%d)", p, a.Policy, unix.SCHED_IDLE)
 		}
 	}
 	for _, k := range kids {

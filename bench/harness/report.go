@@ -35,6 +35,9 @@ func WriteMarkdown(w io.Writer, r *Results, plot string) {
 		p("The span pipeline (otelcol-loom and Postgres) ran at nice %d: on a machine it shares with Loom, the load\n"+
 			"generator and the mock, it works in the time they leave, while the calls wait in Loom's durable spool.\n\n", r.PipelineNice)
 	}
+	if r.PipelineIdle {
+		p("The span pipeline ran under SCHED_IDLE: it got only CPU time that Loom, the load generator and the mock left.\n\n")
+	}
 	if r.LoomCPU != nil {
 		p("The long streams ran with Loom pinned to CPU %d (GOMAXPROCS=1), the load generator, the mock and the pipeline\n"+
 			"pinned to the other CPUs, in the direct run as well.\n\n", *r.LoomCPU)

@@ -107,6 +107,8 @@ type Results struct {
 	Machine Machine   `json:"machine"`
 	// PipelineNice is the niceness otelcol-loom and Postgres ran at.
 	PipelineNice int `json:"pipeline_nice"`
+	// PipelineIdle: otelcol-loom and Postgres ran under SCHED_IDLE.
+	PipelineIdle bool `json:"pipeline_idle,omitempty"`
 	// LoomCPU is the CPU the long-streams phase pinned Loom to, everything
 	// else on the others; nil when nothing was pinned.
 	LoomCPU   *int             `json:"loom_cpu,omitempty"`

@@ -207,10 +207,10 @@ func startStack(ctx context.Context, o Options, dir string) (st *stack, err erro
 	if err != nil {
 		return st, fmt.Errorf("postgres: %w", err)
 	}
-	if o.PipelineNice != 0 {
+	if o.PipelineNice != 0 || o.PipelineIdle {
 		pid, err := postmasterPID(st.pg.Dir())
 		if err == nil {
-			err = reniceTree(pid, o.PipelineNice)
+			err = demoteTree(pid, o.PipelineNice, o.PipelineIdle)
 		}
 		if err != nil {
 			return st, fmt.Errorf("postgres: nice %d: %w", o.PipelineNice, err)
@@ -233,8 +233,8 @@ func startStack(ctx context.Context, o Options, dir string) (st *stack, err erro
 		return st, err
 	}
 	st.procs = append(st.procs, st.collector)
-	if o.PipelineNice != 0 {
-		if err := reniceTree(st.collector.p.Pid(), o.PipelineNice); err != nil {
+	if o.PipelineNice != 0 || o.PipelineIdle {
+		if err := demoteTree(st.collector.p.Pid(), o.PipelineNice, o.PipelineIdle); err != nil {
 			return st, fmt.Errorf("otelcol-loom: nice %d: %w", o.PipelineNice, err)
 		}
 	}
