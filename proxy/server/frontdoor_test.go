@@ -182,3 +182,41 @@ func TestServer_ConnectionCaps_RefuseOverTheCapWithOpenAIErrors(t *testing.T) {
 		})
 	}
 }
+
+// A connection that sends nothing before client_read is closed without an
+// answer: it made no request. Seen in the soak: Go's HTTP client keeps
+// spare connections, and each one that idled past the timeout got a 400
+// ("Unsolicited response received on idle HTTP channel"), counted as a
+// malformed request. Headers that start but never end get a 408.
+func TestServer_ConnectionSilentPastClientRead_ClosedUnanswered(t *testing.T) {
+	st := startStack(t, stackOptions{timeouts: "client_read: 300ms"})
+	ops := serveOps(t, st)
+	addr := strings.TrimPrefix(st.url, "http://")
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	partial, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer partial.Close()
+	fmt.Fprintf(partial, "POST /v1/chat/completions HTTP/1.1\r\nHost: loom\r\nAuthorization: Bearer %s\r\n", st.keyA)
+
+	_ = silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(silent)
+	if len(got) != 0 || err != nil {
+		t.Fatalf("silent connection read %q, %v; want a clean close with no bytes", got, err)
+	}
+	_ = partial.SetReadDeadline(time.Now().Add(5 * time.Second))
+	status, body := readResponse(t, partial)
+	assertError(t, status, body, 408, "request_timeout")
+
+	_, m := get(t, ops+"/metrics")
+	for reason, want := range map[string]int64{"request_timeout": 1, "malformed_request": 0, "other": 0} {
+		if got := metric(m, `loom_rejected_unauthenticated_total{reason="`+reason+`"}`); got != want {
+			t.Errorf("reason %s counted %d, want %d", reason, got, want)
+		}
+	}
+}

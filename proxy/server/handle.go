@@ -3,6 +3,8 @@ package server
 import (
 	"bytes"
 	"errors"
+	"net"
+	"os"
 	"strconv"
 	"time"
 
@@ -261,10 +263,24 @@ func writeError(ctx *fasthttp.RequestCtx, e *apierror.Error) {
 // bytes (POST /%FF made a span name that was not UTF-8), so the span is
 // named by its method alone and error.type says what went wrong.
 func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
+	if nothingRead(ctx, err) {
+		// A new connection that sent not one byte before client_read (an
+		// HTTP client's spare connection, a port scan) made no call: no
+		// record, and no answer, which a client would take for the answer
+		// to a request it has not sent yet. fasthttp writes whatever the
+		// handler leaves, so the connection is closed under it.
+		_ = ctx.Conn().Close()
+		return
+	}
 	ex := s.begin(ctx, "", "")
 	var e *apierror.Error
 	var small *fasthttp.ErrSmallBuffer
 	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// Headers that did not all arrive in time (a slow or stalled
+		// client): a 408, as for a body that stalls.
+		e = apierror.New(fasthttp.StatusRequestTimeout, apierror.TypeInvalidRequest, "request_timeout", "",
+			"The request did not arrive in time.")
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		e = s.tooLarge()
 	case errors.As(err, &small):
@@ -279,6 +295,14 @@ func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	ctx.SetConnectionClose()
 	s.reject(ctx, ex, e)
+}
+
+// nothingRead tells a connection that closed or timed out before sending a
+// byte: fasthttp passes the first read's own error on, unwrapped, and has
+// parsed no header (on a kept-alive connection it closes such a one itself).
+func nothingRead(ctx *fasthttp.RequestCtx, err error) bool {
+	_, raw := err.(*net.OpError)
+	return raw && len(ctx.Request.Header.RawHeaders()) == 0
 }
 
 func (s *Server) tooLarge() *apierror.Error {

@@ -18,7 +18,7 @@ import (
 // metric's series; any other code counts as "other".
 var unauthReasons = [...]string{
 	"missing_api_key", "invalid_api_key", "unknown_url", "method_not_allowed",
-	"malformed_request", "request_too_large", "headers_too_large", "other",
+	"malformed_request", "request_too_large", "headers_too_large", "request_timeout", "other",
 }
 
 // unauthLogEvery is the least time between two log lines of one reason.

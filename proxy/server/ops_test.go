@@ -108,7 +108,7 @@ func TestServer_UnauthenticatedRejects_CountedByReason_NotRecorded(t *testing.T)
 		t.Fatalf("ops /metrics: %d %s", status, m)
 	}
 	for reason, want := range map[string]int64{"invalid_api_key": 20, "missing_api_key": 1, "unknown_url": 2,
-		"method_not_allowed": 1, "request_too_large": 1, "malformed_request": 1, "headers_too_large": 0, "other": 0} {
+		"method_not_allowed": 1, "request_too_large": 1, "malformed_request": 1, "headers_too_large": 0, "request_timeout": 0, "other": 0} {
 		if got := metric(m, `loom_rejected_unauthenticated_total{reason="`+reason+`"}`); got != want {
 			t.Errorf("reason %s counted %d, want %d", reason, got, want)
 		}
