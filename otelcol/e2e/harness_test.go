@@ -191,6 +191,8 @@ type gatewayOptions struct {
 	protocol string // OTLP: grpc (default) or http
 	// captureAcme turns on content capture for tenant acme, this many bytes.
 	captureAcme int
+	// prices is a top-level prices: section of the configuration.
+	prices string
 }
 
 func startGatewayOpts(t testing.TB, otlpAddr string, o gatewayOptions) *gateway {
@@ -238,7 +240,7 @@ tracing:
 deployments:
   - {name: mock, provider: openai, base_url: "http://%s/v1", api_key: sk-upstream-e2e, forward_headers: ["x-mock-*"]}
 tenants:
-%s`, otlpAddr, o.protocol, mln.Addr(), tenants.String())))
+%s%s`, otlpAddr, o.protocol, mln.Addr(), tenants.String(), o.prices)))
 	if err != nil {
 		t.Fatal(err)
 	}

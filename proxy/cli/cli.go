@@ -64,6 +64,11 @@ base64, in $LOOM_SECRET_KEY or the one the config names):
                                                         make a key and print it, once
   loom keys list -tenant ID
   loom keys revoke ID
+  loom prices list                                      the store's price entries (per million tokens)
+  loom prices add MODEL -from DATE -input P -output P [-cached-input P] [-cache-write P] [-reasoning P]
+                  [-deployment D] [-currency USD] [-id ID]
+                                                        add an entry; a new price is a new entry with a later -from
+  loom prices delete ID                                 withdraw an entry that is not in force yet
 `
 
 // Stdio is where a command reads and writes.
@@ -101,6 +106,8 @@ func Run(ctx context.Context, args []string, std Stdio) error {
 		return audit(ctx, args[1:], std)
 	case "tenants":
 		return tenants(ctx, args[1:], std)
+	case "prices":
+		return prices(ctx, args[1:], std)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
