@@ -1,7 +1,8 @@
 // Package admin is Loom's administration API: JSON over HTTP on a listener
 // of its own (admin.listen), kept off the gateway's hot path and, ideally,
 // off the public network. It manages the Postgres tenant store: tenants,
-// their models, limits, content policy, provider credentials and API keys.
+// their models, limits, content policy, provider credentials and API keys,
+// and the store's price entries.
 //
 // Every request needs the admin token as a bearer token. The API must never
 // log a token, an API key or a credential, nor echo a credential back; an
@@ -55,6 +56,9 @@ func New(st *store.Store, tokenSHA256 [32]byte, log *slog.Logger) http.Handler {
 		"POST /admin/keys/{id}/revoke":                        a.revokeKey,
 		"PUT /admin/tenants/{id}/budgets":                     a.setTenantBudgets,
 		"PUT /admin/keys/{id}/budgets":                        a.setKeyBudgets,
+		"GET /admin/prices":                                   a.listPrices,
+		"POST /admin/prices":                                  a.addPrice,
+		"DELETE /admin/prices/{id}":                           a.deletePrice,
 		"/":                                                   a.unknown,
 	} {
 		a.mux.Handle(pattern, handler(h))

@@ -8,8 +8,8 @@
 // Fallback(Redis, Memory) so that an outage of the shared store degrades to
 // per-replica counting instead of stopping traffic.
 //
-// Amounts are int64 counts of 1e-12 of the catalog's currency (see
-// tenancy.AmountScale), exact: sums never drift.
+// Amounts are price.Amount, int64 counts of 1e-12 of the catalog's
+// currency, exact: sums never drift. Stores count them as plain int64.
 //
 // It must never refuse traffic because a store failed: what it cannot
 // count it admits, and says so in Reserve's error (under Fallback it counts
@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/loom-gateway/loom/proxy/price"
 	"github.com/loom-gateway/loom/proxy/tenancy"
 )
 
@@ -70,12 +71,11 @@ func Key(start int64) string {
 // Rule is one budget of a subject.
 type Rule struct {
 	Period Period
-	// Limit is the most the subject may spend in one period, in 1e-12
-	// units of the currency.
-	Limit int64
+	// Limit is the most the subject may spend in one period.
+	Limit price.Amount
 	// AlertAt is the spend (plus reservations) at which the period's one
 	// alert is raised; 0 means none.
-	AlertAt int64
+	AlertAt price.Amount
 }
 
 // RuleOf converts a validated tenancy budget.
@@ -92,13 +92,13 @@ func RuleOf(b tenancy.Budget) (Rule, error) {
 	if err != nil {
 		return Rule{}, fmt.Errorf("budget limit %q: %w", b.Limit, err)
 	}
-	r.Limit = limit
+	r.Limit = price.Amount(limit)
 	at := b.AlertAt
 	if at <= 0 || at > 1 {
 		at = tenancy.DefaultAlertAt
 	}
 	// float64 has 53 bits: the threshold is exact to well below a cent.
-	r.AlertAt = max(int64(float64(limit)*at), 1)
+	r.AlertAt = price.Amount(max(int64(float64(limit)*at), 1))
 	return r, nil
 }
 
@@ -215,9 +215,9 @@ type Decision struct {
 	Budgeted bool
 	Scope    string // ScopeTenant or ScopeKey
 	Period   Period
-	// Limit and Remaining (never below zero) in 1e-12 units; Reset is when
-	// the period ends.
-	Limit, Remaining int64
+	// Limit and Remaining (never below zero); Reset is when the period
+	// ends.
+	Limit, Remaining price.Amount
 	Reset            time.Time
 	// Start is when the period began (its key is its date).
 	Start time.Time
@@ -228,11 +228,11 @@ type Decision struct {
 type Reservation struct {
 	cs       Counters
 	subjects [MaxCounters]*Subject
-	amount   int64
+	amount   price.Amount
 }
 
 // Amount is what the reservation holds against each of its budgets.
-func (r *Reservation) Amount() int64 { return r.amount }
+func (r *Reservation) Amount() price.Amount { return r.amount }
 
 // Held reports whether the reservation holds anything to settle.
 func (r *Reservation) Held() bool { return r.cs.N > 0 }
@@ -267,7 +267,7 @@ func budgeted(s *Subject) bool { return s != nil && len(s.Rules) > 0 }
 // not count (Budgeted false), or, with Fallback, counted on this replica
 // alone (errors.Is(err, ErrDegraded)). An admitted call that holds a
 // reservation (Held) must be settled once, when it ends.
-func (b *Budgets) Reserve(ctx context.Context, s Subjects, estimate int64) (Reservation, Decision, error) {
+func (b *Budgets) Reserve(ctx context.Context, s Subjects, estimate price.Amount) (Reservation, Decision, error) {
 	if !budgeted(s.Tenant) && !budgeted(s.Key) {
 		return Reservation{}, Decision{OK: true}, nil
 	}
@@ -288,7 +288,7 @@ func (b *Budgets) Reserve(ctx context.Context, s Subjects, estimate int64) (Rese
 			if bd[1] == 0 {
 				bd[0], bd[1] = rule.Period.Bounds(now)
 			}
-			r.cs.C[r.cs.N] = Counter{Subject: sub.ID, Period: rule.Period, Start: bd[0], End: bd[1], Limit: rule.Limit, AlertAt: rule.AlertAt}
+			r.cs.C[r.cs.N] = Counter{Subject: sub.ID, Period: rule.Period, Start: bd[0], End: bd[1], Limit: int64(rule.Limit), AlertAt: int64(rule.AlertAt)}
 			r.subjects[r.cs.N] = sub
 			r.cs.N++
 		}
@@ -296,7 +296,7 @@ func (b *Budgets) Reserve(ctx context.Context, s Subjects, estimate int64) (Rese
 	if r.cs.N == 0 {
 		return Reservation{}, Decision{OK: true}, nil
 	}
-	res, err := b.store.Reserve(ctx, r.cs, estimate)
+	res, err := b.store.Reserve(ctx, r.cs, int64(estimate))
 	if err != nil && !errors.Is(err, ErrDegraded) {
 		return Reservation{}, Decision{OK: true}, err
 	}
@@ -311,7 +311,7 @@ func (b *Budgets) Reserve(ctx context.Context, s Subjects, estimate int64) (Rese
 }
 
 // decide reports the refusing counter or the tightest one.
-func decide(r *Reservation, res *Result, estimate int64) Decision {
+func decide(r *Reservation, res *Result, estimate price.Amount) Decision {
 	d := Decision{OK: res.Refused < 0, Budgeted: true}
 	best := res.Refused
 	if best < 0 {
@@ -322,7 +322,7 @@ func decide(r *Reservation, res *Result, estimate int64) Decision {
 		}
 	}
 	c := &r.cs.C[best]
-	d.Period, d.Limit = c.Period, c.Limit
+	d.Period, d.Limit = c.Period, price.Amount(c.Limit)
 	d.Remaining = remaining(c, res, best)
 	if !d.OK && d.Remaining >= estimate {
 		d.Remaining = 0 // cannot happen with a consistent store; never tell a refused client it has room
@@ -335,8 +335,8 @@ func decide(r *Reservation, res *Result, estimate int64) Decision {
 	return d
 }
 
-func remaining(c *Counter, res *Result, i int) int64 {
-	return max(c.Limit-res.Spent[i]-res.Reserved[i], 0)
+func remaining(c *Counter, res *Result, i int) price.Amount {
+	return price.Amount(max(c.Limit-res.Spent[i]-res.Reserved[i], 0))
 }
 
 func tighter(r *Reservation, res *Result, i, j int) bool {
@@ -351,14 +351,14 @@ func tighter(r *Reservation, res *Result, i, j int) bool {
 // ctx (the client went away) is not honoured, so that the settling still
 // happens. The error is the store's: the reservation then stays counted
 // until its period ends.
-func (b *Budgets) Settle(ctx context.Context, r Reservation, actual int64) error {
+func (b *Budgets) Settle(ctx context.Context, r Reservation, actual price.Amount) error {
 	if r.cs.N == 0 {
 		return nil
 	}
 	if ctx.Err() != nil {
 		ctx = context.WithoutCancel(ctx)
 	}
-	res, err := b.store.Settle(ctx, r.cs, r.amount, max(actual, 0))
+	res, err := b.store.Settle(ctx, r.cs, int64(r.amount), int64(max(actual, 0)))
 	if err != nil && !errors.Is(err, ErrDegraded) {
 		return err
 	}
@@ -376,8 +376,8 @@ func (b *Budgets) alert(r *Reservation, res *Result) {
 		c, s := &r.cs.C[i], r.subjects[i]
 		b.log.Warn("budget alert: spend reached the alert threshold",
 			"tenant", s.TenantID, "key_id", s.KeyID, "period", c.Period.String()+" "+Key(c.Start),
-			"spent", string(AppendAmount(nil, res.Spent[i])), "reserved", string(AppendAmount(nil, res.Reserved[i])),
-			"limit", string(AppendAmount(nil, c.Limit)))
+			"spent", price.Amount(res.Spent[i]).String(), "reserved", price.Amount(res.Reserved[i]).String(),
+			"limit", price.Amount(c.Limit).String())
 	}
 }
 
@@ -391,28 +391,4 @@ func (b *Budgets) AppendMetrics(dst []byte) []byte {
 		"# TYPE loom_budget_alerts_total counter\nloom_budget_alerts_total "...)
 	dst = strconv.AppendUint(dst, b.alerts.Load(), 10)
 	return append(dst, '\n')
-}
-
-// AppendAmount appends an amount of 1e-12 units as a decimal with at least
-// two decimals and no trailing zeros beyond them ("25.00", "0.0005",
-// "-1.50"). It allocates nothing when dst has room.
-func AppendAmount(dst []byte, a int64) []byte {
-	u := uint64(a)
-	if a < 0 {
-		dst = append(dst, '-')
-		u = uint64(-a)
-	}
-	dst = strconv.AppendUint(dst, u/tenancy.AmountScale, 10)
-	frac := u % tenancy.AmountScale
-	var digits [12]byte
-	for i := 11; i >= 0; i-- {
-		digits[i] = byte('0' + frac%10)
-		frac /= 10
-	}
-	n := 12
-	for n > 2 && digits[n-1] == '0' {
-		n--
-	}
-	dst = append(dst, '.')
-	return append(dst, digits[:n]...)
 }

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/loom-gateway/loom/proxy/price"
 )
 
 // u is one currency unit in amount units.
@@ -231,12 +233,12 @@ func TestParseAmountAndAppendAmount_RoundTrip(t *testing.T) {
 		{"999999.999999999999", 999999*u + u - 1, "999999.999999999999"},
 	} {
 		a, err := RuleOf(budgetOf("day", tc.in, 0))
-		if err != nil || a.Limit != tc.want {
+		if err != nil || a.Limit != price.Amount(tc.want) {
 			t.Errorf("limit %q = %d, %v; want %d", tc.in, a.Limit, err, tc.want)
 			continue
 		}
-		if got := string(AppendAmount(nil, a.Limit)); got != tc.out {
-			t.Errorf("AppendAmount(%d) = %q, want %q", a.Limit, got, tc.out)
+		if got := a.Limit.String(); got != tc.out {
+			t.Errorf("%d as a decimal = %q, want %q", a.Limit, got, tc.out)
 		}
 	}
 	for _, bad := range []string{"", ".", "1.", "-1", "1e3", "1,5", "1000000", "0.0000000000001", "２"} {

@@ -10,6 +10,7 @@ import (
 	"github.com/loom-gateway/loom/proxy/apierror"
 	"github.com/loom-gateway/loom/proxy/budget"
 	"github.com/loom-gateway/loom/proxy/call"
+	"github.com/loom-gateway/loom/proxy/price"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
 
@@ -78,7 +79,7 @@ func maxOutput(ex *exchange) int64 {
 // refused (providers do not bill errors); and when the cost cannot be
 // known (a success without usage, or served by a deployment the catalog
 // does not price), what was reserved: the safe side for a budget.
-func budgetActual(ex *exchange) int64 {
+func budgetActual(ex *exchange) price.Amount {
 	rec := &ex.rec
 	switch {
 	case rec.UsageSource != call.UsageNone:
@@ -158,7 +159,7 @@ func quotaExceeded(key *tenant.Key, d *budget.Decision) *apierror.Error {
 	}
 	var buf [32]byte
 	msg := "You exceeded your current quota: the " + period + " budget of " + who + " (" +
-		string(budget.AppendAmount(buf[:0], d.Limit)) + " for " + d.Start.Format(periodLayout(d.Period)) +
+		string(d.Limit.AppendDecimal(buf[:0])) + " for " + d.Start.Format(periodLayout(d.Period)) +
 		") is spent. It resets at " + d.Reset.Format(time.RFC3339) + "."
 	e := apierror.New(fasthttp.StatusTooManyRequests, "insufficient_quota", "insufficient_quota", "", msg)
 	e.RetryAfter = max(int((time.Until(d.Reset)+time.Second-1)/time.Second), 1)
@@ -178,8 +179,8 @@ func setBudgetHeaders(h *fasthttp.ResponseHeader, d *budget.Decision) {
 		return
 	}
 	var buf [40]byte
-	h.SetBytesV(HeaderBudgetLimit, budget.AppendAmount(buf[:0], d.Limit))
-	h.SetBytesV(HeaderBudgetRemaining, budget.AppendAmount(buf[:0], d.Remaining))
+	h.SetBytesV(HeaderBudgetLimit, d.Limit.AppendDecimal(buf[:0]))
+	h.SetBytesV(HeaderBudgetRemaining, d.Remaining.AppendDecimal(buf[:0]))
 	h.SetBytesV(HeaderBudgetReset, d.Reset.AppendFormat(buf[:0], time.RFC3339))
 }
 

@@ -108,6 +108,8 @@ type Server struct {
 	// responseIDs routes lookups of a stored response to the deployment
 	// that made it (see responseIndex).
 	responseIDs responseIndex
+	// prices is the catalog calls are priced with (prices.go).
+	prices priceBook
 }
 
 // New builds a server from a validated configuration.
@@ -124,6 +126,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	if s.opts.Budgets == nil {
 		s.opts.Budgets = budget.New(budget.NewMemory(), nil, s.log)
+	}
+	if err := s.prices.setFile(cfg); err != nil {
+		return nil, err
 	}
 	deps, built, err := s.buildDeployments(cfg, nil)
 	if err != nil {
@@ -469,6 +474,7 @@ func (s *Server) finish(ex *exchange) {
 		// upstream broke off.
 		tap.EstimateUsage(rec, ex.body)
 	}
+	s.priceCall(rec)
 	s.settle(ex)
 	s.settleBudget(ex)
 	s.rememberResponse(ex)
