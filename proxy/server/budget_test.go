@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"log/slog"
@@ -150,5 +151,54 @@ func TestBudgets_UnpricedModel_NotBudgeted_LoggedOncePerModel(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "not budgeted"); n != 1 || !strings.Contains(logs.String(), "model=gpt-4o") {
 		t.Fatalf("%d log lines about it, want 1 naming the model:\n%s", n, logs.String())
+	}
+}
+
+func TestBudgets_AlertAt_OneLogLineAndTheMetricOnOps(t *testing.T) {
+	var logs logtest.Buffer
+	st := startStack(t, stackOptions{extra: budgetPrices, acmeBudgets: `[{period: day, limit: "0.0001", alert_at: 0.5}]`,
+		logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ops := serveOps(t, st)
+	for i := range 4 {
+		if status, _, b := st.do("POST", "/v1/chat/completions", st.keyA, budgetBody(false), nil); status != http.StatusOK {
+			t.Fatalf("call %d: %d %s", i, status, b)
+		}
+		st.waitRecords(i + 1)
+	}
+	if n := strings.Count(logs.String(), "budget alert"); n != 1 {
+		t.Fatalf("%d alert lines, want 1:\n%s", n, logs.String())
+	}
+	for _, want := range []string{"tenant=acme", `period="day ` + time.Now().UTC().Format(time.DateOnly) + `"`, "limit=0.0001"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("alert line lacks %s:\n%s", want, logs.String())
+		}
+	}
+	if _, m := get(t, ops+"/metrics"); !strings.Contains(m, "\nloom_budget_alerts_total 1\n") {
+		t.Errorf("/metrics lacks loom_budget_alerts_total 1:\n%s", m)
+	}
+}
+
+// A client that leaves mid-stream is billed what the upstream says it
+// produced: the drained usage settles the reservation.
+func TestBudgets_ClientLeavesMidStream_SettledWithTheDrainedUsage(t *testing.T) {
+	const limit = 1_000_000_000
+	st := startStack(t, stackOptions{drain: 2 * time.Second, extra: budgetPrices, acmeBudgets: `[{period: day, limit: "0.001"}]`})
+	body := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello budget"}],"max_tokens":10,"stream":true}`
+	resp := openStream(t, st, body, map[string]string{"x-mock-chunks": "10", "x-mock-chunk-delay-ms": "30"})
+	if resp.Header.Get("x-loom-budget-limit") != "0.001" {
+		t.Errorf("stream head: x-loom-budget-limit %q", resp.Header.Get("x-loom-budget-limit"))
+	}
+	_, _ = bufio.NewReader(resp.Body).ReadBytes('\n')
+	resp.Body.Close()
+	st.client.CloseIdleConnections()
+	rec := st.lastRecord(0)
+	if !rec.ClientDisconnected || !rec.DrainComplete || rec.PriceID == "" || rec.Cost != 3*1_000_000+10*2_000_000 {
+		t.Fatalf("record: disconnected %v, drained %v, price %q, cost %d; want the drained usage priced at 23e6",
+			rec.ClientDisconnected, rec.DrainComplete, rec.PriceID, rec.Cost)
+	}
+	next := budgetBody(false)
+	_, h, _ := st.do("POST", "/v1/chat/completions", st.keyA, next, nil)
+	if want := amount(limit - rec.Cost - budgetEstimate(next)); h.Get("x-loom-budget-remaining") != want {
+		t.Fatalf("remaining %q, want %s (the abandoned stream's cost spent)", h.Get("x-loom-budget-remaining"), want)
 	}
 }
