@@ -84,3 +84,45 @@ tenants:
 		t.Fatalf("a budgeted call's budget work allocates %v times, want 0", n)
 	}
 }
+
+// BenchmarkBudgetedCall measures one call's budget work in memory mode:
+// the estimate from the catalog, the reservation against a tenant's and a
+// key's day and month budgets, pricing the usage and settling.
+func BenchmarkBudgetedCall(b *testing.B) {
+	key, hash, _ := tenant.NewKey()
+	big := `[{period: day, limit: "999999"}, {period: month, limit: "999999"}]`
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+deployments:
+  - {name: d, provider: openai, base_url: "http://127.0.0.1:9/v1", api_key: sk-x}
+prices: [{model: m, effective_from: "2020-01-01", input: "1.00", output: "2.00"}]
+tenants:
+  - id: t
+    budgets: %s
+    keys: [{id: k, sha256: %s, budgets: %s}]
+    models: [{name: m, deployment: d}]
+`, big, hash, big)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := New(cfg, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	k, _ := s.live.Load().dir.Authenticate([]byte(key))
+	rt, _ := k.Route([]byte("m"))
+	var ctx fasthttp.RequestCtx
+	ex := s.acquire()
+	ex.req.Op = call.OpChat
+	ex.rec.Start = time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		ex.rec.UsageSource, ex.rec.UpstreamStatus, ex.rec.PriceID = call.UsageNone, 0, ""
+		if !s.reserveBudget(&ctx, ex, k, rt, 400) {
+			b.Fatal("refused")
+		}
+		ex.rec.Usage = call.Usage{InputTokens: 100, OutputTokens: 50, TotalTokens: 150}
+		ex.rec.UsageSource, ex.rec.UpstreamStatus = call.UsageProvider, 200
+		s.priceCall(&ex.rec)
+		s.settleBudget(ex)
+	}
+}
