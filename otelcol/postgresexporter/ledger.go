@@ -26,15 +26,6 @@ import (
 // does. Append skips entries already in the ledger, so a redelivered batch
 // adds none, like the span rows it repeats.
 
-// The cost attributes (set by the proxy from its price catalog). Named here
-// rather than in proxy/spanattr so the ledger does not wait for them; they
-// are the same strings.
-const (
-	attrCost         = "loom.cost"
-	attrCostCurrency = "loom.cost.currency"
-	attrCostPriceID  = "loom.cost.price_id"
-)
-
 // errLedger marks a failed append: never a data error of the spans (which
 // would send them to dead letters), always retried with the batch.
 var errLedger = errors.New("ledger append")
@@ -127,9 +118,9 @@ func callEntry(r *spanRow) ledger.Entry {
 			c.CacheCreationTokens = pgtype.Int8{Int64: n, Valid: true}
 		}
 	}
-	c.Cost = attrText(attrs, attrCost)
-	c.CostCurrency = attrText(attrs, attrCostCurrency)
-	c.CostPriceID = attrText(attrs, attrCostPriceID)
+	c.Cost = attrText(attrs, spanattr.Cost)
+	c.CostCurrency = attrText(attrs, spanattr.CostCurrency)
+	c.CostPriceID = attrText(attrs, spanattr.CostPriceID)
 	return ledger.Entry{Chain: c.Tenant, Kind: ledger.KindCall, Call: c}
 }
 

@@ -51,9 +51,9 @@ func TestPush_ClientSpanWithTenant_OneLedgerEntryEvenRedelivered(t *testing.T) {
 	start := time.Now().Add(-time.Minute)
 	td := callTraces(start)
 	a := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes()
-	a.PutDouble(attrCost, 0.0000345)
-	a.PutStr(attrCostCurrency, "USD")
-	a.PutStr(attrCostPriceID, "gpt-4o-2024")
+	a.PutDouble(spanattr.Cost, 0.0000345)
+	a.PutStr(spanattr.CostCurrency, "USD")
+	a.PutStr(spanattr.CostPriceID, "gpt-4o-2024")
 	a.PutInt(spanattr.GenAIUsageCacheCreationInputTokens, 12)
 	for range 3 {
 		if err := x.push(t.Context(), td); err != nil {
