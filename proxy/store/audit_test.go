@@ -1,0 +1,153 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/loom-gateway/loom/proxy/store"
+	"github.com/loom-gateway/loom/proxy/tenancy"
+	"github.com/loom-gateway/loom/proxy/tenant"
+)
+
+// observed collects the changes a store records.
+type observed struct {
+	mu      sync.Mutex
+	changes []store.Change
+}
+
+func observe(st *store.Store) *observed {
+	o := &observed{}
+	store.Observe(st, func(c store.Change) {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		o.changes = append(o.changes, c)
+	})
+	return o
+}
+
+func (o *observed) take() []store.Change {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	c := o.changes
+	o.changes = nil
+	return c
+}
+
+// Every kind of change, each recorded once with its actor, action and
+// target, its states before and after, and no secret anywhere.
+func TestStore_EveryChange_RecordedWithActorActionTargetAndRedactedStates(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	o := observe(e.st)
+	var actor store.Actor
+	var ctx context.Context
+	const credential = "sk-upstream-credential-never-recorded"
+
+	type want struct{ action, target, before, after string }
+	var key string
+	steps := []struct {
+		do   func() error
+		want want
+	}{
+		{func() error {
+			return e.st.CreateTenant(ctx, store.TenantSpec{ID: "acme", Limits: tenancy.Limits{RequestsPerMinute: 60}})
+		}, want{store.ActionTenantCreate, "acme", "", `{"id":"acme","content":{"capture":false,"max_bytes":0},"limits":{"requests_per_minute":60,`}},
+		{func() error {
+			tpm := 1000
+			_, err := e.st.UpdateTenant(ctx, "acme", store.TenantPatch{TokensPerMinute: &tpm})
+			return err
+		}, want{store.ActionTenantUpdate, "acme", `"tokens_per_minute":0`, `"requests_per_minute":60,"tokens_per_minute":1000`}},
+		{func() error {
+			return e.st.SetModels(ctx, "acme", []tenancy.Model{{Name: "mini", Deployment: "openai", UpstreamModel: "gpt-4o-mini"}})
+		}, want{store.ActionModelsSet, "acme/models", `{"tenant":"acme","models":[]}`, `"models":[{"name":"mini","deployment":"openai","upstream_model":"gpt-4o-mini"}]`}},
+		{func() error { return e.st.SetCredential(ctx, "acme", "openai", credential) },
+			want{store.ActionCredentialSet, "acme/credentials/openai", `{"deployment":"openai","set":false}`, `{"deployment":"openai","set":true,"api_key":"[redacted]"}`}},
+		{func() error { return e.st.SetCredential(ctx, "acme", "openai", credential+"-rotated") },
+			want{store.ActionCredentialSet, "acme/credentials/openai", `"set":true,"api_key":"[redacted]"`, `"set":true,"api_key":"[redacted]"`}},
+		{func() (err error) {
+			key, err = e.st.CreateKey(ctx, "acme", store.KeySpec{ID: "acme-ci", Models: []string{"mini"}})
+			return err
+		}, want{store.ActionKeyCreate, "acme/keys/acme-ci", "", `"id":"acme-ci","tenant_id":"acme","prefix":"sk-loom-`}},
+		{func() error { return e.st.RevokeKey(ctx, "acme-ci") },
+			want{store.ActionKeyRevoke, "acme/keys/acme-ci", `"revoked_at":null`, `"revoked_at":"20`}},
+		{func() error { return e.st.DeleteCredential(ctx, "acme", "openai") },
+			want{store.ActionCredentialDelete, "acme/credentials/openai", `"set":true`, `{"deployment":"openai","set":false}`}},
+		{func() error { return e.st.SetCredential(ctx, "acme", "azure", credential) },
+			want{store.ActionCredentialSet, "acme/credentials/azure", `"set":false`, `"set":true`}},
+		{func() error { return e.st.DeleteTenant(ctx, "acme") },
+			want{store.ActionTenantDelete, "acme", `"credentials":[{"deployment":"azure","set":true,"api_key":"[redacted]"}],"keys":[{"id":"acme-ci"`, ""}},
+	}
+	for i, s := range steps {
+		// One request id per change, as the admin API and the CLI make.
+		actor = store.Actor{Kind: store.ActorOperator, ID: "alice", RequestID: fmt.Sprintf("req-%d", i)}
+		ctx = store.WithActor(t.Context(), actor)
+		if err := s.do(); err != nil {
+			t.Fatalf("step %d (%s): %v", i, s.want.action, err)
+		}
+		got := o.take()
+		if len(got) != 1 {
+			t.Fatalf("step %d (%s): %d changes recorded, want 1", i, s.want.action, len(got))
+		}
+		c := got[0]
+		if c.Actor != actor || c.Action != s.want.action || c.Target != s.want.target || c.Time.IsZero() {
+			t.Errorf("step %d: recorded %+v %s %s at %v, want %+v %s %s", i, c.Actor, c.Action, c.Target, c.Time, actor, s.want.action, s.want.target)
+		}
+		if (s.want.before == "") != (c.Before == nil) || (s.want.after == "") != (c.After == nil) ||
+			!strings.Contains(string(c.Before), s.want.before) || !strings.Contains(string(c.After), s.want.after) {
+			t.Errorf("step %d (%s):\nbefore %s\n want %s\nafter  %s\n want %s", i, c.Action, c.Before, s.want.before, c.After, s.want.after)
+		}
+		for what, secret := range map[string]string{"credential": credential, "key": key, "key hash": tenant.Hash(key)} {
+			if secret != "" && strings.Contains(string(c.Before)+string(c.After)+c.Target, secret) {
+				t.Errorf("step %d (%s) records the %s", i, c.Action, what)
+			}
+		}
+	}
+}
+
+// A change that does not happen (not found, already there, revoking a
+// revoked key) is not recorded: its transaction never reaches the entry.
+func TestStore_ChangeThatDoesNotHappen_RecordsNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	if err := e.st.CreateTenant(ctx, store.TenantSpec{ID: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.CreateKey(ctx, "acme", store.KeySpec{ID: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.RevokeKey(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	o := observe(e.st)
+	_ = e.st.CreateTenant(ctx, store.TenantSpec{ID: "acme"})
+	_, _ = e.st.UpdateTenant(ctx, "nope", store.TenantPatch{})
+	_ = e.st.DeleteTenant(ctx, "nope")
+	_ = e.st.DeleteCredential(ctx, "acme", "openai")
+	_ = e.st.RevokeKey(ctx, "nope")
+	if err := e.st.RevokeKey(ctx, "k"); err != nil {
+		t.Fatalf("revoking a revoked key: %v", err)
+	}
+	_, _ = e.st.CreateKey(ctx, "acme", store.KeySpec{Models: []string{"no-such-model"}})
+	if got := o.take(); len(got) != 0 {
+		t.Errorf("recorded %d changes that did not happen: %+v", len(got), got)
+	}
+}
+
+// Without an actor in the context, a change is recorded all the same, as
+// nobody's.
+func TestStore_NoActor_RecordedAsUnattributed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	o := observe(e.st)
+	if err := e.st.CreateTenant(t.Context(), store.TenantSpec{ID: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	got := o.take()
+	if len(got) != 1 || got[0].Actor.Kind != store.ActorUnattributed {
+		t.Errorf("recorded %+v, want one change by %q", got, store.ActorUnattributed)
+	}
+}
