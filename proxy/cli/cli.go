@@ -54,6 +54,9 @@ base64, in $LOOM_SECRET_KEY or the one the config names):
                                                         make a key and print it, once
   loom keys list -tenant ID
   loom keys revoke ID
+
+Every change a store command makes is recorded in the admin audit log as
+the operator's: -actor NAME, else $LOOM_ACTOR, else the OS user name.
 `
 
 // Stdio is where a command reads and writes.
