@@ -5,7 +5,7 @@
 //
 // Every request needs the admin token as a bearer token, and has a request
 // id (X-Request-Id). Every change it makes is recorded in the admin audit
-// log under the token's id and that request id. The
+// log (GET /admin/audit) under the token's id and that request id. The
 // API must never log a token, an API key or a credential, nor echo a
 // credential back; an API key appears once, in the answer to the request
 // that made it.
@@ -57,6 +57,7 @@ func New(st *store.Store, tokenSHA256 [32]byte, log *slog.Logger) http.Handler {
 		"GET /admin/tenants/{id}/keys":                        a.listKeys,
 		"POST /admin/tenants/{id}/keys":                       a.createKey,
 		"POST /admin/keys/{id}/revoke":                        a.revokeKey,
+		"GET /admin/audit":                                    a.audit,
 		"/":                                                   a.unknown,
 	} {
 		a.mux.Handle(pattern, handler(h))

@@ -36,6 +36,9 @@ Usage:
   loom audit completeness [-config FILE] [-since 168h] [-json]
                                                         per instance and run: calls numbered, stored, gaps,
                                                         and whether the run stopped cleanly (exit 1 on a gap)
+  loom audit log [-config FILE] [-tenant T] [-from TIME] [-to TIME] [-limit N] [-json]
+                                                        the admin audit log: who changed what in the tenant
+                                                        store, before and after (secrets redacted), newest first
   loom keys new                                         print a new API key and its SHA-256
   loom keys hash KEY                                    print the SHA-256 of an existing key
 
