@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"io"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -21,25 +22,7 @@ func TestParentOf_CommWithSpacesAndParens(t *testing.T) {
 // A shell and the sleep it forks both end up at the niceness given, and so
 // does a process the shell forks after the renice (inherited).
 func TestReniceTree_ProcessAndChildrenAndLaterChildren(t *testing.T) {
-	cmd := exec.Command("/bin/sh", "-c", "sleep 30 & read x; sleep 30 & wait")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	waitFor := func(n int) []int {
-		for range 200 {
-			if d := descendants(cmd.Process.Pid); len(d) >= n {
-				return d
-			}
-			exec.Command("sleep", "0.01").Run()
-		}
-		t.Fatalf("the shell never had %d children", n)
-		return nil
-	}
+	cmd, stdin, waitFor := startShell(t, "sleep 30 & read x; sleep 30 & wait")
 	waitFor(1)
 	if err := reniceTree(cmd.Process.Pid, 7); err != nil {
 		t.Fatal(err)
@@ -63,29 +46,12 @@ func TestReniceTree_ProcessAndChildrenAndLaterChildren(t *testing.T) {
 
 // A process moved to SCHED_IDLE is there, and so is a child it forks after.
 func TestIdleTree_ProcessAndLaterChildren(t *testing.T) {
-	cmd := exec.Command("/bin/sh", "-c", "read x; sleep 30 & wait")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	cmd, stdin, waitFor := startShell(t, "read x; sleep 30 & wait")
 	if err := idleTree(cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	stdin.Write([]byte("go\n"))
-	var kids []int
-	for range 200 {
-		if kids = descendants(cmd.Process.Pid); len(kids) > 0 {
-			break
-		}
-		exec.Command("sleep", "0.01").Run()
-	}
-	if len(kids) == 0 {
-		t.Fatal("the shell never forked")
-	}
+	kids := waitFor(1)
 	for _, p := range append([]int{cmd.Process.Pid}, kids...) {
 		a, err := unix.SchedGetAttr(p, 0)
 		if err != nil {
@@ -98,4 +64,31 @@ func TestIdleTree_ProcessAndLaterChildren(t *testing.T) {
 	for _, k := range kids {
 		syscall.Kill(k, syscall.SIGKILL)
 	}
+}
+
+// startShell runs script in sh, killed at the end of the test; waitFor(n)
+// waits until the shell has n processes below it and returns them.
+func startShell(t *testing.T, script string) (*exec.Cmd, io.Writer, func(n int) []int) {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", script)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitFor := func(n int) []int {
+		t.Helper()
+		for range 200 {
+			if d := descendants(cmd.Process.Pid); len(d) >= n {
+				return d
+			}
+			exec.Command("sleep", "0.01").Run()
+		}
+		t.Fatalf("the shell never had %d children", n)
+		return nil
+	}
+	return cmd, stdin, waitFor
 }

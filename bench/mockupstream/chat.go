@@ -140,7 +140,12 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, c *call) (*stream, *apiError) {
 		return newStream(s, c, g.events(includeUsage, c.plan.usageNull)), nil
 	}
 	body, usage := g.completion()
-	s.log.update(c.rec, func(r *Received) { r.UsageSent = &usage })
+	s.log.update(c.rec, func(r *Received) {
+		r.UsageSent = &usage
+		if p := &c.plan; p.cacheRead > 0 || p.reasoning > 0 {
+			r.UsageDetails = &UsageDetails{CacheReadTokens: p.cacheRead, ReasoningTokens: p.reasoning}
+		}
+	})
 	writeJSON(ctx, body)
 	return nil, nil
 }
@@ -178,8 +183,9 @@ func (g *chatGen) completionTokensPerChoice() int {
 	return g.tokens
 }
 
+// usage counts x-mock-reasoning-tokens inside the completion tokens, as OpenAI counts reasoning.
 func (g *chatGen) usage() Usage {
-	out := g.completionTokensPerChoice() * g.n
+	out := g.completionTokensPerChoice()*g.n + g.c.plan.reasoning
 	return Usage{PromptTokens: g.prompt, CompletionTokens: out, TotalTokens: g.prompt + out}
 }
 
@@ -205,10 +211,12 @@ func newChatUsage(u Usage) chatUsage {
 }
 
 // chatUsage is g's usage with the cached prompt tokens x-mock-cache-read-tokens asked for (inside
-// prompt_tokens, as OpenAI counts them).
+// prompt_tokens, as OpenAI counts them) and the reasoning tokens x-mock-reasoning-tokens asked for (inside
+// completion_tokens).
 func (g *chatGen) chatUsage() chatUsage {
 	cu := newChatUsage(g.usage())
 	cu.PromptTokensDetails.CachedTokens = g.c.plan.cacheRead
+	cu.CompletionTokensDetails.ReasoningTokens = g.c.plan.reasoning
 	return cu
 }
 

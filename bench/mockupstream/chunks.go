@@ -101,7 +101,11 @@ func (g *chatGen) events(includeUsage, usageNull bool) []sseEvent {
 	out := interleave(perChoice)
 	if includeUsage {
 		u := g.usage()
-		out = append(out, f.usageEvent(u, mustJSON(g.chatUsage())))
+		ev := f.usageEvent(u, mustJSON(g.chatUsage()))
+		if p := &g.c.plan; p.cacheRead > 0 || p.reasoning > 0 {
+			ev.wire = eventUsage(ev.data) // the log records the cache and reasoning counts too
+		}
+		out = append(out, ev)
 	}
 	return append(out, doneEvent())
 }

@@ -23,6 +23,11 @@ const (
 	// prompt_tokens_details.cached_tokens (inside the input count).
 	HeaderCacheReadTokens  = "x-mock-cache-read-tokens"
 	HeaderCacheWriteTokens = "x-mock-cache-write-tokens"
+	// HeaderReasoningTokens sets the reasoning tokens a generated usage reports, inside the output count as
+	// OpenAI counts them: chat's completion_tokens_details.reasoning_tokens (added to completion_tokens)
+	// and the Responses API's output_tokens_details.reasoning_tokens (in place of the reasoning a request's
+	// reasoning.effort asks for). Anthropic reports no reasoning count (thinking is output): it ignores it.
+	HeaderReasoningTokens = "x-mock-reasoning-tokens"
 
 	// HeaderStreamErrorAfter ends a stream after this many events with the dialect's in-stream error
 	// event (Anthropic "event: error" overloaded_error, the Responses API's "event: error", a chat
@@ -58,6 +63,7 @@ type plan struct {
 	usageNull  bool
 	cacheRead  int
 	cacheWrite int
+	reasoning  int
 	fail       Failure
 	errorAfter int
 }
@@ -97,6 +103,7 @@ func (s *Server) resolve(h *fasthttp.RequestHeader) (plan, *apiError) {
 		{HeaderResetAfter, &p.ResetAfter},
 		{HeaderCacheReadTokens, &p.cacheRead},
 		{HeaderCacheWriteTokens, &p.cacheWrite},
+		{HeaderReasoningTokens, &p.reasoning},
 		{HeaderFailCount, &p.fail.Count},
 		{HeaderStreamErrorAfter, &p.errorAfter},
 	}

@@ -221,6 +221,33 @@ func TestRequests_LogLimitKeepsNewest(t *testing.T) {
 	}
 }
 
+func TestChat_ReasoningTokens_InsideCompletionTokens(t *testing.T) {
+	m := startMock(t, Config{})
+	r := m.mustDo(t, "POST", "/v1/chat/completions", chatBody, HeaderReasoningTokens, "30")
+	u := decode(t, string(r.body))["usage"].(map[string]any)
+	// 5 generated tokens (the default chunks) and 30 of reasoning.
+	if u["completion_tokens"] != 35.0 || u["completion_tokens_details"].(map[string]any)["reasoning_tokens"] != 30.0 ||
+		u["total_tokens"] != u["prompt_tokens"].(float64)+35 {
+		t.Errorf("usage %v", u)
+	}
+	r = m.mustDo(t, "POST", "/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"hi"}],`+
+		`"stream":true,"stream_options":{"include_usage":true}}`, HeaderReasoningTokens, "30")
+	evs := events(t, r.body)
+	u = decode(t, evs[len(evs)-2])["usage"].(map[string]any)
+	if u["completion_tokens"] != 35.0 || u["completion_tokens_details"].(map[string]any)["reasoning_tokens"] != 30.0 {
+		t.Errorf("stream usage %v", u)
+	}
+}
+
+func TestResponses_ReasoningTokensHeader_SetsReasoningInOutput(t *testing.T) {
+	m := startMock(t, Config{})
+	r := m.mustDo(t, "POST", "/v1/responses", `{"model":"m","input":"hi"}`, HeaderReasoningTokens, "12")
+	u := decode(t, string(r.body))["usage"].(map[string]any)
+	if u["output_tokens"] != 17.0 || u["output_tokens_details"].(map[string]any)["reasoning_tokens"] != 12.0 {
+		t.Errorf("usage %v", u)
+	}
+}
+
 func TestChat_CacheReadTokens_InsidePromptTokens(t *testing.T) {
 	m := startMock(t, Config{})
 	r := m.mustDo(t, "POST", "/v1/chat/completions", chatBody, HeaderCacheReadTokens, "64")

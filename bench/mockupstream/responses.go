@@ -134,6 +134,9 @@ func (s *Server) createResponse(ctx *fasthttp.RequestCtx, c *call) (*stream, *ap
 	if req.reasons() {
 		g.reasoning = c.plan.Chunks
 	}
+	if c.plan.reasoning > 0 {
+		g.reasoning = c.plan.reasoning
+	}
 	if m := req.MaxOutputTokens; m != nil && g.tool == "" && g.text+g.reasoning > *m {
 		g.text, g.incomplete = max(*m-g.reasoning, 0), true
 	}

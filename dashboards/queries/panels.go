@@ -66,6 +66,17 @@ func All() []Panel {
 			SQL: "SELECT c.tenant_id AS tenant, c.request_model AS model, c.provider,\n" +
 				"  count(*) AS calls,\n  coalesce(sum(c.input_tokens), 0) AS input_tokens,\n  coalesce(sum(c.output_tokens), 0) AS output_tokens\n" +
 				"FROM loom.spans c\n" + client + "\n  AND " + LastAttempt("c") + "\nGROUP BY 1, 2, 3\nORDER BY 5 + 6 DESC, 1, 2, 3"},
+		// Spend: loom.cost is on the CLIENT span of the attempt that served
+		// (failed attempts have no usage, so no cost), in its price
+		// entry's currency; a call no price covered has none (NULL, not 0)
+		// and is left out. Sums are numeric, exact.
+		{ID: "overview_spend", Title: "Spend", Dashboard: Overview, Kind: TimeSeries, Unit: "short",
+			SQL: "SELECT " + bucketC + ",\n  c.cost_currency AS metric,\n  sum(c.cost) AS spend\nFROM loom.spans c\n" +
+				client + "\n  AND c.cost IS NOT NULL\nGROUP BY 1, 2\nORDER BY 1, 2"},
+		{ID: "overview_spend_by", Title: "Spend by tenant, key and model", Dashboard: Overview, Kind: Table, Unit: "short",
+			SQL: "SELECT c.tenant_id AS tenant, c.api_key_id AS key, c.request_model AS model, c.cost_currency AS currency,\n" +
+				"  count(*) AS calls,\n  sum(c.cost) AS spend\nFROM loom.spans c\n" + client +
+				"\n  AND c.cost IS NOT NULL\nGROUP BY 1, 2, 3, 4\nORDER BY 6 DESC, 1, 2, 3, 4"},
 		// Routing: every upstream attempt is a CLIENT span. An attempt
 		// without error_type served; a failover is a call served by an
 		// attempt after the first; a fallback one served by another model's
@@ -92,6 +103,9 @@ func All() []Panel {
 			SQL: series(bucket+",\n  count(*) "+perSecond+" AS \"requests/s\"", "loom.spans s", tenantServer)},
 		{ID: "tenant_tokens", Title: "Tokens", Dashboard: Tenant, Kind: TimeSeries, Unit: "short",
 			SQL: series(bucketC+",\n  coalesce(sum(c.input_tokens), 0) AS \"input\",\n  coalesce(sum(c.output_tokens), 0) AS \"output\"", "loom.spans c", tenantClient)},
+		{ID: "tenant_spend", Title: "Spend by key and model", Dashboard: Tenant, Kind: TimeSeries, Unit: "short",
+			SQL: "SELECT " + bucketC + ",\n  coalesce(c.api_key_id, '') || ' ' || coalesce(c.request_model, '') || ' (' || c.cost_currency || ')' AS metric,\n" +
+				"  sum(c.cost) AS spend\nFROM loom.spans c\n" + tenantClient + "\n  AND c.cost IS NOT NULL\nGROUP BY 1, 2\nORDER BY 1, 2"},
 		{ID: "tenant_limits_hit", Title: "Limits hit", Dashboard: Tenant, Kind: Stat, Unit: "short",
 			SQL: "SELECT count(*) AS \"limits hit\"\nFROM loom.spans s\n" + tenantServer +
 				"\n  AND (s.error_type = 'rate_limit_exceeded' OR s.attributes->>'loom.outcome' = 'rate_limited')"},
@@ -144,7 +158,7 @@ func All() []Panel {
 		// Calls.
 		{ID: "calls_recent", Title: "Recent calls", Dashboard: Calls, Kind: Table, Unit: "",
 			SQL: "SELECT s.start_time, s.tenant_id AS tenant,\n  coalesce(c.response_model, c.request_model, s.request_model) AS model,\n" +
-				"  c.provider, s.http_status AS status, s.status_code,\n  c.input_tokens, c.output_tokens,\n  s.duration_ms, s.trace_id\n" +
+				"  c.provider, s.http_status AS status, s.status_code,\n  c.input_tokens, c.output_tokens,\n  c.cost, c.cost_currency AS currency,\n  s.duration_ms, s.trace_id\n" +
 				"FROM loom.spans s\nLEFT JOIN loom.spans c ON c.trace_id = s.trace_id AND c.parent_span_id = s.span_id AND c.kind = 'client'\n" +
 				"  AND " + LastAttempt("c") + "\n" +
 				server + "\nORDER BY s.start_time DESC\nLIMIT 500"},

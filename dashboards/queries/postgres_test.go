@@ -47,6 +47,13 @@ var calls = []call{
 		fallback: "gpt-4o-mini"},
 }
 
+// spendOf is a served call's cost at 1 per million input tokens and 2 per
+// million output tokens, as the decimal the exporter stores: acme's three
+// calls cost 0.000171, globex's 0.000019.
+func spendOf(c call) string {
+	return fmt.Sprintf("0.%06d", c.in+2*c.out)
+}
+
 func seed(t *testing.T, db *pgxpool.Pool, now time.Time) {
 	t.Helper()
 	ctx := t.Context()
@@ -59,8 +66,9 @@ func seed(t *testing.T, db *pgxpool.Pool, now time.Time) {
 	const insert = `INSERT INTO loom.spans (trace_id, span_id, parent_span_id, start_time, end_time, duration_ms, name, kind,
   status_code, instance_id, seq, tenant_id, api_key_id, provider, request_model, input_tokens, output_tokens,
   stream, chunks, time_to_first_chunk_ms, overhead_ms, http_status, usage_source, client_disconnected, error_type, attributes,
-  upstream_attempt, deployment)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)`
+  upstream_attempt, deployment, cost, cost_currency, price_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28,
+  $29::text::numeric, $30, $31)`
 	batch := &pgx.Batch{}
 	for i, c := range calls {
 		trace := fmt.Sprintf("%032x", i+1)
@@ -74,7 +82,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
 		attrs := map[string]any{"loom.outcome": c.outcome}
 		batch.Queue(insert, trace, fmt.Sprintf("%016x", 1), nil, start, end, 800.0, "POST /v1/chat/completions", "server",
 			status, c.instance, c.seq, c.tenant, c.key, nil, "gpt-4o", nil, nil,
-			c.stream, nil, nil, 1.5, c.status, nil, i == 0, errType, attrs, nil, nil)
+			c.stream, nil, nil, 1.5, c.status, nil, i == 0, errType, attrs, nil, nil, nil, nil, nil)
 		if !c.upstream {
 			continue
 		}
@@ -82,7 +90,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
 			batch.Queue(insert, trace, fmt.Sprintf("%016x", 10+n), fmt.Sprintf("%016x", 1), start.Add(time.Millisecond), start.Add(time.Millisecond), 0.0,
 				"chat gpt-4o", "client", "error", c.instance, c.seq, c.tenant, c.key, a.provider, "gpt-4o", nil, nil,
 				c.stream, nil, nil, nil, nil, nil, nil, a.errorType,
-				map[string]any{"loom.upstream.failure_reason": "upstream answered " + a.errorType}, n+1, a.deployment)
+				map[string]any{"loom.upstream.failure_reason": "upstream answered " + a.errorType}, n+1, a.deployment, nil, nil, nil)
 		}
 		attempt := len(c.failed) + 1
 		if c.fallback != "" {
@@ -96,7 +104,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
 		}
 		batch.Queue(insert, trace, fmt.Sprintf("%016x", 2), fmt.Sprintf("%016x", 1), start.Add(time.Millisecond), end, 790.0, "chat gpt-4o", "client",
 			status, c.instance, c.seq, c.tenant, c.key, "openai", "gpt-4o", c.in, c.out,
-			c.stream, chunks, ttfc, 1.5, c.status, "upstream", nil, nil, attrs, attempt, "openai")
+			c.stream, chunks, ttfc, 1.5, c.status, "upstream", nil, nil, attrs, attempt, "openai",
+			spendOf(c), "USD", "gpt-4o:2025-01-01T00:00:00Z")
 	}
 	batch.Queue(`INSERT INTO loom.dead_letters (reason, trace_id, span_id, span_name, payload) VALUES ('invalid utf-8', 'x', 'y', 'z', '\x00')`)
 	if err := db.SendBatch(ctx, batch).Close(); err != nil {
@@ -185,6 +194,35 @@ func TestPanels_RunAgainstTheSchema(t *testing.T) {
 		check(t, "acme", sums(t, "overview_tokens_by", map[string][]string{"tenant": {"acme"}}, "calls", "input_tokens", "output_tokens"), 3, 43, 64)
 		check(t, "other provider", sums(t, "overview_tokens_by", map[string][]string{"provider": {"anthropic"}}, "calls"), 0)
 		check(t, "tokens/s series", sums(t, "overview_tokens", nil, `"input" * 60`, `"output" * 60`), 48, 71)
+	})
+	t.Run("spend adds up exactly", func(t *testing.T) {
+		spend := func(t *testing.T, id string, vars map[string][]string) string {
+			t.Helper()
+			p, _ := queries.ByID(id)
+			var got string
+			sql := "SELECT coalesce(sum(spend), 0)::text FROM (" + queries.Expand(p.SQL, from, to, time.Minute, vars) + ") AS q"
+			if err := db.QueryRow(t.Context(), sql).Scan(&got); err != nil {
+				t.Fatalf("%v\n%s", err, sql)
+			}
+			return got
+		}
+		acme := map[string][]string{"tenant": {"acme"}}
+		for _, tc := range []struct {
+			id   string
+			vars map[string][]string
+			want string
+		}{
+			{"overview_spend", nil, "0.000190"}, {"overview_spend_by", nil, "0.000190"},
+			{"overview_spend_by", acme, "0.000171"}, {"tenant_spend", acme, "0.000171"},
+			{"tenant_spend", map[string][]string{"tenant": {"globex"}}, "0.000019"},
+		} {
+			if got := spend(t, tc.id, tc.vars); got != tc.want {
+				t.Errorf("%s %v: spend %s, want %s", tc.id, tc.vars, got, tc.want)
+			}
+		}
+		// The failed-over call's cost is counted once: its failed attempts
+		// have none.
+		check(t, "calls with a cost", sums(t, "overview_spend_by", nil, "calls"), 4)
 	})
 	t.Run("tenant", func(t *testing.T) {
 		globex := map[string][]string{"tenant": {"globex"}}

@@ -80,35 +80,9 @@ func (u Upstream) Standby() string {
 // (with LOOM_UPSTREAM_KEY if set) wins, then OPENAI_API_KEY for the real
 // OpenAI, else the mock.
 func ChooseUpstream(getenv func(string) string) Upstream {
-	up := chooseOpenAI(getenv)
+	up := openaiChoice.choose(getenv)
 	up.Provider, up.Models = config.ProviderOpenAI, DemoModels
 	return up
-}
-
-func chooseOpenAI(getenv func(string) string) Upstream {
-	if u := strings.TrimSpace(getenv(EnvUpstreamURL)); u != "" {
-		up := Upstream{Deployment: "upstream", BaseURL: strings.TrimRight(u, "/"),
-			Note: EnvUpstreamURL + " is set: the demo models go to " + strings.TrimRight(u, "/")}
-		if getenv(EnvUpstreamKey) != "" {
-			up.APIKeyEnv = EnvUpstreamKey
-			up.Note += " with the key in " + EnvUpstreamKey
-		}
-		return up
-	}
-	mock := Upstream{Deployment: "mock", Mock: true,
-		Note: "the demo models go to the mock upstream (set OPENAI_API_KEY or LOOM_UPSTREAM_URL for a real one)"}
-	key := getenv(EnvOpenAIKey)
-	switch {
-	case key == "":
-		return mock
-	case strings.HasPrefix(key, tenant.KeyPrefix):
-		// A pasted `export OPENAI_API_KEY=sk-loom-...` from an earlier run:
-		// a Loom key, not OpenAI's, so routing to OpenAI with it would fail.
-		mock.Note = "OPENAI_API_KEY holds a Loom key (" + tenant.KeyPrefix + "...), not an OpenAI one, so it is ignored; " + mock.Note
-		return mock
-	}
-	return Upstream{Deployment: "openai", BaseURL: OpenAIBaseURL, APIKeyEnv: EnvOpenAIKey,
-		Note: "OPENAI_API_KEY is set: the demo models go to the real OpenAI (" + OpenAIBaseURL + ")"}
 }
 
 // ChooseAnthropic picks where the Claude models go, as ChooseUpstream does
@@ -116,35 +90,56 @@ func chooseOpenAI(getenv func(string) string) Upstream {
 // then ANTHROPIC_API_KEY for Anthropic itself, else the mock's Anthropic
 // API.
 func ChooseAnthropic(getenv func(string) string) Upstream {
-	up := chooseAnthropic(getenv)
+	up := anthropicChoice.choose(getenv)
 	up.Provider, up.Models = config.ProviderAnthropic, DemoClaudeModels
 	return up
 }
 
-func chooseAnthropic(getenv func(string) string) Upstream {
-	if u := strings.TrimSpace(getenv(EnvAnthropicURL)); u != "" {
-		up := Upstream{Deployment: "anthropic-upstream", BaseURL: strings.TrimRight(u, "/"),
-			Note: EnvAnthropicURL + " is set: the Claude models go to " + strings.TrimRight(u, "/")}
-		if getenv(EnvAnthropicUpstreamKey) != "" {
-			up.APIKeyEnv = EnvAnthropicUpstreamKey
-			up.Note += " with the key in " + EnvAnthropicUpstreamKey
+// choice is one provider's variables and names for choose.
+type choice struct {
+	urlEnv, urlKeyEnv, keyEnv string // LOOM_..._URL, LOOM_..._KEY, the provider's own key variable
+	baseURL                   string // the provider's real API
+	provider                  string // for people: "the real OpenAI", "Anthropic"
+	keyOf                     string // for people: whose key it is, "an OpenAI"
+	models                    string // for people: "the demo models"
+	// The deployment's name for each choice.
+	urlDeployment, mockDeployment, realDeployment string
+}
+
+var (
+	openaiChoice = choice{urlEnv: EnvUpstreamURL, urlKeyEnv: EnvUpstreamKey, keyEnv: EnvOpenAIKey,
+		baseURL: OpenAIBaseURL, provider: "the real OpenAI", keyOf: "an OpenAI", models: "the demo models",
+		urlDeployment: "upstream", mockDeployment: "mock", realDeployment: "openai"}
+	anthropicChoice = choice{urlEnv: EnvAnthropicURL, urlKeyEnv: EnvAnthropicUpstreamKey, keyEnv: EnvAnthropicKey,
+		baseURL: AnthropicBaseURL, provider: "Anthropic", keyOf: "an Anthropic", models: "the Claude models",
+		urlDeployment: "anthropic-upstream", mockDeployment: "mock-anthropic", realDeployment: "anthropic"}
+)
+
+func (c choice) choose(getenv func(string) string) Upstream {
+	if u := strings.TrimSpace(getenv(c.urlEnv)); u != "" {
+		up := Upstream{Deployment: c.urlDeployment, BaseURL: strings.TrimRight(u, "/"),
+			Note: c.urlEnv + " is set: " + c.models + " go to " + strings.TrimRight(u, "/")}
+		if getenv(c.urlKeyEnv) != "" {
+			up.APIKeyEnv = c.urlKeyEnv
+			up.Note += " with the key in " + c.urlKeyEnv
 		}
 		return up
 	}
-	mock := Upstream{Deployment: "mock-anthropic", Mock: true,
-		Note: "the Claude models go to the mock upstream (set ANTHROPIC_API_KEY or LOOM_ANTHROPIC_URL for a real one)"}
-	key := getenv(EnvAnthropicKey)
+	mock := Upstream{Deployment: c.mockDeployment, Mock: true,
+		Note: c.models + " go to the mock upstream (set " + c.keyEnv + " or " + c.urlEnv + " for a real one)"}
+	key := getenv(c.keyEnv)
 	switch {
 	case key == "":
 		return mock
 	case strings.HasPrefix(key, tenant.KeyPrefix):
-		// The banner's `export ANTHROPIC_API_KEY=sk-loom-...`, pasted into
-		// the shell that starts the next run.
-		mock.Note = "ANTHROPIC_API_KEY holds a Loom key (" + tenant.KeyPrefix + "...), not an Anthropic one, so it is ignored; " + mock.Note
+		// A pasted `export OPENAI_API_KEY=sk-loom-...` (the banner's
+		// line) from an earlier run: a Loom key, not the provider's, so
+		// routing to the provider with it would fail.
+		mock.Note = c.keyEnv + " holds a Loom key (" + tenant.KeyPrefix + "...), not " + c.keyOf + " one, so it is ignored; " + mock.Note
 		return mock
 	}
-	return Upstream{Deployment: "anthropic", BaseURL: AnthropicBaseURL, APIKeyEnv: EnvAnthropicKey,
-		Note: "ANTHROPIC_API_KEY is set: the Claude models go to Anthropic (" + AnthropicBaseURL + ")"}
+	return Upstream{Deployment: c.realDeployment, BaseURL: c.baseURL, APIKeyEnv: c.keyEnv,
+		Note: c.keyEnv + " is set: " + c.models + " go to " + c.provider + " (" + c.baseURL + ")"}
 }
 
 // Describe names the upstream for people.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"testing"
 )
 
 // ErrNotInstalled marks a program a test needs that this machine lacks;
@@ -94,4 +95,22 @@ func readLock(path string, v any) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
+}
+
+// Node finds node and npm, and makes dir/node_modules hold what its lock
+// pins (NPMCI, install scripts off): what a test that runs a script of dir
+// with node needs first. A missing program skips the test (fails it under
+// CI, see Check); it returns node's path.
+func Node(t testing.TB, dir string) string {
+	t.Helper()
+	node, err := Program("node")
+	var npm string
+	if err == nil {
+		npm, err = Program("npm")
+	}
+	Check(t, err, ErrNotInstalled)
+	if err := NPMCI(t.Context(), npm, dir, nil, "--ignore-scripts"); err != nil {
+		t.Fatal(err)
+	}
+	return node
 }

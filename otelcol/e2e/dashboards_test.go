@@ -10,6 +10,12 @@ import (
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
 )
 
+// dashboardPrices prices acme's model (gpt-4o-mini) at 1 per million input
+// tokens and 2 per million output tokens; globex's model has no price.
+const dashboardPrices = `prices:
+  - {model: gpt-4o-mini, effective_from: 2020-01-01, input: "1", output: "2"}
+`
+
 // Every dashboard panel, run over what the real pipeline stored (calls
 // through Loom, spans through otelcol-loom into Postgres), returns the
 // numbers the run produced: each panel's counts, token sums and statuses
@@ -18,7 +24,7 @@ func TestDashboards_PanelsOverTheRealPipeline(t *testing.T) {
 	pg := pgtest.Start(t)
 	dbURL := pgtest.Database(t, pg)
 	col := startCollector(t, dbURL)
-	g := startGateway(t, col.grpc)
+	g := startGatewayOpts(t, col.grpc, gatewayOptions{prices: dashboardPrices})
 	calls := plan(200)
 	g.run(t, calls, 8, nil)
 	g.flush(60 * time.Second)
@@ -81,7 +87,8 @@ func TestDashboards_PanelsOverTheRealPipeline(t *testing.T) {
 	}
 	totals := panelTotals{calls: int64(len(calls)), in: want[""].in, out: want[""].out,
 		acmeCalls: want["acme"].calls, acmeIn: want["acme"].in, acmeOut: want["acme"].out,
-		byKind: map[kind]int64{}, instance: g.tracer.InstanceID()}
+		acmeSpendMicro: want["acme"].in + 2*want["acme"].out,
+		byKind:         map[kind]int64{}, instance: g.tracer.InstanceID()}
 	for _, p := range calls {
 		totals.byKind[p.kind]++
 	}

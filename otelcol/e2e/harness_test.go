@@ -53,6 +53,13 @@ type collector struct {
 
 func startCollector(t testing.TB, dbURL string) *collector {
 	t.Helper()
+	return startCollectorWith(t, dbURL, "")
+}
+
+// startCollectorWith is startCollector with more settings of the postgres
+// exporter, as YAML lines indented under it (e.g. "    ledger: {...}\n").
+func startCollectorWith(t testing.TB, dbURL, exporterYAML string) *collector {
+	t.Helper()
 	dir := t.TempDir()
 	c := &collector{grpc: freeAddr(t), http: freeAddr(t), health: freeAddr(t), logPath: filepath.Join(dir, "otelcol.log")}
 	c.config = filepath.Join(dir, "config.yaml")
@@ -79,14 +86,14 @@ exporters:
       queue_size: 1073741824
       batch: {sizer: items, min_size: 1000, max_size: 5000, flush_timeout: 100ms}
     retry_on_failure: {enabled: true, initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 0}
-service:
+%sservice:
   extensions: [file_storage, health_check]
   telemetry:
     metrics: {level: none}
     logs: {level: info}
   pipelines:
     traces: {receivers: [otlp], processors: [memory_limiter], exporters: [postgres]}
-`, filepath.Join(dir, "storage"), c.health, c.grpc, c.http, dbURL)
+`, filepath.Join(dir, "storage"), c.health, c.grpc, c.http, dbURL, exporterYAML)
 	if err := os.WriteFile(c.config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -164,8 +171,9 @@ type gateway struct {
 
 // Tenants and their routes in the test configuration.
 var models = map[string]struct{ public, upstream string }{
-	"acme":   {"gpt-4o-mini", "gpt-4o-mini-2024-07-18"},
-	"globex": {"globex-model", "gpt-4o"},
+	"acme":    {"gpt-4o-mini", "gpt-4o-mini-2024-07-18"},
+	"globex":  {"globex-model", "gpt-4o"},
+	"initech": {"initech-model", "gpt-4.1-mini"},
 }
 
 func startGateway(t testing.TB, otlpAddr string) *gateway {
@@ -183,6 +191,8 @@ type gatewayOptions struct {
 	protocol string // OTLP: grpc (default) or http
 	// captureAcme turns on content capture for tenant acme, this many bytes.
 	captureAcme int
+	// prices is a top-level prices: section of the configuration.
+	prices string
 }
 
 func startGatewayOpts(t testing.TB, otlpAddr string, o gatewayOptions) *gateway {
@@ -203,7 +213,7 @@ func startGatewayOpts(t testing.TB, otlpAddr string, o gatewayOptions) *gateway 
 		_ = g.mock.Shutdown(ctx)
 	})
 	var tenants strings.Builder
-	for _, id := range []string{"acme", "globex"} {
+	for _, id := range []string{"acme", "globex", "initech"} {
 		key, hash, err := tenant.NewKey()
 		if err != nil {
 			t.Fatal(err)
@@ -230,7 +240,7 @@ tracing:
 deployments:
   - {name: mock, provider: openai, base_url: "http://%s/v1", api_key: sk-upstream-e2e, forward_headers: ["x-mock-*"]}
 tenants:
-%s`, otlpAddr, o.protocol, mln.Addr(), tenants.String())))
+%s%s`, otlpAddr, o.protocol, mln.Addr(), tenants.String(), o.prices)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -274,14 +274,47 @@ func TestIsolation_TwoTenants(t *testing.T) {
 	if err != nil || len(tables) < 6 {
 		t.Fatalf("tables %v %v", tables, err)
 	}
+	// The ledger's entries are bytea (canonical bytes), which row_to_json
+	// shows as hex: each bytea column is also read as text (printable bytes
+	// as they are), where a secret would show.
+	// A client span and its entry are committed together; a tenant-bound
+	// reader sees its own entries only.
+	var clients int64
+	if err := db.QueryRow(t.Context(), `select count(*) from loom.spans where kind = 'client' and tenant_id is not null`).Scan(&clients); err != nil || clients == 0 {
+		t.Fatalf("%d client spans (%v)", clients, err)
+	}
+	waitRows(t, db, clients, 60*time.Second, `select count(*) from loom.ledger_entries where kind = 'call'`)
+	for _, tenant := range []string{"acme", "globex"} {
+		var mine, others int64
+		err := schema.ReadAsTenant(t.Context(), db, tenant, 0, func(tx pgx.Tx) error {
+			return tx.QueryRow(t.Context(), `select count(*) filter (where tenant_id = $1), count(*) filter (where tenant_id is distinct from $1) from loom.ledger_entries`, tenant).Scan(&mine, &others)
+		})
+		if err != nil || mine == 0 || others != 0 {
+			t.Fatalf("%s reads %d own ledger entries and %d others' (err %v)", tenant, mine, others, err)
+		}
+	}
 	for _, table := range tables {
+		rows, err := db.Query(t.Context(), `select column_name from information_schema.columns
+where table_schema = 'loom' and table_name = $1 and data_type = 'bytea'`, table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byteaCols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		expr := "row_to_json(t)::text"
+		for _, c := range byteaCols {
+			expr += ` || ' ' || coalesce(encode(t.` + pgx.Identifier{c}.Sanitize() + `, 'escape'), '')`
+		}
 		var dump string
-		if err := db.QueryRow(t.Context(), `select coalesce(string_agg(row_to_json(t)::text, E'\n'), '') from loom.`+pgx.Identifier{table}.Sanitize()+` t`).Scan(&dump); err != nil {
+		if err := db.QueryRow(t.Context(), `select coalesce(string_agg(`+expr+`, E'\n'), '') from loom.`+pgx.Identifier{table}.Sanitize()+` t`).Scan(&dump); err != nil {
 			t.Fatal(err)
 		}
 		places["table loom."+table] = dump
 	}
-	if places["table loom.spans"] == "" || places["table loom.api_keys"] == "" || places["table loom.tenant_credentials"] == "" {
+	if places["table loom.spans"] == "" || places["table loom.api_keys"] == "" || places["table loom.tenant_credentials"] == "" ||
+		places["table loom.ledger_entries"] == "" {
 		t.Fatal("the scan read empty tables: it would prove nothing")
 	}
 	for where, text := range places {

@@ -102,8 +102,12 @@ func checkPercentiles(t *testing.T, id string, rows []map[string]any) {
 type panelTotals struct {
 	calls, acmeCalls         int64
 	in, out, acmeIn, acmeOut int64
-	byKind                   map[kind]int64
-	instance                 string
+	// acmeSpendMicro is acme's spend in millionths: its model costs 1 per
+	// million input tokens and 2 per million output tokens (dashboardPrices);
+	// globex's is not priced.
+	acmeSpendMicro int64
+	byKind         map[kind]int64
+	instance       string
 }
 
 // checkPanelValues runs every panel and checks its numbers against the run:
@@ -140,6 +144,18 @@ func checkPanelValues(t *testing.T, db *pgxpool.Pool, w panelTotals, from, to ti
 	expect("overview_tokens_by", "rows (tenant, model, provider)", int64(len(by)), 2)
 	expect("overview_tokens_by", "calls", sumCol(t, "overview_tokens_by", by, "calls", false), w.calls)
 	expect("overview_tokens_by", "input tokens", sumCol(t, "overview_tokens_by", by, "input_tokens", false), w.in)
+
+	spendMicro := func(id string) int64 {
+		var sum float64
+		for _, r := range rows(id) {
+			sum += num(t, id, "spend", r["spend"])
+		}
+		return int64(math.Round(sum * 1e6))
+	}
+	expect("overview_spend", "spend (millionths)", spendMicro("overview_spend"), w.acmeSpendMicro)
+	expect("overview_spend_by", "spend (millionths)", spendMicro("overview_spend_by"), w.acmeSpendMicro)
+	expect("overview_spend_by", "rows (acme's key and model only)", int64(len(rows("overview_spend_by"))), 1)
+	expect("tenant_spend", "acme spend (millionths)", spendMicro("tenant_spend"), w.acmeSpendMicro)
 
 	expect("tenant_requests", "acme requests", sumCol(t, "tenant_requests", rows("tenant_requests"), "requests/s", true), w.acmeCalls)
 	tt := rows("tenant_tokens")

@@ -45,6 +45,23 @@ type Config struct {
 	// MaxAttributeBytes is the largest single string or bytes value (any
 	// attribute, content included) a span may hold before it is a dead letter.
 	MaxAttributeBytes int `mapstructure:"max_attribute_bytes"`
+	// Ledger configures the audit ledger's checkpoints. The ledger itself
+	// is always written: each stored CLIENT span with a tenant becomes an
+	// entry of its tenant's chain.
+	Ledger LedgerConfig `mapstructure:"ledger"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+// LedgerConfig is the ledger's checkpointing: every CheckpointInterval the
+// exporter signs the heads of all chains with an Ed25519 key, read from
+// SigningKeyFile, or from $LOOM_LEDGER_KEY when no file is named (the
+// base64 of a 32-byte seed; `loom audit keygen` makes one). With neither,
+// no checkpoints are made.
+type LedgerConfig struct {
+	CheckpointInterval time.Duration `mapstructure:"checkpoint_interval"`
+	SigningKeyFile     string        `mapstructure:"signing_key_file"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}
@@ -78,6 +95,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxAttributeBytes < 1 {
 		bad("max_attribute_bytes", "must be at least 1, got %d", c.MaxAttributeBytes)
+	}
+	if c.Ledger.CheckpointInterval < time.Second {
+		bad("ledger.checkpoint_interval", "must be at least 1s, got %s", c.Ledger.CheckpointInterval)
 	}
 	return errors.Join(errs...)
 }

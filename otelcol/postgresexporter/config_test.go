@@ -42,6 +42,7 @@ func TestLoadConfig(t *testing.T) {
 	full.PartitionsAhead = 7
 	full.MaxConns = 4
 	full.MaxAttributeBytes = 64 << 10
+	full.Ledger = LedgerConfig{CheckpointInterval: time.Minute, SigningKeyFile: "/etc/loom/ledger.key"}
 	full.Timeout = 10 * time.Second
 	storage := component.MustNewID("file_storage")
 	q := full.QueueConfig.Get()
@@ -60,7 +61,7 @@ func TestLoadConfig(t *testing.T) {
 	}{
 		{name: "", want: defaults},
 		{name: "full", want: full},
-		{name: "invalid", wantErr: []string{"endpoint", "retention", "partitions_ahead", "max_conns", "max_attribute_bytes", "timeout"}},
+		{name: "invalid", wantErr: []string{"endpoint", "retention", "partitions_ahead", "max_conns", "max_attribute_bytes", "ledger.checkpoint_interval", "timeout"}},
 		{name: "no_endpoint", wantErr: []string{"endpoint: must be set"}},
 	}
 	for _, tt := range tests {

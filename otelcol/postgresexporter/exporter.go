@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
+	"github.com/loom-gateway/loom/proxy/ledger"
 	"github.com/loom-gateway/loom/proxy/schema"
 )
 
@@ -44,10 +45,11 @@ type pgExporter struct {
 	daysMu sync.Mutex
 	days   map[time.Time]bool // days known to have partitions
 
-	stop context.CancelFunc
-	done chan struct{}
+	stop   context.CancelFunc
+	done   chan struct{}
+	cpDone chan struct{} // the checkpoint loop's; nil when checkpoints are off
 
-	inserted, duplicates, deadLettered metric.Int64Counter
+	inserted, duplicates, deadLettered, ledgered metric.Int64Counter
 }
 
 func newExporter(cfg *Config, set exporter.Settings) (*pgExporter, error) {
@@ -68,6 +70,7 @@ func newExporter(cfg *Config, set exporter.Settings) (*pgExporter, error) {
 	e.inserted = counter("loom_exporter_spans_inserted", "Spans inserted into loom.spans.")
 	e.duplicates = counter("loom_exporter_spans_duplicates", "Spans already in loom.spans (a retried or replayed batch), skipped.")
 	e.deadLettered = counter("loom_exporter_spans_dead_lettered", "Spans that could never be inserted, stored in loom.dead_letters.")
+	e.ledgered = counter("loom_exporter_ledger_entries", "Call entries appended to the audit ledger (loom.ledger_entries).")
 	return e, errors.Join(errs...)
 }
 
@@ -75,6 +78,16 @@ func newExporter(cfg *Config, set exporter.Settings) (*pgExporter, error) {
 // the collector must keep accepting (and persisting) spans, so setup is
 // retried by every push and by the maintenance loop until it succeeds.
 func (e *pgExporter) start(ctx context.Context, _ component.Host) error {
+	// A key that is configured but does not load is a broken config; no
+	// key at all means no checkpoints (the chains are still written).
+	key, err := ledger.LoadKey(e.cfg.Ledger.SigningKeyFile)
+	switch {
+	case errors.Is(err, ledger.ErrNoKey):
+		e.logger.Warn("ledger checkpoints off: no signing key (set ledger.signing_key_file or $" + ledger.EnvKey + ")")
+		key = nil
+	case err != nil:
+		return fmt.Errorf("ledger signing key: %w", err)
+	}
 	pc, err := pgxpool.ParseConfig(string(e.cfg.Endpoint))
 	if err != nil {
 		return fmt.Errorf("endpoint: %w", err)
@@ -94,6 +107,10 @@ func (e *pgExporter) start(ctx context.Context, _ component.Host) error {
 	bg, stop := context.WithCancel(context.Background())
 	e.stop, e.done = stop, make(chan struct{})
 	go e.maintainLoop(bg)
+	if key != nil {
+		e.cpDone = make(chan struct{})
+		go e.checkpointLoop(bg, key, e.cpDone)
+	}
 	return nil
 }
 
@@ -101,6 +118,9 @@ func (e *pgExporter) shutdown(context.Context) error {
 	if e.stop != nil {
 		e.stop()
 		<-e.done
+		if e.cpDone != nil {
+			<-e.cpDone
+		}
 	}
 	if e.pool != nil {
 		e.pool.Close()
@@ -243,7 +263,9 @@ func (e *pgExporter) push(ctx context.Context, td ptrace.Traces) error {
 	e.inserted.Add(ctx, st.inserted)
 	e.duplicates.Add(ctx, st.duplicates)
 	e.deadLettered.Add(ctx, st.deadLettered)
+	e.ledgered.Add(ctx, st.ledgered)
 	e.logger.Debug("spans written", zap.Int64("inserted", st.inserted),
-		zap.Int64("duplicates", st.duplicates), zap.Int64("dead_lettered", st.deadLettered))
+		zap.Int64("duplicates", st.duplicates), zap.Int64("dead_lettered", st.deadLettered),
+		zap.Int64("ledgered", st.ledgered))
 	return nil
 }

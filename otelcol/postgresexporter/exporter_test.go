@@ -50,6 +50,9 @@ func callTraces(start time.Time) ptrace.Traces {
 	a.PutStr(spanattr.ErrorType, "500")
 	a.PutStr(spanattr.ServerAddress, "api.openai.com")
 	a.PutStr(spanattr.Deployment, "openai-main")
+	a.PutDouble(spanattr.Cost, 0.000123456789)
+	a.PutStr(spanattr.CostCurrency, "USD")
+	a.PutStr(spanattr.CostPriceID, "gpt-4o:2025-01-01T00:00:00Z")
 	a.PutDouble(spanattr.GenAIRequestTemperature, 0.7) // no column
 	a.PutInt(spanattr.ServerPort, 443)                 // no column
 	a.PutStr(spanattr.GenAIInputMessages, `[{"role":"user","parts":[{"type":"text","content":"hi"}]}]`)
@@ -74,6 +77,7 @@ func callTraces(start time.Time) ptrace.Traces {
 	a.PutDouble(spanattr.Chunks, 3.5)                     // not an integer: stays an attribute
 	a.PutInt(spanattr.TenantID, 7)                        // not a string: stays an attribute
 	a.PutStr(spanattr.GenAIResponseFinishReasons, "stop") // one reason
+	a.PutStr(spanattr.Cost, "1.5")                        // not a number: stays an attribute
 	l := s.Links().AppendEmpty()
 	l.SetTraceID(traceID(9))
 	l.SetSpanID(spanID(9))
@@ -104,6 +108,7 @@ func TestPush_CallSpans_EveryColumnRight(t *testing.T) {
 		"time_to_first_chunk_ms": 250.0, "overhead_ms": 0.125, "http_status": int32(500),
 		"upstream_attempt": int32(2), "usage_source": "provider", "client_disconnected": false,
 		"chunks": int32(17), "error_type": "500", "server_address": "api.openai.com", "deployment": "openai-main",
+		"cost_currency": "USD", "price_id": "gpt-4o:2025-01-01T00:00:00Z",
 		// Only what has no column, and never the content.
 		"attributes": map[string]any{spanattr.GenAIRequestTemperature: 0.7, spanattr.ServerPort: 443.0},
 		"resource":   resource,
@@ -114,10 +119,22 @@ func TestPush_CallSpans_EveryColumnRight(t *testing.T) {
 		"parent_span_id": nil, "kind": "server", "status_code": "ok", "status_message": nil,
 		"seq": int64(42), "http_status": int32(200), "stream": false, "chunks": nil, "tenant_id": nil,
 		"finish_reasons": []any{"stop"}, "input_tokens": nil, "provider": nil,
-		"attributes": map[string]any{spanattr.Chunks: 3.5, spanattr.TenantID: 7.0},
+		"attributes":    map[string]any{spanattr.Chunks: 3.5, spanattr.TenantID: 7.0, spanattr.Cost: "1.5"},
+		"cost_currency": nil, "price_id": nil,
 		"links": []any{map[string]any{"trace_id": traceID(9).String(), "span_id": spanID(9).String(),
 			"attributes": map[string]any{"why": "retry of"}}},
 	})
+
+	// loom.cost is exact in the numeric column: the double's shortest
+	// decimal, not its binary expansion.
+	var cost *string
+	if err := x.db.QueryRow(t.Context(), "SELECT cost::text FROM loom.spans WHERE span_id = $1", spanID(1).String()).Scan(&cost); err != nil ||
+		cost == nil || *cost != "0.000123456789" {
+		t.Errorf("client span cost = %v (err %v), want 0.000123456789", cost, err)
+	}
+	if err := x.db.QueryRow(t.Context(), "SELECT cost::text FROM loom.spans WHERE span_id = $1", spanID(2).String()).Scan(&cost); err != nil || cost != nil {
+		t.Errorf("server span cost = %v (err %v), want NULL", cost, err)
+	}
 
 	compare(t, "content", row(t, x.db, "SELECT * FROM loom.span_content WHERE span_id = $1", spanID(1).String()), map[string]any{
 		"trace_id": traceID(1).String(), "start_time": start, "tenant_id": "acme",

@@ -60,6 +60,7 @@ func createDefaultConfig() component.Config {
 		PartitionsAhead:   3,
 		MaxConns:          int32(queue.NumConsumers), // one per queue consumer
 		MaxAttributeBytes: 1 << 20,
+		Ledger:            LedgerConfig{CheckpointInterval: 5 * time.Minute},
 	}
 }
 

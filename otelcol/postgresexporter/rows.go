@@ -54,6 +54,9 @@ type spanRow struct {
 	errorType        pgtype.Text
 	serverAddress    pgtype.Text
 	deployment       pgtype.Text
+	cost             pgtype.Text // loom.cost as a decimal, cast to numeric by the insert
+	costCurrency     pgtype.Text
+	priceID          pgtype.Text
 	attributes       []byte
 	resource         []byte // shared by the rows of one resource
 	links            []byte // nil for NULL
@@ -130,6 +133,33 @@ var typedColumns = map[string]columnSetter{
 	spanattr.ErrorType:                       text(func(r *spanRow) *pgtype.Text { return &r.errorType }),
 	spanattr.ServerAddress:                   text(func(r *spanRow) *pgtype.Text { return &r.serverAddress }),
 	spanattr.Deployment:                      text(func(r *spanRow) *pgtype.Text { return &r.deployment }),
+	spanattr.Cost:                            setCost,
+	spanattr.CostCurrency:                    text(func(r *spanRow) *pgtype.Text { return &r.costCurrency }),
+	spanattr.CostPriceID:                     text(func(r *spanRow) *pgtype.Text { return &r.priceID }),
+}
+
+// setCost stores loom.cost, a double in currency units, as the shortest
+// decimal that reads back as the same double: the proxy's exact amount
+// (at most 12 decimal places and well inside 15 significant digits) comes
+// back digit for digit, so the numeric column holds what the catalog
+// priced, not a binary fraction. An int is taken as it is; anything else,
+// or a NaN or infinity, stays in the attributes jsonb.
+func setCost(r *spanRow, v pcommon.Value) bool {
+	var s string
+	switch v.Type() {
+	case pcommon.ValueTypeDouble:
+		f := v.Double()
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return false
+		}
+		s = strconv.FormatFloat(f, 'f', -1, 64)
+	case pcommon.ValueTypeInt:
+		s = strconv.FormatInt(v.Int(), 10)
+	default:
+		return false
+	}
+	r.cost = pgtype.Text{String: s, Valid: true}
+	return true
 }
 
 // textOnce and boolOnce set a column that two attributes can fill: the

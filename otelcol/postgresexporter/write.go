@@ -15,6 +15,7 @@ import (
 // writeStats is what one push did.
 type writeStats struct {
 	inserted, duplicates, deadLettered int64
+	ledgered                           int64 // call entries appended to the ledger
 }
 
 // errMissingPartition marks an insert that found no partition for a row: a
@@ -22,8 +23,9 @@ type writeStats struct {
 // hand). Retrying after the cache is cleared recreates it.
 var errMissingPartition = errors.New("no partition for a row")
 
-// write stores rows and dead letters in one transaction: all of a batch
-// lands, or none of it and the error says whether to retry.
+// write stores rows and dead letters in one transaction, with the ledger
+// entries of the rows: all of a batch lands, or none of it and the error
+// says whether to retry.
 func (e *pgExporter) write(ctx context.Context, rows []spanRow, dead []deadLetter) (writeStats, error) {
 	if len(rows) == 0 && len(dead) == 0 {
 		return writeStats{}, nil
@@ -72,7 +74,12 @@ func (e *pgExporter) writeBulk(ctx context.Context, rows []spanRow, dead []deadR
 		if len(dead) > 0 {
 			b.Queue(insertDead.sql, insertDead.args(dead)...)
 		}
-		return tx.SendBatch(ctx, b).Close()
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		var err error
+		st.ledgered, err = e.appendLedger(ctx, tx, rows)
+		return err
 	})
 	st.duplicates = int64(len(rows)) - st.inserted
 	return st, classify(err)
@@ -84,6 +91,7 @@ func (e *pgExporter) writeOneByOne(ctx context.Context, rows []spanRow, dead []d
 	var st writeStats
 	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		st = writeStats{}
+		stored := make([]spanRow, 0, len(rows)) // those not dead-lettered
 		for i := range rows {
 			r := &rows[i]
 			var inserted int64
@@ -114,6 +122,7 @@ func (e *pgExporter) writeOneByOne(ctx context.Context, rows []spanRow, dead []d
 			}
 			st.inserted += inserted
 			st.duplicates += 1 - inserted
+			stored = append(stored, *r)
 		}
 		if len(dead) > 0 {
 			if _, err := tx.Exec(ctx, insertDead.sql, insertDead.args(dead)...); err != nil {
@@ -121,7 +130,9 @@ func (e *pgExporter) writeOneByOne(ctx context.Context, rows []spanRow, dead []d
 			}
 		}
 		st.deadLettered = int64(len(dead))
-		return nil
+		var err error
+		st.ledgered, err = e.appendLedger(ctx, tx, stored)
+		return err
 	})
 	if isDataError(err) {
 		// Only the dead-letter insert is left to fail on data, and it would
@@ -162,10 +173,11 @@ func deadRowOf(d deadLetter) (deadRow, error) {
 
 // isDataError reports errors caused by the rows themselves: SQLSTATE class
 // 22 (data exception), 23 (integrity constraint) and 54 (program limit
-// exceeded). Retrying those can never succeed.
+// exceeded). Retrying those can never succeed. The ledger's errors are
+// never the spans' fault (its entries are checked before they are sent).
 func isDataError(err error) bool {
 	var pgErr *pgconn.PgError
-	if errors.Is(err, errMissingPartition) || !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
+	if errors.Is(err, errMissingPartition) || errors.Is(err, errLedger) || !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
 		return false
 	}
 	switch pgErr.Code[:2] {

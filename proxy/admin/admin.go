@@ -1,7 +1,8 @@
 // Package admin is Loom's administration API: JSON over HTTP on a listener
 // of its own (admin.listen), kept off the gateway's hot path and, ideally,
 // off the public network. It manages the Postgres tenant store: tenants,
-// their models, limits, content policy, provider credentials and API keys.
+// their models, limits, content policy, provider credentials and API keys,
+// and the store's price entries.
 //
 // Every request needs the admin token as a bearer token, and has a request
 // id (X-Request-Id). Every change it makes is recorded in the admin audit
@@ -57,6 +58,9 @@ func New(st *store.Store, tokenSHA256 [32]byte, log *slog.Logger) http.Handler {
 		"GET /admin/tenants/{id}/keys":                        a.listKeys,
 		"POST /admin/tenants/{id}/keys":                       a.createKey,
 		"POST /admin/keys/{id}/revoke":                        a.revokeKey,
+		"GET /admin/prices":                                   a.listPrices,
+		"POST /admin/prices":                                  a.addPrice,
+		"DELETE /admin/prices/{id}":                           a.deletePrice,
 		"GET /admin/audit":                                    a.audit,
 		"/":                                                   a.unknown,
 	} {

@@ -42,16 +42,8 @@ type nodeResult struct {
 // and the usage come out as the recording says, and an error event raises
 // the SDK's APIError.
 func TestChatStream_RecordedStreams_ReassembleInOpenAINode(t *testing.T) {
-	node, err := prereq.Program("node")
-	var npm string
-	if err == nil {
-		npm, err = prereq.Program("npm")
-	}
-	prereq.Check(t, err, prereq.ErrNotInstalled)
 	dir := filepath.Join("testdata", "openai-node")
-	if err := prereq.NPMCI(t.Context(), npm, dir, nil, "--ignore-scripts"); err != nil {
-		t.Fatal(err)
-	}
+	node := prereq.Node(t, dir)
 
 	tmp := t.TempDir()
 	want := map[string]recording{}

@@ -132,6 +132,13 @@ type Record struct {
 	FinishReasons []string
 	Usage         Usage
 	UsageSource   UsageSource
+	// Cost is what Usage cost at the price entry PriceID, exactly, in
+	// pico-units (1e-12) of CostCurrency (proxy/price.Amount). It is set,
+	// with PriceID, only when the usage is known and an entry priced the
+	// serving attempt; PriceID == "" means "no cost known", never 0.
+	Cost         int64
+	CostCurrency string
+	PriceID      string
 
 	Chunks int // SSE data events received from the upstream, [DONE] excluded
 	// OutputPieces counts streamed deltas that carried output (text or a

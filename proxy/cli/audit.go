@@ -25,11 +25,21 @@ var ErrIncomplete = errors.New("calls are missing")
 
 // audit is `loom audit ...`: questions about the record itself.
 func audit(ctx context.Context, args []string, std Stdio) error {
-	if len(args) > 0 && args[0] == "completeness" {
-		return completeness(ctx, args[1:], std.Out, std.Err)
-	}
-	if len(args) > 0 && args[0] == "log" {
-		return auditLog(ctx, args[1:], std)
+	if len(args) > 0 {
+		switch args[0] {
+		case "completeness":
+			return completeness(ctx, args[1:], std.Out, std.Err)
+		case "verify":
+			return auditVerify(ctx, args[1:], std)
+		case "export":
+			return auditExport(ctx, args[1:], std)
+		case "pubkey":
+			return auditPubkey(args[1:], std)
+		case "keygen":
+			return auditKeygen(args[1:], std)
+		case "log":
+			return auditLog(ctx, args[1:], std)
+		}
 	}
 	fmt.Fprint(std.Err, usage)
 	return ErrUsage

@@ -36,6 +36,16 @@ Usage:
   loom audit completeness [-config FILE] [-since 168h] [-json]
                                                         per instance and run: calls numbered, stored, gaps,
                                                         and whether the run stopped cleanly (exit 1 on a gap)
+  loom audit verify [-config FILE] [-tenant T] [-from TIME] [-to TIME] [-pubkey B64 | -key-file F] [-json]
+                                                        recompute the audit ledger's chains, check each call
+                                                        entry against its span row and the signed checkpoints;
+                                                        names the first bad entry (exit 1)
+  loom audit verify -bundle FILE [-pubkey B64 | -key-file F]
+                                                        check an exported bundle offline
+  loom audit export -tenant T [-from TIME] [-to TIME] [-o FILE] [-config FILE]
+                                                        one chain's entries, checkpoints and public key as a bundle
+  loom audit pubkey [-key-file F]                       print the ledger signing key's public key ($LOOM_LEDGER_KEY)
+  loom audit keygen -out FILE                           make a ledger signing key file (0600)
   loom audit log [-config FILE] [-tenant T] [-from TIME] [-to TIME] [-limit N] [-json]
                                                         the admin audit log: who changed what in the tenant
                                                         store, before and after (secrets redacted), newest first
@@ -57,6 +67,11 @@ base64, in $LOOM_SECRET_KEY or the one the config names):
                                                         make a key and print it, once
   loom keys list -tenant ID
   loom keys revoke ID
+  loom prices list                                      the store's price entries (per million tokens)
+  loom prices add MODEL -from DATE -input P -output P [-cached-input P] [-cache-write P] [-reasoning P]
+                  [-deployment D] [-currency USD] [-id ID]
+                                                        add an entry; a new price is a new entry with a later -from
+  loom prices delete ID                                 withdraw an entry that is not in force yet
 
 Every change a store command makes is recorded in the admin audit log as
 the operator's: -actor NAME, else $LOOM_ACTOR, else the OS user name.
@@ -97,6 +112,8 @@ func Run(ctx context.Context, args []string, std Stdio) error {
 		return audit(ctx, args[1:], std)
 	case "tenants":
 		return tenants(ctx, args[1:], std)
+	case "prices":
+		return prices(ctx, args[1:], std)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -30,6 +30,7 @@ import (
 	"github.com/loom-gateway/loom/proxy/server"
 	"github.com/loom-gateway/loom/proxy/snapshot"
 	"github.com/loom-gateway/loom/proxy/store"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 	"github.com/loom-gateway/loom/proxy/tracing"
 )
 
@@ -134,7 +135,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) (err error) {
 		return err
 	}
 	if st != nil {
-		tenants, err := st.Load(ctx)
+		src := pricedStore{Store: st, srv: srv, log: log}
+		tenants, err := src.Load(ctx)
 		if err != nil {
 			return fmt.Errorf("load tenants from the store: %w", err)
 		}
@@ -145,7 +147,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) (err error) {
 			srv.SetDegraded(reason)
 			log.Warn("tenants quarantined: not served until fixed", "reason", reason)
 		}
-		go snapshot.Follow(ctx, st, srv, cfg.Store.Poll, log, quarantined)
+		go snapshot.Follow(ctx, src, srv, cfg.Store.Poll, log, quarantined)
 		log.Info("tenants from the store", "tenants", len(tenants), "poll", cfg.Store.Poll)
 	}
 	if cfg.Ops.Listen != "" {
@@ -368,4 +370,31 @@ func startConsole(ctx context.Context, cfg *config.Config, srv *server.Server, l
 		pool.Close()
 		return err
 	}, nil
+}
+
+// pricedStore is the tenant store as the gateway follows it: each snapshot
+// of the tenants also reloads the store's price entries (loom.prices
+// notifies on the tenants' channel), so prices change the way tenants do.
+// Prices that cannot be read or that clash with the file's keep the
+// catalog served until now, and say so in the log; they never hold back
+// the tenants.
+type pricedStore struct {
+	*store.Store
+	srv *server.Server
+	log *slog.Logger
+}
+
+func (p pricedStore) Load(ctx context.Context) ([]tenancy.Tenant, error) {
+	tenants, err := p.Store.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := p.Prices(ctx)
+	if err == nil {
+		err = p.srv.SetStorePrices(entries)
+	}
+	if err != nil {
+		p.log.Error("store prices not applied: serving the previous price catalog", "error", err)
+	}
+	return tenants, nil
 }

@@ -56,6 +56,9 @@ type Config struct {
 	Routing     Routing      `yaml:"routing"`
 	Deployments []Deployment `yaml:"deployments"`
 	Tenants     []Tenant     `yaml:"tenants"`
+	// Prices are the price catalog's entries (see Price); with a store,
+	// its loom.prices rows add to them.
+	Prices []Price `yaml:"prices"`
 	// Tracing sends every call as OpenTelemetry spans over OTLP.
 	Tracing Tracing `yaml:"tracing"`
 	// Store, when it names a database, makes Postgres the source of
@@ -699,6 +702,9 @@ func (c *Config) Validate() error {
 		tenants[i] = c.Tenants[i].withoutCredentials()
 	}
 	if err := tenancy.Validate(tenants, hasDeployment); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.validatePrices(); err != nil {
 		errs = append(errs, err)
 	}
 	for i, t := range c.Tenants {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/loom-gateway/loom/proxy/anthropic"
 	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/price"
 	"github.com/loom-gateway/loom/proxy/tenancy"
 )
 
@@ -117,6 +118,8 @@ store: {database_url_env: LOOM_TEST_STORE_URL, secret_key_env: LOOM_TEST_STORE_S
 		"tracing.spool.commit_interval":    tr.Spool.CommitInterval,
 		"tracing.spool.when_full":          tr.Spool.WhenFull,
 		"ops.pprof":                        c.Ops.Pprof,
+		// An entry's currency when it names none (the catalog applies it).
+		"prices[].currency": price.DefaultCurrency,
 	}
 	documented := readmeDefaults(t)
 	for field, got := range applied {

@@ -24,6 +24,17 @@ var funcs = template.FuncMap{
 		}
 		return strconv.FormatFloat(*v, 'f', 1, 64) + " ms"
 	},
+	// cost is a stored cost and its currency ("0.0075 USD"); "–" for a
+	// call with no price.
+	"cost": func(v, currency *string) string {
+		if v == nil {
+			return "–"
+		}
+		if currency == nil {
+			return *v
+		}
+		return *v + " " + *currency
+	},
 	"num": func(v *int64) string {
 		if v == nil {
 			return "–"
@@ -42,6 +53,9 @@ type callRow struct {
 	HTTPStatus                            int
 	TokensIn, TokensOut                   *int64
 	Duration, TTFC                        *float64
+	// Cost is loom.cost as stored (numeric, exact, as text) with its
+	// currency; nil when the call had no price.
+	Cost, Currency *string
 }
 
 type callsData struct {
@@ -94,7 +108,7 @@ func (h *handler) calls(w http.ResponseWriter, r *http.Request, s session) {
 		for rows.Next() {
 			var c callRow
 			if err := rows.Scan(&c.TraceID, &c.Start, &c.Tenant, &c.KeyID, &c.Model, &c.Stream, &c.Status,
-				&c.HTTPStatus, &c.Error, &c.TokensIn, &c.TokensOut, &c.Duration, &c.TTFC); err != nil {
+				&c.HTTPStatus, &c.Error, &c.TokensIn, &c.TokensOut, &c.Duration, &c.TTFC, &c.Cost, &c.Currency); err != nil {
 				return err
 			}
 			d.Rows = append(d.Rows, c)

@@ -25,7 +25,8 @@ const callsSelect = `
 SELECT s.trace_id, s.start_time, coalesce(s.tenant_id, ''), coalesce(s.api_key_id, ''),
        coalesce(s.request_model, c.request_model, ''), coalesce(s.stream, c.stream, false),
        s.status_code, coalesce(s.http_status, 0), ` + isError + `,
-       c.input_tokens, c.output_tokens, s.duration_ms, c.time_to_first_chunk_ms` + callsFrom
+       c.input_tokens, c.output_tokens, s.duration_ms, c.time_to_first_chunk_ms,
+       c.cost::text, c.cost_currency` + callsFrom
 
 // spansSQL is every span of a trace, every column but ingestion bookkeeping.
 const spansSQL = `SELECT * FROM loom.spans WHERE trace_id = $1 ORDER BY start_time, span_id`

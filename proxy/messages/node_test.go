@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,24 +19,6 @@ import (
 
 // nodeDir holds the pinned @anthropic-ai/sdk and the script that drives it.
 var nodeDir = filepath.Join("testdata", "node")
-
-// nodeSetup installs the pinned SDK (npm ci) unless it is there already.
-var nodeSetup = sync.OnceValues(func() (string, error) {
-	npm, err := prereq.Program("npm")
-	if err != nil {
-		return "", err
-	}
-	node, err := prereq.Program("node")
-	if err != nil {
-		return "", err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if err := prereq.NPMCI(ctx, npm, nodeDir, nil, "--ignore-scripts"); err != nil {
-		return "", err
-	}
-	return node, nil
-})
 
 // tsResult is one line of sdk.mjs's output.
 type tsResult struct {
@@ -69,8 +50,7 @@ type tsResult struct {
 // status) at its own URL and reads them all with one node process.
 func runTSSDK(t *testing.T, mode string, statuses []int, answers [][]byte) []tsResult {
 	t.Helper()
-	node, err := nodeSetup()
-	prereq.Check(t, err, prereq.ErrNotInstalled)
+	node := prereq.Node(t, nodeDir)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var i int
 		if _, err := fmt.Sscanf(r.URL.Path, "/%d/", &i); err != nil || i >= len(answers) {

@@ -60,10 +60,11 @@ FROM loom.span_events`).Scan(&acme, &null)
 	for _, check := range []string{
 		"SELECT count(*) = 4 FROM pg_tables WHERE schemaname = 'loom' AND tablename IN ('tenants', 'tenant_models', 'api_keys', 'tenant_credentials')",
 		"SELECT count(*) = 3 FROM pg_class WHERE relnamespace = 'loom'::regnamespace AND relrowsecurity AND relname IN ('spans', 'span_events', 'span_content')",
-		"SELECT count(*) = 3 FROM pg_policies WHERE schemaname = 'loom' AND 'loom_tenant_reader' = ANY(roles) AND cmd = 'SELECT'",
-		// tenants, tenant_models, api_keys, tenant_credentials, and (0004)
-		// tenant_model_deployments: any change to them reloads the gateways.
-		"SELECT count(*) = 5 FROM pg_trigger WHERE tgname LIKE '%_notify' AND NOT tgisinternal",
+		"SELECT count(*) = 3 FROM pg_policies WHERE schemaname = 'loom' AND 'loom_tenant_reader' = ANY(roles) AND cmd = 'SELECT' AND tablename IN ('spans', 'span_events', 'span_content')",
+		// tenants, tenant_models, api_keys, tenant_credentials, (0004)
+		// tenant_model_deployments and (0005) prices: any change to them
+		// reloads the gateways.
+		"SELECT count(*) = 6 FROM pg_trigger WHERE tgname LIKE '%_notify' AND NOT tgisinternal",
 		"SELECT NOT rolcanlogin FROM pg_roles WHERE rolname = 'loom_tenant_reader'",
 		"SELECT pg_has_role(current_user, 'loom_tenant_reader', 'MEMBER')",
 	} {

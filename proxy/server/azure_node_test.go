@@ -15,16 +15,8 @@ import (
 // app on openai-node's AzureOpenAI, against Loom: chat, a stream with
 // usage, embeddings and a bad key, through Azure's deployment paths.
 func TestAzureIngress_OpenAINodeAzureClient(t *testing.T) {
-	node, err := prereq.Program("node")
-	npm := ""
-	if err == nil {
-		npm, err = prereq.Program("npm")
-	}
-	prereq.Check(t, err, prereq.ErrNotInstalled)
 	dir := filepath.Join("testdata", "node")
-	if err := prereq.NPMCI(t.Context(), npm, dir, nil, "--ignore-scripts"); err != nil {
-		t.Fatal(err)
-	}
+	node := prereq.Node(t, dir)
 	st := startStack(t, stackOptions{})
 	seen := st.count()
 	cmd := exec.CommandContext(t.Context(), node, "azure.mjs")

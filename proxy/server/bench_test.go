@@ -17,18 +17,14 @@ import (
 	"github.com/loom-gateway/loom/proxy/tracing"
 )
 
-// discard is a collector that takes everything and keeps nothing.
-func discard(context.Context, []byte) (int64, error) { return 0, nil }
-
-// BenchmarkGateway measures the whole request path through in-memory
-// listeners: client → Loom → mock upstream, beside the same call straight to
-// the mock. Loom's own cost is the difference between the two (ns/op and
-// allocs/op both count every party in the process).
-func BenchmarkGateway(b *testing.B) {
-	mockLn := fasthttputil.NewInmemoryListener()
+// inMemoryGateway serves the mock and a Loom in front of it on in-memory
+// listeners, closed when b ends, and returns both listeners, Loom's
+// configuration (for a second Loom) and a key of its one tenant.
+func inMemoryGateway(b *testing.B) (mockLn, loomLn *fasthttputil.InmemoryListener, cfg *config.Config, key string) {
+	mockLn = fasthttputil.NewInmemoryListener()
 	mock := mockupstream.New(mockupstream.Config{APIKey: upstreamSecret, LogLimit: 16})
 	go func() { _ = mock.Serve(mockLn) }()
-	defer mockLn.Close()
+	b.Cleanup(func() { mockLn.Close() })
 
 	key, hash, _ := tenant.NewKey()
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
@@ -46,9 +42,21 @@ tenants:
 	if err != nil {
 		b.Fatal(err)
 	}
-	loomLn := fasthttputil.NewInmemoryListener()
+	loomLn = fasthttputil.NewInmemoryListener()
 	go func() { _ = loom.Serve(loomLn) }()
-	defer loomLn.Close()
+	b.Cleanup(func() { loomLn.Close() })
+	return mockLn, loomLn, cfg, key
+}
+
+// discard is a collector that takes everything and keeps nothing.
+func discard(context.Context, []byte) (int64, error) { return 0, nil }
+
+// BenchmarkGateway measures the whole request path through in-memory
+// listeners: client → Loom → mock upstream, beside the same call straight to
+// the mock. Loom's own cost is the difference between the two (ns/op and
+// allocs/op both count every party in the process).
+func BenchmarkGateway(b *testing.B) {
+	mockLn, loomLn, cfg, key := inMemoryGateway(b)
 
 	// The same gateway with tracing on: every call is encoded, spooled to
 	// disk and shipped to a collector that discards it, so this measures

@@ -520,6 +520,7 @@ func (s *Server) answer(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.De
 	}
 	status, body = ex.answer(rec, status, body)
 	copyHeaders(ctx, ex, dep, uresp)
+	s.setCostHeaders(&ctx.Response.Header, rec)
 	ctx.SetStatusCode(status)
 	ctx.SetBody(body)
 	fasthttp.ReleaseResponse(uresp)

@@ -16,16 +16,8 @@ import (
 // byte for byte (unary, a recorded text stream, a recorded tool-use
 // stream), a model on an OpenAI deployment translated, and a bad key.
 func TestMessages_AnthropicNodeSDK(t *testing.T) {
-	node, err := prereq.Program("node")
-	npm := ""
-	if err == nil {
-		npm, err = prereq.Program("npm")
-	}
-	prereq.Check(t, err, prereq.ErrNotInstalled)
 	dir := filepath.Join("testdata", "node")
-	if err := prereq.NPMCI(t.Context(), npm, dir, nil, "--ignore-scripts"); err != nil {
-		t.Fatal(err)
-	}
+	node := prereq.Node(t, dir)
 	st := startAnthropicStack(t)
 	seen := st.count()
 	cmd := exec.CommandContext(t.Context(), node, "messages.mjs")

@@ -84,6 +84,15 @@ func (s *Server) buildDeployments(cfg *config.Config, prev *live) (map[string]*u
 func (s *Server) Reload(cfg *config.Config, fileTenants bool) error {
 	s.tenantsMu.Lock()
 	defer s.tenantsMu.Unlock()
+	// The prices first: a file whose prices clash with the store's is
+	// refused before anything is built. They are swapped in with the
+	// rest, below.
+	s.prices.mu.Lock()
+	defer s.prices.mu.Unlock()
+	commitPrices, err := s.prices.prepareLocked(cfg)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
 	prev := s.live.Load()
 	deps, built, err := s.buildDeployments(cfg, prev)
 	if err != nil {
@@ -117,6 +126,7 @@ func (s *Server) Reload(cfg *config.Config, fileTenants bool) error {
 		}
 	}
 	retire(prev.deployments, deps)
+	commitPrices()
 	if quarantined != nil {
 		return fmt.Errorf("reload: %w", quarantined)
 	}

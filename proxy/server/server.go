@@ -99,6 +99,8 @@ type Server struct {
 	// responseIDs routes lookups of a stored response to the deployment
 	// that made it (see responseIndex).
 	responseIDs responseIndex
+	// prices is the catalog calls are priced with (prices.go).
+	prices priceBook
 }
 
 // New builds a server from a validated configuration.
@@ -112,6 +114,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	if s.opts.Limiter == nil {
 		s.opts.Limiter = limit.New(limit.NewMemory(), nil)
+	}
+	if err := s.prices.setFile(cfg); err != nil {
+		return nil, err
 	}
 	deps, built, err := s.buildDeployments(cfg, nil)
 	if err != nil {
@@ -451,6 +456,7 @@ func (s *Server) finish(ex *exchange) {
 		// upstream broke off.
 		tap.EstimateUsage(rec, ex.body)
 	}
+	s.priceCall(rec)
 	s.settle(ex)
 	s.rememberResponse(ex)
 	if rec.TenantID == "" {

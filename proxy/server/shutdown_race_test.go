@@ -14,20 +14,7 @@ import (
 // right after it logged "serving") still ends Serve; it used to serve on,
 // and `loom serve` waited for it for ever.
 func TestServe_ShutdownBeforeServeStarts_ServeReturns(t *testing.T) {
-	cfg, err := config.Parse([]byte(`deployments:
-  - {name: openai, provider: openai, base_url: "http://127.0.0.1:1/v1", api_key: sk-x}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, server.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, ln := idleServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
@@ -51,20 +38,7 @@ func TestServe_ShutdownBeforeServeStarts_ServeReturns(t *testing.T) {
 
 // The other order, Shutdown while Serve runs, still returns nil from both.
 func TestServe_ShutdownWhileServing_BothReturnNil(t *testing.T) {
-	cfg, err := config.Parse([]byte(`deployments:
-  - {name: openai, provider: openai, base_url: "http://127.0.0.1:1/v1", api_key: sk-x}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, server.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, ln := idleServer(t)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	for range 100 {
@@ -87,4 +61,26 @@ func TestServe_ShutdownWhileServing_BothReturnNil(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return after Shutdown")
 	}
+}
+
+// idleServer is a Loom with one deployment nothing calls, and a listener
+// for it to serve.
+func idleServer(t *testing.T) (*server.Server, net.Listener) {
+	t.Helper()
+	cfg, err := config.Parse([]byte(`deployments:
+  - {name: openai, provider: openai, base_url: "http://127.0.0.1:1/v1", api_key: sk-x}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(cfg, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return srv, ln
 }

@@ -3,18 +3,12 @@ package server_test
 import (
 	"bufio"
 	"bytes"
-	"fmt"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
-
-	"github.com/loom-gateway/loom/bench/mockupstream"
-	"github.com/loom-gateway/loom/proxy/config"
-	"github.com/loom-gateway/loom/proxy/server"
-	"github.com/loom-gateway/loom/proxy/tenant"
 )
 
 // BenchmarkTimeToFirstEvent is what a streaming client waits for its
@@ -23,29 +17,7 @@ import (
 // event (routing's "nothing reached the client" line), which must cost
 // nothing on the happy path.
 func BenchmarkTimeToFirstEvent(b *testing.B) {
-	mockLn := fasthttputil.NewInmemoryListener()
-	mock := mockupstream.New(mockupstream.Config{APIKey: upstreamSecret, LogLimit: 16})
-	go func() { _ = mock.Serve(mockLn) }()
-	defer mockLn.Close()
-	key, hash, _ := tenant.NewKey()
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-deployments:
-  - {name: mock, provider: openai, base_url: "http://mock.local/v1", api_key: %s, forward_headers: ["x-mock-*"]}
-tenants:
-  - id: bench
-    keys: [{id: bench-key, sha256: %s}]
-    models: [{name: gpt-4o-mini, deployment: mock}]
-`, upstreamSecret, hash)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	loom, err := server.New(cfg, server.Options{Dial: func(string, time.Duration) (net.Conn, error) { return mockLn.Dial() }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	loomLn := fasthttputil.NewInmemoryListener()
-	go func() { _ = loom.Serve(loomLn) }()
-	defer loomLn.Close()
+	mockLn, loomLn, _, key := inMemoryGateway(b)
 	for _, tg := range []struct {
 		name string
 		ln   *fasthttputil.InmemoryListener

@@ -111,6 +111,15 @@ const (
 	ClientBytes           = "loom.client.bytes"
 	// ContentTruncated is true when captured content hit the size cap.
 	ContentTruncated = "loom.content.truncated"
+	// Cost is, on the CLIENT span of the attempt that served, what its
+	// usage cost in currency units (a double; the exact amount is
+	// recovered from its shortest decimal form, which the exporter stores
+	// as numeric), CostCurrency the ISO 4217 code of its price entry and
+	// CostPriceID that entry's id. All three or none: a call with no
+	// known usage or no matching price has no cost, never a cost of 0.
+	Cost         = "loom.cost"
+	CostCurrency = "loom.cost.currency"
+	CostPriceID  = "loom.cost.price_id"
 )
 
 // Run markers: each run of an instance opens with an INTERNAL span named

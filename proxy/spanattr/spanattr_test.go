@@ -73,6 +73,7 @@ func TestNames_LoomOwnUnderLoomNamespace(t *testing.T) {
 		spanattr.ClientDisconnected, spanattr.Drained, spanattr.DrainComplete,
 		spanattr.UpstreamAttempt, spanattr.UpstreamAttempts, spanattr.UpstreamFailureReason, spanattr.UpstreamFallbackModel,
 		spanattr.UpstreamBytes, spanattr.ClientBytes, spanattr.ContentTruncated,
+		spanattr.Cost, spanattr.CostCurrency, spanattr.CostPriceID,
 	} {
 		if !strings.HasPrefix(name, "loom.") {
 			t.Errorf("%q is Loom's own attribute but not under loom.", name)

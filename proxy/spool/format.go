@@ -138,24 +138,6 @@ func validPrefix(r io.Reader, size int64, id uint64) (end int64, records int, er
 	}
 }
 
-// allZero reports whether f holds only zero bytes in [from, to).
-func allZero(f io.ReaderAt, from, to int64) (bool, error) {
-	buf := make([]byte, 64<<10)
-	for off := from; off < to; {
-		n, err := f.ReadAt(buf[:min(int64(len(buf)), to-off)], off)
-		for _, c := range buf[:n] {
-			if c != 0 {
-				return false, nil
-			}
-		}
-		off += int64(n)
-		if err != nil {
-			return false, ignoreEOF(err)
-		}
-	}
-	return true, nil
-}
-
 func ignoreEOF(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return nil

@@ -47,11 +47,13 @@ const (
 	ActionCredentialDelete = "credential.delete"
 	ActionKeyCreate        = "key.create"
 	ActionKeyRevoke        = "key.revoke"
+	ActionPriceAdd         = "price.add"
+	ActionPriceDelete      = "price.delete"
 )
 
 // Actions lists every action the store records, for readers and tests.
 var Actions = []string{ActionTenantCreate, ActionTenantUpdate, ActionTenantDelete, ActionModelsSet,
-	ActionCredentialSet, ActionCredentialDelete, ActionKeyCreate, ActionKeyRevoke}
+	ActionCredentialSet, ActionCredentialDelete, ActionKeyCreate, ActionKeyRevoke, ActionPriceAdd, ActionPriceDelete}
 
 // Redacted stands for a secret in an entry.
 const Redacted = "[redacted]"
@@ -136,7 +138,8 @@ type Change struct {
 	Actor  Actor
 	Action string
 	// Target names what changed as a path that starts with its tenant:
-	// "acme", "acme/models", "acme/credentials/openai", "acme/keys/acme-ci"
+	// "acme", "acme/models", "acme/credentials/openai", "acme/keys/acme-ci";
+	// or, for what is no tenant's, with "/": "/prices/gpt-4o:2026-01-01T00:00:00Z"
 	// (TargetTenant reads the tenant back).
 	Target string
 	// Before and After are the target's state as JSON with secrets
@@ -146,8 +149,9 @@ type Change struct {
 	Time          time.Time
 }
 
-// TargetTenant is the tenant a target belongs to: what a tenant may read
-// of the audit log is the entries whose target is its own.
+// TargetTenant is the tenant a target belongs to ("" for none: a tenant
+// id never starts with "/"): what a tenant may read of the audit log is
+// the entries whose target is its own.
 func TargetTenant(target string) string {
 	t, _, _ := strings.Cut(target, "/")
 	return t
@@ -158,6 +162,7 @@ func tenantTarget(id string) string              { return id }
 func modelsTarget(tenant string) string          { return tenant + "/models" }
 func credentialTarget(tenant, dep string) string { return tenant + "/credentials/" + dep }
 func keyTarget(tenant, id string) string         { return tenant + "/keys/" + id }
+func priceTarget(id string) string               { return "/prices/" + id }
 
 // changeOf begins the record of a change under ctx's actor, made now.
 func changeOf(ctx context.Context, action, target string) Change {

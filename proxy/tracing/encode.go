@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/loom-gateway/loom/proxy/call"
+	"github.com/loom-gateway/loom/proxy/price"
 	sa "github.com/loom-gateway/loom/proxy/spanattr"
 )
 
@@ -625,6 +626,13 @@ func (e *encoder) appendClientAttrs(dst []byte, r *call.Record, run string, seq 
 		}
 		if u.HasReasoning {
 			dst = appendIntKV(dst, sa.GenAIUsageReasoningOutputTokens, u.ReasoningTokens)
+		}
+		// A cost only with its price entry: none known is no attribute,
+		// never 0.
+		if r.PriceID != "" {
+			dst = appendFloatKV(dst, sa.Cost, price.Amount(r.Cost).Float64())
+			dst = appendStrKV(dst, sa.CostCurrency, call.Clean(r.CostCurrency, maxShort))
+			dst = appendStrKV(dst, sa.CostPriceID, call.Clean(r.PriceID, maxShort))
 		}
 	}
 	if r.Stream {

@@ -44,6 +44,12 @@ func equivalenceRecords() []struct {
 				ReasoningTokens: 30, HasReasoning: true, CacheCreationInputTokens: 12, HasCacheCreation: true}
 			r.UsageSource = call.UsageEstimated
 		})},
+		{"priced-call", mod(func(r *call.Record) {
+			r.Cost, r.CostCurrency, r.PriceID = 123_450_000, "USD", "gpt-4o-mini:2025-01-01T00:00:00Z"
+		})},
+		{"price-without-usage-is-no-cost", mod(func(r *call.Record) {
+			r.UsageSource, r.Cost, r.CostCurrency, r.PriceID = call.UsageNone, 5, "USD", "p"
+		})},
 		{"responses-api-chat", mod(func(r *call.Record) {
 			r.HTTPRoute = "/v1/responses"
 		})},
@@ -117,6 +123,7 @@ func equivalenceRecords() []struct {
 			r.FinishReasons = append([]string{"\xff", huge}, make([]string, 300)...)
 			r.Params.EncodingFormat = "f\xff" + huge
 			r.UsageSource = call.UsageSource("s\xff")
+			r.Cost, r.CostCurrency, r.PriceID = -1, "U\xffD", huge
 		})},
 		{"hostile-content", mod(func(r *call.Record) {
 			r.Content = call.Content{Capture: true, Max: 1 << 12,
@@ -509,6 +516,7 @@ func BenchmarkEncode(b *testing.B) {
 func TestEncode_AllocationBudget(t *testing.T) {
 	e := newEncoder("v1.0.0", "inst-1")
 	r := streamedChat()
+	r.Cost, r.CostCurrency, r.PriceID = 123_450_000, "USD", "gpt-4o-mini:2025-01-01T00:00:00Z"
 	buf := make([]byte, 0, 4096)
 	n := testing.AllocsPerRun(200, func() { buf = e.appendCall(buf[:0], r, callIDs{Seq: 1, Run: "0123456789abcdef"}) })
 	if n > 0 {
@@ -654,6 +662,35 @@ func TestOpenAIAPIType_ByRouteProviderAndOperation(t *testing.T) {
 		r := &call.Record{Operation: tc.op, HTTPRoute: tc.route}
 		if got := OpenAIAPIType(r, tc.provider); got != tc.want {
 			t.Errorf("%s %s on %s: %q, want %q", tc.op, tc.route, tc.provider, got, tc.want)
+		}
+	}
+}
+
+// loom.cost, its currency and its price entry are on the CLIENT span of a
+// priced call, exactly; a call no entry priced has none of the three (no
+// cost is not a cost of 0), and the SERVER span never has them.
+func TestEncode_CostOnClientSpanOnlyWhenPriced(t *testing.T) {
+	e := newEncoder("v", "inst-1")
+	r := streamedChat()
+	r.Cost, r.CostCurrency, r.PriceID = 7_500_000_000, "EUR", "gpt-4o-mini@mock:2025-01-01T00:00:00Z"
+	server, client := encodedSpans(t, e.appendCall(nil, r, callIDs{Seq: 1, Run: "r"}))
+	ca := otlpAttrs(client)
+	if got := ca[sa.Cost].GetDoubleValue(); got != 0.0075 {
+		t.Errorf("loom.cost = %v, want 0.0075", got)
+	}
+	if ca[sa.CostCurrency].GetStringValue() != "EUR" || ca[sa.CostPriceID].GetStringValue() != r.PriceID {
+		t.Errorf("currency %v, price id %v", ca[sa.CostCurrency], ca[sa.CostPriceID])
+	}
+	for k := range otlpAttrs(server) {
+		if strings.HasPrefix(k, "loom.cost") {
+			t.Errorf("SERVER span carries %s", k)
+		}
+	}
+	r.Cost, r.CostCurrency, r.PriceID = 0, "", ""
+	_, client = encodedSpans(t, e.appendCall(nil, r, callIDs{Seq: 2, Run: "r"}))
+	for k := range otlpAttrs(client) {
+		if strings.HasPrefix(k, "loom.cost") {
+			t.Errorf("an unpriced call's CLIENT span carries %s", k)
 		}
 	}
 }

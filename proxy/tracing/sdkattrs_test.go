@@ -4,6 +4,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/loom-gateway/loom/proxy/call"
+	"github.com/loom-gateway/loom/proxy/price"
 	sa "github.com/loom-gateway/loom/proxy/spanattr"
 )
 
@@ -161,6 +162,13 @@ func appendClient(a []attribute.KeyValue, r *call.Record, seq int64, instance st
 		}
 		if u.HasReasoning {
 			a = append(a, attribute.Int64(sa.GenAIUsageReasoningOutputTokens, u.ReasoningTokens))
+		}
+		if r.PriceID != "" {
+			a = append(a,
+				attribute.Float64(sa.Cost, price.Amount(r.Cost).Float64()),
+				strAttr(sa.CostCurrency, r.CostCurrency),
+				strAttr(sa.CostPriceID, r.PriceID),
+			)
 		}
 	}
 	if r.Stream {

@@ -50,8 +50,8 @@ try {
   await page.fill('#key', keyA);
   await Promise.all([page.waitForURL(`${base}/console/`), page.click('button[type=submit]')]);
   assert.match(await page.textContent('#who'), /tenant acme/);
-  assert.equal(await page.locator('#panels section.panel').count(), 10, "the Overview dashboard's ten panels");
-  assert.equal(await page.locator('#panels .chart svg').count(), 7, 'a chart per time series panel');
+  assert.equal(await page.locator('#panels section.panel').count(), 12, "the Overview dashboard's twelve panels");
+  assert.equal(await page.locator('#panels .chart svg').count(), 8, 'a chart per time series panel');
   assert.ok(await page.locator('#panels .chart svg rect').count() > 0, 'the charts have bars');
   const tokens = await page.locator('#panel-overview_tokens_by').textContent();
   assert.ok(tokens.includes('input_tokens') && tokens.includes('acme'), 'the tokens table');

@@ -1,0 +1,129 @@
+package server
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/loom-gateway/loom/proxy/call"
+	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/price"
+)
+
+// HeaderCost carries, on a unary answer, what the call cost in
+// HeaderCostCurrency's units, as a plain decimal ("0.0075"): the exact
+// amount loom.cost records. Both are absent when no cost is known (no
+// usage, or no price entry for the call); a stream's cost is on its span
+// only, since its headers go out before its usage is known.
+const (
+	HeaderCost         = "X-Loom-Cost"
+	HeaderCostCurrency = "X-Loom-Cost-Currency"
+)
+
+// priceBook is the catalog the gateway prices calls with: the file's
+// entries and the store's, in one immutable catalog swapped whole, so a
+// call reads it without a lock.
+type priceBook struct {
+	mu          sync.Mutex // orders the swaps; reads take cat alone
+	file, store []price.Entry
+	cat         atomic.Pointer[price.Catalog]
+}
+
+// build is the catalog of file and store entries together.
+func buildCatalog(file, store []price.Entry) (*price.Catalog, error) {
+	cat, err := price.New(slices.Concat(file, store))
+	if err != nil {
+		return nil, fmt.Errorf("price catalog (the file's %d entries, then the store's): %w", len(file), err)
+	}
+	return cat, nil
+}
+
+// setFile serves cfg's entries with the store's current ones.
+func (b *priceBook) setFile(cfg *config.Config) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	commit, err := b.prepareLocked(cfg)
+	if err != nil {
+		return err
+	}
+	commit()
+	return nil
+}
+
+// prepareLocked builds the catalog of cfg's entries and the store's, and
+// returns what swaps it in; b.mu must be held until then.
+func (b *priceBook) prepareLocked(cfg *config.Config) (commit func(), err error) {
+	entries, err := cfg.PriceEntries()
+	if err != nil {
+		return nil, err
+	}
+	cat, err := buildCatalog(entries, b.store)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		b.file = entries
+		b.cat.Store(cat)
+	}, nil
+}
+
+// SetStorePrices serves entries (the store's loom.prices) beside the
+// file's. An entry that clashes with another (same model, deployment and
+// effective_from, or id) refuses the whole set, and the catalog served
+// until now stays: prices never change by half.
+func (s *Server) SetStorePrices(entries []price.Entry) error {
+	b := &s.prices
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cat, err := buildCatalog(b.file, entries)
+	if err != nil {
+		return err
+	}
+	b.store = entries
+	b.cat.Store(cat)
+	return nil
+}
+
+// Prices is the catalog calls are priced with now. It is immutable; a
+// later change swaps in another.
+func (s *Server) Prices() *price.Catalog { return s.prices.cat.Load() }
+
+// priceCall sets rec's cost, once its usage is known, from the entry in
+// force when the call started for the tenant model that served it (the
+// fallback's, when a fallback served) on its deployment, or else for the
+// upstream model on that deployment (a catalog may name providers' models
+// rather than each tenant's aliases). Nothing when no entry matches: no
+// cost is not a cost of 0. It allocates nothing.
+func (s *Server) priceCall(rec *call.Record) {
+	if rec.PriceID != "" || rec.UsageSource == call.UsageNone {
+		return
+	}
+	cat := s.prices.cat.Load()
+	model := rec.Model
+	if rec.FallbackModel != "" {
+		model = rec.FallbackModel
+	}
+	e, ok := cat.Lookup(model, rec.Deployment, rec.Start)
+	if !ok && rec.UpstreamModel != "" && rec.UpstreamModel != model {
+		e, ok = cat.Lookup(rec.UpstreamModel, rec.Deployment, rec.Start)
+	}
+	if !ok {
+		return
+	}
+	rec.Cost, rec.CostCurrency, rec.PriceID = int64(e.Cost(rec.Usage)), e.Currency, e.ID
+}
+
+// setCostHeaders prices rec and, when it has a cost, says so on the
+// answer.
+func (s *Server) setCostHeaders(h *fasthttp.ResponseHeader, rec *call.Record) {
+	s.priceCall(rec)
+	if rec.PriceID == "" {
+		return
+	}
+	var buf [32]byte
+	h.SetBytesV(HeaderCost, price.Amount(rec.Cost).AppendDecimal(buf[:0]))
+	h.Set(HeaderCostCurrency, rec.CostCurrency)
+}
