@@ -26,6 +26,7 @@ import (
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
 	"github.com/loom-gateway/loom/proxy/cli"
 	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/ledger"
 	"github.com/loom-gateway/loom/proxy/logtest"
 	"github.com/loom-gateway/loom/proxy/schema"
 	"github.com/loom-gateway/loom/proxy/secret"
@@ -353,6 +354,9 @@ func checkAdminAudit(t *testing.T, ts *tenancy, db *pgxpool.Pool) {
 	}
 	if e, ok := got["operator:e2e-revoker key.revoke acme/keys/"+ts.keyIDs["acme"]]; !ok || e.Actor.RequestID != "revoke-acme-1" {
 		t.Errorf("the revocation is not in the audit log with its request id: %+v", e)
+	}
+	if rep, err := ledger.Verify(t.Context(), db, ledger.VerifyOptions{Chain: ledger.SystemChain}); err != nil || !rep.OK() || rep.Entries < 9 {
+		t.Errorf("the system chain does not verify: %+v, %v", rep, err)
 	}
 	for _, tenant := range []string{"acme", "globex"} {
 		var own []store.AuditEntry

@@ -6,7 +6,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/loom-gateway/loom/proxy/ledger"
+	"github.com/loom-gateway/loom/proxy/price"
 	"github.com/loom-gateway/loom/proxy/store"
 	"github.com/loom-gateway/loom/proxy/tenancy"
 	"github.com/loom-gateway/loom/proxy/tenant"
@@ -79,6 +82,13 @@ func TestStore_EveryChange_RecordedWithActorActionTargetAndRedactedStates(t *tes
 			want{store.ActionCredentialSet, "acme/credentials/azure", `"set":false`, `"set":true`}},
 		{func() error { return e.st.DeleteTenant(ctx, "acme") },
 			want{store.ActionTenantDelete, "acme", `"credentials":[{"deployment":"azure","set":true,"api_key":"[redacted]"}],"keys":[{"id":"acme-ci"`, ""}},
+		{func() error {
+			_, err := e.st.AddPrice(ctx, price.Entry{ID: "mini-2099", Model: "mini", Currency: "USD",
+				EffectiveFrom: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), Input: 150_000, Output: 600_000})
+			return err
+		}, want{store.ActionPriceAdd, "/prices/mini-2099", "", `"id":"mini-2099","model":"mini","currency":"USD","effective_from":"2099-01-01T00:00:00Z","input":"0.15"`}},
+		{func() error { return e.st.DeletePrice(ctx, "mini-2099") },
+			want{store.ActionPriceDelete, "/prices/mini-2099", `"output":"0.6"`, ""}},
 	}
 	for i, s := range steps {
 		// One request id per change, as the admin API and the CLI make.
@@ -104,6 +114,23 @@ func TestStore_EveryChange_RecordedWithActorActionTargetAndRedactedStates(t *tes
 				t.Errorf("step %d (%s) records the %s", i, c.Action, what)
 			}
 		}
+	}
+
+	// Each is an entry of the system chain, in order, and the chain
+	// verifies.
+	entries, err := e.st.Audit(t.Context(), store.AuditQuery{})
+	if err != nil || len(entries) != len(steps) {
+		t.Fatalf("Audit = %d entries, %v; want %d", len(entries), err, len(steps))
+	}
+	for i, en := range entries {
+		s := steps[len(steps)-1-i]
+		if en.Action != s.want.action || en.Target != s.want.target || en.Actor.RequestID != fmt.Sprintf("req-%d", len(steps)-1-i) {
+			t.Errorf("entry %d (seq %d): %s %s %+v, want %s %s", i, en.Seq, en.Action, en.Target, en.Actor, s.want.action, s.want.target)
+		}
+	}
+	rep, err := ledger.Verify(t.Context(), e.db, ledger.VerifyOptions{Chain: ledger.SystemChain})
+	if err != nil || !rep.OK() || rep.Entries != int64(len(steps)) {
+		t.Errorf("ledger.Verify(system chain) = %+v, %v", rep, err)
 	}
 }
 
