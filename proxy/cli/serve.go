@@ -375,9 +375,10 @@ func startConsole(ctx context.Context, cfg *config.Config, srv *server.Server, l
 // pricedStore is the tenant store as the gateway follows it: each snapshot
 // of the tenants also reloads the store's price entries (loom.prices
 // notifies on the tenants' channel), so prices change the way tenants do.
-// Prices that cannot be read or that clash with the file's keep the
-// catalog served until now, and say so in the log; they never hold back
-// the tenants.
+// Prices that cannot be read keep the catalog served until now; a store
+// entry that clashes with the file's is left out (see
+// server.SetStorePrices). Either is logged, and neither holds back the
+// tenants.
 type pricedStore struct {
 	*store.Store
 	srv *server.Server
@@ -394,7 +395,7 @@ func (p pricedStore) Load(ctx context.Context) ([]tenancy.Tenant, error) {
 		err = p.srv.SetStorePrices(entries)
 	}
 	if err != nil {
-		p.log.Error("store prices not applied: serving the previous price catalog", "error", err)
+		p.log.Error("store prices: not all applied", "error", err)
 	}
 	return tenants, nil
 }

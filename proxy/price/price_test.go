@@ -125,9 +125,8 @@ func TestAmount_String_PlainDecimalTrimmed(t *testing.T) {
 	}
 }
 
-// The example prices of the README's Cost section: per million tokens,
-// input 2.50, cached input 1.25, cache write 3.75, output 10, reasoning
-// unset (so it costs output's 10).
+// readmeEntry's prices per million tokens: input 2.50, cached input 1.25,
+// cache write 3.75, output 10, reasoning unset (so it costs output's 10).
 func readmeEntry(t testing.TB) *Entry {
 	return &Entry{ID: "e", Model: "m", Currency: "USD", Input: mustPrice(t, "2.50"), CachedInput: mustPrice(t, "1.25"),
 		CacheWrite: mustPrice(t, "3.75"), Output: mustPrice(t, "10")}

@@ -76,11 +76,23 @@ func BenchmarkGateway(b *testing.B) {
 	go func() { _ = traced.Serve(tracedLn) }()
 	defer tracedLn.Close()
 
+	// The same gateway with the model priced: every call is looked up in
+	// the catalog and costed, and a unary answer carries X-Loom-Cost.
+	pcfg := *cfg
+	pcfg.Prices = []config.Price{{Model: "gpt-4o-mini", EffectiveFrom: "2020-01-01", Input: "0.15", CachedInput: "0.075", Output: "0.6"}}
+	priced, err := server.New(&pcfg, server.Options{Dial: func(string, time.Duration) (net.Conn, error) { return mockLn.Dial() }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pricedLn := fasthttputil.NewInmemoryListener()
+	go func() { _ = priced.Serve(pricedLn) }()
+	defer pricedLn.Close()
+
 	targets := []struct {
 		name string
 		ln   *fasthttputil.InmemoryListener
 		key  string
-	}{{"direct", mockLn, upstreamSecret}, {"via-loom", loomLn, key}, {"via-loom-traced", tracedLn, key}}
+	}{{"direct", mockLn, upstreamSecret}, {"via-loom", loomLn, key}, {"via-loom-priced", pricedLn, key}, {"via-loom-traced", tracedLn, key}}
 	bodies := []struct{ name, body string }{
 		{"non-streaming", `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Explain TCP versus UDP in two sentences with one example each, please."}],"temperature":0.2,"max_tokens":200}`},
 		{"streaming-20-chunks", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Count to twenty."}],"stream":true}`},

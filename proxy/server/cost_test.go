@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,19 +132,24 @@ func TestStream_CostOnTheRecordNotTheHeaders(t *testing.T) {
 	}
 }
 
-// The store's prices join the file's; a set that clashes with the file's
-// is refused whole and the catalog stays; a later entry prices calls from
-// its effective date on.
-func TestSetStorePrices_JoinsTheFilesClashRefused(t *testing.T) {
+// The store's prices join the file's. A store entry that clashes with the
+// file's is left out (the file wins) and named, and the rest of the set is
+// served: an entry in force cannot be deleted, so refusing the whole set
+// would freeze the store's prices. A later entry prices calls from its
+// effective date on.
+func TestSetStorePrices_JoinTheFilesClashingEntryLeftOut(t *testing.T) {
 	st := startStack(t, stackOptions{extra: costPrices})
-	before := st.loom.Prices()
 	clash := price.Entry{ID: "dup", Model: "gpt-4o", EffectiveFrom: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), Input: 1, Output: 1}
-	if err := st.loom.SetStorePrices([]price.Entry{clash}); !errors.Is(err, price.ErrDuplicate) {
-		t.Fatalf("a clashing store entry: %v, want ErrDuplicate", err)
+	other := price.Entry{ID: "embed", Model: "text-embedding-3-small", EffectiveFrom: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), Input: 20_000}
+	err := st.loom.SetStorePrices([]price.Entry{clash, other})
+	if !errors.Is(err, price.ErrDuplicate) || !strings.Contains(err.Error(), `"dup"`) {
+		t.Fatalf("a clashing store entry: %v, want ErrDuplicate naming \"dup\"", err)
 	}
-	if st.loom.Prices() != before {
-		t.Fatal("a refused set changed the catalog")
+	if e := mustEntry(t, st.loom.Prices(), "gpt-4o", "mock-openai"); e.ID != "gpt-4o:2020-01-01T00:00:00Z" {
+		t.Errorf("gpt-4o priced by %s, want the file's entry", e.ID)
 	}
+	mustEntry(t, st.loom.Prices(), "text-embedding-3-small", "mock-openai")
+
 	later := price.Entry{ID: "gpt-4o-2", Model: "gpt-4o", EffectiveFrom: time.Now().Add(-time.Second), Input: 5_000_000, Output: 15_000_000}
 	if err := st.loom.SetStorePrices([]price.Entry{later}); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -32,13 +35,57 @@ type priceBook struct {
 	cat         atomic.Pointer[price.Catalog]
 }
 
-// build is the catalog of file and store entries together.
+// buildCatalog is the catalog of file and store entries together. A store
+// entry that clashes with a file entry (same model, deployment and
+// effective_from, or the same id) is left out, the file winning, and the
+// catalog comes with an error naming it (wrapping price.ErrDuplicate): a
+// store entry cannot be deleted once in force, so refusing the whole set
+// would freeze the store's prices until the file changed. Anything else
+// wrong returns no catalog.
 func buildCatalog(file, store []price.Entry) (*price.Catalog, error) {
 	cat, err := price.New(slices.Concat(file, store))
+	if err == nil {
+		return cat, nil
+	}
+	kept, dropped := withoutClashes(file, store)
+	if len(dropped) == 0 {
+		return nil, fmt.Errorf("price catalog (the file's %d entries, then the store's): %w", len(file), err)
+	}
+	cat, err = price.New(slices.Concat(file, kept))
 	if err != nil {
 		return nil, fmt.Errorf("price catalog (the file's %d entries, then the store's): %w", len(file), err)
 	}
-	return cat, nil
+	return cat, fmt.Errorf("store prices %s left out: each clashes with an entry of the configuration file, which wins: %w",
+		strings.Join(dropped, ", "), price.ErrDuplicate)
+}
+
+// withoutClashes splits store into the entries that clash with none of
+// file's and the ids of those that do.
+func withoutClashes(file, store []price.Entry) (kept []price.Entry, dropped []string) {
+	type slot struct {
+		model, deployment string
+		sec               int64
+		nsec              int
+	}
+	slotOf := func(e *price.Entry) slot {
+		return slot{e.Model, e.Deployment, e.EffectiveFrom.Unix(), e.EffectiveFrom.Nanosecond()}
+	}
+	idOf := func(e *price.Entry) string {
+		return cmp.Or(e.ID, price.EntryID(e.Model, e.Deployment, e.EffectiveFrom))
+	}
+	slots, ids := make(map[slot]bool, len(file)), make(map[string]bool, len(file))
+	for i := range file {
+		slots[slotOf(&file[i])], ids[idOf(&file[i])] = true, true
+	}
+	for i := range store {
+		e := &store[i]
+		if slots[slotOf(e)] || ids[idOf(e)] {
+			dropped = append(dropped, strconv.Quote(idOf(e)))
+			continue
+		}
+		kept = append(kept, *e)
+	}
+	return kept, dropped
 }
 
 // setFile serves cfg's entries with the store's current ones.
@@ -54,14 +101,16 @@ func (b *priceBook) setFile(cfg *config.Config) error {
 }
 
 // prepareLocked builds the catalog of cfg's entries and the store's, and
-// returns what swaps it in; b.mu must be held until then.
+// returns what swaps it in; b.mu must be held until then. Store entries
+// that clash with the file's are left out without an error here: the
+// store's next load names them (SetStorePrices).
 func (b *priceBook) prepareLocked(cfg *config.Config) (commit func(), err error) {
 	entries, err := cfg.PriceEntries()
 	if err != nil {
 		return nil, err
 	}
 	cat, err := buildCatalog(entries, b.store)
-	if err != nil {
+	if cat == nil {
 		return nil, err
 	}
 	return func() {
@@ -71,20 +120,20 @@ func (b *priceBook) prepareLocked(cfg *config.Config) (commit func(), err error)
 }
 
 // SetStorePrices serves entries (the store's loom.prices) beside the
-// file's. An entry that clashes with another (same model, deployment and
-// effective_from, or id) refuses the whole set, and the catalog served
-// until now stays: prices never change by half.
+// file's. An entry that clashes with one of the file's is left out and
+// named in the error, and the others are served; any other problem (which
+// the store's own checks make unlikely) refuses the set whole, and the
+// catalog served until now stays.
 func (s *Server) SetStorePrices(entries []price.Entry) error {
 	b := &s.prices
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	cat, err := buildCatalog(b.file, entries)
-	if err != nil {
-		return err
+	if cat != nil {
+		b.store = entries
+		b.cat.Store(cat)
 	}
-	b.store = entries
-	b.cat.Store(cat)
-	return nil
+	return err
 }
 
 // Prices is the catalog calls are priced with now. It is immutable; a
