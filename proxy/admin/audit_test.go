@@ -88,6 +88,8 @@ func TestAdmin_EveryChange_InTheAuditLogWithTokenIDRequestIDAndRedactedStates(t 
 		{"POST", "/admin/keys/acme-ci/revoke", "", "key.revoke", "acme/keys/acme-ci"},
 		{"DELETE", "/admin/tenants/acme/credentials/openai", "", "credential.delete", "acme/credentials/openai"},
 		{"DELETE", "/admin/tenants/globex", "", "tenant.delete", "globex"},
+		{"POST", "/admin/prices", `{"id":"mini-next","model":"mini","effective_from":"2999-01-01","input":"1","output":"2"}`, "price.add", "/prices/mini-next"},
+		{"DELETE", "/admin/prices/mini-next", "", "price.delete", "/prices/mini-next"},
 	}
 	ids := make([]string, len(steps))
 	var key string
