@@ -42,12 +42,20 @@ var errLedger = errors.New("ledger append")
 // ledgerEntries are the call entries of rows, in (instance, run, seq,
 // attempt) order: the order the proxy numbered its calls in.
 func (e *pgExporter) ledgerEntries(rows []spanRow) []ledger.Entry {
-	var out []ledger.Entry
+	// The rows are sorted, not the entries: a pointer swaps cheaper than
+	// an entry.
+	var calls []*spanRow
 	for i := range rows {
-		r := &rows[i]
-		if r.kind != "client" || !r.tenantID.Valid || r.tenantID.String == "" {
-			continue
+		if r := &rows[i]; r.kind == "client" && r.tenantID.Valid && r.tenantID.String != "" {
+			calls = append(calls, r)
 		}
+	}
+	slices.SortStableFunc(calls, func(a, b *spanRow) int {
+		return cmp.Or(cmpText(a.instanceID, b.instanceID), cmpText(a.runID, b.runID),
+			cmpInt(a.seq, b.seq), cmpInt(int4to8(a.upstreamAttempt), int4to8(b.upstreamAttempt)))
+	})
+	out := make([]ledger.Entry, 0, len(calls))
+	for _, r := range calls {
 		en := callEntry(r)
 		if err := en.Validate(); err != nil {
 			// Stored, but not ledgered: blocking the queue forever on it
@@ -59,11 +67,6 @@ func (e *pgExporter) ledgerEntries(rows []spanRow) []ledger.Entry {
 		}
 		out = append(out, en)
 	}
-	slices.SortStableFunc(out, func(a, b ledger.Entry) int {
-		x, y := &a.Call, &b.Call
-		return cmp.Or(cmpText(x.InstanceID, y.InstanceID), cmpText(x.RunID, y.RunID),
-			cmpInt(x.Seq, y.Seq), cmpInt(x.Attempt, y.Attempt))
-	})
 	return out
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // Append appends entries to their chains inside the caller's transaction
@@ -78,8 +79,7 @@ JOIN loom.ledger_entries e ON e.kind = u.kind AND e.ref = u.ref`, kinds, refs).
 		return fmt.Errorf("ledger: lock chains: %w", err)
 	}
 
-	var ins inserts
-	buf := make([]byte, 0, 512)
+	ins := inserts{hashes: make([]byte, 0, 2*HashSize*len(entries))}
 	for i := range entries {
 		e := &entries[i]
 		key := kinds[i] + "\x00" + refs[i]
@@ -92,17 +92,20 @@ JOIN loom.ledger_entries e ON e.kind = u.kind AND e.ref = u.ref`, kinds, refs).
 			return fmt.Errorf("ledger: chain %q has no head row after it was made", e.Chain)
 		}
 		e.Index = h.idx + 1
-		buf = e.AppendCanonical(buf[:0])
-		if len(buf) > maxEntry {
-			return fmt.Errorf("entry %d: %w: %d bytes encoded, over %d", i, ErrInvalidEntry, len(buf), maxEntry)
+		start := len(ins.arena)
+		ins.arena = e.AppendCanonical(ins.arena)
+		canonical := ins.arena[start:]
+		if len(canonical) > maxEntry {
+			return fmt.Errorf("entry %d: %w: %d bytes encoded, over %d", i, ErrInvalidEntry, len(canonical), maxEntry)
 		}
-		hash := Hash(h.hash, buf)
-		ins.add(e, refs[i], slices.Clone(buf), h.hash, hash)
+		hash := Hash(h.hash, canonical)
+		ins.add(e, refs[i], start, h.hash, hash)
 		heads[e.Chain] = head{idx: e.Index, hash: hash}
 	}
 	if len(ins.chain) == 0 {
 		return nil
 	}
+	ins.slice()
 	var hc []string
 	var hi []int64
 	var hh [][]byte
@@ -129,25 +132,40 @@ type head struct {
 	hash [HashSize]byte
 }
 
-// inserts are the columns of the entries to insert, one array each.
+// inserts are the columns of the entries to insert, one array each. The
+// canonical bytes of all entries share one arena, and the hashes another,
+// sliced once all are written (the arena may move while it grows).
 type inserts struct {
 	chain, kind, ref      []string
-	tenant                []*string
+	tenant                []pgtype.Text
 	idx                   []int64
+	starts                []int // where each entry's canonical bytes start in arena
+	arena, hashes         []byte
 	canonical, prev, hash [][]byte
 }
 
-func (in *inserts) add(e *Entry, ref string, canonical []byte, prev, hash [HashSize]byte) {
-	var tenant *string
-	if t := e.tenant(); t != "" {
-		tenant = &t
-	}
+func (in *inserts) add(e *Entry, ref string, start int, prev, hash [HashSize]byte) {
+	t := e.tenant()
 	in.chain = append(in.chain, e.Chain)
 	in.idx = append(in.idx, e.Index)
 	in.kind = append(in.kind, string(e.Kind))
 	in.ref = append(in.ref, ref)
-	in.tenant = append(in.tenant, tenant)
-	in.canonical = append(in.canonical, canonical)
-	in.prev = append(in.prev, prev[:])
-	in.hash = append(in.hash, hash[:])
+	in.tenant = append(in.tenant, pgtype.Text{String: t, Valid: t != ""})
+	in.starts = append(in.starts, start)
+	in.hashes = append(append(in.hashes, prev[:]...), hash[:]...)
+}
+
+// slice makes the canonical, prev and hash columns from the arenas.
+func (in *inserts) slice() {
+	n := len(in.starts)
+	in.canonical, in.prev, in.hash = make([][]byte, n), make([][]byte, n), make([][]byte, n)
+	for i, start := range in.starts {
+		end := len(in.arena)
+		if i+1 < n {
+			end = in.starts[i+1]
+		}
+		in.canonical[i] = in.arena[start:end:end]
+		h := in.hashes[2*HashSize*i:]
+		in.prev[i], in.hash[i] = h[:HashSize:HashSize], h[HashSize:2*HashSize:2*HashSize]
+	}
 }

@@ -58,11 +58,15 @@ type value struct {
 
 func some(s string) value { return value{s: s, ok: true} }
 
-// field is one named item of an entry kind, in its fixed place.
+// field is one named item of an entry kind, in its fixed place. get and
+// set are for reading and comparing; put appends the item without
+// allocating (the exporter encodes an entry per stored call).
 type field struct {
 	name string
+	text bool // a string the caller gives (checked for UTF-8 and length)
 	get  func(e *Entry) value
 	set  func(e *Entry, v value) error // v is never NULL for a field that cannot be
+	put  func(dst []byte, e *Entry) []byte
 }
 
 var callFields = []field{
@@ -112,10 +116,12 @@ func fieldsOf(k Kind) []field {
 	return callFields
 }
 
-// fields calls f with each field of e's kind, in order.
-func (e *Entry) fields(f func(name string, v value)) {
+// textFields calls f with each text field of e's kind, in order.
+func (e *Entry) textFields(f func(name string, v value)) {
 	for _, fd := range fieldsOf(e.Kind) {
-		f(fd.name, fd.get(e))
+		if fd.text {
+			f(fd.name, fd.get(e))
+		}
 	}
 }
 
@@ -124,11 +130,29 @@ func (e *Entry) fields(f func(name string, v value)) {
 func (e *Entry) AppendCanonical(dst []byte) []byte {
 	dst = appendItem(dst, some(Format))
 	dst = appendItem(dst, some(e.Chain))
-	dst = appendItem(dst, some(strconv.FormatInt(e.Index, 10)))
+	dst = appendIntItem(dst, e.Index)
 	dst = appendItem(dst, some(string(e.Kind)))
 	for _, fd := range fieldsOf(e.Kind) {
-		dst = appendItem(dst, fd.get(e))
+		dst = fd.put(dst, e)
 	}
+	return dst
+}
+
+// appendIntItem appends n's item: its decimal, written in place.
+func appendIntItem(dst []byte, n int64) []byte {
+	at := len(dst)
+	dst = append(dst, 1, 0, 0, 0, 0)
+	dst = strconv.AppendInt(dst, n, 10)
+	binary.BigEndian.PutUint32(dst[at+1:], uint32(len(dst)-at-5))
+	return dst
+}
+
+// appendTimeItem appends t's item as formatTime spells it.
+func appendTimeItem(dst []byte, t time.Time) []byte {
+	at := len(dst)
+	dst = append(dst, 1, 0, 0, 0, 0)
+	dst = t.UTC().Truncate(time.Microsecond).AppendFormat(dst, timeLayout)
+	binary.BigEndian.PutUint32(dst[at+1:], uint32(len(dst)-at-5))
 	return dst
 }
 
@@ -255,7 +279,8 @@ func parseTime(s string) (time.Time, error) {
 func TruncateTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 func str(name string, p func(*Entry) *string) field {
-	return field{name: name,
+	return field{name: name, text: true,
+		put: func(dst []byte, e *Entry) []byte { return appendItem(dst, some(*p(e))) },
 		get: func(e *Entry) value { return some(*p(e)) },
 		set: func(e *Entry, v value) error {
 			if !v.ok {
@@ -267,7 +292,11 @@ func str(name string, p func(*Entry) *string) field {
 }
 
 func text(name string, p func(*Entry) *pgtype.Text) field {
-	return field{name: name,
+	return field{name: name, text: true,
+		put: func(dst []byte, e *Entry) []byte {
+			t := p(e)
+			return appendItem(dst, value{s: t.String, ok: t.Valid})
+		},
 		get: func(e *Entry) value { t := p(e); return value{s: t.String, ok: t.Valid} },
 		set: func(e *Entry, v value) error {
 			*p(e) = pgtype.Text{String: v.s, Valid: v.ok}
@@ -277,6 +306,12 @@ func text(name string, p func(*Entry) *pgtype.Text) field {
 
 func int8Field(name string, p func(*Entry) *pgtype.Int8) field {
 	return field{name: name,
+		put: func(dst []byte, e *Entry) []byte {
+			if n := p(e); n.Valid {
+				return appendIntItem(dst, n.Int64)
+			}
+			return append(dst, 0)
+		},
 		get: func(e *Entry) value {
 			n := p(e)
 			if !n.Valid {
@@ -297,6 +332,7 @@ func int8Field(name string, p func(*Entry) *pgtype.Int8) field {
 
 func timeField(name string, p func(*Entry) *time.Time) field {
 	return field{name: name,
+		put: func(dst []byte, e *Entry) []byte { return appendTimeItem(dst, *p(e)) },
 		get: func(e *Entry) value { return some(formatTime(*p(e))) },
 		set: func(e *Entry, v value) error {
 			if !v.ok {
@@ -310,6 +346,12 @@ func timeField(name string, p func(*Entry) *time.Time) field {
 
 func timestamptz(name string, p func(*Entry) *pgtype.Timestamptz) field {
 	return field{name: name,
+		put: func(dst []byte, e *Entry) []byte {
+			if t := p(e); t.Valid {
+				return appendTimeItem(dst, t.Time)
+			}
+			return append(dst, 0)
+		},
 		get: func(e *Entry) value {
 			t := p(e)
 			if !t.Valid {
@@ -329,7 +371,16 @@ func timestamptz(name string, p func(*Entry) *pgtype.Timestamptz) field {
 }
 
 func document(name string, p func(*Entry) *[]byte) field {
-	return field{name: name,
+	return field{name: name, text: true,
+		put: func(dst []byte, e *Entry) []byte {
+			b := *p(e)
+			if b == nil {
+				return append(dst, 0)
+			}
+			dst = append(dst, 1)
+			dst = binary.BigEndian.AppendUint32(dst, uint32(len(b)))
+			return append(dst, b...)
+		},
 		get: func(e *Entry) value {
 			b := *p(e)
 			if b == nil {

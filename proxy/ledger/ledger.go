@@ -187,7 +187,7 @@ func (e *Entry) Validate() error {
 		return bad("kind", "%q is neither call nor admin", e.Kind)
 	}
 	var err error
-	e.fields(func(name string, v value) {
+	e.textFields(func(name string, v value) {
 		if err == nil && v.ok && (len(v.s) > maxField || !utf8.ValidString(v.s)) {
 			err = bad(name, "longer than %d bytes or not UTF-8", maxField)
 		}
