@@ -150,6 +150,10 @@ func TestStore_ChangeThatDoesNotHappen_RecordsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := observe(e.st)
+	before, err := e.st.Audit(ctx, store.AuditQuery{})
+	if err != nil || len(before) != 3 {
+		t.Fatalf("Audit = %d entries, %v; want the 3 changes made", len(before), err)
+	}
 	_ = e.st.CreateTenant(ctx, store.TenantSpec{ID: "acme"})
 	_, _ = e.st.UpdateTenant(ctx, "nope", store.TenantPatch{})
 	_ = e.st.DeleteTenant(ctx, "nope")
@@ -161,6 +165,9 @@ func TestStore_ChangeThatDoesNotHappen_RecordsNothing(t *testing.T) {
 	_, _ = e.st.CreateKey(ctx, "acme", store.KeySpec{Models: []string{"no-such-model"}})
 	if got := o.take(); len(got) != 0 {
 		t.Errorf("recorded %d changes that did not happen: %+v", len(got), got)
+	}
+	if after, err := e.st.Audit(ctx, store.AuditQuery{}); err != nil || len(after) != len(before) {
+		t.Errorf("the system chain grew from %d to %d entries (%v)", len(before), len(after), err)
 	}
 }
 
