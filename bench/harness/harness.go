@@ -46,6 +46,9 @@ type Options struct {
 	// PipelineNice is the niceness the span pipeline (otelcol-loom and
 	// Postgres) runs at; 0 leaves it at Loom's. See reniceTree.
 	PipelineNice int
+	// NoBilling leaves the price catalog and the budgets out of the Looms'
+	// configuration, to measure what costing and budgeting every call adds.
+	NoBilling bool
 	// PipelineIdle runs the span pipeline under SCHED_IDLE (idleTree): it
 	// gets only the CPU time Loom, the load generator and the mock leave.
 	PipelineIdle bool
@@ -82,7 +85,7 @@ func Run(ctx context.Context, o Options) (dir string, res *Results, err error) {
 		st.profileDir = dir
 	}
 	res = &Results{Started: started, Mode: o.Mode.Name, Machine: machine(), PeakRSS: map[string]int64{},
-		PipelineNice: o.PipelineNice, PipelineIdle: o.PipelineIdle}
+		PipelineNice: o.PipelineNice, PipelineIdle: o.PipelineIdle, Billing: !o.NoBilling}
 	progress := func(line string) { fmt.Fprintf(o.Log, "bench: %s\n", line) }
 	if o.Mode.StreamsOnly && o.LoomProcs == 1 && runtime.NumCPU() >= 2 {
 		// The measure: Loom alone on one core, everything else on

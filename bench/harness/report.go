@@ -35,6 +35,10 @@ func WriteMarkdown(w io.Writer, r *Results, plot string) {
 		p("The span pipeline (otelcol-loom and Postgres) ran at nice %d: on a machine it shares with Loom, the load\n"+
 			"generator and the mock, it works in the time they leave, while the calls wait in Loom's durable spool.\n\n", r.PipelineNice)
 	}
+	if r.Billing {
+		p("Every bench model has a price and each tenant and key a day and a month budget (in memory, never reached):\n"+
+			"Loom prices each call and reserves and settles it (`-no-billing` leaves them out).\n\n")
+	}
 	if r.PipelineIdle {
 		p("The span pipeline ran under SCHED_IDLE: it got only CPU time that Loom, the load generator and the mock left.\n\n")
 	}

@@ -107,6 +107,9 @@ type Results struct {
 	Machine Machine   `json:"machine"`
 	// PipelineNice is the niceness otelcol-loom and Postgres ran at.
 	PipelineNice int `json:"pipeline_nice"`
+	// Billing: the Looms priced every call and reserved and settled it
+	// against in-memory budgets (Options.NoBilling unset).
+	Billing bool `json:"billing"`
 	// PipelineIdle: otelcol-loom and Postgres ran under SCHED_IDLE.
 	PipelineIdle bool `json:"pipeline_idle,omitempty"`
 	// LoomCPU is the CPU the long-streams phase pinned Loom to, everything

@@ -224,7 +224,7 @@ func startStack(ctx context.Context, o Options, dir string) (st *stack, err erro
 		return st, err
 	}
 	colCfg := filepath.Join(dir, "otelcol.yaml")
-	if err := os.WriteFile(colCfg, devstack.RenderCollectorConfig(otlp, health, filepath.Join(dir, "otelcol")), 0o600); err != nil {
+	if err := os.WriteFile(colCfg, devstack.RenderCollectorConfig(otlp, health, filepath.Join(dir, "otelcol"), ""), 0o600); err != nil {
 		return st, err
 	}
 	st.collector, err = startProc(ctx, dir, "otelcol-loom", bin("otelcol-loom"), []string{devstack.EnvDatabaseURL + "=" + st.pg.URL()},
@@ -284,7 +284,7 @@ func (st *stack) startLooms(ctx context.Context, o Options, dir, otlp string, tr
 			extra += "tracing: {endpoint: \"http://" + otlp + "\", spool: {dir: \"" + st.spoolDir + "\"}}\n"
 		}
 		cfgPath := filepath.Join(dir, name+".yaml")
-		if err := os.WriteFile(cfgPath, loomConfig(addr, st.mockAddr, st.failingAt, hashes, extra, streams), 0o600); err != nil {
+		if err := os.WriteFile(cfgPath, loomConfig(addr, st.mockAddr, st.failingAt, hashes, extra, streams, !o.NoBilling), 0o600); err != nil {
 			return err
 		}
 		args := []string{"serve", "-config", cfgPath}
@@ -308,8 +308,11 @@ func (st *stack) startLooms(ctx context.Context, o Options, dir, otlp string, tr
 // loomConfig is a bench Loom's configuration. conns is the most calls the
 // run holds open at once (the long streams): every one is a client
 // connection from 127.0.0.1 and an upstream connection, so the front
-// door's caps and the deployment's pool are sized above it.
-func loomConfig(listen, mock, failing string, hashes [2]string, tracing string, conns int) []byte {
+// door's caps and the deployment's pool are sized above it. With billing,
+// every bench model has a price and each tenant and key a day and a month
+// budget (in memory, never reached): the gateway a billing deployment runs,
+// costing and reserving on every call.
+func loomConfig(listen, mock, failing string, hashes [2]string, tracing string, conns int, billing bool) []byte {
 	conns = max(4096, conns+1024)
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %q\n%s", listen, tracing)
@@ -330,9 +333,21 @@ func loomConfig(listen, mock, failing string, hashes [2]string, tracing string, 
 		// (at the default half share, 3,000 streams got 952 429s).
 		fmt.Fprintf(&b, "    forward_headers: [\"x-mock-*\"]\n    forward_response_headers: [\"x-mock-*\"]\n    max_conns: %d\n    tenant_share: 1\n", conns)
 	}
+	budgets := ""
+	if billing {
+		b.WriteString("prices:\n")
+		for _, m := range []string{ModelOpenAI, ModelAnthropic, ModelFailover} {
+			fmt.Fprintf(&b, "  - {model: %s, effective_from: 2025-01-01, input: \"0.15\", cached_input: \"0.075\", output: \"0.60\"}\n", m)
+		}
+		budgets = `, budgets: [{period: day, limit: "900000"}, {period: month, limit: "999999"}]`
+	}
 	b.WriteString("tenants:\n")
 	for i, id := range benchTenants {
-		fmt.Fprintf(&b, "  - id: %s\n    keys: [{id: %s-key, sha256: %q}]\n    models:\n", id, id, hashes[i])
+		fmt.Fprintf(&b, "  - id: %s\n    keys: [{id: %s-key, sha256: %q%s}]\n", id, id, hashes[i], budgets)
+		if billing {
+			b.WriteString("    budgets: [{period: day, limit: \"900000\"}, {period: month, limit: \"999999\"}]\n")
+		}
+		b.WriteString("    models:\n")
 		fmt.Fprintf(&b, "      - {name: %s, deployment: mock}\n      - {name: %s, deployment: mock-anthropic}\n", ModelOpenAI, ModelAnthropic)
 		fmt.Fprintf(&b, "      - {name: %s, deployments: [{name: mock-failing, priority: 0}, {name: mock, priority: 1}]}\n", ModelFailover)
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/collector/component"
@@ -22,7 +23,7 @@ func TestRenderCollectorConfig_ValidForOtelcolLoom(t *testing.T) {
 	t.Setenv(EnvDatabaseURL, dbURL)
 	dir := t.TempDir()
 	storage := filepath.Join(dir, "it's otelcol") // a path that needs quoting
-	b := RenderCollectorConfig("127.0.0.1:4317", "127.0.0.1:13133", storage)
+	b := RenderCollectorConfig("127.0.0.1:4317", "127.0.0.1:13133", storage, filepath.Join(dir, "ledger.key"))
 	if bytes.Contains(b, []byte("secret")) {
 		t.Fatalf("config holds the database URL:\n%s", b)
 	}
@@ -42,6 +43,9 @@ func TestRenderCollectorConfig_ValidForOtelcolLoom(t *testing.T) {
 	exp, ok := cfg.Exporters[component.MustNewID("postgres")].(*postgresexporter.Config)
 	if !ok {
 		t.Fatalf("no postgres exporter in %v", cfg.Exporters)
+	}
+	if exp.Ledger.SigningKeyFile != filepath.Join(dir, "ledger.key") {
+		t.Errorf("ledger.signing_key_file = %q, want devstack's key", exp.Ledger.SigningKeyFile)
 	}
 	if string(exp.Endpoint) != dbURL {
 		t.Errorf("endpoint is not %s's URL", EnvDatabaseURL)
@@ -70,5 +74,29 @@ func TestRenderCollectorConfig_ValidForOtelcolLoom(t *testing.T) {
 	// No metrics port: it would clash with another collector's.
 	if tel, ok := cfg.Service.Telemetry.(*otelconftelemetry.Config); !ok || tel.Metrics.Level != configtelemetry.LevelNone {
 		t.Errorf("service.telemetry = %+v, want metrics level none", cfg.Service.Telemetry)
+	}
+}
+
+// The ledger key is made once, 0600, and the same key (its public half)
+// comes back on every later run; a damaged one is an error naming it.
+func TestLedgerKey_MadeOnceThenKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.key")
+	first, err := ledgerKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, %v; want it 0600", fi, err)
+	}
+	again, err := ledgerKey(path)
+	if err != nil || again != first || first == "" {
+		t.Fatalf("second run: %q, %v; want the first run's %q", again, err, first)
+	}
+	if err := os.WriteFile(path, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ledgerKey(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("damaged key: %v, want an error naming %s", err, path)
 	}
 }

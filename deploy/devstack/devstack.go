@@ -15,10 +15,12 @@ package devstack
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -28,6 +30,7 @@ import (
 	"github.com/loom-gateway/loom/deploy/freeport"
 	"github.com/loom-gateway/loom/deploy/pgserver"
 	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/ledger"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
 
@@ -62,8 +65,11 @@ type Plan struct {
 	// picked holds the addresses pickAddr gave this plan.
 	picked map[string]bool
 
-	Key     string // the demo API key
-	LoomURL string // http://host:port, without /v1
+	Key string // the demo API key
+	// LedgerPublicKey is the public half of .loom/ledger.key (base64), the
+	// key the collector signs the ledger's checkpoints with.
+	LedgerPublicKey string
+	LoomURL         string // http://host:port, without /v1
 	// ConsoleURL is the web console's page: http://host:port/console/.
 	ConsoleURL string
 	// MetricsURL is Loom's /metrics on its ops listener (the gateway's own
@@ -254,8 +260,15 @@ func (p *Plan) addCollector(o Options, bin string) error {
 	if err != nil {
 		return fmt.Errorf("collector storage: %w", err)
 	}
+	keyFile, err := filepath.Abs(filepath.Join(o.Dir, "ledger.key"))
+	if err != nil {
+		return fmt.Errorf("ledger key: %w", err)
+	}
+	if p.LedgerPublicKey, err = ledgerKey(keyFile); err != nil {
+		return err
+	}
 	path := filepath.Join(o.Dir, "otelcol.yaml")
-	if err := os.WriteFile(path, RenderCollectorConfig(otlp, health, storage), 0o600); err != nil {
+	if err := os.WriteFile(path, RenderCollectorConfig(otlp, health, storage, keyFile), 0o600); err != nil {
 		return fmt.Errorf("write collector config: %w", err)
 	}
 	p.OTLPAddr = otlp
@@ -266,6 +279,24 @@ func (p *Plan) addCollector(o Options, bin string) error {
 		Ready: HTTPReady("http://" + health + "/"),
 	})
 	return nil
+}
+
+// ledgerKey returns the public half of the audit ledger's signing key in
+// path, making the key (0600) on the first run: kept in .loom/ like the
+// demo key, so the checkpoints of every run are signed by one key.
+func ledgerKey(path string) (string, error) {
+	k, err := ledger.LoadKey(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		pub, err := ledger.WriteKeyFile(path)
+		if err != nil {
+			return "", fmt.Errorf("ledger key: %w", err)
+		}
+		return ledger.EncodePublicKey(pub), nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("ledger key %s: %w (remove it for a new one)", path, err)
+	}
+	return ledger.EncodePublicKey(k.Public().(ed25519.PublicKey)), nil
 }
 
 // pickAddr is freeAddr, noting a move in the plan and never handing out an
@@ -433,6 +464,9 @@ func (p *Plan) Banner(dir string) string {
 		psqlLine(p.psql, p.psqlURL()) + "\n" +
 		"\n# every run of every Loom instance: calls numbered, calls stored, gaps, clean stop or crash:\n" +
 		auditLine(p.loom, p.psqlURL()) + "\n" +
+		"\n# The audit ledger: every stored call in a hash chain per tenant, every admin change in _system,\n" +
+		"# the heads signed every minute with .loom/ledger.key; verify the chains against loom.spans:\n" +
+		verifyLine(p.loom, p.psqlURL(), p.LedgerPublicKey) + "\n" +
 		"\n# Loom's metrics, on its ops listener (loom_calls_shipped_total, loom_rejected_unauthenticated_total...):\n" +
 		"curl -sS " + p.MetricsURL + "\n\n"
 	return b

@@ -150,6 +150,16 @@ func auditLine(loom, dbURL string) string {
 	return EnvDatabaseURL + "=" + shellQuote(dbURL) + " " + shellQuote(loom) + " audit completeness"
 }
 
+// verifyLine is the shell line that runs `loom audit verify` against
+// dbURL (handed over as auditLine does) with the ledger's public key.
+func verifyLine(loom, dbURL, pub string) string {
+	cmd := shellQuote(loom) + " audit verify -pubkey " + shellQuote(pub)
+	if u, err := url.Parse(dbURL); err != nil || hasPassword(u) {
+		return cmd
+	}
+	return EnvDatabaseURL + "=" + shellQuote(dbURL) + " " + cmd
+}
+
 func hasPassword(u *url.URL) bool {
 	_, ok := u.User.Password()
 	return ok || u.Query().Has("password")

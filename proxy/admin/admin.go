@@ -58,6 +58,8 @@ func New(st *store.Store, tokenSHA256 [32]byte, log *slog.Logger) http.Handler {
 		"GET /admin/tenants/{id}/keys":                        a.listKeys,
 		"POST /admin/tenants/{id}/keys":                       a.createKey,
 		"POST /admin/keys/{id}/revoke":                        a.revokeKey,
+		"PUT /admin/tenants/{id}/budgets":                     a.setTenantBudgets,
+		"PUT /admin/keys/{id}/budgets":                        a.setKeyBudgets,
 		"GET /admin/prices":                                   a.listPrices,
 		"POST /admin/prices":                                  a.addPrice,
 		"DELETE /admin/prices/{id}":                           a.deletePrice,

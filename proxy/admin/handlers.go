@@ -207,3 +207,34 @@ func (a *api) audit(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, http.StatusOK, list(out))
 }
+
+// setTenantBudgets replaces the tenant's budgets and answers with the
+// tenant.
+func (a *api) setTenantBudgets(w http.ResponseWriter, r *http.Request) error {
+	var req budgetsRequest
+	if err := decode(r, budgetsFields, &req); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if err := a.st.SetTenantBudgets(r.Context(), id, req.Budgets); err != nil {
+		return err
+	}
+	t, err := a.st.GetTenant(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, tenantOut(t))
+}
+
+// setKeyBudgets replaces the key's own budgets (its tenant's still
+// apply); 204, as revoking does.
+func (a *api) setKeyBudgets(w http.ResponseWriter, r *http.Request) error {
+	var req budgetsRequest
+	if err := decode(r, budgetsFields, &req); err != nil {
+		return err
+	}
+	if err := a.st.SetKeyBudgets(r.Context(), r.PathValue("id"), req.Budgets); err != nil {
+		return err
+	}
+	return noContent(w)
+}

@@ -54,26 +54,28 @@ type routingJSON struct {
 }
 
 type tenantJSON struct {
-	Object      string      `json:"object"`
-	ID          string      `json:"id"`
-	CreatedAt   time.Time   `json:"created_at"`
-	UpdatedAt   time.Time   `json:"updated_at"`
-	Content     contentJSON `json:"content"`
-	Limits      limitsJSON  `json:"limits"`
-	Models      []modelJSON `json:"models"`
-	Credentials []string    `json:"credentials"` // deployments only, never a secret
+	Object      string           `json:"object"`
+	ID          string           `json:"id"`
+	CreatedAt   time.Time        `json:"created_at"`
+	UpdatedAt   time.Time        `json:"updated_at"`
+	Content     contentJSON      `json:"content"`
+	Limits      limitsJSON       `json:"limits"`
+	Budgets     []tenancy.Budget `json:"budgets"`
+	Models      []modelJSON      `json:"models"`
+	Credentials []string         `json:"credentials"` // deployments only, never a secret
 }
 
 type keyJSON struct {
-	Object    string     `json:"object"`
-	ID        string     `json:"id"`
-	TenantID  string     `json:"tenant_id"`
-	Prefix    string     `json:"prefix"`
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at"`
-	RevokedAt *time.Time `json:"revoked_at"`
-	Models    []string   `json:"models"`
-	Limits    limitsJSON `json:"limits"`
+	Object    string           `json:"object"`
+	ID        string           `json:"id"`
+	TenantID  string           `json:"tenant_id"`
+	Prefix    string           `json:"prefix"`
+	CreatedAt time.Time        `json:"created_at"`
+	ExpiresAt *time.Time       `json:"expires_at"`
+	RevokedAt *time.Time       `json:"revoked_at"`
+	Models    []string         `json:"models"`
+	Limits    limitsJSON       `json:"limits"`
+	Budgets   []tenancy.Budget `json:"budgets"`
 	// Key is set in the answer to the POST that made it, and never again.
 	Key string `json:"key,omitempty"`
 }
@@ -157,6 +159,15 @@ func modelOut(m tenancy.Model) modelJSON {
 	return out
 }
 
+// budgetsRequest replaces a tenant's or a key's budgets: each
+// {"period": "day"|"month", "limit": "25.00", "alert_at": 0.8}; an empty
+// list removes them.
+type budgetsRequest struct {
+	Budgets []tenancy.Budget `json:"budgets"`
+}
+
+var budgetsFields = fields{"budgets": {"[]": {"period": nil, "limit": nil, "alert_at": nil}}}
+
 type credentialRequest struct {
 	APIKey string `json:"api_key"`
 }
@@ -187,7 +198,7 @@ func (l limitsPatch) limits() tenancy.Limits {
 func tenantOut(t store.Tenant) tenantJSON {
 	out := tenantJSON{Object: "tenant", ID: t.ID, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
 		Content: contentJSON{Capture: t.Content.Capture, MaxBytes: t.Content.MaxBytes},
-		Limits:  limitsOut(t.Limits), Models: []modelJSON{}, Credentials: t.Credentials}
+		Limits:  limitsOut(t.Limits), Budgets: budgetsOut(t.Budgets), Models: []modelJSON{}, Credentials: t.Credentials}
 	for _, m := range t.Models {
 		out.Models = append(out.Models, modelOut(m))
 	}
@@ -199,9 +210,17 @@ func tenantOut(t store.Tenant) tenantJSON {
 
 func limitsOut(l tenancy.Limits) limitsJSON { return limitsJSON(l) }
 
+// budgetsOut is never null in the JSON: no budgets is [].
+func budgetsOut(bs []tenancy.Budget) []tenancy.Budget {
+	if bs == nil {
+		return []tenancy.Budget{}
+	}
+	return bs
+}
+
 func keyOut(k store.Key) keyJSON {
 	out := keyJSON{Object: "api_key", ID: k.ID, TenantID: k.TenantID, Prefix: k.Prefix, CreatedAt: k.CreatedAt,
-		Models: k.Models, Limits: limitsOut(k.Limits)}
+		Models: k.Models, Limits: limitsOut(k.Limits), Budgets: budgetsOut(k.Budgets)}
 	if !k.ExpiresAt.IsZero() {
 		out.ExpiresAt = &k.ExpiresAt
 	}

@@ -63,6 +63,9 @@ base64, in $LOOM_SECRET_KEY or the one the config names):
   loom tenants models ID -file MODELS.yaml   the same, from a YAML list in the config file's form
                                                         (deployments with weight/priority, fallbacks, routing)
   loom tenants credential ID DEPLOYMENT [-delete]   set the tenant's own credential, read from stdin
+  loom tenants budgets ID [-key KEY_ID] PERIOD=LIMIT[@ALERT_AT]... | -none
+                                                        replace the tenant's (or its key's) spend caps:
+                                                        day=25.00 month=500@0.9 (UTC; alert_at default 0.8)
   loom keys create -tenant ID [-id NAME] [-models a,b] [-expires 720h] [-rpm N] [-tpm N] [-streams N]
                                                         make a key and print it, once
   loom keys list -tenant ID

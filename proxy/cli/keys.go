@@ -83,11 +83,11 @@ func keyList(ctx context.Context, st *store.Store, tenantID string, std Stdio) e
 		return t.UTC().Format(time.RFC3339)
 	}
 	w := tabwriter.NewWriter(std.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tPREFIX\tCREATED\tEXPIRES\tREVOKED\tMODELS\tRPM\tTPM\tSTREAMS")
+	fmt.Fprintln(w, "ID\tPREFIX\tCREATED\tEXPIRES\tREVOKED\tMODELS\tRPM\tTPM\tSTREAMS\tBUDGETS")
 	for _, k := range keys {
-		fmt.Fprintf(w, "%s\t%s…\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", k.ID, k.Prefix, day(k.CreatedAt), day(k.ExpiresAt),
+		fmt.Fprintf(w, "%s\t%s…\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", k.ID, k.Prefix, day(k.CreatedAt), day(k.ExpiresAt),
 			day(k.RevokedAt), orDash(strings.Join(k.Models, ",")),
-			k.Limits.RequestsPerMinute, k.Limits.TokensPerMinute, k.Limits.ConcurrentStreams)
+			k.Limits.RequestsPerMinute, k.Limits.TokensPerMinute, k.Limits.ConcurrentStreams, budgetsArg(k.Budgets))
 	}
 	return w.Flush()
 }

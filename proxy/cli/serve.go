@@ -22,6 +22,7 @@ import (
 	"github.com/valyala/fasthttp/pprofhandler"
 
 	"github.com/loom-gateway/loom/proxy/admin"
+	"github.com/loom-gateway/loom/proxy/budget"
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/console"
@@ -108,13 +109,19 @@ func serve(ctx context.Context, args []string, stderr io.Writer) (err error) {
 	}
 	opts.Sink = call.Sinks(sinks...)
 	if cfg.Redis.Enabled() {
-		rs, err := redisLimits(cfg.Redis)
+		rc, err := redisClient(cfg.Redis)
 		if err != nil {
 			return err
 		}
-		done = append(done, rs.Close)
+		rs := limit.NewRedis(rc, "loom:")
+		// Closed in reverse: the limiter's slots are given back, then the
+		// client they share with the budgets closes.
+		done = append(done, func(context.Context) error { return rc.Close() }, rs.Close)
 		opts.Limiter = limit.New(limit.Fallback(rs, limit.NewMemory()), nil)
-		log.Info("rate limits shared through Redis")
+		opts.Budgets = budget.New(budget.Fallback(budget.NewRedis(rc, "loom:budget:"), budget.NewMemory()), nil, log)
+		log.Info("rate limits and budgets shared through Redis")
+	} else {
+		opts.Budgets = budget.New(budget.NewMemory(), nil, log)
 	}
 	if *migrate {
 		// Before the store opens (it refuses a database it would have to
@@ -218,17 +225,17 @@ func openStore(ctx context.Context, full *config.Config, log *slog.Logger) (*sto
 	return st, nil
 }
 
-// redisLimits connects the shared limit counters. Timeouts are short and
-// retries off: a Redis outage must cost a request milliseconds, then the
-// limiter counts locally until Redis is back.
-func redisLimits(cfg config.Redis) (*limit.Redis, error) {
+// redisClient connects the shared limit counters and budgets. Timeouts are
+// short and retries off: a Redis outage must cost a request milliseconds,
+// then the limiter and the budgets count locally until Redis is back.
+func redisClient(cfg config.Redis) (*redis.Client, error) {
 	o, err := redis.ParseURL(os.Getenv(cfg.URLEnv))
 	if err != nil {
 		return nil, fmt.Errorf("redis.url_env %s: %w", cfg.URLEnv, err)
 	}
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
 	o.MaxRetries, o.DialerRetries = -1, 1
-	return limit.NewRedis(redis.NewClient(o), "loom:"), nil
+	return redis.NewClient(o), nil
 }
 
 // startOps serves /metrics, /healthz and /readyz on the operators' own

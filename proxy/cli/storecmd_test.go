@@ -222,6 +222,8 @@ func TestUsage_BadCommandLines(t *testing.T) {
 		{"tenants"}, {"tenants", "frob"}, {"tenants", "create"}, {"tenants", "create", "a", "b"},
 		{"tenants", "models", "acme"}, {"tenants", "models", "acme", "nodeployment"}, {"keys", "create"},
 		{"keys", "list"}, {"keys", "revoke"}, {"keys", "create", "-tenant", "a", "-bogus"},
+		{"tenants", "budgets", "acme"}, {"tenants", "budgets", "acme", "day"}, {"tenants", "budgets", "acme", "day=1@x"},
+		{"tenants", "budgets", "acme", "-none", "day=1"},
 	} {
 		if _, _, err := run(t, "", args...); !errors.Is(err, cli.ErrUsage) {
 			t.Errorf("loom %s: %v, want ErrUsage", strings.Join(args, " "), err)

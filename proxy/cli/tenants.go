@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -47,6 +49,8 @@ func tenants(ctx context.Context, args []string, std Stdio) error {
 		return tenantModels(ctx, c, args, std)
 	case "credential":
 		return tenantCredential(ctx, c, args, std)
+	case "budgets":
+		return tenantBudgets(ctx, c, args, std)
 	}
 	fmt.Fprintf(std.Err, "loom tenants: unknown command %q\n\n%s", args[0], usage)
 	return ErrUsage
@@ -106,14 +110,14 @@ func tenantList(ctx context.Context, st *store.Store, std Stdio) error {
 		return err
 	}
 	w := tabwriter.NewWriter(std.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tCAPTURE\tMAX_BYTES\tRPM\tTPM\tSTREAMS\tMODELS\tCREDENTIALS")
+	fmt.Fprintln(w, "ID\tCAPTURE\tMAX_BYTES\tRPM\tTPM\tSTREAMS\tBUDGETS\tMODELS\tCREDENTIALS")
 	for _, t := range ts {
 		models := make([]string, len(t.Models))
 		for i, m := range t.Models {
 			models[i] = modelArg(m)
 		}
-		fmt.Fprintf(w, "%s\t%t\t%d\t%d\t%d\t%d\t%s\t%s\n", t.ID, t.Content.Capture, t.Content.MaxBytes,
-			t.Limits.RequestsPerMinute, t.Limits.TokensPerMinute, t.Limits.ConcurrentStreams,
+		fmt.Fprintf(w, "%s\t%t\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", t.ID, t.Content.Capture, t.Content.MaxBytes,
+			t.Limits.RequestsPerMinute, t.Limits.TokensPerMinute, t.Limits.ConcurrentStreams, budgetsArg(t.Budgets),
 			orDash(strings.Join(models, " ")), orDash(strings.Join(t.Credentials, ",")))
 	}
 	return w.Flush()
@@ -250,4 +254,84 @@ func tenantCredential(ctx context.Context, c *command, args []string, std Stdio)
 		fmt.Fprintf(std.Out, "tenant %s: credential for %s stored, encrypted\n", tenantID, deployment)
 		return nil
 	})
+}
+
+// tenantBudgets replaces the spend caps of a tenant, or with -key of one of
+// its keys: PERIOD=LIMIT[@ALERT_AT] each, or -none.
+func tenantBudgets(ctx context.Context, c *command, args []string, std Stdio) error {
+	none := c.fs.Bool("none", false, "remove every budget")
+	keyID := c.fs.String("key", "", "set the budgets of this key of the tenant instead of the tenant's")
+	pos, err := c.parse(args[1:], -1)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 || (len(pos) == 1) != *none {
+		fmt.Fprintf(std.Err, "loom tenants budgets: give ID and PERIOD=LIMIT[@ALERT_AT]..., or ID -none\n\n%s", usage)
+		return ErrUsage
+	}
+	var bs []tenancy.Budget
+	for _, arg := range pos[1:] {
+		b, err := parseBudgetArg(arg)
+		if err != nil {
+			fmt.Fprintf(std.Err, "loom tenants budgets: %v\n", err)
+			return ErrUsage
+		}
+		bs = append(bs, b)
+	}
+	return withStore(ctx, c, func(ctx context.Context, st *store.Store) error {
+		if *keyID == "" {
+			if err := st.SetTenantBudgets(ctx, pos[0], bs); err != nil {
+				return err
+			}
+			fmt.Fprintf(std.Out, "tenant %s: budgets %s\n", pos[0], budgetsArg(bs))
+			return nil
+		}
+		keys, err := st.ListKeys(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(keys, func(k store.Key) bool { return k.ID == *keyID }) {
+			return fmt.Errorf("key %q of tenant %q: %w", *keyID, pos[0], store.ErrNotFound)
+		}
+		if err := st.SetKeyBudgets(ctx, *keyID, bs); err != nil {
+			return err
+		}
+		fmt.Fprintf(std.Out, "key %s: budgets %s\n", *keyID, budgetsArg(bs))
+		return nil
+	})
+}
+
+// parseBudgetArg reads PERIOD=LIMIT[@ALERT_AT] ("day=25.00@0.9"); the
+// store checks the values as the configuration file's are checked.
+func parseBudgetArg(arg string) (tenancy.Budget, error) {
+	period, rest, ok := strings.Cut(arg, "=")
+	limit, at, hasAt := strings.Cut(rest, "@")
+	if !ok || period == "" || limit == "" {
+		return tenancy.Budget{}, fmt.Errorf("%q is not PERIOD=LIMIT[@ALERT_AT] (day=25.00, month=500@0.9)", arg)
+	}
+	b := tenancy.Budget{Period: period, Limit: limit}
+	if hasAt {
+		f, err := strconv.ParseFloat(at, 64)
+		if err != nil {
+			return tenancy.Budget{}, fmt.Errorf("%q: alert_at %q is not a fraction such as 0.8", arg, at)
+		}
+		b.AlertAt = f
+	}
+	return b, nil
+}
+
+// budgetsArg writes budgets the way `tenants budgets` reads them; "-" for
+// none.
+func budgetsArg(bs []tenancy.Budget) string {
+	if len(bs) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(bs))
+	for i, b := range bs {
+		parts[i] = b.Period + "=" + b.Limit
+		if b.AlertAt != 0 {
+			parts[i] += "@" + strconv.FormatFloat(b.AlertAt, 'f', -1, 64)
+		}
+	}
+	return strings.Join(parts, " ")
 }

@@ -401,6 +401,8 @@ type Tenant struct {
 	Content tenancy.ContentPolicy `yaml:"content"`
 	// Limits apply to the tenant as a whole, all its keys together.
 	Limits tenancy.Limits `yaml:"limits"`
+	// Budgets cap the tenant's spend per day or month (UTC).
+	Budgets []tenancy.Budget `yaml:"budgets"`
 	// Credentials are the tenant's own provider credentials.
 	Credentials []Credential `yaml:"credentials"`
 }
@@ -422,7 +424,7 @@ func (c *Config) ResolveTenants() []tenancy.Tenant {
 // withoutCredentials is t less its credentials, whose secrets only the
 // environment may know: the part that pure validation hands to tenancy.
 func (t *Tenant) withoutCredentials() tenancy.Tenant {
-	return tenancy.Tenant{ID: t.ID, Keys: t.Keys, Models: t.Models, Content: t.Content, Limits: t.Limits}
+	return tenancy.Tenant{ID: t.ID, Keys: t.Keys, Models: t.Models, Content: t.Content, Limits: t.Limits, Budgets: t.Budgets}
 }
 
 // Defaults applied by Load to fields left empty.

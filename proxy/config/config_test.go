@@ -236,3 +236,36 @@ func yamlDecode(s string, c *Config) error {
 	dec.KnownFields(true)
 	return dec.Decode(c)
 }
+
+func TestParse_Budgets_LimitsAsWrittenAndProblemsNamedByField(t *testing.T) {
+	c, err := Parse([]byte(`
+deployments:
+  - {name: oa, provider: openai, base_url: "http://x/v1"}
+tenants:
+  - id: t
+    budgets: [{period: day, limit: 25.00}, {period: month, limit: "500", alert_at: 0.9}]
+    models: [{name: m, deployment: oa}]
+    keys: [{id: k, sha256: ` + validHash + `, budgets: [{period: day, limit: "2.50"}]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.ResolveTenants()[0]
+	want := []tenancy.Budget{{Period: "day", Limit: "25.00"}, {Period: "month", Limit: "500", AlertAt: 0.9}}
+	if !slices.Equal(got.Budgets, want) || got.Keys[0].Budgets[0] != (tenancy.Budget{Period: "day", Limit: "2.50"}) {
+		t.Fatalf("budgets = %+v, key's %+v", got.Budgets, got.Keys[0].Budgets)
+	}
+	_, err = Parse([]byte(`
+deployments:
+  - {name: oa, provider: openai, base_url: "http://x/v1"}
+tenants:
+  - id: t
+    budgets: [{period: weekly, limit: "1"}]
+    keys: [{id: k, sha256: ` + validHash + `, budgets: [{period: day, limit: 1e3}]}]
+`))
+	for _, want := range []string{`tenants[0].budgets[0].period: must be "day" or "month"`, `tenants[0].keys[0].budgets[0].limit: "1e3"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s: %v", want, err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/loom-gateway/loom/bench/mockupstream"
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/server"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 	"github.com/loom-gateway/loom/proxy/tenant"
 	"github.com/loom-gateway/loom/proxy/tracing"
 )
@@ -88,11 +90,29 @@ func BenchmarkGateway(b *testing.B) {
 	go func() { _ = priced.Serve(pricedLn) }()
 	defer pricedLn.Close()
 
+	// Priced, and budgeted in memory: every call reserves its estimate
+	// against its tenant's and its key's day and month budgets and settles
+	// its cost, and every answer carries x-loom-budget-*.
+	bcfg := pcfg
+	big := []tenancy.Budget{{Period: "day", Limit: "999999"}, {Period: "month", Limit: "999999"}}
+	bcfg.Tenants = slices.Clone(pcfg.Tenants)
+	bcfg.Tenants[0].Budgets = big
+	bcfg.Tenants[0].Keys = slices.Clone(pcfg.Tenants[0].Keys)
+	bcfg.Tenants[0].Keys[0].Budgets = big
+	budgeted, err := server.New(&bcfg, server.Options{Dial: func(string, time.Duration) (net.Conn, error) { return mockLn.Dial() }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	budgetedLn := fasthttputil.NewInmemoryListener()
+	go func() { _ = budgeted.Serve(budgetedLn) }()
+	defer budgetedLn.Close()
+
 	targets := []struct {
 		name string
 		ln   *fasthttputil.InmemoryListener
 		key  string
-	}{{"direct", mockLn, upstreamSecret}, {"via-loom", loomLn, key}, {"via-loom-priced", pricedLn, key}, {"via-loom-traced", tracedLn, key}}
+	}{{"direct", mockLn, upstreamSecret}, {"via-loom", loomLn, key}, {"via-loom-priced", pricedLn, key},
+		{"via-loom-budgeted", budgetedLn, key}, {"via-loom-traced", tracedLn, key}}
 	bodies := []struct{ name, body string }{
 		{"non-streaming", `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Explain TCP versus UDP in two sentences with one example each, please."}],"temperature":0.2,"max_tokens":200}`},
 		{"streaming-20-chunks", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Count to twenty."}],"stream":true}`},

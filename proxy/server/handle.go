@@ -224,6 +224,7 @@ func clientError(err error) *apierror.Error {
 // reject answers with an error Loom made and completes the call's record;
 // one without a tenant is counted rather than recorded (see finish).
 func (s *Server) reject(ctx *fasthttp.RequestCtx, ex *exchange, e *apierror.Error) {
+	setBudgetHeaders(&ctx.Response.Header, &ex.budgetDecision)
 	status := ex.writeError(ctx, e)
 	rec := &ex.rec
 	rec.Status = status
@@ -370,6 +371,9 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, ep *endpoint, model []byte) {
 	if !s.admit(ctx, ex, key, body) {
 		return
 	}
+	if !s.reserveBudget(ctx, ex, key, rt, len(body)) {
+		return
+	}
 	if s.opts.AddedLatency > 0 {
 		time.Sleep(s.opts.AddedLatency)
 	}
@@ -476,6 +480,7 @@ func copyHeaders(ctx *fasthttp.RequestCtx, ex *exchange, dep *upstream.Deploymen
 		}
 	}
 	setRateHeaders(&ctx.Response.Header, &ex.decision)
+	setBudgetHeaders(&ctx.Response.Header, &ex.budgetDecision)
 }
 
 func setOverhead(ctx *fasthttp.RequestCtx, rec *call.Record, upstreamWait time.Duration) {

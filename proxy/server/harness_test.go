@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -56,6 +57,7 @@ type stackOptions struct {
 	contentMax  int       // >0: tenant acme captures content, this many bytes
 	acmeLimits  string    // YAML flow map of tenant acme's limits
 	keyLimits   string    // YAML flow map of acme-key-1's limits
+	acmeBudgets string    // YAML flow list of tenant acme's budgets
 	limiter     *limit.Limiter
 	// defaultOutput sets default_output_tokens (0: the default).
 	defaultOutput int
@@ -139,6 +141,7 @@ tenants:
     keys: [{id: acme-key-1, sha256: %s, limits: %s}]
     content: {capture: %t, max_bytes: %d}
     limits: %s
+    budgets: %s
     models:
       - {name: gpt-4o-mini, deployment: mock-openai, upstream_model: gpt-4o-mini-2024-07-18}
       - {name: gpt-4o, deployment: mock-openai}
@@ -149,7 +152,7 @@ tenants:
     models:
       - {name: globex-model, deployment: mock-openai, upstream_model: gpt-4o}
 `, o.maxBody, o.defaultOutput, o.firstByte, o.drain, prefixed(o.timeouts), o.extra, openaiURL, upstreamSecret, prefixed(o.deployment), mockURL, upstreamSecret, hashA, orEmpty(o.keyLimits),
-		o.contentMax > 0, max(o.contentMax, 1), orEmpty(o.acmeLimits), hashB)
+		o.contentMax > 0, max(o.contentMax, 1), orEmpty(o.acmeLimits), cmp.Or(o.acmeBudgets, "[]"), hashB)
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)

@@ -86,6 +86,7 @@ func (s *Server) AppendMetrics(dst []byte) []byte {
 	dst = strconv.AppendInt(dst, int64(runtime.NumGoroutine()), 10)
 	dst = append(dst, '\n')
 	dst = s.appendRoutingMetrics(dst)
+	dst = s.appendBudgetMetrics(dst)
 	if s.opts.Metrics != nil {
 		dst = s.opts.Metrics(dst)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/loom-gateway/loom/proxy/budget"
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/limit"
@@ -49,6 +50,10 @@ type Options struct {
 	// in-memory limiter: right for one replica; several replicas share
 	// one through Redis (see the limit package).
 	Limiter *limit.Limiter
+	// Budgets enforces the tenants' and keys' spend caps. Nil means
+	// in-memory budgets: right for one replica; several share them
+	// through Redis (see the budget package).
+	Budgets *budget.Budgets
 	// Metrics, when set, appends the Prometheus text exposition of
 	// whoever owns other counters (the tracer's span totals) to the
 	// gateway's own, on the ops listener's /metrics (see OpsHandler).
@@ -82,6 +87,10 @@ type Server struct {
 	degraded atomic.Pointer[string]
 	// lastLimitErr is the last limiter store error logged.
 	lastLimitErr atomic.Pointer[string]
+	// lastBudgetErr is the last budget store error logged;
+	// unpricedModels the models logged as having no price.
+	lastBudgetErr  atomic.Pointer[string]
+	unpricedModels unpricedModels
 	// unauth counts the requests refused before a tenant was known.
 	unauth unauthCounts
 	// goodTenants is each served tenant's version as served: what a
@@ -114,6 +123,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	if s.opts.Limiter == nil {
 		s.opts.Limiter = limit.New(limit.NewMemory(), nil)
+	}
+	if s.opts.Budgets == nil {
+		s.opts.Budgets = budget.New(budget.NewMemory(), nil, s.log)
 	}
 	if err := s.prices.setFile(cfg); err != nil {
 		return nil, err
@@ -384,6 +396,11 @@ type exchange struct {
 	admitted bool
 	ticket   limit.Ticket
 	decision limit.Decision
+	// budget is what the call reserved against its budgets, to settle
+	// with its real cost when it ends; budgetDecision what the
+	// x-loom-budget-* headers report.
+	budget         budget.Reservation
+	budgetDecision budget.Decision
 	// cands are the call's candidate targets, in the order it tries them;
 	// fail is its last failed attempt, until the call moves on or answers
 	// with it; waited is the time its failed attempts spent upstream (not
@@ -430,6 +447,7 @@ func (s *Server) acquire() *exchange {
 		ex.in = nil
 	}
 	ex.admitted, ex.decision = false, limit.Decision{}
+	ex.budget, ex.budgetDecision = budget.Reservation{}, budget.Decision{}
 	ex.waited, ex.fail = 0, failure{}
 	ex.ep, ex.pathModel, ex.mode = nil, nil, modePass
 	if cap(ex.out) > maxKeptBody {
@@ -458,6 +476,7 @@ func (s *Server) finish(ex *exchange) {
 	}
 	s.priceCall(rec)
 	s.settle(ex)
+	s.settleBudget(ex)
 	s.rememberResponse(ex)
 	if rec.TenantID == "" {
 		// Refused before any tenant was known: counted and logged, not a

@@ -47,13 +47,14 @@ const (
 	ActionCredentialDelete = "credential.delete"
 	ActionKeyCreate        = "key.create"
 	ActionKeyRevoke        = "key.revoke"
+	ActionBudgetsSet       = "budgets.set"
 	ActionPriceAdd         = "price.add"
 	ActionPriceDelete      = "price.delete"
 )
 
 // Actions lists every action the store records, for readers and tests.
 var Actions = []string{ActionTenantCreate, ActionTenantUpdate, ActionTenantDelete, ActionModelsSet,
-	ActionCredentialSet, ActionCredentialDelete, ActionKeyCreate, ActionKeyRevoke, ActionPriceAdd, ActionPriceDelete}
+	ActionCredentialSet, ActionCredentialDelete, ActionKeyCreate, ActionKeyRevoke, ActionBudgetsSet, ActionPriceAdd, ActionPriceDelete}
 
 // Redacted stands for a secret in an entry.
 const Redacted = "[redacted]"
@@ -138,7 +139,8 @@ type Change struct {
 	Actor  Actor
 	Action string
 	// Target names what changed as a path that starts with its tenant:
-	// "acme", "acme/models", "acme/credentials/openai", "acme/keys/acme-ci";
+	// "acme", "acme/models", "acme/budgets", "acme/credentials/openai",
+	// "acme/keys/acme-ci", "acme/keys/acme-ci/budgets";
 	// or, for what is no tenant's, with "/": "/prices/gpt-4o:2026-01-01T00:00:00Z"
 	// (TargetTenant reads the tenant back).
 	Target string
@@ -163,6 +165,7 @@ func modelsTarget(tenant string) string          { return tenant + "/models" }
 func credentialTarget(tenant, dep string) string { return tenant + "/credentials/" + dep }
 func keyTarget(tenant, id string) string         { return tenant + "/keys/" + id }
 func priceTarget(id string) string               { return "/prices/" + id }
+func budgetsTarget(subject string) string        { return subject + "/budgets" }
 
 // changeOf begins the record of a change under ctx's actor, made now.
 func changeOf(ctx context.Context, action, target string) Change {
@@ -189,6 +192,7 @@ type tenantState struct {
 	ID          string            `json:"id"`
 	Content     contentState      `json:"content"`
 	Limits      limitsState       `json:"limits"`
+	Budgets     []tenancy.Budget  `json:"budgets,omitempty"`
 	Models      []modelState      `json:"models,omitempty"`
 	Credentials []credentialState `json:"credentials,omitempty"`
 	Keys        []keyState        `json:"keys,omitempty"`
@@ -226,13 +230,26 @@ type credentialState struct {
 // keyState is a key as ListKeys shows it: its id and prefix, never the
 // key or its hash.
 type keyState struct {
-	ID        string      `json:"id"`
-	TenantID  string      `json:"tenant_id"`
-	Prefix    string      `json:"prefix"`
-	ExpiresAt *time.Time  `json:"expires_at"`
-	RevokedAt *time.Time  `json:"revoked_at"`
-	Models    []string    `json:"models"`
-	Limits    limitsState `json:"limits"`
+	ID        string           `json:"id"`
+	TenantID  string           `json:"tenant_id"`
+	Prefix    string           `json:"prefix"`
+	ExpiresAt *time.Time       `json:"expires_at"`
+	RevokedAt *time.Time       `json:"revoked_at"`
+	Models    []string         `json:"models"`
+	Limits    limitsState      `json:"limits"`
+	Budgets   []tenancy.Budget `json:"budgets,omitempty"`
+}
+
+// budgetsState is a tenant's or a key's budgets: [] for none.
+type budgetsState struct {
+	Budgets []tenancy.Budget `json:"budgets"`
+}
+
+func budgetsStateOf(bs []tenancy.Budget) budgetsState {
+	if bs == nil {
+		bs = []tenancy.Budget{}
+	}
+	return budgetsState{Budgets: bs}
 }
 
 func tenantStateOf(id string, c tenancy.ContentPolicy, l tenancy.Limits) tenantState {
@@ -271,7 +288,8 @@ func credentialStateOf(deployment string, set bool) credentialState {
 }
 
 func keyStateOf(k Key) keyState {
-	out := keyState{ID: k.ID, TenantID: k.TenantID, Prefix: k.Prefix, Models: k.Models, Limits: limitsState(k.Limits)}
+	out := keyState{ID: k.ID, TenantID: k.TenantID, Prefix: k.Prefix, Models: k.Models, Limits: limitsState(k.Limits),
+		Budgets: k.Budgets}
 	if !k.ExpiresAt.IsZero() {
 		e := k.ExpiresAt.UTC()
 		out.ExpiresAt = &e

@@ -74,6 +74,12 @@ func TestStore_EveryChange_RecordedWithActorActionTargetAndRedactedStates(t *tes
 			key, err = e.st.CreateKey(ctx, "acme", store.KeySpec{ID: "acme-ci", Models: []string{"mini"}})
 			return err
 		}, want{store.ActionKeyCreate, "acme/keys/acme-ci", "", `"id":"acme-ci","tenant_id":"acme","prefix":"sk-loom-`}},
+		{func() error {
+			return e.st.SetTenantBudgets(ctx, "acme", []tenancy.Budget{{Period: tenancy.PeriodDay, Limit: "25.00"}})
+		}, want{store.ActionBudgetsSet, "acme/budgets", `{"budgets":[]}`, `{"budgets":[{"period":"day","limit":"25.00"}]}`}},
+		{func() error {
+			return e.st.SetKeyBudgets(ctx, "acme-ci", []tenancy.Budget{{Period: tenancy.PeriodMonth, Limit: "5", AlertAt: 0.5}})
+		}, want{store.ActionBudgetsSet, "acme/keys/acme-ci/budgets", `{"budgets":[]}`, `{"budgets":[{"period":"month","limit":"5","alert_at":0.5}]}`}},
 		{func() error { return e.st.RevokeKey(ctx, "acme-ci") },
 			want{store.ActionKeyRevoke, "acme/keys/acme-ci", `"revoked_at":null`, `"revoked_at":"20`}},
 		{func() error { return e.st.DeleteCredential(ctx, "acme", "openai") },
@@ -81,7 +87,7 @@ func TestStore_EveryChange_RecordedWithActorActionTargetAndRedactedStates(t *tes
 		{func() error { return e.st.SetCredential(ctx, "acme", "azure", credential) },
 			want{store.ActionCredentialSet, "acme/credentials/azure", `"set":false`, `"set":true`}},
 		{func() error { return e.st.DeleteTenant(ctx, "acme") },
-			want{store.ActionTenantDelete, "acme", `"credentials":[{"deployment":"azure","set":true,"api_key":"[redacted]"}],"keys":[{"id":"acme-ci"`, ""}},
+			want{store.ActionTenantDelete, "acme", `"models":[{"name":"mini","deployment":"openai","upstream_model":"gpt-4o-mini"}],"credentials":[{"deployment":"azure","set":true,"api_key":"[redacted]"}],"keys":[{"id":"acme-ci"`, ""}},
 		{func() error {
 			_, err := e.st.AddPrice(ctx, price.Entry{ID: "mini-2099", Model: "mini", Currency: "USD",
 				EffectiveFrom: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), Input: 150_000, Output: 600_000})

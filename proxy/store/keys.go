@@ -35,6 +35,7 @@ type Key struct {
 	RevokedAt time.Time // zero: not revoked
 	Models    []string
 	Limits    tenancy.Limits
+	Budgets   []tenancy.Budget
 }
 
 // PrefixLen is how much of a key is kept to tell keys apart: "sk-loom-"
@@ -146,15 +147,18 @@ func (s *Store) ListKeys(ctx context.Context, tenantID string) ([]Key, error) {
 // id.
 func readKeys(ctx context.Context, tx pgx.Tx, tenantID, id string) ([]Key, error) {
 	var out []Key
-	rows, _ := tx.Query(ctx, `SELECT id, tenant_id, prefix, created_at, expires_at, revoked_at, models, rpm, tpm, concurrent_streams
+	rows, _ := tx.Query(ctx, `SELECT id, tenant_id, prefix, created_at, expires_at, revoked_at, models, rpm, tpm, concurrent_streams, budgets
 FROM loom.api_keys WHERE tenant_id = $1 AND ($2 = '' OR id = $2) ORDER BY id`, tenantID, id)
 	var k Key
 	var expires, revoked *time.Time
 	_, err := pgx.ForEachRow(rows, []any{&k.ID, &k.TenantID, &k.Prefix, &k.CreatedAt, &expires, &revoked, &k.Models,
-		&k.Limits.RequestsPerMinute, &k.Limits.TokensPerMinute, &k.Limits.ConcurrentStreams}, func() error {
+		&k.Limits.RequestsPerMinute, &k.Limits.TokensPerMinute, &k.Limits.ConcurrentStreams, &k.Budgets}, func() error {
 		k.ExpiresAt, k.RevokedAt = orZero(expires), orZero(revoked)
+		if len(k.Budgets) == 0 {
+			k.Budgets = nil
+		}
 		out = append(out, k)
-		k.Models = nil // scanning into a non-nil slice would reuse it
+		k.Models, k.Budgets = nil, nil // scanning into a non-nil slice would reuse it
 		return nil
 	})
 	return out, err

@@ -43,14 +43,18 @@ func (s *Store) Load(ctx context.Context) ([]tenancy.Tenant, error) {
 func (s *Store) load(ctx context.Context, tx pgx.Tx) ([]tenancy.Tenant, error) {
 	var out []tenancy.Tenant
 	var t tenancy.Tenant
-	rows, _ := tx.Query(ctx, `SELECT id, content_capture, content_max_bytes, rpm, tpm, concurrent_streams
+	rows, _ := tx.Query(ctx, `SELECT id, content_capture, content_max_bytes, rpm, tpm, concurrent_streams, budgets
 FROM loom.tenants ORDER BY id`)
 	_, err := pgx.ForEachRow(rows, []any{&t.ID, &t.Content.Capture, &t.Content.MaxBytes,
-		&t.Limits.RequestsPerMinute, &t.Limits.TokensPerMinute, &t.Limits.ConcurrentStreams}, func() error {
+		&t.Limits.RequestsPerMinute, &t.Limits.TokensPerMinute, &t.Limits.ConcurrentStreams, &t.Budgets}, func() error {
 		if t.Content.MaxBytes == 0 {
 			t.Content.MaxBytes = tenancy.DefaultContentMaxBytes
 		}
+		if len(t.Budgets) == 0 {
+			t.Budgets = nil
+		}
 		out = append(out, t)
+		t.Budgets = nil // the next row must not decode into this one's slice
 		return nil
 	})
 	if err != nil {
@@ -79,10 +83,13 @@ func loadKeys(ctx context.Context, tx pgx.Tx, byID map[string]*tenancy.Tenant) e
 	var expires *time.Time
 	var dead bool
 	rows, _ := tx.Query(ctx, `SELECT tenant_id, id, sha256, prefix, expires_at, revoked_at IS NOT NULL,
-    revoked_at IS NOT NULL OR COALESCE(expires_at <= now(), false), models, rpm, tpm, concurrent_streams
+    revoked_at IS NOT NULL OR COALESCE(expires_at <= now(), false), models, rpm, tpm, concurrent_streams, budgets
 FROM loom.api_keys ORDER BY tenant_id, id`)
 	_, err := pgx.ForEachRow(rows, []any{&tenantID, &k.ID, &sum, &k.Prefix, &expires, &k.Revoked, &dead, &k.Models,
-		&k.Limits.RequestsPerMinute, &k.Limits.TokensPerMinute, &k.Limits.ConcurrentStreams}, func() error {
+		&k.Limits.RequestsPerMinute, &k.Limits.TokensPerMinute, &k.Limits.ConcurrentStreams, &k.Budgets}, func() error {
+		if len(k.Budgets) == 0 {
+			k.Budgets = nil
+		}
 		t := byID[tenantID]
 		k.SHA256, k.ExpiresAt = hex.EncodeToString(sum), orZero(expires)
 		if dead {
@@ -91,7 +98,7 @@ FROM loom.api_keys ORDER BY tenant_id, id`)
 			})
 		}
 		t.Keys = append(t.Keys, k)
-		k.Models = nil // the next row must not scan into this one's slice
+		k.Models, k.Budgets = nil, nil // the next row must not scan into this one's slice
 		return nil
 	})
 	return err

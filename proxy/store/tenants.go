@@ -37,6 +37,7 @@ type Tenant struct {
 	// Content is as stored: MaxBytes 0 means the default.
 	Content tenancy.ContentPolicy
 	Limits  tenancy.Limits
+	Budgets []tenancy.Budget
 	Models  []tenancy.Model
 	// Credentials are the deployments the tenant has its own credential
 	// for.
@@ -122,6 +123,7 @@ RETURNING id, content_capture, content_max_bytes, rpm, tpm, concurrent_streams`,
 		if err != nil {
 			return classify(err)
 		}
+		after.Budgets = before.Budgets // an update leaves them
 		c := changeOf(ctx, ActionTenantUpdate, tenantTarget(id))
 		if err := c.states(before, after); err != nil {
 			return err
@@ -191,11 +193,14 @@ func (s *Store) DeleteTenant(ctx context.Context, id string) error {
 // for the rest of tx.
 func lockedTenantState(ctx context.Context, tx pgx.Tx, id string) (tenantState, error) {
 	t := tenantState{ID: id}
-	err := tx.QueryRow(ctx, `SELECT content_capture, content_max_bytes, rpm, tpm, concurrent_streams
+	err := tx.QueryRow(ctx, `SELECT content_capture, content_max_bytes, rpm, tpm, concurrent_streams, budgets
 FROM loom.tenants WHERE id = $1 FOR UPDATE`, id).Scan(&t.Content.Capture, &t.Content.MaxBytes,
-		&t.Limits.RequestsPerMinute, &t.Limits.TokensPerMinute, &t.Limits.ConcurrentStreams)
+		&t.Limits.RequestsPerMinute, &t.Limits.TokensPerMinute, &t.Limits.ConcurrentStreams, &t.Budgets)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return t, fmt.Errorf("tenant %q: %w", id, ErrNotFound)
+	}
+	if len(t.Budgets) == 0 {
+		t.Budgets = nil
 	}
 	return t, err
 }
@@ -219,12 +224,16 @@ func (s *Store) ListTenants(ctx context.Context) ([]Tenant, error) { return s.te
 func (s *Store) tenants(ctx context.Context, id string) ([]Tenant, error) {
 	var out []Tenant
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		rows, _ := tx.Query(ctx, `SELECT id, created_at, updated_at, content_capture, content_max_bytes, rpm, tpm, concurrent_streams
+		rows, _ := tx.Query(ctx, `SELECT id, created_at, updated_at, content_capture, content_max_bytes, rpm, tpm, concurrent_streams, budgets
 FROM loom.tenants WHERE $1 = '' OR id = $1 ORDER BY id`, id)
 		var t Tenant
 		_, err := pgx.ForEachRow(rows, []any{&t.ID, &t.CreatedAt, &t.UpdatedAt, &t.Content.Capture, &t.Content.MaxBytes,
-			&t.Limits.RequestsPerMinute, &t.Limits.TokensPerMinute, &t.Limits.ConcurrentStreams}, func() error {
+			&t.Limits.RequestsPerMinute, &t.Limits.TokensPerMinute, &t.Limits.ConcurrentStreams, &t.Budgets}, func() error {
+			if len(t.Budgets) == 0 {
+				t.Budgets = nil
+			}
 			out = append(out, t)
+			t.Budgets = nil // the next row must not decode into this one's slice
 			return nil
 		})
 		if err != nil {

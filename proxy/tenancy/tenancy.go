@@ -29,6 +29,8 @@ type Tenant struct {
 	Content ContentPolicy
 	// Limits apply to the tenant as a whole, all its keys together.
 	Limits Limits
+	// Budgets cap the tenant's spend, all its keys together, per period.
+	Budgets []Budget
 	// Credentials are the tenant's own provider credentials.
 	Credentials []Credential
 }
@@ -48,6 +50,8 @@ type Key struct {
 	Models []string `yaml:"models"`
 	// Limits apply to this key alone, inside its tenant's.
 	Limits Limits `yaml:"limits"`
+	// Budgets cap this key's spend per period, inside its tenant's.
+	Budgets []Budget `yaml:"budgets"`
 }
 
 // Model maps a public model name to the deployments that serve it: one
@@ -115,6 +119,69 @@ type Limits struct {
 	RequestsPerMinute int `yaml:"requests_per_minute"`
 	TokensPerMinute   int `yaml:"tokens_per_minute"`
 	ConcurrentStreams int `yaml:"concurrent_streams"`
+}
+
+// Budget caps spend over one period, in the price catalog's currency.
+type Budget struct {
+	// Period is "day" or "month", in UTC.
+	Period string `yaml:"period" json:"period"`
+	// Limit is an exact decimal amount ("25.00"); see ParseAmount.
+	Limit string `yaml:"limit" json:"limit"`
+	// AlertAt is the fraction of Limit (0 < AlertAt <= 1) at which spend
+	// is reported once per period; 0 means DefaultAlertAt.
+	AlertAt float64 `yaml:"alert_at" json:"alert_at,omitempty"`
+}
+
+// Budget periods.
+const (
+	PeriodDay   = "day"
+	PeriodMonth = "month"
+)
+
+// DefaultAlertAt is a budget's alert threshold when it sets none.
+const DefaultAlertAt = 0.8
+
+// AmountScale is the number of amount units in one currency unit: amounts
+// are int64 counts of 1e-12 of the currency, exact for any price per token.
+const AmountScale = 1_000_000_000_000
+
+// maxAmountUnits bounds the integer part of an amount so that it fits an
+// int64 of 1e-12 units with room to add calls to it.
+const maxAmountUnits = 1_000_000
+
+// ErrAmount is ParseAmount's error.
+var ErrAmount = errors.New("must be a decimal amount such as 25.00, at least 0, below 1000000, with at most 12 decimals")
+
+// ParseAmount reads an exact decimal amount ("25", "25.00", "0.0005") into
+// units of 1e-12 (AmountScale per currency unit). It reads no float: "0.1"
+// is exactly 100_000_000_000.
+func ParseAmount(s string) (int64, error) {
+	whole, frac, dot := strings.Cut(s, ".")
+	if whole == "" && (!dot || frac == "") || len(frac) > 12 || len(whole) > 7 {
+		return 0, ErrAmount
+	}
+	var w, f int64
+	for _, c := range []byte(whole) {
+		if c < '0' || c > '9' {
+			return 0, ErrAmount
+		}
+		w = w*10 + int64(c-'0')
+	}
+	if dot && frac == "" {
+		return 0, ErrAmount
+	}
+	scale := int64(AmountScale)
+	for _, c := range []byte(frac) {
+		if c < '0' || c > '9' {
+			return 0, ErrAmount
+		}
+		scale /= 10
+		f += int64(c-'0') * scale
+	}
+	if w >= maxAmountUnits {
+		return 0, ErrAmount
+	}
+	return w*AmountScale + f, nil
 }
 
 // ContentPolicy decides whether a tenant's prompts and completions are put
@@ -215,6 +282,7 @@ func (v *validator) tenant(f string, t Tenant) {
 		}
 		v.hashes[strings.ToLower(k.SHA256)] = true
 		v.limits(kf+".limits", k.Limits)
+		v.budgets(kf+".budgets", k.Budgets)
 		for _, m := range k.Models {
 			if !hasModel(t, m) {
 				v.bad(kf+".models", "%q is not one of the tenant's models", m)
@@ -225,6 +293,7 @@ func (v *validator) tenant(f string, t Tenant) {
 		v.bad(field(f, "content.max_bytes"), "must not be negative")
 	}
 	v.limits(field(f, "limits"), t.Limits)
+	v.budgets(field(f, "budgets"), t.Budgets)
 	for j, cr := range t.Credentials {
 		cf := field(f, fmt.Sprintf("credentials[%d]", j))
 		if !v.hasDeployment(cr.Deployment) {
@@ -303,6 +372,36 @@ func ValidateRouting(f string, r Routing, bad func(field, format string, args ..
 func (v *validator) limits(f string, l Limits) {
 	if l.RequestsPerMinute < 0 || l.TokensPerMinute < 0 || l.ConcurrentStreams < 0 {
 		v.bad(f, "limits must not be negative")
+	}
+}
+
+// ValidateBudgets reports the problems of one subject's budgets, each a
+// FieldError named under f ("budgets[0].limit: ...").
+func ValidateBudgets(f string, bs []Budget) error {
+	v := newValidator(func(string) bool { return false })
+	v.budgets(f, bs)
+	return errors.Join(v.errs...)
+}
+
+// budgets checks a subject's budgets: a known period, at most one budget
+// per period, an exact limit, a threshold within (0, 1].
+func (v *validator) budgets(f string, bs []Budget) {
+	seen := map[string]bool{}
+	for i, b := range bs {
+		bf := fmt.Sprintf("%s[%d]", f, i)
+		switch {
+		case b.Period != PeriodDay && b.Period != PeriodMonth:
+			v.bad(bf+".period", "must be %q or %q, got %q", PeriodDay, PeriodMonth, b.Period)
+		case seen[b.Period]:
+			v.bad(bf+".period", "a second %s budget (one per period)", b.Period)
+		}
+		seen[b.Period] = true
+		if _, err := ParseAmount(b.Limit); err != nil {
+			v.bad(bf+".limit", "%q %v", b.Limit, err)
+		}
+		if b.AlertAt < 0 || b.AlertAt > 1 || b.AlertAt != b.AlertAt {
+			v.bad(bf+".alert_at", "must be a fraction of the limit between 0 and 1, got %v", b.AlertAt)
+		}
 	}
 }
 

@@ -106,3 +106,41 @@ func TestValidateTenant_EachProblemIsAFieldError_NamingItsField(t *testing.T) {
 		t.Fatalf("ValidateTenant = %v (%+v); want a FieldError on models[0].deployments[0].weight", err, fe)
 	}
 }
+
+func TestValidate_Budgets_EachProblemNamedByField(t *testing.T) {
+	tenants := []tenancy.Tenant{{
+		ID: "acme",
+		Budgets: []tenancy.Budget{
+			{Period: "day", Limit: "25.00"},
+			{Period: "week", Limit: "1"},
+			{Period: "day", Limit: "2.5.0", AlertAt: 1.5},
+		},
+		Keys: []tenancy.Key{{ID: "k", SHA256: hashA, Budgets: []tenancy.Budget{{Period: "month", Limit: "-3"}}}},
+	}}
+	want := strings.Join([]string{
+		`tenants[0].keys[0].budgets[0].limit: "-3" ` + tenancy.ErrAmount.Error(),
+		`tenants[0].budgets[1].period: must be "day" or "month", got "week"`,
+		"tenants[0].budgets[2].period: a second day budget (one per period)",
+		`tenants[0].budgets[2].limit: "2.5.0" ` + tenancy.ErrAmount.Error(),
+		"tenants[0].budgets[2].alert_at: must be a fraction of the limit between 0 and 1, got 1.5",
+	}, "\n")
+	if err := tenancy.Validate(tenants, onlyOA); err == nil || err.Error() != want {
+		t.Fatalf("Validate =\n%v\nwant\n%s", err, want)
+	}
+}
+
+func TestParseAmount_ExactDecimalsOnly(t *testing.T) {
+	for in, want := range map[string]int64{
+		"25.00": 25_000_000_000_000, "0.1": 100_000_000_000, "0.000000000001": 1, "7": 7_000_000_000_000,
+		".5": 500_000_000_000, "999999.999999999999": 999_999_999_999_999_999,
+	} {
+		if got, err := tenancy.ParseAmount(in); err != nil || got != want {
+			t.Errorf("ParseAmount(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", ".", "1.", "+1", "-1", "1e3", "0x10", "1 000", "1000000", "0.0000000000001", "NaN"} {
+		if _, err := tenancy.ParseAmount(in); !errors.Is(err, tenancy.ErrAmount) {
+			t.Errorf("ParseAmount(%q) accepted (err %v)", in, err)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/loom-gateway/loom/proxy/budget"
 	"github.com/loom-gateway/loom/proxy/call"
 	"github.com/loom-gateway/loom/proxy/internal/json"
 	"github.com/loom-gateway/loom/proxy/limit"
@@ -37,6 +38,9 @@ type Key struct {
 	// Limit is the key's own rate-limit subject. Its id is stable across
 	// snapshots, so a reload keeps the counts.
 	Limit limit.Subject
+	// Budget is the key's own spend caps (no rules: none); its id is stable
+	// across snapshots, so a reload keeps the spend.
+	Budget budget.Subject
 	// expires is when the key stops working (Unix ns); 0 never.
 	expires int64
 	// models restricts the key to some of its tenant's models; nil allows
@@ -51,6 +55,8 @@ type Tenant struct {
 	ID string
 	// Limit is the tenant's rate-limit subject, all its keys together.
 	Limit limit.Subject
+	// Budget is the tenant's spend caps, all its keys together.
+	Budget budget.Subject
 	// Content is the tenant's prompt and completion capture policy.
 	Content    tenancy.ContentPolicy
 	routes     map[string]*Route
@@ -131,6 +137,11 @@ func Build(tenants []tenancy.Tenant, deployments map[string]*upstream.Deployment
 	created := time.Now().Unix()
 	for _, tc := range tenants {
 		t := &Tenant{ID: tc.ID, Content: tc.Content, Limit: limit.Subject{ID: "t:" + tc.ID, Rule: limit.RuleOf(tc.Limits)}, routes: map[string]*Route{}, modelJSON: map[string][]byte{}}
+		rules, err := budget.RulesOf(tc.Budgets)
+		if err != nil {
+			return nil, fmt.Errorf("tenant %s: %w", tc.ID, err)
+		}
+		t.Budget = budget.Subject{ID: "t:" + tc.ID, TenantID: tc.ID, Rules: rules}
 		own := map[string]string{}
 		for _, c := range tc.Credentials {
 			own[c.Deployment] = c.APIKey
@@ -184,6 +195,11 @@ func Build(tenants []tenancy.Tenant, deployments map[string]*upstream.Deployment
 				return nil, fmt.Errorf("tenant %s key %s: %w", tc.ID, k.ID, err)
 			}
 			key := &Key{ID: k.ID, Tenant: t, Limit: limit.Subject{ID: "k:" + k.ID, Rule: limit.RuleOf(k.Limits)}}
+			rules, err := budget.RulesOf(k.Budgets)
+			if err != nil {
+				return nil, fmt.Errorf("tenant %s key %s: %w", tc.ID, k.ID, err)
+			}
+			key.Budget = budget.Subject{ID: "k:" + k.ID, TenantID: tc.ID, KeyID: k.ID, Rules: rules}
 			if !k.ExpiresAt.IsZero() {
 				key.expires = k.ExpiresAt.UnixNano()
 			}

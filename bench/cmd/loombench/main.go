@@ -35,6 +35,7 @@ func run(args []string) int {
 	fs.IntVar(&o.PipelineNice, "pipeline-nice", 10, "niceness of the span pipeline (otelcol-loom, Postgres), which shares the machine with Loom; 0: Loom's own")
 	fs.BoolVar(&o.Profile, "profile", false, "save a CPU profile of Loom while the long streams are all open (loom-streams.cpu.pprof beside the report)")
 	fs.BoolVar(&o.PipelineIdle, "pipeline-idle", false, "run the span pipeline (otelcol-loom, Postgres) under SCHED_IDLE: only on CPU time nothing else wants")
+	fs.BoolVar(&o.NoBilling, "no-billing", false, "leave out the bench models' prices and the tenants' and keys' budgets (in memory), which are on by default")
 	procs := fs.Int("loom-procs", -1, "GOMAXPROCS for Loom (0: all cores; default 1 in streams mode, all cores otherwise)")
 	fs.IntVar(&o.Streams.Streams, "streams", 0, "long streams: how many at once (default: the mode's; the issue's full size is 5000)")
 	fs.DurationVar(&o.Streams.Duration, "stream-duration", 0, "long streams: how long each lasts (the issue's: 30s)")
