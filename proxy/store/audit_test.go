@@ -191,3 +191,57 @@ func TestStore_NoActor_RecordedAsUnattributed(t *testing.T) {
 		t.Errorf("recorded %+v, want one change by %q", got, store.ActorUnattributed)
 	}
 }
+
+// More entries than one page of the read, of two tenants: the newest come
+// first, a tenant's alone when asked, and a window keeps From and drops To.
+func TestAudit_ManyEntries_NewestFirstByTenantAndWindow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	base := time.Now().UTC().Truncate(time.Millisecond)
+	var entries []ledger.Entry
+	for i := range 1200 {
+		tenant := "acme"
+		if i%2 == 1 {
+			tenant = "globex"
+		}
+		entries = append(entries, ledger.Entry{Chain: ledger.SystemChain, Kind: ledger.KindAdmin, Admin: ledger.Admin{
+			RequestID: fmt.Sprintf("r%d", i), Time: base.Add(time.Duration(i) * time.Millisecond), Actor: "operator:bulk",
+			Action: store.ActionTenantUpdate, Tenant: tenant, Target: tenant, After: []byte(fmt.Sprintf(`{"n":%d}`, i)),
+		}})
+	}
+	tx, err := e.db.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ledger.Append(t.Context(), tx, entries...); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	all, err := e.st.Audit(t.Context(), store.AuditQuery{Limit: store.MaxAuditLimit})
+	if err != nil || len(all) != store.MaxAuditLimit || all[0].Seq != 1200 || all[len(all)-1].Seq != 201 {
+		t.Fatalf("Audit(limit %d) = %d entries from seq %d, %v; want 1200 down to 201", store.MaxAuditLimit, len(all), all[0].Seq, err)
+	}
+	if a := all[0]; a.Actor != (store.Actor{Kind: store.ActorOperator, ID: "bulk", RequestID: "r1199"}) || string(a.After) != `{"n":1199}` ||
+		!a.Time.Equal(base.Add(1199*time.Millisecond)) || a.Before != nil {
+		t.Errorf("the newest entry read back as %+v", a)
+	}
+	acme, err := e.st.Audit(t.Context(), store.AuditQuery{Tenant: "acme", Limit: store.MaxAuditLimit})
+	if err != nil || len(acme) != 600 {
+		t.Fatalf("acme's entries: %d, %v; want 600", len(acme), err)
+	}
+	for _, a := range acme {
+		if a.Target != "acme" {
+			t.Fatalf("acme's entries hold %s", a.Target)
+		}
+	}
+	window, err := e.st.Audit(t.Context(), store.AuditQuery{From: base.Add(100 * time.Millisecond), To: base.Add(200 * time.Millisecond)})
+	if err != nil || len(window) != 100 || window[0].Seq != 200 || window[99].Seq != 101 {
+		t.Errorf("the window [100ms, 200ms): %d entries, %v; want seqs 200 down to 101", len(window), err)
+	}
+	if def, err := e.st.Audit(t.Context(), store.AuditQuery{}); err != nil || len(def) != store.DefaultAuditLimit {
+		t.Errorf("the default limit: %d entries, %v; want %d", len(def), err, store.DefaultAuditLimit)
+	}
+}
