@@ -6,23 +6,27 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/loom-gateway/loom/bench/mockupstream"
 	"github.com/loom-gateway/loom/deploy/pgserver"
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
 	"github.com/loom-gateway/loom/proxy/cli"
 	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/ledger"
 	"github.com/loom-gateway/loom/proxy/logtest"
 	"github.com/loom-gateway/loom/proxy/schema"
 	"github.com/loom-gateway/loom/proxy/secret"
@@ -81,7 +85,8 @@ func startTenancy(t *testing.T, withCollector bool, before ...func(*tenancy)) *t
 		t.Fatal(err)
 	}
 	t.Cleanup(ts.store.Close)
-	ctx := t.Context()
+	// Changes are recorded in the admin audit log as this operator's.
+	ctx := store.WithActor(t.Context(), store.Actor{Kind: store.ActorOperator, ID: "e2e-setup"})
 	for id, own := range map[string]string{"acme": acmeUpstream, "globex": globexUpstream} {
 		if err := ts.store.CreateTenant(ctx, store.TenantSpec{ID: id}); err != nil {
 			t.Fatal(err)
@@ -223,7 +228,8 @@ func TestIsolation_TwoTenants(t *testing.T) {
 	}
 
 	// Revocation on a running proxy: refused within a second.
-	if err := ts.store.RevokeKey(t.Context(), ts.keyIDs["acme"]); err != nil {
+	revoker := store.WithActor(t.Context(), store.Actor{Kind: store.ActorOperator, ID: "e2e-revoker", RequestID: "revoke-acme-1"})
+	if err := ts.store.RevokeKey(revoker, ts.keyIDs["acme"]); err != nil {
 		t.Fatal(err)
 	}
 	revoked := time.Now()
@@ -278,7 +284,7 @@ func TestIsolation_TwoTenants(t *testing.T) {
 	if err := db.QueryRow(t.Context(), `select count(*) from loom.spans where kind = 'client' and tenant_id is not null`).Scan(&clients); err != nil || clients == 0 {
 		t.Fatalf("%d client spans (%v)", clients, err)
 	}
-	waitRows(t, db, clients, 60*time.Second, `select count(*) from loom.ledger_entries`)
+	waitRows(t, db, clients, 60*time.Second, `select count(*) from loom.ledger_entries where kind = 'call'`)
 	for _, tenant := range []string{"acme", "globex"} {
 		var mine, others int64
 		err := schema.ReadAsTenant(t.Context(), db, tenant, 0, func(tx pgx.Tx) error {
@@ -316,6 +322,55 @@ where table_schema = 'loom' and table_name = $1 and data_type = 'bytea'`, table)
 		for what, s := range secrets {
 			if strings.Contains(text, s) {
 				t.Errorf("%s holds the %s", where, what)
+			}
+		}
+	}
+	checkAdminAudit(t, ts, db)
+}
+
+// checkAdminAudit checks that every admin change the suite made is in the
+// system chain as its operator's, with the credentials redacted, and that
+// each tenant reads its own tenant's entries and no other's.
+func checkAdminAudit(t *testing.T, ts *tenancy, db *pgxpool.Pool) {
+	t.Helper()
+	entries, err := ts.store.Audit(t.Context(), store.AuditQuery{Limit: store.MaxAuditLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]store.AuditEntry{}
+	for _, e := range entries {
+		got[e.Actor.Kind+":"+e.Actor.ID+" "+e.Action+" "+e.Target] = e
+	}
+	for _, id := range []string{"acme", "globex"} {
+		for _, want := range []string{"operator:e2e-setup tenant.create " + id, "operator:e2e-setup models.set " + id + "/models",
+			"operator:e2e-setup credential.set " + id + "/credentials/mock", "operator:e2e-setup key.create " + id + "/keys/" + ts.keyIDs[id]} {
+			if _, ok := got[want]; !ok {
+				t.Errorf("the audit log lacks %q; it has %v", want, slices.Collect(maps.Keys(got)))
+			}
+		}
+		if e := got["operator:e2e-setup credential.set "+id+"/credentials/mock"]; string(e.After) != `{"deployment":"mock","set":true,"api_key":"[redacted]"}` {
+			t.Errorf("%s's credential.set recorded after = %s", id, e.After)
+		}
+	}
+	if e, ok := got["operator:e2e-revoker key.revoke acme/keys/"+ts.keyIDs["acme"]]; !ok || e.Actor.RequestID != "revoke-acme-1" {
+		t.Errorf("the revocation is not in the audit log with its request id: %+v", e)
+	}
+	if rep, err := ledger.Verify(t.Context(), db, ledger.VerifyOptions{Chain: ledger.SystemChain}); err != nil || !rep.OK() || rep.Entries < 9 {
+		t.Errorf("the system chain does not verify: %+v, %v", rep, err)
+	}
+	for _, tenant := range []string{"acme", "globex"} {
+		var own []store.AuditEntry
+		err := schema.ReadAsTenant(t.Context(), db, tenant, 0, func(tx pgx.Tx) error {
+			var err error
+			own, err = store.ReadAudit(t.Context(), tx, store.AuditQuery{})
+			return err
+		})
+		if err != nil || len(own) < 4 {
+			t.Fatalf("%s reads %d audit entries (err %v), want its own 4 or more", tenant, len(own), err)
+		}
+		for _, e := range own {
+			if store.TargetTenant(e.Target) != tenant {
+				t.Errorf("%s reads another tenant's audit entry: %s %s", tenant, e.Action, e.Target)
 			}
 		}
 	}

@@ -4,9 +4,12 @@
 // their models, limits, content policy, provider credentials and API keys,
 // and the store's price entries.
 //
-// Every request needs the admin token as a bearer token. The API must never
-// log a token, an API key or a credential, nor echo a credential back; an
-// API key appears once, in the answer to the request that made it.
+// Every request needs the admin token as a bearer token, and has a request
+// id (X-Request-Id). Every change it makes is recorded in the admin audit
+// log (GET /admin/audit) under the token's id and that request id. The
+// API must never log a token, an API key or a credential, nor echo a
+// credential back; an API key appears once, in the answer to the request
+// that made it.
 package admin
 
 import (
@@ -32,16 +35,17 @@ const maxBody = 1 << 20
 var _ http.Handler = (*api)(nil)
 
 type api struct {
-	st    *store.Store
-	token [32]byte // SHA-256 of the admin token
-	log   *slog.Logger
-	mux   *http.ServeMux
+	st      *store.Store
+	token   [32]byte // SHA-256 of the admin token
+	tokenID string   // TokenID(token): who the audit log says made a change
+	log     *slog.Logger
+	mux     *http.ServeMux
 }
 
 // New returns the admin API over st. tokenSHA256 is the SHA-256 of the
 // token that requests must present (see TokenSHA256).
 func New(st *store.Store, tokenSHA256 [32]byte, log *slog.Logger) http.Handler {
-	a := &api{st: st, token: tokenSHA256, log: log, mux: http.NewServeMux()}
+	a := &api{st: st, token: tokenSHA256, tokenID: TokenID(tokenSHA256), log: log, mux: http.NewServeMux()}
 	for pattern, h := range map[string]func(http.ResponseWriter, *http.Request) error{
 		"GET /admin/tenants":                                  a.listTenants,
 		"POST /admin/tenants":                                 a.createTenant,
@@ -59,6 +63,7 @@ func New(st *store.Store, tokenSHA256 [32]byte, log *slog.Logger) http.Handler {
 		"GET /admin/prices":                                   a.listPrices,
 		"POST /admin/prices":                                  a.addPrice,
 		"DELETE /admin/prices/{id}":                           a.deletePrice,
+		"GET /admin/audit":                                    a.audit,
 		"/":                                                   a.unknown,
 	} {
 		a.mux.Handle(pattern, handler(h))
@@ -88,8 +93,36 @@ func (r *recorder) WriteHeader(status int) {
 	r.ResponseWriter.WriteHeader(status)
 }
 
+// TokenID names the admin token in the audit log: the first 12 hex digits
+// of its SHA-256, stable across restarts and useless for logging in.
+func TokenID(tokenSHA256 [32]byte) string { return hex.EncodeToString(tokenSHA256[:6]) }
+
+// RequestIDHeader carries a request's id: the client's if it sent a
+// usable one, else a new one; echoed on every answer and recorded with
+// each change the request makes.
+const RequestIDHeader = "X-Request-Id"
+
+// maxRequestID bounds a client's request id.
+const maxRequestID = 128
+
+// requestID is the client's id if it is 1 to maxRequestID printable ASCII
+// characters, else a new one: the id lands in logs and the audit log.
+func requestID(sent string) string {
+	if sent == "" || len(sent) > maxRequestID {
+		return store.NewRequestID()
+	}
+	for i := 0; i < len(sent); i++ {
+		if sent[i] <= ' ' || sent[i] > '~' {
+			return store.NewRequestID()
+		}
+	}
+	return sent
+}
+
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	begun := time.Now()
+	rid := requestID(r.Header.Get(RequestIDHeader))
+	w.Header().Set(RequestIDHeader, rid)
 	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 	if !a.authorized(r) {
 		// No detail: whether the header was missing or wrong is no one's
@@ -99,12 +132,14 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"missing or invalid admin token: send Authorization: Bearer <admin token>")
 	} else {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		r = r.WithContext(store.WithActor(r.Context(), store.Actor{Kind: store.ActorAdminToken, ID: a.tokenID, RequestID: rid}))
 		a.mux.ServeHTTP(rec, r)
 	}
 	if rec.err != nil {
 		a.writeError(rec, r, rec.err)
 	}
-	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(begun).Round(time.Microsecond)}
+	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(begun).Round(time.Microsecond),
+		"request_id", rid}
 	switch {
 	case rec.status >= 500:
 		a.log.Error("admin request", append(attrs, "err", rec.err)...)
@@ -139,6 +174,8 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			fmt.Sprintf("request body is larger than %d bytes", maxBody))
 	case errors.Is(err, store.ErrNotFound):
 		e = apierror.New(http.StatusNotFound, apierror.TypeInvalidRequest, "not_found", "", err.Error())
+	case errors.Is(err, store.ErrRequestIDReused):
+		e = apierror.New(http.StatusConflict, apierror.TypeInvalidRequest, "request_id_reused", "", err.Error())
 	case errors.Is(err, store.ErrExists):
 		e = apierror.New(http.StatusConflict, apierror.TypeInvalidRequest, "already_exists", "", err.Error())
 	case errors.Is(err, store.ErrInUse):

@@ -29,6 +29,7 @@ const token = "loom-admin-token-do-not-log"
 // response body and log line kept for the secret scan.
 type fixture struct {
 	t      *testing.T
+	url    string // the database's
 	st     *store.Store
 	h      http.Handler
 	logs   *logtest.Buffer
@@ -43,14 +44,49 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(t.Context(), migratedDatabase(t), box)
+	url := migratedDatabase(t)
+	st, err := store.Open(t.Context(), url, box)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
 	logs := &logtest.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	return &fixture{t: t, st: st, h: admin.New(st, sha256.Sum256([]byte(token)), log), logs: logs}
+	return &fixture{t: t, url: url, st: st, h: admin.New(st, sha256.Sum256([]byte(token)), log), logs: logs}
+}
+
+// ledgerBytes is every ledger table's rows as JSON, and the canonical
+// bytes of every entry raw (row_to_json writes bytea as hex, which a scan
+// for a plaintext would read past).
+func (f *fixture) ledgerBytes() string {
+	f.t.Helper()
+	conn, err := pgx.Connect(f.t.Context(), f.url)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var b strings.Builder
+	rows, _ := conn.Query(f.t.Context(), `SELECT table_name FROM information_schema.tables WHERE table_schema = 'loom' AND table_name LIKE 'ledger%'`)
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(tables) == 0 {
+		f.t.Fatalf("ledger tables %v: %v", tables, err)
+	}
+	for _, table := range tables {
+		var dump string
+		if err := conn.QueryRow(f.t.Context(), `SELECT coalesce(string_agg(row_to_json(t)::text, E'\n'), '') FROM loom.`+pgx.Identifier{table}.Sanitize()+` t`).Scan(&dump); err != nil {
+			f.t.Fatal(err)
+		}
+		b.WriteString(dump)
+	}
+	rows, _ = conn.Query(f.t.Context(), `SELECT canonical FROM loom.ledger_entries`)
+	canon, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, c := range canon {
+		b.Write(c)
+	}
+	return b.String()
 }
 
 // migratedDatabase is the URL of a fresh database with the schema (the

@@ -150,4 +150,28 @@ func TestAdmin_TenantModelsCredentialKeys_NothingSecretLeaks(t *testing.T) {
 	if !strings.Contains(f.logs.String(), "path=/admin/tenants/acme/keys") {
 		t.Errorf("requests are not logged:\n%s", f.logs.String())
 	}
+
+	// Every change above is in the audit log, the admin token's, in order,
+	// and the ledger holds no secret.
+	var audit list[auditBody]
+	f.call("GET", "/admin/audit", "", http.StatusOK, &audit)
+	var got []string
+	for _, e := range slices.Backward(audit.Data) {
+		if e.Actor.Kind != "admin_token" || e.Actor.ID == "" || e.RequestID == "" {
+			t.Errorf("entry %s %s: actor %+v, request id %q", e.Action, e.Target, e.Actor, e.RequestID)
+		}
+		got = append(got, e.Action+" "+e.Target)
+	}
+	want := []string{"tenant.create acme", "tenant.update acme", "models.set acme/models", "credential.set acme/credentials/openai",
+		"key.create acme/keys/acme-ci", "key.create acme/keys/" + other.ID, "key.revoke acme/keys/acme-ci",
+		"credential.delete acme/credentials/openai", "tenant.delete acme"}
+	if !slices.Equal(got, want) {
+		t.Errorf("audit log, oldest first:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	ledger := f.ledgerBytes()
+	for what, s := range inLog {
+		if strings.Contains(ledger, s) {
+			t.Errorf("the ledger holds the %s", what)
+		}
+	}
 }

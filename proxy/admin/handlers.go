@@ -189,6 +189,25 @@ func (a *api) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	return noContent(w)
 }
 
+// audit answers GET /admin/audit?tenant=T&from=&to=&limit=: the admin
+// audit log's entries, newest first (from and to are RFC 3339; limit at
+// most store.MaxAuditLimit).
+func (a *api) audit(w http.ResponseWriter, r *http.Request) error {
+	q, err := auditQuery(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	entries, err := a.st.Audit(r.Context(), q)
+	if err != nil {
+		return err
+	}
+	out := make([]auditJSON, len(entries))
+	for i, e := range entries {
+		out[i] = auditOut(e)
+	}
+	return writeJSON(w, http.StatusOK, list(out))
+}
+
 // setTenantBudgets replaces the tenant's budgets and answers with the
 // tenant.
 func (a *api) setTenantBudgets(w http.ResponseWriter, r *http.Request) error {

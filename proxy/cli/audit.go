@@ -16,6 +16,7 @@ import (
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/internal/json"
 	"github.com/loom-gateway/loom/proxy/schema"
+	"github.com/loom-gateway/loom/proxy/store"
 )
 
 // ErrIncomplete is what `loom audit completeness` returns when a run lost
@@ -36,6 +37,8 @@ func audit(ctx context.Context, args []string, std Stdio) error {
 			return auditPubkey(args[1:], std)
 		case "keygen":
 			return auditKeygen(args[1:], std)
+		case "log":
+			return auditLog(ctx, args[1:], std)
 		}
 	}
 	fmt.Fprint(std.Err, usage)
@@ -143,4 +146,95 @@ func spansDatabase(path string) (database, error) {
 	}
 	// databases lists the store first; the spans live in the console's.
 	return dbs[len(dbs)-1], nil
+}
+
+// auditLog is `loom audit log`: the admin audit log's entries, newest
+// first, from the tenant store's database (where the changes are made).
+func auditLog(ctx context.Context, args []string, std Stdio) error {
+	c := newCommand("audit log", std)
+	tenantID := c.fs.String("tenant", "", "only the entries whose target is this tenant's")
+	from := c.fs.String("from", "", "only entries at or after this RFC 3339 time")
+	to := c.fs.String("to", "", "only entries before this RFC 3339 time")
+	limit := c.fs.Int("limit", store.DefaultAuditLimit, fmt.Sprintf("at most this many entries, the newest (at most %d)", store.MaxAuditLimit))
+	asJSON := c.fs.Bool("json", false, "print JSON lines instead of text")
+	if _, err := c.parse(args, 0); err != nil {
+		return err
+	}
+	q := store.AuditQuery{Tenant: *tenantID, Limit: *limit}
+	for _, p := range []struct {
+		flag, v string
+		t       *time.Time
+	}{{"-from", *from, &q.From}, {"-to", *to, &q.To}} {
+		if p.v == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, p.v)
+		if err != nil {
+			fmt.Fprintf(std.Err, "loom audit log: %s %q is not an RFC 3339 time (like 2026-12-05T21:00:00Z)\n", p.flag, p.v)
+			return ErrUsage
+		}
+		*p.t = t
+	}
+	if *limit < 1 || *limit > store.MaxAuditLimit {
+		fmt.Fprintf(std.Err, "loom audit log: -limit must be 1 to %d\n", store.MaxAuditLimit)
+		return ErrUsage
+	}
+	return withStore(ctx, c, func(ctx context.Context, st *store.Store) error {
+		entries, err := st.Audit(ctx, q)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printAuditJSON(std.Out, entries)
+		}
+		for _, e := range entries {
+			fmt.Fprintf(std.Out, "%s  %s:%s  request %s  %s  %s\n  before: %s\n  after:  %s\n",
+				e.Time.UTC().Format(time.RFC3339Nano), e.Actor.Kind, e.Actor.ID, orDash(e.Actor.RequestID), e.Action, e.Target,
+				e.Before, e.After)
+		}
+		if len(entries) == 0 {
+			fmt.Fprintln(std.Out, "no changes recorded")
+		}
+		return nil
+	})
+}
+
+// auditLine is one entry as `audit log -json` prints it: the admin API's
+// fields.
+type auditLine struct {
+	Seq       int64     `json:"seq"`
+	Time      time.Time `json:"time"`
+	ActorKind string    `json:"actor_kind"`
+	ActorID   string    `json:"actor_id"`
+	RequestID string    `json:"request_id"`
+	Action    string    `json:"action"`
+	Tenant    string    `json:"tenant"`
+	Target    string    `json:"target"`
+	Before    rawJSON   `json:"before"`
+	After     rawJSON   `json:"after"`
+}
+
+// rawJSON is JSON already encoded, written as it is.
+type rawJSON []byte
+
+func (r rawJSON) MarshalJSON() ([]byte, error) {
+	if len(r) == 0 {
+		return []byte("null"), nil
+	}
+	return r, nil
+}
+
+func printAuditJSON(w io.Writer, entries []store.AuditEntry) error {
+	for _, e := range entries {
+		b, err := json.Marshal(auditLine{Seq: e.Seq, Time: e.Time.UTC(), ActorKind: e.Actor.Kind, ActorID: e.Actor.ID,
+			RequestID: e.Actor.RequestID, Action: e.Action, Tenant: store.TargetTenant(e.Target), Target: e.Target,
+			Before: rawJSON(e.Before), After: rawJSON(e.After)})
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "%s\n", b); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -46,6 +46,9 @@ Usage:
                                                         one chain's entries, checkpoints and public key as a bundle
   loom audit pubkey [-key-file F]                       print the ledger signing key's public key ($LOOM_LEDGER_KEY)
   loom audit keygen -out FILE                           make a ledger signing key file (0600)
+  loom audit log [-config FILE] [-tenant T] [-from TIME] [-to TIME] [-limit N] [-json]
+                                                        the admin audit log: who changed what in the tenant
+                                                        store, before and after (secrets redacted), newest first
   loom keys new                                         print a new API key and its SHA-256
   loom keys hash KEY                                    print the SHA-256 of an existing key
 
@@ -72,6 +75,9 @@ base64, in $LOOM_SECRET_KEY or the one the config names):
                   [-deployment D] [-currency USD] [-id ID]
                                                         add an entry; a new price is a new entry with a later -from
   loom prices delete ID                                 withdraw an entry that is not in force yet
+
+Every change a store command makes is recorded in the admin audit log as
+the operator's: -actor NAME, else $LOOM_ACTOR, else the OS user name.
 `
 
 // Stdio is where a command reads and writes.

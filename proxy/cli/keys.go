@@ -25,13 +25,13 @@ func storedKeys(ctx context.Context, args []string, std Stdio) error {
 			fmt.Fprintf(std.Err, "loom keys list: -tenant is required\n")
 			return ErrUsage
 		}
-		return withStore(ctx, c, func(st *store.Store) error { return keyList(ctx, st, *tenantID, std) })
+		return withStore(ctx, c, func(ctx context.Context, st *store.Store) error { return keyList(ctx, st, *tenantID, std) })
 	}
 	pos, err := c.parse(args[1:], 1)
 	if err != nil {
 		return err
 	}
-	return withStore(ctx, c, func(st *store.Store) error {
+	return withStore(ctx, c, func(ctx context.Context, st *store.Store) error {
 		if err := st.RevokeKey(ctx, pos[0]); err != nil {
 			return err
 		}
@@ -57,7 +57,7 @@ func keyCreate(ctx context.Context, c *command, args []string, std Stdio) error 
 	if *expires > 0 {
 		spec.ExpiresAt = time.Now().Add(*expires)
 	}
-	return withStore(ctx, c, func(st *store.Store) error {
+	return withStore(ctx, c, func(ctx context.Context, st *store.Store) error {
 		key, err := st.CreateKey(ctx, *tenantID, spec)
 		if err != nil {
 			return err

@@ -24,7 +24,7 @@ func prices(ctx context.Context, args []string, std Stdio) error {
 		if _, err := c.parse(args[1:], 0); err != nil {
 			return err
 		}
-		return withStore(ctx, c, func(st *store.Store) error { return priceList(ctx, st, std) })
+		return withStore(ctx, c, func(ctx context.Context, st *store.Store) error { return priceList(ctx, st, std) })
 	case "add":
 		return priceAdd(ctx, c, args, std)
 	case "delete":
@@ -32,7 +32,7 @@ func prices(ctx context.Context, args []string, std Stdio) error {
 		if err != nil {
 			return err
 		}
-		return withStore(ctx, c, func(st *store.Store) error {
+		return withStore(ctx, c, func(ctx context.Context, st *store.Store) error {
 			if err := st.DeletePrice(ctx, pos[0]); err != nil {
 				return err
 			}
@@ -77,7 +77,7 @@ func priceAdd(ctx context.Context, c *command, args []string, std Stdio) error {
 			return fmt.Errorf("loom prices add: -%s: %w", n, err)
 		}
 	}
-	return withStore(ctx, c, func(st *store.Store) error {
+	return withStore(ctx, c, func(ctx context.Context, st *store.Store) error {
 		got, err := st.AddPrice(ctx, e)
 		if err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/user"
 	"strings"
 
 	"github.com/loom-gateway/loom/proxy/config"
@@ -20,17 +21,42 @@ const (
 	EnvSecretKey   = "LOOM_SECRET_KEY"
 )
 
+// EnvActor names the operator in the audit log when -actor does not.
+const EnvActor = "LOOM_ACTOR"
+
 // command is one store subcommand's flag set, with the flags they all
 // share.
 type command struct {
 	fs     *flag.FlagSet
 	config *string
+	actor  *string
 }
 
 func newCommand(name string, std Stdio) *command {
 	fs := flag.NewFlagSet("loom "+name, flag.ContinueOnError)
 	fs.SetOutput(std.Err)
-	return &command{fs: fs, config: fs.String("config", "", "configuration file whose store section locates the database and key (default: $"+EnvDatabaseURL+", $"+EnvSecretKey+")")}
+	return &command{fs: fs,
+		config: fs.String("config", "", "configuration file whose store section locates the database and key (default: $"+EnvDatabaseURL+", $"+EnvSecretKey+")"),
+		actor:  fs.String("actor", "", "who the audit log says made the change (default: $"+EnvActor+", else the OS user name)"),
+	}
+}
+
+// operator is who this command's changes are recorded as: -actor, else
+// $LOOM_ACTOR, else the OS user, else "unknown".
+func (c *command) operator() string {
+	if *c.actor != "" {
+		return *c.actor
+	}
+	if a := os.Getenv(EnvActor); a != "" {
+		return a
+	}
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "unknown"
 }
 
 // parse reads flags and positional arguments in any order (`tenants create

@@ -2,14 +2,19 @@ package cli_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	stdjson "encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
 	"github.com/loom-gateway/loom/proxy/cli"
@@ -43,6 +48,7 @@ func TestTenantsAndKeys_AgainstTheStore(t *testing.T) {
 	rand.Read(key)
 	t.Setenv(cli.EnvDatabaseURL, url)
 	t.Setenv(cli.EnvSecretKey, hex.EncodeToString(key))
+	t.Setenv(cli.EnvActor, "ops-alice")
 	const credential = "sk-upstream-never-printed"
 	var printed strings.Builder
 	ok(t, "", "migrate")
@@ -71,7 +77,7 @@ func TestTenantsAndKeys_AgainstTheStore(t *testing.T) {
 	if !strings.Contains(keys, "acme-ci") || !strings.Contains(keys, apiKey[:12]) || strings.Contains(keys, apiKey) {
 		t.Errorf("keys list (want the id and prefix, never the key):\n%s", keys)
 	}
-	printed.WriteString(ok(t, "", "keys", "revoke", "acme-ci"))
+	printed.WriteString(ok(t, "", "keys", "revoke", "acme-ci", "-actor", "bob"))
 
 	// What the proxy would load.
 	box, _ := secret.New(key)
@@ -111,6 +117,80 @@ func TestTenantsAndKeys_AgainstTheStore(t *testing.T) {
 	if _, _, err := run(t, "", "tenants", "credential", "acme", "openai"); err == nil || strings.Contains(err.Error(), credential) {
 		t.Errorf("credential with empty stdin: %v", err)
 	}
+
+	// Every change above is in the audit log, as its operator's, and
+	// nothing secret is: not in the log's output, not in the ledger.
+	globexKey := regexp.MustCompile(`id: +(\S+)`).FindStringSubmatch(other)[1]
+	want := []string{"operator:ops-alice tenant.create acme", "operator:ops-alice tenant.create globex",
+		"operator:ops-alice tenant.update acme", "operator:ops-alice models.set acme/models",
+		"operator:ops-alice credential.set acme/credentials/openai", "operator:ops-alice key.create acme/keys/acme-ci",
+		"operator:ops-alice key.create globex/keys/" + globexKey, "operator:bob key.revoke acme/keys/acme-ci"}
+	out := ok(t, "", "audit", "log", "-json")
+	got := auditLines(t, out)
+	if !slices.Equal(got, want) {
+		t.Errorf("audit log, oldest first:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if text := ok(t, "", "audit", "log", "-tenant", "globex"); strings.Count(text, "before:") != 2 || strings.Contains(text, "acme") {
+		t.Errorf("audit log -tenant globex:\n%s", text)
+	}
+	ledger := ledgerDump(t, url)
+	for what, s := range map[string]string{"credential": credential, "key": apiKey, "random part of the key": apiKey[12:],
+		"key hash": tenant.Hash(apiKey), "encryption key": hex.EncodeToString(key)} {
+		if strings.Contains(out, s) || strings.Contains(ledger, s) {
+			t.Errorf("the audit log or the ledger holds the %s", what)
+		}
+	}
+	if !strings.Contains(out, `"api_key":"[redacted]"`) {
+		t.Errorf("the credential's entry does not say it was set, redacted:\n%s", out)
+	}
+}
+
+// auditLines reads `audit log -json` as "actor action target" lines,
+// oldest first.
+func auditLines(t *testing.T, out string) []string {
+	t.Helper()
+	var lines []string
+	for line := range strings.Lines(out) {
+		var e struct {
+			ActorKind string `json:"actor_kind"`
+			ActorID   string `json:"actor_id"`
+			RequestID string `json:"request_id"`
+			Action    string `json:"action"`
+			Target    string `json:"target"`
+		}
+		if err := stdjson.Unmarshal([]byte(line), &e); err != nil || e.RequestID == "" {
+			t.Fatalf("audit log -json line %q: %v (or no request id)", line, err)
+		}
+		lines = append(lines, e.ActorKind+":"+e.ActorID+" "+e.Action+" "+e.Target)
+	}
+	slices.Reverse(lines)
+	return lines
+}
+
+// ledgerDump is every ledger table's rows as JSON, and each entry's
+// canonical bytes raw (row_to_json writes bytea in hex, past which a scan
+// for a plaintext would read).
+func ledgerDump(t *testing.T, url string) string {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var dump string
+	err = conn.QueryRow(t.Context(), `SELECT coalesce(string_agg(row_to_json(e)::text, E'\n'), '') FROM loom.ledger_entries e`).Scan(&dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := conn.Query(t.Context(), `SELECT canonical FROM loom.ledger_entries`)
+	canon, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil || len(canon) == 0 {
+		t.Fatalf("ledger entries: %d, %v", len(canon), err)
+	}
+	for _, c := range canon {
+		dump += string(c)
+	}
+	return dump
 }
 
 func TestTenants_ConfigFileNamesTheStore(t *testing.T) {

@@ -32,13 +32,13 @@ func tenants(ctx context.Context, args []string, std Stdio) error {
 		if _, err := c.parse(args[1:], 0); err != nil {
 			return err
 		}
-		return withStore(ctx, c, func(st *store.Store) error { return tenantList(ctx, st, std) })
+		return withStore(ctx, c, func(ctx context.Context, st *store.Store) error { return tenantList(ctx, st, std) })
 	case "delete":
 		pos, err := c.parse(args[1:], 1)
 		if err != nil {
 			return err
 		}
-		return withStore(ctx, c, func(st *store.Store) error {
+		return withStore(ctx, c, func(ctx context.Context, st *store.Store) error {
 			if err := st.DeleteTenant(ctx, pos[0]); err != nil {
 				return err
 			}
@@ -56,14 +56,15 @@ func tenants(ctx context.Context, args []string, std Stdio) error {
 	return ErrUsage
 }
 
-// withStore opens the store for f and closes it after.
-func withStore(ctx context.Context, c *command, f func(*store.Store) error) error {
+// withStore opens the store for f and closes it after. f's context names
+// the operator, with a request id for the command, for the audit log.
+func withStore(ctx context.Context, c *command, f func(context.Context, *store.Store) error) error {
 	st, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	return f(st)
+	return f(store.WithActor(ctx, store.Actor{Kind: store.ActorOperator, ID: c.operator(), RequestID: store.NewRequestID()}), st)
 }
 
 func tenantSet(ctx context.Context, c *command, args []string, std Stdio) error {
@@ -74,7 +75,7 @@ func tenantSet(ctx context.Context, c *command, args []string, std Stdio) error 
 	if err != nil {
 		return err
 	}
-	return withStore(ctx, c, func(st *store.Store) error {
+	return withStore(ctx, c, func(ctx context.Context, st *store.Store) error {
 		if args[0] == "create" {
 			spec := store.TenantSpec{ID: pos[0], Limits: limits.limits(),
 				Content: tenancy.ContentPolicy{Capture: *capture, MaxBytes: *maxBytes}}
@@ -203,7 +204,7 @@ func tenantModels(ctx context.Context, c *command, args []string, std Stdio) err
 		}
 		models = append(models, tenancy.Model{Name: name, Deployment: dep, UpstreamModel: upstream})
 	}
-	return withStore(ctx, c, func(st *store.Store) error {
+	return withStore(ctx, c, func(ctx context.Context, st *store.Store) error {
 		if err := st.SetModels(ctx, pos[0], models); err != nil {
 			return err
 		}
@@ -222,7 +223,7 @@ func tenantCredential(ctx context.Context, c *command, args []string, std Stdio)
 	}
 	tenantID, deployment := pos[0], pos[1]
 	if *del {
-		return withStore(ctx, c, func(st *store.Store) error {
+		return withStore(ctx, c, func(ctx context.Context, st *store.Store) error {
 			if err := st.DeleteCredential(ctx, tenantID, deployment); err != nil {
 				return err
 			}
@@ -246,7 +247,7 @@ func tenantCredential(ctx context.Context, c *command, args []string, std Stdio)
 	case secret == "":
 		return fmt.Errorf("credential: nothing on standard input (pipe it in: loom tenants credential %s %s < file)", tenantID, deployment)
 	}
-	return withStore(ctx, c, func(st *store.Store) error {
+	return withStore(ctx, c, func(ctx context.Context, st *store.Store) error {
 		if err := st.SetCredential(ctx, tenantID, deployment, secret); err != nil {
 			return err
 		}
@@ -277,7 +278,7 @@ func tenantBudgets(ctx context.Context, c *command, args []string, std Stdio) er
 		}
 		bs = append(bs, b)
 	}
-	return withStore(ctx, c, func(st *store.Store) error {
+	return withStore(ctx, c, func(ctx context.Context, st *store.Store) error {
 		if *keyID == "" {
 			if err := st.SetTenantBudgets(ctx, pos[0], bs); err != nil {
 				return err

@@ -1,6 +1,7 @@
 // Package console is Loom's built-in web console: the dashboards of
 // dashboards/queries (the same SQL Grafana runs, so the same numbers), recent
-// calls, and each call's spans, read from loom.spans.
+// calls, and each call's spans, read from loom.spans; and the admin audit
+// log, read from the ledger's system chain.
 // It is plain server-rendered HTML (html/template, inline SVG charts, one
 // embedded stylesheet, no JavaScript).
 //
@@ -120,6 +121,7 @@ func New(o Options) http.Handler {
 	h.mux.HandleFunc("GET /console/d/{dashboard}", h.auth(h.dashboardPage))
 	h.mux.HandleFunc("GET /console/calls", h.auth(h.calls))
 	h.mux.HandleFunc("GET /console/calls/{trace}", h.auth(h.call))
+	h.mux.HandleFunc("GET /console/audit", h.auth(h.audit))
 	h.mux.HandleFunc("GET /console", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/console/", http.StatusFound)
 	})
@@ -138,7 +140,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func parsePages() map[string]*template.Template {
 	base := template.Must(template.New("").Funcs(funcs).ParseFS(templateFS, "templates/layout.html"))
 	pages := map[string]*template.Template{}
-	for _, p := range []string{"login", "dashboard", "calls", "call", "error"} {
+	for _, p := range []string{"login", "dashboard", "calls", "call", "audit", "error"} {
 		pages[p] = template.Must(template.Must(base.Clone()).ParseFS(templateFS, "templates/"+p+".html"))
 	}
 	return pages

@@ -40,13 +40,26 @@ func (s *Store) SetTenantBudgets(ctx context.Context, tenantID string, bs []tena
 	if err := checkBudgets(bs); err != nil {
 		return fmt.Errorf("set budgets of tenant %q: %w", tenantID, err)
 	}
-	tag, err := s.pool.Exec(ctx, "UPDATE loom.tenants SET budgets = $2::jsonb, updated_at = now() WHERE id = $1",
-		tenantID, budgetsArg(bs))
-	if err != nil {
-		return fmt.Errorf("set budgets of tenant %q: %w", tenantID, classify(err))
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		before, err := lockedTenantState(ctx, tx, tenantID)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "UPDATE loom.tenants SET budgets = $2::jsonb, updated_at = now() WHERE id = $1",
+			tenantID, budgetsArg(bs)); err != nil {
+			return classify(err)
+		}
+		c := changeOf(ctx, ActionBudgetsSet, budgetsTarget(tenantTarget(tenantID)))
+		if err := c.states(budgetsStateOf(before.Budgets), budgetsStateOf(bs)); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, c)
+	})
+	if errors.Is(err, ErrNotFound) {
+		return err // it names the tenant
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("tenant %q: %w", tenantID, ErrNotFound)
+	if err != nil {
+		return fmt.Errorf("set budgets of tenant %q: %w", tenantID, err)
 	}
 	return nil
 }
@@ -59,15 +72,25 @@ func (s *Store) SetKeyBudgets(ctx context.Context, id string, bs []tenancy.Budge
 	}
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var tenantID string
-		err := tx.QueryRow(ctx, "UPDATE loom.api_keys SET budgets = $2::jsonb WHERE id = $1 RETURNING tenant_id",
-			id, budgetsArg(bs)).Scan(&tenantID)
+		var before []tenancy.Budget
+		err := tx.QueryRow(ctx, "SELECT tenant_id, budgets FROM loom.api_keys WHERE id = $1 FOR UPDATE", id).Scan(&tenantID, &before)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("key %q: %w", id, ErrNotFound)
 		}
 		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "UPDATE loom.api_keys SET budgets = $2::jsonb WHERE id = $1", id, budgetsArg(bs)); err != nil {
 			return classify(err)
 		}
-		return touch(ctx, tx, tenantID)
+		if err := touch(ctx, tx, tenantID); err != nil {
+			return err
+		}
+		c := changeOf(ctx, ActionBudgetsSet, budgetsTarget(keyTarget(tenantID, id)))
+		if err := c.states(budgetsStateOf(before), budgetsStateOf(bs)); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, c)
 	})
 	if err != nil {
 		return fmt.Errorf("set budgets of key %q: %w", id, err)

@@ -99,7 +99,22 @@ WHERE NOT EXISTS (SELECT 1 FROM loom.tenant_models WHERE tenant_id = $1 AND name
 		_, err = tx.Exec(ctx, `INSERT INTO loom.api_keys (id, tenant_id, sha256, prefix, expires_at, models, rpm, tpm, concurrent_streams)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, spec.ID, tenantID, sum, key[:PrefixLen], expires, models,
 			spec.Limits.RequestsPerMinute, spec.Limits.TokensPerMinute, spec.Limits.ConcurrentStreams)
-		return classify(err)
+		if err != nil {
+			return classify(err)
+		}
+		made, err := readKeys(ctx, tx, tenantID, spec.ID)
+		if err != nil {
+			return err
+		}
+		if len(made) != 1 {
+			return fmt.Errorf("key %q vanished after it was made", spec.ID)
+		}
+		c := changeOf(ctx, ActionKeyCreate, keyTarget(tenantID, spec.ID))
+		// The key, its random part and its hash must not reach the entry.
+		if err := c.states(nil, keyStateOf(made[0]), key, key[PrefixLen:], hash); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, c)
 	})
 	if err != nil {
 		return "", fmt.Errorf("create key %q for %q: %w", spec.ID, tenantID, err)
@@ -118,20 +133,8 @@ func (s *Store) ListKeys(ctx context.Context, tenantID string) ([]Key, error) {
 		} else if err != nil {
 			return err
 		}
-		rows, _ := tx.Query(ctx, `SELECT id, tenant_id, prefix, created_at, expires_at, revoked_at, models, rpm, tpm, concurrent_streams, budgets
-FROM loom.api_keys WHERE tenant_id = $1 ORDER BY id`, tenantID)
-		var k Key
-		var expires, revoked *time.Time
-		_, err := pgx.ForEachRow(rows, []any{&k.ID, &k.TenantID, &k.Prefix, &k.CreatedAt, &expires, &revoked, &k.Models,
-			&k.Limits.RequestsPerMinute, &k.Limits.TokensPerMinute, &k.Limits.ConcurrentStreams, &k.Budgets}, func() error {
-			k.ExpiresAt, k.RevokedAt = orZero(expires), orZero(revoked)
-			if len(k.Budgets) == 0 {
-				k.Budgets = nil
-			}
-			out = append(out, k)
-			k.Models, k.Budgets = nil, nil // scanning into a non-nil slice would reuse it
-			return nil
-		})
+		var err error
+		out, err = readKeys(ctx, tx, tenantID, "")
 		return err
 	})
 	if err != nil {
@@ -140,20 +143,64 @@ FROM loom.api_keys WHERE tenant_id = $1 ORDER BY id`, tenantID)
 	return out, nil
 }
 
-// RevokeKey stops key id from working, for good. Revoking a revoked key
-// does nothing.
-func (s *Store) RevokeKey(ctx context.Context, id string) error {
-	tag, err := s.pool.Exec(ctx, "UPDATE loom.api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", id)
-	if err != nil {
-		return fmt.Errorf("revoke key %q: %w", id, err)
-	}
-	if tag.RowsAffected() > 0 {
+// readKeys reads the tenant's keys, or only key id when id is not "", by
+// id.
+func readKeys(ctx context.Context, tx pgx.Tx, tenantID, id string) ([]Key, error) {
+	var out []Key
+	rows, _ := tx.Query(ctx, `SELECT id, tenant_id, prefix, created_at, expires_at, revoked_at, models, rpm, tpm, concurrent_streams, budgets
+FROM loom.api_keys WHERE tenant_id = $1 AND ($2 = '' OR id = $2) ORDER BY id`, tenantID, id)
+	var k Key
+	var expires, revoked *time.Time
+	_, err := pgx.ForEachRow(rows, []any{&k.ID, &k.TenantID, &k.Prefix, &k.CreatedAt, &expires, &revoked, &k.Models,
+		&k.Limits.RequestsPerMinute, &k.Limits.TokensPerMinute, &k.Limits.ConcurrentStreams, &k.Budgets}, func() error {
+		k.ExpiresAt, k.RevokedAt = orZero(expires), orZero(revoked)
+		if len(k.Budgets) == 0 {
+			k.Budgets = nil
+		}
+		out = append(out, k)
+		k.Models, k.Budgets = nil, nil // scanning into a non-nil slice would reuse it
 		return nil
+	})
+	return out, err
+}
+
+// RevokeKey stops key id from working, for good. Revoking a revoked key
+// does nothing, and so records nothing.
+func (s *Store) RevokeKey(ctx context.Context, id string) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var tenantID string
+		var revoked *time.Time
+		err := tx.QueryRow(ctx, "SELECT tenant_id, revoked_at FROM loom.api_keys WHERE id = $1 FOR UPDATE", id).Scan(&tenantID, &revoked)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("key %q: %w", id, ErrNotFound)
+		}
+		if err != nil || revoked != nil {
+			return err
+		}
+		before, err := readKeys(ctx, tx, tenantID, id)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "UPDATE loom.api_keys SET revoked_at = now() WHERE id = $1", id); err != nil {
+			return err
+		}
+		after, err := readKeys(ctx, tx, tenantID, id)
+		if err != nil {
+			return err
+		}
+		if len(before) != 1 || len(after) != 1 {
+			return fmt.Errorf("key %q vanished while it was revoked", id)
+		}
+		c := changeOf(ctx, ActionKeyRevoke, keyTarget(tenantID, id))
+		if err := c.states(keyStateOf(before[0]), keyStateOf(after[0])); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, c)
+	})
+	if errors.Is(err, ErrNotFound) {
+		return err // it names the key
 	}
-	var one int
-	if err := s.pool.QueryRow(ctx, "SELECT 1 FROM loom.api_keys WHERE id = $1", id).Scan(&one); errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("key %q: %w", id, ErrNotFound)
-	} else if err != nil {
+	if err != nil {
 		return fmt.Errorf("revoke key %q: %w", id, err)
 	}
 	return nil

@@ -23,9 +23,23 @@ var ErrPriceInForce = errors.New("price entry in force: add an entry with a late
 // Prices returns every entry of loom.prices, by model, deployment and
 // effective date. A deployment of "" is every deployment.
 func (s *Store) Prices(ctx context.Context) ([]price.Entry, error) {
-	rows, _ := s.pool.Query(ctx, `SELECT id, model, deployment, currency, effective_from,
+	out, err := readPrices(ctx, s.pool, "")
+	if err != nil {
+		return nil, fmt.Errorf("load prices: %w", err)
+	}
+	return out, nil
+}
+
+// querier is what readPrices needs: the pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// readPrices reads every entry, or entry id alone when id is not "".
+func readPrices(ctx context.Context, q querier, id string) ([]price.Entry, error) {
+	rows, _ := q.Query(ctx, `SELECT id, model, deployment, currency, effective_from,
     input::text, coalesce(cached_input::text, ''), coalesce(cache_write::text, ''), output::text, coalesce(reasoning::text, '')
-FROM loom.prices ORDER BY model, deployment, effective_from`)
+FROM loom.prices WHERE $1 = '' OR id = $1 ORDER BY model, deployment, effective_from`, id)
 	var out []price.Entry
 	var e price.Entry
 	var in, cached, write, outp, reasoning string
@@ -48,10 +62,7 @@ FROM loom.prices ORDER BY model, deployment, effective_from`)
 		out = append(out, e)
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("load prices: %w", err)
-	}
-	return out, nil
+	return out, err
 }
 
 // AddPrice stores a new entry, checked as the catalog checks it (and an id
@@ -70,13 +81,23 @@ func (s *Store) AddPrice(ctx context.Context, e price.Entry) (price.Entry, error
 		return price.Entry{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	e = cat.Entries()[0]
-	_, err = s.pool.Exec(ctx, `INSERT INTO loom.prices (id, model, deployment, currency, effective_from,
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO loom.prices (id, model, deployment, currency, effective_from,
     input, cached_input, cache_write, output, reasoning)
 VALUES ($1, $2, $3, $4, $5, $6::text::numeric, $7::text::numeric, $8::text::numeric, $9::text::numeric, $10::text::numeric)`,
-		e.ID, e.Model, e.Deployment, e.Currency, e.EffectiveFrom,
-		e.Input.String(), optPrice(e.CachedInput), optPrice(e.CacheWrite), e.Output.String(), optPrice(e.Reasoning))
+			e.ID, e.Model, e.Deployment, e.Currency, e.EffectiveFrom,
+			e.Input.String(), optPrice(e.CachedInput), optPrice(e.CacheWrite), e.Output.String(), optPrice(e.Reasoning))
+		if err != nil {
+			return classify(err)
+		}
+		c := changeOf(ctx, ActionPriceAdd, priceTarget(e.ID))
+		if err := c.states(nil, e); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, c)
+	})
 	if err != nil {
-		return price.Entry{}, fmt.Errorf("add price %q: %w", e.ID, classify(err))
+		return price.Entry{}, fmt.Errorf("add price %q: %w", e.ID, err)
 	}
 	return e, nil
 }
@@ -93,16 +114,32 @@ func optPrice(p price.Price) *string {
 // DeletePrice removes an entry that is not in force yet; one that is (or
 // was) is ErrPriceInForce, one that does not exist ErrNotFound.
 func (s *Store) DeletePrice(ctx context.Context, id string) error {
-	tag, err := s.pool.Exec(ctx, "DELETE FROM loom.prices WHERE id = $1", id)
-	if err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == restrictViolation {
-			return fmt.Errorf("delete price %q: %w", id, ErrPriceInForce)
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		before, err := readPrices(ctx, tx, id)
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("delete price %q: %w", id, err)
+		if len(before) == 0 {
+			return fmt.Errorf("price %q: %w", id, ErrNotFound)
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM loom.prices WHERE id = $1", id); err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == restrictViolation {
+				return ErrPriceInForce
+			}
+			return err
+		}
+		c := changeOf(ctx, ActionPriceDelete, priceTarget(id))
+		if err := c.states(before[0], nil); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, c)
+	})
+	if errors.Is(err, ErrNotFound) {
+		return err // it names the price
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("price %q: %w", id, ErrNotFound)
+	if err != nil {
+		return fmt.Errorf("delete price %q: %w", id, err)
 	}
 	return nil
 }

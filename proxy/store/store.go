@@ -2,7 +2,8 @@
 // keys (as SHA-256 hashes), limits, content policies and sealed provider
 // credentials, in the loom schema (proxy/schema migration 0002). The
 // proxy serves from a snapshot that Load takes and Watch keeps fresh; the
-// admin API and the CLI change it through the methods here.
+// admin API and the CLI change it through the methods here, and each change
+// is an entry of the admin audit log, written in its transaction (audit.go).
 //
 // It must never store or return an API key except the once CreateKey makes
 // it, never store a credential unsealed, and never put either in an error.
@@ -59,6 +60,8 @@ type Store struct {
 	// name: a typo is refused here rather than quarantining the tenant
 	// in every gateway's snapshot.
 	deployments map[string]bool
+	// observe, when set (by tests), sees each change as it is recorded.
+	observe func(Change)
 }
 
 // Option adjusts Open.

@@ -79,11 +79,21 @@ func (s *Store) CreateTenant(ctx context.Context, t TenantSpec) error {
 	if t.Content.MaxBytes < 0 {
 		return fmt.Errorf("content max bytes: %w: must not be negative", ErrInvalid)
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO loom.tenants (id, content_capture, content_max_bytes, rpm, tpm, concurrent_streams)
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO loom.tenants (id, content_capture, content_max_bytes, rpm, tpm, concurrent_streams)
 VALUES ($1, $2, $3, $4, $5, $6)`, t.ID, t.Content.Capture, t.Content.MaxBytes,
-		t.Limits.RequestsPerMinute, t.Limits.TokensPerMinute, t.Limits.ConcurrentStreams)
+			t.Limits.RequestsPerMinute, t.Limits.TokensPerMinute, t.Limits.ConcurrentStreams)
+		if err != nil {
+			return classify(err)
+		}
+		c := changeOf(ctx, ActionTenantCreate, tenantTarget(t.ID))
+		if err := c.states(nil, tenantStateOf(t.ID, t.Content, t.Limits)); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, c)
+	})
 	if err != nil {
-		return fmt.Errorf("create tenant %q: %w", t.ID, classify(err))
+		return fmt.Errorf("create tenant %q: %w", t.ID, err)
 	}
 	return nil
 }
@@ -95,16 +105,36 @@ func (s *Store) UpdateTenant(ctx context.Context, id string, p TenantPatch) (Ten
 			return Tenant{}, fmt.Errorf("update tenant %q: %w: limits and sizes must not be negative", id, ErrInvalid)
 		}
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE loom.tenants SET
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		before, err := lockedTenantState(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		var after tenantState
+		err = tx.QueryRow(ctx, `UPDATE loom.tenants SET
     content_capture = COALESCE($2, content_capture), content_max_bytes = COALESCE($3, content_max_bytes),
     rpm = COALESCE($4, rpm), tpm = COALESCE($5, tpm), concurrent_streams = COALESCE($6, concurrent_streams),
     updated_at = now()
-WHERE id = $1`, id, p.Capture, p.MaxBytes, p.RequestsPerMinute, p.TokensPerMinute, p.ConcurrentStreams)
-	if err != nil {
-		return Tenant{}, fmt.Errorf("update tenant %q: %w", id, classify(err))
+WHERE id = $1
+RETURNING id, content_capture, content_max_bytes, rpm, tpm, concurrent_streams`,
+			id, p.Capture, p.MaxBytes, p.RequestsPerMinute, p.TokensPerMinute, p.ConcurrentStreams).Scan(
+			&after.ID, &after.Content.Capture, &after.Content.MaxBytes,
+			&after.Limits.RequestsPerMinute, &after.Limits.TokensPerMinute, &after.Limits.ConcurrentStreams)
+		if err != nil {
+			return classify(err)
+		}
+		after.Budgets = before.Budgets // an update leaves them
+		c := changeOf(ctx, ActionTenantUpdate, tenantTarget(id))
+		if err := c.states(before, after); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, c)
+	})
+	if errors.Is(err, ErrNotFound) {
+		return Tenant{}, err // it says which tenant
 	}
-	if tag.RowsAffected() == 0 {
-		return Tenant{}, fmt.Errorf("tenant %q: %w", id, ErrNotFound)
+	if err != nil {
+		return Tenant{}, fmt.Errorf("update tenant %q: %w", id, err)
 	}
 	return s.GetTenant(ctx, id)
 }
@@ -112,14 +142,67 @@ WHERE id = $1`, id, p.Capture, p.MaxBytes, p.RequestsPerMinute, p.TokensPerMinut
 // DeleteTenant removes a tenant with its models, keys and credentials. Its
 // spans stay.
 func (s *Store) DeleteTenant(ctx context.Context, id string) error {
-	tag, err := s.pool.Exec(ctx, "DELETE FROM loom.tenants WHERE id = $1", id)
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		before, err := lockedTenantState(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		// The entry keeps what goes with the tenant: its models, which
+		// credentials it had (redacted) and its keys.
+		var models []tenancy.Model
+		if err := readModels(ctx, tx, id, func(_ string, m tenancy.Model) { models = append(models, m) }); err != nil {
+			return err
+		}
+		for _, m := range models {
+			before.Models = append(before.Models, modelStateOf(m))
+		}
+		rows, _ := tx.Query(ctx, "SELECT deployment FROM loom.tenant_credentials WHERE tenant_id = $1 ORDER BY deployment", id)
+		deps, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		for _, d := range deps {
+			before.Credentials = append(before.Credentials, credentialStateOf(d, true))
+		}
+		keys, err := readKeys(ctx, tx, id, "")
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			before.Keys = append(before.Keys, keyStateOf(k))
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM loom.tenants WHERE id = $1", id); err != nil {
+			return err
+		}
+		c := changeOf(ctx, ActionTenantDelete, tenantTarget(id))
+		if err := c.states(before, nil); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, c)
+	})
+	if errors.Is(err, ErrNotFound) {
+		return err // it says which tenant
+	}
 	if err != nil {
 		return fmt.Errorf("delete tenant %q: %w", id, err)
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("tenant %q: %w", id, ErrNotFound)
-	}
 	return nil
+}
+
+// lockedTenantState reads tenant id's own settings and holds its row lock
+// for the rest of tx.
+func lockedTenantState(ctx context.Context, tx pgx.Tx, id string) (tenantState, error) {
+	t := tenantState{ID: id}
+	err := tx.QueryRow(ctx, `SELECT content_capture, content_max_bytes, rpm, tpm, concurrent_streams, budgets
+FROM loom.tenants WHERE id = $1 FOR UPDATE`, id).Scan(&t.Content.Capture, &t.Content.MaxBytes,
+		&t.Limits.RequestsPerMinute, &t.Limits.TokensPerMinute, &t.Limits.ConcurrentStreams, &t.Budgets)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return t, fmt.Errorf("tenant %q: %w", id, ErrNotFound)
+	}
+	if len(t.Budgets) == 0 {
+		t.Budgets = nil
+	}
+	return t, err
 }
 
 // GetTenant returns one tenant.
@@ -252,6 +335,10 @@ LIMIT 1`, tenant, names).Scan(&key, &model)
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
+		var before []tenancy.Model
+		if err := readModels(ctx, tx, tenant, func(_ string, m tenancy.Model) { before = append(before, m) }); err != nil {
+			return err
+		}
 		// The model rows' delete takes their deployments with them.
 		if _, err := tx.Exec(ctx, "DELETE FROM loom.tenant_models WHERE tenant_id = $1", tenant); err != nil {
 			return err
@@ -273,7 +360,19 @@ VALUES ($1, $2, $3, $4, NULLIF($5, ''), $6, $7)`, tenant, m.Name, pos, d.Deploym
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return classify(err)
 		}
-		return touch(ctx, tx, tenant)
+		if err := touch(ctx, tx, tenant); err != nil {
+			return err
+		}
+		// The entry's after is what was stored, read back.
+		var after []tenancy.Model
+		if err := readModels(ctx, tx, tenant, func(_ string, m tenancy.Model) { after = append(after, m) }); err != nil {
+			return err
+		}
+		c := changeOf(ctx, ActionModelsSet, modelsTarget(tenant))
+		if err := c.states(modelsStateOf(tenant, before), modelsStateOf(tenant, after)); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, c)
 	})
 	if err != nil {
 		return fmt.Errorf("set models of %q: %w", tenant, err)
