@@ -36,7 +36,7 @@ func WriteMarkdown(w io.Writer, r *Results, plot string) {
 			"generator and the mock, it works in the time they leave, while the calls wait in Loom's durable spool.\n\n", r.PipelineNice)
 	}
 	if r.Billing {
-		p("Every bench model has a price and each tenant and key a day and a month budget (in memory, never reached):\n"+
+		p("Every bench model has a price and each tenant and key a day and a month budget (in memory, never reached):\n" +
 			"Loom prices each call and reserves and settles it (`-no-billing` leaves them out).\n\n")
 	}
 	if r.PipelineIdle {

@@ -302,7 +302,10 @@ func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
 // byte: fasthttp passes the first read's own error on, unwrapped, and has
 // parsed no header (on a kept-alive connection it closes such a one itself).
 func nothingRead(ctx *fasthttp.RequestCtx, err error) bool {
-	_, raw := err.(*net.OpError)
+	// Unwrapped on purpose: fasthttp wraps every error of a request it
+	// began to read; only the first read's is passed on bare.
+	_, raw := err.(*net.OpError) //nolint:errorlint // the bare error is the signal
+
 	return raw && len(ctx.Request.Header.RawHeaders()) == 0
 }
 
