@@ -449,6 +449,8 @@ func (p *Plan) Banner(dir string) string {
 		"export OPENAI_BASE_URL=" + p.LoomURL + "/v1\n" +
 		"export OPENAI_API_KEY=" + p.Key + "\n" +
 		"curl -sS" + rest + chat + "'\n" +
+		"\n# what it cost (X-Loom-Cost) and what is left of the demo tenant's daily budget (x-loom-budget-*):\n" +
+		"curl -sS -D - -o /dev/null" + rest + chat + "' | grep -i '^x-loom'\n" +
 		"\n# streaming (-N: print each event as it arrives):\n" +
 		"curl -sSN" + rest + stream + "'\n"
 	if p.Upstream.Mock {

@@ -748,3 +748,37 @@ func TestPickAddr_NeverTheSameAddressTwiceInAPlan(t *testing.T) {
 		t.Fatalf("both services got %s", first)
 	}
 }
+
+// Every demo model has a price and the demo tenant a daily budget, so `make
+// run` shows what a call cost and what is left.
+func TestRenderConfig_EveryDemoModelPricedAndTheTenantBudgeted(t *testing.T) {
+	_, hash, err := tenant.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ups := []Upstream{ChooseUpstream(func(string) string { return "" }), ChooseAnthropic(func(string) string { return "" })}
+	for i := range ups {
+		ups[i].BaseURL = "http://127.0.0.1:9090/v1"
+	}
+	b := RenderConfig("127.0.0.1:8080", ups, hash, "", "")
+	cfg, err := config.Parse(b)
+	if err != nil {
+		t.Fatalf("config.Parse: %v\n%s", err, b)
+	}
+	entries, err := cfg.PriceEntries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	priced := map[string]bool{}
+	for _, e := range entries {
+		priced[e.Model] = true
+	}
+	for _, m := range append(append([]string(nil), DemoModels...), DemoClaudeModels...) {
+		if !priced[m] {
+			t.Errorf("demo model %s has no price", m)
+		}
+	}
+	if len(cfg.Tenants) != 1 || len(cfg.Tenants[0].Budgets) != 1 || cfg.Tenants[0].Budgets[0].Period != "day" {
+		t.Errorf("demo tenant budgets = %+v, want one daily budget", cfg.Tenants[0].Budgets)
+	}
+}

@@ -184,7 +184,17 @@ func RenderConfig(listen string, ups []Upstream, keyHash, otlp, spoolDir string)
 			}
 		}
 	}
-	fmt.Fprintf(&b, "tenants:\n  - id: %s\n    keys:\n      - id: %s\n        sha256: %s\n    models:\n",
+	b.WriteString("# What the demo models cost, per million tokens in USD (the providers' list prices): each unary\n" +
+		"# answer says what it cost (X-Loom-Cost), and each CLIENT span carries loom.cost.\nprices:\n")
+	for _, up := range ups {
+		for _, m := range up.Models {
+			if p, ok := demoPrices[m]; ok {
+				fmt.Fprintf(&b, "  - {model: %s, effective_from: 2025-01-01, %s}\n", q(m), p)
+			}
+		}
+	}
+	fmt.Fprintf(&b, "tenants:\n  - id: %s\n    # What is left shows on every answer (x-loom-budget-*); spent, calls get a 429 insufficient_quota.\n"+
+		"    budgets: [{period: day, limit: \"10.00\"}]\n    keys:\n      - id: %s\n        sha256: %s\n    models:\n",
 		DemoTenant, DemoKeyID, q(keyHash))
 	for _, up := range ups {
 		for _, m := range up.Models {
@@ -198,6 +208,16 @@ func RenderConfig(listen string, ups []Upstream, keyHash, otlp, spoolDir string)
 		}
 	}
 	return []byte(b.String())
+}
+
+// demoPrices are the demo models' list prices as their providers publish
+// them (per million tokens, USD), as a config entry's price fields.
+var demoPrices = map[string]string{
+	"gpt-4o-mini":            `input: "0.15", cached_input: "0.075", output: "0.60"`,
+	"gpt-4o":                 `input: "2.50", cached_input: "1.25", output: "10.00"`,
+	"text-embedding-3-small": `input: "0.02", output: "0"`,
+	"claude-sonnet-4-5":      `input: "3.00", cached_input: "0.30", cache_write: "3.75", output: "15.00"`,
+	"claude-haiku-4-5":       `input: "1.00", cached_input: "0.10", cache_write: "1.25", output: "5.00"`,
 }
 
 func renderDeployment(b *strings.Builder, up Upstream, name string) {
