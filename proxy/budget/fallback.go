@@ -2,8 +2,9 @@ package budget
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
+
+	"github.com/loom-gateway/loom/proxy/outage"
 )
 
 // Fallback returns a Store that counts in primary (Redis) and, while
@@ -27,81 +28,21 @@ const fallbackRetry = time.Second
 
 type fallback struct {
 	primary, local Store
-	retry          time.Duration
-	now            func() time.Time
-
-	down    atomic.Pointer[degraded] // non-nil while primary is failing
-	last    atomic.Pointer[degraded] // the latest outage's error
-	retryAt atomic.Int64             // unix nanos after which primary is tried again
-	probing atomic.Bool              // a call is trying primary
+	// Tracker is primary's health: while it fails, calls count in local.
+	*outage.Tracker
 }
 
 var _ Store = (*fallback)(nil)
 
 func newFallback(primary, local Store, retry time.Duration, now func() time.Time) *fallback {
-	return &fallback{primary: primary, local: local, retry: retry, now: now}
-}
-
-// degraded is Fallback's error while primary fails.
-type degraded struct{ cause error }
-
-func (e *degraded) Error() string        { return ErrDegraded.Error() + ": " + e.cause.Error() }
-func (e *degraded) Is(target error) bool { return target == ErrDegraded }
-func (e *degraded) Unwrap() error        { return e.cause }
-
-func (f *fallback) usePrimary() (use, probe bool) {
-	if f.down.Load() == nil {
-		return true, false
-	}
-	if f.now().UnixNano() < f.retryAt.Load() {
-		return false, false
-	}
-	if f.probing.CompareAndSwap(false, true) {
-		return true, true
-	}
-	return false, false
-}
-
-// failed records primary's result and reports whether the call should go
-// to local instead. A call whose own context ended is not primary's fault.
-func (f *fallback) failed(ctx context.Context, err error, probe bool) bool {
-	if probe {
-		defer f.probing.Store(false)
-	}
-	if err == nil {
-		if f.down.Load() != nil {
-			f.down.Store(nil)
-		}
-		return false
-	}
-	if ctx.Err() != nil {
-		return false
-	}
-	f.retryAt.Store(f.now().Add(f.retry).UnixNano())
-	if f.down.Load() == nil {
-		d := &degraded{cause: err}
-		if f.down.CompareAndSwap(nil, d) {
-			f.last.Store(d)
-		}
-	}
-	return true
-}
-
-func (f *fallback) degradedErr() error {
-	if d := f.down.Load(); d != nil {
-		return d
-	}
-	if d := f.last.Load(); d != nil {
-		return d
-	}
-	return ErrDegraded
+	return &fallback{primary: primary, local: local, Tracker: outage.New(ErrDegraded, retry, now)}
 }
 
 // Reserve implements Store.
 func (f *fallback) Reserve(ctx context.Context, cs Counters, estimate int64) (Result, error) {
-	if use, probe := f.usePrimary(); use {
+	if use, probe := f.UsePrimary(); use {
 		res, err := f.primary.Reserve(ctx, cs, estimate)
-		if !f.failed(ctx, err, probe) {
+		if !f.Failed(ctx, err, probe) {
 			return res, err
 		}
 	}
@@ -110,7 +51,7 @@ func (f *fallback) Reserve(ctx context.Context, cs Counters, estimate int64) (Re
 		return res, err
 	}
 	res.Local = true
-	return res, f.degradedErr()
+	return res, f.Err()
 }
 
 // Settle implements Store: in local what local reserved, else in primary
@@ -123,10 +64,7 @@ func (f *fallback) Settle(ctx context.Context, cs Counters, reserved, actual int
 			return res, err
 		}
 		res.Local = true
-		if d := f.down.Load(); d != nil {
-			return res, d
-		}
-		return res, nil
+		return res, f.Down()
 	}
 	return f.primary.Settle(ctx, cs, reserved, actual)
 }

@@ -147,7 +147,7 @@ func TestFallback_CallersContextEnded_NotAnOutage(t *testing.T) {
 	if _, _, err := f.Take(ctx, "a", 1, 1, 10); !errors.Is(err, context.Canceled) || errors.Is(err, ErrDegraded) {
 		t.Fatalf("err = %v; want the caller's cancellation, not a local answer", err)
 	}
-	if f.down.Load() != nil {
+	if f.Down() != nil {
 		t.Fatal("a cancelled caller marked primary down")
 	}
 }
