@@ -26,7 +26,7 @@ func TestTracker_FailureThenRetryWindowThenOneProbe(t *testing.T) {
 	}
 	tr.Failed(ctx, errors.New("a later failure"), false)
 	err := tr.Err()
-	if !errors.Is(err, errSentinel) || !errors.Is(err, first) || tr.Down() != err {
+	if !errors.Is(err, errSentinel) || !errors.Is(err, first) || tr.Down() != err { //nolint:errorlint // the same value, not one that wraps it
 		t.Fatalf("outage error %v (Down %v): want one value matching the sentinel and the first failure", err, tr.Down())
 	}
 	if use, _ := tr.UsePrimary(); use {
