@@ -51,7 +51,7 @@ func (s *Server) reserveBudget(ctx *fasthttp.RequestCtx, ex *exchange, key *tena
 		return true
 	}
 	ex.rec.Outcome, ex.rec.ErrorType = call.OutcomeRateLimited, "insufficient_quota"
-	s.reject(ctx, ex, quotaExceeded(key, d))
+	s.reject(ctx, ex, quotaExceeded(key, d, est))
 	return false
 }
 
@@ -146,9 +146,12 @@ func (s *Server) budgetTrouble(err error) {
 	}
 }
 
-// quotaExceeded is OpenAI's 429 insufficient_quota, naming the budget
-// that is spent and when it resets; Retry-After is the time until then.
-func quotaExceeded(key *tenant.Key, d *budget.Decision) *apierror.Error {
+// quotaExceeded is OpenAI's 429 insufficient_quota, naming the budget,
+// what is left of it against what the call could cost (est), and when it
+// resets; Retry-After is the time until then. A budget with plenty left can
+// still refuse one call whose max_tokens could cost more than that: the
+// message says so, rather than that the budget is spent.
+func quotaExceeded(key *tenant.Key, d *budget.Decision, est price.Amount) *apierror.Error {
 	who := "tenant " + key.Tenant.ID
 	if d.Scope == budget.ScopeKey {
 		who = "API key " + key.ID
@@ -159,8 +162,17 @@ func quotaExceeded(key *tenant.Key, d *budget.Decision) *apierror.Error {
 	}
 	var buf [32]byte
 	msg := "You exceeded your current quota: the " + period + " budget of " + who + " (" +
-		string(d.Limit.AppendDecimal(buf[:0])) + " for " + d.Start.Format(periodLayout(d.Period)) +
-		") is spent. It resets at " + d.Reset.Format(time.RFC3339) + "."
+		string(d.Limit.AppendDecimal(buf[:0])) + " for " + d.Start.Format(periodLayout(d.Period)) + ") "
+	if d.Remaining <= 0 {
+		msg += "is spent."
+	} else {
+		// Two buffers: a concatenation's string(b) operands may share
+		// their bytes until the result is made.
+		var buf2 [32]byte
+		msg += "has " + string(d.Remaining.AppendDecimal(buf[:0])) + " left, less than this request could cost (up to " +
+			string(est.AppendDecimal(buf2[:0])) + " for its input and max_tokens); a lower max_tokens may fit."
+	}
+	msg += " It resets at " + d.Reset.Format(time.RFC3339) + "."
 	e := apierror.New(fasthttp.StatusTooManyRequests, "insufficient_quota", "insufficient_quota", "", msg)
 	e.RetryAfter = max(int((time.Until(d.Reset)+time.Second-1)/time.Second), 1)
 	return e

@@ -202,3 +202,28 @@ func TestBudgets_ClientLeavesMidStream_SettledWithTheDrainedUsage(t *testing.T) 
 		t.Fatalf("remaining %q, want %s (the abandoned stream's cost spent)", h.Get("x-loom-budget-remaining"), want)
 	}
 }
+
+// A call whose max_tokens alone could cost more than what is left is
+// refused with a message that says so, not that the budget is spent (seen
+// under make run: max_tokens 2e9 against a fresh 10.00 budget read "the
+// daily budget ... is spent"). The next call that fits is admitted.
+func TestBudgets_OneCallCouldCostMoreThanIsLeft_MessageSaysSoNotSpent(t *testing.T) {
+	st := startStack(t, stackOptions{extra: budgetPrices, acmeBudgets: `[{period: day, limit: "10.00"}]`})
+	huge := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello budget"}],"max_tokens":2000000000}`
+	status, h, b := st.do("POST", "/v1/chat/completions", st.keyA, huge, nil)
+	if status != http.StatusTooManyRequests || h.Get("x-loom-budget-remaining") != "10.00" {
+		t.Fatalf("huge max_tokens: %d, remaining %q: %s; want 429 with all 10.00 left", status, h.Get("x-loom-budget-remaining"), b)
+	}
+	est := amount(budgetEstimate(huge) - 5*2_000_000 + 2_000_000_000*2_000_000)
+	for _, want := range []string{"has 10.00 left, less than this request could cost (up to " + est, "a lower max_tokens may fit"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("message %s lacks %q", b, want)
+		}
+	}
+	if strings.Contains(string(b), "is spent") {
+		t.Errorf("message %s says the budget is spent; 10.00 of it is left", b)
+	}
+	if status, _, b := st.do("POST", "/v1/chat/completions", st.keyA, budgetBody(false), nil); status != http.StatusOK {
+		t.Fatalf("a call that fits: %d %s", status, b)
+	}
+}
