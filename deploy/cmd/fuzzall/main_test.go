@@ -34,3 +34,19 @@ func TestDiscover_FindsTargetsInTestFiles(t *testing.T) {
 		}
 	}
 }
+
+// The engine's own timeout is told from a real failure, which always
+// names its failing input.
+func TestEngineTimedOut_OnlyWithoutAFailingInput(t *testing.T) {
+	timeout := "fuzz: elapsed: 5s, execs: 127052 (30487/sec), new interesting: 0 (total: 109)\n--- FAIL: FuzzAppendQuote (5.09s)\n    context deadline exceeded\nFAIL\n"
+	if !engineTimedOut([]byte(timeout)) {
+		t.Error("the engine's timeout (seen in CI) not recognised")
+	}
+	crash := "--- FAIL: FuzzX (0.10s)\n    x_test.go:9: boom\n    Failing input written to testdata/fuzz/FuzzX/abc\n    context deadline exceeded\n"
+	if engineTimedOut([]byte(crash)) {
+		t.Error("a failure with a failing input taken for the engine's timeout")
+	}
+	if engineTimedOut([]byte("--- FAIL: FuzzX\n    panic: runtime error\n")) {
+		t.Error("a panic taken for the engine's timeout")
+	}
+}
