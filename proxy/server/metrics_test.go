@@ -192,3 +192,94 @@ func TestMetrics_Exposition_NegotiatesOpenMetricsOrText(t *testing.T) {
 	}
 	families(t, body)
 }
+
+// What each call's record says lands in the matching series: tokens by
+// kind, the latency histograms, a refusal by the limit that refused it
+// (and as an error of its error.type); the pool and stream gauges are
+// there, back at zero once the calls are done.
+func TestMetrics_TokensLatencyAndRefusals_FromEachCallsRecord(t *testing.T) {
+	st := startStack(t, stackOptions{keyLimits: "{requests_per_minute: 2}"})
+	ops := serveOps(t, st)
+	chat := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`
+	want := []int{200, 200, 429}
+	for i, w := range want {
+		if status, _, body := st.do("POST", "/v1/chat/completions", st.keyA, chat, nil); status != w {
+			t.Fatalf("call %d: %d %s, want %d", i, status, body, w)
+		}
+	}
+	recs := st.waitRecords(len(want))
+	fams := waitSample(t, ops, "loom_requests_total", nil, float64(len(recs)))
+	var input, output, relayed float64
+	for _, r := range recs {
+		if r.UsageSource != "" {
+			input += float64(r.Usage.InputTokens)
+			output += float64(r.Usage.OutputTokens)
+		}
+		if r.Overhead > 0 {
+			relayed++
+		}
+	}
+	acme := map[string]string{"tenant": "acme", "model": "gpt-4o-mini"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range acme {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"loom_tokens_total", with("kind", "input"), input},
+		{"loom_tokens_total", with("kind", "output"), output},
+		{"loom_request_duration_seconds", with("operation", "chat"), 3},
+		{"loom_overhead_seconds", map[string]string{"operation": "chat"}, relayed},
+		{"loom_limit_refusals_total", map[string]string{"tenant": "acme", "limit": "requests"}, 1},
+		{"loom_request_errors_total", with("error_type", "rate_limit_exceeded"), 1},
+		{"loom_requests_total", with("status_class", "4xx"), 1},
+		{"loom_streams_active", nil, 0},
+		{"loom_upstream_connections_in_use", map[string]string{"deployment": "mock-openai"}, 0},
+		{"loom_upstream_connections_waiting", map[string]string{"deployment": "mock-openai"}, 0},
+	} {
+		got, found := sampleValue(fams, c.name, c.labels)
+		if !found || got != c.want {
+			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, found, c.want)
+		}
+	}
+	if input == 0 || output == 0 || relayed != 2 {
+		t.Fatalf("the mock's usage or overhead went missing: input %v output %v relayed %v", input, output, relayed)
+	}
+}
+
+// An exemplar of the latency histograms carries the trace id of a call's
+// spans (here the caller's, from its traceparent), in OpenMetrics.
+func TestMetrics_Exemplars_CarryTheCallsTraceID(t *testing.T) {
+	tr, _ := newMemoryTracer(t)
+	st := startStack(t, stackOptions{sink: tr})
+	ops := serveOps(t, st)
+	const traceID = "0af7651916cd43dd8448eb211c80319c"
+	if status, _, body := st.do("POST", "/v1/chat/completions", st.keyA,
+		`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`,
+		map[string]string{"traceparent": "00-" + traceID + "-b7ad6b7169203331-01"}); status != 200 {
+		t.Fatalf("chat: %d %s", status, body)
+	}
+	st.waitRecords(1)
+	waitSample(t, ops, "loom_requests_total", nil, 1)
+	body, _ := scrape(t, ops, "application/openmetrics-text; version=1.0.0")
+	for _, name := range []string{"loom_request_duration_seconds_bucket{", "loom_overhead_seconds_bucket{"} {
+		found := false
+		for line := range strings.Lines(body) {
+			if strings.HasPrefix(line, name) && strings.Contains(line, `# {trace_id="`+traceID+`"}`) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no %s exemplar with trace_id %s:\n%s", name, traceID, body)
+		}
+	}
+}

@@ -147,6 +147,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	for _, t := range tenants {
 		s.goodTenants[t.ID] = t
 	}
+	s.metrics.reg.MustRegister(gauges{s})
 	s.exchanges.New = func() any {
 		ex := &exchange{srv: s, cands: make([]*tenant.Target, 0, maxKeptCandidates)}
 		ex.streamDone = ex.streamEnded
