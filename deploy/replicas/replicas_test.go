@@ -26,8 +26,9 @@ import (
 )
 
 // requestsMetric is Loom's count of the calls it recorded (one per SERVER
-// span handed to its tracer), the series a dashboard sums.
-const requestsMetric = "loom_calls_total"
+// span handed to its tracer), by tenant, model, deployment, provider,
+// operation and status class: the series a dashboard sums.
+const requestsMetric = "loom_requests_total"
 
 // exporterInserted selects otelcol-loom's postgres exporter's count of the
 // spans it inserted (not those it found there already). The collector's
@@ -99,6 +100,7 @@ func TestReplicas_TwoLoomsOneRedis_LimitHoldsAcrossBoth_EachRecordComplete_Prome
 	checkRuns(t, st, runs, sent)
 	stored := checkRows(t, db, st, outcomes)
 	checkPrometheus(t, db, st, runs, atLoom, settled, stored)
+	checkSeries(t, db, st, outcomes, atLoom)
 
 	for _, r := range st.replicas {
 		if log, _ := os.ReadFile(r.loom.logPath); bytes.Contains(log, []byte("rate-limit store failing")) {
@@ -505,6 +507,59 @@ func checkPrometheus(t *testing.T, db *pgxpool.Pool, st *stack, runs []schema.Ru
 	}
 	if len(queue) != 2 || queue.Sum() != 0 {
 		t.Errorf("Prometheus: the collectors' postgres queue sizes = %v, want one per replica, both empty", queue)
+	}
+}
+
+// checkSeries holds Loom's per-call series, summed over both replicas at
+// the scrape after the load, to Postgres and to what the client saw: the
+// calls by tenant and status class are the SERVER rows by tenant and
+// status, and the limit refusals are the 429s the limited tenant got.
+func checkSeries(t *testing.T, db *pgxpool.Pool, st *stack, outcomes []outcome, atLoom time.Time) {
+	t.Helper()
+	ctx := t.Context()
+	got := map[string]float64{}
+	v, err := st.prom.Query(ctx, "sum by (tenant, status_class) ("+requestsMetric+")", atLoom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range v {
+		got[s.Metric["tenant"]+" "+s.Metric["status_class"]] = s.Value
+	}
+	want := map[string]float64{}
+	rows, err := db.Query(ctx, `
+		select tenant_id, (http_status / 100)::text || 'xx', count(*) from loom.spans
+		where kind = 'server' and seq is not null group by 1, 2`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var ten, class string
+		var n int64
+		if err := rows.Scan(&ten, &class, &n); err != nil {
+			t.Fatal(err)
+		}
+		want[ten+" "+class] = float64(n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("Prometheus: sum by (tenant, status_class) (%s) = %v; Postgres's calls by tenant and status class: %v", requestsMetric, got, want)
+	}
+	refused := 0
+	for _, o := range outcomes {
+		if o.status == http.StatusTooManyRequests {
+			refused++
+		}
+	}
+	v, err = st.prom.Query(ctx, `sum by (tenant, limit) (loom_limit_refusals_total)`, atLoom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 1 || v[0].Metric["tenant"] != limitedTenant || v[0].Metric["limit"] != "requests" || v[0].Value != float64(refused) {
+		t.Errorf("Prometheus: loom_limit_refusals_total = %v; want only {tenant=%q, limit=\"requests\"}, %d: the 429s the client got",
+			v, limitedTenant, refused)
 	}
 }
 
