@@ -232,10 +232,18 @@ func waitMetric(ctx context.Context, opsAddr, name string, want int64, timeout t
 		case err == nil && got > float64(want):
 			return fmt.Errorf("%s is %v, more than the %d calls sent", name, got, want)
 		case time.Now().After(deadline):
-			return fmt.Errorf("%s is %v after %v, want %d (last error %v)", name, got, timeout, want, err)
+			return lastErr(fmt.Sprintf("%s is %v after %v, want %d", name, got, timeout, want), err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// lastErr is a poll's verdict msg, with the last error it met, if any.
+func lastErr(msg string, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s (last error: %w)", msg, err)
+	}
+	return errors.New(msg)
 }
 
 // scrapeSum reads a Prometheus text exposition and adds up the samples of
@@ -318,7 +326,7 @@ func waitClosed(ctx context.Context, db *pgxpool.Pool, timeout time.Duration) er
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the runs are not closed and whole %v after the stop: %+v (last error %v)", timeout, runs, err)
+			return lastErr(fmt.Sprintf("the runs are not closed and whole %v after the stop: %+v", timeout, runs), err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
