@@ -643,6 +643,9 @@ type scrape struct {
 }
 
 type promConfig struct {
+	Global struct {
+		ScrapeInterval string `yaml:"scrape_interval"`
+	} `yaml:"global"`
 	RuleFiles     []string `yaml:"rule_files"`
 	ScrapeConfigs []struct {
 		JobName       string `yaml:"job_name"`
@@ -884,6 +887,7 @@ func TestCompose_Grafana_ProvisioningVariablesSet_DashboardsMounted_EveryDatasou
 		t.Fatalf("grafana: /etc/grafana/provisioning is mounted from %q, want deploy/grafana/provisioning", prov)
 	}
 	uids := map[string]bool{}
+	var promURLs, promIntervals []string
 	varRef := regexp.MustCompile(`\$\{?([A-Z][A-Z0-9_]*)\}?`)
 	err := filepath.WalkDir(filepath.Join(root, prov, "datasources"), func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -895,9 +899,12 @@ func TestCompose_Grafana_ProvisioningVariablesSet_DashboardsMounted_EveryDatasou
 		}
 		var doc struct {
 			Datasources []struct {
-				UID  string `yaml:"uid"`
-				Type string `yaml:"type"`
-				URL  string `yaml:"url"`
+				UID      string `yaml:"uid"`
+				Type     string `yaml:"type"`
+				URL      string `yaml:"url"`
+				JSONData struct {
+					TimeInterval string `yaml:"timeInterval"`
+				} `yaml:"jsonData"`
 			} `yaml:"datasources"`
 		}
 		if err := yaml.Unmarshal(b, &doc); err != nil {
@@ -905,6 +912,10 @@ func TestCompose_Grafana_ProvisioningVariablesSet_DashboardsMounted_EveryDatasou
 		}
 		for _, ds := range doc.Datasources {
 			uids[ds.UID] = true
+			if ds.Type == "prometheus" {
+				promURLs = append(promURLs, ds.URL)
+				promIntervals = append(promIntervals, ds.JSONData.TimeInterval)
+			}
 		}
 		for _, line := range strings.Split(string(b), "\n") {
 			if strings.HasPrefix(strings.TrimSpace(line), "#") {
@@ -924,8 +935,21 @@ func TestCompose_Grafana_ProvisioningVariablesSet_DashboardsMounted_EveryDatasou
 	if env["LOOM_GRAFANA_PG_HOST"] != "postgres:5432" {
 		t.Errorf("LOOM_GRAFANA_PG_HOST %q, want postgres:5432", env["LOOM_GRAFANA_PG_HOST"])
 	}
-	if u := env["LOOM_GRAFANA_PROMETHEUS_URL"]; u != "http://prometheus:9090" || !listens(service(t, p, "prometheus"), "9090") {
-		t.Errorf("LOOM_GRAFANA_PROMETHEUS_URL %q, want http://prometheus:9090, the prometheus service", u)
+	if len(promURLs) == 0 {
+		t.Error("deploy/grafana/provisioning provisions no prometheus datasource")
+	}
+	for _, raw := range promURLs {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := p.GetService(u.Hostname())
+		if err != nil || u.Hostname() != "prometheus" || !listens(s, u.Port()) {
+			t.Errorf("prometheus datasource url %s: want this stack's prometheus service on a port it listens on", raw)
+		}
+	}
+	if want := readProm(t).Global.ScrapeInterval; len(promIntervals) == 0 || slices.ContainsFunc(promIntervals, func(i string) bool { return i != want }) {
+		t.Errorf("prometheus datasource timeInterval %v, want prometheus.yml's scrape_interval %s ($__rate_interval rests on it)", promIntervals, want)
 	}
 	pg := service(t, p, "postgres")
 	if env["LOOM_GRAFANA_PG_DATABASE"] != *pg.Environment["POSTGRES_DB"] {
