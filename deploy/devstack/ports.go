@@ -35,7 +35,7 @@ func loadPorts(dir string) (ports, error) {
 	var p ports
 	if err := json.Unmarshal(b, &p); err != nil {
 		// Damaged: forget it rather than refuse to start; it is rewritten.
-		return ports{}, nil //nolint:nilerr // a damaged file only loses the kept ports
+		return ports{}, nil
 	}
 	return p, nil
 }
