@@ -268,6 +268,9 @@ func Prepare(o Options) (*Plan, error) {
 	}
 	// Warnings and a summary on the terminal; every line in the logs.
 	p.Summary = &Summary{MetricsURL: p.MetricsURL}
+	if p.Fanout != nil {
+		p.Summary.FanoutExporter = p.Fanout.ExporterID()
+	}
 	for i := range p.Services {
 		p.Services[i].Show = ShowWarnings
 		if p.Services[i].Name == "loom" {

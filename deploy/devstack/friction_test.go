@@ -266,6 +266,26 @@ func TestSummary_CallLinesCountedNotShown_OneLinePerInterval(t *testing.T) {
 	if _, warn := s.Line(t.Context()); !strings.Contains(warn, "dropped 7 calls") {
 		t.Errorf("warning = %q, want 7 dropped calls", warn)
 	}
+	// The fan-out's losses, from the collector's own metrics: a warning
+	// once they grow, naming the exporter; Postgres's own do not count.
+	fanLost := 0
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "otelcol_exporter_enqueue_failed_spans_total{exporter=\"otlp_grpc/fanout\"} %d\n"+
+			"otelcol_exporter_send_failed_spans_total{exporter=\"otlp_grpc/fanout\",data_type=\"traces\"} 1\n"+
+			"otelcol_exporter_send_failed_spans_total{exporter=\"postgres\"} %d\n", fanLost, 1000+fanLost)
+	}))
+	defer collector.Close()
+	s.CollectorMetricsURL, s.FanoutExporter = collector.URL, "otlp_grpc/fanout"
+	if _, warn := s.Line(t.Context()); warn != "" {
+		t.Errorf("first look at the collector: warning %q", warn)
+	}
+	fanLost = 250
+	if _, warn := s.Line(t.Context()); !strings.Contains(warn, "lost 250 spans") || !strings.Contains(warn, `"otlp_grpc/fanout"`) {
+		t.Errorf("warning = %q, want 250 spans lost by otlp_grpc/fanout", warn)
+	}
+	if _, warn := s.Line(t.Context()); warn != "" {
+		t.Errorf("nothing lost since: warning %q", warn)
+	}
 	quiet := &Summary{}
 	if line, warn := quiet.Line(t.Context()); line != "" || warn != "" {
 		t.Errorf("idle, no metrics: %q %q, want nothing", line, warn)

@@ -78,6 +78,10 @@ func lineLevel(line []byte) (int, bool) {
 type Summary struct {
 	// MetricsURL is Loom's /metrics; "" leaves out the spool.
 	MetricsURL string
+	// CollectorMetricsURL is otelcol-loom's own metrics, FanoutExporter
+	// the fan-out's exporter id (Fanout.ExporterID): with both, spans the
+	// fan-out drops or fails get a warning. "" leaves them out.
+	CollectorMetricsURL, FanoutExporter string
 	// Interval between lines (default SummaryInterval).
 	Interval time.Duration
 
@@ -89,6 +93,9 @@ type Summary struct {
 
 	dropped float64 // loom_calls_dropped_total at the last line
 	scraped bool
+	// The fan-out's dropped and failed spans at the last line.
+	fanLost    float64
+	fanScraped bool
 }
 
 // Latency buckets: each 5% wider than the one before, from 10µs; the
@@ -174,8 +181,8 @@ func (s *Summary) Line(ctx context.Context) (line, warn string) {
 
 	var spool string
 	if s.MetricsURL != "" {
-		if m, err := scrape(ctx, s.MetricsURL); err == nil {
-			dropped := m["loom_calls_dropped_total"]
+		if m, err := scrape(ctx, s.MetricsURL, ""); err == nil {
+			dropped := m["loom_calls_dropped"]
 			if s.scraped && dropped > s.dropped {
 				warn = fmt.Sprintf("devstack: warning: Loom dropped %.0f calls before the collector (loom_calls_dropped_total; see its log)", dropped-s.dropped)
 			}
@@ -186,6 +193,9 @@ func (s *Summary) Line(ctx context.Context) (line, warn string) {
 			}
 			spool = fmt.Sprintf("; spool backlog %s, %.0f dropped in all", byteSize(backlog), dropped)
 		}
+	}
+	if fw := s.fanoutWarning(ctx); fw != "" {
+		warn = strings.TrimPrefix(warn+"\n"+fw, "\n")
 	}
 	if calls == 0 && spool == "" {
 		return "", warn
@@ -204,6 +214,26 @@ func (s *Summary) Line(ctx context.Context) (line, warn string) {
 			round(quantile(hist[:], calls, 0.99)), round(maxDur))
 	}
 	return b + spool, warn
+}
+
+// fanoutWarning is a warning when the fan-out exporter dropped spans (its
+// queue full) or gave up on some since the last line, or "".
+func (s *Summary) fanoutWarning(ctx context.Context) string {
+	if s.CollectorMetricsURL == "" || s.FanoutExporter == "" {
+		return ""
+	}
+	m, err := scrape(ctx, s.CollectorMetricsURL, `exporter="`+s.FanoutExporter+`"`)
+	if err != nil {
+		return ""
+	}
+	lost := m["otelcol_exporter_enqueue_failed_spans"] + m["otelcol_exporter_send_failed_spans"]
+	was, seen := s.fanLost, s.fanScraped
+	s.fanLost, s.fanScraped = lost, true
+	if !seen || lost <= was {
+		return ""
+	}
+	return fmt.Sprintf("devstack: warning: the fan-out to %s lost %.0f spans (queue full or gave up: otelcol_exporter_enqueue_failed_spans_total, "+
+		"otelcol_exporter_send_failed_spans_total{exporter=%q}; see otelcol.log); Postgres has them", EnvOTLPEndpoint, lost-was, s.FanoutExporter)
 }
 
 // Run prints Line to term every Interval until ctx ends.
@@ -303,8 +333,9 @@ func byteSize(b float64) string {
 }
 
 // scrape reads a Prometheus text page into name → the sum of its samples
-// (every label set).
-func scrape(ctx context.Context, url string) (map[string]float64, error) {
+// whose labels contain match ("" for every label set). Names lose a
+// _total suffix: the collector's reader adds it or not, as configured.
+func scrape(ctx context.Context, url, match string) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -328,15 +359,17 @@ func scrape(ctx context.Context, url string) (map[string]float64, error) {
 			continue
 		}
 		name, rest, ok := strings.Cut(line, " ")
+		labels := ""
 		if i := strings.IndexByte(line, '{'); i >= 0 && i < len(name) {
 			name = line[:i]
 			if j := strings.LastIndexByte(line, '}'); j > i {
-				rest, ok = strings.TrimSpace(line[j+1:]), true
+				labels, rest, ok = line[i:j+1], strings.TrimSpace(line[j+1:]), true
 			}
 		}
-		if !ok {
+		if !ok || !strings.Contains(labels, match) {
 			continue
 		}
+		name = strings.TrimSuffix(name, "_total")
 		val, _, _ := strings.Cut(strings.TrimSpace(rest), " ") // a timestamp may follow
 		if v, err := strconv.ParseFloat(val, 64); err == nil {
 			m[name] += v
