@@ -334,6 +334,9 @@ func startCollector(t *testing.T, dbURL string, f *Fanout) collector {
 
 	set := distribution.Settings("test", "")
 	set.ConfigProviderSettings.ResolverSettings.URIs = []string{"file:" + base, "file:" + fan, "file:" + tel}
+	// gRPC's logger is a global: the test's own gRPC server and client use
+	// it already, and replacing it under them is a data race.
+	set.SkipSettingGRPCLogger = true
 	col, err := otelcol.NewCollector(set)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -212,10 +213,10 @@ func TestShowWarnings_InfoStaysInTheLog(t *testing.T) {
 // Loom's per-call lines become one summary line per interval (and stay in
 // its log); warnings still show; dropped calls are a warning.
 func TestSummary_CallLinesCountedNotShown_OneLinePerInterval(t *testing.T) {
-	var dropped = 0
+	var dropped atomic.Int64 // the handler reads it on the server's goroutine
 	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "# TYPE loom_calls_dropped_total counter\nloom_calls_dropped_total{reason=\"spool_full\"} %d\n"+
-			"loom_calls_dropped_total{reason=\"other\"} 0\nloom_spool_bytes 2048\n", dropped)
+			"loom_calls_dropped_total{reason=\"other\"} 0\nloom_spool_bytes 2048\n", dropped.Load())
 	}))
 	defer metrics.Close()
 	s := &Summary{MetricsURL: metrics.URL, Interval: 10 * time.Second}
@@ -262,24 +263,24 @@ func TestSummary_CallLinesCountedNotShown_OneLinePerInterval(t *testing.T) {
 	if line, _ := s.Line(t.Context()); !strings.Contains(line, "0 calls") || !strings.Contains(line, "backlog 2.0 KiB") {
 		t.Errorf("idle with a backlog: %q", line)
 	}
-	dropped = 7
+	dropped.Store(7)
 	if _, warn := s.Line(t.Context()); !strings.Contains(warn, "dropped 7 calls") {
 		t.Errorf("warning = %q, want 7 dropped calls", warn)
 	}
 	// The fan-out's losses, from the collector's own metrics: a warning
 	// once they grow, naming the exporter; Postgres's own do not count.
-	fanLost := 0
+	var fanLost atomic.Int64
 	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "otelcol_exporter_enqueue_failed_spans_total{exporter=\"otlp_grpc/fanout\"} %d\n"+
 			"otelcol_exporter_send_failed_spans_total{exporter=\"otlp_grpc/fanout\",data_type=\"traces\"} 1\n"+
-			"otelcol_exporter_send_failed_spans_total{exporter=\"postgres\"} %d\n", fanLost, 1000+fanLost)
+			"otelcol_exporter_send_failed_spans_total{exporter=\"postgres\"} %d\n", fanLost.Load(), 1000+fanLost.Load())
 	}))
 	defer collector.Close()
 	s.CollectorMetricsURL, s.FanoutExporter = collector.URL, "otlp_grpc/fanout"
 	if _, warn := s.Line(t.Context()); warn != "" {
 		t.Errorf("first look at the collector: warning %q", warn)
 	}
-	fanLost = 250
+	fanLost.Store(250)
 	if _, warn := s.Line(t.Context()); !strings.Contains(warn, "lost 250 spans") || !strings.Contains(warn, `"otlp_grpc/fanout"`) {
 		t.Errorf("warning = %q, want 250 spans lost by otlp_grpc/fanout", warn)
 	}
