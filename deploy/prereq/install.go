@@ -13,7 +13,8 @@ import (
 
 // A Need is a program a make target uses and the Debian packages that
 // install it. The lookups are the ones the tests and devstack use
-// (pgserver.FindBin, redisserver.FindBin, the console's Chromium path),
+// (pgserver.FindBin, redisserver.FindBin, promserver.FindBin, the
+// console's Chromium path),
 // written out here since those packages' own tests import this one.
 type Need struct {
 	// What names it for people: "the PostgreSQL server binaries (initdb)".
@@ -56,9 +57,12 @@ func TestNeeds() []Need {
 		{What: "Chromium (/usr/bin/chromium)", Packages: []string{"chromium"},
 			Skips: "the console's browser test skips",
 			Found: func() bool { return executable("/usr/bin/chromium") }},
-		{What: "promtool (Prometheus)", Packages: []string{"prometheus"},
+		{What: "Prometheus (prometheus and promtool)", Packages: []string{"prometheus"},
 			Skips: "the alert rules' promtool checks and the multi-replica test skip",
-			Found: func() bool { return onPath("promtool") || executable("/usr/bin/promtool") }},
+			Found: func() bool {
+				return (onPath("promtool") || executable("/usr/bin/promtool")) &&
+					(onPath("prometheus") || executable("/usr/bin/prometheus"))
+			}},
 	}
 }
 
