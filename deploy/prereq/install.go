@@ -14,8 +14,8 @@ import (
 // A Need is a program a make target uses and the Debian packages that
 // install it. The lookups are the ones the tests and devstack use
 // (pgserver.FindBin, redisserver.FindBin, promserver.FindBin, the
-// console's Chromium path),
-// written out here since those packages' own tests import this one.
+// console's Chromium path), written out here since those packages' own
+// tests import this one.
 type Need struct {
 	// What names it for people: "the PostgreSQL server binaries (initdb)".
 	What string
