@@ -438,7 +438,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	var o Options
 	fs := Flags(&o)
 	fs.SetOutput(stdout)
-	clean := fs.Bool("clean", false, "remove everything devstack made (the state directory, and the local cluster wherever it lives), then exit; what `make clean` runs")
+	clean := fs.Bool("clean", false, "remove everything devstack made (the state directory, and the local cluster wherever it lives), then exit (what make clean runs)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
