@@ -19,7 +19,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/config/configcompression"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"go.opentelemetry.io/collector/exporter/otlpexporter"
@@ -227,7 +226,7 @@ func TestRenderFanoutConfig_MergedOverTheCollectorConfig_ValidAndPostgresPipelin
 			if tlsInsecure != f.Insecure || caFile != f.CAFile {
 				t.Errorf("tls = insecure %v, ca_file %q; want %v, %q", tlsInsecure, caFile, f.Insecure, f.CAFile)
 			}
-			if compression != f.Compression && !(f.Compression == "none" && !(*configcompression.Type)(&compression).IsCompressed()) {
+			if compression != f.Compression {
 				t.Errorf("compression = %q, want %q", compression, f.Compression)
 			}
 			for i, h := range f.Headers {
