@@ -1000,3 +1000,48 @@ func TestChart_EveryValuesFile_NoSecretInConfigMaps(t *testing.T) {
 		}
 	})
 }
+
+// TestChart_MonitoringValues_ServiceMonitorsScrapeWhatTheBinariesServe: the
+// gateway's ServiceMonitor reaches the ops listener's port and a path its
+// handler answers with Loom's series; the collector's reaches the port its
+// Prometheus reader listens on.
+func TestChart_MonitoringValues_ServiceMonitorsScrapeWhatTheBinariesServe(t *testing.T) {
+	r := render(t, filepath.Join(chartDir, "examples", "values-monitoring.yaml"))
+	cfg, c, _ := loomConfig(t, r)
+	sm := get[*monitoringv1.ServiceMonitor](t, r, "ServiceMonitor", "loom")
+	if len(sm.Spec.Endpoints) != 1 {
+		t.Fatalf("endpoints %+v", sm.Spec.Endpoints)
+	}
+	ep := sm.Spec.Endpoints[0]
+	svc := get[*corev1.Service](t, r, "Service", "loom-ops")
+	i := slices.IndexFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == ep.Port })
+	if i < 0 || containerPort(t, c, svc.Spec.Ports[i].TargetPort.StrVal) != portOf(t, cfg.Ops.Listen) {
+		t.Fatalf("ServiceMonitor port %q does not reach ops.listen %s", ep.Port, cfg.Ops.Listen)
+	}
+	srv, err := server.New(cfg, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&fasthttp.Request{}, nil, nil)
+	ctx.Request.SetRequestURI(ep.Path)
+	srv.OpsHandler()(&ctx)
+	if ctx.Response.StatusCode() != fasthttp.StatusOK || !strings.Contains(string(ctx.Response.Body()), "# TYPE loom_") {
+		t.Errorf("GET %s on the ops handler = %d, %.200s", ep.Path, ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+
+	_, cc, raw, _, _ := collectorConfig(t, r)
+	csm := get[*monitoringv1.ServiceMonitor](t, r, "ServiceMonitor", "loom-otelcol")
+	cep := csm.Spec.Endpoints[0]
+	csvc := get[*corev1.Service](t, r, "Service", "loom-otelcol")
+	j := slices.IndexFunc(csvc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == cep.Port })
+	readers, _ := dig(raw, "service", "telemetry", "metrics", "readers").([]any)
+	port, _ := dig(readers[0], "pull", "exporter", "prometheus", "port").(float64)
+	if j < 0 || containerPort(t, cc, csvc.Spec.Ports[j].TargetPort.StrVal) != int32(port) {
+		t.Errorf("collector ServiceMonitor port %q does not reach the Prometheus reader's port %v", cep.Port, port)
+	}
+	// The collector's Prometheus reader serves /metrics only.
+	if cep.Path != "/metrics" {
+		t.Errorf("collector ServiceMonitor path %q", cep.Path)
+	}
+}
