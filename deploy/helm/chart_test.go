@@ -483,7 +483,7 @@ func TestChart_EveryValuesFile_CollectorConfigValidatesInOtelcolLoom(t *testing.
 		if healthPath == "" {
 			healthPath = "/" // the health_check extension's default
 		}
-		for name, pr := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+		for name, pr := range map[string]*corev1.Probe{"startup": c.StartupProbe, "liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
 			if probePort(t, c, pr) != containerPort(t, c, "health") || pr.HTTPGet.Path != healthPath {
 				t.Errorf("%s probe %s:%v, want the health_check extension's %s on port health", name, pr.HTTPGet.Path, pr.HTTPGet.Port, healthPath)
 			}
