@@ -21,6 +21,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
@@ -561,6 +562,18 @@ func TestChart_EveryValuesFile_PodsAreHardened(t *testing.T) {
 				}
 				if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
 					t.Errorf("%s: seccomp %+v, want RuntimeDefault", where, seccomp)
+				}
+				for _, e := range c.Env {
+					if e.Name != "GOMEMLIMIT" {
+						continue
+					}
+					// Go writes MiB where Kubernetes writes Mi.
+					q, err := resource.ParseQuantity(strings.TrimSuffix(strings.Replace(e.Value, "iB", "i", 1), "B"))
+					if err != nil {
+						t.Errorf("%s: GOMEMLIMIT %q: %v", where, e.Value, err)
+					} else if q.Cmp(*c.Resources.Limits.Memory()) >= 0 {
+						t.Errorf("%s: GOMEMLIMIT %s is not below the memory limit %s", where, e.Value, c.Resources.Limits.Memory())
+					}
 				}
 				if c.Name == "loom" || c.Name == "otelcol-loom" {
 					// The images' user (deploy/docker: distroless nonroot).
