@@ -72,11 +72,15 @@ func promTargets(p promql.Panel) []cog.Builder[variants.Dataquery] {
 			// shows the calls behind a slow percentile.
 			q = q.Exemplar(true)
 		}
+		// A stat shows the value at the end of the range, one per series
+		// (per currency): an instant query, as series rather than one
+		// table whose rows the stat would reduce to the last.
 		if p.Kind == promql.Stat {
-			q = q.Instant().Format(prometheus.PromQueryFormatTable)
+			q = q.Instant()
 		} else {
-			q = q.Range().Format(prometheus.PromQueryFormatTimeSeries)
+			q = q.Range()
 		}
+		q = q.Format(prometheus.PromQueryFormatTimeSeries)
 		ts = append(ts, q)
 	}
 	return ts
