@@ -178,6 +178,11 @@ type Record struct {
 	// record's own Deployment, UpstreamStart... fields, numbered
 	// len(Attempts)+1. At most MaxAttempts; the slice is reused.
 	Attempts []Attempt
+
+	// TraceID is the trace id of the call's spans, set by the tracing
+	// sink when it encodes them (zero before, or without a tracer): what
+	// the metrics' exemplars link to.
+	TraceID [16]byte
 }
 
 // MaxAttempts bounds the upstream attempts of one call (routing's

@@ -106,8 +106,15 @@ func (s *Server) OpsHandler() fasthttp.RequestHandler {
 				writeError(ctx, methodNotAllowed(ctx))
 				return
 			}
-			ctx.SetContentType("text/plain; version=0.0.4")
-			ctx.Response.SetBodyRaw(s.AppendMetrics(nil))
+			body, contentType, err := s.writeMetrics(ctx.Request.Header.Peek(fasthttp.HeaderAccept))
+			if err != nil {
+				s.log.Error("metrics exposition failed", "error", err)
+				writeError(ctx, apierror.New(fasthttp.StatusInternalServerError, apierror.TypeServer, "internal_error", "",
+					"The metrics could not be gathered; the gateway's log says why."))
+				return
+			}
+			ctx.SetContentType(contentType)
+			ctx.Response.SetBodyRaw(body)
 		case "/healthz":
 			s.health(ctx, true, false)
 		case "/readyz":

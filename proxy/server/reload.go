@@ -27,6 +27,9 @@ type live struct {
 	// connection pool and pool slots) when a reload leaves it unchanged.
 	built map[string]deploymentSpec
 	dir   *tenant.Directory
+	// models are the public model names of dir's tenants: the values the
+	// metrics' model label may take (see callMetrics).
+	models map[string]struct{}
 }
 
 // deploymentSpec is everything upstream.New and LimitResponse read.
@@ -107,7 +110,7 @@ func (s *Server) Reload(cfg *config.Config, fileTenants bool) error {
 			retire(deps, prev.deployments)
 			return fmt.Errorf("reload: tenants: %w", err)
 		}
-		next.dir = dir
+		next.dir, next.models = dir, modelSet(tenants)
 		s.goodTenants = make(map[string]tenancy.Tenant, len(tenants))
 		for _, t := range tenants {
 			s.goodTenants[t.ID] = t

@@ -110,11 +110,13 @@ type Server struct {
 	responseIDs responseIndex
 	// prices is the catalog calls are priced with (prices.go).
 	prices priceBook
+	// metrics are the per-call series of /metrics (metrics.go).
+	metrics *callMetrics
 }
 
 // New builds a server from a validated configuration.
 func New(cfg *config.Config, opts Options) (*Server, error) {
-	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, streams: map[*relay.Stream]struct{}{}}
+	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, streams: map[*relay.Stream]struct{}{}, metrics: newCallMetrics()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -139,12 +141,13 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.live.Store(&live{cfg: cfg, deployments: deps, built: built, dir: dir})
+	s.live.Store(&live{cfg: cfg, deployments: deps, built: built, dir: dir, models: modelSet(tenants)})
 	s.lastTenants = tenants
 	s.goodTenants = make(map[string]tenancy.Tenant, len(tenants))
 	for _, t := range tenants {
 		s.goodTenants[t.ID] = t
 	}
+	s.metrics.reg.MustRegister(gauges{s})
 	s.exchanges.New = func() any {
 		ex := &exchange{srv: s, cands: make([]*tenant.Target, 0, maxKeptCandidates)}
 		ex.streamDone = ex.streamEnded
@@ -253,7 +256,7 @@ func (s *Server) serveTenants(serve []tenancy.Tenant, quarantined error, next *l
 	for _, t := range serve {
 		good[t.ID] = t
 	}
-	next.dir = dir
+	next.dir, next.models = dir, modelSet(serve)
 	s.live.Store(next)
 	s.goodTenants = good
 	return quarantined
@@ -483,7 +486,10 @@ func (s *Server) finish(ex *exchange) {
 		// call (see unauthCounts).
 		s.unauthenticated(rec)
 	} else {
+		// The sink first: the tracer sets the record's trace id, which
+		// the metrics' exemplars carry.
 		s.opts.Sink.Record(rec)
+		s.metrics.observe(ex)
 	}
 	ex.live = nil // a pooled exchange must not keep retired deployments alive
 	clear(ex.cands)

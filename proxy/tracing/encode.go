@@ -151,7 +151,8 @@ func newEncoder(serviceVersion, instance string) *encoder {
 // ExportTraceServiceRequest as they stand. The SERVER span is always
 // there; the CLIENT span, child of the SERVER span, when r.UpstreamStart is
 // set. A valid r.TraceParent gives the trace id and the SERVER span's
-// remote parent; otherwise the trace id is new.
+// remote parent; otherwise the trace id is new. Either way it is written
+// to r.TraceID.
 func (e *encoder) appendCall(dst []byte, r *call.Record, ids callIDs) []byte {
 	// Today's SDK path: the W3C propagator reads the client's traceparent,
 	// every span is sampled (a caller's sampled=0 must not erase a billable
@@ -171,6 +172,7 @@ func (e *encoder) appendCall(dst []byte, r *call.Record, ids callIDs) []byte {
 	}
 	ctx.flags = uint32(parent.TraceFlags() | trace.FlagsSampled)
 	ctx.span = newSpanID()
+	r.TraceID = ctx.trace // for whoever reads the record after the sink: exemplars
 	run := call.Clean(ids.Run, maxShort)
 
 	dst, rs := openLen(dst, tagResourceSpans, 2)

@@ -694,3 +694,20 @@ func TestEncode_CostOnClientSpanOnlyWhenPriced(t *testing.T) {
 		}
 	}
 }
+
+// The record learns its spans' trace id (the metrics' exemplars link to
+// it): the client's when its traceparent is valid, the new one otherwise.
+func TestEncode_WritesTheSpansTraceIDToTheRecord(t *testing.T) {
+	e := newEncoder("v", "i")
+	r := streamedChat()
+	b := e.appendCall(nil, r, callIDs{Seq: 1})
+	id, ok := traceIDOf(b)
+	if !ok || hex.EncodeToString(r.TraceID[:]) != id {
+		t.Fatalf("record's trace id %x, spans' %q", r.TraceID, id)
+	}
+	r.TraceParent = []byte("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	e.appendCall(nil, r, callIDs{Seq: 2})
+	if got := hex.EncodeToString(r.TraceID[:]); got != "0af7651916cd43dd8448eb211c80319c" {
+		t.Fatalf("with a traceparent, record's trace id %s", got)
+	}
+}

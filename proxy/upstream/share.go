@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +28,9 @@ var (
 type share struct {
 	total     chan struct{}
 	perTenant int
+	// waiting counts the calls blocked in Acquire now (the pool's queue,
+	// for loom_upstream_connections_waiting).
+	waiting atomic.Int64
 
 	mu      sync.RWMutex
 	tenants map[string]chan struct{}
@@ -99,23 +103,35 @@ func (d *Deployment) Acquire(tenantID string, wait time.Duration) (Slot, error) 
 	select {
 	case t <- struct{}{}:
 	default:
+		sh.waiting.Add(1)
 		select {
 		case t <- struct{}{}:
+			sh.waiting.Add(-1)
 		case <-expired():
+			sh.waiting.Add(-1)
 			return Slot{}, ErrShareExceeded
 		}
 	}
 	select {
 	case sh.total <- struct{}{}:
 	default:
+		sh.waiting.Add(1)
 		select {
 		case sh.total <- struct{}{}:
+			sh.waiting.Add(-1)
 		case <-expired():
+			sh.waiting.Add(-1)
 			<-t
 			return Slot{}, ErrSaturated
 		}
 	}
 	return Slot{tenant: t, total: sh.total}, nil
+}
+
+// Pool reports the deployment's places in use (calls holding a
+// connection of its pool) and the calls waiting for one now.
+func (d *Deployment) Pool() (inUse, waiting int) {
+	return len(d.share.total), int(d.share.waiting.Load())
 }
 
 // InUse reports how many places tenantID holds in the deployment's pool.

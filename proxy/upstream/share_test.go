@@ -98,3 +98,40 @@ func TestForwardResponseHeader_ProviderRateLimitsNeverPass(t *testing.T) {
 		t.Error("ordinary response headers no longer pass")
 	}
 }
+
+// Pool reports the places held and the calls waiting for one, for the
+// loom_upstream_connections_* gauges; both fall back when calls move on.
+func TestPool_CountsPlacesInUseAndCallsWaiting(t *testing.T) {
+	d := deployment(t, 1, 1)
+	s, err := d.Acquire("a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inUse, waiting := d.Pool(); inUse != 1 || waiting != 0 {
+		t.Fatalf("one held: in use %d, waiting %d", inUse, waiting)
+	}
+	got := make(chan upstream.Slot)
+	go func() {
+		s2, err := d.Acquire("b", 10*time.Second)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- s2
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, waiting := d.Pool(); waiting != 1; _, waiting = d.Pool() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting = %d, want 1 while b waits", waiting)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s.Release()
+	s2 := <-got
+	if inUse, waiting := d.Pool(); inUse != 1 || waiting != 0 {
+		t.Fatalf("b served: in use %d, waiting %d", inUse, waiting)
+	}
+	s2.Release()
+	if inUse, _ := d.Pool(); inUse != 0 {
+		t.Fatalf("all released: in use %d", inUse)
+	}
+}
