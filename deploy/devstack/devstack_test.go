@@ -613,7 +613,7 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "otelcol_exporter_queue_size{") ||
-			!strings.Contains(string(b), "loom_exporter_spans_inserted") {
+			!strings.Contains(string(b), "\nloom_exporter_spans_inserted_total ") {
 			t.Errorf("%s: %s\n%s", p.CollectorMetricsURL, resp.Status, b)
 		}
 	}
