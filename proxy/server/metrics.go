@@ -74,6 +74,14 @@ type series struct {
 	tokens [4]prometheus.Counter
 	// exemplarAt is when (Unix ns) this label set last left an exemplar.
 	exemplarAt atomic.Int64
+	// cost is the cost counter of the currency this label set's calls
+	// were last priced in (one, nearly always), to skip a lookup.
+	cost atomic.Pointer[costChild]
+}
+
+type costChild struct {
+	currency string
+	counter  prometheus.Counter
 }
 
 // tokenKinds are loom_tokens_total's kind label. input includes the cached
@@ -225,7 +233,12 @@ func (m *callMetrics) observe(ex *exchange) {
 		}
 	}
 	if rec.PriceID != "" && rec.Cost > 0 {
-		m.costs.get(costKey{tenant, model, rec.CostCurrency}, m, newCostCounter).Add(price.Amount(rec.Cost).Float64())
+		cc := se.cost.Load()
+		if cc == nil || cc.currency != rec.CostCurrency {
+			cc = &costChild{rec.CostCurrency, m.costs.get(costKey{tenant, model, rec.CostCurrency}, m, newCostCounter)}
+			se.cost.Store(cc)
+		}
+		cc.counter.Add(price.Amount(rec.Cost).Float64())
 	}
 	if rec.ErrorType != "" {
 		c := m.errs.get(errorKey{tenant, model, rec.Provider, m.errorType(rec.ErrorType)}, m, newErrorCounter)
