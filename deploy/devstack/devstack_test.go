@@ -533,9 +533,13 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 	}
 	dbURL := pgtest.Database(t, pgtest.Start(t))
 	dir := t.TempDir()
+	// Traces fan out to a second OTLP backend too (LOOM_OTLP_ENDPOINT):
+	// the real otelcol-loom with both of devstack's configs.
+	backend := &otlpBackend{}
+	fanout := "http://" + startBackend(t, backend)
 	p, err := Prepare(Options{Dir: dir, Bin: bin, Listen: "127.0.0.1:0", MockAddr: "127.0.0.1:0",
 		OTLPAddr: "127.0.0.1:0", HealthAddr: "127.0.0.1:0",
-		Getenv: func(k string) string { return map[string]string{EnvDatabaseURL: dbURL}[k] }})
+		Getenv: func(k string) string { return map[string]string{EnvDatabaseURL: dbURL, EnvOTLPEndpoint: fanout}[k] }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -576,6 +580,13 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 	}
 	if err := awaitClientSpans(ctx, dbURL, 2, 30*time.Second); err != nil {
 		t.Errorf("%v\n%s", err, out)
+	}
+	// Two calls, a SERVER and a CLIENT span each, at the fan-out's backend.
+	for deadline := time.Now().Add(30 * time.Second); backend.spans.Load() < 4 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := backend.spans.Load(); got < 4 {
+		t.Errorf("the fan-out backend (%s) got %d spans, want the 2 calls' 4 at least\n%s", fanout, got, out)
 	} else if psql, err := exec.LookPath(p.psql); err == nil {
 		// The banner's line, as a shell runs it.
 		line := psqlLine(psql, p.DatabaseURL)

@@ -3,7 +3,6 @@ package budget
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,26 +17,11 @@ import (
 
 func startRedis(t testing.TB) *redisserver.Server { return redistest.Start(t) }
 
-// redisClient returns a client of srv with a gateway's short timeouts,
-// closed when the test ends.
 func redisClient(t testing.TB, srv *redisserver.Server) *redis.Client {
-	t.Helper()
-	c := redis.NewClient(&redis.Options{
-		Addr:          srv.Addr(),
-		DialTimeout:   200 * time.Millisecond,
-		ReadTimeout:   200 * time.Millisecond,
-		WriteTimeout:  200 * time.Millisecond,
-		MaxRetries:    -1,
-		DialerRetries: 1,
-	})
-	t.Cleanup(func() { c.Close() })
-	return c
+	return redistest.Client(t, srv)
 }
 
-// prefix is a key prefix unique to the test.
-func prefix(t testing.TB) string {
-	return "test:" + strings.ReplaceAll(t.Name(), "/", ":") + ":"
-}
+func prefix(t testing.TB) string { return redistest.Prefix(t) }
 
 func TestRedis_Conformance(t *testing.T) {
 	c := redisClient(t, startRedis(t))

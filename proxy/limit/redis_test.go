@@ -2,7 +2,6 @@ package limit
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,28 +13,11 @@ import (
 	"github.com/loom-gateway/loom/deploy/redisserver/redistest"
 )
 
-// redisClient returns a client of srv, closed when the test ends. Its
-// timeouts are short, as a gateway's should be: a dead server must cost a
-// request milliseconds, not seconds (go-redis's defaults dial five times,
-// 100ms apart, even when the connection is refused).
 func redisClient(t testing.TB, srv *redisserver.Server) *redis.Client {
-	t.Helper()
-	c := redis.NewClient(&redis.Options{
-		Addr:          srv.Addr(),
-		DialTimeout:   200 * time.Millisecond,
-		ReadTimeout:   200 * time.Millisecond,
-		WriteTimeout:  200 * time.Millisecond,
-		MaxRetries:    -1,
-		DialerRetries: 1,
-	})
-	t.Cleanup(func() { c.Close() })
-	return c
+	return redistest.Client(t, srv)
 }
 
-// prefix is a key prefix unique to the test.
-func prefix(t testing.TB) string {
-	return "test:" + strings.ReplaceAll(t.Name(), "/", ":") + ":"
-}
+func prefix(t testing.TB) string { return redistest.Prefix(t) }
 
 // newTestRedis returns a Redis store with a short slot lease, closed when
 // the test ends.

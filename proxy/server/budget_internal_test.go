@@ -37,10 +37,11 @@ func TestMaxOutput_MaxTokensForEachChoice_ElseTheDefault_EmbeddingsNone(t *testi
 	}
 }
 
-// The budget work of one call in memory mode (estimate, reserve against a
-// tenant's and a key's day and month budgets, settle with the priced
-// usage) allocates nothing.
-func TestReserveAndSettleBudget_InMemory_AllocateNothing(t *testing.T) {
+// budgetedCall sets up a server whose tenant and key both have day and
+// month budgets in memory, and returns one call's budget work (estimate,
+// reserve, price the usage, settle), which reports whether it was reserved.
+func budgetedCall(tb testing.TB) func() bool {
+	tb.Helper()
 	key, hash, _ := tenant.NewKey()
 	big := `[{period: day, limit: "999999"}, {period: month, limit: "999999"}]`
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
@@ -54,31 +55,43 @@ tenants:
     models: [{name: m, deployment: d}]
 `, big, hash, big)))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	s, err := New(cfg, Options{})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	k, ok := s.live.Load().dir.Authenticate([]byte(key))
 	if !ok {
-		t.Fatal("key not found")
+		tb.Fatal("key not found")
 	}
 	rt, _ := k.Route([]byte("m"))
 	var ctx fasthttp.RequestCtx
 	ex := s.acquire()
 	ex.req.Op = call.OpChat
 	ex.rec.Start = time.Now()
-	n := testing.AllocsPerRun(1000, func() {
-		ex.rec.UsageSource, ex.rec.UpstreamStatus = call.UsageNone, 0
+	return func() bool {
+		ex.rec.UsageSource, ex.rec.UpstreamStatus, ex.rec.PriceID = call.UsageNone, 0, ""
 		if !s.reserveBudget(&ctx, ex, k, rt, 400) || !ex.budget.Held() {
-			t.Fatal("not reserved")
+			return false
 		}
 		ex.rec.Usage = call.Usage{InputTokens: 100, OutputTokens: 50, TotalTokens: 150}
 		ex.rec.UsageSource, ex.rec.UpstreamStatus = call.UsageProvider, 200
-		ex.rec.PriceID = ""
 		s.priceCall(&ex.rec)
 		s.settleBudget(ex)
+		return true
+	}
+}
+
+// The budget work of one call in memory mode (estimate, reserve against a
+// tenant's and a key's day and month budgets, settle with the priced
+// usage) allocates nothing.
+func TestReserveAndSettleBudget_InMemory_AllocateNothing(t *testing.T) {
+	step := budgetedCall(t)
+	n := testing.AllocsPerRun(1000, func() {
+		if !step() {
+			t.Fatal("not reserved")
+		}
 	})
 	if n != 0 {
 		t.Fatalf("a budgeted call's budget work allocates %v times, want 0", n)
@@ -89,40 +102,11 @@ tenants:
 // the estimate from the catalog, the reservation against a tenant's and a
 // key's day and month budgets, pricing the usage and settling.
 func BenchmarkBudgetedCall(b *testing.B) {
-	key, hash, _ := tenant.NewKey()
-	big := `[{period: day, limit: "999999"}, {period: month, limit: "999999"}]`
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-deployments:
-  - {name: d, provider: openai, base_url: "http://127.0.0.1:9/v1", api_key: sk-x}
-prices: [{model: m, effective_from: "2020-01-01", input: "1.00", output: "2.00"}]
-tenants:
-  - id: t
-    budgets: %s
-    keys: [{id: k, sha256: %s, budgets: %s}]
-    models: [{name: m, deployment: d}]
-`, big, hash, big)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := New(cfg, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	k, _ := s.live.Load().dir.Authenticate([]byte(key))
-	rt, _ := k.Route([]byte("m"))
-	var ctx fasthttp.RequestCtx
-	ex := s.acquire()
-	ex.req.Op = call.OpChat
-	ex.rec.Start = time.Now()
+	step := budgetedCall(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		ex.rec.UsageSource, ex.rec.UpstreamStatus, ex.rec.PriceID = call.UsageNone, 0, ""
-		if !s.reserveBudget(&ctx, ex, k, rt, 400) {
+		if !step() {
 			b.Fatal("refused")
 		}
-		ex.rec.Usage = call.Usage{InputTokens: 100, OutputTokens: 50, TotalTokens: 150}
-		ex.rec.UsageSource, ex.rec.UpstreamStatus = call.UsageProvider, 200
-		s.priceCall(&ex.rec)
-		s.settleBudget(ex)
 	}
 }
