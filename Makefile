@@ -50,5 +50,5 @@ bench-quick: build ## The end-to-end overhead run in about a minute, with gates;
 lint: ## go.mod tidy, then golangci-lint (pinned; installed into bin/ on first use): gofmt, vet, errorlint, one JSON door
 	GO=$(GO) ./deploy/lint.sh
 
-dashboards: ## Regenerate the Grafana dashboards (dashboards/grafana/json) from dashboards/queries
+dashboards: ## Regenerate the Grafana dashboards (dashboards/grafana/json) from dashboards/queries and dashboards/promql
 	$(GO) run ./dashboards/cmd/gendashboards

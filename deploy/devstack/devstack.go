@@ -55,6 +55,9 @@ type Options struct {
 	// OpsAddr is Loom's ops listener's preferred address (/metrics,
 	// /healthz, /readyz); empty is any free port on 127.0.0.1.
 	OpsAddr string
+	// CollectorMetricsAddr is where otelcol-loom serves its own metrics
+	// for Prometheus; empty is any free port on 127.0.0.1.
+	CollectorMetricsAddr string
 	// PostgresPort is the local cluster's preferred port on 127.0.0.1
 	// (a free one if taken; 0 is any free one).
 	PostgresPort int
@@ -106,6 +109,9 @@ type Plan struct {
 	Summary *Summary
 	// Notes are lines to show before the stack starts.
 	Notes []string
+
+	// CollectorMetricsURL is otelcol-loom's own metrics (Prometheus).
+	CollectorMetricsURL string
 
 	psql string // the psql program the banner names
 	loom string // the loom binary, for the banner's audit line
@@ -267,7 +273,7 @@ func Prepare(o Options) (*Plan, error) {
 		return nil, err
 	}
 	// Warnings and a summary on the terminal; every line in the logs.
-	p.Summary = &Summary{MetricsURL: p.MetricsURL}
+	p.Summary = &Summary{MetricsURL: p.MetricsURL, CollectorMetricsURL: p.CollectorMetricsURL}
 	if p.Fanout != nil {
 		p.Summary.FanoutExporter = p.Fanout.ExporterID()
 	}
@@ -309,8 +315,16 @@ func (p *Plan) addCollector(o Options, bin string) error {
 	if p.LedgerPublicKey, err = ledgerKey(keyFile); err != nil {
 		return err
 	}
+	if o.CollectorMetricsAddr == "" {
+		o.CollectorMetricsAddr = "127.0.0.1:0"
+	}
+	metrics, err := p.pickKept("otelcol-metrics-addr", "otelcol-loom's metrics", o.CollectorMetricsAddr)
+	if err != nil {
+		return err
+	}
+	p.CollectorMetricsURL = "http://" + metrics + "/metrics"
 	path := filepath.Join(o.Dir, "otelcol.yaml")
-	if err := os.WriteFile(path, RenderCollectorConfig(otlp, health, storage, keyFile), 0o600); err != nil {
+	if err := os.WriteFile(path, RenderCollectorConfig(otlp, health, storage, keyFile, metrics), 0o600); err != nil {
 		return fmt.Errorf("write collector config: %w", err)
 	}
 	args := []string{"--config", path}
@@ -427,6 +441,7 @@ func Flags(o *Options) *flag.FlagSet {
 	fs.StringVar(&o.HealthAddr, "health-addr", "127.0.0.1:13133", "otelcol-loom's health check address (a free port if taken, then kept)")
 	fs.StringVar(&o.ConsoleAddr, "console-addr", "127.0.0.1:8082", "the web console's address (a free port if taken, then kept)")
 	fs.StringVar(&o.OpsAddr, "ops-addr", "127.0.0.1:9464", "Loom's ops listener, /metrics (a free port if taken, then kept)")
+	fs.StringVar(&o.CollectorMetricsAddr, "otelcol-metrics-addr", "127.0.0.1:8888", "otelcol-loom's own metrics for Prometheus (a free port if taken, then kept)")
 	fs.IntVar(&o.PostgresPort, "pg-port", 54329, "the local Postgres's port on 127.0.0.1 (a free one if taken, then kept; unused with "+EnvDatabaseURL+")")
 	return fs
 }
@@ -564,7 +579,10 @@ func (p *Plan) Banner(dir string) string {
 		"\n# The audit ledger: every stored call in a hash chain per tenant, every admin change in _system,\n" +
 		"# the heads signed every minute with .loom/ledger.key; verify the chains against loom.spans:\n" +
 		verifyLine(p.loom, p.psqlURL(), p.LedgerPublicKey) + "\n" +
-		"\n# Loom's metrics, on its ops listener (loom_calls_shipped_total, loom_rejected_unauthenticated_total...):\n" +
-		"curl -sS " + p.MetricsURL + "\n\n"
+		"\n# Loom's metrics, on its ops listener (loom_requests_total, loom_calls_shipped_total...):\n" +
+		"curl -sS " + p.MetricsURL + "\n" +
+		"# Prometheus scrape URLs (alert rules: deploy/prometheus/loom-alerts.yaml):\n" +
+		"#   loom          " + p.MetricsURL + "\n" +
+		"#   otelcol-loom  " + p.CollectorMetricsURL + "  (otelcol_exporter_send_failed_spans_total, loom_exporter_*)\n\n"
 	return b
 }

@@ -350,6 +350,20 @@ func TestPrepare_MetricsOnTheOpsListener(t *testing.T) {
 	if !strings.Contains(b, "curl -sS "+p.MetricsURL+"\n") || strings.Contains(b, p.LoomURL+"/metrics") {
 		t.Fatalf("banner's metrics line does not name the ops listener %s:\n%s", p.MetricsURL, b)
 	}
+	// Both Prometheus scrape URLs are in the banner: Loom's and
+	// otelcol-loom's own, which its config serves.
+	if !strings.HasPrefix(p.CollectorMetricsURL, "http://127.0.0.1:") || !strings.Contains(b, p.CollectorMetricsURL) ||
+		!strings.Contains(b, "#   loom          "+p.MetricsURL+"\n") {
+		t.Fatalf("banner lacks the scrape URLs (%s, %s):\n%s", p.MetricsURL, p.CollectorMetricsURL, b)
+	}
+	col, err := os.ReadFile(filepath.Join(filepath.Dir(p.ConfigPath), "otelcol.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(strings.TrimSuffix(strings.TrimPrefix(p.CollectorMetricsURL, "http://"), "/metrics"))
+	if !strings.Contains(string(col), "port: "+port+"\n") {
+		t.Fatalf("otelcol.yaml does not serve its metrics on %s:\n%s", port, col)
+	}
 }
 
 func TestChooseUpstream_LoomKeyInOpenAIKey_IsIgnored(t *testing.T) {
@@ -600,6 +614,18 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "loom_calls_total 2") {
 			t.Errorf("%s: %s\n%s", p.MetricsURL, resp.Status, b)
+		}
+	}
+	// otelcol-loom's own metrics, at the banner's other scrape URL: its
+	// exporter queue and the postgres exporter's counters.
+	if resp, err := http.Get(p.CollectorMetricsURL); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "otelcol_exporter_queue_size{") ||
+			!strings.Contains(string(b), "\nloom_exporter_spans_inserted_total ") {
+			t.Errorf("%s: %s\n%s", p.CollectorMetricsURL, resp.Status, b)
 		}
 	}
 	if resp, err := http.Get(p.LoomURL + "/metrics"); err != nil || resp.StatusCode != http.StatusNotFound {

@@ -146,7 +146,7 @@ func TestRenderFanoutConfig_MergedOverTheCollectorConfig_ValidAndPostgresPipelin
 	t.Setenv("LOOM_OTLP_HEADER_0", "s3cret-token")
 	dir := t.TempDir()
 	base := writeFile(t, filepath.Join(dir, "otelcol.yaml"),
-		RenderCollectorConfig("127.0.0.1:4317", "127.0.0.1:13133", filepath.Join(dir, "otelcol"), ""))
+		RenderCollectorConfig("127.0.0.1:4317", "127.0.0.1:13133", filepath.Join(dir, "otelcol"), "", ""))
 	alone := loadMerged(t, base)
 	for _, f := range []*Fanout{
 		{Endpoint: "127.0.0.1:4317", Insecure: true, Compression: "gzip"},
@@ -325,7 +325,7 @@ func startCollector(t *testing.T, dbURL string, f *Fanout) collector {
 	}
 	c := collector{otlp: addrs[0], metrics: addrs[2]}
 	_, mport, _ := net.SplitHostPort(c.metrics)
-	base := writeFile(t, filepath.Join(dir, "otelcol.yaml"), RenderCollectorConfig(c.otlp, addrs[1], filepath.Join(dir, "otelcol"), ""))
+	base := writeFile(t, filepath.Join(dir, "otelcol.yaml"), RenderCollectorConfig(c.otlp, addrs[1], filepath.Join(dir, "otelcol"), "", ""))
 	fan := writeFile(t, filepath.Join(dir, "fanout.yaml"), RenderFanoutConfig(f))
 	tel := writeFile(t, filepath.Join(dir, "telemetry.yaml"), []byte("service:\n  telemetry:\n    metrics:\n      level: basic\n"+
 		"      readers:\n        - pull:\n            exporter:\n              prometheus:\n                host: 127.0.0.1\n                port: "+mport+"\n"))
