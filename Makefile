@@ -4,18 +4,26 @@
 GO ?= go
 FUZZTIME ?= 5s
 
-.PHONY: help build run test fuzz test-faults soak bench bench-quick lint dashboards
+# What `make build` puts in bin/ (make help lists them; so does the README).
+BINARIES := proxy/cmd/loom bench/cmd/mockupstream otelcol/cmd/otelcol-loom deploy/cmd/devstack bench/cmd/loombench
+
+.PHONY: help build run clean test fuzz test-faults soak bench bench-quick lint dashboards
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  bin/: $(notdir $(BINARIES)) (make build); bin/devstack -h lists make run's flags"
 
-build: ## Build loom, mockupstream, otelcol-loom and devstack into bin/
-	$(GO) build -o bin/ ./proxy/cmd/loom ./bench/cmd/mockupstream ./otelcol/cmd/otelcol-loom ./deploy/cmd/devstack ./bench/cmd/loombench
+build: ## Build every binary into bin/ (listed below)
+	$(GO) build -o bin/ $(addprefix ./,$(BINARIES))
 
-run: build ## Start Loom and a demo key in front of the mock (or OpenAI if OPENAI_API_KEY is set); state in .loom/
+run: build ## Start Loom and a demo key in front of the mock (or OpenAI if OPENAI_API_KEY is set); state in .loom/; installs PostgreSQL if missing (as root)
 	./bin/devstack
 
-test: ## go vet, then every test (-race; memory budgets again without it), then every fuzz target briefly (make fuzz)
+clean: ## Remove everything make run made: .loom/ and its Postgres cluster, wherever it lives (stop make run first)
+	$(GO) run ./deploy/cmd/devstack -clean
+
+test: build ## Install what the tests use if missing (as root; else say what skips), go vet, every test (-race; budgets again without), every fuzz target briefly
+	$(GO) run ./deploy/cmd/prereqs
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./... && $(GO) test -count=1 -run 'WithinBudget$$' ./proxy/server && $(MAKE) --no-print-directory fuzz
 
@@ -42,5 +50,5 @@ bench-quick: build ## The end-to-end overhead run in about a minute, with gates;
 lint: ## go.mod tidy, then golangci-lint (pinned; installed into bin/ on first use): gofmt, vet, errorlint, one JSON door
 	GO=$(GO) ./deploy/lint.sh
 
-dashboards: ## Regenerate the Grafana dashboards (dashboards/grafana/json) from dashboards/queries
+dashboards: ## Regenerate the Grafana dashboards (dashboards/grafana/json) from dashboards/queries and dashboards/promql
 	$(GO) run ./dashboards/cmd/gendashboards

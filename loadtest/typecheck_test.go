@@ -20,10 +20,12 @@ import (
 	"github.com/loom-gateway/loom/deploy/prereq"
 )
 
-// The budget every scenario must declare in its thresholds.
+// The budget every scenario must declare in its thresholds; a streaming one also holds the gateway's
+// share of the time to first chunk to maxOverheadP99MS, and both overheads at p99.9 to maxOverheadP999MS.
 const (
-	maxOverheadP99MS = 20
-	maxErrorRate     = 0.001
+	maxOverheadP99MS  = 20
+	maxOverheadP999MS = 50
+	maxErrorRate      = 0.001
 )
 
 // scenarios are the files README.md documents; any other *.js file beside them is held to the same rules.
@@ -98,6 +100,9 @@ func TestScenarios_KeepTheirBudget(t *testing.T) {
 	if _, ok := shared["OVERHEAD_P99"]; !ok {
 		t.Fatal("lib/config.js exports no OVERHEAD_P99: the scenarios' one overhead budget")
 	}
+	if _, ok := shared["OVERHEAD_P999"]; !ok {
+		t.Fatal("lib/config.js exports no OVERHEAD_P999: the streaming scenarios' tail budget")
+	}
 	for _, file := range files {
 		t.Run(file, func(t *testing.T) {
 			src, err := os.ReadFile(file)
@@ -169,6 +174,61 @@ export default function () { observe(http.post(URL, BODY, PARAMS), {}); }
 export const handleSummary = summaryHandler('s');
 `
 
+// goodStreamScenario is goodScenario streaming: it must also hold the first chunk and the tail.
+const goodStreamScenario = `
+export const options = {
+  scenarios: {
+    s: { executor: 'constant-arrival-rate', rate: 1, duration: '1m', preAllocatedVUs: 1, maxVUs: 2 },
+  },
+  thresholds: {
+    loom_overhead_ms: [{ threshold: 'p(99)<20', abortOnFail: false }],
+    gateway_overhead_ms: [{ threshold: 'p(99)<20' }, { threshold: 'p(99.9)<50' }],
+    ttfc_overhead_ms: ['p(99)<20', 'p(99.9)<50'],
+    http_req_failed: ['rate<0.001'],
+    call_errors: ['rate<0.001'],
+  },
+};
+const PARAMS = { headers: headers(KEY, { chunks: 20, timing: true }) };
+export default function () { observe(http.post(URL, BODY, PARAMS), { streamChunks: 20 }); }
+export const handleSummary = summaryHandler('s');
+`
+
+func TestScenarioProblems_StreamingScenario_HoldsFirstChunkAndTail(t *testing.T) {
+	tests := []struct {
+		name      string
+		old, new  string
+		wantMatch string // in one of the problems; "" for none
+	}{
+		{name: "as written", wantMatch: ""},
+		{name: "no first-chunk budget", old: "    ttfc_overhead_ms: ['p(99)<20', 'p(99.9)<50'],\n", new: "", wantMatch: "no threshold on ttfc_overhead_ms"},
+		{name: "looser first-chunk budget", old: "ttfc_overhead_ms: ['p(99)<20'", new: "ttfc_overhead_ms: ['p(99)<40'", wantMatch: "ttfc_overhead_ms is"},
+		{name: "no p99.9 on the stream", old: ", { threshold: 'p(99.9)<50' }", new: "", wantMatch: "gateway_overhead_ms is"},
+		{name: "looser p99.9 on the first chunk", old: "'p(99.9)<50'],", new: "'p(99.9)<80'],", wantMatch: "ttfc_overhead_ms is"},
+		{name: "no timing from the mock", old: ", timing: true", new: "", wantMatch: "x-mock-timing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := goodStreamScenario
+			if tt.old != "" {
+				if !strings.Contains(src, tt.old) {
+					t.Fatalf("goodStreamScenario has no %q", tt.old)
+				}
+				src = strings.Replace(src, tt.old, tt.new, 1)
+			}
+			problems := scenarioProblems(stripComments(src))
+			if tt.wantMatch == "" {
+				if len(problems) > 0 {
+					t.Fatalf("problems = %q, want none", problems)
+				}
+				return
+			}
+			if !slices.ContainsFunc(problems, func(p string) bool { return strings.Contains(p, tt.wantMatch) }) {
+				t.Fatalf("problems = %q, want one that mentions %q", problems, tt.wantMatch)
+			}
+		})
+	}
+}
+
 func TestScenarioProblems_FlagsDroppedBudgets(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -218,12 +278,17 @@ var (
 	checkCallRe  = regexp.MustCompile(`\b(check|observe)\(`)
 	thresholdsRe = regexp.MustCompile(`\bthresholds:\s*\{`)
 	p99Re        = regexp.MustCompile(`['"]p\(99\)\s*<=?\s*(\d+(?:\.\d+)?)['"]`)
+	p999Re       = regexp.MustCompile(`['"]p\(99\.9\)\s*<=?\s*(\d+(?:\.\d+)?)['"]`)
+	streamsRe    = regexp.MustCompile(`\bstreamChunks:`)
+	timingRe     = regexp.MustCompile(`\btiming:\s*true\b`)
 	rateRe       = regexp.MustCompile(`['"]rate\s*<=?\s*(\d+(?:\.\d+)?)['"]`)
 )
 
 // scenarioProblems lists what keeps src from being a scenario: it must run open loop (arrival-rate
 // executors only, VUs sized), check its responses, write a summary, and declare the overhead and error
-// budgets, per tenant where it has tenants.
+// budgets, per tenant where it has tenants. A scenario that streams asks the mock for its measured
+// times (x-mock-timing, which the stream measures subtract) and also holds the gateway's share of the
+// time to first chunk, and both overheads at p99.9.
 func scenarioProblems(src string) []string {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
@@ -249,6 +314,11 @@ func scenarioProblems(src string) []string {
 		add("no exported handleSummary: the run leaves no summary in loadtest/results/")
 	}
 
+	streams := streamsRe.MatchString(src)
+	if streams && !timingRe.MatchString(src) {
+		add("streams without timing: true in their headers: the mock reports no x-mock-timing to measure them by")
+	}
+
 	loc := thresholdsRe.FindStringIndex(src)
 	if loc == nil {
 		return append(problems, "no thresholds: every scenario asserts the overhead and error budget")
@@ -264,6 +334,13 @@ func scenarioProblems(src string) []string {
 		}
 		for _, metric := range []string{"http_req_failed", "call_errors"} {
 			problems = append(problems, boundProblems(thresholds, metric+tags, rateRe, maxErrorRate, "rate<0.001")...)
+		}
+		if !streams {
+			continue
+		}
+		problems = append(problems, boundProblems(thresholds, "ttfc_overhead_ms"+tags, p99Re, maxOverheadP99MS, "p(99)<20")...)
+		for _, metric := range []string{"gateway_overhead_ms", "ttfc_overhead_ms"} {
+			problems = append(problems, boundProblems(thresholds, metric+tags, p999Re, maxOverheadP999MS, "p(99.9)<50")...)
 		}
 	}
 	return problems

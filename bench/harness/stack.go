@@ -224,7 +224,7 @@ func startStack(ctx context.Context, o Options, dir string) (st *stack, err erro
 		return st, err
 	}
 	colCfg := filepath.Join(dir, "otelcol.yaml")
-	if err := os.WriteFile(colCfg, devstack.RenderCollectorConfig(otlp, health, filepath.Join(dir, "otelcol"), ""), 0o600); err != nil {
+	if err := os.WriteFile(colCfg, devstack.RenderCollectorConfig(otlp, health, filepath.Join(dir, "otelcol"), "", ""), 0o600); err != nil {
 		return st, err
 	}
 	st.collector, err = startProc(ctx, dir, "otelcol-loom", bin("otelcol-loom"), []string{devstack.EnvDatabaseURL + "=" + st.pg.URL()},

@@ -48,7 +48,20 @@ const (
 	// HeaderServiceMS is on every response: the time the mock deliberately waited, in decimal milliseconds,
 	// so a harness can subtract it from what it measured.
 	HeaderServiceMS = "x-mock-service-ms"
+
+	// HeaderTiming, "1", makes a stream end (after its last event) with an SSE comment reporting what the
+	// mock measured rather than planned (TimingComment). x-mock-service-ms goes out with the head, before
+	// the waits, so it can only say what the mock meant to wait; each timer overshoots a little, and over
+	// a stream's twenty-odd waits that overshoot is as large as a gateway's own share of the time. SSE
+	// clients skip comments, and Loom relays them unchanged, so a load test reads it through Loom.
+	HeaderTiming = "x-mock-timing"
 )
+
+// TimingComment starts the comment a stream ends with under x-mock-timing: 1, followed by
+// "head-ms=H first-event-ms=F service-ms=S" and a blank line. Each is decimal milliseconds from the
+// moment the mock had the request: H when the stream began (the head goes out then), F when its
+// first event was written, S when its last one was.
+const TimingComment = ": x-mock-timing "
 
 const (
 	defaultChunks = 5
@@ -66,6 +79,7 @@ type plan struct {
 	reasoning  int
 	fail       Failure
 	errorAfter int
+	timing     bool
 }
 
 // resolve applies the control headers over s.cfg.Defaults. A header the mock cannot read is an error rather
@@ -132,6 +146,15 @@ func (s *Server) resolve(h *fasthttp.RequestHeader) (plan, *apiError) {
 		case "0", "false":
 		default:
 			return p, badMockHeader(HeaderUsageNull, string(v), "1 or 0")
+		}
+	}
+	if v := h.Peek(HeaderTiming); v != nil {
+		switch string(v) {
+		case "1", "true":
+			p.timing = true
+		case "0", "false":
+		default:
+			return p, badMockHeader(HeaderTiming, string(v), "1 or 0")
 		}
 	}
 	if v := h.Peek(HeaderFail); v != nil {

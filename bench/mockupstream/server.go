@@ -149,6 +149,7 @@ type call struct {
 	rec     *Received
 	plan    plan
 	created int64
+	start   time.Time     // when the handler had the request: x-mock-timing counts from here
 	waited  time.Duration // what x-mock-service-ms reports
 	failed  FailMode      // the failure injected into this attempt, if any
 }
@@ -171,7 +172,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.serveLog(ctx)
 		return
 	}
-	c := &call{seq: s.seq.Add(1), created: start.Unix()}
+	c := &call{seq: s.seq.Add(1), created: start.Unix(), start: start}
 	c.rec = newReceived(ctx, c.seq)
 	probe := probeBody(c.rec.Body)
 	c.rec.Stream, c.rec.IncludeUsage = probe.Stream, probe.includeUsage()

@@ -27,6 +27,8 @@ type stream struct {
 	resetAfter int
 	log        *requestLog
 	rec        *Received
+	start      time.Time // the call's start; set with timing
+	timing     bool      // end with a TimingComment (x-mock-timing)
 }
 
 // newStream plans events under c's behaviour and adds the waits it will make to c.waited, so that
@@ -35,7 +37,8 @@ func newStream(s *Server, c *call, events []sseEvent) *stream {
 	if n := c.plan.errorAfter; n > 0 && n < len(events) {
 		events = append(events[:n:n], streamErrorEvent(c, n))
 	}
-	st := &stream{events: events, ttft: c.plan.TTFT, delay: c.plan.ChunkDelay, gate: s.cfg.EventGate, log: &s.log, rec: c.rec}
+	st := &stream{events: events, ttft: c.plan.TTFT, delay: c.plan.ChunkDelay, gate: s.cfg.EventGate, log: &s.log, rec: c.rec,
+		start: c.start, timing: c.plan.timing}
 	sent := len(events)
 	if c.plan.ResetAfter > 0 && c.plan.ResetAfter < len(events) {
 		st.resetAfter = c.plan.ResetAfter
@@ -114,6 +117,8 @@ func (c *chunkedSink) end() error {
 // run writes the events with the planned waits. conn is non-nil only on the hijacked path, where a reset
 // is due.
 func (st *stream) run(sink eventSink, conn net.Conn) {
+	began := time.Now()
+	var first, last time.Time
 	for i, ev := range st.events {
 		wait := st.delay
 		if i == 0 {
@@ -130,6 +135,10 @@ func (st *stream) run(sink eventSink, conn net.Conn) {
 			return
 		}
 		sentAt := time.Now()
+		if i == 0 {
+			first = sentAt
+		}
+		last = sentAt
 		st.log.update(st.rec, func(r *Received) {
 			r.ChunkSentAt = append(r.ChunkSentAt, sentAt)
 			if ev.usage != nil {
@@ -143,6 +152,12 @@ func (st *stream) run(sink eventSink, conn net.Conn) {
 		if st.resetAfter > 0 && i+1 == st.resetAfter && conn != nil {
 			resetConn(conn)
 			st.finish(nil)
+			return
+		}
+	}
+	if st.timing && !first.IsZero() {
+		if err := sink.writeEvent(timingComment(nil, st.start, began, first, last)); err != nil {
+			st.finish(func(r *Received) { r.ClientGone = true })
 			return
 		}
 	}
@@ -161,6 +176,20 @@ func (st *stream) finish(f func(*Received)) {
 		}
 		r.Done = done
 	})
+}
+
+// timingComment appends the TimingComment event for a stream that began, wrote its first event and its
+// last one at those times, counted from start.
+func timingComment(dst []byte, start, began, first, last time.Time) []byte {
+	ms := func(dst []byte, name string, t time.Time) []byte {
+		dst = append(dst, name...)
+		return strconv.AppendFloat(dst, float64(t.Sub(start))/float64(time.Millisecond), 'f', 3, 64)
+	}
+	dst = append(dst, TimingComment...)
+	dst = ms(dst, "head-ms=", began)
+	dst = ms(dst, " first-event-ms=", first)
+	dst = ms(dst, " service-ms=", last)
+	return append(dst, "\n\n"...)
 }
 
 // resetConn makes the peer see a TCP RST rather than a clean FIN, the way a provider's load balancer

@@ -147,3 +147,65 @@ func waitDone(t *testing.T, s *Server) Received {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// With x-mock-timing the stream ends with what the mock measured: its events unchanged, then one comment
+// whose times are in order, at least the waits it planned (a timer never fires early), and within the
+// time the client itself waited.
+func TestStream_TimingHeader_EndsWithMeasuredTimes(t *testing.T) {
+	m := startMock(t, Config{})
+	start := time.Now()
+	r := m.mustDo(t, "POST", "/v1/chat/completions", streamBody,
+		HeaderTTFTMS, "20", HeaderChunkDelayMS, "5", HeaderChunks, "3", HeaderTiming, "1")
+	elapsed := time.Since(start)
+	body, comment, ok := strings.Cut(string(r.body), TimingComment)
+	if !ok {
+		t.Fatalf("no %q in the stream:\n%s", TimingComment, r.body)
+	}
+	if evs := events(t, []byte(body)); len(evs) != 6 || evs[5] != "[DONE]" {
+		t.Fatalf("events before the comment: %q, want role, 3 chunks, finish, [DONE]", evs)
+	}
+	line, ok := strings.CutSuffix(comment, "\n\n")
+	if !ok || strings.Contains(line, "\n") {
+		t.Fatalf("comment %q is not one SSE event that ends the stream", comment)
+	}
+	got := map[string]float64{}
+	for _, field := range strings.Fields(line) {
+		k, v, _ := strings.Cut(field, "=")
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			t.Fatalf("%s in %q: %v", field, line, err)
+		}
+		got[k] = f
+	}
+	head, first, service := got["head-ms"], got["first-event-ms"], got["service-ms"]
+	if len(got) != 3 || !(0 <= head && head <= first && first <= service) {
+		t.Fatalf("times %v: want head-ms <= first-event-ms <= service-ms", got)
+	}
+	// ttft 20, then 5 more events 5 ms apart; the head counts from the request, the waits from the head.
+	if first-head < 20 || service-head < 20+5*5 {
+		t.Errorf("times %v: less than the planned waits (first event 20 ms after the head, last 45 ms)", got)
+	}
+	if service > float64(elapsed)/float64(time.Millisecond) {
+		t.Errorf("service-ms %v exceeds what the client waited (%v)", service, elapsed)
+	}
+	if r.header[HeaderServiceMS] != "45" {
+		t.Errorf("%s = %q, want the planned 45", HeaderServiceMS, r.header[HeaderServiceMS])
+	}
+}
+
+func TestStream_WithoutTimingHeader_NoComment(t *testing.T) {
+	m := startMock(t, Config{})
+	for _, v := range []string{"", "0"} {
+		var h []string
+		if v != "" {
+			h = []string{HeaderTiming, v}
+		}
+		r := m.mustDo(t, "POST", "/v1/chat/completions", streamBody, h...)
+		if strings.Contains(string(r.body), TimingComment) {
+			t.Errorf("x-mock-timing %q: the stream has a timing comment", v)
+		}
+	}
+	if r := m.mustDo(t, "POST", "/v1/chat/completions", streamBody, HeaderTiming, "yes"); r.status != 400 {
+		t.Errorf("x-mock-timing yes: status %d, want 400", r.status)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 
+	"github.com/loom-gateway/loom/dashboards/promql"
 	"github.com/loom-gateway/loom/dashboards/queries"
 )
 
@@ -98,13 +99,55 @@ func Build(name string) (dashboard.Dashboard, error) {
 	if err != nil {
 		return dashboard.Dashboard{}, fmt.Errorf("build dashboard %s: %w", name, err)
 	}
+	clearIntervalSettings(&d)
+	clearTableFooters(&d)
 	return d, nil
 }
 
+// clearTableFooters drops the footer the SDK's table builder puts in every
+// table's options (shown: false). Grafana's table panel has no footer option
+// any more (@grafana/schema's table Options; a footer is a field config
+// setting now), and a hidden footer is what a table without one shows.
+func clearTableFooters(d *dashboard.Dashboard) {
+	for _, p := range d.Panels {
+		if p.Panel == nil {
+			continue
+		}
+		switch o := p.Panel.Options.(type) {
+		case *table.Options:
+			o.Footer = nil
+		case table.Options:
+			o.Footer = nil
+			p.Panel.Options = o
+		}
+	}
+}
+
+// clearIntervalSettings drops auto, auto_min and auto_count from every
+// variable that is not an interval variable. The SDK's VariableModel sets
+// them on every variable it builds, but they belong to interval variables
+// alone: Grafana's own schema (@grafana/schema's VariableModel) has none of
+// them, and a dashboard that carries one does not type-check against it.
+// (Nor does it have definition, a copy of the query that Grafana's editor
+// shows in the variables list: the generator does not write one.)
+func clearIntervalSettings(d *dashboard.Dashboard) {
+	for i := range d.Templating.List {
+		v := &d.Templating.List[i]
+		if v.Type != dashboard.VariableTypeInterval {
+			v.Auto, v.AutoMin, v.AutoCount = nil, nil, nil
+		}
+	}
+}
+
 // JSON is a dashboard as Grafana reads it: indented, with a final newline,
-// the same bytes for the same queries.
+// the same bytes for the same queries. name is one of queries.Dashboards()
+// or promql.Dashboard.
 func JSON(name string) ([]byte, error) {
-	d, err := Build(name)
+	build := func() (dashboard.Dashboard, error) { return Build(name) }
+	if name == promql.Dashboard {
+		build = BuildMetrics
+	}
+	d, err := build()
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +210,6 @@ func variable(v queries.Variable) *dashboard.QueryVariableBuilder {
 		Label(v.Label).
 		Datasource(Datasource()).
 		Query(dashboard.StringOrMap{String: &v.SQL}).
-		Definition(v.SQL).
 		Refresh(dashboard.VariableRefreshOnTimeRangeChanged).
 		Sort(dashboard.VariableSortAlphabeticalAsc)
 	if v.Multi {
@@ -181,10 +223,14 @@ func variable(v queries.Variable) *dashboard.QueryVariableBuilder {
 	return b
 }
 
+// Names returns every dashboard's name: the Postgres ones
+// (queries.Dashboards()), then the Prometheus one (promql.Dashboard).
+func Names() []string { return append(queries.Dashboards(), promql.Dashboard) }
+
 // Files returns every dashboard's JSON by file name (<name>.json).
 func Files() (map[string][]byte, error) {
 	files := make(map[string][]byte)
-	for _, name := range queries.Dashboards() {
+	for _, name := range Names() {
 		b, err := JSON(name)
 		if err != nil {
 			return nil, err

@@ -12,6 +12,7 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 
 	"github.com/loom-gateway/loom/dashboards/grafana"
+	"github.com/loom-gateway/loom/dashboards/promql"
 	"github.com/loom-gateway/loom/dashboards/queries"
 )
 
@@ -44,7 +45,7 @@ func TestJSON_Committed_MatchesGenerated(t *testing.T) {
 }
 
 func TestJSON_Twice_SameBytes(t *testing.T) {
-	for _, name := range queries.Dashboards() {
+	for _, name := range grafana.Names() {
 		a, err := grafana.JSON(name)
 		if err != nil {
 			t.Fatal(err)
@@ -196,5 +197,112 @@ func TestCalls_TraceIDsLinkToTheConsole(t *testing.T) {
 	}
 	if !strings.Contains(string(b), `"url": "${console_url}/console/calls/${__value.raw}"`) {
 		t.Fatal("the calls table's trace_id has no link to the console")
+	}
+}
+
+// The Prometheus dashboard ships promql's expressions verbatim, each panel and target naming the
+// provisioned Prometheus datasource, with the tenant and model variables listing label values.
+func TestMetricsJSON_EveryPanelRunsItsPromQLOnThePrometheusDatasource(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(dir, promql.Dashboard+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		UID    string `json:"uid"`
+		Panels []struct {
+			Type       string                `json:"type"`
+			Title      string                `json:"title"`
+			Datasource *common.DataSourceRef `json:"datasource"`
+			Targets    []struct {
+				RefID        string                `json:"refId"`
+				Expr         string                `json:"expr"`
+				LegendFormat string                `json:"legendFormat"`
+				Datasource   *common.DataSourceRef `json:"datasource"`
+			} `json:"targets"`
+		} `json:"panels"`
+		Templating struct {
+			List []struct {
+				Name       string                `json:"name"`
+				Query      string                `json:"query"`
+				AllValue   string                `json:"allValue"`
+				Datasource *common.DataSourceRef `json:"datasource"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.UID != "loom-"+promql.Dashboard {
+		t.Errorf("uid %q, want loom-%s", d.UID, promql.Dashboard)
+	}
+	want := promql.Panels()
+	if len(d.Panels) != len(want) {
+		t.Fatalf("%d panels, want %d", len(d.Panels), len(want))
+	}
+	for i, p := range d.Panels {
+		w := want[i]
+		if p.Type != w.Kind || p.Title != w.Title {
+			t.Errorf("panel %d: %s %q, want %s %q", i, p.Type, p.Title, w.Kind, w.Title)
+		}
+		checkPromRef(t, w.ID+" datasource", p.Datasource)
+		if len(p.Targets) != len(w.Targets) {
+			t.Fatalf("panel %s: %d targets, want %d", w.ID, len(p.Targets), len(w.Targets))
+		}
+		refs := map[string]bool{}
+		for j, tg := range p.Targets {
+			if tg.Expr != w.Targets[j].Expr || tg.LegendFormat != w.Targets[j].Legend {
+				t.Errorf("panel %s target %d: %q %q, want promql's expression and legend", w.ID, j, tg.Expr, tg.LegendFormat)
+			}
+			if tg.RefID == "" || refs[tg.RefID] {
+				t.Errorf("panel %s target %d: refId %q is empty or repeated", w.ID, j, tg.RefID)
+			}
+			refs[tg.RefID] = true
+			checkPromRef(t, w.ID+" target datasource", tg.Datasource)
+		}
+	}
+	vars := promql.Variables()
+	if len(d.Templating.List) != len(vars) {
+		t.Fatalf("%d variables, want %d", len(d.Templating.List), len(vars))
+	}
+	for i, v := range d.Templating.List {
+		if v.Name != vars[i].Name || v.Query != vars[i].Query || v.AllValue != promql.AllValue {
+			t.Errorf("variable %d: %s %q all=%q, want %s %q all=%q", i, v.Name, v.Query, v.AllValue, vars[i].Name, vars[i].Query, promql.AllValue)
+		}
+		checkPromRef(t, "variable "+v.Name, v.Datasource)
+	}
+}
+
+// No variable carries the interval-variable settings the SDK writes on every variable (auto, auto_min,
+// auto_count): Grafana's schema has no auto key on a query or textbox variable.
+func TestJSON_NoIntervalSettingsOnOtherVariables(t *testing.T) {
+	for _, name := range grafana.Names() {
+		raw, err := grafana.JSON(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			Templating struct {
+				List []map[string]any `json:"list"`
+			} `json:"templating"`
+		}
+		if err := json.Unmarshal(raw, &d); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range d.Templating.List {
+			for _, k := range []string{"auto", "auto_min", "auto_count"} {
+				if _, ok := v[k]; ok && v["type"] != "interval" {
+					t.Errorf("%s: %s variable %v has %q", name, v["type"], v["name"], k)
+				}
+			}
+		}
+	}
+}
+
+func checkPromRef(t *testing.T, what string, ref *common.DataSourceRef) {
+	t.Helper()
+	if ref == nil || ref.Type == nil || ref.Uid == nil ||
+		*ref.Type != grafana.PrometheusDatasourceType || *ref.Uid != grafana.PrometheusDatasourceUID {
+		b, _ := json.Marshal(ref)
+		t.Errorf("%s: %s, want type %s uid %s", what, b, grafana.PrometheusDatasourceType, grafana.PrometheusDatasourceUID)
 	}
 }

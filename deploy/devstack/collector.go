@@ -2,6 +2,7 @@ package devstack
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 )
@@ -21,7 +22,12 @@ const collectorName = "otelcol"
 // one pipeline into the postgres exporter, whose sending queue lives in
 // file_storage under storageDir. It mirrors the distribution's embedded
 // default (otelcol/cmd/otelcol-loom/config.yaml) minus what devstack does
-// not want: the HTTP receiver, the batch processor and the metrics port.
+// not want: the HTTP receiver and the batch processor.
+//
+// metrics, when set (host:port), serves the collector's own metrics there
+// for Prometheus (otelcol_exporter_queue_size,
+// otelcol_exporter_send_failed_spans_total per exporter, the postgres
+// exporter's loom_exporter_*); empty turns them off.
 //
 // There must be no batch processor in the pipeline: it acknowledges spans
 // to Loom while they are only in memory, so a killed collector would lose
@@ -31,7 +37,7 @@ const collectorName = "otelcol"
 // ledgerKey, when set, is the audit ledger's signing key file: the
 // exporter signs the chains' heads with it every minute (a demo wants to
 // see a checkpoint soon; production's default is 5m).
-func RenderCollectorConfig(otlp, health, storageDir, ledgerKey string) []byte {
+func RenderCollectorConfig(otlp, health, storageDir, ledgerKey, metrics string) []byte {
 	var b strings.Builder
 	q := strconv.Quote // a Go-quoted ASCII string is a valid YAML double-quoted scalar
 	fmt.Fprintf(&b, "# Written by devstack (make run) on every start: edits here are overwritten.\n")
@@ -83,8 +89,23 @@ exporters:
   telemetry:
     logs:
       level: info
-    metrics:
-      level: none
 `)
+	host, port, err := net.SplitHostPort(metrics)
+	if metrics == "" || err != nil {
+		b.WriteString("    metrics:\n      level: none\n")
+		return []byte(b.String())
+	}
+	fmt.Fprintf(&b, `    # The collector's own metrics, for Prometheus: a fan-out exporter that
+    # drops shows in otelcol_exporter_send_failed_spans_total{exporter=...}.
+    metrics:
+      level: basic
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: %s
+                port: %s
+                without_type_suffix: false # counters end in _total, as the alert rules name them
+`, q(host), port)
 	return []byte(b.String())
 }

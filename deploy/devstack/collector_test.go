@@ -23,7 +23,7 @@ func TestRenderCollectorConfig_ValidForOtelcolLoom(t *testing.T) {
 	t.Setenv(EnvDatabaseURL, dbURL)
 	dir := t.TempDir()
 	storage := filepath.Join(dir, "it's otelcol") // a path that needs quoting
-	b := RenderCollectorConfig("127.0.0.1:4317", "127.0.0.1:13133", storage, filepath.Join(dir, "ledger.key"))
+	b := RenderCollectorConfig("127.0.0.1:4317", "127.0.0.1:13133", storage, filepath.Join(dir, "ledger.key"), "127.0.0.1:18888")
 	if bytes.Contains(b, []byte("secret")) {
 		t.Fatalf("config holds the database URL:\n%s", b)
 	}
@@ -71,7 +71,24 @@ func TestRenderCollectorConfig_ValidForOtelcolLoom(t *testing.T) {
 	if !slices.Contains(p.Exporters, component.MustNewID("postgres")) {
 		t.Errorf("exporters = %v, want postgres", p.Exporters)
 	}
-	// No metrics port: it would clash with another collector's.
+	// The collector's own metrics, pulled by Prometheus on the port
+	// devstack chose.
+	tel, ok := cfg.Service.Telemetry.(*otelconftelemetry.Config)
+	if !ok || tel.Metrics.Level != configtelemetry.LevelBasic || len(tel.Metrics.Readers) != 1 {
+		t.Fatalf("service.telemetry = %+v, want basic metrics on one reader", cfg.Service.Telemetry)
+	}
+	prom := tel.Metrics.Readers[0].Pull.Exporter.Prometheus
+	if prom == nil || prom.Host == nil || *prom.Host != "127.0.0.1" || prom.Port == nil || *prom.Port != 18888 {
+		t.Errorf("metrics reader = %+v, want prometheus on 127.0.0.1:18888", tel.Metrics.Readers[0])
+	}
+	// Without an address (the bench harness), no metrics port at all.
+	b = RenderCollectorConfig("127.0.0.1:4317", "127.0.0.1:13133", storage, "", "")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = otelcoltest.LoadConfigAndValidate(path, factories); err != nil {
+		t.Fatalf("LoadConfigAndValidate: %v\n%s", err, b)
+	}
 	if tel, ok := cfg.Service.Telemetry.(*otelconftelemetry.Config); !ok || tel.Metrics.Level != configtelemetry.LevelNone {
 		t.Errorf("service.telemetry = %+v, want metrics level none", cfg.Service.Telemetry)
 	}

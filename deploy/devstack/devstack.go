@@ -23,12 +23,14 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/loom-gateway/loom/deploy/freeport"
 	"github.com/loom-gateway/loom/deploy/pgserver"
+	"github.com/loom-gateway/loom/deploy/prereq"
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/ledger"
 	"github.com/loom-gateway/loom/proxy/tenant"
@@ -53,9 +55,16 @@ type Options struct {
 	// OpsAddr is Loom's ops listener's preferred address (/metrics,
 	// /healthz, /readyz); empty is any free port on 127.0.0.1.
 	OpsAddr string
+	// CollectorMetricsAddr is where otelcol-loom serves its own metrics
+	// for Prometheus; empty is any free port on 127.0.0.1.
+	CollectorMetricsAddr string
 	// PostgresPort is the local cluster's preferred port on 127.0.0.1
 	// (a free one if taken; 0 is any free one).
 	PostgresPort int
+	// Explicit names the flags given on the command line (listen,
+	// mock-addr, ...): their addresses win over those kept in PortsFile
+	// from the last run, and are not kept themselves.
+	Explicit map[string]bool
 	// Getenv reads the variables that choose the upstream and the database.
 	Getenv func(string) string
 }
@@ -64,6 +73,10 @@ type Options struct {
 type Plan struct {
 	// picked holds the addresses pickAddr gave this plan.
 	picked map[string]bool
+	// kept are the addresses of the last run (PortsFile), chosen this
+	// run's picks by flag name, explicit the flags given.
+	kept, chosen ports
+	explicit     map[string]bool
 
 	Key string // the demo API key
 	// LedgerPublicKey is the public half of .loom/ledger.key (base64), the
@@ -81,6 +94,9 @@ type Plan struct {
 	Anthropic Upstream
 	// OTLPAddr is where otelcol-loom takes Loom's spans (OTLP gRPC).
 	OTLPAddr string
+	// Fanout is the OTLP backend that otelcol-loom also sends every span
+	// to (LOOM_OTLP_ENDPOINT); nil for none.
+	Fanout *Fanout
 	// DatabaseURL is the Postgres that otelcol-loom writes loom.spans into:
 	// LOOM_DATABASE_URL's, or the local cluster's once StartPostgres ran.
 	DatabaseURL string
@@ -88,8 +104,14 @@ type Plan struct {
 	// LOOM_DATABASE_URL names a server.
 	Postgres *pgserver.Options
 	Services []Service
+	// Summary counts Loom's calls (its per-call log lines) for the
+	// terminal's periodic summary.
+	Summary *Summary
 	// Notes are lines to show before the stack starts.
 	Notes []string
+
+	// CollectorMetricsURL is otelcol-loom's own metrics (Prometheus).
+	CollectorMetricsURL string
 
 	psql string // the psql program the banner names
 	loom string // the loom binary, for the banner's audit line
@@ -131,18 +153,23 @@ func Prepare(o Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	kept, err := loadPorts(o.Dir)
+	if err != nil {
+		return nil, err
+	}
 	p := &Plan{Key: key, Upstream: up, Anthropic: claude, ConfigPath: filepath.Join(o.Dir, "loom.yaml"),
 		Notes: []string{up.Note, claude.Note},
-		psql:  findPsql(), loom: loomBin}
+		psql:  findPsql(), loom: loomBin,
+		kept: kept, chosen: ports{}, explicit: o.Explicit}
 
 	if dbURL == "" {
-		addr, err := p.pickAddr("postgres", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.PostgresPort)))
+		addr, err := p.pickKept("pg-port", "postgres", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.PostgresPort)))
 		if err != nil {
 			return nil, err
 		}
 		_, port, _ := net.SplitHostPort(addr)
 		n, _ := strconv.Atoi(port)
-		home, note, err := postgresHome(o.Dir, "/var/lib/loom")
+		home, note, err := postgresHome(o.Dir, pgFallback)
 		if err != nil {
 			return nil, err
 		}
@@ -165,7 +192,7 @@ func Prepare(o Options) (*Plan, error) {
 	}
 
 	if up.Mock || claude.Mock {
-		addr, err := p.pickAddr("the mock upstream", o.MockAddr)
+		addr, err := p.pickKept("mock-addr", "the mock upstream", o.MockAddr)
 		if err != nil {
 			return nil, err
 		}
@@ -184,10 +211,17 @@ func Prepare(o Options) (*Plan, error) {
 			Ready: HTTPReady(base + "/models"),
 		})
 	}
+	if p.Fanout, err = ChooseFanout(o.Getenv); err != nil {
+		return nil, err
+	}
+	if p.Fanout != nil {
+		p.Notes = append(p.Notes, EnvOTLPEndpoint+" is set: every span also goes to "+p.Fanout.Describe()+
+			"; drops show in otelcol-loom's metrics as exporter=\""+p.Fanout.ExporterID()+"\"")
+	}
 	if err := p.addCollector(o, collectorBin); err != nil {
 		return nil, err
 	}
-	listen, err := p.pickAddr("loom", o.Listen)
+	listen, err := p.pickKept("listen", "loom", o.Listen)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +229,7 @@ func Prepare(o Options) (*Plan, error) {
 	if o.ConsoleAddr == "" {
 		o.ConsoleAddr = "127.0.0.1:0"
 	}
-	consoleAddr, err := p.pickAddr("the console", o.ConsoleAddr)
+	consoleAddr, err := p.pickKept("console-addr", "the console", o.ConsoleAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +237,7 @@ func Prepare(o Options) (*Plan, error) {
 	if o.OpsAddr == "" {
 		o.OpsAddr = "127.0.0.1:0"
 	}
-	opsAddr, err := p.pickAddr("loom's ops listener", o.OpsAddr)
+	opsAddr, err := p.pickKept("ops-addr", "loom's ops listener", o.OpsAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -235,6 +269,20 @@ func Prepare(o Options) (*Plan, error) {
 		p.Notes = append(p.Notes, EnvDatabaseURL+" is set: spans go to the Postgres at "+describeDatabase(dbURL))
 		p.useDatabase(dbURL)
 	}
+	if err := p.savePorts(o.Dir); err != nil {
+		return nil, err
+	}
+	// Warnings and a summary on the terminal; every line in the logs.
+	p.Summary = &Summary{MetricsURL: p.MetricsURL, CollectorMetricsURL: p.CollectorMetricsURL}
+	if p.Fanout != nil {
+		p.Summary.FanoutExporter = p.Fanout.ExporterID()
+	}
+	for i := range p.Services {
+		p.Services[i].Show = ShowWarnings
+		if p.Services[i].Name == "loom" {
+			p.Services[i].Show = p.Summary.Show
+		}
+	}
 	return p, nil
 }
 
@@ -248,11 +296,11 @@ func renderOpsConfig(listen string) []byte {
 // addCollector picks otelcol-loom's ports, writes its configuration and
 // adds it to the services. Its database URL comes later, from useDatabase.
 func (p *Plan) addCollector(o Options, bin string) error {
-	otlp, err := p.pickAddr("otelcol-loom's OTLP receiver", o.OTLPAddr)
+	otlp, err := p.pickKept("otlp-addr", "otelcol-loom's OTLP receiver", o.OTLPAddr)
 	if err != nil {
 		return err
 	}
-	health, err := p.pickAddr("otelcol-loom's health check", o.HealthAddr)
+	health, err := p.pickKept("health-addr", "otelcol-loom's health check", o.HealthAddr)
 	if err != nil {
 		return err
 	}
@@ -267,15 +315,41 @@ func (p *Plan) addCollector(o Options, bin string) error {
 	if p.LedgerPublicKey, err = ledgerKey(keyFile); err != nil {
 		return err
 	}
+	if o.CollectorMetricsAddr == "" {
+		o.CollectorMetricsAddr = "127.0.0.1:0"
+	}
+	metrics, err := p.pickKept("otelcol-metrics-addr", "otelcol-loom's metrics", o.CollectorMetricsAddr)
+	if err != nil {
+		return err
+	}
+	p.CollectorMetricsURL = "http://" + metrics + "/metrics"
 	path := filepath.Join(o.Dir, "otelcol.yaml")
-	if err := os.WriteFile(path, RenderCollectorConfig(otlp, health, storage, keyFile), 0o600); err != nil {
+	if err := os.WriteFile(path, RenderCollectorConfig(otlp, health, storage, keyFile, metrics), 0o600); err != nil {
 		return fmt.Errorf("write collector config: %w", err)
+	}
+	args := []string{"--config", path}
+	var env []string
+	fanPath := filepath.Join(o.Dir, "otelcol-fanout.yaml")
+	if p.Fanout == nil {
+		// A fan-out of an earlier run must not linger as if it were used.
+		if err := os.Remove(fanPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove the earlier fan-out config: %w", err)
+		}
+	} else {
+		if err := os.WriteFile(fanPath, RenderFanoutConfig(p.Fanout), 0o600); err != nil {
+			return fmt.Errorf("write the fan-out config: %w", err)
+		}
+		// Merged over the first: the fan-out adds a pipeline, and changes
+		// nothing in Postgres's.
+		args = append(args, "--config", fanPath)
+		env = p.Fanout.Env
 	}
 	p.OTLPAddr = otlp
 	p.Services = append(p.Services, Service{
 		Name:  collectorName,
 		Path:  bin,
-		Args:  []string{"--config", path},
+		Args:  args,
+		Env:   env,
 		Ready: HTTPReady("http://" + health + "/"),
 	})
 	return nil
@@ -313,16 +387,20 @@ func (p *Plan) pickAddr(what, want string) (string, error) {
 			want = anyPort(want)
 			continue
 		}
-		if p.picked == nil {
-			p.picked = map[string]bool{}
-		}
-		p.picked[addr] = true
+		p.markPicked(addr)
 		if note != "" {
 			p.Notes = append(p.Notes, note)
 		}
 		return addr, nil
 	}
 	return "", fmt.Errorf("find a port for %s: every try gave one already taken", what)
+}
+
+func (p *Plan) markPicked(addr string) {
+	if p.picked == nil {
+		p.picked = map[string]bool{}
+	}
+	p.picked[addr] = true
 }
 
 // anyPort is addr's host with port 0.
@@ -351,24 +429,48 @@ func freeAddr(what, want string) (addr, note string, err error) {
 	return addr, fmt.Sprintf("%s is in use, so %s listens on %s", want, what, addr), nil
 }
 
+// Flags are devstack's flags, set into o: what `bin/devstack -h` lists
+// (with -clean, which Main adds) and the README's list must match.
+func Flags(o *Options) *flag.FlagSet {
+	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
+	fs.StringVar(&o.Dir, "dir", ".loom", "state directory: demo key, generated config, logs, kept ports")
+	fs.StringVar(&o.Bin, "bin", "bin", "directory with the loom, mockupstream and otelcol-loom binaries")
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "Loom's address (a free port if taken; the last run's is kept in DIR/"+PortsFile+")")
+	fs.StringVar(&o.MockAddr, "mock-addr", "127.0.0.1:9090", "the mock upstream's address (a free port if taken, then kept)")
+	fs.StringVar(&o.OTLPAddr, "otlp-addr", "127.0.0.1:4317", "otelcol-loom's OTLP gRPC address (a free port if taken, then kept)")
+	fs.StringVar(&o.HealthAddr, "health-addr", "127.0.0.1:13133", "otelcol-loom's health check address (a free port if taken, then kept)")
+	fs.StringVar(&o.ConsoleAddr, "console-addr", "127.0.0.1:8082", "the web console's address (a free port if taken, then kept)")
+	fs.StringVar(&o.OpsAddr, "ops-addr", "127.0.0.1:9464", "Loom's ops listener, /metrics (a free port if taken, then kept)")
+	fs.StringVar(&o.CollectorMetricsAddr, "otelcol-metrics-addr", "127.0.0.1:8888", "otelcol-loom's own metrics for Prometheus (a free port if taken, then kept)")
+	fs.IntVar(&o.PostgresPort, "pg-port", 54329, "the local Postgres's port on 127.0.0.1 (a free one if taken, then kept; unused with "+EnvDatabaseURL+")")
+	return fs
+}
+
 // Main is the devstack command: prepare, start, print how to call Loom, and
 // run until ctx ends (nil) or a service dies (an error). Postgres stops
 // last, however the stack ends.
 func Main(ctx context.Context, args []string, stdout io.Writer) (err error) {
-	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
-	fs.SetOutput(stdout)
 	var o Options
-	fs.StringVar(&o.Dir, "dir", ".loom", "state directory: demo key, generated config, logs")
-	fs.StringVar(&o.Bin, "bin", "bin", "directory with the loom, mockupstream and otelcol-loom binaries")
-	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "Loom's address (a free port if taken)")
-	fs.StringVar(&o.MockAddr, "mock-addr", "127.0.0.1:9090", "the mock upstream's address (a free port if taken)")
-	fs.StringVar(&o.OTLPAddr, "otlp-addr", "127.0.0.1:4317", "otelcol-loom's OTLP gRPC address (a free port if taken)")
-	fs.StringVar(&o.HealthAddr, "health-addr", "127.0.0.1:13133", "otelcol-loom's health check address (a free port if taken)")
-	fs.StringVar(&o.ConsoleAddr, "console-addr", "127.0.0.1:8082", "the web console's address (a free port if taken)")
-	fs.StringVar(&o.OpsAddr, "ops-addr", "127.0.0.1:9464", "Loom's ops listener, /metrics (a free port if taken)")
-	fs.IntVar(&o.PostgresPort, "pg-port", 54329, "the local Postgres's port on 127.0.0.1 (a free one if taken; unused with "+EnvDatabaseURL+")")
+	fs := Flags(&o)
+	fs.SetOutput(stdout)
+	clean := fs.Bool("clean", false, "remove everything devstack made (the state directory, and the local cluster wherever it lives), then exit (what make clean runs)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *clean {
+		return Clean(o.Dir, stdout)
+	}
+	o.Explicit = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.Explicit[f.Name] = true })
+	if os.Getenv(EnvDatabaseURL) == "" {
+		// The one program make run needs beyond Go: installed here when
+		// it can be (root, apt-get), else one line naming the package.
+		pg := prereq.Postgres()
+		pg.Else = "or set " + EnvDatabaseURL + " to a PostgreSQL to use"
+		if err := prereq.Ensure(ctx, "make run", []prereq.Need{pg}, prereq.CanInstall(os.Geteuid(), exec.LookPath),
+			prereq.Apt(stdout), stdout); err != nil {
+			return err
+		}
 	}
 	term := NewTerminal(stdout)
 	p, err := Prepare(o)
@@ -408,7 +510,12 @@ func Main(ctx context.Context, args []string, stdout io.Writer) (err error) {
 		return err
 	}
 	term.Printf("%s", p.Banner(o.Dir))
+	term.Printf("devstack: the terminal shows warnings and, every %s while there are calls, a summary; each call is in %s\n",
+		SummaryInterval, filepath.Join(o.Dir, "loom.log"))
 	waited = true
+	sumCtx, stopSummary := context.WithCancel(ctx)
+	defer stopSummary()
+	go p.Summary.Run(sumCtx, term)
 	return st.Wait(ctx)
 }
 
@@ -432,8 +539,11 @@ func (p *Plan) Banner(dir string) string {
 		"devstack: ready. Loom is on " + p.LoomURL + ", relaying to " + p.Upstream.Describe() +
 		" (Claude models: " + p.Anthropic.Describe() + ").\n" +
 		"devstack: every call goes as spans to otelcol-loom (OTLP gRPC on " + p.OTLPAddr + "), which writes them into\n" +
-		"devstack: loom.spans in " + db + ".\n" +
-		"devstack: config " + p.ConfigPath + ", logs" + logs + ". Ctrl-C stops everything.\n" +
+		"devstack: loom.spans in " + db + ".\n"
+	if p.Fanout != nil {
+		b += "devstack: and, from otelcol-loom, to " + p.Fanout.Describe() + " (" + EnvOTLPEndpoint + ").\n"
+	}
+	b += "devstack: config " + p.ConfigPath + ", logs" + logs + ". Ctrl-C stops everything.\n" +
 		"devstack: console: open " + p.ConsoleURL + " and log in with the demo key (OPENAI_API_KEY below).\n"
 	var replaced []string
 	if !p.Upstream.Mock && p.Upstream.APIKeyEnv == EnvOpenAIKey {
@@ -469,7 +579,10 @@ func (p *Plan) Banner(dir string) string {
 		"\n# The audit ledger: every stored call in a hash chain per tenant, every admin change in _system,\n" +
 		"# the heads signed every minute with .loom/ledger.key; verify the chains against loom.spans:\n" +
 		verifyLine(p.loom, p.psqlURL(), p.LedgerPublicKey) + "\n" +
-		"\n# Loom's metrics, on its ops listener (loom_calls_shipped_total, loom_rejected_unauthenticated_total...):\n" +
-		"curl -sS " + p.MetricsURL + "\n\n"
+		"\n# Loom's metrics, on its ops listener (loom_requests_total, loom_calls_shipped_total...):\n" +
+		"curl -sS " + p.MetricsURL + "\n" +
+		"# Prometheus scrape URLs (alert rules: deploy/prometheus/loom-alerts.yaml):\n" +
+		"#   loom          " + p.MetricsURL + "\n" +
+		"#   otelcol-loom  " + p.CollectorMetricsURL + "  (otelcol_exporter_send_failed_spans_total, loom_exporter_*)\n\n"
 	return b
 }

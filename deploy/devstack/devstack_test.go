@@ -350,6 +350,20 @@ func TestPrepare_MetricsOnTheOpsListener(t *testing.T) {
 	if !strings.Contains(b, "curl -sS "+p.MetricsURL+"\n") || strings.Contains(b, p.LoomURL+"/metrics") {
 		t.Fatalf("banner's metrics line does not name the ops listener %s:\n%s", p.MetricsURL, b)
 	}
+	// Both Prometheus scrape URLs are in the banner: Loom's and
+	// otelcol-loom's own, which its config serves.
+	if !strings.HasPrefix(p.CollectorMetricsURL, "http://127.0.0.1:") || !strings.Contains(b, p.CollectorMetricsURL) ||
+		!strings.Contains(b, "#   loom          "+p.MetricsURL+"\n") {
+		t.Fatalf("banner lacks the scrape URLs (%s, %s):\n%s", p.MetricsURL, p.CollectorMetricsURL, b)
+	}
+	col, err := os.ReadFile(filepath.Join(filepath.Dir(p.ConfigPath), "otelcol.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(strings.TrimSuffix(strings.TrimPrefix(p.CollectorMetricsURL, "http://"), "/metrics"))
+	if !strings.Contains(string(col), "port: "+port+"\n") {
+		t.Fatalf("otelcol.yaml does not serve its metrics on %s:\n%s", port, col)
+	}
 }
 
 func TestChooseUpstream_LoomKeyInOpenAIKey_IsIgnored(t *testing.T) {
@@ -519,9 +533,13 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 	}
 	dbURL := pgtest.Database(t, pgtest.Start(t))
 	dir := t.TempDir()
+	// Traces fan out to a second OTLP backend too (LOOM_OTLP_ENDPOINT):
+	// the real otelcol-loom with both of devstack's configs.
+	backend := &otlpBackend{}
+	fanout := "http://" + startBackend(t, backend)
 	p, err := Prepare(Options{Dir: dir, Bin: bin, Listen: "127.0.0.1:0", MockAddr: "127.0.0.1:0",
 		OTLPAddr: "127.0.0.1:0", HealthAddr: "127.0.0.1:0",
-		Getenv: func(k string) string { return map[string]string{EnvDatabaseURL: dbURL}[k] }})
+		Getenv: func(k string) string { return map[string]string{EnvDatabaseURL: dbURL, EnvOTLPEndpoint: fanout}[k] }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,6 +580,13 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 	}
 	if err := awaitClientSpans(ctx, dbURL, 2, 30*time.Second); err != nil {
 		t.Errorf("%v\n%s", err, out)
+	}
+	// Two calls, a SERVER and a CLIENT span each, at the fan-out's backend.
+	for deadline := time.Now().Add(30 * time.Second); backend.spans.Load() < 4 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := backend.spans.Load(); got < 4 {
+		t.Errorf("the fan-out backend (%s) got %d spans, want the 2 calls' 4 at least\n%s", fanout, got, out)
 	} else if psql, err := exec.LookPath(p.psql); err == nil {
 		// The banner's line, as a shell runs it.
 		line := psqlLine(psql, p.DatabaseURL)
@@ -589,6 +614,18 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "loom_calls_total 2") {
 			t.Errorf("%s: %s\n%s", p.MetricsURL, resp.Status, b)
+		}
+	}
+	// otelcol-loom's own metrics, at the banner's other scrape URL: its
+	// exporter queue and the postgres exporter's counters.
+	if resp, err := http.Get(p.CollectorMetricsURL); err != nil {
+		t.Error(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "otelcol_exporter_queue_size{") ||
+			!strings.Contains(string(b), "\nloom_exporter_spans_inserted_total ") {
+			t.Errorf("%s: %s\n%s", p.CollectorMetricsURL, resp.Status, b)
 		}
 	}
 	if resp, err := http.Get(p.LoomURL + "/metrics"); err != nil || resp.StatusCode != http.StatusNotFound {

@@ -2,8 +2,6 @@ package devstack
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -84,8 +82,7 @@ func postgresHome(stateDir, fallback string) (dir, note string, err error) {
 			return "", "", err
 		}
 		if fi.Mode().Perm()&0o001 == 0 {
-			sum := sha256.Sum256([]byte(abs))
-			home := filepath.Join(fallback, hex.EncodeToString(sum[:6]))
+			home := filepath.Join(fallback, clusterID(abs))
 			if err := os.MkdirAll(home, 0o755); err != nil {
 				return "", "", fmt.Errorf("make a home for postgres: %w", err)
 			}

@@ -24,6 +24,9 @@ type Service struct {
 	Args []string
 	// Env is added to devstack's own environment.
 	Env []string
+	// Show reports whether a line of the service's output goes to the
+	// terminal too; its log file gets every line. Nil shows them all.
+	Show func(line []byte) bool
 	// Ready returns nil once the service can take requests. It is polled
 	// until it does, the process exits, or ReadyTimeout passes. Nil means
 	// ready as soon as the process started.
@@ -53,7 +56,7 @@ func HTTPReady(url string) func(ctx context.Context) error {
 
 // Stack starts services in order, each once the one before is ready, and
 // stops them in reverse order. Each service's output goes to LogDir/NAME.log
-// and, prefixed with its name, to Out.
+// and, prefixed with its name, to Out (the lines its Show lets through).
 type Stack struct {
 	Services []Service
 	LogDir   string
@@ -112,6 +115,7 @@ func (s *Stack) start(svc Service, width int) (*proc, error) {
 	}
 	p := &proc{svc: svc, log: f, done: make(chan struct{})}
 	p.out = s.Out.prefixed(fmt.Sprintf("%-*s | ", width, svc.Name))
+	p.out.show = svc.Show
 	cmd := exec.Command(svc.Path, svc.Args...)
 	cmd.Env = append(os.Environ(), svc.Env...)
 	// One writer for both streams: exec then copies them in one goroutine,
@@ -225,6 +229,7 @@ type lineWriter struct {
 	t      *Terminal
 	prefix []byte
 	buf    []byte
+	show   func(line []byte) bool // nil: every line
 }
 
 func (l *lineWriter) Write(p []byte) (int, error) {
@@ -244,8 +249,14 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 func (l *lineWriter) emit(lines []byte) {
 	var out []byte
 	for line := range strings.Lines(string(lines)) {
+		if l.show != nil && !l.show([]byte(line)) {
+			continue
+		}
 		out = append(out, l.prefix...)
 		out = append(out, line...)
+	}
+	if len(out) == 0 {
+		return
 	}
 	l.t.mu.Lock()
 	_, _ = l.t.w.Write(out)

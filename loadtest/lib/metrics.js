@@ -5,6 +5,7 @@
 import { check } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import { DIRECT } from './config.js';
+import { mockTiming } from './timing.js';
 
 /**
  * Loom's own time per call, from its X-Loom-Overhead-Ms response header: the whole call minus the time
@@ -14,20 +15,31 @@ import { DIRECT } from './config.js';
 export const loomOverhead = new Trend('loom_overhead_ms', true);
 
 /**
- * What the client saw, minus what the mock deliberately waited: http_req_duration − x-mock-service-ms.
- * It is everything that is not the simulated model: Loom, both network hops, the mock's own handling and
- * k6's. The same number from a direct run (LOOM_DIRECT=1) is the floor without Loom.
+ * What the client saw, minus the mock's own time: everything that is not the simulated model, which is
+ * Loom, both network hops and k6's own handling. For a non-streaming call the mock's time is what it
+ * deliberately waited (x-mock-service-ms: one timer, which overshoots by microseconds). For a stream it
+ * is what the mock measured from the request to its last event (mockTiming): a stream waits twenty-odd
+ * times, each timer overshoots a little, and counting the planned waits would put that overshoot, as
+ * large as Loom's own share, in this number. The same number from a direct run (LOOM_DIRECT=1) is the
+ * floor without Loom.
  */
 export const gatewayOverhead = new Trend('gateway_overhead_ms', true);
 
 /**
- * Time to first chunk of a stream, as k6 can see it. k6's http module is not streaming: it returns once the
- * whole body is in, and its only in-flight timing is http_req_waiting (time to first byte), which is
- * res.timings.waiting. The first byte is the response head, which Loom and the mock both send at once, so
- * this is the time to the head; with x-mock-ttft-ms 0 the first event follows the head at once, and the
- * two coincide. A longer x-mock-ttft-ms is not in this number.
+ * Streams: the time to the first chunk (not to the response head), from the start of the request. k6's
+ * http module is not streaming: it returns once the whole body is in, and its only in-flight timing is the
+ * time to the first byte (res.timings.sending + waiting). Through Loom the first byte is the first chunk:
+ * Loom sends its head only with the upstream's first event (until then it may still fail over). Straight
+ * at the mock (LOOM_DIRECT=1) the head goes out first, so the gap the mock measured between its head and
+ * its first event is added.
  */
 export const ttfc = new Trend('ttfc_ms', true);
+
+/**
+ * Streams: ttfc_ms minus the mock's own time to its first event (mockTiming): the gateway's share of the
+ * wait for the first chunk, which is what a streaming client feels of Loom.
+ */
+export const ttfcOverhead = new Trend('ttfc_overhead_ms', true);
 
 /** Calls that failed any check: a status other than 200, a missing timing header, a short stream. */
 export const callErrors = new Rate('call_errors');
@@ -40,7 +52,8 @@ const SERVICE_HEADER = 'X-Mock-Service-Ms';
 
 /**
  * @typedef {object} Expect
- * @property {number} [streamChunks] the call streamed this many content chunks (x-mock-chunks)
+ * @property {number} [streamChunks] the call streamed this many content chunks (x-mock-chunks), with
+ *   x-mock-timing set (headers(key, { timing: true, ... }))
  * @property {{ [name: string]: string }} [tags] added to every sample, such as { tenant: 'a' }
  */
 
@@ -66,6 +79,8 @@ export function observe(res, expect) {
   }
 
   const chunks = expect.streamChunks;
+  /** @type {import('./timing.js').MockTiming | undefined} */
+  let timing;
   if (chunks === undefined) {
     checks['body is a chat.completion'] = () => body.includes('"chat.completion"');
   } else {
@@ -75,7 +90,8 @@ export function observe(res, expect) {
     streamEvents.add(events, tags);
     checks['stream has every chunk'] = () => events >= chunks + 3;
     checks['stream ends with [DONE]'] = () => body.includes('data: [DONE]');
-    ttfc.add(res.timings.waiting, tags);
+    timing = mockTiming(body);
+    checks['stream reports x-mock-timing'] = () => timing !== undefined;
   }
 
   const ok = check(res, checks, tags);
@@ -83,7 +99,13 @@ export function observe(res, expect) {
   if (loomMs !== undefined) {
     loomOverhead.add(loomMs, tags);
   }
-  if (serviceMs !== undefined) {
+  if (timing !== undefined) {
+    const firstByte = res.timings.sending + res.timings.waiting;
+    const firstChunk = DIRECT ? firstByte + Math.max(0, timing.firstEventMs - timing.headMs) : firstByte;
+    ttfc.add(firstChunk, tags);
+    ttfcOverhead.add(Math.max(0, firstChunk - timing.firstEventMs), tags);
+    gatewayOverhead.add(Math.max(0, res.timings.duration - timing.serviceMs), tags);
+  } else if (serviceMs !== undefined && chunks === undefined) {
     gatewayOverhead.add(Math.max(0, res.timings.duration - serviceMs), tags);
   }
   return ok;

@@ -6,8 +6,10 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configtelemetry"
 	"go.opentelemetry.io/collector/otelcol/otelcoltest"
 	"go.opentelemetry.io/collector/pipeline"
+	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 
 	"github.com/loom-gateway/loom/otelcol/distribution"
 	"github.com/loom-gateway/loom/otelcol/postgresexporter"
@@ -85,5 +87,14 @@ func TestDefaultConfig_Validates(t *testing.T) {
 		if id.Type().String() == "batch" {
 			t.Error("traces/postgres has the batch processor: it acks before the persistent queue has the data")
 		}
+	}
+	// The collector's own metrics, for Prometheus on its conventional port.
+	tel, ok := cfg.Service.Telemetry.(*otelconftelemetry.Config)
+	if !ok || tel.Metrics.Level == configtelemetry.LevelNone || len(tel.Metrics.Readers) != 1 ||
+		tel.Metrics.Readers[0].Pull == nil || tel.Metrics.Readers[0].Pull.Exporter.Prometheus == nil {
+		t.Fatalf("service.telemetry.metrics = %+v, want a Prometheus pull reader", cfg.Service.Telemetry)
+	}
+	if prom := tel.Metrics.Readers[0].Pull.Exporter.Prometheus; prom.Port == nil || *prom.Port != 8888 {
+		t.Errorf("the collector's metrics port = %v, want 8888", prom.Port)
 	}
 }

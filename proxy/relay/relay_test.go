@@ -75,6 +75,25 @@ func TestStream_PassesBytesAndDropsOnlyTheAddedUsage(t *testing.T) {
 	}
 }
 
+// An SSE comment after the stream's last event (the mock's x-mock-timing report, which the k6 stream
+// scenario reads through Loom) reaches the client byte for byte, also when Loom cuts the usage chunk it
+// asked for, and is not counted as a chunk.
+func TestStream_CommentAfterDone_ReachesClientUnchanged(t *testing.T) {
+	comment := []byte(": x-mock-timing head-ms=0.041 first-event-ms=20.113 service-ms=128.920\n\n")
+	src := append(fixture(t, "chat-stream-text-include-usage.sse"), comment...)
+	var s Stream
+	var rec call.Record
+	body := &memBody{}
+	body.Reset(src)
+	got := relayAll(&s, body, &rec, Options{DropUsage: true}, nil, make([]byte, 4096))
+	if !bytes.HasSuffix(got, comment) || bytes.Count(got, []byte("x-mock-timing")) != 1 {
+		t.Fatalf("the comment did not reach the client unchanged; the stream ends %q", got[max(0, len(got)-120):])
+	}
+	if rec.Chunks != 33 || rec.Usage.TotalTokens != 44 {
+		t.Fatalf("record %+v: the comment changed what the tap read", rec)
+	}
+}
+
 func TestStream_SmallReadBuffersStillCarryEveryByte(t *testing.T) {
 	src := fixture(t, "chat-stream-logprobs-content.sse")
 	var s Stream

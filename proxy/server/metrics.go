@@ -74,6 +74,22 @@ type series struct {
 	tokens [4]prometheus.Counter
 	// exemplarAt is when (Unix ns) this label set last left an exemplar.
 	exemplarAt atomic.Int64
+	// cost is the cost counter of the currency this label set's calls
+	// were last priced in (one, nearly always), to skip a lookup.
+	cost atomic.Pointer[costChild]
+	// errs is the error counter of the error type this label set's last
+	// failed call had (its calls fail alike, mostly), to skip two lookups.
+	errs atomic.Pointer[errChild]
+}
+
+type costChild struct {
+	currency string
+	counter  prometheus.Counter
+}
+
+type errChild struct {
+	errorType string
+	counter   prometheus.Counter
 }
 
 // tokenKinds are loom_tokens_total's kind label. input includes the cached
@@ -225,10 +241,22 @@ func (m *callMetrics) observe(ex *exchange) {
 		}
 	}
 	if rec.PriceID != "" && rec.Cost > 0 {
-		m.costs.get(costKey{tenant, model, rec.CostCurrency}, m, newCostCounter).Add(price.Amount(rec.Cost).Float64())
+		cc := se.cost.Load()
+		if cc == nil || cc.currency != rec.CostCurrency {
+			cc = &costChild{rec.CostCurrency, m.costs.get(costKey{tenant, model, rec.CostCurrency}, m, newCostCounter)}
+			se.cost.Store(cc)
+		}
+		cc.counter.Add(price.Amount(rec.Cost).Float64())
 	}
 	if rec.ErrorType != "" {
-		c := m.errs.get(errorKey{tenant, model, rec.Provider, m.errorType(rec.ErrorType)}, m, newErrorCounter)
+		ec := se.errs.Load()
+		if ec == nil || ec.errorType != rec.ErrorType {
+			// Keyed by the record's error type, not the label: one past
+			// the bound still finds its "other" counter here.
+			ec = &errChild{rec.ErrorType, m.errs.get(errorKey{tenant, model, rec.Provider, m.errorType(rec.ErrorType)}, m, newErrorCounter)}
+			se.errs.Store(ec)
+		}
+		c := ec.counter
 		if exemplar != nil {
 			c.(prometheus.ExemplarAdder).AddWithExemplar(1, exemplar)
 		} else {

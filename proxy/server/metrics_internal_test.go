@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"strconv"
 	"testing"
 	"time"
@@ -111,4 +112,35 @@ func TestCallMetrics_ErrorTypes_BoundedThenOther(t *testing.T) {
 		return
 	}
 	t.Fatal("no loom_request_errors_total")
+}
+
+// A priced call adds its cost in currency units (Record.Cost is in
+// pico-units) to its currency's series, a currency change included.
+func TestCallMetrics_Cost_InCurrencyUnitsPerCurrency(t *testing.T) {
+	s, ex := metricsServer(t) // 1_234_567 pico-USD a call
+	for range 3 {
+		s.metrics.observe(ex)
+	}
+	ex.rec.CostCurrency = "EUR"
+	s.metrics.observe(ex)
+	fams, err := s.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range fams {
+		if mf.GetName() != "loom_cost_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "currency" {
+					got[lp.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if math.Abs(got["USD"]-3*1.234567e-6) > 1e-15 || math.Abs(got["EUR"]-1.234567e-6) > 1e-15 || len(got) != 2 {
+		t.Fatalf("loom_cost_total by currency = %v", got)
+	}
 }

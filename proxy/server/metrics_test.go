@@ -107,8 +107,9 @@ func waitSample(t *testing.T, ops, name string, want map[string]string, value fl
 // Every call a tenant owns counts once in loom_requests_total, labelled by
 // tenant, model, deployment, provider, operation and status class; a
 // model the configuration does not name is "other", so a client cannot
-// add series; a stream the client abandons counts as client_closed; and
-// requests without a valid key are not calls and do not count.
+// add series; a stream the client abandons counts as client_closed, one
+// the upstream breaks off as what the client got; and requests without a
+// valid key are not calls and do not count.
 func TestMetrics_RequestsTotal_EveryRecordedCallOnce_BoundedLabels(t *testing.T) {
 	st := startStack(t, stackOptions{drain: 300 * time.Millisecond})
 	ops := serveOps(t, st)
@@ -147,7 +148,14 @@ func TestMetrics_RequestsTotal_EveryRecordedCallOnce_BoundedLabels(t *testing.T)
 	resp.Body.Close()
 	st.client.CloseIdleConnections()
 
-	recs := st.waitRecords(8)
+	// A stream the upstream breaks off mid-way: the client got a 200.
+	if status, _, _ := st.do("POST", "/v1/chat/completions", st.keyA,
+		`{"model":"gpt-4o","messages":[{"role":"user","content":"x"}],"stream":true}`,
+		map[string]string{"x-mock-chunks": "10", "x-mock-reset-after": "4"}); status != 200 {
+		t.Fatalf("reset stream: %d", status)
+	}
+
+	recs := st.waitRecords(9)
 	fams := waitSample(t, ops, "loom_requests_total", nil, float64(len(recs)))
 	for _, c := range []struct {
 		labels map[string]string
@@ -159,6 +167,7 @@ func TestMetrics_RequestsTotal_EveryRecordedCallOnce_BoundedLabels(t *testing.T)
 		{map[string]string{"tenant": "acme", "model": "other", "operation": "chat", "status_class": "4xx"}, 2},
 		{map[string]string{"tenant": "acme", "model": "gpt-4o-mini", "status_class": "5xx"}, 1},
 		{map[string]string{"tenant": "acme", "model": "gpt-4o", "status_class": "client_closed"}, 1},
+		{map[string]string{"tenant": "acme", "model": "gpt-4o", "status_class": "2xx"}, 1},
 	} {
 		if got, _ := sampleValue(fams, "loom_requests_total", c.labels); got != c.want {
 			t.Errorf("loom_requests_total%v = %v, want %v", c.labels, got, c.want)

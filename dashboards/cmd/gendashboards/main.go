@@ -1,5 +1,6 @@
 // Command gendashboards writes Loom's Grafana dashboards
-// (dashboards/grafana/json/<name>.json) from dashboards/queries. Run it
+// (dashboards/grafana/json/<name>.json) from dashboards/queries (SQL) and
+// dashboards/promql (PromQL). Run it
 // through `make dashboards` and commit what changes.
 package main
 

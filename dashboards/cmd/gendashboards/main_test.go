@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/loom-gateway/loom/dashboards/queries"
+	"github.com/loom-gateway/loom/dashboards/grafana"
 )
 
 func TestMain_WritesEveryDashboard(t *testing.T) {
@@ -15,7 +15,7 @@ func TestMain_WritesEveryDashboard(t *testing.T) {
 	if err := Main(t.Context(), []string{"-out", dir}, &stderr); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range queries.Dashboards() {
+	for _, name := range grafana.Names() {
 		got, err := os.ReadFile(filepath.Join(dir, name+".json"))
 		if err != nil {
 			t.Fatal(err)
