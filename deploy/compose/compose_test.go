@@ -321,7 +321,13 @@ func TestCompose_LoomConfig_LoadsStrictlyInTheServicesEnvironment_EveryVariableI
 	for i, d := range cfg.Deployments {
 		named[fmt.Sprintf("deployments[%d].api_key_env", i)] = d.APIKeyEnv
 	}
-	read := map[string]bool{"GOGC": true, loomcli.EnvDatabaseURL: true, loomcli.EnvSecretKey: true, loomcli.EnvActor: true}
+	read := map[string]bool{"GOGC": true, "GOMEMLIMIT": true, loomcli.EnvDatabaseURL: true, loomcli.EnvSecretKey: true, loomcli.EnvActor: true}
+	if loom := service(t, p, "loom"); loom.MemLimit > 0 {
+		if n, ok := goMemLimit(env["GOMEMLIMIT"]); !ok || n >= int64(loom.MemLimit) {
+			t.Errorf("GOMEMLIMIT %q with mem_limit %d: want a limit below the container's, or with GOGC=400 the heap outgrows it",
+				env["GOMEMLIMIT"], loom.MemLimit)
+		}
+	}
 	for field, v := range named {
 		if v == "" {
 			continue
@@ -343,6 +349,20 @@ func TestCompose_LoomConfig_LoadsStrictlyInTheServicesEnvironment_EveryVariableI
 			t.Errorf("loom.yaml leaves %s off: compose's stack runs it", part)
 		}
 	}
+}
+
+// goMemLimit reads a GOMEMLIMIT value as the Go runtime does (a number
+// with an optional B, KiB, MiB, GiB or TiB suffix).
+func goMemLimit(v string) (int64, bool) {
+	mult := int64(1)
+	for i, suffix := range []string{"TiB", "GiB", "MiB", "KiB", "B"} {
+		if s, ok := strings.CutSuffix(v, suffix); ok {
+			mult, v = int64(1)<<(10*(4-i)), s
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n * mult, err == nil && n > 0
 }
 
 func TestCompose_LoomListeners_BindEveryInterfaceAndArePublishedOnLoopbackOnly(t *testing.T) {
