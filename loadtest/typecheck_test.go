@@ -399,28 +399,7 @@ func stripComments(src string) string {
 
 // setup installs the pinned TypeScript and @types/k6 into node_modules (npm ci) unless they are there
 // already, and returns the tsc to run. It runs once for all the tests of the package.
-var setup = sync.OnceValues(func() (string, error) {
-	npm, err := prereq.Program("npm")
-	if err != nil {
-		return "", err
-	}
-	if _, err := prereq.Program("node"); err != nil {
-		return "", err
-	}
-	tsc, err := filepath.Abs(filepath.Join("node_modules", ".bin", "tsc"))
-	if err != nil {
-		return "", err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	if err := prereq.NPMCI(ctx, npm, ".", nil); err != nil {
-		return "", err
-	}
-	if _, err := os.Stat(tsc); err != nil {
-		return "", fmt.Errorf("npm ci installed no tsc: %w", err)
-	}
-	return tsc, nil
-})
+var setup = sync.OnceValues(func() (string, error) { return prereq.TypeScript(".") })
 
 // toolchain is setup's tsc, or the end of a test that cannot have one: a skip on a machine without
 // Node.js and npm (install them to type-check the k6 scenarios), a failure in CI.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"maps"
 	"os"
 	"os/exec"
@@ -206,28 +205,7 @@ func typeCheck(t *testing.T, tsc string, dashboards map[string][]byte) ([]diag, 
 
 // tsSetup installs the pinned TypeScript and @grafana/schema into typecheck/node_modules (npm ci)
 // unless they are there already, and returns the tsc to run. It runs once for all the tests.
-var tsSetup = sync.OnceValues(func() (string, error) {
-	npm, err := prereq.Program("npm")
-	if err != nil {
-		return "", err
-	}
-	if _, err := prereq.Program("node"); err != nil {
-		return "", err
-	}
-	tsc, err := filepath.Abs(filepath.Join(typeCheckDir, "node_modules", ".bin", "tsc"))
-	if err != nil {
-		return "", err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	if err := prereq.NPMCI(ctx, npm, typeCheckDir, nil, "--ignore-scripts"); err != nil {
-		return "", err
-	}
-	if _, err := os.Stat(tsc); err != nil {
-		return "", fmt.Errorf("npm ci installed no tsc: %w", err)
-	}
-	return tsc, nil
-})
+var tsSetup = sync.OnceValues(func() (string, error) { return prereq.TypeScript(typeCheckDir, "--ignore-scripts") })
 
 // typeScript is tsSetup's tsc, or the end of a test that cannot have one: a skip on a machine without
 // Node.js and npm (install them to type-check the dashboards), a failure in CI.

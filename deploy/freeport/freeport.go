@@ -5,6 +5,7 @@
 package freeport
 
 import (
+	"errors"
 	"fmt"
 	"net"
 )
@@ -38,4 +39,26 @@ func listen(addr string) (*net.TCPAddr, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr), nil
+}
+
+// Try starts a server with start on want, or, when want is 0, on a free
+// port. Between picking a free port and listening on it another program
+// may take it, so when start fails with an error that is inUse, Try picks
+// another and tries again, three times in all. A port that was asked for
+// is tried once.
+func Try[T any](want int, inUse error, start func(port int) (T, error)) (T, error) {
+	for attempt := 1; ; attempt++ {
+		port := want
+		if port == 0 {
+			var err error
+			if port, err = Port(); err != nil {
+				var zero T
+				return zero, err
+			}
+		}
+		s, err := start(port)
+		if err == nil || want != 0 || attempt == 3 || !errors.Is(err, inUse) {
+			return s, err
+		}
+	}
 }

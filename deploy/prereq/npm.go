@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // ErrNotInstalled marks a program a test needs that this machine lacks;
@@ -113,4 +114,31 @@ func Node(t testing.TB, dir string) string {
 		t.Fatal(err)
 	}
 	return node
+}
+
+// TypeScript installs what dir/package-lock.json pins into dir/node_modules
+// (npm ci, args added, only when it is not there already) and returns the
+// absolute path of the tsc it brought. The error wraps ErrNotInstalled when
+// this machine has no node or npm.
+func TypeScript(dir string, args ...string) (string, error) {
+	npm, err := Program("npm")
+	if err != nil {
+		return "", err
+	}
+	if _, err := Program("node"); err != nil {
+		return "", err
+	}
+	tsc, err := filepath.Abs(filepath.Join(dir, "node_modules", ".bin", "tsc"))
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := NPMCI(ctx, npm, dir, nil, args...); err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(tsc); err != nil {
+		return "", fmt.Errorf("npm ci installed no tsc: %w", err)
+	}
+	return tsc, nil
 }

@@ -130,21 +130,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		ctx, cancel = context.WithTimeout(ctx, startTimeout)
 		defer cancel()
 	}
-	for attempt := 1; ; attempt++ {
-		port := o.Port
-		if port == 0 {
-			if port, err = freeport.Port(); err != nil {
-				return nil, err
-			}
-		}
-		s, err := start(ctx, bin, dir, port)
-		if err == nil {
-			return s, nil
-		}
-		if o.Port != 0 || attempt == 3 || !errors.Is(err, errPortInUse) {
-			return nil, err
-		}
-	}
+	return freeport.Try(o.Port, errPortInUse, func(port int) (*Server, error) {
+		return start(ctx, bin, dir, port)
+	})
 }
 
 // Config is the prometheus.yml that Start writes for o. It is JSON, which
