@@ -67,7 +67,11 @@ service:
       readers:
         - pull: {exporter: {prometheus: {host: 127.0.0.1, port: %d, without_type_suffix: false}}}
 `, otlp, dead, dead, port)
-	col, err := otelcol.NewCollector(distribution.Settings("test", cfg))
+	set := distribution.Settings("test", cfg)
+	// gRPC's logger is a global: the collector replaces it while it starts,
+	// and the test's own gRPC client reads it (a data race under -race).
+	set.SkipSettingGRPCLogger = true
+	col, err := otelcol.NewCollector(set)
 	if err != nil {
 		t.Fatal(err)
 	}
