@@ -117,6 +117,7 @@ set over it. The database URL stays in the environment: ${env:LOOM_DATABASE_URL}
 {{- define "loom.collectorConfig" -}}
 {{- $c := .Values.collector -}}
 {{- $dir := "/var/lib/otelcol-loom" -}}
+{{- /* without_type_suffix false: counters end in _total, as the alert rules and dashboards name them. */ -}}
 {{- $owned := dict
   "receivers" (dict "otlp" (dict "protocols" (dict
       "grpc" (dict "endpoint" (printf "0.0.0.0:%d" (int $c.ports.otlpGrpc)))
@@ -126,7 +127,7 @@ set over it. The database URL stays in the environment: ${env:LOOM_DATABASE_URL}
       "file_storage" (dict "directory" $dir "compaction" (dict "directory" $dir))
       "health_check" (dict "endpoint" (printf "0.0.0.0:%d" (int $c.ports.health))))
   "service" (dict "telemetry" (dict "metrics" (dict "readers" (list
-      (dict "pull" (dict "exporter" (dict "prometheus" (dict "host" "0.0.0.0" "port" (int $c.ports.metrics)))))))))
+      (dict "pull" (dict "exporter" (dict "prometheus" (dict "host" "0.0.0.0" "port" (int $c.ports.metrics) "without_type_suffix" false))))))))
 -}}
 {{- toYaml (mergeOverwrite (deepCopy $c.config) $owned) -}}
 {{- end -}}
