@@ -531,7 +531,8 @@ func TestEncode_AllocationBudget(t *testing.T) {
 }
 
 // Many request goroutines record at once: the encoder is shared, every
-// output stays whole (run with -race).
+// output stays whole (run with -race). Each call has its own record, as in
+// the gateway: the encoder writes the trace id it chose into it.
 func TestEncode_ConcurrentCalls_EachOutputWhole(t *testing.T) {
 	e := newEncoder("v", "inst-1")
 	recs := equivalenceRecords()
@@ -541,7 +542,8 @@ func TestEncode_ConcurrentCalls_EachOutputWhole(t *testing.T) {
 			var buf []byte
 			for i := range 50 {
 				tc := recs[(g+i)%len(recs)]
-				buf = e.appendCall(buf[:0], tc.rec, callIDs{Seq: int64(i), Run: "r"})
+				rec := *tc.rec
+				buf = e.appendCall(buf[:0], &rec, callIDs{Seq: int64(i), Run: "r"})
 				var req coltracepb.ExportTraceServiceRequest
 				if err := proto.Unmarshal(buf, &req); err != nil {
 					errs <- fmt.Errorf("%s: %w", tc.name, err)
