@@ -16,6 +16,8 @@ package devstack
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -79,6 +81,8 @@ type Plan struct {
 	explicit     map[string]bool
 
 	Key string // the demo API key
+	// AdminToken logs in to the console as admin (.loom/admin.token).
+	AdminToken string
 	// LedgerPublicKey is the public half of .loom/ledger.key (base64), the
 	// key the collector signs the ledger's checkpoints with.
 	LedgerPublicKey string
@@ -247,7 +251,18 @@ func Prepare(o Options) (*Plan, error) {
 		return nil, err
 	}
 	cfg := RenderConfig(listen, []Upstream{p.Upstream, p.Anthropic}, tenant.Hash(key), "http://"+p.OTLPAddr, spool)
-	cfg = append(cfg, RenderConsoleConfig(consoleAddr)...)
+	if p.AdminToken, err = AdminToken(filepath.Join(o.Dir, AdminTokenFile)); err != nil {
+		return nil, err
+	}
+	consoleKey, err := filepath.Abs(filepath.Join(o.Dir, ConsoleKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ConsoleKey(consoleKey); err != nil {
+		return nil, err
+	}
+	adminSum := sha256.Sum256([]byte(p.AdminToken))
+	cfg = append(cfg, RenderConsoleConfig(consoleAddr, consoleKey, hex.EncodeToString(adminSum[:]))...)
 	cfg = append(cfg, renderOpsConfig(opsAddr)...)
 	if _, err := config.Parse(cfg); err != nil {
 		return nil, fmt.Errorf("generated config: %w", err)
@@ -544,7 +559,8 @@ func (p *Plan) Banner(dir string) string {
 		b += "devstack: and, from otelcol-loom, to " + p.Fanout.Describe() + " (" + EnvOTLPEndpoint + ").\n"
 	}
 	b += "devstack: config " + p.ConfigPath + ", logs" + logs + ". Ctrl-C stops everything.\n" +
-		"devstack: console: open " + p.ConsoleURL + " and log in with the demo key (OPENAI_API_KEY below).\n"
+		"devstack: console: open " + p.ConsoleURL + " and log in with the demo key (OPENAI_API_KEY below), or as admin\n" +
+		"devstack: (every tenant, pipeline health) with the admin token: " + p.AdminToken + "\n"
 	var replaced []string
 	if !p.Upstream.Mock && p.Upstream.APIKeyEnv == EnvOpenAIKey {
 		replaced = append(replaced, EnvOpenAIKey)

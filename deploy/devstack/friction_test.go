@@ -2,6 +2,8 @@ package devstack
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,6 +17,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/loom-gateway/loom/proxy/config"
+	"github.com/loom-gateway/loom/proxy/secret"
 )
 
 func prepareIn(t *testing.T, dir string, o Options) *Plan {
@@ -335,5 +340,57 @@ func TestPrepare_Fanout_SecondConfigAndHeaderValuesInTheEnvironmentOnly(t *testi
 		HealthAddr: "127.0.0.1:0", Getenv: func(k string) string { return env[k] }}
 	if _, err := Prepare(o); err == nil || !strings.Contains(err.Error(), EnvOTLPProtocol) {
 		t.Errorf("Prepare with %s=thrift: %v", EnvOTLPProtocol, err)
+	}
+}
+
+// make run's console can be opened as admin (pipeline health included) and
+// its sessions survive a restart: the admin token and the session key are
+// made once under .loom/ (0600) and kept, and loom.yaml names only the
+// token's hash and the key's file.
+func TestPrepare_AdminTokenAndConsoleKey_MadeOnceKeptAndOnlyHashedInTheConfig(t *testing.T) {
+	dir := t.TempDir()
+	first := prepareIn(t, dir, Options{})
+	if !strings.HasPrefix(first.AdminToken, "loom-admin-") {
+		t.Fatalf("admin token %q", first.AdminToken)
+	}
+	cfgText, err := os.ReadFile(first.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(cfgText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(first.AdminToken))
+	if cfg.Admin.TokenSHA256 != hex.EncodeToString(sum[:]) || cfg.Admin.Listen != "" {
+		t.Errorf("admin = %+v, want the token's hash and no admin API (it needs the store)", cfg.Admin)
+	}
+	if strings.Contains(string(cfgText), first.AdminToken) {
+		t.Error("loom.yaml holds the admin token itself")
+	}
+	key, err := secret.ReadKey("", cfg.Console.SessionKeyFile)
+	if err != nil || len(key) != 32 {
+		t.Fatalf("console.session_key_file %q: %v", cfg.Console.SessionKeyFile, err)
+	}
+	for _, f := range []string{AdminTokenFile, ConsoleKeyFile} {
+		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, %v; want mode 0600", f, fi, err)
+		}
+	}
+	if !strings.Contains(first.Banner(dir), first.AdminToken) {
+		t.Error("the banner does not give the admin token")
+	}
+
+	second := prepareIn(t, dir, Options{})
+	again, err := secret.ReadKey("", cfg.Console.SessionKeyFile)
+	if second.AdminToken != first.AdminToken || err != nil || !bytes.Equal(again, key) {
+		t.Errorf("second run: admin token %q (was %q), session key changed or unreadable (%v)", second.AdminToken, first.AdminToken, err)
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, AdminTokenFile), []byte("not a token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := AdminToken(filepath.Join(dir, AdminTokenFile)); err == nil {
+		t.Error("a garbage admin token file was accepted")
 	}
 }

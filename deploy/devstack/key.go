@@ -70,3 +70,54 @@ func PostgresPassword(path string) (string, error) {
 	}
 	return pw, nil
 }
+
+// Files under the state directory that hold the console's secrets.
+const (
+	// AdminTokenFile holds the admin token: the console's admin login
+	// (every page, pipeline health included). Loom's config holds only its
+	// SHA-256.
+	AdminTokenFile = "admin.token"
+	// ConsoleKeyFile holds the key that signs console sessions, so a
+	// session outlives a restart of make run.
+	ConsoleKeyFile = "console.key"
+)
+
+// AdminToken returns the admin token kept in path, creating it (mode
+// 0600) on first use, so a bookmarked admin login stays valid across runs.
+func AdminToken(path string) (string, error) {
+	return keptSecret(path, "loom-admin-", "admin token")
+}
+
+// ConsoleKey returns the session signing key kept in path (64 hex
+// characters, which console.session_key_file reads), creating it on first
+// use.
+func ConsoleKey(path string) (string, error) {
+	return keptSecret(path, "", "console session key")
+}
+
+// keptSecret reads prefix+64 hex characters from path, or writes a new one
+// there (0600). Anything else in the file is refused rather than replaced:
+// it may be someone's.
+func keptSecret(path, prefix, what string) (string, error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		v := strings.TrimSpace(string(b))
+		raw, ok := strings.CutPrefix(v, prefix)
+		if _, herr := hex.DecodeString(raw); !ok || len(raw) != 64 || herr != nil {
+			return "", fmt.Errorf("%s %s: not %s followed by 64 hex digits; delete the file to get a new one", what, path, prefix)
+		}
+		return v, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("read %s: %w", what, err)
+	}
+	var r [32]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", fmt.Errorf("make %s: %w", what, err)
+	}
+	v := prefix + hex.EncodeToString(r[:])
+	if err := os.WriteFile(path, []byte(v+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", what, err)
+	}
+	return v, nil
+}

@@ -243,8 +243,13 @@ func renderDeployment(b *strings.Builder, up Upstream, name string) {
 
 // RenderConsoleConfig is loom.yaml's console section: the web console on
 // listen, reading spans from the Postgres in EnvDatabaseURL (which devstack
-// sets in Loom's environment, so the URL never lands in the file).
-func RenderConsoleConfig(listen string) []byte {
-	return fmt.Appendf(nil, "console:\n  # The web console: log in with the demo key.\n  listen: %s\n  database_url_env: %s\n",
-		strconv.Quote(listen), EnvDatabaseURL)
+// sets in Loom's environment, so the URL never lands in the file), its
+// sessions signed with the key in sessionKeyFile; and the admin section's
+// token hash, which the console's admin login checks (there is no admin API
+// under make run: it needs the tenant store).
+func RenderConsoleConfig(listen, sessionKeyFile, adminTokenSHA256 string) []byte {
+	return fmt.Appendf(nil, "console:\n  # The web console: log in with the demo key, or as admin with .loom/%s.\n"+
+		"  listen: %s\n  database_url_env: %s\n  session_key_file: %s\n"+
+		"admin:\n  # The admin token's SHA-256 (the token is in .loom/%s): the console's admin login.\n  token_sha256: %s\n",
+		AdminTokenFile, strconv.Quote(listen), EnvDatabaseURL, strconv.Quote(sessionKeyFile), AdminTokenFile, adminTokenSHA256)
 }

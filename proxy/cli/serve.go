@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -348,8 +350,14 @@ func startConsole(ctx context.Context, cfg *config.Config, srv *server.Server, l
 			return nil, err
 		}
 	}
-	sessionKey := make([]byte, 32)
-	rand.Read(sessionKey)
+	sessionKey, from, err := consoleSessionKey(cfg)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if from == sessionKeyMadeAtStart {
+		log.Warn("console sessions are signed with a key made at start: they end when Loom restarts and hold on this replica only; set console.session_key_file (or the store's secret key)")
+	}
 	ln, err := net.Listen("tcp", cfg.Console.Listen)
 	if err != nil {
 		pool.Close()
@@ -405,4 +413,39 @@ func (p pricedStore) Load(ctx context.Context) ([]tenancy.Tenant, error) {
 		p.log.Error("store prices: not all applied", "error", err)
 	}
 	return tenants, nil
+}
+
+// Where the console's session key came from.
+const (
+	sessionKeyConfigured  = "console.session_key_env or session_key_file"
+	sessionKeyFromStore   = "derived from the store's credential key"
+	sessionKeyMadeAtStart = "made at start"
+)
+
+// consoleSessionKey is the key that signs console sessions: the one the
+// console section names, else one derived from the store's credential key
+// (every replica sharing that key signs alike, and a restart keeps
+// sessions), else a random one. The derivation is an HMAC of a fixed label,
+// so the session key reveals nothing of the credential key.
+func consoleSessionKey(cfg *config.Config) (key []byte, from string, err error) {
+	c := cfg.Console
+	if c.SessionKeyEnv != "" || c.SessionKeyFile != "" {
+		key, err := secret.ReadKey(c.SessionKeyEnv, c.SessionKeyFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("console session key: %w", err)
+		}
+		return key, sessionKeyConfigured, nil
+	}
+	if cfg.Store.SecretKeyEnv != "" || cfg.Store.SecretKeyFile != "" {
+		if sk, err := secret.ReadKey(cfg.Store.SecretKeyEnv, cfg.Store.SecretKeyFile); err == nil {
+			m := hmac.New(sha256.New, sk)
+			m.Write([]byte("loom console session key v1"))
+			return m.Sum(nil), sessionKeyFromStore, nil
+		}
+	}
+	key = make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, "", fmt.Errorf("console session key: %w", err)
+	}
+	return key, sessionKeyMadeAtStart, nil
 }

@@ -106,6 +106,14 @@ type Console struct {
 	// that holds loom.spans. It is read when the console starts, not here:
 	// a generated configuration may name a variable only its service sets.
 	DatabaseURLEnv string `yaml:"database_url_env"`
+	// SessionKeyEnv names a variable holding the 32-byte key (hex or
+	// base64) that signs console sessions; SessionKeyFile is a file holding
+	// it. With neither, the key is derived from the store's credential key,
+	// so sessions survive a restart and work on every replica that shares
+	// it; without that either, it is made at start (sessions end with the
+	// process).
+	SessionKeyEnv  string `yaml:"session_key_env"`
+	SessionKeyFile string `yaml:"session_key_file"`
 }
 
 // DatabaseURL is the console's database URL from the environment. Never

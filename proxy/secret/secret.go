@@ -43,26 +43,33 @@ type Box struct {
 // Load reads the key that cfg names: cfg.SecretKeyEnv's variable if set,
 // else cfg.SecretKeyFile. It returns ErrNoKey when neither names a key.
 func Load(cfg config.Store) (*Box, error) {
-	var text string
-	switch {
-	case cfg.SecretKeyEnv != "" && os.Getenv(cfg.SecretKeyEnv) != "":
-		text = os.Getenv(cfg.SecretKeyEnv)
-	case cfg.SecretKeyFile != "":
-		b, err := os.ReadFile(cfg.SecretKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("read credential encryption key: %w", err)
-		}
-		text = string(b)
-	case cfg.SecretKeyEnv != "":
-		return nil, fmt.Errorf("%w: environment variable %s is empty or unset", ErrNoKey, cfg.SecretKeyEnv)
-	default:
-		return nil, ErrNoKey
-	}
-	key, err := ParseKey(text)
+	key, err := ReadKey(cfg.SecretKeyEnv, cfg.SecretKeyFile)
 	if err != nil {
 		return nil, err
 	}
 	return New(key)
+}
+
+// ReadKey reads a 32-byte key (hex or base64) from the variable env names
+// when it is set, else from file. It returns ErrNoKey when neither names
+// one, ErrBadKey when it is not such a key.
+func ReadKey(env, file string) ([]byte, error) {
+	var text string
+	switch {
+	case env != "" && os.Getenv(env) != "":
+		text = os.Getenv(env)
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("read key: %w", err)
+		}
+		text = string(b)
+	case env != "":
+		return nil, fmt.Errorf("%w: environment variable %s is empty or unset", ErrNoKey, env)
+	default:
+		return nil, ErrNoKey
+	}
+	return ParseKey(text)
 }
 
 // ParseKey decodes a key written as hex or base64 (standard or URL-safe,
