@@ -8,9 +8,6 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// toolArguments is what every generated tool call answers, so a test knows what to expect back.
-const toolArguments = `{"city":"Paris"}`
-
 const systemFingerprint = "fp_mock"
 
 type chatRequest struct {
@@ -31,8 +28,19 @@ type chatMessage struct {
 type chatTool struct {
 	Type     string `json:"type"`
 	Function struct {
-		Name string `json:"name"`
+		Name       string          `json:"name"`
+		Parameters json.RawMessage `json:"parameters"`
 	} `json:"function"`
+}
+
+// toolArgs is the arguments the mock sends for the tool named name: generated from its parameters schema.
+func (r *chatRequest) toolArgs(name string) string {
+	for _, t := range r.Tools {
+		if t.Function.Name == name {
+			return toolArgumentsFor(t.Function.Parameters)
+		}
+	}
+	return emptyArgs
 }
 
 // toolName is the function the mock calls: the one tool_choice forces, else the first tool's; "" for a
@@ -135,6 +143,9 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, c *call) (*stream, *apiError) {
 	}
 	g := chatGen{c: c, model: c.modelFor(req.Model), n: n, tokens: c.plan.Chunks, tool: req.toolName(),
 		prompt: req.promptTokens() + c.plan.cacheRead}
+	if g.tool != "" {
+		g.args = req.toolArgs(g.tool)
+	}
 	if req.Stream {
 		ctx.SetContentType("text/event-stream; charset=utf-8")
 		return newStream(s, c, g.events(includeUsage, c.plan.usageNull)), nil
@@ -158,16 +169,17 @@ type chatGen struct {
 	n      int
 	tokens int
 	tool   string
+	args   string // the tool's arguments when tool is set
 	prompt int
 }
 
 // argFragments splits the tool arguments into as many deltas as the plan has chunks (at least one, at most
-// one per byte), the way a model streams them.
-func argFragments(chunks int) []string {
-	k := min(max(chunks, 1), len(toolArguments))
+// one per byte), the way a model streams them; joined, they are args again.
+func argFragments(args string, chunks int) []string {
+	k := min(max(chunks, 1), max(len(args), 1))
 	out := make([]string, k)
 	for i := range k {
-		out[i] = toolArguments[i*len(toolArguments)/k : (i+1)*len(toolArguments)/k]
+		out[i] = args[i*len(args)/k : (i+1)*len(args)/k]
 	}
 	return out
 }
@@ -178,7 +190,7 @@ func (g *chatGen) callID(choice int) string { return g.c.id("call_") + "_" + str
 
 func (g *chatGen) completionTokensPerChoice() int {
 	if g.tool != "" {
-		return len(argFragments(g.tokens))
+		return len(argFragments(g.args, g.tokens))
 	}
 	return g.tokens
 }
@@ -263,7 +275,7 @@ func (g *chatGen) completion() (chatCompletion, Usage) {
 			Message: chatMessageOut{Role: "assistant", Annotations: []struct{}{}}}
 		if g.tool != "" {
 			tc := toolCall{ID: g.callID(i), Type: "function"}
-			tc.Function.Name, tc.Function.Arguments = g.tool, toolArguments
+			tc.Function.Name, tc.Function.Arguments = g.tool, g.args
 			ch.Message.ToolCalls, ch.FinishReason = []toolCall{tc}, "tool_calls"
 		} else {
 			var text []byte

@@ -139,14 +139,15 @@ func TestResponses_SDK_FunctionCall(t *testing.T) {
 	client := m.openAIClient(t)
 	params := responses.ResponseNewParams{Model: "gpt-4.1", Input: respInput("Weather in Paris?"),
 		Tools: []responses.ToolUnionParam{responses.ToolParamOfFunction("get_weather",
-			map[string]any{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}}, false)}}
+			map[string]any{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}},
+				"required": []string{"city"}}, false)}}
 	resp, err := client.Responses.New(context.Background(), params)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fc := resp.Output[0].AsFunctionCall()
 	if len(resp.Output) != 1 || resp.Output[0].Type != "function_call" || fc.Name != "get_weather" ||
-		fc.Arguments != toolArguments || fc.CallID == "" {
+		fc.Arguments != cityArgs || fc.CallID == "" {
 		t.Fatalf("response %s", resp.RawJSON())
 	}
 	stream := client.Responses.NewStreaming(context.Background(), params)
@@ -163,7 +164,7 @@ func TestResponses_SDK_FunctionCall(t *testing.T) {
 	if err := stream.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if args != toolArguments || done != toolArguments {
+	if args != cityArgs || done != cityArgs {
 		t.Errorf("streamed arguments %q, done %q", args, done)
 	}
 }
