@@ -17,6 +17,8 @@ type chatRequest struct {
 	StreamOptions json.RawMessage `json:"stream_options"`
 	N             *int            `json:"n"`
 	Tools         []chatTool      `json:"tools"`
+	MaxTokens     *int            `json:"max_tokens"`
+	MaxCompletion *int            `json:"max_completion_tokens"`
 	ToolChoice    json.RawMessage `json:"tool_choice"`
 }
 
@@ -142,9 +144,18 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, c *call) (*stream, *apiError) {
 		return nil, e
 	}
 	g := chatGen{c: c, model: c.modelFor(req.Model), n: n, tokens: c.plan.Chunks, tool: req.toolName(),
-		prompt: req.promptTokens() + c.plan.cacheRead}
+		prompt: req.promptTokens() + c.plan.cacheRead, finish: "stop"}
 	if g.tool != "" {
 		g.args = req.toolArgs(g.tool)
+	} else {
+		limit := req.MaxCompletion // the newer name wins, as OpenAI's docs say max_tokens is deprecated for it
+		if limit == nil {
+			limit = req.MaxTokens
+		}
+		var cut bool
+		if g.tokens, cut = c.plan.streamLength(limit); cut {
+			g.finish = "length"
+		}
 	}
 	if req.Stream {
 		ctx.SetContentType("text/event-stream; charset=utf-8")
@@ -171,6 +182,7 @@ type chatGen struct {
 	tool   string
 	args   string // the tool's arguments when tool is set
 	prompt int
+	finish string // finish_reason of a text answer: stop, or length when max_tokens cut it
 }
 
 // argFragments splits the tool arguments into as many deltas as the plan has chunks (at least one, at most
@@ -271,7 +283,7 @@ func (g *chatGen) completion() (chatCompletion, Usage) {
 	out := chatCompletion{ID: g.c.id("chatcmpl-"), Object: "chat.completion", Created: g.c.created, Model: g.model,
 		Usage: g.chatUsage(), SystemFingerprint: systemFingerprint}
 	for i := range g.n {
-		ch := chatChoice{Index: i, Logprobs: json.RawMessage("null"), FinishReason: "stop",
+		ch := chatChoice{Index: i, Logprobs: json.RawMessage("null"), FinishReason: g.finish,
 			Message: chatMessageOut{Role: "assistant", Annotations: []struct{}{}}}
 		if g.tool != "" {
 			tc := toolCall{ID: g.callID(i), Type: "function"}

@@ -94,7 +94,7 @@ func (g *chatGen) events(includeUsage, usageNull bool) []sseEvent {
 			for k := range g.tokens {
 				evs = append(evs, f.event([]byte(idx+`{"content":"`+tokenText(k)+`"}`+tail)))
 			}
-			evs = append(evs, f.event([]byte(idx+`{},"logprobs":null,"finish_reason":"stop"}`)))
+			evs = append(evs, f.event([]byte(idx+`{},"logprobs":null,"finish_reason":"`+g.finish+`"}`)))
 		}
 		perChoice[i] = evs
 	}

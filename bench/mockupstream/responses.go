@@ -157,8 +157,14 @@ func (s *Server) createResponse(ctx *fasthttp.RequestCtx, c *call) (*stream, *ap
 	if c.plan.reasoning > 0 {
 		g.reasoning = c.plan.reasoning
 	}
-	if m := req.MaxOutputTokens; m != nil && g.tool == "" && g.text+g.reasoning > *m {
-		g.text, g.incomplete = max(*m-g.reasoning, 0), true
+	if m := req.MaxOutputTokens; m != nil && *m >= 1 && g.tool == "" {
+		// Without x-mock-chunks the limit is the length (reasoning inside it, as OpenAI counts output);
+		// with it, the limit cuts the answer short and marks it incomplete, as a real one is.
+		if n, cut := c.plan.streamLength(m); !c.plan.chunksSet {
+			g.text, g.incomplete = max(n-g.reasoning, 0), g.reasoning > n
+		} else if cut || g.text+g.reasoning > *m {
+			g.text, g.incomplete = max(*m-g.reasoning, 0), true
+		}
 	}
 	final := mustJSON(g.object(true))
 	if req.Store == nil || *req.Store {

@@ -184,9 +184,11 @@ func TestResponses_Reasoning_ItemAndTokens(t *testing.T) {
 	}
 }
 
+// With x-mock-chunks sent, max_output_tokens cuts the answer short (without it, the limit is the length).
 func TestResponses_MaxOutputTokens_Incomplete(t *testing.T) {
 	m := startMock(t, Config{})
-	r := m.mustDo(t, "POST", "/v1/responses", `{"model":"gpt-4.1","input":"hi","max_output_tokens":2,"stream":true}`)
+	r := m.mustDo(t, "POST", "/v1/responses", `{"model":"gpt-4.1","input":"hi","max_output_tokens":2,"stream":true}`,
+		HeaderChunks, "5")
 	evs := strings.Split(strings.TrimSpace(string(r.body)), "\n\n")
 	last := evs[len(evs)-1]
 	if !strings.HasPrefix(last, "event: response.incomplete\n") || !strings.Contains(last, `"reason":"max_output_tokens"`) ||
