@@ -46,13 +46,18 @@ func (r *chatRequest) toolArgs(name string) string {
 }
 
 // toolName is the function the mock calls: the one tool_choice forces, else the first tool's; "" for a
-// plain text answer.
+// plain text answer (tool_choice none, or a tool result last with tool_choice auto or absent).
 func (r *chatRequest) toolName() string {
 	if len(r.Tools) == 0 {
 		return ""
 	}
 	var mode string
 	if json.Unmarshal(r.ToolChoice, &mode) == nil && mode == "none" {
+		return ""
+	}
+	// A tool's result just came back and nothing forces another call: answer it in text, as a model does,
+	// so a client's tool loop ends.
+	if (len(r.ToolChoice) == 0 || mode == "auto") && r.Messages[len(r.Messages)-1].Role == "tool" {
 		return ""
 	}
 	var forced struct {
