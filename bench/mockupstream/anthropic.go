@@ -70,10 +70,26 @@ func (r *messagesRequest) inputTokens() int {
 	return max(n/4, 1)
 }
 
-// toolName is the tool the mock calls: the one tool_choice names, else the first; "" for a text answer.
+// toolName is the tool the mock calls: the one tool_choice names, else the first; "" for a text answer
+// (tool_choice none, or a tool_result last with tool_choice auto or absent).
 func (r *messagesRequest) toolName() string {
 	if len(r.Tools) == 0 || (r.ToolChoice != nil && r.ToolChoice.Type == "none") {
 		return ""
+	}
+	// A tool's result just came back and nothing forces another call: answer it in text, as Claude does,
+	// so a client's tool loop ends.
+	if (r.ToolChoice == nil || r.ToolChoice.Type == "auto") && len(r.Messages) > 0 {
+		var blocks []struct {
+			Type string `json:"type"`
+		}
+		last := r.Messages[len(r.Messages)-1]
+		if last.Role == "user" && json.Unmarshal(last.Content, &blocks) == nil {
+			for _, b := range blocks {
+				if b.Type == "tool_result" {
+					return ""
+				}
+			}
+		}
 	}
 	if r.ToolChoice != nil && r.ToolChoice.Type == "tool" && r.ToolChoice.Name != "" {
 		return r.ToolChoice.Name

@@ -66,7 +66,7 @@ func (r *responsesRequest) inputTokens(items []json.RawMessage) int {
 }
 
 // toolName is the function the mock calls: the one tool_choice forces, else the first function tool's; ""
-// for a text answer.
+// for a text answer (tool_choice none, or a function_call_output last with tool_choice auto or absent).
 func (r *responsesRequest) toolName() string {
 	var tools []struct {
 		Type string `json:"type"`
@@ -77,6 +77,13 @@ func (r *responsesRequest) toolName() string {
 	}
 	var mode string
 	if json.Unmarshal(r.ToolChoice, &mode) == nil && mode == "none" {
+		return ""
+	}
+	// A function's output just came back and nothing forces another call: answer it in text, as a model
+	// does, so a client's tool loop ends.
+	var input []inputItem
+	if (len(r.ToolChoice) == 0 || mode == "auto") && json.Unmarshal(r.Input, &input) == nil && len(input) > 0 &&
+		input[len(input)-1].Type == "function_call_output" {
 		return ""
 	}
 	var forced struct {

@@ -163,3 +163,44 @@ func TestArgFragments_ConcatenateToTheArguments(t *testing.T) {
 		}
 	}
 }
+
+func TestToolResultLast_AnsweredInText_UnlessAToolIsForced(t *testing.T) {
+	chatTools := `"tools":[{"type":"function","function":{"name":"get_weather","parameters":` + citySchema + `}}]`
+	chatMsgs := `"messages":[{"role":"user","content":"weather?"},{"role":"assistant","content":null,"tool_calls":` +
+		`[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"mock\"}"}}]},` +
+		`{"role":"tool","tool_call_id":"call_1","content":"sunny"}]`
+	respTools := `"tools":[{"type":"function","name":"get_weather","parameters":` + citySchema + `}]`
+	respInput := `"input":[{"role":"user","content":"weather?"},{"type":"function_call","call_id":"call_1",` +
+		`"name":"get_weather","arguments":"{}"},{"type":"function_call_output","call_id":"call_1","output":"sunny"}]`
+	antTools := `"tools":[{"name":"get_weather","input_schema":` + citySchema + `}]`
+	antMsgs := `"messages":[{"role":"user","content":"weather?"},{"role":"assistant","content":[{"type":"tool_use",` +
+		`"id":"toolu_1","name":"get_weather","input":{}}]},{"role":"user","content":[{"type":"tool_result",` +
+		`"tool_use_id":"toolu_1","content":"sunny"}]}]`
+	tests := []struct {
+		name, path, body string
+		headers          []string
+		want             string
+	}{
+		{"chat, auto", "/v1/chat/completions", `{"model":"m",` + chatMsgs + `,` + chatTools + `}`, nil,
+			`"finish_reason":"stop"`},
+		{"chat, required calls again", "/v1/chat/completions", `{"model":"m",` + chatMsgs + `,` + chatTools +
+			`,"tool_choice":"required"}`, nil, `"finish_reason":"tool_calls"`},
+		{"responses, auto", "/v1/responses", `{"model":"m",` + respInput + `,` + respTools + `}`, nil,
+			`"type":"output_text"`},
+		{"responses, forced calls again", "/v1/responses", `{"model":"m",` + respInput + `,` + respTools +
+			`,"tool_choice":{"type":"function","name":"get_weather"}}`, nil, `"type":"function_call"`},
+		{"anthropic, auto", "/v1/messages", `{"model":"c","max_tokens":100,` + antMsgs + `,` + antTools + `}`,
+			anthropicHeaders(), `"stop_reason":"end_turn"`},
+		{"anthropic, any calls again", "/v1/messages", `{"model":"c","max_tokens":100,` + antMsgs + `,` + antTools +
+			`,"tool_choice":{"type":"any"}}`, anthropicHeaders(), `"stop_reason":"tool_use"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := startMock(t, Config{})
+			r := m.mustDo(t, "POST", tc.path, tc.body, tc.headers...)
+			if r.status != 200 || !strings.Contains(string(r.body), tc.want) {
+				t.Errorf("status %d, want %s in %s", r.status, tc.want, r.body)
+			}
+		})
+	}
+}
