@@ -18,7 +18,8 @@ type messagesRequest struct {
 	System    json.RawMessage `json:"system"`   // a string or text blocks
 	Stream    bool            `json:"stream"`
 	Tools     []struct {
-		Name string `json:"name"`
+		Name        string          `json:"name"`
+		InputSchema json.RawMessage `json:"input_schema"`
 	} `json:"tools"`
 	ToolChoice *struct {
 		Type string `json:"type"` // auto, any, tool, none
@@ -69,15 +70,41 @@ func (r *messagesRequest) inputTokens() int {
 	return max(n/4, 1)
 }
 
-// toolName is the tool the mock calls: the one tool_choice names, else the first; "" for a text answer.
+// toolName is the tool the mock calls: the one tool_choice names, else the first; "" for a text answer
+// (tool_choice none, or a tool_result last with tool_choice auto or absent).
 func (r *messagesRequest) toolName() string {
 	if len(r.Tools) == 0 || (r.ToolChoice != nil && r.ToolChoice.Type == "none") {
 		return ""
+	}
+	// A tool's result just came back and nothing forces another call: answer it in text, as Claude does,
+	// so a client's tool loop ends.
+	if (r.ToolChoice == nil || r.ToolChoice.Type == "auto") && len(r.Messages) > 0 {
+		var blocks []struct {
+			Type string `json:"type"`
+		}
+		last := r.Messages[len(r.Messages)-1]
+		if last.Role == "user" && json.Unmarshal(last.Content, &blocks) == nil {
+			for _, b := range blocks {
+				if b.Type == "tool_result" {
+					return ""
+				}
+			}
+		}
 	}
 	if r.ToolChoice != nil && r.ToolChoice.Type == "tool" && r.ToolChoice.Name != "" {
 		return r.ToolChoice.Name
 	}
 	return r.Tools[0].Name
+}
+
+// toolArgs is the input the mock sends for the tool named name: generated from its input_schema.
+func (r *messagesRequest) toolArgs(name string) string {
+	for _, t := range r.Tools {
+		if t.Name == name {
+			return toolArgumentsFor(t.InputSchema)
+		}
+	}
+	return emptyArgs
 }
 
 func (r *messagesRequest) thinking() bool {
@@ -103,7 +130,7 @@ func (s *Server) messages(ctx *fasthttp.RequestCtx, c *call) (*stream, *apiError
 	g := messagesGen{c: c, model: req.Model, tool: req.toolName(), thinking: req.thinking(),
 		input: req.inputTokens(), text: c.plan.Chunks, stop: "end_turn"}
 	if g.tool != "" {
-		g.stop = "tool_use"
+		g.stop, g.args = "tool_use", req.toolArgs(g.tool)
 	} else if g.text > *req.MaxTokens {
 		g.text, g.stop = *req.MaxTokens, "max_tokens"
 	}
@@ -131,6 +158,7 @@ type messagesGen struct {
 	c        *call
 	model    string
 	tool     string
+	args     string // the tool's input when tool is set
 	thinking bool
 	input    int
 	text     int // text tokens
@@ -146,7 +174,7 @@ func (g *messagesGen) thinkingTokens() int {
 
 func (g *messagesGen) outputTokens() int {
 	if g.tool != "" {
-		return g.thinkingTokens() + len(argFragments(g.c.plan.Chunks))
+		return g.thinkingTokens() + len(argFragments(g.args, g.c.plan.Chunks))
 	}
 	return g.thinkingTokens() + g.text
 }
@@ -208,7 +236,7 @@ func (g *messagesGen) message() anthropicMessage {
 			ID    string          `json:"id"`
 			Name  string          `json:"name"`
 			Input json.RawMessage `json:"input"`
-		}{"tool_use", g.toolID(), g.tool, json.RawMessage(toolArguments)}))
+		}{"tool_use", g.toolID(), g.tool, json.RawMessage(g.args)}))
 		return m
 	}
 	var text []byte
@@ -274,7 +302,7 @@ func (g *messagesGen) events() []sseEvent {
 	}
 	if g.tool != "" {
 		var deltas []string
-		for _, frag := range argFragments(g.c.plan.Chunks) {
+		for _, frag := range argFragments(g.args, g.c.plan.Chunks) {
 			deltas = append(deltas, string(appendJSONString([]byte(`{"type":"input_json_delta","partial_json":`), frag))+"}")
 		}
 		start := string(appendJSONString([]byte(`{"type":"tool_use","id":`), g.toolID())) +

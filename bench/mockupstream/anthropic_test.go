@@ -36,7 +36,7 @@ func userMessage(text string) []anthropic.MessageParam {
 
 func weatherTool() []anthropic.ToolUnionParam {
 	return []anthropic.ToolUnionParam{anthropic.ToolUnionParamOfTool(anthropic.ToolInputSchemaParam{
-		Properties: map[string]any{"city": map[string]any{"type": "string"}}}, "get_weather")}
+		Properties: map[string]any{"city": map[string]any{"type": "string"}}, Required: []string{"city"}}, "get_weather")}
 }
 
 func TestMessages_SDK_NonStream_TextAndUsage(t *testing.T) {
@@ -117,7 +117,7 @@ func TestMessages_SDK_ToolUse(t *testing.T) {
 		t.Fatalf("message %s", msg.RawJSON())
 	}
 	tu := msg.Content[0].AsToolUse()
-	if tu.Name != "get_weather" || !strings.HasPrefix(tu.ID, "toolu_") || string(tu.Input) != toolArguments {
+	if tu.Name != "get_weather" || !strings.HasPrefix(tu.ID, "toolu_") || string(tu.Input) != cityArgs {
 		t.Errorf("tool_use %s", msg.Content[0].RawJSON())
 	}
 
@@ -140,7 +140,7 @@ func TestMessages_SDK_ToolUse(t *testing.T) {
 	if err := json.Unmarshal(acc.Content[0].AsToolUse().Input, &args); err != nil {
 		t.Fatalf("streamed input %s: %v", acc.Content[0].RawJSON(), err)
 	}
-	_ = json.Unmarshal([]byte(toolArguments), &wantArgs)
+	_ = json.Unmarshal([]byte(cityArgs), &wantArgs)
 	if deltas < 2 || acc.StopReason != anthropic.StopReasonToolUse || acc.Content[0].AsToolUse().Name != "get_weather" ||
 		!jsonEqual(args, wantArgs) {
 		t.Errorf("%d input_json_delta events; accumulated %s", deltas, acc.RawJSON())

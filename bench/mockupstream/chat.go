@@ -8,9 +8,6 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// toolArguments is what every generated tool call answers, so a test knows what to expect back.
-const toolArguments = `{"city":"Paris"}`
-
 const systemFingerprint = "fp_mock"
 
 type chatRequest struct {
@@ -20,6 +17,8 @@ type chatRequest struct {
 	StreamOptions json.RawMessage `json:"stream_options"`
 	N             *int            `json:"n"`
 	Tools         []chatTool      `json:"tools"`
+	MaxTokens     *int            `json:"max_tokens"`
+	MaxCompletion *int            `json:"max_completion_tokens"`
 	ToolChoice    json.RawMessage `json:"tool_choice"`
 }
 
@@ -31,18 +30,34 @@ type chatMessage struct {
 type chatTool struct {
 	Type     string `json:"type"`
 	Function struct {
-		Name string `json:"name"`
+		Name       string          `json:"name"`
+		Parameters json.RawMessage `json:"parameters"`
 	} `json:"function"`
 }
 
+// toolArgs is the arguments the mock sends for the tool named name: generated from its parameters schema.
+func (r *chatRequest) toolArgs(name string) string {
+	for _, t := range r.Tools {
+		if t.Function.Name == name {
+			return toolArgumentsFor(t.Function.Parameters)
+		}
+	}
+	return emptyArgs
+}
+
 // toolName is the function the mock calls: the one tool_choice forces, else the first tool's; "" for a
-// plain text answer.
+// plain text answer (tool_choice none, or a tool result last with tool_choice auto or absent).
 func (r *chatRequest) toolName() string {
 	if len(r.Tools) == 0 {
 		return ""
 	}
 	var mode string
 	if json.Unmarshal(r.ToolChoice, &mode) == nil && mode == "none" {
+		return ""
+	}
+	// A tool's result just came back and nothing forces another call: answer it in text, as a model does,
+	// so a client's tool loop ends.
+	if (len(r.ToolChoice) == 0 || mode == "auto") && r.Messages[len(r.Messages)-1].Role == "tool" {
 		return ""
 	}
 	var forced struct {
@@ -134,7 +149,19 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, c *call) (*stream, *apiError) {
 		return nil, e
 	}
 	g := chatGen{c: c, model: c.modelFor(req.Model), n: n, tokens: c.plan.Chunks, tool: req.toolName(),
-		prompt: req.promptTokens() + c.plan.cacheRead}
+		prompt: req.promptTokens() + c.plan.cacheRead, finish: "stop"}
+	if g.tool != "" {
+		g.args = req.toolArgs(g.tool)
+	} else {
+		limit := req.MaxCompletion // the newer name wins, as OpenAI's docs say max_tokens is deprecated for it
+		if limit == nil {
+			limit = req.MaxTokens
+		}
+		var cut bool
+		if g.tokens, cut = c.plan.streamLength(limit); cut {
+			g.finish = "length"
+		}
+	}
 	if req.Stream {
 		ctx.SetContentType("text/event-stream; charset=utf-8")
 		return newStream(s, c, g.events(includeUsage, c.plan.usageNull)), nil
@@ -158,16 +185,18 @@ type chatGen struct {
 	n      int
 	tokens int
 	tool   string
+	args   string // the tool's arguments when tool is set
 	prompt int
+	finish string // finish_reason of a text answer: stop, or length when max_tokens cut it
 }
 
 // argFragments splits the tool arguments into as many deltas as the plan has chunks (at least one, at most
-// one per byte), the way a model streams them.
-func argFragments(chunks int) []string {
-	k := min(max(chunks, 1), len(toolArguments))
+// one per byte), the way a model streams them; joined, they are args again.
+func argFragments(args string, chunks int) []string {
+	k := min(max(chunks, 1), max(len(args), 1))
 	out := make([]string, k)
 	for i := range k {
-		out[i] = toolArguments[i*len(toolArguments)/k : (i+1)*len(toolArguments)/k]
+		out[i] = args[i*len(args)/k : (i+1)*len(args)/k]
 	}
 	return out
 }
@@ -178,7 +207,7 @@ func (g *chatGen) callID(choice int) string { return g.c.id("call_") + "_" + str
 
 func (g *chatGen) completionTokensPerChoice() int {
 	if g.tool != "" {
-		return len(argFragments(g.tokens))
+		return len(argFragments(g.args, g.tokens))
 	}
 	return g.tokens
 }
@@ -259,11 +288,11 @@ func (g *chatGen) completion() (chatCompletion, Usage) {
 	out := chatCompletion{ID: g.c.id("chatcmpl-"), Object: "chat.completion", Created: g.c.created, Model: g.model,
 		Usage: g.chatUsage(), SystemFingerprint: systemFingerprint}
 	for i := range g.n {
-		ch := chatChoice{Index: i, Logprobs: json.RawMessage("null"), FinishReason: "stop",
+		ch := chatChoice{Index: i, Logprobs: json.RawMessage("null"), FinishReason: g.finish,
 			Message: chatMessageOut{Role: "assistant", Annotations: []struct{}{}}}
 		if g.tool != "" {
 			tc := toolCall{ID: g.callID(i), Type: "function"}
-			tc.Function.Name, tc.Function.Arguments = g.tool, toolArguments
+			tc.Function.Name, tc.Function.Arguments = g.tool, g.args
 			ch.Message.ToolCalls, ch.FinishReason = []toolCall{tc}, "tool_calls"
 		} else {
 			var text []byte

@@ -81,7 +81,7 @@ func (g *chatGen) events(includeUsage, usageNull bool) []sseEvent {
 			c = appendJSONString(c, g.tool)
 			c = append(c, `,"arguments":""}}],"refusal":null}`+tail...)
 			evs = append(evs, f.event(c))
-			for _, frag := range argFragments(g.tokens) {
+			for _, frag := range argFragments(g.args, g.tokens) {
 				c = append(c[:0], idx...)
 				c = append(c, `{"tool_calls":[{"index":0,"function":{"arguments":`...)
 				c = appendJSONString(c, frag)
@@ -94,7 +94,7 @@ func (g *chatGen) events(includeUsage, usageNull bool) []sseEvent {
 			for k := range g.tokens {
 				evs = append(evs, f.event([]byte(idx+`{"content":"`+tokenText(k)+`"}`+tail)))
 			}
-			evs = append(evs, f.event([]byte(idx+`{},"logprobs":null,"finish_reason":"stop"}`)))
+			evs = append(evs, f.event([]byte(idx+`{},"logprobs":null,"finish_reason":"`+g.finish+`"}`)))
 		}
 		perChoice[i] = evs
 	}

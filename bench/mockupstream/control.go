@@ -73,6 +73,7 @@ const (
 type plan struct {
 	Behaviour
 	replay     string
+	chunksSet  bool // x-mock-chunks was sent: it, not the request's max_tokens, decides the length
 	usageNull  bool
 	cacheRead  int
 	cacheWrite int
@@ -80,6 +81,22 @@ type plan struct {
 	fail       Failure
 	errorAfter int
 	timing     bool
+}
+
+// streamLength is how many content chunks (= completion tokens) an answer has, given the request's token
+// limit (nil when it sent none): x-mock-chunks when sent, cut to the limit (truncated reports that, and the
+// answer ends as a real one cut by max_tokens does); else the limit itself, so a client asking for N tokens
+// gets N chunks of one token each; else the default (-chunks, 5).
+func (p *plan) streamLength(limit *int) (chunks int, truncated bool) {
+	switch {
+	case limit == nil || *limit < 1:
+		return p.Chunks, false
+	case !p.chunksSet:
+		return min(*limit, maxChunks), false
+	case p.Chunks > *limit:
+		return *limit, true
+	}
+	return p.Chunks, false
 }
 
 // resolve applies the control headers over s.cfg.Defaults. A header the mock cannot read is an error rather
@@ -132,6 +149,7 @@ func (s *Server) resolve(h *fasthttp.RequestHeader) (plan, *apiError) {
 		}
 		*c.dst = n
 	}
+	p.chunksSet = h.Peek(HeaderChunks) != nil
 	if v := h.Peek(HeaderStatus); v != nil {
 		n, err := strconv.Atoi(string(v))
 		if err != nil || (n != fasthttp.StatusOK && (n < 400 || n > 599)) {

@@ -167,10 +167,16 @@ func TestChat_NonStream_MatchesOpenAIShape(t *testing.T) {
 	}
 }
 
+// citySchema is a tool's parameters with one required string, and cityArgs what the mock generates for it.
+const (
+	citySchema = `{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}`
+	cityArgs   = `{"city":"mock"}`
+)
+
 func TestChat_NonStream_NChoicesAndToolCall(t *testing.T) {
 	m := startMock(t, Config{})
 	body := `{"model":"m","n":2,"messages":[{"role":"user","content":"hi"}],` +
-		`"tools":[{"type":"function","function":{"name":"get_weather","parameters":{}}}]}`
+		`"tools":[{"type":"function","function":{"name":"get_weather","parameters":` + citySchema + `}}]}`
 	r := m.mustDo(t, "POST", "/v1/chat/completions", body)
 	var got chatCompletion
 	if err := json.Unmarshal(r.body, &got); err != nil {
@@ -182,7 +188,7 @@ func TestChat_NonStream_NChoicesAndToolCall(t *testing.T) {
 	for i, c := range got.Choices {
 		if c.Index != i || c.FinishReason != "tool_calls" || c.Message.Content != nil || len(c.Message.ToolCalls) != 1 ||
 			c.Message.ToolCalls[0].Function.Name != "get_weather" ||
-			c.Message.ToolCalls[0].Function.Arguments != `{"city":"Paris"}` ||
+			c.Message.ToolCalls[0].Function.Arguments != cityArgs ||
 			!strings.HasPrefix(c.Message.ToolCalls[0].ID, "call_mock") {
 			t.Errorf("choice %d = %+v", i, c)
 		}
@@ -203,7 +209,7 @@ type streamCase struct {
 
 func TestChat_Stream(t *testing.T) {
 	msgs := `"messages":[{"role":"user","content":"What is the weather in Paris?"}]`
-	tools := `"tools":[{"type":"function","function":{"name":"GetWeatherArgs"}}]`
+	tools := `"tools":[{"type":"function","function":{"name":"GetWeatherArgs","parameters":` + citySchema + `}}]`
 	tests := []streamCase{
 		{name: "plain, no usage requested", body: `{"model":"gpt-4o",` + msgs + `,"stream":true}`, wantN: 1, wantTokens: 5},
 		{name: "include_usage adds usage chunk", body: `{"model":"gpt-4o",` + msgs +
@@ -217,7 +223,7 @@ func TestChat_Stream(t *testing.T) {
 			`,"stream":true,"stream_options":{"include_usage":true}}`, wantN: 1, wantTool: true, wantUsage: true,
 			wantTokens: 5},
 		{name: "tool call, more chunks than argument bytes", body: `{"model":"gpt-4o",` + msgs + `,` + tools +
-			`,"stream":true}`, headers: []string{HeaderChunks, "100"}, wantN: 1, wantTool: true, wantTokens: 16},
+			`,"stream":true}`, headers: []string{HeaderChunks, "100"}, wantN: 1, wantTool: true, wantTokens: len(cityArgs)},
 		{name: "tool_choice none answers text", body: `{"model":"gpt-4o",` + msgs + `,` + tools +
 			`,"tool_choice":"none","stream":true}`, wantN: 1, wantTokens: 5},
 		{name: "usage null on every other chunk", body: `{"model":"gpt-4o",` + msgs +
@@ -308,7 +314,7 @@ func checkChatStream(t *testing.T, m *testMock, tc streamCase, evs []string) {
 	for i := range tc.wantN {
 		if tc.wantTool {
 			var a map[string]string
-			if err := json.Unmarshal([]byte(args[i]), &a); err != nil || a["city"] != "Paris" {
+			if err := json.Unmarshal([]byte(args[i]), &a); err != nil || a["city"] != "mock" {
 				t.Errorf("choice %d arguments %q: %v", i, args[i], err)
 			}
 		} else if strings.Count(content[i], "tok") != tc.wantTokens {

@@ -66,7 +66,7 @@ func (r *responsesRequest) inputTokens(items []json.RawMessage) int {
 }
 
 // toolName is the function the mock calls: the one tool_choice forces, else the first function tool's; ""
-// for a text answer.
+// for a text answer (tool_choice none, or a function_call_output last with tool_choice auto or absent).
 func (r *responsesRequest) toolName() string {
 	var tools []struct {
 		Type string `json:"type"`
@@ -77,6 +77,13 @@ func (r *responsesRequest) toolName() string {
 	}
 	var mode string
 	if json.Unmarshal(r.ToolChoice, &mode) == nil && mode == "none" {
+		return ""
+	}
+	// A function's output just came back and nothing forces another call: answer it in text, as a model
+	// does, so a client's tool loop ends.
+	var input []inputItem
+	if (len(r.ToolChoice) == 0 || mode == "auto") && json.Unmarshal(r.Input, &input) == nil && len(input) > 0 &&
+		input[len(input)-1].Type == "function_call_output" {
 		return ""
 	}
 	var forced struct {
@@ -92,6 +99,23 @@ func (r *responsesRequest) toolName() string {
 		}
 	}
 	return ""
+}
+
+// toolArgs is the arguments the mock sends for the function tool named name: generated from its parameters
+// schema.
+func (r *responsesRequest) toolArgs(name string) string {
+	var tools []struct {
+		Type       string          `json:"type"`
+		Name       string          `json:"name"`
+		Parameters json.RawMessage `json:"parameters"`
+	}
+	_ = json.Unmarshal(r.Tools, &tools) // toolName already found name in them
+	for _, t := range tools {
+		if t.Type == "function" && t.Name == name {
+			return toolArgumentsFor(t.Parameters)
+		}
+	}
+	return emptyArgs
 }
 
 // reasons reports whether the request asked a reasoning model to think: reasoning.effort set, not "none".
@@ -131,14 +155,23 @@ func (s *Server) createResponse(ctx *fasthttp.RequestCtx, c *call) (*stream, *ap
 	}
 	g := responsesGen{c: c, id: "resp_" + s.instance + strconv.FormatInt(c.seq, 10), req: &req,
 		tool: req.toolName(), text: c.plan.Chunks, input: req.inputTokens(items)}
+	if g.tool != "" {
+		g.args = req.toolArgs(g.tool)
+	}
 	if req.reasons() {
 		g.reasoning = c.plan.Chunks
 	}
 	if c.plan.reasoning > 0 {
 		g.reasoning = c.plan.reasoning
 	}
-	if m := req.MaxOutputTokens; m != nil && g.tool == "" && g.text+g.reasoning > *m {
-		g.text, g.incomplete = max(*m-g.reasoning, 0), true
+	if m := req.MaxOutputTokens; m != nil && *m >= 1 && g.tool == "" {
+		// Without x-mock-chunks the limit is the length (reasoning inside it, as OpenAI counts output);
+		// with it, the limit cuts the answer short and marks it incomplete, as a real one is.
+		if n, cut := c.plan.streamLength(m); !c.plan.chunksSet {
+			g.text, g.incomplete = max(n-g.reasoning, 0), g.reasoning > n
+		} else if cut || g.text+g.reasoning > *m {
+			g.text, g.incomplete = max(*m-g.reasoning, 0), true
+		}
 	}
 	final := mustJSON(g.object(true))
 	if req.Store == nil || *req.Store {
@@ -277,8 +310,9 @@ type responsesGen struct {
 	id         string
 	req        *responsesRequest
 	tool       string
-	text       int // visible text tokens
-	reasoning  int // reasoning tokens (no summary text)
+	args       string // the tool's arguments when tool is set
+	text       int    // visible text tokens
+	reasoning  int    // reasoning tokens (no summary text)
 	input      int
 	incomplete bool
 	seq        int // sequence_number of the next stream event
@@ -333,7 +367,7 @@ func (g *responsesGen) usage() *responseUsage {
 	u.InputTokensDetails.CacheWriteTokens = g.c.plan.cacheWrite
 	u.OutputTokens = g.reasoning + g.text
 	if g.tool != "" {
-		u.OutputTokens = g.reasoning + len(argFragments(g.c.plan.Chunks))
+		u.OutputTokens = g.reasoning + len(argFragments(g.args, g.c.plan.Chunks))
 	}
 	u.OutputTokensDetails.ReasoningTokens = g.reasoning
 	u.TotalTokens = u.InputTokens + u.OutputTokens
@@ -404,7 +438,7 @@ func (g *responsesGen) items(done bool) []json.RawMessage {
 	if g.tool != "" {
 		args := ""
 		if done {
-			args = toolArguments
+			args = g.args
 		}
 		return append(out, mustJSON(functionCallItem{ID: g.itemID("fc_"), Type: "function_call", Status: status,
 			Arguments: args, CallID: g.itemID("call_"), Name: g.tool}))
@@ -515,10 +549,10 @@ func (g *responsesGen) events() []sseEvent {
 		_ = json.Unmarshal(started[i], &kind) // the mock's own JSON
 		switch kind.Type {
 		case "function_call":
-			for _, frag := range argFragments(g.c.plan.Chunks) {
+			for _, frag := range argFragments(g.args, g.c.plan.Chunks) {
 				out = append(out, g.event("response.function_call_arguments.delta", argsDeltaEvent{kind.ID, i, frag}))
 			}
-			out = append(out, g.event("response.function_call_arguments.done", argsDoneEvent{kind.ID, i, toolArguments}))
+			out = append(out, g.event("response.function_call_arguments.done", argsDoneEvent{kind.ID, i, g.args}))
 		case "message":
 			out = append(out, g.event("response.content_part.added", partEvent{kind.ID, i, 0, newOutputText("")}))
 			for k := range g.text {

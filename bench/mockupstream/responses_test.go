@@ -139,14 +139,15 @@ func TestResponses_SDK_FunctionCall(t *testing.T) {
 	client := m.openAIClient(t)
 	params := responses.ResponseNewParams{Model: "gpt-4.1", Input: respInput("Weather in Paris?"),
 		Tools: []responses.ToolUnionParam{responses.ToolParamOfFunction("get_weather",
-			map[string]any{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}}, false)}}
+			map[string]any{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}},
+				"required": []string{"city"}}, false)}}
 	resp, err := client.Responses.New(context.Background(), params)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fc := resp.Output[0].AsFunctionCall()
 	if len(resp.Output) != 1 || resp.Output[0].Type != "function_call" || fc.Name != "get_weather" ||
-		fc.Arguments != toolArguments || fc.CallID == "" {
+		fc.Arguments != cityArgs || fc.CallID == "" {
 		t.Fatalf("response %s", resp.RawJSON())
 	}
 	stream := client.Responses.NewStreaming(context.Background(), params)
@@ -163,7 +164,7 @@ func TestResponses_SDK_FunctionCall(t *testing.T) {
 	if err := stream.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if args != toolArguments || done != toolArguments {
+	if args != cityArgs || done != cityArgs {
 		t.Errorf("streamed arguments %q, done %q", args, done)
 	}
 }
@@ -183,9 +184,11 @@ func TestResponses_Reasoning_ItemAndTokens(t *testing.T) {
 	}
 }
 
+// With x-mock-chunks sent, max_output_tokens cuts the answer short (without it, the limit is the length).
 func TestResponses_MaxOutputTokens_Incomplete(t *testing.T) {
 	m := startMock(t, Config{})
-	r := m.mustDo(t, "POST", "/v1/responses", `{"model":"gpt-4.1","input":"hi","max_output_tokens":2,"stream":true}`)
+	r := m.mustDo(t, "POST", "/v1/responses", `{"model":"gpt-4.1","input":"hi","max_output_tokens":2,"stream":true}`,
+		HeaderChunks, "5")
 	evs := strings.Split(strings.TrimSpace(string(r.body)), "\n\n")
 	last := evs[len(evs)-1]
 	if !strings.HasPrefix(last, "event: response.incomplete\n") || !strings.Contains(last, `"reason":"max_output_tokens"`) ||
