@@ -157,9 +157,15 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx, c *call) (*stream, *apiError) {
 		if limit == nil {
 			limit = req.MaxTokens
 		}
+		// An explicit x-mock-chunks is exact in chat, past max_tokens too:
+		// tests use it to play a provider that overruns what Loom reserved
+		// for the call (its limits must charge the overage). Without it the
+		// limit decides, as a real provider's does.
 		var cut bool
-		if g.tokens, cut = c.plan.streamLength(limit); cut {
-			g.finish = "length"
+		if !c.plan.chunksSet {
+			if g.tokens, cut = c.plan.streamLength(limit); cut {
+				g.finish = "length"
+			}
 		}
 	}
 	if req.Stream {
