@@ -169,7 +169,10 @@ func (s *Scanner) parse() (int, bool) {
 		lineEnd := from + j
 		next := lineEnd + 1
 		if b[lineEnd] == '\r' {
-			if next == len(b) && s.err == nil {
+			// A full buffer is not the end of the stream: the LF may be
+			// the event's next byte, one past the limit, so the event is
+			// refused rather than cut at its CR.
+			if next == len(b) && (s.err == nil || s.err == ErrEventTooLarge) {
 				p.scanned = lineEnd - p.lineAt
 				return 0, false
 			}
