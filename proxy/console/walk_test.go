@@ -113,7 +113,7 @@ func startWalkStack(t *testing.T) *walkStack {
 	listen, adminAddr, consoleAddr := addr(), addr(), addr()
 	s.gateway, s.console = "http://"+listen, "http://"+consoleAddr
 	loomCfg := filepath.Join(dir, "loom.yaml")
-	write(t, loomCfg, fmt.Sprintf(`listen: %q
+	writeWalkFile(t, loomCfg, fmt.Sprintf(`listen: %q
 timeouts: {shutdown: 5s}
 tracing:
   endpoint: "http://%s"
@@ -156,7 +156,7 @@ console: {listen: %q, database_url_env: LOOM_WALK_DATABASE_URL}
 	return s
 }
 
-func write(t *testing.T, path, content string) {
+func writeWalkFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
