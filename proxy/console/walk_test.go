@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -33,7 +32,10 @@ import (
 	"github.com/loom-gateway/loom/proxy/logtest"
 )
 
-var updateScreens = flag.Bool("update", false, "copy the walk's screenshots into testdata/screens (TestWalk_NewUsersPath_InHeadlessChromium)")
+// envUpdateScreens=1 copies the walk's screenshots into testdata/screens
+// (an environment variable, not an -update flag: several tests of this
+// package keep artifacts, and a second flag of that name would panic).
+const envUpdateScreens = "LOOM_UPDATE_SCREENSHOTS"
 
 // Secrets of the walk: the admin token, the mock's key (which only the
 // tenant's own credential carries: the deployment's is wrong).
@@ -253,8 +255,8 @@ func sha256Of(s string) []byte {
 // the test's own (the key travels there, never through a log).
 //
 // Its screenshots (1280 wide) are in a directory under
-// os.TempDir()/loom-console-artifacts; -update copies them into
-// testdata/screens for the README.
+// os.TempDir()/loom-console-artifacts; LOOM_UPDATE_SCREENSHOTS=1 copies
+// them into testdata/screens for the README.
 func TestWalk_NewUsersPath_InHeadlessChromium(t *testing.T) {
 	node, npm := tools(t)
 	begun := time.Now()
@@ -333,7 +335,7 @@ func TestWalk_NewUsersPath_InHeadlessChromium(t *testing.T) {
 			t.Errorf("loom's log holds a secret (%.12s…)", secret)
 		}
 	}
-	if *updateScreens {
+	if os.Getenv(envUpdateScreens) == "1" {
 		copyScreens(t, shots, filepath.Join("testdata", "screens"))
 	}
 }
