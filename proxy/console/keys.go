@@ -2,9 +2,11 @@ package console
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // A tenant's session manages its own keys on /console/keys; the
@@ -37,12 +39,20 @@ func (h *handler) keysPage(w http.ResponseWriter, r *http.Request, s session, st
 	h.render(w, status, "keys", page{Title: "Keys", Session: &s, Data: d})
 }
 
-// keyRequest is the create form as the admin API takes it: an optional id
-// and an optional list of the tenant's models (comma or space separated).
-func keyRequest(r *http.Request) keyBody {
+// keyRequest is the create form as the admin API takes it: an optional id,
+// an optional list of the tenant's models (comma or space separated) and
+// an optional day the key stops working (at its start, UTC).
+func keyRequest(r *http.Request) (keyBody, error) {
 	b := keyBody{ID: strings.TrimSpace(r.PostFormValue("key_id"))}
 	b.Models = strings.FieldsFunc(r.PostFormValue("models"), func(c rune) bool { return c == ',' || c == ' ' || c == '\n' || c == '\r' })
-	return b
+	if v := strings.TrimSpace(r.PostFormValue("expires")); v != "" {
+		t, err := time.Parse(time.DateOnly, v)
+		if err != nil {
+			return b, &apiError{Status: http.StatusBadRequest, Message: fmt.Sprintf("Expires: %q is not a day like 2027-01-31.", v)}
+		}
+		b.ExpiresAt = &t
+	}
+	return b, nil
 }
 
 // createOwnKey makes a key for the session's own tenant and shows it once.
@@ -52,7 +62,10 @@ func (h *handler) createOwnKey(w http.ResponseWriter, r *http.Request, s session
 		return
 	}
 	var made apiKey
-	err := h.callAdmin(r.Context(), s, "POST", "/admin/tenants/"+url.PathEscape(s.tenant)+"/keys", keyRequest(r), &made)
+	body, err := keyRequest(r)
+	if err == nil {
+		err = h.callAdmin(r.Context(), s, "POST", "/admin/tenants/"+url.PathEscape(s.tenant)+"/keys", body, &made)
+	}
 	if err != nil {
 		h.keysPage(w, r, s, statusOf(err), keysData{KeyError: h.words(err, "create key")})
 		return
@@ -66,7 +79,10 @@ func (h *handler) createOwnKey(w http.ResponseWriter, r *http.Request, s session
 func (h *handler) createKey(w http.ResponseWriter, r *http.Request, s session) {
 	id := r.PathValue("id")
 	var made apiKey
-	err := h.callAdmin(r.Context(), s, "POST", "/admin/tenants/"+url.PathEscape(id)+"/keys", keyRequest(r), &made)
+	body, err := keyRequest(r)
+	if err == nil {
+		err = h.callAdmin(r.Context(), s, "POST", "/admin/tenants/"+url.PathEscape(id)+"/keys", body, &made)
+	}
 	if err != nil {
 		h.tenantPage(w, r, s, statusOf(err), id, map[string]string{"keys": h.words(err, "create key")}, nil)
 		return

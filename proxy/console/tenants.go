@@ -211,8 +211,9 @@ type modelBody struct {
 }
 
 type keyBody struct {
-	ID     string   `json:"id,omitempty"`
-	Models []string `json:"models,omitempty"`
+	ID        string     `json:"id,omitempty"`
+	Models    []string   `json:"models,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // csrfOK checks a posted form's token against the session's (the one the

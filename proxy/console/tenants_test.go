@@ -262,9 +262,15 @@ func TestConsoleKeys_TenantSession_OwnKeysOnly_AdminPages404(t *testing.T) {
 	if keys, err := f.st.ListKeys(t.Context(), "globex"); err != nil || len(keys) != 1 || !keys[0].RevokedAt.IsZero() {
 		t.Errorf("globex's keys: %+v %v, want its key live", keys, err)
 	}
-	code, body, _ = acme.do("POST", "/console/keys", url.Values{"csrf": {tok}, "key_id": {"acme-ci"}})
-	if code != http.StatusCreated || newKeyValue.FindStringSubmatch(body) == nil {
-		t.Fatalf("acme makes a key: %d\n%s", code, body)
+	for _, expires := range []string{"2001-02-03", "someday"} {
+		if code, body, _ = acme.do("POST", "/console/keys", url.Values{"csrf": {tok}, "key_id": {"acme-old"}, "expires": {expires}}); code != http.StatusBadRequest ||
+			!strings.Contains(body, `data-error="keys"`) || newKeyValue.MatchString(body) {
+			t.Errorf("a key expiring %s: %d, want 400 in the form and no key:\n%s", expires, code, body)
+		}
+	}
+	code, body, _ = acme.do("POST", "/console/keys", url.Values{"csrf": {tok}, "key_id": {"acme-ci"}, "expires": {"2999-12-31"}})
+	if code != http.StatusCreated || newKeyValue.FindStringSubmatch(body) == nil || !strings.Contains(body, "2999-12-31 00:00:00") {
+		t.Fatalf("acme makes a key expiring 2999-12-31: %d\n%s", code, body)
 	}
 	if code, _, _ = acme.do("POST", "/console/keys/acme-ci/revoke", url.Values{"csrf": {tok}}); code != http.StatusSeeOther {
 		t.Errorf("acme revokes its own key: %d, want 303", code)

@@ -32,7 +32,7 @@ import (
 	"github.com/loom-gateway/loom/proxy/logtest"
 )
 
-// envUpdateScreens=1 copies the walk's screenshots into testdata/screens
+// LOOM_UPDATE_SCREENSHOTS=1 copies the walk's screenshots into testdata/screens
 // (an environment variable, not an -update flag: several tests of this
 // package keep artifacts, and a second flag of that name would panic).
 const envUpdateScreens = "LOOM_UPDATE_SCREENSHOTS"
