@@ -123,6 +123,9 @@ tracing:
   spool: {dir: %q, commit_interval: 5ms}
 deployments:
   - {name: mock, provider: openai, base_url: "http://%s/v1", api_key: sk-deployment-key-the-mock-refuses}
+# A price, so the calls have a cost as they would in production.
+prices:
+  - {model: gpt-4o-mini, effective_from: 2025-01-01, input: "0.15", cached_input: "0.075", output: "0.60"}
 store: {database_url_env: LOOM_WALK_DATABASE_URL, secret_key_env: LOOM_WALK_SECRET_KEY, poll: 250ms}
 admin: {listen: %q, token_sha256: %s}
 console: {listen: %q, database_url_env: LOOM_WALK_DATABASE_URL}
