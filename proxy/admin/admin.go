@@ -6,7 +6,9 @@
 //
 // Every request needs the admin token as a bearer token, and has a request
 // id (X-Request-Id). Every change it makes is recorded in the admin audit
-// log (GET /admin/audit) under the token's id and that request id. The
+// log (GET /admin/audit) under the token's id and that request id. The web
+// console calls the same API in process (Internal), for its own sessions:
+// the administrator's as the token, a tenant's confined to its own keys. The
 // API must never log a token, an API key or a credential, nor echo a
 // credential back; an API key appears once, in the answer to the request
 // that made it.
