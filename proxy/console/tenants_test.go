@@ -307,3 +307,40 @@ func TestConsoleAdmin_WithoutTheStore_PagesSaySo(t *testing.T) {
 		t.Errorf("tenant keys without a store: %d\n%s", code, body)
 	}
 }
+
+// A model the form's lines cannot say (several deployments) is shown, not
+// offered for editing, so saving the form cannot drop its routing; a
+// credential is removed by its own button, and the page then says "not
+// set".
+func TestConsoleAdmin_LongFormModelReadOnly_CredentialRemoved(t *testing.T) {
+	t.Parallel()
+	f := newAdminFixture(t, true)
+	ctx := store.WithActor(t.Context(), store.Actor{Kind: store.ActorOperator, ID: "setup"})
+	if err := f.st.SetModels(ctx, "acme", []tenancy.Model{{Name: "tiered", Deployments: []tenancy.Target{
+		{Deployment: "mock"}, {Deployment: "openai", Priority: 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.SetCredential(ctx, "acme", "openai", "sk-acme-own-openai-key"); err != nil {
+		t.Fatal(err)
+	}
+	adm := f.login(t, adminToken)
+	_, page, _ := adm.do("GET", "/console/tenants/acme", nil)
+	if strings.Contains(page, `id="models-form"`) || !strings.Contains(page, "several deployments") || !strings.Contains(page, "<li>tiered</li>") {
+		t.Errorf("a tenant with a several-deployment model: want it listed and no models form:\n%s", page)
+	}
+	code, _, _ := adm.do("POST", "/console/tenants/acme/credentials", url.Values{"csrf": {adm.csrf("/console/tenants/acme")},
+		"deployment": {"openai"}, "remove": {"on"}})
+	if code != http.StatusSeeOther {
+		t.Fatalf("remove the credential: %d", code)
+	}
+	_, page, _ = adm.do("GET", "/console/tenants/acme", nil)
+	if !strings.Contains(page, `<tr data-deployment="openai">`+"\n"+`<td>openai</td><td class="cred"><span class="muted">not set</span>`) {
+		t.Errorf("after removing the credential the page does not say not set:\n%s", page)
+	}
+	if strings.Contains(adm.seen.String(), "sk-acme-own-openai-key") {
+		t.Error("the credential was shown")
+	}
+	if log := f.actors(t); !strings.Contains(log, "credential.delete acme/credentials/openai admin_token") {
+		t.Errorf("the audit log lacks the removal:\n%s", log)
+	}
+}
