@@ -130,13 +130,12 @@ func parseDashRange(q url.Values, now time.Time) (dashRange, error) {
 	return r, nil
 }
 
-// parseDashTime reads one end of a custom range.
+// parseDashTime reads one end of a custom range as the calls filter does
+// (parseFilterTime), with an error that names it.
 func parseDashTime(name, v string) (time.Time, error) {
 	if len(v) <= maxTimeParam {
-		for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04"} {
-			if t, err := time.Parse(layout, v); err == nil {
-				return t.UTC(), nil
-			}
+		if t, err := parseFilterTime(v); err == nil && !t.IsZero() {
+			return t, nil
 		}
 	}
 	return time.Time{}, fmt.Errorf("The %s of the range, %q, is not a date and time: write it as 2026-01-31T15:04 (UTC) or in RFC 3339.", name, cut(v, maxTimeParam))
