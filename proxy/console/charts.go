@@ -37,6 +37,9 @@ const (
 	// container query on .plot).
 	maxTimeTicks    = 7
 	narrowTimeTicks = 4
+	// tickMargin is the percentage of the time axis at each end that has
+	// no tick: half a label's width on a phone.
+	tickMargin = 7
 )
 
 // chart is a time series panel laid out for the template, which only
@@ -63,10 +66,11 @@ type yTick struct {
 	Label string
 }
 
+// xTick is a time axis tick, its label centred on it (timeTicks keeps
+// ticks off the plot's ends).
 type xTick struct {
-	X      float64 // percent of the plot's width
-	Label  string
-	Anchor string // text-anchor: start at the left edge, end at the right
+	X     float64 // percent of the plot's width
+	Label string
 }
 
 type seriesView struct {
@@ -248,15 +252,7 @@ func newChart(cols []string, data [][]any, from, to time.Time, iv time.Duration,
 func xTicks(from, to time.Time, max int) []xTick {
 	var out []xTick
 	for _, t := range timeTicks(from, to, max) {
-		x := pct(float64(t.Sub(from)) / float64(to.Sub(from)))
-		anchor := "middle"
-		switch {
-		case x < 4:
-			anchor = "start"
-		case x > 96:
-			anchor = "end"
-		}
-		out = append(out, xTick{X: x, Label: timeTickLabel(t, to.Sub(from)), Anchor: anchor})
+		out = append(out, xTick{X: pct(float64(t.Sub(from)) / float64(to.Sub(from))), Label: timeTickLabel(t, to.Sub(from))})
 	}
 	return out
 }
@@ -412,10 +408,13 @@ var timeSteps = []time.Duration{
 	7 * 24 * time.Hour,
 }
 
-// timeTicks are the times in [from, to] at the smallest step of timeSteps
-// that gives at most max of them, at round UTC times (whole steps since
-// midnight; weeks from a Monday).
+// timeTicks are round UTC times (whole steps since midnight; weeks from a
+// Monday) at the smallest step of timeSteps that gives at most max of them
+// in [from, to] less tickMargin of it at each end, where a label centred on
+// its tick would stick out of the plot or run into its neighbour.
 func timeTicks(from, to time.Time, max int) []time.Time {
+	margin := to.Sub(from) * tickMargin / 100
+	from, to = from.Add(margin), to.Add(-margin)
 	var out []time.Time
 	for _, step := range timeSteps {
 		out = out[:0]

@@ -71,22 +71,22 @@ func TestTimeTicks_RoundUTCTimesAtMostMax(t *testing.T) {
 			wide:   []string{"02:18", "02:20", "02:22", "02:24", "02:26", "02:28", "02:30"},
 			narrow: []string{"02:20", "02:25", "02:30"}},
 		{name: "1h", from: "2026-12-06T01:32:00Z", to: "2026-12-06T02:32:00Z",
-			wide:   []string{"01:40", "01:50", "02:00", "02:10", "02:20", "02:30"},
-			narrow: []string{"01:45", "02:00", "02:15", "02:30"}},
+			wide:   []string{"01:40", "01:50", "02:00", "02:10", "02:20"},
+			narrow: []string{"01:45", "02:00", "02:15"}},
 		{name: "6h", from: "2026-12-05T20:35:00Z", to: "2026-12-06T02:35:00Z",
-			wide:   []string{"21:00", "22:00", "23:00", "Dec 6", "01:00", "02:00"},
+			wide:   []string{"22:00", "23:00", "Dec 6", "01:00", "02:00"},
 			narrow: []string{"22:00", "Dec 6", "02:00"}},
 		{name: "24h", from: "2026-12-05T02:45:00Z", to: "2026-12-06T02:45:00Z",
-			wide:   []string{"06:00", "12:00", "18:00", "Dec 6"},
+			wide:   []string{"06:00", "09:00", "12:00", "15:00", "18:00", "21:00", "Dec 6"},
 			narrow: []string{"06:00", "12:00", "18:00", "Dec 6"}},
 		{name: "7d", from: "2026-11-29T04:00:00Z", to: "2026-12-06T04:00:00Z",
-			wide:   []string{"Nov 30", "Dec 1", "Dec 2", "Dec 3", "Dec 4", "Dec 5", "Dec 6"},
+			wide:   []string{"Nov 30", "Dec 1", "Dec 2", "Dec 3", "Dec 4", "Dec 5"},
 			narrow: []string{"Dec 1", "Dec 3", "Dec 5"}},
-		// An aligned hour has a tick at each end: 10 minutes apart would
-		// be seven, one too many for the narrow set.
+		// An aligned hour's ends get no tick: their labels would stick
+		// out of the plot.
 		{name: "aligned 1h", from: "2026-12-06T01:00:00Z", to: "2026-12-06T02:00:00Z",
-			wide:   []string{"01:00", "01:10", "01:20", "01:30", "01:40", "01:50", "02:00"},
-			narrow: []string{"01:00", "01:30", "02:00"}},
+			wide:   []string{"01:10", "01:20", "01:30", "01:40", "01:50"},
+			narrow: []string{"01:15", "01:30", "01:45"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,8 +97,8 @@ func TestTimeTicks_RoundUTCTimesAtMostMax(t *testing.T) {
 			}{{maxTimeTicks, tt.wide}, {narrowTimeTicks, tt.narrow}} {
 				var got []string
 				for _, tick := range timeTicks(from, to, set.max) {
-					if tick.Before(from) || tick.After(to) {
-						t.Errorf("tick %v outside [%v, %v]", tick, from, to)
+					if x := float64(tick.Sub(from)) / float64(to.Sub(from)); x < tickMargin/100.0 || x > 1-tickMargin/100.0 {
+						t.Errorf("tick %v at %.0f%% of the axis, in its margins", tick, 100*x)
 					}
 					got = append(got, timeTickLabel(tick, to.Sub(from)))
 				}

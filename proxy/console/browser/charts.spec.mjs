@@ -95,6 +95,7 @@ try {
   await page.click('#panel-overview_latency .legend label.k1');
   await p95.waitFor({ state: 'hidden' });
   assert.ok(await p50.isVisible(), 'p50 still drawn');
+  await page.locator('#panel-overview_latency').screenshot({ path: path.join(shots, 'latency-p95-hidden.png') });
   const hiddenTip = await hoverFirstPoint(page, 'overview_latency');
   const p95Value = page.locator('#panel-overview_latency .hov').first().locator('tspan.s1');
   assert.equal(await p95Value.count(), 1);
@@ -114,6 +115,7 @@ try {
   await Promise.all([page.waitForURL(/range=7d/), page.click('.ranges a[data-range="7d"]')]);
   const xs7 = await axis(page, 'overview_requests', '.xlabels.wide');
   assert.ok(xs7.length >= 3 && xs7.every((x) => dateLabel.test(x)), `7d labels are dates: ${xs7}`);
+  await page.screenshot({ path: path.join(shots, 'overview-7d.png') });
   assert.match(await hoverFirstPoint(page, 'overview_latency'), /ms/);
 
   step('custom range');
@@ -175,6 +177,16 @@ try {
   const globexTip = await hoverFirstPoint(page, 'overview_latency');
   assert.match(globexTip, /p50: \d+\.\d ms/);
   assert.ok(!/: (840|2100|95)\.0 ms/.test(globexTip), `globex's calls only: ${globexTip}`);
+
+  step('every dashboard draws its charts');
+  for (const [d, n] of [['tenant', 3], ['streaming', 4], ['pipeline', 3]]) {
+    await page.goto(`${base}/console/d/${d}?range=24h`);
+    assert.equal(await page.locator('#panels .chart svg.area').count(), n, `${d}: ${n} charts`);
+    for (const c of await page.locator('#panels .chart').all()) {
+      assert.ok((await c.locator('svg.yaxis text').count()) >= 2, `${d}: every chart has a value axis`);
+    }
+  }
+  await page.screenshot({ path: path.join(shots, 'pipeline.png'), fullPage: true });
   await page.context().close();
 } finally {
   await browser.close();
