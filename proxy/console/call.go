@@ -510,7 +510,7 @@ func buildCall(id string, spans []*spanRow, contents []contentRow) callData {
 	if servedModel != "" && servedModel != model {
 		summary[0] += " → " + servedModel
 	}
-	summary = append(summary, d.StatusLine, millis(srv.durationMs()))
+	summary = append(summary, millis(srv.durationMs()))
 	if v, ok := cnum("total_tokens"); ok {
 		summary = append(summary, tokens(v)+" tokens")
 	}
@@ -540,10 +540,13 @@ func buildCall(id string, spans []*spanRow, contents []contentRow) callData {
 			if et != "" {
 				words = append(words, errorWords(et))
 			}
-			if reason := strAttr(c.attr(sa.UpstreamFailureReason)); reason != "" {
+			reason := strAttr(c.attr(sa.UpstreamFailureReason))
+			if reason == "" {
+				reason = c.str("status_message")
+			}
+			// A reason that only repeats the status says nothing more.
+			if reason != "" && !strings.Contains(strings.Join(words, ": "), reason) {
 				words = append(words, reason)
-			} else if m := c.str("status_message"); m != "" {
-				words = append(words, m)
 			}
 			a.Result = strings.Join(words, ": ")
 		case c == served:
