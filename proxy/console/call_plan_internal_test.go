@@ -18,6 +18,9 @@ import (
 // order, which stops with the first group, is fine).
 var (
 	fullSort = regexp.MustCompile(`(?m)(^|->)\s*Sort +\(cost`)
+	// timeIndex is a scan of the SERVER spans (alias s) by an index that
+	// leads with the tenant and orders by start time.
+	timeIndex = regexp.MustCompile(`Index Scan (Backward )?using spans_\w*tenant_id\w*start_time\w* on spans_\d+ s`)
 	// seqScan is a sequential scan of a partition holding rows.
 	seqScan = regexp.MustCompile(`Seq Scan on spans_\d+ \w+ +\(cost=[0-9.]+\.\.[1-9]`)
 )
@@ -95,14 +98,14 @@ FROM loom.spans WHERE kind = 'server'`); err != nil {
 			}
 			text := strings.Join(plan, "\n")
 			if !tc.walk {
-				if !strings.Contains(text, "tenant_id_start_time_idx") {
-					t.Errorf("%s (newer %v): the tenant's time index is not used:\n%s", tc.name, newer, text)
+				if !strings.Contains(text, "tenant_id") {
+					t.Errorf("%s (newer %v): no index of the tenant's is used:\n%s", tc.name, newer, text)
 				}
 				t.Logf("%s (newer %v):\n%s", tc.name, newer, text)
 				continue
 			}
 			if !strings.HasPrefix(strings.TrimSpace(plan[0]), "Limit") || seqScan.MatchString(text) ||
-				fullSort.MatchString(text) || !strings.Contains(text, "tenant_id_start_time_idx") {
+				fullSort.MatchString(text) || !timeIndex.MatchString(text) {
 				t.Errorf("%s (newer %v): not an index walk that stops at the first row:\n%s", tc.name, newer, text)
 			}
 		}
