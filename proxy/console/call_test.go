@@ -26,7 +26,7 @@ type callPageCalls struct {
 }
 
 // span is one row of loom.spans as these tests write it.
-type span struct {
+type cpSpan struct {
 	trace, id, parent, kind, name, status, statusMsg string
 	start                                            time.Time
 	durMs                                            float64
@@ -39,7 +39,7 @@ type span struct {
 	attrs                                            string
 }
 
-func insertSpan(ctx context.Context, t *testing.T, pool *pgxpool.Pool, tenant, key string, s span) {
+func cpInsertSpan(ctx context.Context, t *testing.T, pool *pgxpool.Pool, tenant, key string, s cpSpan) {
 	t.Helper()
 	null := func(v any, set bool) any {
 		if !set {
@@ -73,10 +73,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'loom', $11, $12, $13, $14, $15
 
 // toolArgs is the captured tool call's arguments, as the model sent them:
 // compact, in its own member order.
-const toolArgs = `{"city":"Paris","unit":"celsius","days":[1,2]}`
+const cpToolArgs = `{"city":"Paris","unit":"celsius","days":[1,2]}`
 
 // longAnswer is a captured answer long enough to be folded.
-var longAnswer = strings.Repeat("The shuttle carries the weft across the warp. ", 100)
+var cpLongAnswer = strings.Repeat("The shuttle carries the weft across the warp. ", 100)
 
 func addCallPageCalls(t *testing.T, f *fixture) callPageCalls {
 	t.Helper()
@@ -88,14 +88,14 @@ func addCallPageCalls(t *testing.T, f *fixture) callPageCalls {
 	c.FailedOver = hexID(16)
 	start := now.Add(-13*time.Minute - 30*time.Second)
 	server, east, west := hexID(8), hexID(8), hexID(8)
-	insertSpan(ctx, t, f.pool, "acme", "acme-key", span{trace: c.FailedOver, id: server, kind: "server",
+	cpInsertSpan(ctx, t, f.pool, "acme", "acme-key", cpSpan{trace: c.FailedOver, id: server, kind: "server",
 		name: "POST /v1/chat/completions", status: "unset", start: start, durMs: 2100, model: modelA, httpStatus: 200,
 		stream: true, overMs: 1.2, attrs: `{"http.route": "/v1/chat/completions", "loom.outcome": "ok", "loom.chunks.sent": 41, "loom.upstream.attempts": 2}`})
-	insertSpan(ctx, t, f.pool, "acme", "acme-key", span{trace: c.FailedOver, id: east, parent: server, kind: "client",
+	cpInsertSpan(ctx, t, f.pool, "acme", "acme-key", cpSpan{trace: c.FailedOver, id: east, parent: server, kind: "client",
 		name: "chat " + modelA, status: "error", statusMsg: "upstream answered 503", start: start.Add(time.Millisecond),
 		durMs: 300, model: modelA, deployment: "east", provider: "openai", errType: "503", httpStatus: 503, attempt: 1,
 		stream: true, attrs: `{"loom.upstream.failure_reason": "upstream answered 503 Service Unavailable", "server.port": 443}`})
-	insertSpan(ctx, t, f.pool, "acme", "acme-key", span{trace: c.FailedOver, id: west, parent: server, kind: "client",
+	cpInsertSpan(ctx, t, f.pool, "acme", "acme-key", cpSpan{trace: c.FailedOver, id: west, parent: server, kind: "client",
 		name: "chat " + modelA, status: "unset", start: start.Add(302 * time.Millisecond), durMs: 1796, model: modelA,
 		respModel: modelA + "-2024-07-18", deployment: "west", provider: "openai", httpStatus: 200, attempt: 2,
 		chunks: 42, in: 1234, out: 5678, cached: 1000, reasoning: 64, total: 6912, stream: true, ttfcMs: 180,
@@ -103,9 +103,9 @@ func addCallPageCalls(t *testing.T, f *fixture) callPageCalls {
 		attrs: `{"server.port": 443, "gen_ai.request.max_tokens": 800, "gen_ai.request.temperature": 0.2, "gen_ai.usage.cache_creation.input_tokens": 12}`})
 	in := `[{"role":"system","parts":[{"type":"text","content":"You are a weaver's assistant."}]},
 {"role":"user","parts":[{"type":"text","content":"What's the weather in Paris? It's <b>bold</b>"}]},
-{"role":"assistant","parts":[{"type":"tool_call","id":"call_1","name":"get_weather","arguments":` + quote(toolArgs) + `}]},
+{"role":"assistant","parts":[{"type":"tool_call","id":"call_1","name":"get_weather","arguments":` + cpQuote(cpToolArgs) + `}]},
 {"role":"tool","parts":[{"type":"tool_call_response","id":"call_1","response":"{\"temp\":21}"}]}]`
-	out := `[{"role":"assistant","finish_reason":"stop","parts":[{"type":"text","content":` + quote(longAnswer) + `}]}]`
+	out := `[{"role":"assistant","finish_reason":"stop","parts":[{"type":"text","content":` + cpQuote(cpLongAnswer) + `}]}]`
 	if _, err := f.pool.Exec(ctx, `INSERT INTO loom.span_content (trace_id, span_id, start_time, tenant_id, input_messages, output_messages)
 VALUES ($1, $2, $3, 'acme', $4::jsonb, $5::jsonb)`, c.FailedOver, west, start.Add(302*time.Millisecond), in, out); err != nil {
 		t.Fatal(err)
@@ -113,7 +113,7 @@ VALUES ($1, $2, $3, 'acme', $4::jsonb, $5::jsonb)`, c.FailedOver, west, start.Ad
 
 	// The streamed refusal: the SERVER span alone.
 	c.StreamedRefusal = hexID(16)
-	insertSpan(ctx, t, f.pool, "acme", "acme-key", span{trace: c.StreamedRefusal, id: hexID(8), kind: "server",
+	cpInsertSpan(ctx, t, f.pool, "acme", "acme-key", cpSpan{trace: c.StreamedRefusal, id: hexID(8), kind: "server",
 		name: "POST /v1/chat/completions", status: "unset", start: now.Add(-16 * time.Minute), durMs: 0.161109,
 		model: "no-such-model", httpStatus: 404, errType: "model_not_found", stream: true, overMs: 0.15,
 		attrs: `{"http.route": "/v1/chat/completions", "loom.outcome": "rejected"}`})
@@ -122,20 +122,20 @@ VALUES ($1, $2, $3, 'acme', $4::jsonb, $5::jsonb)`, c.FailedOver, west, start.Ad
 
 // quote is s as a JSON string (s has no characters JSON must escape but
 // quotes).
-func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
+func cpQuote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
 
-var fieldRe = regexp.MustCompile(`(?s)<div data-field="([a-z_]+)"[^>]*><dt>[^<]*</dt><dd[^>]*>([^<]*)</dd></div>`)
+var cpFieldRe = regexp.MustCompile(`(?s)<div data-field="([a-z_]+)"[^>]*><dt>[^<]*</dt><dd[^>]*>([^<]*)</dd></div>`)
 
 // facts are the header's values by data-field, as a person reads them.
-func facts(body string) map[string]string {
+func cpFacts(body string) map[string]string {
 	m := map[string]string{}
-	for _, f := range fieldRe.FindAllStringSubmatch(body, -1) {
+	for _, f := range cpFieldRe.FindAllStringSubmatch(body, -1) {
 		m[f[1]] = html.UnescapeString(f[2])
 	}
 	return m
 }
 
-func loggedIn(t *testing.T, f *fixture, key string) *client {
+func cpLogin(t *testing.T, f *fixture, key string) *client {
 	t.Helper()
 	c := newClient(t, f.URL)
 	if code := c.login(key); code != http.StatusSeeOther {
@@ -144,7 +144,7 @@ func loggedIn(t *testing.T, f *fixture, key string) *client {
 	return c
 }
 
-func getPage(t *testing.T, c *client, path string) string {
+func cpGet(t *testing.T, c *client, path string) string {
 	t.Helper()
 	code, body, _ := c.do("GET", path, nil)
 	if code != http.StatusOK {
@@ -157,8 +157,8 @@ func TestCallPage_Header_AnswersTheUsersQuestionsInWordsAndUnits(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	calls := addCallPageCalls(t, f)
-	c := loggedIn(t, f, keyA)
-	got := facts(getPage(t, c, "/console/calls/"+calls.FailedOver))
+	c := cpLogin(t, f, keyA)
+	got := cpFacts(cpGet(t, c, "/console/calls/"+calls.FailedOver))
 	want := map[string]string{
 		"model":              modelA,
 		"response_model":     modelA + "-2024-07-18",
@@ -200,7 +200,7 @@ func TestCallPage_Attempts_EachListedWithWhyItFailed(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	calls := addCallPageCalls(t, f)
-	body := getPage(t, loggedIn(t, f, keyA), "/console/calls/"+calls.FailedOver)
+	body := cpGet(t, cpLogin(t, f, keyA), "/console/calls/"+calls.FailedOver)
 	rows := regexp.MustCompile(`(?s)<tr class="([a-z]*)" data-attempt="(\d)">(.*?)</tr>`).FindAllStringSubmatch(body, -1)
 	if len(rows) != 2 {
 		t.Fatalf("%d attempt rows, want 2", len(rows))
@@ -234,8 +234,8 @@ func TestCallPage_StreamedRefusal_SaysStreamYesAndTheErrorInWords(t *testing.T) 
 	t.Parallel()
 	f := newFixture(t)
 	calls := addCallPageCalls(t, f)
-	body := getPage(t, loggedIn(t, f, keyA), "/console/calls/"+calls.StreamedRefusal)
-	got := facts(body)
+	body := cpGet(t, cpLogin(t, f, keyA), "/console/calls/"+calls.StreamedRefusal)
+	got := cpFacts(body)
 	for k, v := range map[string]string{
 		"stream": "yes", "status": "404 Not Found · error", "error_type": "model_not_found", "error": "model not found",
 		"outcome": "refused by Loom", "attempts": "none (refused before any upstream)", "latency": "0.16 ms",
@@ -254,7 +254,7 @@ func TestCallPage_Conversation_ChatWithToolCallsAsJSONBounded(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	calls := addCallPageCalls(t, f)
-	body := getPage(t, loggedIn(t, f, keyA), "/console/calls/"+calls.FailedOver)
+	body := cpGet(t, cpLogin(t, f, keyA), "/console/calls/"+calls.FailedOver)
 	i := strings.Index(body, `id="conversation"`)
 	if i < 0 {
 		t.Fatal("no conversation")
@@ -289,7 +289,7 @@ func TestCallPage_Conversation_HugeContentCappedAndSaysSo(t *testing.T) {
 WHERE trace_id = $1`, f.ContentTraceID, huge); err != nil {
 		t.Fatal(err)
 	}
-	body := getPage(t, loggedIn(t, f, keyA), "/console/calls/"+f.ContentTraceID)
+	body := cpGet(t, cpLogin(t, f, keyA), "/console/calls/"+f.ContentTraceID)
 	if !strings.Contains(body, `id="conversation-cut"`) || !strings.Contains(body, "Only the first 256.0 KiB") {
 		t.Error("the page does not say it cut the conversation")
 	}
@@ -298,13 +298,13 @@ WHERE trace_id = $1`, f.ContentTraceID, huge); err != nil {
 	}
 }
 
-var curlRe = regexp.MustCompile(`(?s)<pre id="curl-command">(.*?)</pre>`)
+var cpCurlRe = regexp.MustCompile(`(?s)<pre id="curl-command">(.*?)</pre>`)
 
 func TestCallPage_CopyAsCurl_ReplaysTheRequestWithoutASecret(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	calls := addCallPageCalls(t, f)
-	c := loggedIn(t, f, keyA)
+	c := cpLogin(t, f, keyA)
 	for _, tc := range []struct {
 		name, trace string
 		want        []string
@@ -318,8 +318,8 @@ func TestCallPage_CopyAsCurl_ReplaysTheRequestWithoutASecret(t *testing.T) {
 			`"model": "no-such-model"`, `"content": "Hello"`, `"stream": true`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			body := getPage(t, c, "/console/calls/"+tc.trace)
-			m := curlRe.FindStringSubmatch(body)
+			body := cpGet(t, c, "/console/calls/"+tc.trace)
+			m := cpCurlRe.FindStringSubmatch(body)
 			if m == nil {
 				t.Fatal("no curl command")
 			}
@@ -341,11 +341,13 @@ func TestCallPage_CopyAsCurl_ReplaysTheRequestWithoutASecret(t *testing.T) {
 	}
 }
 
-func linkRe(id string) *regexp.Regexp { return regexp.MustCompile(`<a href="([^"]*)" id="` + id + `"`) }
+func cpLinkRe(id string) *regexp.Regexp {
+	return regexp.MustCompile(`<a href="([^"]*)" id="` + id + `"`)
+}
 
 // link is the href of the page's link with id, "" when there is none.
-func link(body, id string) string {
-	m := linkRe(id).FindStringSubmatch(body)
+func cpLink(body, id string) string {
+	m := cpLinkRe(id).FindStringSubmatch(body)
 	if m == nil {
 		return ""
 	}
@@ -358,7 +360,7 @@ func TestCallPage_PrevNext_StepThroughTheFilteredListAndBack(t *testing.T) {
 	calls := addCallPageCalls(t, f)
 	// Tenant A's calls, newest first: A0 A1 A2 (B0) FailedOver (B1) StreamedRefusal.
 	a0, a1, a2 := f.TracesA[0], f.TracesA[1], f.TracesA[2]
-	c := loggedIn(t, f, keyA)
+	c := cpLogin(t, f, keyA)
 	for _, tc := range []struct {
 		name, from, query, newer, older, back string
 	}{
@@ -380,10 +382,10 @@ func TestCallPage_PrevNext_StepThroughTheFilteredListAndBack(t *testing.T) {
 					q = "?" + tc.query
 				}
 			}
-			body := getPage(t, c, path)
+			body := cpGet(t, c, path)
 			want := func(id, trace string) {
 				t.Helper()
-				got, w := link(body, id), ""
+				got, w := cpLink(body, id), ""
 				if trace != "" {
 					w = "/console/calls/" + trace + q
 				}
@@ -393,7 +395,7 @@ func TestCallPage_PrevNext_StepThroughTheFilteredListAndBack(t *testing.T) {
 			}
 			want("newer-call", tc.newer)
 			want("older-call", tc.older)
-			if got := link(body, "back-to-list"); got != tc.back {
+			if got := cpLink(body, "back-to-list"); got != tc.back {
 				t.Errorf("back = %q, want %q", got, tc.back)
 			}
 			for _, b := range f.TracesB {
@@ -405,12 +407,12 @@ func TestCallPage_PrevNext_StepThroughTheFilteredListAndBack(t *testing.T) {
 	}
 
 	t.Run("the admin steps through every tenant", func(t *testing.T) {
-		body := getPage(t, loggedIn(t, f, adminToken), "/console/calls/"+a2)
-		if got := link(body, "older-call"); got != "/console/calls/"+f.TracesB[0] {
+		body := cpGet(t, cpLogin(t, f, adminToken), "/console/calls/"+a2)
+		if got := cpLink(body, "older-call"); got != "/console/calls/"+f.TracesB[0] {
 			t.Errorf("admin's older = %q, want B's %s", got, f.TracesB[0])
 		}
-		body = getPage(t, loggedIn(t, f, adminToken), "/console/calls/"+a2+"?tenant=acme")
-		if got := link(body, "older-call"); got != "/console/calls/"+calls.FailedOver+"?tenant=acme" {
+		body = cpGet(t, cpLogin(t, f, adminToken), "/console/calls/"+a2+"?tenant=acme")
+		if got := cpLink(body, "older-call"); got != "/console/calls/"+calls.FailedOver+"?tenant=acme" {
 			t.Errorf("admin's older in tenant acme = %q", got)
 		}
 	})
@@ -424,10 +426,10 @@ func TestCallPage_PrevNext_StepThroughTheFilteredListAndBack(t *testing.T) {
 	})
 
 	t.Run("a filter that cannot be applied is said, and the links drop it", func(t *testing.T) {
-		body := getPage(t, c, "/console/calls/"+a1+"?status=bogus")
-		if !strings.Contains(body, "not valid") || link(body, "back-to-list") != "/console/calls" ||
-			link(body, "newer-call") != "" || link(body, "older-call") != "" {
-			t.Errorf("a bad filter: back %q newer %q older %q", link(body, "back-to-list"), link(body, "newer-call"), link(body, "older-call"))
+		body := cpGet(t, c, "/console/calls/"+a1+"?status=bogus")
+		if !strings.Contains(body, "not valid") || cpLink(body, "back-to-list") != "/console/calls" ||
+			cpLink(body, "newer-call") != "" || cpLink(body, "older-call") != "" {
+			t.Errorf("a bad filter: back %q newer %q older %q", cpLink(body, "back-to-list"), cpLink(body, "newer-call"), cpLink(body, "older-call"))
 		}
 	})
 }
@@ -436,7 +438,7 @@ func TestCallPage_RawAttributes_FoldedPerSpan(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	calls := addCallPageCalls(t, f)
-	body := getPage(t, loggedIn(t, f, keyA), "/console/calls/"+calls.FailedOver)
+	body := cpGet(t, cpLogin(t, f, keyA), "/console/calls/"+calls.FailedOver)
 	raw := body[strings.Index(body, `id="raw"`):]
 	if n := strings.Count(raw, `<details class="span"`); n != 3 {
 		t.Errorf("%d folded spans, want 3", n)
