@@ -4,8 +4,8 @@ package console
 // in hour or day buckets, with a CSV export of the same numbers.
 //
 // What it counts, and why:
-//   - A call is a SERVER span with an http.route that is not a /v1/models
-//     route: GET /v1/models (and /v1/models/{model}) is answered from the
+//   - A call is a SERVER span with a route that is not a /v1/models route:
+//     GET /v1/models (and /v1/models/{model}) is answered from the
 //     gateway's snapshot and generates nothing; a request for an unknown
 //     URL gets no route. Both still have SERVER spans, neither is a call.
 //   - Tokens and cost come from the CLIENT span of the attempt that served
@@ -22,6 +22,7 @@ package console
 // the admin's tenant choice is a filter only.
 
 import (
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -225,24 +226,45 @@ func (u usageQuery) buckets() []time.Time {
 	return out
 }
 
-// usageIsCall keeps the SERVER spans (alias s) that are calls: see the top of
-// this file.
-const usageIsCall = `s.attributes ? 'http.route' AND s.attributes->>'http.route' NOT LIKE '/v1/models%'`
+// usageIsCall keeps the SERVER spans (alias s) that are calls (see the
+// top of this file). A SERVER span is named "METHOD route", or just the
+// method when the request matched no route (tracing's appendServerName);
+// its name is a typed column with statistics, so the planner estimates
+// this well, where a test on the attributes' http.route it cannot.
+const usageIsCall = `s.name LIKE '% /%' AND s.name NOT LIKE '% /v1/models%'`
+
+// usageAttempts is the number of upstream attempts a SERVER span (alias s)
+// records: loom.upstream.attempts, written only when the call failed over
+// (so 1 without it); anything but a JSON number counts as 1 rather than
+// failing the page.
+const usageAttempts = `CASE WHEN jsonb_typeof(s.attributes->'loom.upstream.attempts') = 'number'
+    THEN (s.attributes->>'loom.upstream.attempts')::numeric ELSE 1 END`
 
 // sql is the per-bucket, per-group, per-currency aggregate, and its
 // arguments: $1 from, $2 to, $3 the bucket ('hour' or 'day'), $4 how late
 // a CLIENT span of the range's calls may start, $5 the admin's tenant.
 //
-// The served attempt is a CLIENT span with no later attempt beside it;
-// both are bounded to the range's partitions (plus attemptSlack), so the
-// anti-join reads the same few days, not the whole table.
+// The attempt that served (or failed last) is the CLIENT span whose
+// loom.upstream.attempt is the SERVER span's loom.upstream.attempts: the
+// tracing encoder numbers a call's attempts 1..n and writes n on the
+// SERVER span (omitting it, and the CLIENT span's number counting as 1,
+// when there was one attempt; spans from before routing have neither). It
+// is the same span dashboards/queries LastAttempt keeps, found with one
+// join instead of an anti-join over every CLIENT span of the range.
+// CLIENT spans are bounded to the range's partitions (plus attemptSlack).
 func (u usageQuery) sql() (string, []any) {
 	args := []any{u.From, u.To, u.Gran, u.To.Add(attemptSlack)}
-	where := ""
+	where, cwhere := "", ""
 	if u.Tenant != "" {
+		// On both sides, so that both read the tenant's index, not the
+		// range's partitions whole: a call's spans all carry its tenant.
 		args = append(args, u.Tenant)
-		where = "\n  AND s.tenant_id = $5"
+		where, cwhere = "\n  AND s.tenant_id = $5", " AND c.tenant_id = $5"
 	}
+	served := `
+LEFT JOIN loom.spans c ON c.trace_id = s.trace_id AND c.parent_span_id = s.span_id AND c.kind = 'client'
+  AND c.start_time >= $1 AND c.start_time < $4` + cwhere + `
+  AND coalesce(c.upstream_attempt, 1) = ` + usageAttempts
 	return `
 SELECT date_trunc($3, s.start_time, 'UTC') AS bucket,
   ` + usageGroups[u.Group].expr + ` AS grp,
@@ -252,19 +274,21 @@ SELECT date_trunc($3, s.start_time, 'UTC') AS bucket,
   sum(c.input_tokens) AS input, sum(c.output_tokens) AS output,
   sum(c.cache_read_tokens) AS cached, sum(c.reasoning_tokens) AS reasoning,
   sum(c.cost) AS cost
-FROM loom.spans s
-LEFT JOIN (
-  SELECT c.trace_id, c.parent_span_id, c.request_model, c.input_tokens, c.output_tokens, c.cache_read_tokens,
-    c.reasoning_tokens, c.cost, c.cost_currency
-  FROM loom.spans c
-  WHERE c.kind = 'client' AND c.start_time >= $1 AND c.start_time < $4
-    AND NOT EXISTS (SELECT 1 FROM loom.spans l WHERE l.trace_id = c.trace_id AND l.parent_span_id = c.parent_span_id
-      AND l.kind = 'client' AND l.start_time >= $1 AND l.start_time < $4
-      AND coalesce(l.upstream_attempt, 1) > coalesce(c.upstream_attempt, 1))
-) c ON c.trace_id = s.trace_id AND c.parent_span_id = s.span_id
+FROM loom.spans s` + served + `
 WHERE s.kind = 'server' AND s.start_time >= $1 AND s.start_time < $2
   AND ` + usageIsCall + where + `
 GROUP BY 1, 2, 3`, args
+}
+
+// usageSettings tunes the read's transaction for one wide aggregate: no
+// JIT (compiling this plan took seconds at a million spans, for a query
+// run once) and work memory enough to hash a range's calls and groups
+// instead of sorting them on disk. Both end with the transaction.
+func usageSettings(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, "SET LOCAL jit = off; SET LOCAL work_mem = '64MB'"); err != nil {
+		return fmt.Errorf("usage settings: %w", err)
+	}
+	return nil
 }
 
 // pageSQL sums the aggregate per group, per bucket and in all, each per
@@ -452,6 +476,9 @@ func (h *handler) usage(w http.ResponseWriter, r *http.Request, s session) {
 				return fmt.Errorf("tenants: %w", err)
 			}
 		}
+		if err := usageSettings(ctx, tx); err != nil {
+			return err
+		}
 		sql, args := u.pageSQL()
 		rows, err := tx.Query(ctx, sql, args...)
 		if err != nil {
@@ -555,6 +582,9 @@ func (h *handler) usageCSV(w http.ResponseWriter, r *http.Request, s session) {
 	ctx := r.Context()
 	wrote := false
 	err = h.read(ctx, s, func(tx pgx.Tx) error {
+		if err := usageSettings(ctx, tx); err != nil {
+			return err
+		}
 		sql, args := u.csvSQL()
 		rows, err := tx.Query(ctx, sql, args...)
 		if err != nil {

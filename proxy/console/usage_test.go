@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"encoding/csv"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -85,12 +86,17 @@ func insertUsageCall(t *testing.T, pool *pgxpool.Pool, start time.Time, c usageC
 		method = "GET"
 	}
 	trace, server := hexID(16), hexID(8)
+	// The gateway writes the attempt count on a call that failed over.
+	attempts := "{}"
+	if len(c.attempts) > 1 {
+		attempts = fmt.Sprintf(`{"loom.upstream.attempts": %d}`, len(c.attempts))
+	}
 	_, err := pool.Exec(ctx, `
 INSERT INTO loom.spans (trace_id, span_id, start_time, end_time, duration_ms, name, kind, status_code, tenant_id,
     api_key_id, request_model, http_status, attributes)
 VALUES ($1, $2, $3::timestamptz, $3::timestamptz + interval '1 second', 1000, $4, 'server', 'unset', $5, $6, nullif($7, ''), 200,
-    jsonb_build_object('http.route', $8::text))`,
-		trace, server, start, method+" "+route, c.tenant, c.key, c.model, route)
+    jsonb_build_object('http.route', $8::text) || $9::jsonb)`,
+		trace, server, start, method+" "+route, c.tenant, c.key, c.model, route, attempts)
 	if err != nil {
 		t.Fatal(err)
 	}
