@@ -136,19 +136,18 @@ func drawUsageChart(title, unit string, times []time.Time, step time.Duration, s
 	var b strings.Builder
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
 	esc := template.HTMLEscapeString
-	b.WriteString(`<svg class="usage-svg" viewBox="0 0 800 260" role="img" aria-label="` + esc(title+" over time, in "+unit) + `">`)
+	b.WriteString(`<svg class="usage-svg" viewBox="0 0 ` + f(usageChartW) + ` ` + f(usageChartH) + `" role="img" aria-label="` + esc(title+" over time, in "+unit) + `">`)
 	// The value axis: gridlines, tick labels, the unit above.
 	b.WriteString(`<g class="usage-yaxis">`)
 	for k := 0; k <= int(math.Round(top/tickStep)); k++ {
 		v := float64(k) * tickStep
 		yy := f(y(v))
 		b.WriteString(`<line class="usage-grid" x1="` + f(usageChartLeft) + `" x2="` + f(usageChartW-usageChartRight) + `" y1="` + yy + `" y2="` + yy + `"/>`)
-		b.WriteString(`<text x="` + f(usageChartLeft-6) + `" y="` + yy + `" dy="4" text-anchor="end">` + esc(usageAxisLabel(v, dec, money)) + `</text>`)
+		b.WriteString(`<text x="` + f(usageChartLeft-6) + `" y="` + yy + `" dy="5" text-anchor="end">` + esc(usageAxisLabel(v, dec, money)) + `</text>`)
 	}
 	b.WriteString(`<text class="usage-unit" x="` + f(usageChartLeft-6) + `" y="14" text-anchor="end">` + esc(unit) + `</text>`)
 	b.WriteString(`</g>`)
-	// The time axis: a tick and a label every few buckets, the date under
-	// an hour's label when the day changes.
+	// The time axis: a tick and a label every few buckets.
 	b.WriteString(`<g class="usage-xaxis">`)
 	b.WriteString(`<line class="usage-axis" x1="` + f(usageChartLeft) + `" x2="` + f(usageChartW-usageChartRight) + `" y1="` + f(usageChartTop+ph) + `" y2="` + f(usageChartTop+ph) + `"/>`)
 	every := usageLabelEvery(n, step)
@@ -159,12 +158,14 @@ func drawUsageChart(title, unit string, times []time.Time, step time.Duration, s
 		}
 		xx := f(x(i))
 		b.WriteString(`<line class="usage-tick" x1="` + xx + `" x2="` + xx + `" y1="` + f(usageChartTop+ph) + `" y2="` + f(usageChartTop+ph+4) + `"/>`)
-		b.WriteString(`<text x="` + xx + `" y="` + f(usageChartTop+ph+16) + `" text-anchor="middle">`)
+		b.WriteString(`<text x="` + xx + `" y="` + f(usageChartTop+ph+18) + `" text-anchor="middle">`)
 		day := t.Format("Jan 02")
-		if step < 24*time.Hour {
+		// Hours apart: the clock, and the date where it changes; whole
+		// days apart (7 days of hours, any days): the date alone.
+		if step < 24*time.Hour && every < 24 {
 			b.WriteString(t.Format("15:04"))
 			if day != lastDay {
-				b.WriteString(`<tspan x="` + xx + `" dy="13">` + day + `</tspan>`)
+				b.WriteString(`<tspan x="` + xx + `" dy="15">` + day + `</tspan>`)
 			}
 		} else {
 			b.WriteString(day)
