@@ -83,8 +83,9 @@ func TestParseUsageQuery_Defaults(t *testing.T) {
 		group, gran, tenant string
 		span                time.Duration
 	}{
-		{"admin", admin, url.Values{}, "tenant", "hour", "", 7 * 24 * time.Hour},
-		{"tenant session", tenant, url.Values{"tenant": {"globex"}}, "key", "hour", "", 7 * 24 * time.Hour},
+		{"admin", admin, url.Values{}, "tenant", "hour", "", 24 * time.Hour},
+		{"tenant session", tenant, url.Values{"tenant": {"globex"}}, "key", "hour", "", 24 * time.Hour},
+		{"7 days", tenant, url.Values{"range": {"7d"}}, "key", "hour", "", 7 * 24 * time.Hour},
 		{"30 days", admin, url.Values{"range": {"30d"}, "tenant": {"acme"}}, "tenant", "day", "acme", 30 * 24 * time.Hour},
 		{"custom", admin, url.Values{"from": {"2026-12-01T00:00"}, "to": {"2026-12-02T12:00"}}, "tenant", "hour", "", 36 * time.Hour},
 	} {

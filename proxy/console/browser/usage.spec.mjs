@@ -1,6 +1,6 @@
 // Drives the console's Usage page in the system's headless Chromium: as the
-// admin, the page groups by tenant over 7 days with charts that have axes
-// and hover values; changing the grouping and the range reloads it with
+// admin, the page groups by tenant over the last day, then 7 days, with
+// charts that have axes and hover values; changing the grouping and the range reloads it with
 // the new numbers; the CSV download has the page's filters in its name and
 // the exact sums in its rows; as tenant A, only A's usage shows. Any
 // console error or page error fails the run. Run by ../usage_browser_test.go,
@@ -46,11 +46,17 @@ try {
   });
   page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`));
 
-  step('admin: usage by tenant over 7 days');
+  step('admin: usage by tenant, the last day by default');
   await login(page, adminToken);
   await Promise.all([page.waitForURL(`${base}/console/usage`), page.click('nav a[data-nav=usage]')]);
   assert.equal(await page.inputValue('select[name=group]'), 'tenant');
-  assert.equal(await page.inputValue('select[name=range]'), '7d');
+  assert.equal(await page.inputValue('select[name=range]'), '24h');
+  assert.deepEqual((await groups(page)).sort(), ['acme', 'globex']);
+  assert.doesNotMatch(await page.locator('#usage-total').textContent(), /USD/, 'no priced call in the last day');
+
+  step('admin: the last 7 days');
+  await page.selectOption('select[name=range]', '7d');
+  await Promise.all([page.waitForURL(/range=7d/), page.click('#usage-form button[type=submit]')]);
   assert.deepEqual((await groups(page)).sort(), ['acme', 'globex']);
   const total = await page.locator('#usage-total').textContent();
   assert.match(total, /1,234\.800171 USD/, 'the total spend, exact, with separators and its currency');
@@ -67,11 +73,12 @@ try {
   assert.equal(await page.locator('#usage-chart-tokens .usage-unit').first().textContent(), 'tokens');
   // A hover column's title is what the browser shows on hover: the bucket
   // and every series' value there.
-  const busy = page.locator('#usage-chart-tokens rect.usage-hover', { has: page.locator('title', { hasText: /input: 1,0\d\d tokens/ }) });
+  // Its hour also holds acme's failed-over and formula calls: 1000 + 7 + 10 + 1.
+  const busy = page.locator('#usage-chart-tokens rect.usage-hover', { has: page.locator('title', { hasText: 'input: 1,018 tokens' }) });
   assert.equal(await busy.count(), 1, "the bucket of globex's big call");
   await busy.hover();
   const tip = await busy.locator('title').textContent();
-  assert.match(tip, /UTC \(hour\)\ninput: 1,\d{3} tokens\noutput: /);
+  assert.match(tip, /UTC \(hour\)\ninput: 1,018 tokens\noutput: 105 tokens\n/);
   await page.screenshot({ path: path.join(shots, 'usage-admin.png'), fullPage: true });
 
   step('group by model, last 24 hours');
@@ -105,7 +112,7 @@ try {
   await page.click('header form button');
   await page.waitForURL(`${base}/console/login`);
   await login(page, keyA);
-  await page.goto(`${base}/console/usage`);
+  await page.goto(`${base}/console/usage?range=7d`);
   assert.equal(await page.inputValue('select[name=group]'), 'key');
   assert.deepEqual(await page.locator('select[name=group] option').evaluateAll((os) => os.map((o) => o.value)), ['key', 'model']);
   assert.deepEqual((await groups(page)).sort(), ['acme-key', 'acme-key-2']);
