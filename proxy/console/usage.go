@@ -124,9 +124,9 @@ func parseUsageQuery(q url.Values, s session, now time.Time) (usageQuery, error)
 		u.Tenant = strings.TrimSpace(q.Get("tenant"))
 	}
 	if u.Range == "" {
-		// The last day by default: the page anyone opens first must be
-		// quick at any scale (a month of every tenant's calls is a wide
-		// aggregate; see the report's numbers in the commit history).
+		// The last day by default: the view anyone opens first must be
+		// quick at any scale, and a month of every tenant's calls is a
+		// wide aggregate (seconds at a million spans).
 		u.Range = "24h"
 		if u.FromIn != "" || u.ToIn != "" {
 			u.Range = "custom"
