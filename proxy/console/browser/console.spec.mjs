@@ -89,6 +89,7 @@ try {
   assert.ok(await page.locator('#timeline svg rect').first().isVisible());
   const attrs = await page.locator('table.attributes').first().textContent();
   assert.ok(attrs.includes('tenant_id') && attrs.includes('acme'), 'typed columns shown');
+  await page.locator('#raw details.span summary').first().click(); // raw attributes are folded
   assert.ok(await page.locator('text=attributes.http.route').first().isVisible(), 'jsonb attributes shown');
   assert.ok(await page.locator('text=A device for weaving cloth.').isVisible(), 'captured content shown');
   await page.screenshot({ path: path.join(shots, 'call.png'), fullPage: true });
