@@ -457,6 +457,9 @@ func (h *handler) usage(w http.ResponseWriter, r *http.Request, s session) {
 		q := r.URL.Query()
 		d.Q = usageQuery{Group: usageClip(q.Get("group")), Gran: usageClip(q.Get("granularity")),
 			Range: usageClip(q.Get("range")), FromIn: usageClip(q.Get("from")), ToIn: usageClip(q.Get("to"))}
+		if s.admin {
+			d.Q.Tenant = usageClip(q.Get("tenant"))
+		}
 		h.render(w, http.StatusBadRequest, "usage", page{Title: "Usage", Session: &s, Data: d})
 		return
 	}
