@@ -119,6 +119,7 @@ func New(o Options) http.Handler {
 	}
 	h.throttle = newThrottle(rate{float64(h.opts.LoginsPerIP), time.Minute}, rate{float64(h.opts.Logins), time.Minute}, maxThrottledIPs)
 	h.pages = parsePages()
+	h.pages["usage"] = usageTemplate()
 	static, _ := fs.Sub(staticFS, "static")
 	h.mux.Handle("GET /console/static/", http.StripPrefix("/console/static/", http.FileServerFS(static)))
 	h.mux.HandleFunc("GET /console/login", h.loginPage)
@@ -141,6 +142,8 @@ func New(o Options) http.Handler {
 	h.mux.HandleFunc("GET /console/keys", h.auth(h.keys))
 	h.mux.HandleFunc("POST /console/keys", h.form(false, h.createOwnKey))
 	h.mux.HandleFunc("POST /console/keys/{id}/revoke", h.form(false, h.revokeKey))
+	h.mux.HandleFunc("GET /console/usage", h.auth(h.usage))
+	h.mux.HandleFunc("GET /console/usage.csv", h.auth(h.usageCSV))
 	h.mux.HandleFunc("GET /console", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/console/", http.StatusFound)
 	})
