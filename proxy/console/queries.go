@@ -14,7 +14,8 @@ package console
 // The join is LATERAL, one indexed probe per SERVER span (the primary
 // key's trace_id), bounded in time to the call's own (an attempt starts
 // after its call and before it ends; a minute either way for clock steps)
-// so that only the partitions of its day are probed. A list walks the
+// so that only the partitions of its day are probed (no sort: a later
+// attempt is found by the same probe). A list walks the
 // SERVER spans in start_time order and stops at its page: a plain join
 // would let the planner hash every CLIENT span of the week first whenever
 // a filter reads a CLIENT column.
@@ -25,7 +26,11 @@ LEFT JOIN LATERAL (
   WHERE c.trace_id = s.trace_id AND c.parent_span_id = s.span_id AND c.kind = 'client'
     AND c.start_time >= s.start_time - interval '1 minute'
     AND c.start_time <= coalesce(s.end_time, s.start_time) + interval '1 minute'
-  ORDER BY coalesce(c.upstream_attempt, 1) DESC LIMIT 1) c ON true
+    AND NOT EXISTS (SELECT 1 FROM loom.spans l WHERE l.trace_id = c.trace_id AND l.parent_span_id = c.parent_span_id
+      AND l.kind = 'client' AND l.start_time >= s.start_time - interval '1 minute'
+      AND l.start_time <= coalesce(s.end_time, s.start_time) + interval '1 minute'
+      AND coalesce(l.upstream_attempt, 1) > coalesce(c.upstream_attempt, 1))
+  LIMIT 1) c ON true
 WHERE s.kind = 'server' AND ` + isCall
 
 // isCall keeps the requests that are calls of a model: the SERVER spans of
