@@ -130,6 +130,7 @@ func New(o Options) http.Handler {
 	h.mux.HandleFunc("GET /console/{$}", h.auth(h.overview))
 	h.mux.HandleFunc("GET /console/d/{dashboard}", h.auth(h.dashboardPage))
 	h.mux.HandleFunc("GET /console/calls", h.auth(h.calls))
+	h.mux.HandleFunc("GET /console/calls.csv", h.auth(h.callsCSV))
 	h.mux.HandleFunc("GET /console/calls/{trace}", h.auth(h.call))
 	h.mux.HandleFunc("GET /console/audit", h.auth(h.audit))
 	h.mux.HandleFunc("GET /console/tenants", h.auth(h.tenants))
