@@ -35,6 +35,7 @@ import (
 	"github.com/loom-gateway/loom/deploy/prereq"
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/ledger"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
 
@@ -122,6 +123,12 @@ type Plan struct {
 	// passfile is the local cluster's password file (see PasswordFile);
 	// "" without a local cluster.
 	passfile string
+	// seed is the demo tenant that SeedStore puts into the tenant store,
+	// deployments the names of this run's deployments, storeConfig
+	// loom.yaml's store section.
+	seed        *tenancy.Tenant
+	deployments []string
+	storeConfig config.Store
 }
 
 // Prepare creates o.Dir, the demo key and Loom's configuration, and picks
@@ -250,7 +257,26 @@ func Prepare(o Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := RenderConfig(listen, []Upstream{p.Upstream, p.Anthropic}, tenant.Hash(key), "http://"+p.OTLPAddr, spool)
+	ups := []Upstream{p.Upstream, p.Anthropic}
+	// The demo tenant is rendered as a config's, and so checked as one,
+	// but served from the tenant store (SeedStore puts it there).
+	seedCfg, err := config.Parse(RenderConfig(listen, ups, tenant.Hash(key), "", ""))
+	if err != nil {
+		return nil, fmt.Errorf("generated demo tenant: %w", err)
+	}
+	p.seed = &seedCfg.ResolveTenants()[0]
+	for _, d := range seedCfg.Deployments {
+		p.deployments = append(p.deployments, d.Name)
+	}
+	storeKey, err := filepath.Abs(filepath.Join(o.Dir, StoreKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := StoreKey(storeKey); err != nil {
+		return nil, err
+	}
+	p.storeConfig = config.Store{DatabaseURLEnv: EnvDatabaseURL, SecretKeyFile: storeKey}
+	cfg := renderGateway(listen, ups, "http://"+p.OTLPAddr, spool)
 	if p.AdminToken, err = AdminToken(filepath.Join(o.Dir, AdminTokenFile)); err != nil {
 		return nil, err
 	}
@@ -267,6 +293,9 @@ func Prepare(o Options) (*Plan, error) {
 	if _, err := config.Parse(cfg); err != nil {
 		return nil, fmt.Errorf("generated config: %w", err)
 	}
+	// After the check: the database's variable is set only in the
+	// services' environment.
+	cfg = append(cfg, RenderStoreConfig(storeKey)...)
 	if err := os.WriteFile(p.ConfigPath, cfg, 0o600); err != nil {
 		return nil, fmt.Errorf("write config: %w", err)
 	}
@@ -516,6 +545,16 @@ func Main(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}()
 	if p.Postgres != nil {
 		term.Printf("devstack: postgres ready on 127.0.0.1:%d\n", p.Postgres.Port)
+	}
+	notes, err := p.SeedStore(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted while starting: not a failure
+		}
+		return err
+	}
+	for _, n := range notes {
+		term.Printf("devstack: %s\n", n)
 	}
 	st := &Stack{Services: p.Services, LogDir: o.Dir, Out: term}
 	if err := st.Start(ctx); err != nil {

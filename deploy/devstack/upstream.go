@@ -162,6 +162,12 @@ func (u Upstream) Describe() string {
 // empty turns tracing off) through the durable spool in spoolDir (empty: a
 // temporary one). It is regenerated on every start.
 func RenderConfig(listen string, ups []Upstream, keyHash, otlp, spoolDir string) []byte {
+	return append(renderGateway(listen, ups, otlp, spoolDir), renderDemoTenant(ups, keyHash)...)
+}
+
+// renderGateway is loom.yaml without its tenants: what Loom serves with the
+// tenant store on, where the demo tenant lives instead (see SeedStore).
+func renderGateway(listen string, ups []Upstream, otlp, spoolDir string) []byte {
 	var b strings.Builder
 	q := strconv.Quote // a Go-quoted ASCII string is a valid YAML double-quoted scalar
 	fmt.Fprintf(&b, "# Written by devstack (make run) on every start: edits here are overwritten.\n")
@@ -193,6 +199,14 @@ func RenderConfig(listen string, ups []Upstream, keyHash, otlp, spoolDir string)
 			}
 		}
 	}
+	return []byte(b.String())
+}
+
+// renderDemoTenant is the demo tenant as a config's tenants section: the
+// seed that SeedStore puts into the tenant store.
+func renderDemoTenant(ups []Upstream, keyHash string) []byte {
+	var b strings.Builder
+	q := strconv.Quote
 	fmt.Fprintf(&b, "tenants:\n  - id: %s\n    # What is left shows on every answer (x-loom-budget-*); spent, calls get a 429 insufficient_quota.\n"+
 		"    budgets: [{period: day, limit: \"10.00\"}]\n    keys:\n      - id: %s\n        sha256: %s\n    models:\n",
 		DemoTenant, DemoKeyID, q(keyHash))
@@ -239,6 +253,17 @@ func renderDeployment(b *strings.Builder, up Upstream, name string) {
 	}
 	fmt.Fprintf(b, "    # The mock's per-request controls (x-mock-latency-ms...) pass through Loom.\n")
 	fmt.Fprintf(b, "    forward_headers: [\"x-mock-*\"]\n    forward_response_headers: [\"x-mock-*\"]\n")
+}
+
+// RenderStoreConfig is loom.yaml's store section: tenants, keys, models,
+// budgets and credentials in Postgres (the console's Tenants and Keys pages
+// change them there), credentials sealed with the key in secretKeyFile.
+func RenderStoreConfig(secretKeyFile string) []byte {
+	return fmt.Appendf(nil, "store:\n  # Tenants and keys live in Postgres: manage them in the console (Tenants) or with `loom tenants`.\n"+
+		"  # devstack puts the demo tenant and key there once; what you change there stays.\n"+
+		"  database_url_env: %s\n  # Encrypts the provider credentials kept in the store (.loom/%s).\n  secret_key_file: %s\n"+
+		"  # A change reaches Loom at once (NOTIFY); this is the fallback.\n  poll: 10s\n",
+		EnvDatabaseURL, StoreKeyFile, strconv.Quote(secretKeyFile))
 }
 
 // RenderConsoleConfig is loom.yaml's console section: the web console on
