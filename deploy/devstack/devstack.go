@@ -599,7 +599,7 @@ func (p *Plan) Banner(dir string) string {
 	}
 	b += "devstack: config " + p.ConfigPath + ", logs" + logs + ". Ctrl-C stops everything.\n" +
 		"devstack: console: open " + p.ConsoleURL + " and log in with the demo key (OPENAI_API_KEY below), or as admin\n" +
-		"devstack: (every tenant, pipeline health) with the admin token: " + p.AdminToken + "\n"
+		"devstack: (every tenant, pipeline health; Tenants to add tenants and keys) with the admin token: " + p.AdminToken + "\n"
 	var replaced []string
 	if !p.Upstream.Mock && p.Upstream.APIKeyEnv == EnvOpenAIKey {
 		replaced = append(replaced, EnvOpenAIKey)
