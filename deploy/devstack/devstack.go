@@ -90,6 +90,9 @@ type Plan struct {
 	LoomURL         string // http://host:port, without /v1
 	// ConsoleURL is the web console's page: http://host:port/console/.
 	ConsoleURL string
+	// AdminURL is the admin API's root (http://host:port; its routes are
+	// under /admin/).
+	AdminURL string
 	// MetricsURL is Loom's /metrics on its ops listener (the gateway's own
 	// port does not serve it).
 	MetricsURL string
@@ -253,6 +256,11 @@ func Prepare(o Options) (*Plan, error) {
 		return nil, err
 	}
 	p.MetricsURL = "http://" + opsAddr + "/metrics"
+	adminAddr, err := p.pickKept("admin-addr", "the admin API", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p.AdminURL = "http://" + adminAddr
 	spool, err := filepath.Abs(filepath.Join(o.Dir, "spool"))
 	if err != nil {
 		return nil, err
@@ -288,7 +296,7 @@ func Prepare(o Options) (*Plan, error) {
 		return nil, err
 	}
 	adminSum := sha256.Sum256([]byte(p.AdminToken))
-	cfg = append(cfg, RenderConsoleConfig(consoleAddr, consoleKey, hex.EncodeToString(adminSum[:]))...)
+	cfg = append(cfg, RenderConsoleConfig(consoleAddr, consoleKey, adminAddr, hex.EncodeToString(adminSum[:]))...)
 	cfg = append(cfg, renderOpsConfig(opsAddr)...)
 	if _, err := config.Parse(cfg); err != nil {
 		return nil, fmt.Errorf("generated config: %w", err)
@@ -599,7 +607,9 @@ func (p *Plan) Banner(dir string) string {
 	}
 	b += "devstack: config " + p.ConfigPath + ", logs" + logs + ". Ctrl-C stops everything.\n" +
 		"devstack: console: open " + p.ConsoleURL + " and log in with the demo key (OPENAI_API_KEY below), or as admin\n" +
-		"devstack: (every tenant, pipeline health; Tenants to add tenants and keys) with the admin token: " + p.AdminToken + "\n"
+		"devstack: (every tenant, pipeline health; Tenants to add tenants and keys) with the admin token: " + p.AdminToken + "\n" +
+		"devstack: admin API (the same, as JSON): curl -sS " + p.AdminURL + "/admin/tenants -H \"Authorization: Bearer $(cat " +
+		filepath.Join(dir, AdminTokenFile) + ")\"\n"
 	var replaced []string
 	if !p.Upstream.Mock && p.Upstream.APIKeyEnv == EnvOpenAIKey {
 		replaced = append(replaced, EnvOpenAIKey)

@@ -269,12 +269,15 @@ func RenderStoreConfig(secretKeyFile string) []byte {
 // RenderConsoleConfig is loom.yaml's console section: the web console on
 // listen, reading spans from the Postgres in EnvDatabaseURL (which devstack
 // sets in Loom's environment, so the URL never lands in the file), its
-// sessions signed with the key in sessionKeyFile; and the admin section's
-// token hash, which the console's admin login checks (there is no admin API
-// under make run: it needs the tenant store).
-func RenderConsoleConfig(listen, sessionKeyFile, adminTokenSHA256 string) []byte {
+// sessions signed with the key in sessionKeyFile; and the admin section:
+// the admin API on adminListen (the tenant store's JSON API, which the
+// console's Tenants and Keys pages call in process) and the admin token's
+// hash, which both check.
+func RenderConsoleConfig(listen, sessionKeyFile, adminListen, adminTokenSHA256 string) []byte {
 	return fmt.Appendf(nil, "console:\n  # The web console: log in with the demo key, or as admin with .loom/%s.\n"+
 		"  listen: %s\n  database_url_env: %s\n  session_key_file: %s\n"+
-		"admin:\n  # The admin token's SHA-256 (the token is in .loom/%s): the console's admin login.\n  token_sha256: %s\n",
-		AdminTokenFile, strconv.Quote(listen), EnvDatabaseURL, strconv.Quote(sessionKeyFile), AdminTokenFile, adminTokenSHA256)
+		"admin:\n  # The admin API: Authorization: Bearer <the admin token>.\n  listen: %s\n"+
+		"  # The admin token's SHA-256 (the token is in .loom/%s): the admin API's and the console's admin login.\n  token_sha256: %s\n",
+		AdminTokenFile, strconv.Quote(listen), EnvDatabaseURL, strconv.Quote(sessionKeyFile), strconv.Quote(adminListen),
+		AdminTokenFile, adminTokenSHA256)
 }
