@@ -10,7 +10,10 @@
 // name environment variables, and the services inherit devstack's
 // environment. The one exception is the local cluster's own password, which
 // it generates and must keep to reach the cluster again: .loom/pgpass, mode
-// 0600, never printed.
+// 0600, never printed. Tenants and keys live in the tenant store in that
+// Postgres (SeedStore puts the demo tenant and key there once), so the
+// console and the admin API manage them; its credential key is kept in
+// .loom/store.key (0600) like the console's session key.
 package devstack
 
 import (
