@@ -10,7 +10,10 @@
 // name environment variables, and the services inherit devstack's
 // environment. The one exception is the local cluster's own password, which
 // it generates and must keep to reach the cluster again: .loom/pgpass, mode
-// 0600, never printed.
+// 0600, never printed. Tenants and keys live in the tenant store in that
+// Postgres (SeedStore puts the demo tenant and key there once), so the
+// console and the admin API manage them; its credential key is kept in
+// .loom/store.key (0600) like the console's session key.
 package devstack
 
 import (
@@ -35,6 +38,7 @@ import (
 	"github.com/loom-gateway/loom/deploy/prereq"
 	"github.com/loom-gateway/loom/proxy/config"
 	"github.com/loom-gateway/loom/proxy/ledger"
+	"github.com/loom-gateway/loom/proxy/tenancy"
 	"github.com/loom-gateway/loom/proxy/tenant"
 )
 
@@ -89,6 +93,9 @@ type Plan struct {
 	LoomURL         string // http://host:port, without /v1
 	// ConsoleURL is the web console's page: http://host:port/console/.
 	ConsoleURL string
+	// AdminURL is the admin API's root (http://host:port; its routes are
+	// under /admin/).
+	AdminURL string
 	// MetricsURL is Loom's /metrics on its ops listener (the gateway's own
 	// port does not serve it).
 	MetricsURL string
@@ -122,6 +129,12 @@ type Plan struct {
 	// passfile is the local cluster's password file (see PasswordFile);
 	// "" without a local cluster.
 	passfile string
+	// seed is the demo tenant that SeedStore puts into the tenant store,
+	// deployments the names of this run's deployments, storeConfig
+	// loom.yaml's store section.
+	seed        *tenancy.Tenant
+	deployments []string
+	storeConfig config.Store
 }
 
 // Prepare creates o.Dir, the demo key and Loom's configuration, and picks
@@ -246,11 +259,35 @@ func Prepare(o Options) (*Plan, error) {
 		return nil, err
 	}
 	p.MetricsURL = "http://" + opsAddr + "/metrics"
+	adminAddr, err := p.pickKept("admin-addr", "the admin API", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p.AdminURL = "http://" + adminAddr
 	spool, err := filepath.Abs(filepath.Join(o.Dir, "spool"))
 	if err != nil {
 		return nil, err
 	}
-	cfg := RenderConfig(listen, []Upstream{p.Upstream, p.Anthropic}, tenant.Hash(key), "http://"+p.OTLPAddr, spool)
+	ups := []Upstream{p.Upstream, p.Anthropic}
+	// The demo tenant is rendered as a config's, and so checked as one,
+	// but served from the tenant store (SeedStore puts it there).
+	seedCfg, err := config.Parse(RenderConfig(listen, ups, tenant.Hash(key), "", ""))
+	if err != nil {
+		return nil, fmt.Errorf("generated demo tenant: %w", err)
+	}
+	p.seed = &seedCfg.ResolveTenants()[0]
+	for _, d := range seedCfg.Deployments {
+		p.deployments = append(p.deployments, d.Name)
+	}
+	storeKey, err := filepath.Abs(filepath.Join(o.Dir, StoreKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := StoreKey(storeKey); err != nil {
+		return nil, err
+	}
+	p.storeConfig = config.Store{DatabaseURLEnv: EnvDatabaseURL, SecretKeyFile: storeKey}
+	cfg := renderGateway(listen, ups, "http://"+p.OTLPAddr, spool)
 	if p.AdminToken, err = AdminToken(filepath.Join(o.Dir, AdminTokenFile)); err != nil {
 		return nil, err
 	}
@@ -262,11 +299,14 @@ func Prepare(o Options) (*Plan, error) {
 		return nil, err
 	}
 	adminSum := sha256.Sum256([]byte(p.AdminToken))
-	cfg = append(cfg, RenderConsoleConfig(consoleAddr, consoleKey, hex.EncodeToString(adminSum[:]))...)
+	cfg = append(cfg, RenderConsoleConfig(consoleAddr, consoleKey, adminAddr, hex.EncodeToString(adminSum[:]))...)
 	cfg = append(cfg, renderOpsConfig(opsAddr)...)
 	if _, err := config.Parse(cfg); err != nil {
 		return nil, fmt.Errorf("generated config: %w", err)
 	}
+	// After the check: the database's variable is set only in the
+	// services' environment.
+	cfg = append(cfg, RenderStoreConfig(storeKey)...)
 	if err := os.WriteFile(p.ConfigPath, cfg, 0o600); err != nil {
 		return nil, fmt.Errorf("write config: %w", err)
 	}
@@ -517,6 +557,16 @@ func Main(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if p.Postgres != nil {
 		term.Printf("devstack: postgres ready on 127.0.0.1:%d\n", p.Postgres.Port)
 	}
+	notes, err := p.SeedStore(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted while starting: not a failure
+		}
+		return err
+	}
+	for _, n := range notes {
+		term.Printf("devstack: %s\n", n)
+	}
 	st := &Stack{Services: p.Services, LogDir: o.Dir, Out: term}
 	if err := st.Start(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -560,7 +610,9 @@ func (p *Plan) Banner(dir string) string {
 	}
 	b += "devstack: config " + p.ConfigPath + ", logs" + logs + ". Ctrl-C stops everything.\n" +
 		"devstack: console: open " + p.ConsoleURL + " and log in with the demo key (OPENAI_API_KEY below), or as admin\n" +
-		"devstack: (every tenant, pipeline health) with the admin token: " + p.AdminToken + "\n"
+		"devstack: (every tenant, pipeline health; Tenants to add tenants and keys) with the admin token: " + p.AdminToken + "\n" +
+		"devstack: admin API (the same, as JSON): curl -sS " + p.AdminURL + "/admin/tenants -H \"Authorization: Bearer $(cat " +
+		filepath.Join(dir, AdminTokenFile) + ")\"\n"
 	var replaced []string
 	if !p.Upstream.Mock && p.Upstream.APIKeyEnv == EnvOpenAIKey {
 		replaced = append(replaced, EnvOpenAIKey)

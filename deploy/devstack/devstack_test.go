@@ -287,12 +287,17 @@ func TestPrepare_ClaudeModelsAndFailover_InConfigAndBanner(t *testing.T) {
 	if !p.Anthropic.Mock || p.Anthropic.BaseURL != p.Upstream.BaseURL {
 		t.Errorf("Claude models on %+v, want the mock at %s", p.Anthropic, p.Upstream.BaseURL)
 	}
+	t.Setenv(EnvDatabaseURL, env[EnvDatabaseURL]) // as Loom's environment has it
 	cfg, err := config.Load(p.ConfigPath)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The demo tenant is served from the tenant store, seeded from p.seed.
+	if len(cfg.Tenants) != 0 || !cfg.Store.Enabled() || cfg.Store.SecretKeyFile == "" {
+		t.Errorf("loom.yaml tenants %+v, store %+v; want the store and no file tenants", cfg.Tenants, cfg.Store)
+	}
 	var names []string
-	for _, m := range cfg.Tenants[0].Models {
+	for _, m := range p.seed.Models {
 		names = append(names, m.Name)
 	}
 	if got := strings.Join(names, ","); got != strings.Join(append(slices.Clone(DemoModels), DemoClaudeModels...), ",") {
@@ -339,6 +344,7 @@ func TestPrepare_MetricsOnTheOpsListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Setenv(EnvDatabaseURL, "postgres://db.example.com/loom") // as Loom's environment has it
 	cfg, err := config.Load(p.ConfigPath)
 	if err != nil {
 		t.Fatal(err)
@@ -553,6 +559,11 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 	st.LogDir = dir
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// As Main does: the demo tenant and key into the tenant store, which
+	// is all Loom serves.
+	if _, err := p.SeedStore(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := st.Start(ctx); err != nil {
 		t.Fatalf("Start: %v\n%s", err, out)
 	}
@@ -724,6 +735,8 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "gpt-4o-mini") || strings.Contains(string(b), p.Key) {
 		t.Errorf("console calls as the demo tenant: %s\n%s", resp.Status, b)
 	}
+	// A tenant made in the store shows on the admin's Tenants page.
+	adminSeesNewTenant(t, p)
 	procs := append([]*proc(nil), st.procs...)
 	cancel()
 	if err := st.Wait(ctx); err != nil {

@@ -357,13 +357,14 @@ func TestPrepare_AdminTokenAndConsoleKey_MadeOnceKeptAndOnlyHashedInTheConfig(t 
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Setenv(EnvDatabaseURL, "postgres://db.example.com/loom") // as Loom's environment has it
 	cfg, err := config.Parse(cfgText)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256([]byte(first.AdminToken))
-	if cfg.Admin.TokenSHA256 != hex.EncodeToString(sum[:]) || cfg.Admin.Listen != "" {
-		t.Errorf("admin = %+v, want the token's hash and no admin API (it needs the store)", cfg.Admin)
+	if cfg.Admin.TokenSHA256 != hex.EncodeToString(sum[:]) || "http://"+cfg.Admin.Listen != first.AdminURL {
+		t.Errorf("admin = %+v, want the token's hash and the admin API on %s", cfg.Admin, first.AdminURL)
 	}
 	if strings.Contains(string(cfgText), first.AdminToken) {
 		t.Error("loom.yaml holds the admin token itself")
@@ -372,7 +373,11 @@ func TestPrepare_AdminTokenAndConsoleKey_MadeOnceKeptAndOnlyHashedInTheConfig(t 
 	if err != nil || len(key) != 32 {
 		t.Fatalf("console.session_key_file %q: %v", cfg.Console.SessionKeyFile, err)
 	}
-	for _, f := range []string{AdminTokenFile, ConsoleKeyFile} {
+	// The tenant store's credential key, kept the same way.
+	if sk, err := secret.ReadKey("", cfg.Store.SecretKeyFile); err != nil || len(sk) != 32 || filepath.Base(cfg.Store.SecretKeyFile) != StoreKeyFile {
+		t.Errorf("store.secret_key_file %q: %v", cfg.Store.SecretKeyFile, err)
+	}
+	for _, f := range []string{AdminTokenFile, ConsoleKeyFile, StoreKeyFile} {
 		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v, %v; want mode 0600", f, fi, err)
 		}

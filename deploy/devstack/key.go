@@ -80,6 +80,10 @@ const (
 	// ConsoleKeyFile holds the key that signs console sessions, so a
 	// session outlives a restart of make run.
 	ConsoleKeyFile = "console.key"
+	// StoreKeyFile holds the key that seals the provider credentials kept
+	// in the tenant store (store.secret_key_file): kept, or the
+	// credentials set in an earlier run could not be opened.
+	StoreKeyFile = "store.key"
 )
 
 // AdminToken returns the admin token kept in path, creating it (mode
@@ -93,6 +97,12 @@ func AdminToken(path string) (string, error) {
 // use.
 func ConsoleKey(path string) (string, error) {
 	return keptSecret(path, "", "console session key")
+}
+
+// StoreKey returns the tenant store's credential key kept in path (64 hex
+// characters: 32 bytes), creating it on first use.
+func StoreKey(path string) (string, error) {
+	return keptSecret(path, "", "tenant store key")
 }
 
 // keptSecret reads prefix+64 hex characters from path, or writes a new one

@@ -116,6 +116,7 @@ func TestStartPostgres_DatabaseURLSet_StartsNothing(t *testing.T) {
 	if !strings.Contains(b, "open "+p.ConsoleURL+" and log in with the demo key") || !strings.HasSuffix(p.ConsoleURL, "/console/") {
 		t.Errorf("banner lacks the console line (%q):\n%s", p.ConsoleURL, b)
 	}
+	t.Setenv(EnvDatabaseURL, url) // as Loom's environment has it
 	cfg, err := config.Load(p.ConfigPath)
 	if err != nil {
 		t.Fatal(err)

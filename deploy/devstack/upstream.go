@@ -162,6 +162,12 @@ func (u Upstream) Describe() string {
 // empty turns tracing off) through the durable spool in spoolDir (empty: a
 // temporary one). It is regenerated on every start.
 func RenderConfig(listen string, ups []Upstream, keyHash, otlp, spoolDir string) []byte {
+	return append(renderGateway(listen, ups, otlp, spoolDir), renderDemoTenant(ups, keyHash)...)
+}
+
+// renderGateway is loom.yaml without its tenants: what Loom serves with the
+// tenant store on, where the demo tenant lives instead (see SeedStore).
+func renderGateway(listen string, ups []Upstream, otlp, spoolDir string) []byte {
 	var b strings.Builder
 	q := strconv.Quote // a Go-quoted ASCII string is a valid YAML double-quoted scalar
 	fmt.Fprintf(&b, "# Written by devstack (make run) on every start: edits here are overwritten.\n")
@@ -193,6 +199,14 @@ func RenderConfig(listen string, ups []Upstream, keyHash, otlp, spoolDir string)
 			}
 		}
 	}
+	return []byte(b.String())
+}
+
+// renderDemoTenant is the demo tenant as a config's tenants section: the
+// seed that SeedStore puts into the tenant store.
+func renderDemoTenant(ups []Upstream, keyHash string) []byte {
+	var b strings.Builder
+	q := strconv.Quote
 	fmt.Fprintf(&b, "tenants:\n  - id: %s\n    # What is left shows on every answer (x-loom-budget-*); spent, calls get a 429 insufficient_quota.\n"+
 		"    budgets: [{period: day, limit: \"10.00\"}]\n    keys:\n      - id: %s\n        sha256: %s\n    models:\n",
 		DemoTenant, DemoKeyID, q(keyHash))
@@ -241,15 +255,29 @@ func renderDeployment(b *strings.Builder, up Upstream, name string) {
 	fmt.Fprintf(b, "    forward_headers: [\"x-mock-*\"]\n    forward_response_headers: [\"x-mock-*\"]\n")
 }
 
+// RenderStoreConfig is loom.yaml's store section: tenants, keys, models,
+// budgets and credentials in Postgres (the console's Tenants and Keys pages
+// change them there), credentials sealed with the key in secretKeyFile.
+func RenderStoreConfig(secretKeyFile string) []byte {
+	return fmt.Appendf(nil, "store:\n  # Tenants and keys live in Postgres: manage them in the console (Tenants) or with `loom tenants`.\n"+
+		"  # devstack puts the demo tenant and key there once; what you change there stays.\n"+
+		"  database_url_env: %s\n  # Encrypts the provider credentials kept in the store (.loom/%s).\n  secret_key_file: %s\n"+
+		"  # A change reaches Loom at once (NOTIFY); this is the fallback.\n  poll: 10s\n",
+		EnvDatabaseURL, StoreKeyFile, strconv.Quote(secretKeyFile))
+}
+
 // RenderConsoleConfig is loom.yaml's console section: the web console on
 // listen, reading spans from the Postgres in EnvDatabaseURL (which devstack
 // sets in Loom's environment, so the URL never lands in the file), its
-// sessions signed with the key in sessionKeyFile; and the admin section's
-// token hash, which the console's admin login checks (there is no admin API
-// under make run: it needs the tenant store).
-func RenderConsoleConfig(listen, sessionKeyFile, adminTokenSHA256 string) []byte {
+// sessions signed with the key in sessionKeyFile; and the admin section:
+// the admin API on adminListen (the tenant store's JSON API, which the
+// console's Tenants and Keys pages call in process) and the admin token's
+// hash, which both check.
+func RenderConsoleConfig(listen, sessionKeyFile, adminListen, adminTokenSHA256 string) []byte {
 	return fmt.Appendf(nil, "console:\n  # The web console: log in with the demo key, or as admin with .loom/%s.\n"+
 		"  listen: %s\n  database_url_env: %s\n  session_key_file: %s\n"+
-		"admin:\n  # The admin token's SHA-256 (the token is in .loom/%s): the console's admin login.\n  token_sha256: %s\n",
-		AdminTokenFile, strconv.Quote(listen), EnvDatabaseURL, strconv.Quote(sessionKeyFile), AdminTokenFile, adminTokenSHA256)
+		"admin:\n  # The admin API: Authorization: Bearer <the admin token>.\n  listen: %s\n"+
+		"  # The admin token's SHA-256 (the token is in .loom/%s): the admin API's and the console's admin login.\n  token_sha256: %s\n",
+		AdminTokenFile, strconv.Quote(listen), EnvDatabaseURL, strconv.Quote(sessionKeyFile), strconv.Quote(adminListen),
+		AdminTokenFile, adminTokenSHA256)
 }

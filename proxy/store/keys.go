@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -54,25 +55,52 @@ func DefaultKeyID(tenantID, key string) string {
 // returns the key. This is the only time the key exists outside the
 // client: it cannot be shown again.
 func (s *Store) CreateKey(ctx context.Context, tenantID string, spec KeySpec) (string, error) {
-	if err := checkLimits(spec.Limits); err != nil {
+	key, _, err := tenant.NewKey()
+	if err != nil {
 		return "", err
+	}
+	if _, err := s.addKey(ctx, tenantID, key, spec, false); err != nil {
+		return "", err
+	}
+	return key, nil
+}
+
+// ErrKeyElsewhere is ImportKey's answer for a key another tenant holds.
+var ErrKeyElsewhere = errors.New("the key belongs to another tenant")
+
+// ImportKey registers a key that already exists outside the store (a
+// setup's demo key, kept where its users find it) for tenant, as
+// CreateKey would have made it: its SHA-256 and prefix are stored, never
+// the key, and the entry is a key.create by ctx's actor. It reports
+// whether it added the key: a key the tenant already holds (by its hash,
+// under any id, revoked or not) is left as it is, so a setup can import
+// on every start; one another tenant holds is ErrKeyElsewhere.
+func (s *Store) ImportKey(ctx context.Context, tenantID, key string, spec KeySpec) (bool, error) {
+	if !strings.HasPrefix(key, tenant.KeyPrefix) || len(key) <= PrefixLen {
+		return false, fmt.Errorf("import key for %q: %w: not a Loom key (%s...)", tenantID, ErrInvalid, tenant.KeyPrefix)
+	}
+	return s.addKey(ctx, tenantID, key, spec, true)
+}
+
+// addKey stores key for tenant. With existing set, a key whose hash is
+// stored already is not added again (false, nil) when it is tenant's.
+func (s *Store) addKey(ctx context.Context, tenantID, key string, spec KeySpec, existing bool) (bool, error) {
+	if err := checkLimits(spec.Limits); err != nil {
+		return false, err
 	}
 	if !spec.ExpiresAt.IsZero() && !spec.ExpiresAt.After(time.Now()) {
-		return "", fmt.Errorf("expires at %s: %w: already past", spec.ExpiresAt.Format(time.RFC3339), ErrInvalid)
+		return false, fmt.Errorf("expires at %s: %w: already past", spec.ExpiresAt.Format(time.RFC3339), ErrInvalid)
 	}
-	key, hash, err := tenant.NewKey()
-	if err != nil {
-		return "", err
-	}
+	hash := tenant.Hash(key)
 	sum, err := hex.DecodeString(hash)
 	if err != nil {
-		return "", err
+		return false, err
 	}
 	if spec.ID == "" {
 		spec.ID = DefaultKeyID(tenantID, key)
 	}
 	if err := checkID("key", spec.ID, maxKeyID); err != nil {
-		return "", err
+		return false, err
 	}
 	var models []string // nil, stored as NULL: unrestricted
 	if len(spec.Models) > 0 {
@@ -82,9 +110,22 @@ func (s *Store) CreateKey(ctx context.Context, tenantID string, spec KeySpec) (s
 	if !spec.ExpiresAt.IsZero() {
 		expires = &spec.ExpiresAt
 	}
+	added := false
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		if err := lockTenant(ctx, tx, tenantID); err != nil {
 			return err
+		}
+		if existing {
+			var holder string
+			err := tx.QueryRow(ctx, "SELECT tenant_id FROM loom.api_keys WHERE sha256 = $1", sum).Scan(&holder)
+			switch {
+			case err == nil && holder == tenantID:
+				return nil
+			case err == nil:
+				return ErrKeyElsewhere // naming the other tenant would tell who holds the key
+			case !errors.Is(err, pgx.ErrNoRows):
+				return err
+			}
 		}
 		var missing string
 		err := tx.QueryRow(ctx, `SELECT m FROM unnest($2::text[]) m
@@ -114,12 +155,17 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, spec.ID, tenantID, sum, key[:Prefi
 		if err := c.states(nil, keyStateOf(made[0]), key, key[PrefixLen:], hash); err != nil {
 			return err
 		}
+		added = true
 		return s.record(ctx, tx, c)
 	})
 	if err != nil {
-		return "", fmt.Errorf("create key %q for %q: %w", spec.ID, tenantID, err)
+		verb := "create"
+		if existing {
+			verb = "import"
+		}
+		return false, fmt.Errorf("%s key %q for %q: %w", verb, spec.ID, tenantID, err)
 	}
-	return key, nil
+	return added, nil
 }
 
 // ListKeys returns the tenant's keys, revoked and expired ones included,
