@@ -1,5 +1,7 @@
 package console
 
+import "github.com/loom-gateway/loom/dashboards/queries"
+
 // The console's own SQL: the drill-down into calls (a filtered, paged list
 // and one call's spans), which no dashboard panel has. The dashboard pages
 // run dashboards/queries instead (see dashboards.go). A call is its SERVER
@@ -9,12 +11,17 @@ package console
 
 // callsFrom joins each call's SERVER span to its CLIENT span: the attempt
 // that served (or failed last), the highest upstream_attempt, when the
-// call moved between deployments (one CLIENT span per attempt).
+// call moved between deployments (one CLIENT span per attempt). The
+// attempt is a LATERAL lookup, one call at a time, by the primary key in
+// the call's own partitions (its attempts start after its SERVER span and
+// within the hour: queries.CallWindow): a page walks the calls newest
+// first by index and stops when it has its rows, where a join would hash
+// every CLIENT span in the store whenever a filter reads the CLIENT side.
 const callsFrom = `
 FROM loom.spans s
-LEFT JOIN loom.spans c ON c.trace_id = s.trace_id AND c.parent_span_id = s.span_id AND c.kind = 'client'
-  AND NOT EXISTS (SELECT 1 FROM loom.spans l WHERE l.trace_id = c.trace_id AND l.parent_span_id = c.parent_span_id
-    AND l.kind = 'client' AND coalesce(l.upstream_attempt, 1) > coalesce(c.upstream_attempt, 1))
+LEFT JOIN LATERAL (SELECT * FROM loom.spans a WHERE a.trace_id = s.trace_id AND a.parent_span_id = s.span_id
+    AND a.kind = 'client' AND a.start_time BETWEEN s.start_time AND s.start_time + ` + queries.CallWindow + `
+  ORDER BY coalesce(a.upstream_attempt, 1) DESC LIMIT 1) c ON true
 WHERE s.kind = 'server'`
 
 // isError is a failed call: an error status or an HTTP error answer.

@@ -153,7 +153,7 @@ type scalePage struct {
 }
 
 // pages lists what s can open: every dashboard, the calls list (first
-// page, a filtered page, a page 20 pages deep by its cursor), a call page,
+// page, two filtered pages, a page 20 pages deep by its cursor), a call page,
 // the audit log, usage, tenants or keys, and the calls' CSV.
 func (sc *scaleConsole) pages(tb testing.TB, s scaleSession) []scalePage {
 	tb.Helper()
@@ -168,9 +168,13 @@ func (sc *scaleConsole) pages(tb testing.TB, s scaleSession) []scalePage {
 	if first.Code != http.StatusOK {
 		tb.Fatalf("%s: calls list: %d %s", s.name, first.Code, first.Body)
 	}
+	// Filtered: one model's streams (about 2.5% of calls), and the last
+	// day's errors (2%).
 	ps = append(ps, scalePage{name: "calls", path: "/console/calls"},
 		scalePage{name: "calls-filtered", path: "/console/calls?" + url.Values{
-			"model": {"claude-sonnet-4"}, "status": {"error"}, "stream": {"true"}}.Encode()})
+			"model": {"claude-sonnet-4"}, "stream": {"true"}}.Encode()},
+		scalePage{name: "calls-errors-24h", path: "/console/calls?" + url.Values{
+			"status": {"error"}, "range": {"24h"}}.Encode()})
 	// Deep: 20 pages in by the Older links, or the last page before that.
 	deep, body := "", first.Body.String()
 	for range 20 {
@@ -251,6 +255,7 @@ func TestConsolePages_AtScale_QueriesUseIndexes(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("LOOM_SCALE_TEST_CALLS")); err == nil && v > 0 {
 		calls = v
 	}
+	t.Parallel()
 	sc := newScaleConsole(t, calls)
 	for _, s := range []scaleSession{sc.login(t, "admin", scaleAdminToken),
 		sc.login(t, "big tenant", "sk-loom-scale-big-0000000000000"),
