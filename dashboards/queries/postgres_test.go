@@ -323,3 +323,37 @@ func sumsOf(cols []string) string {
 	}
 	return s
 }
+
+// A client that leaves a stream early is not a slow call: its SERVER span
+// runs on while Loom drains the upstream for the usage, so the latency
+// panel leaves it out, and the calls a client did wait for make the
+// percentiles.
+func TestPanels_Latency_LeavesOutCallsTheClientLeft(t *testing.T) {
+	srv := pgtest.Start(t)
+	db, err := pgxpool.New(t.Context(), pgtest.Database(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	now := time.Now().UTC().Truncate(time.Second)
+	seed(t, db, now)
+	// A drained stream: the client left at once, the drain took 30 s.
+	start := now.Add(-5 * time.Minute)
+	_, err = db.Exec(t.Context(), `INSERT INTO loom.spans (trace_id, span_id, start_time, end_time, duration_ms, name, kind,
+  status_code, tenant_id, request_model, stream, http_status, client_disconnected, error_type, attributes)
+VALUES ($1, $2, $3, $4, 30000, 'POST /v1/chat/completions', 'server', 'error', 'acme', 'gpt-4o', true, 200, true,
+  'client_disconnected', '{"loom.outcome": "client_disconnected", "loom.upstream.drained": true}')`,
+		fmt.Sprintf("%032x", 99), fmt.Sprintf("%016x", 1), start, start.Add(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := queries.ByID("overview_latency")
+	sql := "SELECT max(p50), max(p99) FROM (" + queries.Expand(p.SQL, now.Add(-time.Hour), now.Add(time.Minute), time.Hour, nil) + ") AS q"
+	var p50, p99 float64
+	if err := db.QueryRow(t.Context(), sql).Scan(&p50, &p99); err != nil {
+		t.Fatalf("%v\n%s", err, sql)
+	}
+	if p50 != 800 || p99 != 800 {
+		t.Errorf("latency p50 %v, p99 %v; want 800 and 800 (every call a client waited for took 800 ms)", p50, p99)
+	}
+}

@@ -2,8 +2,8 @@ package console
 
 import (
 	"net/http"
-	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,37 +33,20 @@ const pageSize = 50
 
 func (h *handler) calls(w http.ResponseWriter, r *http.Request, s session) {
 	q := r.URL.Query()
-	d := callsData{Model: q.Get("model"), Status: q.Get("status"), Stream: q.Get("stream")}
-	if s.admin {
-		d.Tenant = q.Get("tenant")
+	f, err := parseCallFilter(q, s)
+	if err != nil {
+		h.fail(w, &s, http.StatusBadRequest, strings.TrimPrefix(err.Error(), errBadFilter.Error()+": "))
+		return
 	}
+	d := callsData{Model: f.Model, Status: f.Status, Stream: f.Stream, Tenant: f.Tenant}
 	d.Page, _ = strconv.Atoi(q.Get("page"))
 	d.Page = max(d.Page, 0)
 	sql := callsSelect
 	var args []any
 	arg := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
-	if d.Model != "" {
-		sql += " AND coalesce(s.request_model, c.request_model) = " + arg(d.Model)
-	}
-	switch d.Status {
-	case "ok":
-		sql += " AND NOT " + isError
-	case "error":
-		sql += " AND " + isError
-	default:
-		d.Status = ""
-	}
-	switch d.Stream {
-	case "true", "false":
-		sql += " AND coalesce(s.stream, c.stream, false) = " + arg(d.Stream == "true")
-	default:
-		d.Stream = ""
-	}
-	if d.Tenant != "" { // admin only: a tenant's rows are already its own
-		sql += " AND s.tenant_id = " + arg(d.Tenant)
-	}
+	sql += f.where(time.Now(), arg)
 	sql += " ORDER BY s.start_time DESC, s.trace_id LIMIT " + arg(pageSize+1) + " OFFSET " + arg(d.Page*pageSize)
-	err := h.read(r.Context(), s, func(tx pgx.Tx) error {
+	err = h.read(r.Context(), s, func(tx pgx.Tx) error {
 		rows, err := tx.Query(r.Context(), sql, args...)
 		if err != nil {
 			return err
@@ -85,12 +68,7 @@ func (h *handler) calls(w http.ResponseWriter, r *http.Request, s session) {
 		return
 	}
 	link := func(p int) string {
-		v := url.Values{}
-		for k, x := range map[string]string{"model": d.Model, "status": d.Status, "stream": d.Stream, "tenant": d.Tenant} {
-			if x != "" {
-				v.Set(k, x)
-			}
-		}
+		v := f.values()
 		if p > 0 {
 			v.Set("page", strconv.Itoa(p))
 		}

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -21,14 +22,140 @@ import (
 // numbers. A page knows panels only by their Kind and Unit and their columns
 // by the names the SQL gives them: a panel added there shows up here.
 
-// ranges the dashboards offer, by their query value.
-var ranges = map[string]struct {
+// dashPresets are the ranges a dashboard offers, back from now, each with
+// a bucket that cuts it into 60 to 100 points.
+var dashPresets = []struct {
+	name, label  string
 	span, bucket time.Duration
-	label        string
 }{
-	"hour": {time.Hour, time.Minute, "last hour"},
-	"day":  {24 * time.Hour, 30 * time.Minute, "last day"},
+	{"15m", "last 15 minutes", 15 * time.Minute, 15 * time.Second},
+	{"1h", "last hour", time.Hour, time.Minute},
+	{"6h", "last 6 hours", 6 * time.Hour, 5 * time.Minute},
+	{"24h", "last 24 hours", 24 * time.Hour, 15 * time.Minute},
+	{"7d", "last 7 days", 7 * 24 * time.Hour, 2 * time.Hour},
 }
+
+// defaultRange is the range of a dashboard URL without one.
+const defaultRange = "1h"
+
+// legacyRanges are the range values of the console's first URLs, still
+// honoured so that bookmarks keep working.
+var legacyRanges = map[string]string{"hour": "1h", "day": "24h"}
+
+// customBuckets are the buckets a custom range may get: each divides a
+// day, so buckets start at round UTC times as Postgres cuts them.
+var customBuckets = []time.Duration{
+	15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute,
+	15 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour, 3 * time.Hour, 6 * time.Hour,
+	12 * time.Hour, 24 * time.Hour,
+}
+
+// Bounds of a custom range: its span, the points a chart gets (the smallest
+// bucket that keeps within maxBuckets), the length of a time parameter.
+const (
+	maxCustomSpan = 31 * 24 * time.Hour
+	minCustomSpan = time.Minute
+	maxBuckets    = 120
+	maxTimeParam  = 64
+	maxTenantLen  = 256
+)
+
+// dashRange is the window a dashboard shows: [From, To), cut into buckets
+// of Bucket, both ends on bucket boundaries so that every bucket is whole
+// on the chart.
+type dashRange struct {
+	Name     string // a preset's name, or "custom"
+	Label    string // for the page's heading
+	From, To time.Time
+	Bucket   time.Duration
+}
+
+// parseDashRange reads range, or from and to, at now. A preset ends with
+// the bucket now is in; a custom range (from and to: RFC 3339, or what a
+// datetime-local input sends, taken as UTC) is widened to whole buckets.
+// The errors are written for the person who typed the range.
+func parseDashRange(q url.Values, now time.Time) (dashRange, error) {
+	name := q.Get("range")
+	if n, ok := legacyRanges[name]; ok {
+		name = n
+	}
+	from, to := q.Get("from"), q.Get("to")
+	if name == "" && (from != "" || to != "") {
+		name = "custom"
+	}
+	if name == "" {
+		name = defaultRange
+	}
+	for _, p := range dashPresets {
+		if p.name == name {
+			to := now.UTC().Truncate(p.bucket).Add(p.bucket)
+			return dashRange{Name: name, Label: p.label, From: to.Add(-p.span), To: to, Bucket: p.bucket}, nil
+		}
+	}
+	if name != "custom" {
+		return dashRange{}, fmt.Errorf("There is no range %q: choose 15m, 1h, 6h, 24h, 7d or a custom range.", cut(name, 20))
+	}
+	if from == "" || to == "" {
+		return dashRange{}, errors.New("A custom range needs both a start (from) and an end (to).")
+	}
+	f, err := parseDashTime("from", from)
+	if err != nil {
+		return dashRange{}, err
+	}
+	t, err := parseDashTime("to", to)
+	if err != nil {
+		return dashRange{}, err
+	}
+	span := t.Sub(f)
+	switch {
+	case span <= 0:
+		return dashRange{}, errors.New("The custom range must start (from) before it ends (to).")
+	case span < minCustomSpan:
+		return dashRange{}, errors.New("A custom range spans at least a minute.")
+	case span > maxCustomSpan:
+		return dashRange{}, errors.New("A custom range spans at most 31 days.")
+	}
+	b := customBuckets[len(customBuckets)-1]
+	for _, c := range customBuckets {
+		if span/c <= maxBuckets {
+			b = c
+			break
+		}
+	}
+	r := dashRange{Name: "custom", From: f.Truncate(b), To: t.Truncate(b), Bucket: b}
+	if r.To.Before(t) {
+		r.To = r.To.Add(b)
+	}
+	r.Label = f.Format("2006-01-02 15:04") + " to " + t.Format("2006-01-02 15:04")
+	return r, nil
+}
+
+// parseDashTime reads one end of a custom range as the calls filter does
+// (parseFilterTime), with an error that names it.
+func parseDashTime(name, v string) (time.Time, error) {
+	if len(v) <= maxTimeParam {
+		if t, err := parseFilterTime(v); err == nil && !t.IsZero() {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("The %s of the range, %q, is not a date and time: write it as 2026-01-31T15:04 (UTC) or in RFC 3339.", name, cut(v, maxTimeParam))
+}
+
+// cut shortens an echoed parameter so that an error page stays small.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
+// dashRefreshes are the auto-refresh intervals, by their query value; the
+// page reloads itself with a <meta http-equiv="refresh">, which the CSP
+// allows and which needs no script.
+var dashRefreshes = []struct {
+	name    string
+	seconds int
+}{{"off", 0}, {"30s", 30}, {"1m", 60}, {"5m", 300}}
 
 // maxTableRows caps a table panel's rows on the page.
 const maxTableRows = 50
@@ -47,7 +174,9 @@ func dashboardNav(s *session) []navItem {
 	}
 	var out []navItem
 	for _, d := range queries.Dashboards() {
-		if visible(*s, d) {
+		// Grafana's Calls dashboard is a recent-calls table: the console's
+		// calls list is that, filtered and paged, so the nav names one.
+		if visible(*s, d) && d != queries.Calls {
 			out = append(out, navItem{Name: d, Title: shortTitle(d), URL: dashboardURL(d)})
 		}
 	}
@@ -64,11 +193,24 @@ func dashboardURL(d string) string {
 }
 
 type dashboardData struct {
-	Name, Title       string
-	Range, RangeLabel string
-	Tenant            string // the admin's tenant selection; "" is all
-	HourURL, DayURL   string
-	Panels            []panelView
+	Name, Title string
+	Range       dashRange
+	Tenant      string // the admin's tenant selection; "" is all
+	// Ranges and Refreshes are the links that change one and keep the rest.
+	Ranges, Refreshes []choice
+	Refresh           string // the refresh parameter; "" is off
+	RefreshSeconds    int
+	// CustomFrom and CustomTo fill the custom range form (datetime-local).
+	CustomFrom, CustomTo string
+	// Error says why the range could not be shown; there are no panels then.
+	Error  string
+	Panels []panelView
+}
+
+// choice is one of a set of links, On when it is the page's.
+type choice struct {
+	Label, Value, URL string
+	On                bool
 }
 
 // panelView is one panel laid out for the template: Tiles for a stat,
@@ -83,11 +225,15 @@ type panelView struct {
 type tile struct{ Label, Value string }
 
 type table struct {
-	Columns   []string
+	Columns   []column
 	Rows      [][]cell
 	Total     int // rows the query returned, Rows holds at most maxTableRows
 	Truncated bool
 }
+
+// column is a table's column: its SQL name, which cells carry as
+// data-col, and its label for people.
+type column struct{ Name, Label string }
 
 type cell struct {
 	Col, Value, Link string
@@ -108,35 +254,82 @@ func (h *handler) dashboard(w http.ResponseWriter, r *http.Request, s session, n
 		return
 	}
 	q := r.URL.Query()
-	rng := q.Get("range")
-	if _, ok := ranges[rng]; !ok {
-		rng = "hour"
+	d := dashboardData{Name: name, Title: shortTitle(name)}
+	if s.admin {
+		d.Tenant = q.Get("tenant")
 	}
-	rg := ranges[rng]
-	to := time.Now().UTC().Truncate(rg.bucket).Add(rg.bucket)
-	from := to.Add(-rg.span)
-	d := dashboardData{Name: name, Title: shortTitle(name), Range: rng, RangeLabel: rg.label}
+	for _, rf := range dashRefreshes {
+		if rf.name == q.Get("refresh") && rf.seconds > 0 {
+			d.Refresh, d.RefreshSeconds = rf.name, rf.seconds
+		}
+	}
+	now := time.Now()
+	rg, err := parseDashRange(q, now)
+	if len(d.Tenant) > maxTenantLen {
+		d.Tenant, err = "", fmt.Errorf("A tenant id is at most %d bytes long.", maxTenantLen)
+	}
+	status := http.StatusOK
+	if err != nil {
+		// The page still offers every range and the forms, to put it right;
+		// it does not reload an error.
+		status, d.Error, d.RefreshSeconds = http.StatusBadRequest, err.Error(), 0
+		rg, _ = parseDashRange(url.Values{}, now)
+		rg.Name, rg.Label = "", ""
+	}
+	d.Range = rg
+	// The custom form starts from the range on show, so that "a bit
+	// earlier" is one edit away.
+	d.CustomFrom, d.CustomTo = rg.From.Format("2006-01-02T15:04"), rg.To.Format("2006-01-02T15:04")
+	link := func(set url.Values) string {
+		v := url.Values{}
+		if d.Tenant != "" {
+			v.Set("tenant", d.Tenant)
+		}
+		if d.Refresh != "" {
+			v.Set("refresh", d.Refresh)
+		}
+		if rg.Name == "custom" {
+			v.Set("range", "custom")
+			v.Set("from", rg.From.Format("2006-01-02T15:04:05"))
+			v.Set("to", rg.To.Format("2006-01-02T15:04:05"))
+		} else if rg.Name != "" {
+			v.Set("range", rg.Name)
+		}
+		for k, x := range set {
+			v[k] = x
+		}
+		if v.Get("range") != "custom" {
+			v.Del("from")
+			v.Del("to")
+		}
+		if v.Get("refresh") == "off" {
+			v.Del("refresh")
+		}
+		return dashboardURL(name) + "?" + v.Encode()
+	}
+	for _, p := range dashPresets {
+		d.Ranges = append(d.Ranges, choice{Label: p.name, Value: p.name, URL: link(url.Values{"range": {p.name}}), On: p.name == rg.Name})
+	}
+	for _, rf := range dashRefreshes {
+		d.Refreshes = append(d.Refreshes, choice{Label: rf.name, Value: rf.name, URL: link(url.Values{"refresh": {rf.name}}),
+			On: rf.seconds == d.RefreshSeconds && (d.Error == "" || rf.seconds == 0)})
+	}
+	if d.Error != "" {
+		h.render(w, status, "dashboard", page{Title: d.Title, Session: &s, Data: d})
+		return
+	}
 	// Row-level security confines a tenant to its rows whatever the
 	// variables say; the Tenant dashboard names it because Grafana's does.
 	var vars map[string][]string
 	switch {
 	case !s.admin && name == queries.Tenant:
 		vars = map[string][]string{"tenant": {s.tenant}}
-	case s.admin && q.Get("tenant") != "":
-		d.Tenant = q.Get("tenant")
+	case s.admin && d.Tenant != "":
 		vars = map[string][]string{"tenant": {d.Tenant}}
 	}
-	link := func(rng string) string {
-		v := url.Values{"range": {rng}}
-		if d.Tenant != "" {
-			v.Set("tenant", d.Tenant)
-		}
-		return dashboardURL(name) + "?" + v.Encode()
-	}
-	d.HourURL, d.DayURL = link("hour"), link("day")
-	err := h.read(r.Context(), s, func(tx pgx.Tx) error {
+	err = h.read(r.Context(), s, func(tx pgx.Tx) error {
 		for _, p := range queries.Of(name) {
-			pv, err := runPanel(r, tx, p, from, to, rg.bucket, vars)
+			pv, err := runPanel(r, tx, p, rg, vars)
 			if err != nil {
 				return fmt.Errorf("panel %s: %w", p.ID, err)
 			}
@@ -149,13 +342,12 @@ func (h *handler) dashboard(w http.ResponseWriter, r *http.Request, s session, n
 		h.fail(w, &s, http.StatusInternalServerError, "The spans could not be read.")
 		return
 	}
-	h.render(w, http.StatusOK, "dashboard", page{Title: d.Title, Session: &s, Data: d})
+	h.render(w, status, "dashboard", page{Title: d.Title, Session: &s, Data: d})
 }
 
 // runPanel runs one panel's expanded SQL and lays its rows out by Kind.
-func runPanel(r *http.Request, tx pgx.Tx, p queries.Panel, from, to time.Time, iv time.Duration,
-	vars map[string][]string) (panelView, error) {
-	rows, err := tx.Query(r.Context(), queries.Expand(p.SQL, from, to, iv, vars))
+func runPanel(r *http.Request, tx pgx.Tx, p queries.Panel, rg dashRange, vars map[string][]string) (panelView, error) {
+	rows, err := tx.Query(r.Context(), queries.Expand(p.SQL, rg.From, rg.To, rg.Bucket, vars))
 	if err != nil {
 		return panelView{}, err
 	}
@@ -183,10 +375,10 @@ func runPanel(r *http.Request, tx pgx.Tx, p queries.Panel, from, to time.Time, i
 			if len(data) > 0 {
 				v = formatValue(data[0][i], p.Unit)
 			}
-			pv.Tiles = append(pv.Tiles, tile{Label: c, Value: v})
+			pv.Tiles = append(pv.Tiles, tile{Label: columnLabel(c), Value: v})
 		}
 	case queries.TimeSeries:
-		pv.Chart = newChart(cols, data, from, to, iv, p.Unit)
+		pv.Chart = newChart(cols, data, rg.From, rg.To, rg.Bucket, p.Unit, p.Title)
 	default:
 		pv.Table = newTable(cols, data, p.Unit)
 	}
@@ -194,7 +386,10 @@ func runPanel(r *http.Request, tx pgx.Tx, p queries.Panel, from, to time.Time, i
 }
 
 func newTable(cols []string, data [][]any, unit string) *table {
-	t := &table{Columns: cols, Total: len(data)}
+	t := &table{Total: len(data)}
+	for _, c := range cols {
+		t.Columns = append(t.Columns, column{Name: c, Label: columnLabel(c)})
+	}
 	if len(data) > maxTableRows {
 		data, t.Truncated = data[:maxTableRows], true
 	}
@@ -212,91 +407,11 @@ func newTable(cols []string, data [][]any, unit string) *table {
 	return t
 }
 
-// chart is a small SVG bar chart of a time series panel, laid out here so
-// the template only writes numbers into attributes. Each series (a numeric
-// column, or a value of a "metric" column, as Grafana reads long tables) has
-// a bar per bucket, side by side within the bucket.
-type chart struct {
-	Max    string
-	Series []seriesView
-}
-
-type seriesView struct {
-	Name  string
-	Class string // s0, s1, ...: its colour
-	Bars  []bar
-}
-
+// bar is a rectangle of the call page's timeline.
 type bar struct {
 	X, Y, W, H float64
 	Tip        string
 }
-
-const chartW, chartH = 300.0, 80.0
-
-// point is one value of a series at a bucket.
-type point struct {
-	at time.Time
-	v  float64
-}
-
-func newChart(cols []string, data [][]any, from, to time.Time, iv time.Duration, unit string) *chart {
-	metric := slices.Index(cols, "metric")
-	var names []string
-	points := map[string][]point{}
-	for _, vals := range data {
-		at, ok := vals[0].(time.Time)
-		if !ok {
-			continue
-		}
-		for i := 1; i < len(cols); i++ {
-			if i == metric {
-				continue
-			}
-			v, ok := number(vals[i])
-			if !ok {
-				continue
-			}
-			name := cols[i]
-			if metric > 0 {
-				name = fmt.Sprint(vals[metric])
-				if len(cols) > 3 {
-					name += " " + cols[i]
-				}
-			}
-			if _, seen := points[name]; !seen {
-				names = append(names, name)
-			}
-			points[name] = append(points[name], point{at: at, v: v})
-		}
-	}
-	top := 0.0
-	for _, ps := range points {
-		for _, p := range ps {
-			top = max(top, p.v)
-		}
-	}
-	c := &chart{Max: formatFloat(top, unit)}
-	span := float64(to.Sub(from))
-	bucketW := chartW * float64(iv) / span
-	for k, name := range names {
-		sv := seriesView{Name: name, Class: "s" + strconv.Itoa(k%6)}
-		w := bucketW / float64(len(names))
-		for _, p := range points[name] {
-			if p.v <= 0 || top == 0 || p.at.Before(from) || !p.at.Before(to) {
-				continue
-			}
-			x := float64(p.at.Sub(from))/span*chartW + float64(k)*w
-			bh := p.v / top * chartH
-			sv.Bars = append(sv.Bars, bar{X: round1(x), Y: round1(chartH - bh), W: round1(max(w-0.3, 0.5)), H: round1(bh),
-				Tip: name + " " + p.at.UTC().Format("2006-01-02 15:04") + ": " + formatFloat(p.v, unit)})
-		}
-		c.Series = append(c.Series, sv)
-	}
-	return c
-}
-
-func round1(v float64) float64 { return math.Round(v*10) / 10 }
 
 // number reads a numeric column value: Postgres sums and divisions come as
 // numeric, counts as int8, percentiles as float8.

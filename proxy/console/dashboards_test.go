@@ -57,7 +57,7 @@ func TestDashboards(t *testing.T) {
 			t.Fatalf("login A: %d", code)
 		}
 		for _, d := range []string{queries.Overview, queries.Tenant, queries.Stream, queries.Calls} {
-			for _, rng := range []string{"hour", "day"} {
+			for _, rng := range []string{"15m", "1h", "6h", "24h", "7d", "hour", "day"} {
 				code, body, _ := c.do("GET", "/console/d/"+d+"?range="+rng, nil)
 				if code != http.StatusOK {
 					t.Fatalf("%s (%s): %d\n%s", d, rng, code, body)
@@ -79,11 +79,11 @@ func TestDashboards(t *testing.T) {
 		if in, out := colSum(t, body, "overview_tokens_by", "input_tokens"), colSum(t, body, "overview_tokens_by", "output_tokens"); in != 420 || out != 560 {
 			t.Errorf("overview tokens: %d in, %d out; want 420, 560", in, out)
 		}
-		if !strings.Contains(panelHTML(body, "overview_latency"), "<rect") {
-			t.Error("the latency chart has no bars")
+		if !strings.Contains(panelHTML(body, "overview_latency"), `<g class="series s0`) {
+			t.Error("the latency chart has no lines")
 		}
 		_, body, _ = c.do("GET", "/console/d/tenant", nil)
-		if got := tileValue(body, "tenant_keys_in_use", "keys in use"); got != "1" {
+		if got := tileValue(body, "tenant_keys_in_use", "Keys in use"); got != "1" {
 			t.Errorf("keys in use: %q, want 1", got)
 		}
 		if got := colSum(t, body, "tenant_keys", "requests"); got != 3 {

@@ -345,8 +345,12 @@ func (s *Server) post(ctx *fasthttp.RequestCtx, ep *endpoint, model []byte) {
 		}
 		return
 	}
-	if err := ex.parse(body); err != nil {
-		rec.Stream = ex.req.Stream
+	// What the client asked for, recorded before anything can refuse the
+	// call: a streamed request refused for its model is still a streamed
+	// call (the console said "Stream: no" for a streamed 404).
+	err = ex.parse(body)
+	rec.Stream = ex.req.Stream
+	if err != nil {
 		s.reject(ctx, ex, clientError(err))
 		return
 	}

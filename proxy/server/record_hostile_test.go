@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -37,6 +38,24 @@ func TestUnknownModel_RecordedNameIsCappedAndUTF8(t *testing.T) {
 	for _, r := range recs {
 		if r.Model == "" || len(r.Model) > 256 || !utf8.ValidString(r.Model) {
 			t.Errorf("%s %s: model recorded as %d bytes (valid UTF-8: %v)", r.HTTPMethod, r.HTTPRoute, len(r.Model), utf8.ValidString(r.Model))
+		}
+	}
+}
+
+// A streamed request refused before it reaches an upstream (its model is
+// unknown) is still recorded as streamed: the record (and so the SERVER
+// span's loom.request.stream) says what the client asked, not what was
+// sent. The console showed a streamed 404 as "Stream: no".
+func TestUnknownModel_StreamedRequest_RecordedAsStreamed(t *testing.T) {
+	st := startStack(t, stackOptions{})
+	for i, stream := range []bool{true, false} {
+		body := `{"model":"no-such-model","stream":` + strconv.FormatBool(stream) + `,"messages":[{"role":"user","content":"x"}]}`
+		if code, _, _ := st.do("POST", "/v1/chat/completions", st.keyA, body, nil); code != 404 {
+			t.Fatalf("stream %v: status %d, want 404", stream, code)
+		}
+		r := st.lastRecord(i)
+		if r.Stream != stream || r.Status != 404 {
+			t.Errorf("stream %v: recorded stream %v, status %d", stream, r.Stream, r.Status)
 		}
 	}
 }

@@ -29,11 +29,21 @@ var api = sonic.ConfigStd
 // A document that is one literal (null, true, false) is checked here too:
 // sonic's Valid reads past the end of the slice for one, so "nu" passed
 // when the bytes after it in memory happened to spell "ll" (a pooled
-// buffer's last body, say).
+// buffer's last body, say). A document that is one string has its end
+// found here for a like reason (see below).
 func Valid(b []byte) bool {
 	if i := skipSpace(b, 0); i < len(b) && (b[i] == 'n' || b[i] == 't' || b[i] == 'f') {
 		_, end := valueEnd(b, i)
 		return end > 0 && skipSpace(b, end) == len(b)
+	}
+	if i := skipSpace(b, 0); i < len(b) && b[i] == '"' {
+		// sonic's Valid accepts a document that is one unterminated string
+		// when the string's bytes fill whole 32-byte blocks ("\"" and 32
+		// zeros): the end is found here first, and sonic still checks the
+		// string's contents.
+		if _, end := valueEnd(b, i); end < 0 || skipSpace(b, end) != len(b) {
+			return false
+		}
 	}
 	return api.Valid(b) && validEscapes(b)
 }
