@@ -33,10 +33,10 @@ func TestIndentJSON_KeepsMemberOrderAndScalarsAsSent(t *testing.T) {
 	}
 }
 
-func TestNiceStep_OneTwoOrFiveTimesAPowerOfTen(t *testing.T) {
-	for total, want := range map[float64]float64{2100: 500, 100: 20, 7: 2, 0: 0} {
-		if got := niceStep(total, 6); got != want {
-			t.Errorf("niceStep(%v) = %v, want %v", total, got, want)
+func TestTimelineStep_ARoundStepAtMostSixTicks(t *testing.T) {
+	for total, want := range map[float64]float64{2100: 500, 100: 20, 7: 2, 0: 0, 14: 2.5} {
+		if got := timelineStep(total, 6); got != want {
+			t.Errorf("timelineStep(%v) = %v, want %v", total, got, want)
 		}
 	}
 }

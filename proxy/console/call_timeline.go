@@ -63,7 +63,7 @@ func buildTimeline(srv *spanRow, clients, spans []*spanRow) timelineView {
 	}
 	total := float64(end.Sub(origin)) / float64(time.Millisecond)
 	plot := tlWidth - tlLeft - tlRight
-	step := niceStep(total, 6)
+	step := timelineStep(total, 6)
 	if total <= 0 {
 		total = 1
 	}
@@ -120,20 +120,13 @@ func buildTimeline(srv *spanRow, clients, spans []*spanRow) timelineView {
 	return v
 }
 
-// niceStep is a tick step of 1, 2 or 5 times a power of ten giving at most
-// n ticks over total.
-func niceStep(total float64, n int) float64 {
+// timelineStep is a round tick step (see niceStep) giving at most n ticks
+// over total; 0 for no ticks.
+func timelineStep(total float64, n int) float64 {
 	if total <= 0 || math.IsNaN(total) || math.IsInf(total, 0) {
 		return 0
 	}
-	raw := total / float64(n)
-	p := math.Pow(10, math.Floor(math.Log10(raw)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if m*p >= raw {
-			return m * p
-		}
-	}
-	return 10 * p
+	return niceStep(total / float64(n))
 }
 
 func round2(v float64) float64 { return math.Round(v*100) / 100 }
