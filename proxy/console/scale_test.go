@@ -297,6 +297,10 @@ func TestConsolePages_AtScale_QueriesUseIndexes(t *testing.T) {
 func (sc *scaleConsole) explain(ctx context.Context, s scaleSession, q recordedQuery) ([]byte, error) {
 	var plan []byte
 	f := func(tx pgx.Tx) error {
+		// As the console's read sets it.
+		if _, err := tx.Exec(ctx, "SET LOCAL jit = off"); err != nil {
+			return err
+		}
 		return tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+q.sql, q.args...).Scan(&plan)
 	}
 	var err error
