@@ -45,7 +45,7 @@ func (h *handler) calls(w http.ResponseWriter, r *http.Request, s session) {
 	var args []any
 	arg := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
 	sql += f.where(time.Now(), arg)
-	sql += " ORDER BY s.start_time DESC, s.trace_id LIMIT " + arg(pageSize+1) + " OFFSET " + arg(d.Page*pageSize)
+	sql += " ORDER BY s.start_time DESC, s.trace_id DESC LIMIT " + arg(pageSize+1) + " OFFSET " + arg(d.Page*pageSize)
 	err = h.read(r.Context(), s, func(tx pgx.Tx) error {
 		rows, err := tx.Query(r.Context(), sql, args...)
 		if err != nil {
