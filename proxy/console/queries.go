@@ -21,7 +21,10 @@ const callsFrom = `
 FROM loom.spans s
 LEFT JOIN LATERAL (SELECT * FROM loom.spans a WHERE a.trace_id = s.trace_id AND a.parent_span_id = s.span_id
     AND a.kind = 'client' AND a.start_time BETWEEN s.start_time AND s.start_time + ` + queries.CallWindow + `
-  ORDER BY coalesce(a.upstream_attempt, 1) DESC LIMIT 1) c ON true
+    AND NOT EXISTS (SELECT 1 FROM loom.spans l WHERE l.trace_id = a.trace_id AND l.parent_span_id = a.parent_span_id
+      AND l.kind = 'client' AND coalesce(l.upstream_attempt, 1) > coalesce(a.upstream_attempt, 1)
+      AND l.start_time BETWEEN a.start_time AND s.start_time + ` + queries.CallWindow + `)
+  LIMIT 1) c ON true
 WHERE s.kind = 'server'`
 
 // isError is a failed call: an error status or an HTTP error answer.
