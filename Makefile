@@ -62,4 +62,4 @@ dashboards: ## Regenerate the Grafana dashboards (dashboards/grafana/json) from 
 
 .PHONY: bench-console
 bench-console: ## Every console page over 1,000,000 spans seeded into a test Postgres, as admin and as a tenant: ms per page (mean, p50, max)
-	$(GO) test -run '^$$' -bench 'BenchmarkConsolePages_1MSpans' -benchtime 20x -timeout 30m ./proxy/console
+	$(GO) test -run '^$$' -v -bench 'BenchmarkConsolePages_1MSpans' -benchtime 10x -timeout 30m ./proxy/console
