@@ -6,7 +6,9 @@
 //
 // Every request needs the admin token as a bearer token, and has a request
 // id (X-Request-Id). Every change it makes is recorded in the admin audit
-// log (GET /admin/audit) under the token's id and that request id. The
+// log (GET /admin/audit) under the token's id and that request id. The web
+// console calls the same API in process (Internal), for its own sessions:
+// the administrator's as the token, a tenant's confined to its own keys. The
 // API must never log a token, an API key or a credential, nor echo a
 // credential back; an API key appears once, in the answer to the request
 // that made it.
@@ -45,6 +47,10 @@ type api struct {
 // New returns the admin API over st. tokenSHA256 is the SHA-256 of the
 // token that requests must present (see TokenSHA256).
 func New(st *store.Store, tokenSHA256 [32]byte, log *slog.Logger) http.Handler {
+	return newAPI(st, tokenSHA256, log)
+}
+
+func newAPI(st *store.Store, tokenSHA256 [32]byte, log *slog.Logger) *api {
 	a := &api{st: st, token: tokenSHA256, tokenID: TokenID(tokenSHA256), log: log, mux: http.NewServeMux()}
 	for pattern, h := range map[string]func(http.ResponseWriter, *http.Request) error{
 		"GET /admin/tenants":                                  a.listTenants,
@@ -120,11 +126,21 @@ func requestID(sent string) string {
 }
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !a.authorized(r) {
+		a.serve(w, r, nil, store.Actor{})
+		return
+	}
+	a.serve(w, r, a.mux, store.Actor{Kind: store.ActorAdminToken, ID: a.tokenID})
+}
+
+// serve runs r through mux as actor, with a request id, the body bound and
+// one log line; a nil mux is a refused token.
+func (a *api) serve(w http.ResponseWriter, r *http.Request, mux http.Handler, actor store.Actor) {
 	begun := time.Now()
 	rid := requestID(r.Header.Get(RequestIDHeader))
 	w.Header().Set(RequestIDHeader, rid)
 	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
-	if !a.authorized(r) {
+	if mux == nil {
 		// No detail: whether the header was missing or wrong is no one's
 		// business, and the token is never logged.
 		w.Header().Set("WWW-Authenticate", `Bearer realm="loom-admin"`)
@@ -132,14 +148,18 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"missing or invalid admin token: send Authorization: Bearer <admin token>")
 	} else {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		r = r.WithContext(store.WithActor(r.Context(), store.Actor{Kind: store.ActorAdminToken, ID: a.tokenID, RequestID: rid}))
-		a.mux.ServeHTTP(rec, r)
+		actor.RequestID = rid
+		r = r.WithContext(store.WithActor(r.Context(), actor))
+		mux.ServeHTTP(rec, r)
 	}
 	if rec.err != nil {
 		a.writeError(rec, r, rec.err)
 	}
 	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(begun).Round(time.Microsecond),
 		"request_id", rid}
+	if mux != nil && actor.Kind != store.ActorAdminToken {
+		attrs = append(attrs, "actor", actor.Kind, "actor_id", actor.ID)
+	}
 	switch {
 	case rec.status >= 500:
 		a.log.Error("admin request", append(attrs, "err", rec.err)...)

@@ -176,7 +176,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) (err error) {
 		done = append(done, stop)
 	}
 	if cfg.Console.Listen != "" {
-		stop, err := startConsole(ctx, cfg, srv, log)
+		stop, err := startConsole(ctx, cfg, srv, st, log)
 		if err != nil {
 			return err
 		}
@@ -333,8 +333,10 @@ func startAdmin(full *config.Config, st *store.Store, log *slog.Logger) (func(co
 
 // startConsole serves the web console on its own listener, reading spans
 // from console.database_url_env's Postgres and logging tenants in with the
-// keys of the gateway's live snapshot.
-func startConsole(ctx context.Context, cfg *config.Config, srv *server.Server, log *slog.Logger) (func(context.Context) error, error) {
+// keys of the gateway's live snapshot. With the tenant store (st not nil)
+// its Tenants and Keys pages manage tenants and keys through the admin API
+// in process; without it they say the store is not configured.
+func startConsole(ctx context.Context, cfg *config.Config, srv *server.Server, st *store.Store, log *slog.Logger) (func(context.Context) error, error) {
 	dbURL := cfg.Console.DatabaseURL()
 	if dbURL == "" {
 		return nil, fmt.Errorf("console.database_url_env: environment variable %s is empty or unset", cfg.Console.DatabaseURLEnv)
@@ -363,8 +365,14 @@ func startConsole(ctx context.Context, cfg *config.Config, srv *server.Server, l
 		pool.Close()
 		return nil, fmt.Errorf("console listen: %w", err)
 	}
+	var adminAPI func(admin.Caller) http.Handler
+	if st != nil {
+		adminAPI = admin.NewInternal(st, adminToken, log).As
+	}
 	h := console.New(console.Options{
-		DB: pool,
+		DB:          pool,
+		Admin:       adminAPI,
+		Deployments: deploymentNames(cfg),
 		Authenticate: func(key string) (string, string, bool) {
 			return srv.Authenticate([]byte(key))
 		},

@@ -34,6 +34,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/loom-gateway/loom/proxy/admin"
 	"github.com/loom-gateway/loom/proxy/schema"
 )
 
@@ -69,6 +70,13 @@ type Options struct {
 	// SessionKey signs the session cookies: random per process, so a
 	// restart logs everybody out.
 	SessionKey []byte
+	// Admin, when set, is the admin API in process (admin.Internal's As):
+	// the Tenants and Keys pages make every change through it, as the
+	// session's caller. Nil (no tenant store) leaves those pages saying so.
+	Admin func(admin.Caller) http.Handler
+	// Deployments are the configured deployments' names: a tenant's page
+	// offers them for models and credentials.
+	Deployments []string
 	// Log gets logins and failures (never keys). Nil discards.
 	Log *slog.Logger
 }
@@ -112,6 +120,7 @@ func New(o Options) http.Handler {
 	}
 	h.throttle = newThrottle(rate{float64(h.opts.LoginsPerIP), time.Minute}, rate{float64(h.opts.Logins), time.Minute}, maxThrottledIPs)
 	h.pages = parsePages()
+	h.pages["usage"] = usageTemplate()
 	static, _ := fs.Sub(staticFS, "static")
 	h.mux.Handle("GET /console/static/", http.StripPrefix("/console/static/", http.FileServerFS(static)))
 	h.mux.HandleFunc("GET /console/login", h.loginPage)
@@ -124,6 +133,18 @@ func New(o Options) http.Handler {
 	h.mux.HandleFunc("GET /console/calls", h.auth(h.calls))
 	h.mux.HandleFunc("GET /console/calls/{trace}", h.auth(h.call))
 	h.mux.HandleFunc("GET /console/audit", h.auth(h.audit))
+	h.mux.HandleFunc("GET /console/tenants", h.auth(h.tenants))
+	h.mux.HandleFunc("POST /console/tenants", h.form(true, h.createTenant))
+	h.mux.HandleFunc("GET /console/tenants/{id}", h.auth(h.tenant))
+	h.mux.HandleFunc("POST /console/tenants/{id}/limits", h.form(true, h.setLimits))
+	h.mux.HandleFunc("POST /console/tenants/{id}/models", h.form(true, h.setModels))
+	h.mux.HandleFunc("POST /console/tenants/{id}/credentials", h.form(true, h.setCredential))
+	h.mux.HandleFunc("POST /console/tenants/{id}/keys", h.form(true, h.createKey))
+	h.mux.HandleFunc("GET /console/keys", h.auth(h.keys))
+	h.mux.HandleFunc("POST /console/keys", h.form(false, h.createOwnKey))
+	h.mux.HandleFunc("POST /console/keys/{id}/revoke", h.form(false, h.revokeKey))
+	h.mux.HandleFunc("GET /console/usage", h.auth(h.usage))
+	h.mux.HandleFunc("GET /console/usage.csv", h.auth(h.usageCSV))
 	h.mux.HandleFunc("GET /console", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/console/", http.StatusFound)
 	})
@@ -145,6 +166,7 @@ func parsePages() map[string]*template.Template {
 	for _, p := range []string{"login", "dashboard", "calls", "call", "audit", "error"} {
 		pages[p] = template.Must(template.Must(base.Clone()).ParseFS(templateFS, "templates/"+p+".html"))
 	}
+	addAdminPages(base, pages)
 	return pages
 }
 

@@ -37,11 +37,3 @@ SELECT s.trace_id, s.start_time, coalesce(s.tenant_id, ''), coalesce(s.api_key_i
        s.status_code, coalesce(s.http_status, 0), ` + isError + `,
        c.input_tokens, c.output_tokens, s.duration_ms, c.time_to_first_chunk_ms,
        c.cost::text, c.cost_currency` + callsFrom
-
-// spansSQL is every span of a trace, every column but ingestion bookkeeping.
-const spansSQL = `SELECT * FROM loom.spans WHERE trace_id = $1 ORDER BY start_time, span_id`
-
-// contentSQL is a trace's captured prompts and completions.
-const contentSQL = `
-SELECT span_id, coalesce(jsonb_pretty(input_messages), ''), coalesce(jsonb_pretty(output_messages), '')
-FROM loom.span_content WHERE trace_id = $1 ORDER BY start_time, span_id`

@@ -31,6 +31,10 @@ const (
 	// ActorOperator is a change through the loom command; the id is the
 	// operator's name (-actor, $LOOM_ACTOR or the OS user).
 	ActorOperator = "operator"
+	// ActorTenantKey is a change a tenant made for itself through the web
+	// console (its own keys); the id is the id of the key its session
+	// logged in with, never the key.
+	ActorTenantKey = "tenant_key"
 	// ActorUnattributed is the actor of a change whose context carries
 	// none (a program that uses the store directly): the change is
 	// recorded all the same, saying that nobody claimed it.
@@ -68,7 +72,7 @@ const (
 
 // Actor is who makes a change, and in answer to which request.
 type Actor struct {
-	// Kind is ActorAdminToken or ActorOperator.
+	// Kind is ActorAdminToken, ActorOperator or ActorTenantKey.
 	Kind string `json:"kind"`
 	// ID names the actor and is never a secret.
 	ID string `json:"id"`
