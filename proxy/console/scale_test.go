@@ -2,10 +2,12 @@ package console_test
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"html"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -23,8 +25,11 @@ import (
 
 	"github.com/loom-gateway/loom/dashboards/queries"
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
+	"github.com/loom-gateway/loom/proxy/admin"
 	"github.com/loom-gateway/loom/proxy/console"
 	"github.com/loom-gateway/loom/proxy/schema"
+	"github.com/loom-gateway/loom/proxy/secret"
+	"github.com/loom-gateway/loom/proxy/store"
 )
 
 // The console at scale: its pages over a store of a million spans (the
@@ -83,8 +88,34 @@ func newScaleConsole(tb testing.TB, calls int) *scaleConsole {
 	}
 	sc := &scaleConsole{pool: pool, rec: rec, spans: spans, seed: time.Since(start)}
 	tb.Logf("seeded %d spans (%d calls) in %v", spans, calls, sc.seed.Round(time.Millisecond))
+	// The tenants and keys the spans name, in the store, so the tenants
+	// and keys pages list what they would in production.
+	key := make([]byte, secret.KeySize)
+	rand.Read(key)
+	box, err := secret.New(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	st, err := store.Open(ctx, cfg.ConnString(), box, store.WithDeployments([]string{"openai-a", "openai-b"}))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(st.Close)
+	actx := store.WithActor(ctx, store.Actor{Kind: store.ActorOperator, ID: "scale-seed"})
+	for t := range 20 {
+		id := fmt.Sprintf("tenant-%02d", t)
+		if err := st.CreateTenant(actx, store.TenantSpec{ID: id}); err != nil {
+			tb.Fatal(err)
+		}
+		for k := range 10 {
+			if _, err := st.CreateKey(actx, id, store.KeySpec{ID: fmt.Sprintf("%s-key-%d", id, k)}); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
 	sc.h = console.New(console.Options{
-		DB: pool,
+		Admin: admin.NewInternal(st, sha256.Sum256([]byte(scaleAdminToken)), slog.New(slog.DiscardHandler)).As,
+		DB:    pool,
 		Authenticate: func(key string) (string, string, bool) {
 			k, ok := scaleKeys[key]
 			return k[0], k[1], ok && k[0] != ""
