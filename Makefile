@@ -59,3 +59,7 @@ lint: ## go.mod tidy, then golangci-lint (pinned; installed into bin/ on first u
 
 dashboards: ## Regenerate the Grafana dashboards (dashboards/grafana/json) from dashboards/queries and dashboards/promql
 	$(GO) run ./dashboards/cmd/gendashboards
+
+.PHONY: bench-console
+bench-console: ## Every console page over 1,000,000 spans seeded into a test Postgres, as admin and as a tenant: ms per page (mean, p50, max)
+	$(GO) test -run '^$$' -v -bench 'BenchmarkConsolePages_1MSpans' -benchtime 10x -timeout 30m ./proxy/console

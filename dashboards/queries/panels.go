@@ -100,6 +100,7 @@ func All() []Panel {
 		{ID: "overview_fallbacks", Title: "Fallback models used", Dashboard: Overview, Kind: Table, Unit: "short",
 			SQL: "SELECT s.request_model AS model, " + fallbackModel + " AS fallback,\n  count(*) AS calls\n" +
 				"FROM loom.spans c\nJOIN loom.spans s ON s.trace_id = c.trace_id AND s.span_id = c.parent_span_id AND s.kind = 'server'\n" +
+				"  AND s.start_time BETWEEN $__timeFrom()::timestamptz - " + CallWindow + " AND $__timeTo()\n" +
 				client + "\n  AND c.error_type IS NULL AND " + fallbackModel + " IS NOT NULL\nGROUP BY 1, 2\nORDER BY 3 DESC, 1, 2"},
 
 		// Tenant.
@@ -164,6 +165,7 @@ func All() []Panel {
 			SQL: "SELECT s.start_time, s.tenant_id AS tenant,\n  coalesce(c.response_model, c.request_model, s.request_model) AS model,\n" +
 				"  c.provider, s.http_status AS status, s.status_code,\n  c.input_tokens, c.output_tokens,\n  c.cost, c.cost_currency AS currency,\n  s.duration_ms, s.trace_id\n" +
 				"FROM loom.spans s\nLEFT JOIN loom.spans c ON c.trace_id = s.trace_id AND c.parent_span_id = s.span_id AND c.kind = 'client'\n" +
+				"  AND c.start_time BETWEEN $__timeFrom() AND $__timeTo()::timestamptz + " + CallWindow + "\n" +
 				"  AND " + LastAttempt("c") + "\n" +
 				server + "\nORDER BY s.start_time DESC\nLIMIT 500"},
 	}

@@ -82,10 +82,25 @@ func providerOfServer(alias string) string {
 // highest served it or failed last. Every query that counts calls from
 // CLIENT spans, or joins a SERVER span to its CLIENT child, uses it so that
 // a failed-over call counts once.
+//
+// The query must keep alias, or its SERVER parent, inside the dashboard's
+// time range: the later attempts are looked for between the range's start
+// and an hour past its end (CallWindow), so that Postgres reads the range's
+// partitions by index instead of every CLIENT span in the store (a later
+// attempt starts after the earlier one, and a call's attempts all fit in
+// its deadline, far under an hour).
 func LastAttempt(alias string) string {
 	return fmt.Sprintf("NOT EXISTS (SELECT 1 FROM loom.spans l WHERE l.trace_id = %[1]s.trace_id AND l.parent_span_id = %[1]s.parent_span_id\n"+
-		"    AND l.kind = 'client' AND coalesce(l.upstream_attempt, 1) > coalesce(%[1]s.upstream_attempt, 1))", alias)
+		"    AND l.kind = 'client' AND coalesce(l.upstream_attempt, 1) > coalesce(%[1]s.upstream_attempt, 1)\n"+
+		"    AND l.start_time BETWEEN $__timeFrom() AND $__timeTo()::timestamptz + %[2]s)", alias, CallWindow)
 }
+
+// CallWindow bounds how long one call's spans can spread (its SERVER span
+// and every upstream attempt): joins between a call's spans bound the other
+// side's start_time by it, which lets Postgres prune partitions and use
+// the (kind, start_time) index. Loom's deadlines end every call well within
+// it.
+const CallWindow = "interval '1 hour'"
 
 // Variables returns the variables a dashboard uses, in display order.
 func Variables(dashboard string) []Variable {

@@ -19,8 +19,11 @@ import (
 var (
 	fullSort = regexp.MustCompile(`(?m)(^|->)\s*Sort +\(cost`)
 	// timeIndex is a scan of the SERVER spans (alias s) by an index that
-	// leads with the tenant and orders by start time.
-	timeIndex = regexp.MustCompile(`Index Scan (Backward )?using spans_\w*tenant_id\w*start_time\w* on spans_\d+ s`)
+	// orders them by start time: the tenant's (tenant_id, kind,
+	// start_time, trace_id), or for a tenant with half the rows the
+	// (kind, start_time, trace_id) one with row-level security's filter
+	// (migration 0008).
+	timeIndex = regexp.MustCompile(`Index Scan (Backward )?using spans_\w*start_time\w* on spans_\d+ s`)
 	// seqScan is a sequential scan of a partition holding rows.
 	seqScan = regexp.MustCompile(`Seq Scan on spans_\d+ \w+ +\(cost=[0-9.]+\.\.[1-9]`)
 )

@@ -21,6 +21,7 @@ import (
 	"crypto/subtle"
 	"embed"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -302,9 +303,20 @@ var errNotFound = errors.New("not found")
 // through the one tenant-scoped read, schema.ReadAsTenant. A console page
 // must not hold a connection (or a lock) for as long as a wide search would
 // take: each query gets the statement timeout.
+//
+// JIT is off for the console's reads: a page's query is over in
+// milliseconds, and a keyset page whose filter the planner cannot
+// estimate looks expensive enough to it to JIT-compile, which took
+// seconds over a million spans (BenchmarkConsolePages_1MSpans).
 func (h *handler) read(ctx context.Context, s session, f func(pgx.Tx) error) error {
-	if s.admin {
-		return schema.ReadAll(ctx, h.opts.DB, h.opts.StatementTimeout, f)
+	g := func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL jit = off"); err != nil {
+			return fmt.Errorf("read: jit off: %w", err)
+		}
+		return f(tx)
 	}
-	return schema.ReadAsTenant(ctx, h.opts.DB, s.tenant, h.opts.StatementTimeout, f)
+	if s.admin {
+		return schema.ReadAll(ctx, h.opts.DB, h.opts.StatementTimeout, g)
+	}
+	return schema.ReadAsTenant(ctx, h.opts.DB, s.tenant, h.opts.StatementTimeout, g)
 }

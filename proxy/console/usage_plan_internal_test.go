@@ -19,8 +19,9 @@ import (
 // gives it.
 var usageScan = regexp.MustCompile(`(?m)(Seq Scan|Bitmap Heap Scan|Index Scan|Index Only Scan)( using (\w+))? on spans_\d+ ([sc])(_\d+)?\b`)
 
-// usageTenantIndex names the tenant and time index of a partition.
-var usageTenantIndex = regexp.MustCompile(`spans_\w*tenant_id_start_time\w*`)
+// usageTenantIndex names the tenant and time index of a partition
+// ((tenant_id, kind, start_time, trace_id) since migration 0008).
+var usageTenantIndex = regexp.MustCompile(`spans_\w*tenant_id_\w*start_time\w*`)
 
 // One tenant's usage, a tenant session's (row-level security) or the
 // admin's choice of one, reads that tenant's rows by the tenant and time
