@@ -181,6 +181,11 @@ func (sc *scaleConsole) get(s scaleSession, path string) *httptest.ResponseRecor
 type scalePage struct {
 	name, path string
 	optional   bool
+	// export is a bulk read (the CSV walks a tenant's whole history in
+	// batches of 2,000 rows): a batch that takes a fifth of a day's
+	// partition is read faster in one pass than by index, so its plans
+	// are logged, not held to the page rule.
+	export bool
 }
 
 // pages lists what s can open: every dashboard, the calls list (first
@@ -227,7 +232,7 @@ func (sc *scaleConsole) pages(tb testing.TB, s scaleSession) []scalePage {
 	ps = append(ps, scalePage{name: "call", path: "/console/calls/" + m[1]},
 		scalePage{name: "audit", path: "/console/audit"},
 		scalePage{name: "usage", path: "/console/usage", optional: true},
-		scalePage{name: "calls-csv", path: "/console/calls.csv", optional: true})
+		scalePage{name: "calls-csv", path: "/console/calls.csv", optional: true, export: true})
 	if s.tenant == "" {
 		ps = append(ps, scalePage{name: "tenants", path: "/console/tenants", optional: true})
 	} else {
@@ -315,7 +320,7 @@ func TestConsolePages_AtScale_QueriesUseIndexes(t *testing.T) {
 				if testing.Verbose() {
 					t.Logf("  %s\n%s", strings.Join(strings.Fields(q.sql), " "), indentPlan(plan))
 				}
-				if bad := wastefulScans(plan); len(bad) > 0 {
+				if bad := wastefulScans(plan); len(bad) > 0 && !p.export {
 					t.Errorf("%s: %s reads span partitions sequentially to discard most rows (%s); query:\n%s\nargs: %v\nplan:\n%s",
 						s.name, p.name, strings.Join(bad, "; "), q.sql, q.args, indentPlan(plan))
 				}
