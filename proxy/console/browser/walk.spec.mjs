@@ -160,6 +160,11 @@ try {
   assert.ok((await user.locator('main').textContent()).includes(model), 'the call names its model');
   await shot(user, 'call');
 
+  step('its usage and spend');
+  await Promise.all([user.waitForURL(/\/console\/usage/), user.click('nav a[data-nav=usage]')]);
+  assert.ok((await user.locator('main').textContent()).includes(keyID), 'the usage, by key, names the key that called');
+  await shot(user, 'usage');
+
   step('the tenant sees its own key, and no tenants page');
   await Promise.all([user.waitForURL(`${base}/console/keys`), user.click('nav a[data-nav=keys]')]);
   assert.equal(await user.locator(`#key-list tr[data-key="${keyID}"]`).count(), 1);
