@@ -334,17 +334,19 @@ func (h *handler) callsCSV(w http.ResponseWriter, r *http.Request, s session) {
 	hd := w.Header()
 	hd.Set("Content-Type", "text/csv; charset=utf-8")
 	hd.Set("Content-Disposition", `attachment; filename="loom-calls-`+now.UTC().Format("20060102-150405")+`.csv"`)
+	// A csv.Writer's errors are sticky: each batch's Flush and Error say
+	// whether the client is still there.
 	cw := csv.NewWriter(w)
-	cw.Write(csvHeader)
+	_ = cw.Write(csvHeader)
 	written := 0
 	for len(rows) > 0 {
 		for _, c := range rows {
 			if written == maxCSVRows {
-				cw.Write([]string{fmt.Sprintf("# stopped at %d calls, the export's limit: narrow the filter or the time range for the rest", maxCSVRows)})
+				_ = cw.Write([]string{fmt.Sprintf("# stopped at %d calls, the export's limit: narrow the filter or the time range for the rest", maxCSVRows)})
 				cw.Flush()
 				return
 			}
-			cw.Write(csvRecord(c))
+			_ = cw.Write(csvRecord(c))
 			written++
 		}
 		cw.Flush()
@@ -356,7 +358,7 @@ func (h *handler) callsCSV(w http.ResponseWriter, r *http.Request, s session) {
 		if rows, err = h.readCalls(ctx, s, sql, args); err != nil {
 			// The head is sent: all that is left is to say so in the file.
 			h.log.Error("console: calls csv", "error", err, "written", written)
-			cw.Write([]string{fmt.Sprintf("# incomplete: the export failed after %d calls", written)})
+			_ = cw.Write([]string{fmt.Sprintf("# incomplete: the export failed after %d calls", written)})
 			cw.Flush()
 			return
 		}

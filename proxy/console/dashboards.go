@@ -407,12 +407,6 @@ func newTable(cols []string, data [][]any, unit string) *table {
 	return t
 }
 
-// bar is a rectangle of the call page's timeline.
-type bar struct {
-	X, Y, W, H float64
-	Tip        string
-}
-
 // number reads a numeric column value: Postgres sums and divisions come as
 // numeric, counts as int8, percentiles as float8.
 func number(v any) (float64, bool) {

@@ -672,7 +672,8 @@ func (h *handler) startUsageCSV(w http.ResponseWriter, u usageQuery) *csv.Writer
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	w.WriteHeader(http.StatusOK)
 	cw := csv.NewWriter(w)
-	cw.Write([]string{"bucket_start_utc", u.Group, "calls", "unpriced_calls", "input_tokens", "output_tokens",
+	// Errors are sticky: the caller's Flush and Error report them.
+	_ = cw.Write([]string{"bucket_start_utc", u.Group, "calls", "unpriced_calls", "input_tokens", "output_tokens",
 		"cached_input_tokens", "reasoning_tokens", "cost", "currency"})
 	return cw
 }

@@ -237,7 +237,10 @@ func (s *walkStack) calls(ctx context.Context, key, model string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("loom.spans holds %d of the %d calls after 20s (%v)", n, walkCalls, err)
+			if err != nil {
+				return fmt.Errorf("loom.spans holds %d of the %d calls after 20s: %w", n, walkCalls, err)
+			}
+			return fmt.Errorf("loom.spans holds %d of the %d calls after 20s", n, walkCalls)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

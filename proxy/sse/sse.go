@@ -172,7 +172,7 @@ func (s *Scanner) parse() (int, bool) {
 			// A full buffer is not the end of the stream: the LF may be
 			// the event's next byte, one past the limit, so the event is
 			// refused rather than cut at its CR.
-			if next == len(b) && (s.err == nil || s.err == ErrEventTooLarge) {
+			if next == len(b) && (s.err == nil || errors.Is(s.err, ErrEventTooLarge)) {
 				p.scanned = lineEnd - p.lineAt
 				return 0, false
 			}
