@@ -1,15 +1,8 @@
 package console_test
 
 import (
-	"bytes"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/loom-gateway/loom/deploy/prereq"
 )
 
 // TestCallPage_InHeadlessChromium runs browser/callpage.spec.mjs against a
@@ -17,26 +10,10 @@ import (
 // screenshots stay in a directory under os.TempDir()/loom-console-artifacts,
 // named in the log.
 func TestCallPage_InHeadlessChromium(t *testing.T) {
-	node, npm := tools(t)
+	node := specTools(t)
 	f := newFixture(t)
 	calls := addCallPageCalls(t, f)
-	dir := "browser"
-	// The browser is the system's: playwright must not download one.
-	if err := prereq.NPMCI(t.Context(), npm, dir, []string{"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1"}, "--ignore-scripts"); err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Join(os.TempDir(), "loom-console-artifacts")
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	shots, err := os.MkdirTemp(root, time.Now().UTC().Format("20060102-150405-call-"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshots in %s", shots)
-	cmd := exec.CommandContext(t.Context(), node, "callpage.spec.mjs")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
+	err := runSpec(t, node, "callpage.spec.mjs",
 		"CONSOLE_URL="+f.URL,
 		"CONSOLE_KEY_A="+keyA,
 		"CALL_FAILED_OVER="+calls.FailedOver,
@@ -44,13 +21,8 @@ func TestCallPage_InHeadlessChromium(t *testing.T) {
 		// The streamed calls, newest first: TracesA[1], FailedOver, StreamedRefusal.
 		"CALL_NEWER="+f.TracesA[1],
 		"CONSOLE_FORBIDDEN="+strings.Join(append([]string{modelB, "globex", keyB, adminToken}, f.TracesB...), ","),
-		"CONSOLE_SCREENSHOTS="+shots,
+		"CONSOLE_SCREENSHOTS="+screenshots(t, "call"),
 	)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = 10 * time.Second
-	err = cmd.Run()
-	t.Logf("node callpage.spec.mjs:\n%s", out.String())
 	if err != nil {
 		t.Fatalf("callpage.spec.mjs: %v", err)
 	}

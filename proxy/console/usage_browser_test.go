@@ -1,15 +1,8 @@
 package console_test
 
 import (
-	"bytes"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/loom-gateway/loom/deploy/prereq"
 )
 
 // TestUsage_InHeadlessChromium runs browser/usage.spec.mjs against a
@@ -17,37 +10,16 @@ import (
 // tests' (seedUsage). Its screenshots stay in a directory under
 // os.TempDir()/loom-console-artifacts, named in the log.
 func TestUsage_InHeadlessChromium(t *testing.T) {
-	node, npm := tools(t)
+	node := specTools(t)
 	f := newFixture(t)
 	seedUsage(t, f.pool)
-	dir := "browser"
-	// The browser is the system's: playwright must not download one.
-	if err := prereq.NPMCI(t.Context(), npm, dir, []string{"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1"}, "--ignore-scripts"); err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Join(os.TempDir(), "loom-console-artifacts")
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	shots, err := os.MkdirTemp(root, time.Now().UTC().Format("20060102-150405-usage-"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshots in %s", shots)
-	cmd := exec.CommandContext(t.Context(), node, "usage.spec.mjs")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
+	err := runSpec(t, node, "usage.spec.mjs",
 		"USAGE_URL="+f.URL,
 		"USAGE_ADMIN_TOKEN="+adminToken,
 		"USAGE_KEY_A="+keyA,
 		"USAGE_FORBIDDEN="+strings.Join([]string{"globex", modelB, "EUR", "1234.5", "1,234"}, "|"),
-		"USAGE_SCREENSHOTS="+shots,
+		"USAGE_SCREENSHOTS="+screenshots(t, "usage"),
 	)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = 10 * time.Second
-	err = cmd.Run()
-	t.Logf("node usage.spec.mjs:\n%s", out.String())
 	if err != nil {
 		t.Fatalf("usage.spec.mjs: %v", err)
 	}

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -264,21 +263,10 @@ func sha256Of(s string) []byte {
 // os.TempDir()/loom-console-artifacts; LOOM_UPDATE_SCREENSHOTS=1 copies
 // them into testdata/screens for the README.
 func TestWalk_NewUsersPath_InHeadlessChromium(t *testing.T) {
-	node, npm := tools(t)
+	node := specTools(t)
 	begun := time.Now()
 	s := startWalkStack(t)
-	if err := prereq.NPMCI(t.Context(), npm, "browser", []string{"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1"}, "--ignore-scripts"); err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Join(os.TempDir(), "loom-console-artifacts")
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	shots, err := os.MkdirTemp(root, time.Now().UTC().Format("walk-20060102-150405-"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshots in %s", shots)
+	shots := screenshots(t, "walk")
 
 	// The spec's line to the SDK: POST /await and POST /calls with the key
 	// as the body.
@@ -313,9 +301,7 @@ func TestWalk_NewUsersPath_InHeadlessChromium(t *testing.T) {
 	t.Cleanup(func() { sdkSrv.Close() })
 
 	started := time.Since(begun)
-	cmd := exec.CommandContext(t.Context(), node, "walk.spec.mjs")
-	cmd.Dir = "browser"
-	cmd.Env = append(os.Environ(),
+	err = runSpec(t, node, "walk.spec.mjs",
 		"WALK_CONSOLE_URL="+s.console,
 		"WALK_ADMIN_TOKEN="+walkAdminToken,
 		"WALK_UPSTREAM_KEY="+walkUpstream,
@@ -323,13 +309,9 @@ func TestWalk_NewUsersPath_InHeadlessChromium(t *testing.T) {
 		fmt.Sprintf("WALK_CALLS=%d", walkCalls),
 		"WALK_SCREENSHOTS="+shots,
 	)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = 10 * time.Second
-	err = cmd.Run()
 	mu.Lock()
 	defer mu.Unlock()
-	t.Logf("stack up in %s; node walk.spec.mjs (%s):\n%s", started.Round(time.Millisecond), time.Since(begun).Round(time.Millisecond), out.String())
+	t.Logf("stack up in %s; the walk done in %s", started.Round(time.Millisecond), time.Since(begun).Round(time.Millisecond))
 	if err != nil {
 		t.Fatalf("walk.spec.mjs: %v (SDK calls: %v)\nloom's log:\n%s", err, callErr, s.log.String())
 	}
