@@ -44,7 +44,7 @@ func (r *spanRow) str(col string) string {
 	return s
 }
 
-func (r *spanRow) num(col string) (float64, bool) { return toFloat(r.cols[col]) }
+func (r *spanRow) num(col string) (float64, bool) { return number(r.cols[col]) }
 
 func (r *spanRow) boolean(col string) (v, ok bool) {
 	v, ok = r.cols[col].(bool)
@@ -66,24 +66,6 @@ func (r *spanRow) durationMs() float64 {
 		return d
 	}
 	return float64(r.End.Sub(r.Start)) / float64(time.Millisecond)
-}
-
-func toFloat(v any) (float64, bool) {
-	switch x := v.(type) {
-	case int64:
-		return float64(x), true
-	case int32:
-		return float64(x), true
-	case int16:
-		return float64(x), true
-	case int:
-		return float64(x), true
-	case float64:
-		return x, true
-	case float32:
-		return float64(x), true
-	}
-	return 0, false
 }
 
 // fact is one labelled value of the header; Key names it for tests and
@@ -342,7 +324,7 @@ func buildCall(id string, spans []*spanRow, contents []contentRow) callData {
 		return served.cols[col]
 	}
 	cstr := func(col string) string { s, _ := cget(col).(string); return s }
-	cnum := func(col string) (float64, bool) { return toFloat(cget(col)) }
+	cnum := func(col string) (float64, bool) { return number(cget(col)) }
 	cattr := func(name string) any {
 		if served == nil {
 			return nil
@@ -430,7 +412,7 @@ func buildCall(id string, spans []*spanRow, contents []contentRow) callData {
 	tok := func(key, label, col, attr, hint string) {
 		v, ok := cnum(col)
 		if !ok && attr != "" {
-			v, ok = toFloat(cattr(attr))
+			v, ok = number(cattr(attr))
 		}
 		if ok {
 			usage = append(usage, fact{Key: key, Label: label, Value: tokens(v), Hint: hint})
@@ -477,7 +459,7 @@ func buildCall(id string, spans []*spanRow, contents []contentRow) callData {
 	if v, ok := cnum("chunks"); ok {
 		timing = append(timing, fact{Key: "chunks", Label: "Chunks received", Value: tokens(v)})
 	}
-	if v, ok := toFloat(srv.attr(sa.ChunksSent)); ok {
+	if v, ok := number(srv.attr(sa.ChunksSent)); ok {
 		timing = append(timing, fact{Key: "chunks_sent", Label: "Chunks sent", Value: tokens(v)})
 	}
 	g = append(g, factGroup{Title: "Timing", Facts: timing})
@@ -625,7 +607,7 @@ func hostPort(host string, port any) string {
 	if host == "" {
 		return ""
 	}
-	if p, ok := toFloat(port); ok && p > 0 {
+	if p, ok := number(port); ok && p > 0 {
 		return host + ":" + strconv.Itoa(int(p))
 	}
 	return host

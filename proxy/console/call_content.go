@@ -469,7 +469,7 @@ func requestBody(route, model string, stream bool, msgs []message, params *spanR
 		if params == nil {
 			return 0, false
 		}
-		return toFloat(params.attr(attr))
+		return number(params.attr(attr))
 	}
 	text := func(m message) string {
 		var b strings.Builder

@@ -407,8 +407,8 @@ func newTable(cols []string, data [][]any, unit string) *table {
 	return t
 }
 
-// number reads a numeric column value: Postgres sums and divisions come as
-// numeric, counts as int8, percentiles as float8.
+// number reads a numeric value: a column (Postgres sums and divisions come
+// as numeric, counts as int8, percentiles as float8) or an attribute.
 func number(v any) (float64, bool) {
 	switch x := v.(type) {
 	case int64:
@@ -416,6 +416,8 @@ func number(v any) (float64, bool) {
 	case int32:
 		return float64(x), true
 	case int16:
+		return float64(x), true
+	case int:
 		return float64(x), true
 	case float64:
 		return x, true
