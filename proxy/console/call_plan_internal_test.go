@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
 	"github.com/loom-gateway/loom/proxy/schema"
 )
 
@@ -34,18 +32,8 @@ var (
 func TestCallPage_Neighbours_WalkTheTenantTimeIndex(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	pool, err := pgxpool.New(ctx, pgtest.Database(t, pgtest.Start(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
 	now := time.Now().UTC()
-	if err := schema.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	if err := schema.EnsurePartitions(ctx, pool, now.Add(-48*time.Hour), now.Add(24*time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	pool := SpansDB(t, now.Add(-48*time.Hour), now.Add(24*time.Hour))
 	if _, err := pool.Exec(ctx, `
 INSERT INTO loom.spans (trace_id, span_id, start_time, end_time, duration_ms, name, kind, status_code, tenant_id,
     api_key_id, request_model, stream, http_status)

@@ -15,9 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
 	"github.com/loom-gateway/loom/proxy/console"
-	"github.com/loom-gateway/loom/proxy/schema"
 )
 
 // The fixture's secrets: two tenant keys and the admin token.
@@ -82,18 +80,8 @@ type call struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := t.Context()
-	pool, err := pgxpool.New(ctx, pgtest.Database(t, pgtest.Start(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
 	now := time.Now().UTC()
-	if err := schema.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	if err := schema.EnsurePartitions(ctx, pool, now.Add(-48*time.Hour), now.Add(24*time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	pool := console.SpansDB(t, now.Add(-48*time.Hour), now.Add(24*time.Hour))
 	f := &fixture{log: &logtest.Buffer{}, pool: pool}
 	calls := []call{
 		{tenant: "acme", key: "acme-key", model: modelA, in: 120, out: 48, durMs: 840, overMs: 0.9, content: true},

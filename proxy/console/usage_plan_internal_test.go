@@ -7,9 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
 	"github.com/loom-gateway/loom/proxy/schema"
 )
 
@@ -30,18 +28,8 @@ var usageTenantIndex = regexp.MustCompile(`spans_\w*tenant_id_\w*start_time\w*`)
 func TestUsage_OneTenant_ReadsTheTenantTimeIndex(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	pool, err := pgxpool.New(ctx, pgtest.Database(t, pgtest.Start(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
 	now := time.Now().UTC()
-	if err := schema.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	if err := schema.EnsurePartitions(ctx, pool, now.Add(-8*24*time.Hour), now.Add(48*time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	pool := SpansDB(t, now.Add(-8*24*time.Hour), now.Add(48*time.Hour))
 	for _, sql := range []string{`
 INSERT INTO loom.spans (trace_id, span_id, start_time, name, kind, status_code, tenant_id, api_key_id, request_model,
     http_status, attributes)

@@ -173,7 +173,9 @@ func drawUsageChart(title, unit string, times []time.Time, step time.Duration, s
 		lastDay = day
 		b.WriteString(`</text>`)
 	}
-	b.WriteString(`<text class="usage-unit" x="` + f(usageChartW-usageChartRight) + `" y="` + f(usageChartH-2) + `" text-anchor="end">time (UTC)</text>`)
+	// Above the plot, at the right: below it, the last tick's date would
+	// run into it.
+	b.WriteString(`<text class="usage-unit" x="` + f(usageChartW-usageChartRight) + `" y="14" text-anchor="end">time (UTC)</text>`)
 	b.WriteString(`</g>`)
 	// The lines.
 	for k, s := range series {
