@@ -688,27 +688,6 @@ func usageWords(source string, injected any) string {
 	return s
 }
 
-// tokens writes a count with thousands separators: 1,234.
-func tokens(v float64) string {
-	n := int64(math.Round(v))
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	s := strconv.FormatInt(n, 10)
-	var b strings.Builder
-	if neg {
-		b.WriteByte('-')
-	}
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
 // millis writes a duration in milliseconds at a precision people read:
 // 0.16 ms, 1.2 ms, 840 ms, 2.10 s, 1 min 3.2 s.
 func millis(ms float64) string {
@@ -778,3 +757,6 @@ func flatten(prefix string, v any) []field {
 	slices.SortFunc(out, func(a, b field) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
+
+// tokens writes a count with thousands separators: 1,234.
+func tokens(v float64) string { return groupDigits(strconv.FormatFloat(math.Round(v), 'f', 0, 64)) }

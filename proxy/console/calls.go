@@ -459,20 +459,3 @@ func msText(v *float64) string {
 		return groupDigits(strconv.FormatFloat(x, 'f', 0, 64))
 	}
 }
-
-// groupDigits puts a comma between each group of three digits of an
-// integer's decimal form ("-1234567" is "-1,234,567").
-func groupDigits(s string) string {
-	sign := ""
-	if strings.HasPrefix(s, "-") {
-		sign, s = "-", s[1:]
-	}
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	return sign + b.String()
-}

@@ -366,8 +366,8 @@ type usageRow struct {
 }
 
 func (s usageSums) row(name string) usageRow {
-	r := usageRow{Name: name, Calls: usageDigits(strconv.FormatInt(s.Calls, 10)),
-		Unpriced: usageDigits(strconv.FormatInt(s.Unpriced, 10)),
+	r := usageRow{Name: name, Calls: groupDigits(strconv.FormatInt(s.Calls, 10)),
+		Unpriced: groupDigits(strconv.FormatInt(s.Unpriced, 10)),
 		Input:    usageOptInt(s.Input), Output: usageOptInt(s.Output), Cached: usageOptInt(s.Cached), Reasoning: usageOptInt(s.Reasoning)}
 	for _, c := range usageSortedKeys(s.Cost) {
 		r.Cost = append(r.Cost, usageMoney(s.Cost[c], c))
@@ -379,7 +379,7 @@ func usageOptInt(v *int64) string {
 	if v == nil {
 		return "–"
 	}
-	return usageDigits(strconv.FormatInt(*v, 10))
+	return groupDigits(strconv.FormatInt(*v, 10))
 }
 
 func usageSortedKeys(m map[string]string) []string {
@@ -389,30 +389,6 @@ func usageSortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(ks)
 	return ks
-}
-
-// usageDigits puts thousands separators into a decimal's integer part:
-// "-1234567.5" is "-1,234,567.5". It works on the text, so an exact
-// numeric stays exact.
-func usageDigits(dec string) string {
-	sign := ""
-	if strings.HasPrefix(dec, "-") {
-		sign, dec = "-", dec[1:]
-	}
-	intPart, frac, hasFrac := strings.Cut(dec, ".")
-	var b strings.Builder
-	b.WriteString(sign)
-	for i, d := range intPart {
-		if i > 0 && (len(intPart)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(d)
-	}
-	if hasFrac {
-		b.WriteByte('.')
-		b.WriteString(frac)
-	}
-	return b.String()
 }
 
 // usageMoney writes an exact amount for people: thousands separators, at
@@ -425,7 +401,7 @@ func usageMoney(dec, currency string) string {
 	for len(frac) < 2 {
 		frac += "0"
 	}
-	return usageDigits(intPart+"."+frac) + " " + currency
+	return groupDigits(intPart+"."+frac) + " " + currency
 }
 
 // usageData is what usage.html gets.
@@ -558,17 +534,6 @@ func (h *handler) usage(w http.ResponseWriter, r *http.Request, s session) {
 	h.render(w, http.StatusOK, "usage", page{Title: "Usage", Session: &s, Data: d})
 }
 
-// usageCSVSafe neutralises a cell a spreadsheet would run as a formula: a
-// client's model name or a key id starting with = + - @ (or a tab or
-// carriage return, which some spreadsheets skip before one) gets a
-// leading apostrophe, which spreadsheets show as text.
-func usageCSVSafe(v string) string {
-	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
-		return "'" + v
-	}
-	return v
-}
-
 func usageOptCSV(v *int64) string {
 	if v == nil {
 		return ""
@@ -626,9 +591,9 @@ func (h *handler) usageCSV(w http.ResponseWriter, r *http.Request, s session) {
 			if cost != nil {
 				cst = *cost
 			}
-			if err := cw.Write([]string{bucket.UTC().Format(time.RFC3339), usageCSVSafe(grp), strconv.FormatInt(calls, 10),
+			if err := cw.Write([]string{bucket.UTC().Format(time.RFC3339), csvText(grp), strconv.FormatInt(calls, 10),
 				strconv.FormatInt(unpriced, 10), usageOptCSV(input), usageOptCSV(output), usageOptCSV(cached), usageOptCSV(reasoning),
-				cst, usageCSVSafe(cur)}); err != nil {
+				cst, csvText(cur)}); err != nil {
 				return err
 			}
 			if n++; n%1000 == 0 {

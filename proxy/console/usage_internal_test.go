@@ -19,8 +19,8 @@ func TestUsageDigitsAndMoney_KeepEveryDigit(t *testing.T) {
 		{"1000000", "1,000,000", "1,000,000.00 USD"},
 		{"-1234567.5", "-1,234,567.5", "-1,234,567.50 USD"},
 	} {
-		if got := usageDigits(c.in); got != c.digits {
-			t.Errorf("usageDigits(%q) = %q, want %q", c.in, got, c.digits)
+		if got := groupDigits(c.in); got != c.digits {
+			t.Errorf("groupDigits(%q) = %q, want %q", c.in, got, c.digits)
 		}
 		if got := usageMoney(c.in, "USD"); got != c.money {
 			t.Errorf("usageMoney(%q) = %q, want %q", c.in, got, c.money)
@@ -33,8 +33,8 @@ func TestUsageCSVSafe_NeutralisesFormulaStarts(t *testing.T) {
 		"=1+1": "'=1+1", "+cmd": "'+cmd", "-2": "'-2", "@SUM(A1)": "'@SUM(A1)", "\t=x": "'\t=x", "\r=x": "'\r=x",
 		"gpt-4o": "gpt-4o", "": "", "key 1": "key 1",
 	} {
-		if got := usageCSVSafe(in); got != want {
-			t.Errorf("usageCSVSafe(%q) = %q, want %q", in, got, want)
+		if got := csvText(in); got != want {
+			t.Errorf("csvText(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -92,7 +92,7 @@ func usageCharts(u usageQuery, buckets map[time.Time]*usageSums) (spend, tokens 
 				if v := k.of(b); v != nil {
 					seen = true
 					s.Values[i] = float64(*v)
-					s.Text[i] = usageDigits(strconv.FormatInt(*v, 10)) + " tokens"
+					s.Text[i] = groupDigits(strconv.FormatInt(*v, 10)) + " tokens"
 				}
 			}
 		}
@@ -216,41 +216,11 @@ func drawUsageChart(title, unit string, times []time.Time, step time.Duration, s
 
 func usageSeriesClass(i int) string { return "usage-s" + strconv.Itoa(i%6) }
 
-// usageNiceScale picks a tick step of 1, 2, 2.5 or 5 times a power of ten
-// giving about four intervals, the axis top (a whole number of steps at
-// or above maxV), and the decimal places a tick label needs. An empty
-// chart gets 0 to 1.
-func usageNiceScale(maxV float64) (step, top float64, dec int) {
-	if maxV <= 0 || math.IsNaN(maxV) || math.IsInf(maxV, 0) {
-		return 0.25, 1, 2
-	}
-	rough := maxV / 4
-	exp := int(math.Floor(math.Log10(rough)))
-	mag := math.Pow(10, float64(exp))
-	m := 10.0
-	for _, c := range []float64{1, 2, 2.5, 5} {
-		if c*mag >= rough {
-			m = c
-			break
-		}
-	}
-	step = m * mag
-	switch m {
-	case 10:
-		dec = -(exp + 1)
-	case 2.5:
-		dec = 1 - exp
-	default:
-		dec = -exp
-	}
-	return step, math.Ceil(maxV/step-1e-9) * step, max(dec, 0)
-}
-
 // usageAxisLabel writes a tick's value: money with dec decimals and thousands
 // separators; tokens compactly (1.5k, 2M).
 func usageAxisLabel(v float64, dec int, money bool) string {
 	if money {
-		return usageDigits(strconv.FormatFloat(v, 'f', dec, 64))
+		return groupDigits(strconv.FormatFloat(v, 'f', dec, 64))
 	}
 	for _, u := range []struct {
 		div    float64
@@ -295,4 +265,16 @@ func usageBucketLabel(t time.Time, step time.Duration) string {
 		return t.Format("2006-01-02") + " (UTC day)"
 	}
 	return t.Format("2006-01-02 15:04") + " UTC (hour)"
+}
+
+// usageNiceScale picks a tick step of 1, 2, 2.5 or 5 times a power of ten
+// giving about four intervals, the axis top (a whole number of steps at
+// or above maxV), and the decimal places a tick label needs. An empty
+// chart gets 0 to 1.
+func usageNiceScale(maxV float64) (step, top float64, dec int) {
+	if maxV <= 0 || math.IsNaN(maxV) || math.IsInf(maxV, 0) {
+		return 0.25, 1, 2
+	}
+	step = niceStep(maxV / 4)
+	return step, math.Ceil(maxV/step-1e-9) * step, decimals(step)
 }
