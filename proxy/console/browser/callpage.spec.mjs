@@ -10,15 +10,10 @@
 //   (a streamed 404), CALL_NEWER (the streamed call newer than
 //   CALL_FAILED_OVER), CONSOLE_FORBIDDEN (comma-separated strings of
 //   tenant B's and secrets that must never show), CONSOLE_SCREENSHOTS.
-import { chromium } from 'playwright-core';
+import { env, finish, launch } from './spec.mjs';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const base = env('CONSOLE_URL');
 const keyA = env('CONSOLE_KEY_A');
 const failedOver = env('CALL_FAILED_OVER');
@@ -27,10 +22,7 @@ const newer = env('CALL_NEWER');
 const forbidden = env('CONSOLE_FORBIDDEN').split(',');
 const shots = env('CONSOLE_SCREENSHOTS');
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--headless'],
-});
+const browser = await launch();
 const errors = [];
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -114,8 +106,4 @@ try {
 } finally {
   await browser.close();
 }
-if (errors.length) {
-  console.error(errors.join('\n'));
-  process.exit(1);
-}
-console.log('ok: call page checks passed');
+finish(errors, 'call page checks passed');

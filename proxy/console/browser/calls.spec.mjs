@@ -7,16 +7,11 @@
 //   CONSOLE_MODEL_CALLS (how many of A's calls have it),
 //   CONSOLE_FORBIDDEN (comma-separated strings of B's that must never show),
 //   CONSOLE_SCREENSHOTS (a directory).
-import { chromium } from 'playwright-core';
+import { env, finish, launch } from './spec.mjs';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const base = env('CONSOLE_URL');
 const keyA = env('CONSOLE_KEY_A');
 const model = env('CONSOLE_MODEL');
@@ -25,10 +20,7 @@ const forbidden = env('CONSOLE_FORBIDDEN').split(',');
 const shots = env('CONSOLE_SCREENSHOTS');
 const pageSize = 3;
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--headless'],
-});
+const browser = await launch();
 const errors = [];
 try {
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, acceptDownloads: true });
@@ -112,8 +104,4 @@ try {
 } finally {
   await browser.close();
 }
-if (errors.length) {
-  console.error(errors.join('\n'));
-  process.exit(1);
-}
-console.log('ok: calls checks passed');
+finish(errors, 'calls checks passed');

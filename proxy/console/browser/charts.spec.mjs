@@ -6,25 +6,17 @@
 // may log an error, but the refused range's 400. Run by ../charts_test.go,
 // which starts Postgres and the console and sets:
 //   CONSOLE_URL, CONSOLE_KEY_A, CONSOLE_ADMIN, CONSOLE_SCREENSHOTS (a directory).
-import { chromium } from 'playwright-core';
+import { env, finish, launch } from './spec.mjs';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const base = env('CONSOLE_URL');
 const keyA = env('CONSOLE_KEY_A');
 const admin = env('CONSOLE_ADMIN');
 const shots = env('CONSOLE_SCREENSHOTS');
 const step = (name) => console.log(`step: ${name}`);
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--headless'],
-});
+const browser = await launch();
 const errors = [];
 
 // open logs in with key in a new context of the given width; the page
@@ -191,8 +183,4 @@ try {
 } finally {
   await browser.close();
 }
-if (errors.length) {
-  console.error(errors.join('\n'));
-  process.exit(1);
-}
-console.log('ok: chart checks passed');
+finish(errors, 'chart checks passed');

@@ -6,15 +6,10 @@
 //   CONSOLE_URL, CONSOLE_KEY_A, CONSOLE_TRACES_A, CONSOLE_TRACES_B
 //   (comma-separated), CONSOLE_FORBIDDEN (comma-separated strings of B's that
 //   must never show), CONSOLE_SCREENSHOTS (a directory).
-import { chromium } from 'playwright-core';
+import { env, finish, launch } from './spec.mjs';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const base = env('CONSOLE_URL');
 const keyA = env('CONSOLE_KEY_A');
 const tracesA = env('CONSOLE_TRACES_A').split(',');
@@ -22,10 +17,7 @@ const tracesB = env('CONSOLE_TRACES_B').split(',');
 const forbidden = env('CONSOLE_FORBIDDEN').split(',').concat(tracesB);
 const shots = env('CONSOLE_SCREENSHOTS');
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--headless'],
-});
+const browser = await launch();
 const errors = [];
 // The one page expected to answer 404 logs a failed resource load; every
 // other console error or uncaught exception fails the run.
@@ -115,8 +107,4 @@ try {
 } finally {
   await browser.close();
 }
-if (errors.length) {
-  console.error(errors.join('\n'));
-  process.exit(1);
-}
-console.log('ok: console checks passed');
+finish(errors, 'console checks passed');

@@ -8,26 +8,18 @@
 //   USAGE_URL, USAGE_ADMIN_TOKEN, USAGE_KEY_A, USAGE_FORBIDDEN (strings of
 //   tenant B that A must never see, separated by |), USAGE_SCREENSHOTS
 //   (a directory).
-import { chromium } from 'playwright-core';
+import { env, finish, launch } from './spec.mjs';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const base = env('USAGE_URL');
 const adminToken = env('USAGE_ADMIN_TOKEN');
 const keyA = env('USAGE_KEY_A');
 const forbidden = env('USAGE_FORBIDDEN').split('|');
 const shots = env('USAGE_SCREENSHOTS');
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--headless'],
-});
+const browser = await launch();
 const errors = [];
 const step = (name) => console.log(`step: ${name}`);
 const groups = (page) => page.locator('#usage tbody tr[data-group]').evaluateAll((trs) => trs.map((tr) => tr.dataset.group));
@@ -131,8 +123,4 @@ try {
 } finally {
   await browser.close();
 }
-if (errors.length) {
-  console.error(errors.join('\n'));
-  process.exit(1);
-}
-console.log('ok: usage checks passed');
+finish(errors, 'usage checks passed');

@@ -14,15 +14,10 @@
 //   WALK_CALLS (how many), WALK_SCREENSHOTS (a directory).
 // Selectors are the console's stable hooks (data-nav, data-trace, ids of the
 // admin forms, headings), not the markup of the charts or tables.
-import { chromium } from 'playwright-core';
+import { env, finish, launch } from './spec.mjs';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const base = env('WALK_CONSOLE_URL');
 const adminToken = env('WALK_ADMIN_TOKEN');
 const upstreamKey = env('WALK_UPSTREAM_KEY');
@@ -33,10 +28,7 @@ const tenant = 'walkthrough';
 const model = 'gpt-4o-mini';
 const keyID = 'walkthrough-laptop';
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--headless'],
-});
+const browser = await launch();
 const errors = [];
 const began = Date.now();
 const step = (name) => console.log(`step (${((Date.now() - began) / 1000).toFixed(1)}s): ${name}`);
@@ -188,8 +180,4 @@ try {
 } finally {
   await browser.close();
 }
-if (errors.length) {
-  console.error(errors.join('\n'));
-  process.exit(1);
-}
-console.log(`ok: the walk-through passed in ${((Date.now() - began) / 1000).toFixed(1)}s`);
+finish(errors, `the walk-through passed in ${((Date.now() - began) / 1000).toFixed(1)}s`);
