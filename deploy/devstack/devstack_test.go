@@ -573,15 +573,10 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 		{"unary", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}`, `"object":"chat.completion"`},
 		{"stream", `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Hello"}]}`, "data: [DONE]"},
 	} {
-		req, _ := http.NewRequest(http.MethodPost, p.LoomURL+"/v1/chat/completions", strings.NewReader(tc.body))
-		req.Header.Set("Authorization", "Bearer "+p.Key)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
+		resp, b, err := postJSON(p.LoomURL+"/v1/chat/completions", tc.body, map[string]string{"Authorization": "Bearer " + p.Key})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), tc.wantIn) {
 			t.Errorf("%s: %s %s, want 200 with %q", tc.name, resp.Status, b, tc.wantIn)
 		}
@@ -660,17 +655,10 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 			}
 		}
 	}
-	req, _ = http.NewRequest(http.MethodPost, p.LoomURL+"/v1/chat/completions",
-		strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}`))
-	for k, v := range map[string]string{"Authorization": "Bearer " + p.Key, "Content-Type": "application/json",
-		"x-mock-fail": "500", "x-mock-fail-count": "1", "x-mock-fail-key": "devstack-test"} {
-		req.Header.Set(k, v)
-	}
-	if resp, err := http.DefaultClient.Do(req); err != nil {
+	if resp, b, err := postJSON(p.LoomURL+"/v1/chat/completions", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}`,
+		map[string]string{"Authorization": "Bearer " + p.Key, "x-mock-fail": "500", "x-mock-fail-count": "1", "x-mock-fail-key": "devstack-test"}); err != nil {
 		t.Error(err)
 	} else {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"object":"chat.completion"`) {
 			t.Errorf("failover: %s %s, want the second deployment's answer", resp.Status, b)
 		}
@@ -687,21 +675,15 @@ func TestDevstack_RealBinaries_AnswerTheBannerCurl(t *testing.T) {
 		{"claude via messages, streamed", "/v1/messages",
 			`{"model":"` + claude + `","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Hello"}]}`, "event: message_stop"},
 	} {
-		req, _ := http.NewRequest(http.MethodPost, p.LoomURL+tc.path, strings.NewReader(tc.body))
-		req.Header.Set("Content-Type", "application/json")
+		auth := map[string]string{"Authorization": "Bearer " + p.Key}
 		if tc.path == "/v1/messages" {
-			req.Header.Set("x-api-key", p.Key)
-			req.Header.Set("anthropic-version", "2023-06-01")
-		} else {
-			req.Header.Set("Authorization", "Bearer "+p.Key)
+			auth = map[string]string{"x-api-key": p.Key, "anthropic-version": "2023-06-01"}
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, b, err := postJSON(p.LoomURL+tc.path, tc.body, auth)
 		if err != nil {
 			t.Error(err)
 			continue
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), tc.wantIn) {
 			t.Errorf("%s: %s %s, want 200 with %q", tc.name, resp.Status, b, tc.wantIn)
 		}
@@ -831,4 +813,23 @@ func TestRenderConfig_EveryDemoModelPricedAndTheTenantBudgeted(t *testing.T) {
 	if len(cfg.Tenants) != 1 || len(cfg.Tenants[0].Budgets) != 1 || cfg.Tenants[0].Budgets[0].Period != "day" {
 		t.Errorf("demo tenant budgets = %+v, want one daily budget", cfg.Tenants[0].Budgets)
 	}
+}
+
+// postJSON posts a JSON body with headers and reads the whole answer.
+func postJSON(url, body string, headers map[string]string) (*http.Response, []byte, error) {
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, err
 }

@@ -127,15 +127,10 @@ func TestSeedStore_DemoKeyOfAnotherTenant_Refused(t *testing.T) {
 // admin token.
 func adminSeesNewTenant(t *testing.T, p *Plan) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, p.AdminURL+"/admin/tenants", strings.NewReader(`{"id":"acme-made-in-store"}`))
-	req.Header.Set("Authorization", "Bearer "+p.AdminToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, b, err := postJSON(p.AdminURL+"/admin/tenants", `{"id":"acme-made-in-store"}`, map[string]string{"Authorization": "Bearer " + p.AdminToken})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
 		t.Fatalf("admin API create tenant: %s %s", resp.Status, b)
 	}
