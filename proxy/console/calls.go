@@ -148,13 +148,6 @@ func callsPage(f callFilter, now time.Time, after, before *cursor, n int) (strin
 func (h *handler) readCalls(ctx context.Context, s session, sql string, args []any) ([]callRow, error) {
 	var out []callRow
 	err := h.read(ctx, s, func(tx pgx.Tx) error {
-		// The planner's cost of a list over a week of spans is far above
-		// jit_above_cost, though with its LIMIT it reads a few thousand
-		// rows: compiling it took seconds (EXPLAIN ANALYZE over 200,000
-		// seeded spans: JIT 7.2 s, execution 30 ms without it).
-		if _, err := tx.Exec(ctx, "SET LOCAL jit = off"); err != nil {
-			return err
-		}
 		rows, err := tx.Query(ctx, sql, args...)
 		if err != nil {
 			return err

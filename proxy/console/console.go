@@ -307,7 +307,8 @@ var errNotFound = errors.New("not found")
 // JIT is off for the console's reads: a page's query is over in
 // milliseconds, and a keyset page whose filter the planner cannot
 // estimate looks expensive enough to it to JIT-compile, which took
-// seconds over a million spans (BenchmarkConsolePages_1MSpans).
+// seconds over a million spans (BenchmarkConsolePages_1MSpans; the calls
+// list over 200,000 spans: JIT 7.2 s, execution 30 ms without it).
 func (h *handler) read(ctx context.Context, s session, f func(pgx.Tx) error) error {
 	g := func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL jit = off"); err != nil {

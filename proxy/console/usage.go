@@ -176,19 +176,16 @@ func parseUsageQuery(q url.Values, s session, now time.Time) (usageQuery, error)
 	return u, nil
 }
 
-// parseUsageTime reads a range bound: a datetime-local value
-// ("2026-12-06T14:30", seconds optional), taken as UTC like every time the
-// console shows, or RFC 3339.
+// parseUsageTime reads one end of a custom range, as the calls filter does.
 func parseUsageTime(name, v string) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, usageErr("a custom range needs both from and to")
 	}
-	for _, layout := range []string{"2006-01-02T15:04", "2006-01-02T15:04:05", time.RFC3339Nano} {
-		if t, err := time.ParseInLocation(layout, v, time.UTC); err == nil {
-			return t.UTC(), nil
-		}
+	t, err := parseFilterTime(v)
+	if err != nil {
+		return time.Time{}, usageErr("%s is %s", name, err)
 	}
-	return time.Time{}, usageErr("%s is not a time: write it as 2006-01-02T15:04 (UTC) or RFC 3339", name)
+	return t, nil
 }
 
 // usageClip bounds a parameter (or its name) echoed in an error or a form.
@@ -283,12 +280,11 @@ WHERE s.kind = 'server' AND s.start_time >= $1 AND s.start_time < $2
 GROUP BY 1, 2, 3`, args
 }
 
-// usageSettings tunes the read's transaction for one wide aggregate: no
-// JIT (compiling this plan took seconds at a million spans, for a query
-// run once) and work memory enough to hash a range's calls and groups
-// instead of sorting them on disk. Both end with the transaction.
+// usageSettings gives the read's transaction (JIT is already off: see
+// read) work memory enough to hash a range's calls and groups instead of
+// sorting them on disk. It ends with the transaction.
 func usageSettings(ctx context.Context, tx pgx.Tx) error {
-	if _, err := tx.Exec(ctx, "SET LOCAL jit = off; SET LOCAL work_mem = '64MB'"); err != nil {
+	if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '64MB'"); err != nil {
 		return fmt.Errorf("usage settings: %w", err)
 	}
 	return nil
