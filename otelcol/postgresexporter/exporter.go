@@ -45,11 +45,16 @@ type pgExporter struct {
 	daysMu sync.Mutex
 	days   map[time.Time]bool // days known to have partitions
 
-	stop   context.CancelFunc
-	done   chan struct{}
-	cpDone chan struct{} // the checkpoint loop's; nil when checkpoints are off
+	stop       context.CancelFunc
+	done       chan struct{}
+	cpDone     chan struct{} // the checkpoint loop's; nil when checkpoints are off
+	rollupDone chan struct{} // the usage rollup loop's
+
+	// rollupEvery is rollupInterval, shorter in tests.
+	rollupEvery time.Duration
 
 	inserted, duplicates, deadLettered, ledgered metric.Int64Counter
+	rolledUp                                     metric.Int64Counter
 }
 
 func newExporter(cfg *Config, set exporter.Settings) (*pgExporter, error) {
@@ -60,6 +65,8 @@ func newExporter(cfg *Config, set exporter.Settings) (*pgExporter, error) {
 		check:  checker{maxBytes: cfg.MaxAttributeBytes},
 		now:    time.Now,
 		days:   map[time.Time]bool{},
+
+		rollupEvery: rollupInterval,
 	}
 	var errs []error
 	counter := func(name, desc string) metric.Int64Counter {
@@ -71,6 +78,10 @@ func newExporter(cfg *Config, set exporter.Settings) (*pgExporter, error) {
 	e.duplicates = counter("loom_exporter_spans_duplicates", "Spans already in loom.spans (a retried or replayed batch), skipped.")
 	e.deadLettered = counter("loom_exporter_spans_dead_lettered", "Spans that could never be inserted, stored in loom.dead_letters.")
 	e.ledgered = counter("loom_exporter_ledger_entries", "Call entries appended to the audit ledger (loom.ledger_entries).")
+	var err error
+	e.rolledUp, err = meter.Int64Counter("loom_exporter_usage_hours_rolled_up",
+		metric.WithDescription("Hours of usage recomputed into the hourly rollup (loom.usage_hourly)."), metric.WithUnit("{hour}"))
+	errs = append(errs, err)
 	return e, errors.Join(errs...)
 }
 
@@ -107,6 +118,8 @@ func (e *pgExporter) start(ctx context.Context, _ component.Host) error {
 	bg, stop := context.WithCancel(context.Background())
 	e.stop, e.done = stop, make(chan struct{})
 	go e.maintainLoop(bg)
+	e.rollupDone = make(chan struct{})
+	go e.rollupLoop(bg, e.rollupDone)
 	if key != nil {
 		e.cpDone = make(chan struct{})
 		go e.checkpointLoop(bg, key, e.cpDone)
@@ -118,6 +131,7 @@ func (e *pgExporter) shutdown(context.Context) error {
 	if e.stop != nil {
 		e.stop()
 		<-e.done
+		<-e.rollupDone
 		if e.cpDone != nil {
 			<-e.cpDone
 		}

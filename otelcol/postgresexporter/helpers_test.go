@@ -42,6 +42,13 @@ type started struct {
 // test's own; edit adjusts the config first.
 func startExporter(t *testing.T, edit func(*Config)) started {
 	t.Helper()
+	return startTuned(t, edit, nil)
+}
+
+// startTuned is startExporter with tune adjusting the exporter itself
+// before it starts.
+func startTuned(t *testing.T, edit func(*Config), tune func(*pgExporter)) started {
+	t.Helper()
 	url := pgtest.Database(t, pgtest.Start(t))
 	cfg := testConfig(url)
 	if edit != nil {
@@ -54,6 +61,9 @@ func startExporter(t *testing.T, edit func(*Config)) started {
 	e, err := newExporter(cfg, set)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tune != nil {
+		tune(e)
 	}
 	if err := e.start(t.Context(), componenttest.NewNopHost()); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,9 @@ package console
 //     through a float. A call with usage but no cost is "unpriced" (no
 //     price covered it): it is counted as such, never as a cost of 0.
 //
+// What it counts is rollup.Aggregate's definition; each hour comes from
+// the hourly rollup where it is current, from the spans otherwise (sql).
+//
 // Buckets are UTC hours or days of the SERVER span's start. No query
 // filters by tenant for isolation: row-level security does that (h.read);
 // the admin's tenant choice is a filter only.
@@ -35,15 +38,18 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/loom-gateway/loom/proxy/rollup"
 )
 
-// Usage groupings, by their query value, with the column each groups by.
-// The model is the one the client asked for (the calls list's Model),
-// falling back to the upstream model for spans that lack it.
+// Usage groupings, by their query value, with the column of the hourly
+// rows (sql's per_hour) each groups by. The model is the one the client
+// asked for (the calls list's Model), falling back to the upstream model
+// for spans that lack it (rollup.Aggregate).
 var usageGroups = map[string]struct{ label, expr string }{
-	"tenant": {"Tenant", "coalesce(s.tenant_id, '')"},
-	"key":    {"Key", "coalesce(s.api_key_id, '')"},
-	"model":  {"Model", "coalesce(s.request_model, c.request_model, '')"},
+	"tenant": {"Tenant", "coalesce(tenant_id, '')"},
+	"key":    {"Key", "coalesce(api_key_id, '')"},
+	"model":  {"Model", "model"},
 }
 
 // Preset ranges, by their query value.
@@ -70,13 +76,6 @@ const (
 	// maxUsageCSVRows bounds an export: a larger one is refused before
 	// anything is written, with a hint to narrow it.
 	maxUsageCSVRows = 200_000
-	// attemptSlack is how long after a range ends a CLIENT span of a call
-	// that started inside it may still start: every attempt starts before
-	// anything reaches the client, so within the routing attempts'
-	// connect and first-byte timeouts (minutes with the defaults). It
-	// bounds the CLIENT spans read to the range's partitions and one hour
-	// past it.
-	attemptSlack = time.Hour
 )
 
 // errUsageQuery is a usage request that cannot be answered as asked; its
@@ -226,57 +225,48 @@ func (u usageQuery) buckets() []time.Time {
 	return out
 }
 
-// usageIsCall keeps the SERVER spans (alias s) that are calls (see the
-// top of this file). A SERVER span is named "METHOD route", or just the
-// method when the request matched no route (tracing's appendServerName);
-// its name is a typed column with statistics, so the planner estimates
-// this well, where a test on the attributes' http.route it cannot.
-const usageIsCall = `s.name LIKE '% /%' AND s.name NOT LIKE '% /v1/models%'`
-
-// usageAttempts is the number of upstream attempts a SERVER span (alias s)
-// records: loom.upstream.attempts, written only when the call failed over
-// (so 1 without it); anything but a JSON number counts as 1 rather than
-// failing the page.
-const usageAttempts = `CASE WHEN jsonb_typeof(s.attributes->'loom.upstream.attempts') = 'number'
-    THEN (s.attributes->>'loom.upstream.attempts')::numeric ELSE 1 END`
-
 // sql is the per-bucket, per-group, per-currency aggregate, and its
-// arguments: $1 from, $2 to, $3 the bucket ('hour' or 'day'), $4 how late
-// a CLIENT span of the range's calls may start, $5 the admin's tenant.
+// arguments: $1 from, $2 to, $3 the bucket ('hour' or 'day'), $4 the
+// admin's tenant.
 //
-// The attempt that served (or failed last) is the CLIENT span whose
-// loom.upstream.attempt is the SERVER span's loom.upstream.attempts: the
-// tracing encoder numbers a call's attempts 1..n and writes n on the
-// SERVER span (omitting it, and the CLIENT span's number counting as 1,
-// when there was one attempt; spans from before routing have neither). It
-// is the same span dashboards/queries LastAttempt keeps, found with one
-// join instead of an anti-join over every CLIENT span of the range.
-// CLIENT spans are bounded to the range's partitions (plus attemptSlack).
+// Each UTC hour of the range is read from the hourly rollup when the whole
+// hour lies in the range and no write has marked it since its rollup
+// (migration 0009), and from the spans otherwise (rollup.Aggregate, the
+// rollup's own definition): the range's partial first and last hours, the
+// current one, and any hour late spans landed in. One statement, so one
+// snapshot: an hour is never counted from both or from neither.
 func (u usageQuery) sql() (string, []any) {
-	args := []any{u.From, u.To, u.Gran, u.To.Add(attemptSlack)}
-	where, cwhere := "", ""
+	args := []any{u.From, u.To, u.Gran}
+	rwhere, tenant := "", ""
 	if u.Tenant != "" {
-		// On both sides, so that both read the tenant's index, not the
-		// range's partitions whole: a call's spans all carry its tenant.
 		args = append(args, u.Tenant)
-		where, cwhere = "\n  AND s.tenant_id = $5", " AND c.tenant_id = $5"
+		rwhere, tenant = " AND r.tenant_id = $4", "$4"
 	}
-	served := `
-LEFT JOIN loom.spans c ON c.trace_id = s.trace_id AND c.parent_span_id = s.span_id AND c.kind = 'client'
-  AND c.start_time >= $1 AND c.start_time < $4` + cwhere + `
-  AND coalesce(c.upstream_attempt, 1) = ` + usageAttempts
 	return `
-SELECT date_trunc($3, s.start_time, 'UTC') AS bucket,
+WITH hours AS (
+  SELECT h, h >= $1 AND h + interval '1 hour' <= $2
+    AND NOT EXISTS (SELECT 1 FROM loom.usage_dirty d WHERE d.hour = h) AS rolled
+  FROM generate_series(date_trunc('hour', $1::timestamptz, 'UTC'), $2::timestamptz - interval '1 microsecond',
+    interval '1 hour') AS h
+), per_hour AS (
+  SELECT r.hour, r.tenant_id, r.api_key_id, r.model, r.currency, r.calls, r.unpriced,
+    r.input_tokens, r.output_tokens, r.cache_read_tokens, r.reasoning_tokens, r.cost
+  FROM loom.usage_hourly r
+  WHERE r.hour >= date_trunc('hour', $1::timestamptz, 'UTC') AND r.hour < $2` + rwhere + `
+    AND r.hour IN (SELECT h FROM hours WHERE rolled)
+  UNION ALL
+  SELECT hours.h, a.*
+  FROM hours CROSS JOIN LATERAL (` + rollup.Aggregate("greatest(hours.h, $1)", "least(hours.h + interval '1 hour', $2)", tenant) + `) a
+  WHERE NOT hours.rolled
+)
+SELECT date_trunc($3, hour, 'UTC') AS bucket,
   ` + usageGroups[u.Group].expr + ` AS grp,
-  c.cost_currency AS currency,
-  count(*) AS calls,
-  count(*) FILTER (WHERE c.cost IS NULL AND (c.input_tokens IS NOT NULL OR c.output_tokens IS NOT NULL)) AS unpriced,
-  sum(c.input_tokens) AS input, sum(c.output_tokens) AS output,
-  sum(c.cache_read_tokens) AS cached, sum(c.reasoning_tokens) AS reasoning,
-  sum(c.cost) AS cost
-FROM loom.spans s` + served + `
-WHERE s.kind = 'server' AND s.start_time >= $1 AND s.start_time < $2
-  AND ` + usageIsCall + where + `
+  currency,
+  sum(calls)::bigint AS calls, sum(unpriced)::bigint AS unpriced,
+  sum(input_tokens) AS input, sum(output_tokens) AS output,
+  sum(cache_read_tokens) AS cached, sum(reasoning_tokens) AS reasoning,
+  sum(cost) AS cost
+FROM per_hour
 GROUP BY 1, 2, 3`, args
 }
 

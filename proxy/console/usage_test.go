@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/loom-gateway/loom/proxy/rollup"
 )
 
 // usageAttempt is one CLIENT span of a usage call: an upstream attempt.
@@ -171,12 +173,32 @@ func TestUsage(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	w := seedUsage(t, f.pool)
-	h0, h1 := w.Format(time.RFC3339), w.Add(time.Hour).Format(time.RFC3339)
 	admin := newClient(t, f.URL)
 	if code := admin.login(adminToken); code != http.StatusSeeOther {
 		t.Fatalf("admin login: %d", code)
 	}
 
+	// Each check twice: with every hour read from the spans (marked by
+	// their writes), then with the whole hours from the rollup. They must
+	// agree to the last digit.
+	for _, phase := range []string{"live", "rolled up"} {
+		if phase == "rolled up" {
+			if n, err := rollup.Refresh(t.Context(), f.pool, time.Now()); err != nil || n == 0 {
+				t.Fatalf("refresh: %d hours, %v", n, err)
+			}
+			var marked int
+			if err := f.pool.QueryRow(t.Context(), `SELECT count(*) FROM loom.usage_dirty WHERE hour >= $1 AND hour < $2`,
+				w, w.Add(3*time.Hour)).Scan(&marked); err != nil || marked != 0 {
+				t.Fatalf("the window's hours still marked after a refresh: %d, %v", marked, err)
+			}
+		}
+		t.Run(phase, func(t *testing.T) { usagePageChecks(t, f, admin, w) })
+	}
+}
+
+// usagePageChecks are TestUsage's checks over seedUsage's window.
+func usagePageChecks(t *testing.T, f *fixture, admin *client, w time.Time) {
+	h0, h1 := w.Format(time.RFC3339), w.Add(time.Hour).Format(time.RFC3339)
 	t.Run("CSV_SumsCostExactly_PerBucketGroupAndCurrency", func(t *testing.T) {
 		code, body, resp := admin.do("GET", usageURL("/console/usage.csv", w, "group", "model", "granularity", "hour"), nil)
 		if code != http.StatusOK {

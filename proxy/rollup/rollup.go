@@ -1,0 +1,194 @@
+// Package rollup keeps loom.usage_hourly, the hourly usage rollup, and
+// says what a call's usage is: the one definition both the rollup and the
+// console's live reads use, so that an hour reads the same from either.
+//
+// The rollup is a cache that is never silently wrong (migration 0009):
+// every write to loom.spans marks its hours in loom.usage_dirty in the
+// same transaction, readers take marked hours from the spans, and Refresh
+// recomputes marked hours and removes only the marks it saw unchanged. It
+// must never remove a mark it did not recompute, nor write an hour from a
+// snapshot older than the marks it removes.
+package rollup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// IsCall keeps the SERVER spans (alias s) that are calls. A SERVER span
+// is named "METHOD route", or just the method when the request matched no
+// route (tracing's appendServerName): a request for an unknown URL has no
+// route, and GET /v1/models (and /v1/models/{model}) is answered from the
+// gateway's snapshot and generates nothing, so neither is a call. The
+// name is a typed column with statistics, so the planner estimates this
+// well, where a test on the attributes' http.route it cannot.
+const IsCall = `s.name LIKE '% /%' AND s.name NOT LIKE '% /v1/models%'`
+
+// attempts is the number of upstream attempts a SERVER span (alias s)
+// records: loom.upstream.attempts, written only when the call failed over
+// (so 1 without it); anything but a JSON number counts as 1 rather than
+// failing the read.
+const attempts = `CASE WHEN jsonb_typeof(s.attributes->'loom.upstream.attempts') = 'number'
+    THEN (s.attributes->>'loom.upstream.attempts')::numeric ELSE 1 END`
+
+// AttemptSlack is how long after its call's SERVER span a CLIENT span may
+// start: every attempt starts before anything reaches the client, so
+// within the routing attempts' connect and first-byte timeouts (minutes
+// with the defaults). Migration 0009's trigger relies on it too: a CLIENT
+// span marks its own hour and the one before.
+const AttemptSlack = time.Hour
+
+// Aggregate is the usage of the calls whose SERVER span starts in [lo, hi)
+// (SQL expressions, evaluated once per row of an enclosing LATERAL join),
+// one row per tenant, key, model and cost currency, with the columns of
+// loom.usage_hourly after its hour. tenant, when not "", is an SQL
+// expression the calls' tenant must equal: given on both sides of the
+// join, so that each reads the tenant's index rather than the range's
+// partitions whole (a call's spans all carry its tenant). Rows are still
+// subject to row-level security.
+//
+// Tokens and cost come from the CLIENT span of the attempt that served (or
+// failed last), so a call that failed over counts once: the tracing
+// encoder numbers a call's attempts 1..n and writes n on the SERVER span
+// (omitting it, and the CLIENT span's number counting as 1, when there was
+// one attempt; spans from before routing have neither). It is the span
+// dashboards/queries LastAttempt keeps, found with one join instead of an
+// anti-join. A call with usage but no cost is unpriced (no price covered
+// it), never a cost of 0. The model is the one the client asked for,
+// falling back to the attempt's.
+func Aggregate(lo, hi, tenant string) string {
+	sw, cw := "", ""
+	if tenant != "" {
+		sw, cw = "\n  AND s.tenant_id = "+tenant, " AND c.tenant_id = "+tenant
+	}
+	return `SELECT s.tenant_id, s.api_key_id, coalesce(s.request_model, c.request_model, '') AS model,
+  c.cost_currency AS currency,
+  count(*) AS calls,
+  count(*) FILTER (WHERE c.cost IS NULL AND (c.input_tokens IS NOT NULL OR c.output_tokens IS NOT NULL)) AS unpriced,
+  sum(c.input_tokens)::bigint AS input_tokens, sum(c.output_tokens)::bigint AS output_tokens,
+  sum(c.cache_read_tokens)::bigint AS cache_read_tokens, sum(c.reasoning_tokens)::bigint AS reasoning_tokens,
+  sum(c.cost) AS cost
+FROM loom.spans s
+LEFT JOIN loom.spans c ON c.trace_id = s.trace_id AND c.parent_span_id = s.span_id AND c.kind = 'client'
+  AND c.start_time >= ` + lo + ` AND c.start_time < ` + hi + ` + interval '1 hour'` + cw + `
+  AND coalesce(c.upstream_attempt, 1) = ` + attempts + `
+WHERE s.kind = 'server' AND s.start_time >= ` + lo + ` AND s.start_time < ` + hi + `
+  AND ` + IsCall + sw + `
+GROUP BY 1, 2, 3, 4`
+}
+
+// lockKey serialises refreshers (one per collector replica) across the
+// database: two recomputing the same hour would both write it.
+const lockKey int64 = 0x6c6f6f6d_726f6c6c // "loomroll"
+
+// batchHours is how many hours one refresh transaction recomputes: small
+// enough that a refresh holds its rows briefly, large enough that a
+// backlog (a migrated store, a replayed spool) clears in few rounds.
+const batchHours = 6
+
+// maxBatches bounds one Refresh: an hour that writers keep marking is
+// taken again by each batch, and a refresh must end even so (the next one
+// goes on).
+const maxBatches = 100
+
+// Beginner is what Refresh needs from a connection: *pgxpool.Pool and
+// *pgx.Conn satisfy it.
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// Refresh recomputes the marked hours that have ended by now (the current
+// hour changes until it ends, and readers take it from the spans anyway),
+// the newest first, batchHours per transaction, until none is left, ctx
+// ends or it has run maxBatches transactions. It returns how many hours it wrote. When another refresher holds
+// the lock it returns at once, having done nothing: that one is at it.
+func Refresh(ctx context.Context, db Beginner, now time.Time) (int, error) {
+	total := 0
+	for range maxBatches {
+		n, err := refreshBatch(ctx, db, now)
+		total += n
+		if err != nil || n == 0 || ctx.Err() != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// errBusy is refreshBatch's answer when another refresher holds the lock.
+var errBusy = errors.New("rollup: another refresher is running")
+
+func refreshBatch(ctx context.Context, db Beginner, now time.Time) (int, error) {
+	n := 0
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		var ok bool
+		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", lockKey).Scan(&ok); err != nil {
+			return fmt.Errorf("rollup lock: %w", err)
+		}
+		if !ok {
+			return errBusy
+		}
+		// The marks of the newest ended hours, as they are now: the
+		// hours' spans are read by a later statement, so from a snapshot
+		// that holds every span these marks stand for.
+		rows, err := tx.Query(ctx, `SELECT hour, writer, n FROM loom.usage_dirty
+WHERE hour IN (SELECT DISTINCT hour FROM loom.usage_dirty WHERE hour <= $1 ORDER BY hour DESC LIMIT $2)`,
+			now.Add(-time.Hour), batchHours)
+		if err != nil {
+			return fmt.Errorf("rollup marks: %w", err)
+		}
+		var (
+			hours, markHours []time.Time
+			writers          []int32
+			counts           []int64
+			seen             = map[time.Time]bool{}
+		)
+		var (
+			h time.Time
+			w int32
+			c int64
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&h, &w, &c}, func() error {
+			if !seen[h] {
+				seen[h] = true
+				hours = append(hours, h)
+			}
+			markHours, writers, counts = append(markHours, h), append(writers, w), append(counts, c)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("rollup marks: %w", err)
+		}
+		if len(hours) == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM loom.usage_hourly WHERE hour = ANY($1)`, hours); err != nil {
+			return fmt.Errorf("rollup clear: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `
+INSERT INTO loom.usage_hourly (hour, tenant_id, api_key_id, model, currency, calls, unpriced,
+  input_tokens, output_tokens, cache_read_tokens, reasoning_tokens, cost)
+SELECT w.h, a.*
+FROM unnest($1::timestamptz[]) AS w(h)
+CROSS JOIN LATERAL (`+Aggregate("w.h", "w.h + interval '1 hour'", "")+`) a`, hours); err != nil {
+			return fmt.Errorf("rollup write: %w", err)
+		}
+		// Only the marks seen above, with the count seen: a writer that
+		// marked an hour again meanwhile bumped n, and keeps its mark
+		// (this statement waits for its transaction, then re-checks n).
+		if _, err := tx.Exec(ctx, `
+DELETE FROM loom.usage_dirty d
+USING unnest($1::timestamptz[], $2::integer[], $3::bigint[]) AS m(hour, writer, n)
+WHERE d.hour = m.hour AND d.writer = m.writer AND d.n = m.n`, markHours, writers, counts); err != nil {
+			return fmt.Errorf("rollup unmark: %w", err)
+		}
+		n = len(hours)
+		return nil
+	})
+	if errors.Is(err, errBusy) {
+		return 0, nil
+	}
+	return n, err
+}

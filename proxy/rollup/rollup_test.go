@@ -1,0 +1,345 @@
+package rollup_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
+	"github.com/loom-gateway/loom/proxy/rollup"
+	"github.com/loom-gateway/loom/proxy/schema"
+)
+
+// db is a migrated Postgres of the test's own with span partitions from two
+// days back to tomorrow.
+func db(t *testing.T, now time.Time) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(t.Context(), pgtest.Database(t, pgtest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := schema.Migrate(t.Context(), pool); err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.EnsurePartitions(t.Context(), pool, now.Add(-48*time.Hour), now.Add(24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
+
+func hexID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// insertCall writes a SERVER span at start for tenant and model and, when
+// in > 0, its one attempt: a CLIENT span starting after, reporting in and
+// out tokens and cost USD (none when cost is "").
+func insertCall(t *testing.T, q func(sql string, args ...any) error, start time.Time, after time.Duration,
+	tenant, model string, in, out int64, cost string) (trace, server string) {
+	t.Helper()
+	trace, server = hexID(16), hexID(8)
+	if err := q(`
+INSERT INTO loom.spans (trace_id, span_id, start_time, name, kind, status_code, tenant_id, api_key_id, request_model)
+VALUES ($1, $2, $3, 'POST /v1/chat/completions', 'server', 'unset', $4, $4 || '-key', $5)`,
+		trace, server, start, tenant, model); err != nil {
+		t.Fatal(err)
+	}
+	if in > 0 {
+		insertAttempt(t, q, trace, server, start.Add(after), tenant, model, in, out, cost)
+	}
+	return trace, server
+}
+
+func insertAttempt(t *testing.T, q func(sql string, args ...any) error, trace, server string, start time.Time,
+	tenant, model string, in, out int64, cost string) {
+	t.Helper()
+	if err := q(`
+INSERT INTO loom.spans (trace_id, span_id, parent_span_id, start_time, name, kind, status_code, tenant_id, api_key_id,
+    request_model, input_tokens, output_tokens, cost, cost_currency, upstream_attempt)
+VALUES ($1, $2, $3, $4, 'chat', 'client', 'unset', $5, $5 || '-key', $6, $7, $8, nullif($9, '')::numeric,
+    CASE WHEN $9 = '' THEN NULL ELSE 'USD' END, 1)`,
+		trace, hexID(8), server, start, tenant, model, in, out, cost); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func poolExec(t *testing.T, p *pgxpool.Pool) func(string, ...any) error {
+	return func(sql string, args ...any) error {
+		_, err := p.Exec(t.Context(), sql, args...)
+		return err
+	}
+}
+
+// hourRows are an hour's rollup rows, by "tenant|model|currency", each as
+// "calls unpriced in out cost" ("-" for NULL).
+func hourRows(t *testing.T, p *pgxpool.Pool, hour time.Time) map[string]string {
+	t.Helper()
+	rows, err := p.Query(t.Context(), `SELECT coalesce(tenant_id, '') || '|' || model || '|' || coalesce(currency, ''),
+  concat_ws(' ', calls, unpriced, coalesce(input_tokens::text, '-'), coalesce(output_tokens::text, '-'),
+    coalesce(cost::text, '-'))
+FROM loom.usage_hourly WHERE hour = $1`, hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	var k, v string
+	if _, err := pgx.ForEachRow(rows, []any{&k, &v}, func() error { out[k] = v; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func marked(t *testing.T, p *pgxpool.Pool, hour time.Time) bool {
+	t.Helper()
+	var ok bool
+	if err := p.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM loom.usage_dirty WHERE hour = $1)`, hour).Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+func refresh(t *testing.T, p *pgxpool.Pool, now time.Time) int {
+	t.Helper()
+	n, err := rollup.Refresh(t.Context(), p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func equal(t *testing.T, what string, got, want map[string]string) {
+	t.Helper()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("%s:\n got %v\nwant %v", what, got, want)
+	}
+}
+
+func TestRefresh_RollsUpEndedHours_ExactlyAndLeavesTheCurrentHourMarked(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC()
+	p := db(t, now)
+	q := poolExec(t, p)
+	past := now.Truncate(time.Hour).Add(-5 * time.Hour)
+	cur := now.Truncate(time.Hour)
+	insertCall(t, q, past.Add(time.Minute), time.Millisecond, "acme", "m", 100, 10, "0.1")
+	insertCall(t, q, past.Add(2*time.Minute), time.Millisecond, "acme", "m", 200, 20, "0.2")
+	insertCall(t, q, past.Add(3*time.Minute), time.Millisecond, "acme", "m", 5, 5, "") // unpriced
+	insertCall(t, q, past.Add(4*time.Minute), 0, "globex", "g", 0, 0, "")              // no attempt
+	// A GET /v1/models is no call.
+	if err := q(`INSERT INTO loom.spans (trace_id, span_id, start_time, name, kind, status_code, tenant_id)
+VALUES ($1, $2, $3, 'GET /v1/models', 'server', 'unset', 'acme')`, hexID(16), hexID(8), past.Add(5*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	insertCall(t, q, cur, time.Millisecond, "acme", "m", 1, 1, "1")
+
+	if !marked(t, p, past) || !marked(t, p, cur) {
+		t.Fatal("writes left their hours unmarked")
+	}
+	if n := refresh(t, p, now); n < 1 {
+		t.Fatalf("refreshed %d hours", n)
+	}
+	equal(t, "the ended hour", hourRows(t, p, past), map[string]string{
+		"acme|m|USD": "2 0 300 30 0.3", // 0.1 + 0.2, exactly
+		"acme|m|":    "1 1 5 5 -",      // usage, no price: unpriced, no cost
+		"globex|g|":  "1 0 - - -",
+	})
+	if marked(t, p, past) {
+		t.Error("the ended hour is still marked after its refresh")
+	}
+	if !marked(t, p, cur) || len(hourRows(t, p, cur)) != 0 {
+		t.Error("the current hour was rolled up while it can still change")
+	}
+	// Nothing more to do: a second refresh writes nothing.
+	if n := refresh(t, p, now); n != 0 {
+		t.Errorf("a second refresh wrote %d hours", n)
+	}
+}
+
+// A call's attempt that lands after its hour was rolled up (its CLIENT span
+// starting in the next hour, from a spool replayed later) marks the call's
+// hour again, and the next refresh counts it.
+func TestRefresh_LateAttemptInTheNextHour_CountedInItsCallsHour(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC()
+	p := db(t, now)
+	q := poolExec(t, p)
+	h := now.Truncate(time.Hour).Add(-4 * time.Hour)
+	trace, server := insertCall(t, q, h.Add(time.Hour-time.Millisecond), 0, "acme", "m", 0, 0, "")
+	refresh(t, p, now)
+	equal(t, "before the attempt", hourRows(t, p, h), map[string]string{"acme|m|": "1 0 - - -"})
+
+	insertAttempt(t, q, trace, server, h.Add(time.Hour+time.Millisecond), "acme", "m", 7, 3, "0.5")
+	if !marked(t, p, h) {
+		t.Fatal("an attempt in the next hour left its call's hour unmarked")
+	}
+	refresh(t, p, now)
+	equal(t, "after the late attempt", hourRows(t, p, h), map[string]string{"acme|m|USD": "1 0 7 3 0.5"})
+	if got := hourRows(t, p, h.Add(time.Hour)); len(got) != 0 {
+		t.Errorf("the attempt's own hour holds a call: %v", got)
+	}
+}
+
+// A writer that marks an hour again while a refresh recomputes it (its
+// spans not yet committed, so not in the refresh's read) keeps its mark: a
+// reader takes the hour from the spans until the next refresh counts them.
+func TestRefresh_WriterCommitsDuringARefresh_KeepsItsMark(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC()
+	p := db(t, now)
+	ctx := t.Context()
+	h := now.Truncate(time.Hour).Add(-3 * time.Hour)
+	// One connection writes twice, so its mark is one row, bumped.
+	conn, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	cq := func(sql string, args ...any) error { _, err := conn.Exec(ctx, sql, args...); return err }
+	insertCall(t, cq, h.Add(time.Minute), time.Millisecond, "acme", "m", 1, 1, "1")
+
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tq := func(sql string, args ...any) error { _, err := tx.Exec(ctx, sql, args...); return err }
+	insertCall(t, tq, h.Add(2*time.Minute), time.Millisecond, "acme", "m", 10, 10, "10")
+
+	done := make(chan error, 1)
+	go func() { _, err := rollup.Refresh(ctx, p, now); done <- err }()
+	// The refresh has recomputed the hour without the open transaction's
+	// call, and now waits on its mark.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var waiting bool
+		if err := p.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+WHERE wait_event_type = 'Lock' AND query LIKE '%DELETE FROM loom.usage_dirty%')`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the refresh never waited on the writer's mark")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Refresh goes on while hours are marked, so it may have taken the
+	// hour again after the writer committed: then with both calls. What
+	// must never be is the hour unmarked without the writer's call.
+	if got := hourRows(t, p, h); !marked(t, p, h) && fmt.Sprint(got) != fmt.Sprint(map[string]string{"acme|m|USD": "2 0 11 11 11"}) {
+		t.Fatalf("the writer's mark was removed though its call is not in the rollup: %v", got)
+	}
+	refresh(t, p, now)
+	equal(t, "the next refresh", hourRows(t, p, h), map[string]string{"acme|m|USD": "2 0 11 11 11"})
+	if marked(t, p, h) {
+		t.Error("still marked after the next refresh")
+	}
+}
+
+func TestRefresh_AnotherRefresherRunning_ReturnsAtOnce(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC()
+	p := db(t, now)
+	h := now.Truncate(time.Hour).Add(-2 * time.Hour)
+	insertCall(t, poolExec(t, p), h, time.Millisecond, "acme", "m", 1, 1, "")
+	tx, err := p.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(t.Context()) //nolint:errcheck // test
+	if _, err := tx.Exec(t.Context(), "SELECT pg_advisory_xact_lock($1)", int64(0x6c6f6f6d_726f6c6c)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	n, err := rollup.Refresh(ctx, p, now)
+	if err != nil || n != 0 || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Fatalf("with the lock held elsewhere: %d hours, %v (context %v)", n, err, ctx.Err())
+	}
+	if !marked(t, p, h) {
+		t.Error("the mark is gone though nothing was refreshed")
+	}
+}
+
+func TestTruncateSpans_EmptiesTheRollup(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC()
+	p := db(t, now)
+	h := now.Truncate(time.Hour).Add(-2 * time.Hour)
+	insertCall(t, poolExec(t, p), h, time.Millisecond, "acme", "m", 1, 1, "")
+	insertCall(t, poolExec(t, p), now, time.Millisecond, "acme", "m", 1, 1, "")
+	refresh(t, p, now)
+	if _, err := p.Exec(t.Context(), "TRUNCATE loom.spans"); err != nil {
+		t.Fatal(err)
+	}
+	var rows, marks int
+	if err := p.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM loom.usage_hourly), (SELECT count(*) FROM loom.usage_dirty)`).
+		Scan(&rows, &marks); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 0 || marks != 0 {
+		t.Errorf("after TRUNCATE loom.spans: %d rollup rows, %d marks", rows, marks)
+	}
+}
+
+// A store that held spans before the rollup existed has every hour of
+// them marked by the migration, so none reads as empty.
+func TestMigration_ExistingSpans_MarksTheirHours(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	now := time.Now().UTC()
+	p, err := pgxpool.New(ctx, pgtest.Database(t, pgtest.Start(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	all, err := schema.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The schema as it was before the rollup.
+	if _, err := p.Exec(ctx, `CREATE SCHEMA loom; CREATE TABLE loom.schema_migrations (
+    version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range all {
+		if m.Name == "usage_rollup" {
+			break
+		}
+		if _, err := p.Exec(ctx, m.SQL); err != nil {
+			t.Fatalf("%04d: %v", m.Version, err)
+		}
+		if _, err := p.Exec(ctx, "INSERT INTO loom.schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := schema.EnsurePartitions(ctx, p, now.Add(-48*time.Hour), now); err != nil {
+		t.Fatal(err)
+	}
+	h := now.Truncate(time.Hour).Add(-30 * time.Hour)
+	insertCall(t, poolExec(t, p), h.Add(time.Minute), time.Millisecond, "acme", "m", 3, 4, "0.25")
+	if err := schema.Migrate(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if !marked(t, p, h) {
+		t.Fatal("the migration left an hour of existing spans unmarked")
+	}
+	refresh(t, p, now)
+	equal(t, "the existing hour", hourRows(t, p, h), map[string]string{"acme|m|USD": "1 0 3 4 0.25"})
+}
