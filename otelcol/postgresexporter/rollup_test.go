@@ -47,11 +47,13 @@ func TestExporter_KeepsTheUsageRollup(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	compare(t, "the rollup row", row(t, x.db, `SELECT tenant_id, api_key_id, model, currency, calls, unpriced,
-  input_tokens, output_tokens, cost::text FROM loom.usage_hourly WHERE hour = $1`, hour), map[string]any{
-		"tenant_id": "acme", "api_key_id": "key-1", "model": "gpt-4o", "currency": "USD", "calls": int64(1),
-		"unpriced": int64(0), "input_tokens": int64(100), "output_tokens": int64(20), "cost": "0.0125",
-	})
+	for dim, value := range map[string]string{"key": "key-1", "model": "gpt-4o"} {
+		compare(t, "the rollup row by "+dim, row(t, x.db, `SELECT tenant_id, dim_value, currency, calls, unpriced,
+  input_tokens, output_tokens, cost::text FROM loom.usage_hourly WHERE hour = $1 AND dim = $2`, hour, dim), map[string]any{
+			"tenant_id": "acme", "dim_value": value, "currency": "USD", "calls": int64(1),
+			"unpriced": int64(0), "input_tokens": int64(100), "output_tokens": int64(20), "cost": "0.0125",
+		})
+	}
 	if n := count(t, x.db, `SELECT count(*) FROM loom.usage_dirty WHERE hour = $1`, hour); n != 0 {
 		t.Errorf("%d marks left on the rolled-up hour", n)
 	}

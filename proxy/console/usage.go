@@ -42,14 +42,16 @@ import (
 	"github.com/loom-gateway/loom/proxy/rollup"
 )
 
-// Usage groupings, by their query value, with the column of the hourly
-// rows (sql's per_hour) each groups by. The model is the one the client
-// asked for (the calls list's Model), falling back to the upstream model
-// for spans that lack it (rollup.Aggregate).
-var usageGroups = map[string]struct{ label, expr string }{
-	"tenant": {"Tenant", "coalesce(tenant_id, '')"},
-	"key":    {"Key", "coalesce(api_key_id, '')"},
-	"model":  {"Model", "model"},
+// Usage groupings, by their query value: the rollup's rows each reads
+// (dim: its calls summed by key or by model), the column of
+// rollup.Aggregate's rows that matches their dim_value (live), and the
+// expression over sql's per_hour rows it groups by. The model is the one
+// the client asked for (the calls list's Model), falling back to the
+// upstream model for spans that lack it.
+var usageGroups = map[string]struct{ label, dim, live, expr string }{
+	"tenant": {"Tenant", "key", "api_key_id", "coalesce(tenant_id, '')"},
+	"key":    {"Key", "key", "api_key_id", "coalesce(dim_value, '')"},
+	"model":  {"Model", "model", "model", "coalesce(dim_value, '')"},
 }
 
 // Preset ranges, by their query value.
@@ -227,7 +229,7 @@ func (u usageQuery) buckets() []time.Time {
 
 // sql is the per-bucket, per-group, per-currency aggregate, and its
 // arguments: $1 from, $2 to, $3 the bucket ('hour' or 'day'), $4 the
-// admin's tenant.
+// rollup's dim, $5 the admin's tenant.
 //
 // Each UTC hour of the range is read from the hourly rollup when the whole
 // hour lies in the range and no write has marked it since its rollup
@@ -236,11 +238,12 @@ func (u usageQuery) buckets() []time.Time {
 // current one, and any hour late spans landed in. One statement, so one
 // snapshot: an hour is never counted from both or from neither.
 func (u usageQuery) sql() (string, []any) {
-	args := []any{u.From, u.To, u.Gran}
+	g := usageGroups[u.Group]
+	args := []any{u.From, u.To, u.Gran, g.dim}
 	rwhere, tenant := "", ""
 	if u.Tenant != "" {
 		args = append(args, u.Tenant)
-		rwhere, tenant = " AND r.tenant_id = $4", "$4"
+		rwhere, tenant = " AND r.tenant_id = $5", "$5"
 	}
 	return `
 WITH hours AS (
@@ -249,18 +252,19 @@ WITH hours AS (
   FROM generate_series(date_trunc('hour', $1::timestamptz, 'UTC'), $2::timestamptz - interval '1 microsecond',
     interval '1 hour') AS h
 ), per_hour AS (
-  SELECT r.hour, r.tenant_id, r.api_key_id, r.model, r.currency, r.calls, r.unpriced,
+  SELECT r.hour, r.tenant_id, r.dim_value, r.currency, r.calls, r.unpriced,
     r.input_tokens, r.output_tokens, r.cache_read_tokens, r.reasoning_tokens, r.cost
   FROM loom.usage_hourly r
-  WHERE r.hour >= date_trunc('hour', $1::timestamptz, 'UTC') AND r.hour < $2` + rwhere + `
+  WHERE r.dim = $4 AND r.hour >= date_trunc('hour', $1::timestamptz, 'UTC') AND r.hour < $2` + rwhere + `
     AND r.hour IN (SELECT h FROM hours WHERE rolled)
   UNION ALL
-  SELECT hours.h, a.*
+  SELECT hours.h, a.tenant_id, a.` + g.live + `, a.currency, a.calls, a.unpriced,
+    a.input_tokens, a.output_tokens, a.cache_read_tokens, a.reasoning_tokens, a.cost
   FROM hours CROSS JOIN LATERAL (` + rollup.Aggregate("greatest(hours.h, $1)", "least(hours.h + interval '1 hour', $2)", tenant) + `) a
   WHERE NOT hours.rolled
 )
 SELECT date_trunc($3, hour, 'UTC') AS bucket,
-  ` + usageGroups[u.Group].expr + ` AS grp,
+  ` + g.expr + ` AS grp,
   currency,
   sum(calls)::bigint AS calls, sum(unpriced)::bigint AS unpriced,
   sum(input_tokens) AS input, sum(output_tokens) AS output,

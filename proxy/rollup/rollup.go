@@ -44,8 +44,8 @@ const AttemptSlack = time.Hour
 
 // Aggregate is the usage of the calls whose SERVER span starts in [lo, hi)
 // (SQL expressions, evaluated once per row of an enclosing LATERAL join),
-// one row per tenant, key, model and cost currency, with the columns of
-// loom.usage_hourly after its hour. tenant, when not "", is an SQL
+// one row per tenant, key, model and cost currency: tenant_id, api_key_id,
+// model, currency, then the sums as loom.usage_hourly holds them. tenant, when not "", is an SQL
 // expression the calls' tenant must equal: given on both sides of the
 // join, so that each reads the tenant's index rather than the range's
 // partitions whole (a call's spans all carry its tenant). Rows are still
@@ -80,6 +80,11 @@ WHERE s.kind = 'server' AND s.start_time >= ` + lo + ` AND s.start_time < ` + hi
   AND ` + IsCall + sw + `
 GROUP BY 1, 2, 3, 4`
 }
+
+// sums adds up rows of Aggregate: numeric sums of bigints and of
+// numerics, exact, NULL where every row's is.
+const sums = `sum(calls), sum(unpriced), sum(input_tokens), sum(output_tokens), sum(cache_read_tokens),
+  sum(reasoning_tokens), sum(cost)`
 
 // lockKey serialises refreshers (one per collector replica) across the
 // database: two recomputing the same hour would both write it.
@@ -168,11 +173,18 @@ WHERE hour IN (SELECT DISTINCT hour FROM loom.usage_dirty WHERE hour <= $1 ORDER
 			return fmt.Errorf("rollup clear: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `
-INSERT INTO loom.usage_hourly (hour, tenant_id, api_key_id, model, currency, calls, unpriced,
+WITH a AS MATERIALIZED (
+  SELECT w.h, a.*
+  FROM unnest($1::timestamptz[]) AS w(h)
+  CROSS JOIN LATERAL (`+Aggregate("w.h", "w.h + interval '1 hour'", "")+`) a
+)
+INSERT INTO loom.usage_hourly (hour, tenant_id, dim, dim_value, currency, calls, unpriced,
   input_tokens, output_tokens, cache_read_tokens, reasoning_tokens, cost)
-SELECT w.h, a.*
-FROM unnest($1::timestamptz[]) AS w(h)
-CROSS JOIN LATERAL (`+Aggregate("w.h", "w.h + interval '1 hour'", "")+`) a`, hours); err != nil {
+SELECT h, tenant_id, 'key', api_key_id, currency, `+sums+`
+FROM a GROUP BY h, tenant_id, api_key_id, currency
+UNION ALL
+SELECT h, tenant_id, 'model', model, currency, `+sums+`
+FROM a GROUP BY h, tenant_id, model, currency`, hours); err != nil {
 			return fmt.Errorf("rollup write: %w", err)
 		}
 		// Only the marks seen above, with the count seen: a writer that

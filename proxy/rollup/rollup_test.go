@@ -80,11 +80,11 @@ func poolExec(t *testing.T, p *pgxpool.Pool) func(string, ...any) error {
 	}
 }
 
-// hourRows are an hour's rollup rows, by "tenant|model|currency", each as
-// "calls unpriced in out cost" ("-" for NULL).
+// hourRows are an hour's rollup rows, by "dim:tenant|key or model|currency",
+// each as "calls unpriced in out cost" ("-" for NULL).
 func hourRows(t *testing.T, p *pgxpool.Pool, hour time.Time) map[string]string {
 	t.Helper()
-	rows, err := p.Query(t.Context(), `SELECT coalesce(tenant_id, '') || '|' || model || '|' || coalesce(currency, ''),
+	rows, err := p.Query(t.Context(), `SELECT dim || ':' || coalesce(tenant_id, '') || '|' || coalesce(dim_value, '') || '|' || coalesce(currency, ''),
   concat_ws(' ', calls, unpriced, coalesce(input_tokens::text, '-'), coalesce(output_tokens::text, '-'),
     coalesce(cost::text, '-'))
 FROM loom.usage_hourly WHERE hour = $1`, hour)
@@ -134,7 +134,8 @@ func TestRefresh_RollsUpEndedHours_ExactlyAndLeavesTheCurrentHourMarked(t *testi
 	insertCall(t, q, past.Add(time.Minute), time.Millisecond, "acme", "m", 100, 10, "0.1")
 	insertCall(t, q, past.Add(2*time.Minute), time.Millisecond, "acme", "m", 200, 20, "0.2")
 	insertCall(t, q, past.Add(3*time.Minute), time.Millisecond, "acme", "m", 5, 5, "") // unpriced
-	insertCall(t, q, past.Add(4*time.Minute), 0, "globex", "g", 0, 0, "")              // no attempt
+	insertCall(t, q, past.Add(3*time.Minute), time.Millisecond, "acme", "m2", 1000, 100, "1")
+	insertCall(t, q, past.Add(4*time.Minute), 0, "globex", "g", 0, 0, "") // no attempt
 	// A GET /v1/models is no call.
 	if err := q(`INSERT INTO loom.spans (trace_id, span_id, start_time, name, kind, status_code, tenant_id)
 VALUES ($1, $2, $3, 'GET /v1/models', 'server', 'unset', 'acme')`, hexID(16), hexID(8), past.Add(5*time.Minute)); err != nil {
@@ -149,9 +150,10 @@ VALUES ($1, $2, $3, 'GET /v1/models', 'server', 'unset', 'acme')`, hexID(16), he
 		t.Fatalf("refreshed %d hours", n)
 	}
 	equal(t, "the ended hour", hourRows(t, p, past), map[string]string{
-		"acme|m|USD": "2 0 300 30 0.3", // 0.1 + 0.2, exactly
-		"acme|m|":    "1 1 5 5 -",      // usage, no price: unpriced, no cost
-		"globex|g|":  "1 0 - - -",
+		// By key: both models' calls. By model: 0.1 + 0.2, exactly.
+		"key:acme|acme-key|USD": "3 0 1300 130 1.3", "model:acme|m|USD": "2 0 300 30 0.3", "model:acme|m2|USD": "1 0 1000 100 1",
+		"key:acme|acme-key|": "1 1 5 5 -", "model:acme|m|": "1 1 5 5 -", // usage, no price: unpriced, no cost
+		"key:globex|globex-key|": "1 0 - - -", "model:globex|g|": "1 0 - - -",
 	})
 	if marked(t, p, past) {
 		t.Error("the ended hour is still marked after its refresh")
@@ -176,14 +178,14 @@ func TestRefresh_LateAttemptInTheNextHour_CountedInItsCallsHour(t *testing.T) {
 	h := now.Truncate(time.Hour).Add(-4 * time.Hour)
 	trace, server := insertCall(t, q, h.Add(time.Hour-time.Millisecond), 0, "acme", "m", 0, 0, "")
 	refresh(t, p, now)
-	equal(t, "before the attempt", hourRows(t, p, h), map[string]string{"acme|m|": "1 0 - - -"})
+	equal(t, "before the attempt", hourRows(t, p, h), map[string]string{"key:acme|acme-key|": "1 0 - - -", "model:acme|m|": "1 0 - - -"})
 
 	insertAttempt(t, q, trace, server, h.Add(time.Hour+time.Millisecond), "acme", "m", 7, 3, "0.5")
 	if !marked(t, p, h) {
 		t.Fatal("an attempt in the next hour left its call's hour unmarked")
 	}
 	refresh(t, p, now)
-	equal(t, "after the late attempt", hourRows(t, p, h), map[string]string{"acme|m|USD": "1 0 7 3 0.5"})
+	equal(t, "after the late attempt", hourRows(t, p, h), map[string]string{"key:acme|acme-key|USD": "1 0 7 3 0.5", "model:acme|m|USD": "1 0 7 3 0.5"})
 	if got := hourRows(t, p, h.Add(time.Hour)); len(got) != 0 {
 		t.Errorf("the attempt's own hour holds a call: %v", got)
 	}
@@ -242,11 +244,11 @@ WHERE wait_event_type = 'Lock' AND query LIKE '%DELETE FROM loom.usage_dirty%')`
 	// Refresh goes on while hours are marked, so it may have taken the
 	// hour again after the writer committed: then with both calls. What
 	// must never be is the hour unmarked without the writer's call.
-	if got := hourRows(t, p, h); !marked(t, p, h) && fmt.Sprint(got) != fmt.Sprint(map[string]string{"acme|m|USD": "2 0 11 11 11"}) {
+	if got := hourRows(t, p, h); !marked(t, p, h) && fmt.Sprint(got) != fmt.Sprint(map[string]string{"key:acme|acme-key|USD": "2 0 11 11 11", "model:acme|m|USD": "2 0 11 11 11"}) {
 		t.Fatalf("the writer's mark was removed though its call is not in the rollup: %v", got)
 	}
 	refresh(t, p, now)
-	equal(t, "the next refresh", hourRows(t, p, h), map[string]string{"acme|m|USD": "2 0 11 11 11"})
+	equal(t, "the next refresh", hourRows(t, p, h), map[string]string{"key:acme|acme-key|USD": "2 0 11 11 11", "model:acme|m|USD": "2 0 11 11 11"})
 	if marked(t, p, h) {
 		t.Error("still marked after the next refresh")
 	}
@@ -341,5 +343,5 @@ func TestMigration_ExistingSpans_MarksTheirHours(t *testing.T) {
 		t.Fatal("the migration left an hour of existing spans unmarked")
 	}
 	refresh(t, p, now)
-	equal(t, "the existing hour", hourRows(t, p, h), map[string]string{"acme|m|USD": "1 0 3 4 0.25"})
+	equal(t, "the existing hour", hourRows(t, p, h), map[string]string{"key:acme|acme-key|USD": "1 0 3 4 0.25", "model:acme|m|USD": "1 0 3 4 0.25"})
 }
