@@ -158,12 +158,14 @@ func (f callFilter) bounds(now time.Time) (from, to time.Time) {
 // arg binds a value and returns its placeholder. Time bounds are on
 // s.start_time so that the partitions and indexes on it apply.
 func (f callFilter) where(now time.Time, arg func(any) string) string {
-	sql := ""
+	sql, tenant := "", ""
 	if f.Tenant != "" {
-		sql += " AND s.tenant_id = " + arg(f.Tenant)
+		tenant = arg(f.Tenant)
+		sql += " AND s.tenant_id = " + tenant
 	}
 	if f.Key != "" {
-		sql += " AND s.api_key_id = " + arg(f.Key)
+		k := arg(f.Key)
+		sql += " AND s.api_key_id = " + k + usedSince("key", k, tenant)
 	}
 	// Model and stream test the SERVER span's column first: the planner
 	// knows how often a value occurs there (a coalesce over both sides it
@@ -171,7 +173,8 @@ func (f callFilter) where(now time.Time, arg func(any) string) string {
 	// walking the time index to the first page: TestConsolePages_AtScale).
 	if f.Model != "" {
 		m := arg(f.Model)
-		sql += " AND (s.request_model = " + m + " OR (s.request_model IS NULL AND c.request_model = " + m + "))"
+		sql += " AND (s.request_model = " + m + " OR (s.request_model IS NULL AND c.request_model = " + m + "))" +
+			usedSince("model", m, tenant)
 	}
 	if f.Provider != "" {
 		sql += " AND coalesce(c.provider, s.provider) = " + arg(f.Provider)
@@ -206,4 +209,26 @@ func (f callFilter) where(now time.Time, arg func(any) string) string {
 		sql += " AND s.start_time < " + arg(to)
 	}
 	return sql
+}
+
+// usedSince bounds the calls of one key or model (dim and the placeholder
+// of its value, as the usage rollup names them; tenant the admin's tenant
+// placeholder, or "") to the hours they can be in: from the first hour
+// the rollup counts any of them, or the first hour writes have marked
+// since its refresh, whichever is older (migration 0009: every hour of
+// spans is one or the other). Without it, a filter that matches little
+// walks the time index through the whole history before it has a page (a
+// model nobody called: 5 s at 1,000,000 spans); with it, such a walk reads
+// the hours not yet rolled up. It is evaluated once per statement (an
+// InitPlan), in the statement's snapshot; row-level security confines the
+// rollup's rows like the spans'.
+func usedSince(dim, value, tenant string) string {
+	tw := ""
+	if tenant != "" {
+		tw = " AND r.tenant_id = " + tenant
+	}
+	return `
+  AND s.start_time >= coalesce(least(
+    (SELECT min(r.hour) FROM loom.usage_hourly r WHERE r.dim = '` + dim + `' AND r.dim_value = ` + value + tw + `),
+    (SELECT min(d.hour) FROM loom.usage_dirty d)), 'infinity')`
 }

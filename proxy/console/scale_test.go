@@ -227,7 +227,11 @@ func (sc *scaleConsole) pages(tb testing.TB, s scaleSession) []scalePage {
 		scalePage{name: "calls-filtered", path: "/console/calls?" + url.Values{
 			"model": {"claude-sonnet-4"}, "stream": {"true"}}.Encode()},
 		scalePage{name: "calls-errors-24h", path: "/console/calls?" + url.Values{
-			"status": {"error"}, "range": {"24h"}}.Encode()})
+			"status": {"error"}, "range": {"24h"}}.Encode()},
+		// A model nobody called: the walk finds no page and reads the
+		// session's whole history.
+		scalePage{name: "calls-unmatched", path: "/console/calls?" + url.Values{"model": {"no-such-model"}}.Encode()},
+		scalePage{name: "calls-rare-model", path: "/console/calls?" + url.Values{"model": {"mistral-large"}}.Encode()})
 	// Deep: 20 pages in by the Older links, or the last page before that.
 	deep, body := "", first.Body.String()
 	for range 20 {
@@ -262,7 +266,8 @@ func (sc *scaleConsole) pages(tb testing.TB, s scaleSession) []scalePage {
 
 // BenchmarkConsolePages_1MSpans serves each console page over a million
 // spans (LOOM_SCALE_CALLS calls, default 500,000: a SERVER and a CLIENT span
-// each, plus retries) as the admin and as the biggest tenant, and reports
+// each, plus retries) as the admin, the biggest tenant and a small one
+// (tenant-07, about 3% of the calls), and reports
 // each page's mean, median and slowest render in ms. make bench-console
 // runs it.
 func BenchmarkConsolePages_1MSpans(b *testing.B) {
@@ -271,7 +276,8 @@ func BenchmarkConsolePages_1MSpans(b *testing.B) {
 		calls = v
 	}
 	sc := newScaleConsole(b, calls)
-	for _, s := range []scaleSession{sc.login(b, "admin", scaleAdminToken), sc.login(b, "tenant", "sk-loom-scale-big-0000000000000")} {
+	for _, s := range []scaleSession{sc.login(b, "admin", scaleAdminToken), sc.login(b, "tenant", "sk-loom-scale-big-0000000000000"),
+		sc.login(b, "small-tenant", "sk-loom-scale-small-00000000000")} {
 		for _, p := range sc.pages(b, s) {
 			b.Run(s.name+"/"+p.name, func(b *testing.B) {
 				if w := sc.get(s, p.path); w.Code == http.StatusNotFound && p.optional {

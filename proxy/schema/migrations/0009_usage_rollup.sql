@@ -43,6 +43,9 @@ CREATE TABLE loom.usage_hourly (
     UNIQUE NULLS NOT DISTINCT (hour, dim, tenant_id, dim_value, currency)
 );
 CREATE INDEX usage_hourly_tenant_hour_idx ON loom.usage_hourly (tenant_id, dim, hour);
+-- The first hour a key or model was used (the console's calls filter
+-- starts its walk there: proxy/console usedSince).
+CREATE INDEX usage_hourly_value_hour_idx ON loom.usage_hourly (dim, dim_value, hour);
 
 -- Hours that changed since their rollup: one row per hour and writing
 -- backend (pg_backend_pid()), so concurrent writers never wait on each
