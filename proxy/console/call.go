@@ -150,11 +150,14 @@ func (h *handler) call(w http.ResponseWriter, r *http.Request, s session) {
 	// statement timeout costs the links, not the page.
 	var newer, older string
 	if srv := serverSpan(spans); srv != nil && ferr == nil {
-		err = h.read(r.Context(), s, func(tx pgx.Tx) error {
-			var err error
-			newer, older, err = neighbours(r, tx, f, srv.Start, id)
-			return err
-		})
+		err = h.bindSince(r.Context(), s, &f)
+		if err == nil {
+			err = h.read(r.Context(), s, func(tx pgx.Tx) error {
+				var err error
+				newer, older, err = neighbours(r, tx, f, srv.Start, id)
+				return err
+			})
+		}
 	}
 	d := buildCall(id, spans, contents)
 	d.Back = "/console/calls"

@@ -244,6 +244,11 @@ func (h *handler) calls(w http.ResponseWriter, r *http.Request, s session) {
 		h.fail(w, &s, http.StatusBadRequest, err.Error())
 		return
 	}
+	if err := h.bindSince(r.Context(), s, &f); err != nil {
+		h.log.Error("console: calls", "error", err)
+		h.fail(w, &s, http.StatusInternalServerError, "The calls could not be read.")
+		return
+	}
 	// One more than a page tells whether there is a next one.
 	sql, args := callsPage(f, time.Now(), after, before, n+1)
 	rows, err := h.readCalls(r.Context(), s, sql, args)
@@ -317,6 +322,11 @@ func (h *handler) callsCSV(w http.ResponseWriter, r *http.Request, s session) {
 	// export is one consistent slice of time.
 	now := time.Now()
 	ctx := r.Context()
+	if err := h.bindSince(ctx, s, &f); err != nil {
+		h.log.Error("console: calls csv", "error", err)
+		h.fail(w, &s, http.StatusInternalServerError, "The calls could not be read.")
+		return
+	}
 	sql, args := callsPage(f, now, nil, nil, min(csvBatch, maxCSVRows+1))
 	rows, err := h.readCalls(ctx, s, sql, args)
 	if err != nil {

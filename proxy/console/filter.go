@@ -1,11 +1,16 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // callFilter is what a calls view is narrowed to. The calls list, its CSV
@@ -26,6 +31,9 @@ type callFilter struct {
 	// and To (either may be zero: unbounded) hold a custom range.
 	Range    string
 	From, To time.Time
+	// since, when set (bindSince), is where the walk of a key or model
+	// filter starts; it is never in the URL.
+	since time.Time
 }
 
 // callRanges are the named ranges a calls view offers.
@@ -158,14 +166,12 @@ func (f callFilter) bounds(now time.Time) (from, to time.Time) {
 // arg binds a value and returns its placeholder. Time bounds are on
 // s.start_time so that the partitions and indexes on it apply.
 func (f callFilter) where(now time.Time, arg func(any) string) string {
-	sql, tenant := "", ""
+	sql := ""
 	if f.Tenant != "" {
-		tenant = arg(f.Tenant)
-		sql += " AND s.tenant_id = " + tenant
+		sql += " AND s.tenant_id = " + arg(f.Tenant)
 	}
 	if f.Key != "" {
-		k := arg(f.Key)
-		sql += " AND s.api_key_id = " + k + usedSince("key", k, tenant)
+		sql += " AND s.api_key_id = " + arg(f.Key)
 	}
 	// Model and stream test the SERVER span's column first: the planner
 	// knows how often a value occurs there (a coalesce over both sides it
@@ -173,8 +179,7 @@ func (f callFilter) where(now time.Time, arg func(any) string) string {
 	// walking the time index to the first page: TestConsolePages_AtScale).
 	if f.Model != "" {
 		m := arg(f.Model)
-		sql += " AND (s.request_model = " + m + " OR (s.request_model IS NULL AND c.request_model = " + m + "))" +
-			usedSince("model", m, tenant)
+		sql += " AND (s.request_model = " + m + " OR (s.request_model IS NULL AND c.request_model = " + m + "))"
 	}
 	if f.Provider != "" {
 		sql += " AND coalesce(c.provider, s.provider) = " + arg(f.Provider)
@@ -201,6 +206,9 @@ func (f callFilter) where(now time.Time, arg func(any) string) string {
 	if f.MinMs > 0 {
 		sql += " AND s.duration_ms >= " + arg(f.MinMs)
 	}
+	if !f.since.IsZero() {
+		sql += " AND s.start_time >= " + arg(f.since)
+	}
 	from, to := f.bounds(now)
 	if !from.IsZero() {
 		sql += " AND s.start_time >= " + arg(from)
@@ -211,24 +219,54 @@ func (f callFilter) where(now time.Time, arg func(any) string) string {
 	return sql
 }
 
-// usedSince bounds the calls of one key or model (dim and the placeholder
-// of its value, as the usage rollup names them; tenant the admin's tenant
-// placeholder, or "") to the hours they can be in: from the first hour
-// the rollup counts any of them, or the first hour writes have marked
-// since its refresh, whichever is older (migration 0009: every hour of
-// spans is one or the other). Without it, a filter that matches little
-// walks the time index through the whole history before it has a page (a
-// model nobody called: 5 s at 1,000,000 spans); with it, such a walk reads
-// the hours not yet rolled up. It is evaluated once per statement (an
-// InitPlan), in the statement's snapshot; row-level security confines the
-// rollup's rows like the spans'.
-func usedSince(dim, value, tenant string) string {
-	tw := ""
-	if tenant != "" {
-		tw = " AND r.tenant_id = " + tenant
+// neverUsed is bindSince's bound for a key or model the store has no
+// call of: later than any call can start, so the walk reads nothing.
+var neverUsed = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+
+// bindSince sets f.since for a key or model filter: the first hour the
+// usage rollup counts a call of that key (and of that model), or the first
+// hour writes have marked since its refresh, whichever is older
+// (migration 0009: every hour of spans is one or the other). Without it, a
+// filter that matches little walks the time index through the whole
+// history before it has a page (a model nobody called: 5.2 s for the
+// admin at 1,000,000 spans); with it, such a walk reads the hours not yet
+// rolled up. It is read first, as a constant for the planner (the same
+// bound inside the list's statement, unknown when planned, made the planner
+// misjudge the list's other filters). A call written between the two reads
+// is in the next read, as one written after the list's would be.
+func (h *handler) bindSince(ctx context.Context, s session, f *callFilter) error {
+	if f.Key == "" && f.Model == "" {
+		return nil
 	}
-	return `
-  AND s.start_time >= coalesce(least(
-    (SELECT min(r.hour) FROM loom.usage_hourly r WHERE r.dim = '` + dim + `' AND r.dim_value = ` + value + tw + `),
+	var args []any
+	arg := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
+	first := func(dim, value string) string {
+		tenant := ""
+		if f.Tenant != "" {
+			tenant = " AND r.tenant_id = " + arg(f.Tenant)
+		}
+		return `coalesce(least(
+    (SELECT min(r.hour) FROM loom.usage_hourly r WHERE r.dim = '` + dim + `' AND r.dim_value = ` + arg(value) + tenant + `),
     (SELECT min(d.hour) FROM loom.usage_dirty d)), 'infinity')`
+	}
+	var bounds []string
+	if f.Key != "" {
+		bounds = append(bounds, first("key", f.Key))
+	}
+	if f.Model != "" {
+		bounds = append(bounds, first("model", f.Model))
+	}
+	var since pgtype.Timestamptz
+	err := h.read(ctx, s, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, "SELECT greatest("+strings.Join(bounds, ", ")+")", args...).Scan(&since)
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("filter bound: %w", err)
+	case since.InfinityModifier == pgtype.Infinity:
+		f.since = neverUsed
+	case since.Valid && since.InfinityModifier == pgtype.Finite:
+		f.since = since.Time
+	}
+	return nil
 }
