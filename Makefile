@@ -61,5 +61,5 @@ dashboards: ## Regenerate the Grafana dashboards (dashboards/grafana/json) from 
 	$(GO) run ./dashboards/cmd/gendashboards
 
 .PHONY: bench-console
-bench-console: ## Every console page over 1,000,000 spans seeded into a test Postgres, as admin and as a tenant: ms per page (mean, p50, max)
+bench-console: ## Every console page over 1,000,000 spans seeded into a test Postgres, as the admin, a big and a small tenant: ms per page (mean, p50, max)
 	$(GO) test -run '^$$' -v -bench 'BenchmarkConsolePages_1MSpans' -benchtime 10x -timeout 30m ./proxy/console
