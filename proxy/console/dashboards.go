@@ -319,10 +319,14 @@ func (h *handler) dashboard(w http.ResponseWriter, r *http.Request, s session, n
 		return
 	}
 	// Row-level security confines a tenant to its rows whatever the
-	// variables say; the Tenant dashboard names it because Grafana's does.
+	// variables say. A tenant's session still names its tenant in them:
+	// then the planner knows which tenant the rows are (row-level
+	// security's condition it cannot estimate) and reads a small tenant's
+	// range by the tenant index instead of the range whole (the overview
+	// over 7 days for a tenant with 3% of a million spans: 5.0 s without).
 	var vars map[string][]string
 	switch {
-	case !s.admin && name == queries.Tenant:
+	case !s.admin:
 		vars = map[string][]string{"tenant": {s.tenant}}
 	case s.admin && d.Tenant != "":
 		vars = map[string][]string{"tenant": {d.Tenant}}
