@@ -194,6 +194,13 @@ func TestTenantPage_KeyWithLimitsAndBudgets_ShownStoredAudited(t *testing.T) {
 		t.Errorf("a refused form changed the key's budgets: %+v", k.Budgets)
 	}
 
+	nokey := budgetForm(tok, [3]string{"day", "1", ""})
+	nokey.Set("tenant", "acme")
+	if code, body, _ = adm.do("POST", "/console/keys/no-such-key/budgets", nokey); code != http.StatusNotFound ||
+		!strings.Contains(body, `<p class="error" data-error="keys">Not found`) {
+		t.Errorf("budgets of a key that does not exist: %d, want 404 said above the key list:\n%s", code, body)
+	}
+
 	clear := budgetForm(tok, [3]string{"day", "", ""}, [3]string{"month", "", ""})
 	clear.Set("tenant", "acme")
 	if code, _, _ = adm.do("POST", "/console/keys/acme-lim/budgets", clear); code != http.StatusSeeOther {
