@@ -144,6 +144,8 @@ func New(o Options) http.Handler {
 	h.mux.HandleFunc("GET /console/keys", h.auth(h.keys))
 	h.mux.HandleFunc("POST /console/keys", h.form(false, h.createOwnKey))
 	h.mux.HandleFunc("POST /console/keys/{id}/revoke", h.form(false, h.revokeKey))
+	h.mux.HandleFunc("POST /console/tenants/{id}/budgets", h.form(true, h.setTenantBudgets))
+	h.mux.HandleFunc("POST /console/keys/{id}/budgets", h.form(true, h.setKeyBudgets))
 	h.mux.HandleFunc("GET /console/usage", h.auth(h.usage))
 	h.mux.HandleFunc("GET /console/usage.csv", h.auth(h.usageCSV))
 	h.mux.HandleFunc("GET /console", func(w http.ResponseWriter, r *http.Request) {

@@ -40,11 +40,24 @@ func (h *handler) keysPage(w http.ResponseWriter, r *http.Request, s session, st
 }
 
 // keyRequest is the create form as the admin API takes it: an optional id,
-// an optional list of the tenant's models (comma or space separated) and
-// an optional day the key stops working (at its start, UTC).
+// an optional list of the tenant's models (comma or space separated), an
+// optional day the key stops working (at its start, UTC) and optional
+// limits of the key's own (blank or 0: none; its tenant's still apply).
 func keyRequest(r *http.Request) (keyBody, error) {
 	b := keyBody{ID: strings.TrimSpace(r.PostFormValue("key_id"))}
 	b.Models = strings.FieldsFunc(r.PostFormValue("models"), func(c rune) bool { return c == ',' || c == ' ' || c == '\n' || c == '\r' })
+	var errs []string
+	l := limitsBody{
+		RequestsPerMinute: formInt(r, "rpm", "Requests per minute", &errs),
+		TokensPerMinute:   formInt(r, "tpm", "Tokens per minute", &errs),
+		ConcurrentStreams: formInt(r, "streams", "Concurrent streams", &errs),
+	}
+	if len(errs) > 0 {
+		return b, &apiError{Status: http.StatusBadRequest, Message: strings.Join(errs, " ")}
+	}
+	if l != (limitsBody{}) {
+		b.Limits = &l
+	}
 	if v := strings.TrimSpace(r.PostFormValue("expires")); v != "" {
 		t, err := time.Parse(time.DateOnly, v)
 		if err != nil {

@@ -157,20 +157,23 @@ type apiTenant struct {
 	Content   struct {
 		Capture bool `json:"capture"`
 	} `json:"content"`
-	Limits      apiLimits  `json:"limits"`
-	Models      []apiModel `json:"models"`
-	Credentials []string   `json:"credentials"`
+	Limits      apiLimits   `json:"limits"`
+	Budgets     []apiBudget `json:"budgets"`
+	Models      []apiModel  `json:"models"`
+	Credentials []string    `json:"credentials"`
 }
 
 type apiKey struct {
-	ID        string     `json:"id"`
-	TenantID  string     `json:"tenant_id"`
-	Prefix    string     `json:"prefix"`
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at"`
-	RevokedAt *time.Time `json:"revoked_at"`
-	Models    []string   `json:"models"`
-	Key       string     `json:"key"`
+	ID        string      `json:"id"`
+	TenantID  string      `json:"tenant_id"`
+	Prefix    string      `json:"prefix"`
+	CreatedAt time.Time   `json:"created_at"`
+	ExpiresAt *time.Time  `json:"expires_at"`
+	RevokedAt *time.Time  `json:"revoked_at"`
+	Models    []string    `json:"models"`
+	Limits    apiLimits   `json:"limits"`
+	Budgets   []apiBudget `json:"budgets"`
+	Key       string      `json:"key"`
 }
 
 // State is the key's state in words.
@@ -214,6 +217,8 @@ type keyBody struct {
 	ID        string     `json:"id,omitempty"`
 	Models    []string   `json:"models,omitempty"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// Limits are the key's own, sent only when one is set.
+	Limits *limitsBody `json:"limits,omitempty"`
 }
 
 // csrfOK checks a posted form's token against the session's (the one the
@@ -358,9 +363,12 @@ type tenantData struct {
 	LongForm    bool
 	Credentials []credential
 	Deployments []string
+	// BudgetRows are the budgets form's rows: the tenant's budgets, or
+	// what was typed when the form was refused.
+	BudgetRows []budgetRow
 	keysData
 	// Errors are the forms' refusals, by form: tenant, models,
-	// credentials.
+	// credentials, budgets.
 	Errors map[string]string
 }
 
@@ -375,6 +383,9 @@ type keysData struct {
 	KeyError string
 	// Action is where the create form posts.
 	Action string
+	// BudgetForms are the live keys' budgets forms: the administrator's
+	// page only.
+	BudgetForms []keyBudgetForm
 }
 
 // tenant is one tenant's page: its limits, models, credentials and keys;
@@ -427,8 +438,16 @@ func (h *handler) tenantPage(w http.ResponseWriter, r *http.Request, s session, 
 	for _, dep := range deps {
 		d.Credentials = append(d.Credentials, credential{Deployment: dep, Set: slices.Contains(d.Tenant.Credentials, dep)})
 	}
+	d.BudgetRows = rowsOf(d.Tenant.Budgets)
+	if errs != nil && errs["budgets"] != "" {
+		d.BudgetRows = postedRows(r) // what was typed, to correct
+	}
 	d.keysData = keysData{TenantID: id, Keys: keys.Data, NewKey: made, KeyError: errs["keys"],
 		Action: "/console/tenants/" + url.PathEscape(id) + "/keys"}
+	var lost string
+	if d.BudgetForms, lost = keyBudgetForms(r, keys.Data, errs); lost != "" {
+		d.KeyError = lost
+	}
 	h.render(w, status, "tenant", page{Title: "Tenant " + id, Session: &s, Data: d})
 }
 
