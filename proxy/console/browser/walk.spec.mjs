@@ -107,6 +107,13 @@ try {
   assert.equal((await admin.locator('#credential-list tr[data-deployment=mock] td.cred').textContent()).trim(), 'set');
   assert.ok(!(await admin.content()).includes(upstreamKey), 'the credential is never shown back');
 
+  // (A refused form answers 400, which Chromium logs as an error: the
+  // refusals are budgets_test.go's.)
+  step('its monthly budget, listed');
+  await admin.fill('#budgets-form input[name=limit1]', '100.00');
+  await Promise.all([admin.waitForURL(/#budgets$/), admin.click('#budgets-form button[type=submit]')]);
+  assert.match(await admin.locator('#budget-list li[data-period=month]').textContent(), /100\.00/);
+
   step('create a key: shown once, with a copy button');
   await admin.fill('#create-key input[name=key_id]', keyID);
   await admin.click('#create-key button[type=submit]');
