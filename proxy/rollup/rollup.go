@@ -109,8 +109,9 @@ type Beginner interface {
 // Refresh recomputes the marked hours that have ended by now (the current
 // hour changes until it ends, and readers take it from the spans anyway),
 // the newest first, batchHours per transaction, until none is left, ctx
-// ends or it has run maxBatches transactions. It returns how many hours it wrote. When another refresher holds
-// the lock it returns at once, having done nothing: that one is at it.
+// ends or it has run maxBatches transactions. It returns how many hours
+// it wrote. When another refresher holds the lock it returns at once,
+// having done nothing: that one is at it.
 func Refresh(ctx context.Context, db Beginner, now time.Time) (int, error) {
 	total := 0
 	for range maxBatches {
