@@ -113,15 +113,21 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
 	}
 }
 
-func TestPanels_RunAgainstTheSchema(t *testing.T) {
-	srv := pgtest.Start(t)
-	db, err := pgxpool.New(t.Context(), pgtest.Database(t, srv))
+// seeded is a Postgres of the test's own with seed's spans, ending now.
+func seeded(t *testing.T) (*pgxpool.Pool, time.Time) {
+	t.Helper()
+	db, err := pgxpool.New(t.Context(), pgtest.Database(t, pgtest.Start(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
 	now := time.Now().UTC().Truncate(time.Second)
 	seed(t, db, now)
+	return db, now
+}
+
+func TestPanels_RunAgainstTheSchema(t *testing.T) {
+	db, now := seeded(t)
 	from, to := now.Add(-time.Hour), now.Add(time.Minute)
 
 	selections := []struct {
@@ -247,14 +253,7 @@ func TestPanels_RunAgainstTheSchema(t *testing.T) {
 // A call that failed over is one SERVER span and one CLIENT span per
 // attempt; every panel counts it once, under the attempt that served.
 func TestPanels_FailedOverCall_CountedOnce(t *testing.T) {
-	srv := pgtest.Start(t)
-	db, err := pgxpool.New(t.Context(), pgtest.Database(t, srv))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	now := time.Now().UTC().Truncate(time.Second)
-	seed(t, db, now)
+	db, now := seeded(t)
 	from, to := now.Add(-time.Hour), now.Add(time.Minute)
 	query := func(t *testing.T, id string, vars map[string][]string, sql string) string {
 		t.Helper()
@@ -329,17 +328,10 @@ func sumsOf(cols []string) string {
 // panel leaves it out, and the calls a client did wait for make the
 // percentiles.
 func TestPanels_Latency_LeavesOutCallsTheClientLeft(t *testing.T) {
-	srv := pgtest.Start(t)
-	db, err := pgxpool.New(t.Context(), pgtest.Database(t, srv))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	now := time.Now().UTC().Truncate(time.Second)
-	seed(t, db, now)
+	db, now := seeded(t)
 	// A drained stream: the client left at once, the drain took 30 s.
 	start := now.Add(-5 * time.Minute)
-	_, err = db.Exec(t.Context(), `INSERT INTO loom.spans (trace_id, span_id, start_time, end_time, duration_ms, name, kind,
+	_, err := db.Exec(t.Context(), `INSERT INTO loom.spans (trace_id, span_id, start_time, end_time, duration_ms, name, kind,
   status_code, tenant_id, request_model, stream, http_status, client_disconnected, error_type, attributes)
 VALUES ($1, $2, $3, $4, 30000, 'POST /v1/chat/completions', 'server', 'error', 'acme', 'gpt-4o', true, 200, true,
   'client_disconnected', '{"loom.outcome": "client_disconnected", "loom.upstream.drained": true}')`,

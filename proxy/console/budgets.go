@@ -26,12 +26,9 @@ const budgetRows = 2
 // are far tighter, this only keeps a refusal's echo short.
 const maxBudgetField = 40
 
-// apiBudget is a budget as the admin API speaks it (tenancy.Budget).
-type apiBudget struct {
-	Period  string  `json:"period"`
-	Limit   string  `json:"limit"`
-	AlertAt float64 `json:"alert_at,omitempty"`
-}
+// apiBudget is a budget as the admin API speaks it: tenancy.Budget, whose
+// JSON it is, with the console's words for it.
+type apiBudget tenancy.Budget
 
 // Text is the budget in words: "day (UTC): 25.00, alert at 0.8 (default)".
 func (b apiBudget) Text() string {

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/loom-gateway/loom/proxy/schema"
+	"github.com/loom-gateway/loom/proxy/schema/schematest"
 )
 
 // fullSort is a plan's Sort node (an Incremental Sort over an index's
@@ -33,7 +34,7 @@ func TestCallPage_Neighbours_WalkTheTenantTimeIndex(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	now := time.Now().UTC()
-	pool := SpansDB(t, now.Add(-48*time.Hour), now.Add(24*time.Hour))
+	pool := schematest.DB(t, now.Add(-48*time.Hour), now.Add(24*time.Hour))
 	if _, err := pool.Exec(ctx, `
 INSERT INTO loom.spans (trace_id, span_id, start_time, end_time, duration_ms, name, kind, status_code, tenant_id,
     api_key_id, request_model, stream, http_status)

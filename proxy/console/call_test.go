@@ -135,15 +135,6 @@ func cpFacts(body string) map[string]string {
 	return m
 }
 
-func cpLogin(t *testing.T, f *fixture, key string) *client {
-	t.Helper()
-	c := newClient(t, f.URL)
-	if code := c.login(key); code != http.StatusSeeOther {
-		t.Fatalf("login: %d", code)
-	}
-	return c
-}
-
 func cpGet(t *testing.T, c *client, path string) string {
 	t.Helper()
 	code, body, _ := c.do("GET", path, nil)
@@ -157,7 +148,7 @@ func TestCallPage_Header_AnswersTheUsersQuestionsInWordsAndUnits(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	calls := addCallPageCalls(t, f)
-	c := cpLogin(t, f, keyA)
+	c := loggedIn(t, f, keyA)
 	got := cpFacts(cpGet(t, c, "/console/calls/"+calls.FailedOver))
 	want := map[string]string{
 		"model":              modelA,
@@ -200,7 +191,7 @@ func TestCallPage_Attempts_EachListedWithWhyItFailed(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	calls := addCallPageCalls(t, f)
-	body := cpGet(t, cpLogin(t, f, keyA), "/console/calls/"+calls.FailedOver)
+	body := cpGet(t, loggedIn(t, f, keyA), "/console/calls/"+calls.FailedOver)
 	rows := regexp.MustCompile(`(?s)<tr class="([a-z]*)" data-attempt="(\d)">(.*?)</tr>`).FindAllStringSubmatch(body, -1)
 	if len(rows) != 2 {
 		t.Fatalf("%d attempt rows, want 2", len(rows))
@@ -234,7 +225,7 @@ func TestCallPage_StreamedRefusal_SaysStreamYesAndTheErrorInWords(t *testing.T) 
 	t.Parallel()
 	f := newFixture(t)
 	calls := addCallPageCalls(t, f)
-	body := cpGet(t, cpLogin(t, f, keyA), "/console/calls/"+calls.StreamedRefusal)
+	body := cpGet(t, loggedIn(t, f, keyA), "/console/calls/"+calls.StreamedRefusal)
 	got := cpFacts(body)
 	for k, v := range map[string]string{
 		"stream": "yes", "status": "404 Not Found · error", "error_type": "model_not_found", "error": "model not found",
@@ -254,7 +245,7 @@ func TestCallPage_Conversation_ChatWithToolCallsAsJSONBounded(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	calls := addCallPageCalls(t, f)
-	body := cpGet(t, cpLogin(t, f, keyA), "/console/calls/"+calls.FailedOver)
+	body := cpGet(t, loggedIn(t, f, keyA), "/console/calls/"+calls.FailedOver)
 	i := strings.Index(body, `id="conversation"`)
 	if i < 0 {
 		t.Fatal("no conversation")
@@ -289,7 +280,7 @@ func TestCallPage_Conversation_HugeContentCappedAndSaysSo(t *testing.T) {
 WHERE trace_id = $1`, f.ContentTraceID, huge); err != nil {
 		t.Fatal(err)
 	}
-	body := cpGet(t, cpLogin(t, f, keyA), "/console/calls/"+f.ContentTraceID)
+	body := cpGet(t, loggedIn(t, f, keyA), "/console/calls/"+f.ContentTraceID)
 	if !strings.Contains(body, `id="conversation-cut"`) || !strings.Contains(body, "Only the first 256.0 KiB") {
 		t.Error("the page does not say it cut the conversation")
 	}
@@ -304,7 +295,7 @@ func TestCallPage_CopyAsCurl_ReplaysTheRequestWithoutASecret(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	calls := addCallPageCalls(t, f)
-	c := cpLogin(t, f, keyA)
+	c := loggedIn(t, f, keyA)
 	for _, tc := range []struct {
 		name, trace string
 		want        []string
@@ -360,7 +351,7 @@ func TestCallPage_PrevNext_StepThroughTheFilteredListAndBack(t *testing.T) {
 	calls := addCallPageCalls(t, f)
 	// Tenant A's calls, newest first: A0 A1 A2 (B0) FailedOver (B1) StreamedRefusal.
 	a0, a1, a2 := f.TracesA[0], f.TracesA[1], f.TracesA[2]
-	c := cpLogin(t, f, keyA)
+	c := loggedIn(t, f, keyA)
 	for _, tc := range []struct {
 		name, from, query, newer, older, back string
 	}{
@@ -407,11 +398,11 @@ func TestCallPage_PrevNext_StepThroughTheFilteredListAndBack(t *testing.T) {
 	}
 
 	t.Run("the admin steps through every tenant", func(t *testing.T) {
-		body := cpGet(t, cpLogin(t, f, adminToken), "/console/calls/"+a2)
+		body := cpGet(t, loggedIn(t, f, adminToken), "/console/calls/"+a2)
 		if got := cpLink(body, "older-call"); got != "/console/calls/"+f.TracesB[0] {
 			t.Errorf("admin's older = %q, want B's %s", got, f.TracesB[0])
 		}
-		body = cpGet(t, cpLogin(t, f, adminToken), "/console/calls/"+a2+"?tenant=acme")
+		body = cpGet(t, loggedIn(t, f, adminToken), "/console/calls/"+a2+"?tenant=acme")
 		if got := cpLink(body, "older-call"); got != "/console/calls/"+calls.FailedOver+"?tenant=acme" {
 			t.Errorf("admin's older in tenant acme = %q", got)
 		}
@@ -438,7 +429,7 @@ func TestCallPage_RawAttributes_FoldedPerSpan(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	calls := addCallPageCalls(t, f)
-	body := cpGet(t, cpLogin(t, f, keyA), "/console/calls/"+calls.FailedOver)
+	body := cpGet(t, loggedIn(t, f, keyA), "/console/calls/"+calls.FailedOver)
 	raw := body[strings.Index(body, `id="raw"`):]
 	if n := strings.Count(raw, `<details class="span"`); n != 3 {
 		t.Errorf("%d folded spans, want 3", n)

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/loom-gateway/loom/proxy/console"
+	"github.com/loom-gateway/loom/proxy/schema/schematest"
 )
 
 // The fixture's secrets: two tenant keys and the admin token.
@@ -81,7 +82,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := t.Context()
 	now := time.Now().UTC()
-	pool := console.SpansDB(t, now.Add(-48*time.Hour), now.Add(24*time.Hour))
+	pool := schematest.DB(t, now.Add(-48*time.Hour), now.Add(24*time.Hour))
 	f := &fixture{log: &logtest.Buffer{}, pool: pool}
 	calls := []call{
 		{tenant: "acme", key: "acme-key", model: modelA, in: 120, out: 48, durMs: 840, overMs: 0.9, content: true},

@@ -7,22 +7,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
-	"github.com/loom-gateway/loom/proxy/schema"
+	"github.com/loom-gateway/loom/proxy/schema/schematest"
 )
 
 func TestRead_SlowQuery_CancelledByTheStatementTimeout(t *testing.T) {
 	t.Parallel()
-	pool, err := pgxpool.New(t.Context(), pgtest.Database(t, pgtest.Start(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := schema.Migrate(t.Context(), pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := schematest.DB(t, time.Time{}, time.Time{})
 	h := New(Options{DB: pool, SessionKey: []byte("k"), StatementTimeout: 200 * time.Millisecond}).(*handler)
 	for _, s := range []session{{admin: true}, {tenant: "acme", key: "k1"}} {
 		start := time.Now()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/loom-gateway/loom/proxy/rollup"
 	"github.com/loom-gateway/loom/proxy/schema"
+	"github.com/loom-gateway/loom/proxy/schema/schematest"
 )
 
 // usageScan is a scan of a partition of spans for the SERVER (s) or
@@ -65,7 +66,7 @@ func TestUsage_OneTenant_ReadsTheTenantTimeIndex(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	now := time.Now().UTC()
-	pool := SpansDB(t, now.Add(-8*24*time.Hour), now.Add(48*time.Hour))
+	pool := schematest.DB(t, now.Add(-8*24*time.Hour), now.Add(48*time.Hour))
 	for _, sql := range []string{`
 INSERT INTO loom.spans (trace_id, span_id, start_time, name, kind, status_code, tenant_id, api_key_id, request_model,
     http_status, attributes)

@@ -35,12 +35,12 @@ const IsCall = `s.name LIKE '% /%' AND s.name NOT LIKE '% /v1/models%'`
 const attempts = `CASE WHEN jsonb_typeof(s.attributes->'loom.upstream.attempts') = 'number'
     THEN (s.attributes->>'loom.upstream.attempts')::numeric ELSE 1 END`
 
-// AttemptSlack is how long after its call's SERVER span a CLIENT span may
+// attemptSlack is how long after its call's SERVER span a CLIENT span may
 // start: every attempt starts before anything reaches the client, so
 // within the routing attempts' connect and first-byte timeouts (minutes
 // with the defaults). Migration 0009's trigger relies on it too: a CLIENT
 // span marks its own hour and the one before.
-const AttemptSlack = time.Hour
+const attemptSlack = "interval '1 hour'"
 
 // Aggregate is the usage of the calls whose SERVER span starts in [lo, hi)
 // (SQL expressions, evaluated once per row of an enclosing LATERAL join),
@@ -74,7 +74,7 @@ func Aggregate(lo, hi, tenant string) string {
   sum(c.cost) AS cost
 FROM loom.spans s
 LEFT JOIN loom.spans c ON c.trace_id = s.trace_id AND c.parent_span_id = s.span_id AND c.kind = 'client'
-  AND c.start_time >= ` + lo + ` AND c.start_time < ` + hi + ` + interval '1 hour'` + cw + `
+  AND c.start_time >= ` + lo + ` AND c.start_time < ` + hi + ` + ` + attemptSlack + cw + `
   AND coalesce(c.upstream_attempt, 1) = ` + attempts + `
 WHERE s.kind = 'server' AND s.start_time >= ` + lo + ` AND s.start_time < ` + hi + `
   AND ` + IsCall + sw + `

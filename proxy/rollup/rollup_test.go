@@ -15,24 +15,14 @@ import (
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
 	"github.com/loom-gateway/loom/proxy/rollup"
 	"github.com/loom-gateway/loom/proxy/schema"
+	"github.com/loom-gateway/loom/proxy/schema/schematest"
 )
 
 // db is a migrated Postgres of the test's own with span partitions from two
 // days back to tomorrow.
 func db(t *testing.T, now time.Time) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgxpool.New(t.Context(), pgtest.Database(t, pgtest.Start(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := schema.Migrate(t.Context(), pool); err != nil {
-		t.Fatal(err)
-	}
-	if err := schema.EnsurePartitions(t.Context(), pool, now.Add(-48*time.Hour), now.Add(24*time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	return pool
+	return schematest.DB(t, now.Add(-48*time.Hour), now.Add(24*time.Hour))
 }
 
 func hexID(n int) string {
@@ -265,7 +255,7 @@ func TestRefresh_AnotherRefresherRunning_ReturnsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(t.Context()) //nolint:errcheck // test
-	if _, err := tx.Exec(t.Context(), "SELECT pg_advisory_xact_lock($1)", int64(0x6c6f6f6d_726f6c6c)); err != nil {
+	if _, err := tx.Exec(t.Context(), "SELECT pg_advisory_xact_lock($1)", rollup.LockKey); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -344,4 +334,49 @@ func TestMigration_ExistingSpans_MarksTheirHours(t *testing.T) {
 	}
 	refresh(t, p, now)
 	equal(t, "the existing hour", hourRows(t, p, h), map[string]string{"key:acme|acme-key|USD": "1 0 3 4 0.25", "model:acme|m|USD": "1 0 3 4 0.25"})
+}
+
+// An UPDATE or a DELETE of spans marks their hours like an INSERT: the
+// hour a row moves from and the one it moves to, and the next refresh
+// follows.
+func TestRefresh_UpdatedAndDeletedSpans_MarkTheirHours(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC()
+	p := db(t, now)
+	q := poolExec(t, p)
+	h := now.Truncate(time.Hour).Add(-6 * time.Hour)
+	trace, _ := insertCall(t, q, h.Add(time.Minute), time.Millisecond, "acme", "m", 10, 1, "")
+	insertCall(t, q, h.Add(2*time.Minute), time.Millisecond, "acme", "m", 20, 2, "")
+	refresh(t, p, now)
+
+	if err := q(`UPDATE loom.spans SET input_tokens = 11 WHERE trace_id = $1 AND kind = 'client'`, trace); err != nil {
+		t.Fatal(err)
+	}
+	if !marked(t, p, h) {
+		t.Fatal("an UPDATE left its hour unmarked")
+	}
+	refresh(t, p, now)
+	equal(t, "after the update", hourRows(t, p, h), map[string]string{"key:acme|acme-key|": "2 2 31 3 -", "model:acme|m|": "2 2 31 3 -"})
+
+	// Moved an hour earlier: both hours change.
+	if err := q(`UPDATE loom.spans SET start_time = start_time - interval '1 hour' WHERE trace_id = $1`, trace); err != nil {
+		t.Fatal(err)
+	}
+	if !marked(t, p, h) || !marked(t, p, h.Add(-time.Hour)) {
+		t.Fatal("a moved call left the hour it left or the one it reached unmarked")
+	}
+	refresh(t, p, now)
+	equal(t, "the hour it left", hourRows(t, p, h), map[string]string{"key:acme|acme-key|": "1 1 20 2 -", "model:acme|m|": "1 1 20 2 -"})
+	equal(t, "the hour it reached", hourRows(t, p, h.Add(-time.Hour)), map[string]string{"key:acme|acme-key|": "1 1 11 1 -", "model:acme|m|": "1 1 11 1 -"})
+
+	if err := q(`DELETE FROM loom.spans WHERE trace_id = $1`, trace); err != nil {
+		t.Fatal(err)
+	}
+	if !marked(t, p, h.Add(-time.Hour)) {
+		t.Fatal("a DELETE left its hour unmarked")
+	}
+	refresh(t, p, now)
+	if got := hourRows(t, p, h.Add(-time.Hour)); len(got) != 0 {
+		t.Errorf("the deleted call's hour still counts it: %v", got)
+	}
 }

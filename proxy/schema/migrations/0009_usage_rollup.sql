@@ -59,9 +59,11 @@ CREATE TABLE loom.usage_dirty (
 );
 
 -- A CLIENT span starts after its call's SERVER span, by at most the
--- routing attempts' timeouts (an hour bounds them: the console's
--- attemptSlack), so it marks its own hour and the one before: its call's
--- hour is one of the two.
+-- routing attempts' timeouts (an hour bounds them: proxy/rollup attemptSlack),
+-- so it marks its own hour and the one before: its call's hour is one of
+-- the two. Every trigger names its rows "changed"; an UPDATE has two, one
+-- for the rows as they were and one for the rows as they are (a new start
+-- time moves a row to another hour).
 CREATE FUNCTION loom.usage_mark() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO loom.usage_dirty AS d (hour, writer)
@@ -71,23 +73,16 @@ BEGIN
         (CASE WHEN r.kind = 'client' THEN date_trunc('hour', r.start_time - interval '1 hour', 'UTC') END)) v(h)
     WHERE h IS NOT NULL
     ON CONFLICT (hour, writer) DO UPDATE SET n = d.n + 1;
-    IF TG_OP = 'UPDATE' THEN
-        INSERT INTO loom.usage_dirty AS d (hour, writer)
-        SELECT DISTINCT h, pg_backend_pid()
-        FROM changed_new r
-        CROSS JOIN LATERAL (VALUES (date_trunc('hour', r.start_time, 'UTC')),
-            (CASE WHEN r.kind = 'client' THEN date_trunc('hour', r.start_time - interval '1 hour', 'UTC') END)) v(h)
-        WHERE h IS NOT NULL
-        ON CONFLICT (hour, writer) DO UPDATE SET n = d.n + 1;
-    END IF;
     RETURN NULL;
 END
 $$;
 
 CREATE TRIGGER usage_mark_insert AFTER INSERT ON loom.spans
     REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION loom.usage_mark();
-CREATE TRIGGER usage_mark_update AFTER UPDATE ON loom.spans
-    REFERENCING OLD TABLE AS changed NEW TABLE AS changed_new FOR EACH STATEMENT EXECUTE FUNCTION loom.usage_mark();
+CREATE TRIGGER usage_mark_update_old AFTER UPDATE ON loom.spans
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION loom.usage_mark();
+CREATE TRIGGER usage_mark_update_new AFTER UPDATE ON loom.spans
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION loom.usage_mark();
 CREATE TRIGGER usage_mark_delete AFTER DELETE ON loom.spans
     REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION loom.usage_mark();
 

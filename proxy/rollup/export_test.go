@@ -1,0 +1,4 @@
+package rollup
+
+// LockKey is lockKey, for the tests that hold it.
+const LockKey = lockKey
