@@ -33,7 +33,10 @@ func Expand(sql string, from, to time.Time, interval time.Duration, vars map[str
 	sql = timeGroupRE.ReplaceAllStringFunc(sql, func(m string) string {
 		g := timeGroupRE.FindStringSubmatch(m)
 		secs := bucketSeconds(g[3], interval)
-		out := fmt.Sprintf("to_timestamp(floor(extract(epoch FROM %s) / %d) * %d)", g[2], secs, secs)
+		// date_bin cuts as Grafana's floor(epoch / secs) * secs does, in
+		// timestamp arithmetic rather than numeric: several times faster
+		// over a fact's or a range's rows.
+		out := fmt.Sprintf("date_bin('%d seconds', %s, timestamptz '1970-01-01 00:00:00+00')", secs, g[2])
 		if g[1] != "" {
 			out += ` AS "time"`
 		}

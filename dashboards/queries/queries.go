@@ -47,8 +47,18 @@ type Panel struct {
 	Title     string
 	Dashboard string
 	Kind      string // TimeSeries, Stat or Table
-	SQL       string
-	Unit      string // a Grafana unit id ("reqps", "ms", "percentunit", ...)
+	Source
+	Unit string // a Grafana unit id ("reqps", "ms", "percentunit", ...)
+}
+
+// Source is what a panel runs.
+type Source struct {
+	SQL string // with Grafana's macros and variables
+	// Raw is the panel's query over the spans alone: SQL runs it over
+	// short ranges, or with a model or provider chosen, and reads the
+	// fact Fact (an ID of Facts) otherwise. Both are "" when SQL always
+	// reads the spans.
+	Raw, Fact string
 }
 
 // Variable is a dashboard template variable: a query against the same
@@ -89,10 +99,13 @@ func providerOfServer(alias string) string {
 // partitions by index instead of every CLIENT span in the store (a later
 // attempt starts after the earlier one, and a call's attempts all fit in
 // its deadline, far under an hour).
-func LastAttempt(alias string) string {
+func LastAttempt(alias string) string { return lastAttempt(alias, "$__timeFrom()", "$__timeTo()") }
+
+// lastAttempt is LastAttempt for a range [lo, hi] of SQL expressions.
+func lastAttempt(alias, lo, hi string) string {
 	return fmt.Sprintf("NOT EXISTS (SELECT 1 FROM loom.spans l WHERE l.trace_id = %[1]s.trace_id AND l.parent_span_id = %[1]s.parent_span_id\n"+
 		"    AND l.kind = 'client' AND coalesce(l.upstream_attempt, 1) > coalesce(%[1]s.upstream_attempt, 1)\n"+
-		"    AND l.start_time BETWEEN $__timeFrom() AND $__timeTo()::timestamptz + %[2]s)", alias, CallWindow)
+		"    AND l.start_time BETWEEN %[3]s AND (%[4]s)::timestamptz + %[2]s)", alias, CallWindow, lo, hi)
 }
 
 // CallWindow bounds how long one call's spans can spread (its SERVER span

@@ -121,11 +121,11 @@ func TestParseDashRange(t *testing.T) {
 		{q: "", name: "1h", from: "01:32:00", to: "02:32:00", bucket: time.Minute},
 		{q: "range=15m", name: "15m", from: "02:16:30", to: "02:31:30", bucket: 15 * time.Second},
 		{q: "range=6h", name: "6h", from: "20:35:00", to: "02:35:00", bucket: 5 * time.Minute},
-		{q: "range=24h", name: "24h", from: "02:45:00", to: "02:45:00", bucket: 15 * time.Minute},
+		{q: "range=24h", name: "24h", from: "03:00:00", to: "03:00:00", bucket: time.Hour},
 		{q: "range=7d", name: "7d", from: "04:00:00", to: "04:00:00", bucket: 2 * time.Hour},
 		// The first URLs' values still work.
 		{q: "range=hour", name: "1h", from: "01:32:00", to: "02:32:00", bucket: time.Minute},
-		{q: "range=day", name: "24h", from: "02:45:00", to: "02:45:00", bucket: 15 * time.Minute},
+		{q: "range=day", name: "24h", from: "03:00:00", to: "03:00:00", bucket: time.Hour},
 	}
 	for _, tt := range presets {
 		t.Run(tt.q, func(t *testing.T) {
@@ -138,8 +138,13 @@ func TestParseDashRange(t *testing.T) {
 				t.Errorf("%s %v %s–%s, want %s %v %s–%s", r.Name, r.Bucket, r.From.Format("15:04:05"), r.To.Format("15:04:05"),
 					tt.name, tt.bucket, tt.from, tt.to)
 			}
-			if n := r.To.Sub(r.From) / r.Bucket; n < 60 || n > 100 {
+			// Up to 6 hours, 60 to 100 points; beyond, whole hours (the
+			// panels' rollup).
+			if n := r.To.Sub(r.From) / r.Bucket; r.To.Sub(r.From) <= rollupAfter && (n < 60 || n > 100) {
 				t.Errorf("%d buckets", n)
+			}
+			if r.To.Sub(r.From) > rollupAfter && (r.Bucket%time.Hour != 0 || r.From.Truncate(time.Hour) != r.From) {
+				t.Errorf("over %v, buckets of %v from %v: not whole hours", rollupAfter, r.Bucket, r.From)
 			}
 			if !r.To.After(now) || r.To.Sub(now) > r.Bucket {
 				t.Errorf("to %v does not end with now's bucket", r.To)
@@ -153,7 +158,10 @@ func TestParseDashRange(t *testing.T) {
 			from, to string
 			bucket   time.Duration
 		}{
-			{q: "range=custom&from=2026-12-01T00:00&to=2026-12-02T00:00", from: "2026-12-01T00:00:00Z", to: "2026-12-02T00:00:00Z", bucket: 15 * time.Minute},
+			{q: "range=custom&from=2026-12-01T00:00&to=2026-12-02T00:00", from: "2026-12-01T00:00:00Z", to: "2026-12-02T00:00:00Z", bucket: time.Hour},
+			// Over 6 hours, whole hours even where finer buckets would fit.
+			{q: "range=custom&from=2026-12-01T00:10&to=2026-12-01T08:00", from: "2026-12-01T00:00:00Z", to: "2026-12-01T08:00:00Z", bucket: time.Hour},
+			{q: "range=custom&from=2026-12-01T00:10&to=2026-12-01T06:10", from: "2026-12-01T00:10:00Z", to: "2026-12-01T06:10:00Z", bucket: 5 * time.Minute},
 			// Without range= (the calls list's form), and in RFC 3339,
 			// widened to whole buckets.
 			{q: "from=2026-12-05T10:07:00Z&to=2026-12-05T11:02:40Z", from: "2026-12-05T10:07:00Z", to: "2026-12-05T11:03:00Z", bucket: 30 * time.Second},

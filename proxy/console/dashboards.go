@@ -23,7 +23,9 @@ import (
 // by the names the SQL gives them: a panel added there shows up here.
 
 // dashPresets are the ranges a dashboard offers, back from now, each with
-// a bucket that cuts it into 60 to 100 points.
+// a bucket that cuts it into 60 to 100 points up to 6 hours; beyond, whole
+// hours (24 points a day), which the panels read from their hourly rollup
+// (dashboards/queries RollupAfter).
 var dashPresets = []struct {
 	name, label  string
 	span, bucket time.Duration
@@ -31,7 +33,7 @@ var dashPresets = []struct {
 	{"15m", "last 15 minutes", 15 * time.Minute, 15 * time.Second},
 	{"1h", "last hour", time.Hour, time.Minute},
 	{"6h", "last 6 hours", 6 * time.Hour, 5 * time.Minute},
-	{"24h", "last 24 hours", 24 * time.Hour, 15 * time.Minute},
+	{"24h", "last 24 hours", 24 * time.Hour, time.Hour},
 	{"7d", "last 7 days", 7 * 24 * time.Hour, 2 * time.Hour},
 }
 
@@ -51,13 +53,15 @@ var customBuckets = []time.Duration{
 }
 
 // Bounds of a custom range: its span, the points a chart gets (the smallest
-// bucket that keeps within maxBuckets), the length of a time parameter.
+// bucket that keeps within maxBuckets, and whole hours over rollupAfter,
+// as the panels' rollup has them), the length of a time parameter.
 const (
 	maxCustomSpan = 31 * 24 * time.Hour
 	minCustomSpan = time.Minute
 	maxBuckets    = 120
 	maxTimeParam  = 64
 	maxTenantLen  = 256
+	rollupAfter   = 6 * time.Hour // dashboards/queries RollupAfter
 )
 
 // dashRange is the window a dashboard shows: [From, To), cut into buckets
@@ -117,7 +121,7 @@ func parseDashRange(q url.Values, now time.Time) (dashRange, error) {
 	}
 	b := customBuckets[len(customBuckets)-1]
 	for _, c := range customBuckets {
-		if span/c <= maxBuckets {
+		if span/c <= maxBuckets && (span <= rollupAfter || c >= time.Hour) {
 			b = c
 			break
 		}

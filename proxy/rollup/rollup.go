@@ -14,9 +14,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/loom-gateway/loom/dashboards/queries"
 )
 
 // IsCall keeps the SERVER spans (alias s) that are calls. A SERVER span
@@ -188,6 +191,9 @@ SELECT h, tenant_id, 'model', model, currency, `+sums+`
 FROM a GROUP BY h, tenant_id, model, currency`, hours); err != nil {
 			return fmt.Errorf("rollup write: %w", err)
 		}
+		if err := writeFacts(ctx, tx, hours); err != nil {
+			return err
+		}
 		// Only the marks seen above, with the count seen: a writer that
 		// marked an hour again meanwhile bumped n, and keeps its mark
 		// (this statement waits for its transaction, then re-checks n).
@@ -204,4 +210,34 @@ WHERE d.hour = m.hour AND d.writer = m.writer AND d.n = m.n`, markHours, writers
 		return 0, nil
 	}
 	return n, err
+}
+
+// writeFacts recomputes the dashboards' facts (dashboards/queries Facts)
+// of hours: each fact's rows per tenant, then, for a fact read over all
+// tenants, their sums.
+func writeFacts(ctx context.Context, tx pgx.Tx, hours []time.Time) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM loom.panel_hourly WHERE hour = ANY($1)`, hours); err != nil {
+		return fmt.Errorf("rollup: clear facts: %w", err)
+	}
+	cols := queries.ColumnList()
+	for _, f := range queries.Facts() {
+		w := queries.Window{Lo: "w.h", Hi: "w.h + interval '1 hour'"}
+		if _, err := tx.Exec(ctx, `INSERT INTO loom.panel_hourly (fact, hour, tenant_id, `+cols+`)
+SELECT $2, w.h, l.*
+FROM unnest($1::timestamptz[]) AS w(h)
+CROSS JOIN LATERAL (`+f.Select(w)+`) l`, hours, f.ID); err != nil {
+			return fmt.Errorf("rollup: fact %s: %w", f.ID, err)
+		}
+		if !f.AllTenants {
+			continue
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO loom.panel_hourly (fact, hour, all_tenants, tenant_id, `+cols+`)
+SELECT $2, r.hour, true, NULL, `+f.Sums()+`
+FROM loom.panel_hourly r
+WHERE r.fact = $2 AND r.hour = ANY($1) AND NOT r.all_tenants
+GROUP BY `+strings.Join(append([]string{"r.hour"}, f.Keys("r.")...), ", "), hours, f.ID); err != nil {
+			return fmt.Errorf("rollup: fact %s over all tenants: %w", f.ID, err)
+		}
+	}
+	return nil
 }
