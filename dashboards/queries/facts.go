@@ -64,6 +64,13 @@ type Fact struct {
 	// the hour it started; they name no tenant (the pipeline's, the
 	// admin's alone).
 	ByIngest bool
+	// Maxes are the count columns that add up by their greatest (a
+	// highest number), where the others add up by their sum.
+	Maxes []string
+	// Daily facts (a table's: many rows an hour, read over the whole
+	// range) are also summed per UTC day, and a range reads its whole
+	// unmarked days from those: a day has about as many rows as an hour.
+	Daily bool
 }
 
 // Window is where a fact's SQL reads: start times (ingest times for
@@ -117,8 +124,8 @@ func (f Fact) Select(w Window) string {
 	return b.String()
 }
 
-// Sums is the SQL that adds up f's rows (alias r) over tenants: what its
-// all-tenant rows hold.
+// Sums is the SQL that adds up f's rows (alias r) over tenants or hours:
+// what its all-tenant and daily rows hold.
 func (f Fact) Sums() string {
 	var sel []string
 	for _, c := range columns {
@@ -127,8 +134,8 @@ func (f Fact) Sums() string {
 			sel = append(sel, "NULL::"+c.typ)
 		case c.name == "t_min":
 			sel = append(sel, "min(r.t_min)")
-		case c.name == "t_max":
-			sel = append(sel, "max(r.t_max)")
+		case c.name == "t_max" || contains(f.Maxes, c.name):
+			sel = append(sel, "max(r."+c.name+")")
 		case c.name[0] == 'n' || c.name == "x":
 			sel = append(sel, "sum(r."+c.name+")")
 		default:
@@ -224,14 +231,14 @@ var (
 	}}
 	// tokens_by: calls (last attempts) by k1 model and k2 provider. n1
 	// calls, n2 and n3 input and output tokens.
-	factTokensBy = Fact{ID: "tokens_by", Cols: []string{"k1", "k2", "n1", "n2", "n3"}, SQL: func(w Window) string {
+	factTokensBy = Fact{ID: "tokens_by", Daily: true, Cols: []string{"k1", "k2", "n1", "n2", "n3"}, SQL: func(w Window) string {
 		return "SELECT c.tenant_id, c.request_model AS k1, c.provider AS k2,\n" +
 			"  count(*) AS n1, sum(c.input_tokens) AS n2, sum(c.output_tokens) AS n3\n" +
 			clientIn(w) + "\n  AND " + lastAttempt("c", w.Lo, w.Hi) + "\nGROUP BY 1, 2, 3"
 	}}
 	// spend_by_key: priced attempts by k1 key and k2 currency: n1 of
 	// them, x their cost.
-	factSpendByKey = Fact{ID: "spend_by_key", Cols: []string{"k1", "k2", "n1", "x"}, SQL: func(w Window) string {
+	factSpendByKey = Fact{ID: "spend_by_key", Daily: true, Cols: []string{"k1", "k2", "n1", "x"}, SQL: func(w Window) string {
 		return "SELECT c.tenant_id, c.api_key_id AS k1, c.cost_currency AS k2, count(*) AS n1, sum(c.cost) AS x\n" +
 			clientIn(w) + "\n  AND c.cost IS NOT NULL\nGROUP BY 1, 2, 3"
 	}}
@@ -243,14 +250,14 @@ var (
 	// failures: failed attempts by k1 deployment ('' for none), k2
 	// provider and k3 error type. n1 of them, n2 those a later attempt
 	// followed, t_max the last.
-	factFailures = Fact{ID: "failures", Cols: []string{"k1", "k2", "k3", "n1", "n2", "t_max"}, SQL: func(w Window) string {
+	factFailures = Fact{ID: "failures", Daily: true, Cols: []string{"k1", "k2", "k3", "n1", "n2", "t_max"}, SQL: func(w Window) string {
 		return "SELECT c.tenant_id, coalesce(c.deployment, '') AS k1, c.provider AS k2, c.error_type AS k3,\n" +
 			"  count(*) AS n1, count(*) FILTER (WHERE NOT " + lastAttempt("c", w.Lo, w.Hi) + ") AS n2, max(c.start_time) AS t_max\n" +
 			clientIn(w) + "\n  AND c.error_type IS NOT NULL\nGROUP BY 1, 2, 3, 4"
 	}}
 	// fallbacks: attempts a fallback model's deployment served, by k1 the
 	// model asked for and k2 the fallback: n1 of them.
-	factFallbacks = Fact{ID: "fallbacks", Cols: []string{"k1", "k2", "n1"}, SQL: func(w Window) string {
+	factFallbacks = Fact{ID: "fallbacks", Daily: true, Cols: []string{"k1", "k2", "n1"}, SQL: func(w Window) string {
 		return "SELECT c.tenant_id, s.request_model AS k1, " + fallbackModel + " AS k2, count(*) AS n1\n" +
 			"FROM loom.spans c\nJOIN loom.spans s ON s.trace_id = c.trace_id AND s.span_id = c.parent_span_id AND s.kind = 'server'\n" +
 			"  AND s.start_time >= " + w.Lo + " - " + CallWindow + " AND s.start_time < " + w.Hi + "\n" +
@@ -259,7 +266,7 @@ var (
 	}}
 	// keys: requests by k1 key: n1 of them, n2 those a limit refused,
 	// t_max the last.
-	factKeys = Fact{ID: "keys", Cols: []string{"k1", "n1", "n2", "t_max"}, SQL: func(w Window) string {
+	factKeys = Fact{ID: "keys", Daily: true, Cols: []string{"k1", "n1", "n2", "t_max"}, SQL: func(w Window) string {
 		return "SELECT s.tenant_id, s.api_key_id AS k1, count(*) AS n1,\n" +
 			"  count(*) FILTER (WHERE " + isLimited + ") AS n2, max(s.start_time) AS t_max\n" + serverIn(w) + "\nGROUP BY 1, 2"
 	}}
@@ -284,7 +291,7 @@ var (
 	// highest stored, n3 the numbers stored (a number's SERVER span, and
 	// any duplicate of it, start at one time, so in one hour), n4 1 when it
 	// stopped cleanly.
-	factRuns = Fact{ID: "runs", Cols: []string{"k1", "k2", "n1", "n2", "n3", "n4", "t_min"}, SQL: func(w Window) string {
+	factRuns = Fact{ID: "runs", Daily: true, Maxes: []string{"n1", "n2", "n4"}, Cols: []string{"k1", "k2", "n1", "n2", "n3", "n4", "t_min"}, SQL: func(w Window) string {
 		return "SELECT NULL::text AS tenant_id, s.instance_id AS k1, coalesce(s.run_id, '') AS k2,\n" +
 			"  max((s.attributes->>'loom.run.last_seq')::bigint) FILTER (WHERE s.kind = 'internal') AS n1,\n" +
 			"  max(s.seq) AS n2,\n" +
@@ -359,11 +366,29 @@ func rolled(f Fact, v vars, series bool, read, raw, order string) Source {
 		scope = "NOT r.all_tenants AND " + Filter("r.tenant_id", "tenant")
 		live = Filter("%s", "tenant")
 	}
-	sql := "SELECT * FROM (\nWITH f AS (\n" +
-		"SELECT r.hour, r.tenant_id, " + prefixed("r.", ColumnList()) + "\nFROM loom.panel_hourly r\n" +
-		"WHERE r.fact = '" + f.ID + "' AND r.hour >= $__timeFrom() AND r.hour + interval '1 hour' <= $__timeTo()\n" +
-		"  AND " + scope + "\n" +
-		"  AND NOT EXISTS (SELECT 1 FROM loom.usage_dirty d WHERE d.hour = r.hour)\n" +
+	cols := "r.hour, r.tenant_id, " + prefixed("r.", ColumnList())
+	// The marks, read once into an array: the few marked hours against
+	// thousands of rows (an anti-join probes the marks once a row).
+	unmarked := "r.hour <> ALL ((SELECT coalesce(array_agg(d.hour), '{}') FROM loom.usage_dirty d)::timestamptz[])"
+	var rows string
+	if f.Daily {
+		// The whole unmarked days from the daily rows, the rest of the
+		// range's unmarked whole hours from the hourly.
+		rows = "WITH days AS (" + rangeDays + "), f AS (\n" +
+			"SELECT " + cols + "\nFROM days\nJOIN loom.panel_hourly r ON r.fact = '" + f.ID + "' AND NOT r.daily\n" +
+			"  AND r.hour >= days.lo AND r.hour < days.hi AND r.hour + interval '1 hour' <= days.hi\n" +
+			"WHERE NOT days.whole AND " + scope + "\n  AND " + unmarked + "\n" +
+			"UNION ALL\n" +
+			"SELECT " + cols + "\nFROM days\nJOIN loom.panel_hourly r ON r.fact = '" + f.ID + "' AND r.daily AND r.hour = days.d\n" +
+			"WHERE days.whole AND " + scope + "\n"
+	} else {
+		rows = "WITH f AS (\n" +
+			"SELECT " + cols + "\nFROM loom.panel_hourly r\n" +
+			"WHERE r.fact = '" + f.ID + "' AND NOT r.daily AND r.hour >= $__timeFrom() AND r.hour < $__timeTo()\n" +
+			"  AND r.hour + interval '1 hour' <= $__timeTo()\n" +
+			"  AND " + scope + "\n  AND " + unmarked + "\n"
+	}
+	sql := "SELECT * FROM (\n" + rows +
 		"UNION ALL\n" +
 		"SELECT w.h, l.*\nFROM (" + liveHours + ") w\nCROSS JOIN LATERAL (" + f.Select(Window{Lo: "w.lo", Hi: "w.hi", Tenant: live}) + ") l\n" +
 		")\n" + read + "\n) q WHERE " + use + "\n" +
@@ -374,6 +399,15 @@ func rolled(f Fact, v vars, series bool, read, raw, order string) Source {
 	}
 	return Source{SQL: sql, Raw: raw, Fact: f.ID}
 }
+
+// rangeDays are the UTC days the range touches, each with the part of it
+// in the range [lo, hi), whole when the range holds all of it and none of
+// its hours is marked: a Daily fact's daily rows hold such a day. Days are
+// 24 hours, whatever the session's time zone.
+const rangeDays = "SELECT d, greatest(d, $__timeFrom()::timestamptz) AS lo, least(d + interval '24 hours', $__timeTo()::timestamptz) AS hi,\n" +
+	"    d >= $__timeFrom()::timestamptz AND d + interval '24 hours' <= $__timeTo()::timestamptz\n" +
+	"      AND NOT EXISTS (SELECT 1 FROM loom.usage_dirty m WHERE m.hour >= d AND m.hour < d + interval '24 hours') AS whole\n" +
+	"  FROM generate_series(date_trunc('day', $__timeFrom()::timestamptz, 'UTC'), $__timeTo()::timestamptz - interval '1 microsecond', interval '24 hours') d"
 
 // liveHours are the hours of the range that a fact reads from the spans,
 // each with the part of it in the range [lo, hi): the first and last when

@@ -89,8 +89,8 @@ func newScaleConsole(tb testing.TB, calls int) *scaleConsole {
 	}
 	sc := &scaleConsole{pool: pool, rec: rec, spans: spans, seed: time.Since(start)}
 	tb.Logf("seeded %d spans (%d calls) in %v", spans, calls, sc.seed.Round(time.Millisecond))
-	// The hourly usage rollup, as the exporter keeps it: every ended hour
-	// rolled up. LOOM_SCALE_NO_ROLLUP=1 leaves every hour marked, so each
+	// The hourly usage and panel rollups, as the exporter keeps them:
+	// every ended hour rolled up. LOOM_SCALE_NO_ROLLUP=1 leaves every hour marked, so each
 	// is read from the spans (the rollup's cold start, for comparison).
 	if os.Getenv("LOOM_SCALE_NO_ROLLUP") == "" {
 		start := time.Now()
@@ -98,12 +98,13 @@ func newScaleConsole(tb testing.TB, calls int) *scaleConsole {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		// Autovacuum would analyze the filled table soon after; the plans
-		// measured are those of a store in its steady state.
-		if _, err := pool.Exec(ctx, "ANALYZE loom.usage_hourly"); err != nil {
+		// Autovacuum would vacuum and analyze the filled tables soon
+		// after; the plans measured are those of a store in its steady
+		// state.
+		if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) loom.usage_hourly, loom.panel_hourly"); err != nil {
 			tb.Fatal(err)
 		}
-		tb.Logf("rolled up %d hours of usage in %v", hours, time.Since(start).Round(time.Millisecond))
+		tb.Logf("rolled up %d hours of usage and panels in %v", hours, time.Since(start).Round(time.Millisecond))
 	}
 	// The tenants and keys the spans name, in the store, so the tenants
 	// and keys pages list what they would in production.
@@ -203,11 +204,6 @@ type scalePage struct {
 	// partition is read faster in one pass than by index, so its plans
 	// are logged, not held to the page rule.
 	export bool
-	// wide is a dashboard over a long range: every panel aggregates the
-	// range's spans (seconds at a million spans), so the benchmark
-	// measures it and the plan test, which runs each query twice more,
-	// leaves it out.
-	wide bool
 }
 
 // pages lists what s can open: every dashboard, the calls list (first
@@ -215,14 +211,20 @@ type scalePage struct {
 // the audit log, usage, tenants or keys, and the calls' CSV.
 func (sc *scaleConsole) pages(tb testing.TB, s scaleSession) []scalePage {
 	tb.Helper()
-	ps := []scalePage{{name: "overview", path: "/console/"},
-		{name: "overview-24h", path: "/console/?range=24h", wide: true},
-		{name: "overview-7d", path: "/console/?range=7d", wide: true}}
+	// Every dashboard over its default range (the last hour, from the
+	// spans) and over 24 hours and 7 days (from the panels' rollup).
+	var ps []scalePage
 	for _, d := range queries.Dashboards() {
-		if d == queries.Overview || (d == queries.Pipeline && s.tenant != "") {
+		if d == queries.Pipeline && s.tenant != "" {
 			continue
 		}
-		ps = append(ps, scalePage{name: "dashboard-" + d, path: "/console/d/" + d})
+		name, path := "dashboard-"+d, "/console/d/"+d
+		if d == queries.Overview {
+			name, path = "overview", "/console/"
+		}
+		ps = append(ps, scalePage{name: name, path: path},
+			scalePage{name: name + "-24h", path: path + "?range=24h"},
+			scalePage{name: name + "-7d", path: path + "?range=7d"})
 	}
 	first := sc.get(s, "/console/calls")
 	if first.Code != http.StatusOK {
@@ -329,9 +331,6 @@ func TestConsolePages_AtScale_QueriesUseIndexes(t *testing.T) {
 		sc.login(t, "big tenant", "sk-loom-scale-big-0000000000000"),
 		sc.login(t, "small tenant", "sk-loom-scale-small-00000000000")} {
 		for _, p := range sc.pages(t, s) {
-			if p.wide {
-				continue
-			}
 			sc.rec.start()
 			start := time.Now()
 			w := sc.get(s, p.path)

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -216,7 +217,7 @@ WHERE d.hour = m.hour AND d.writer = m.writer AND d.n = m.n`, markHours, writers
 // of hours: each fact's rows per tenant, then, for a fact read over all
 // tenants, their sums.
 func writeFacts(ctx context.Context, tx pgx.Tx, hours []time.Time) error {
-	if _, err := tx.Exec(ctx, `DELETE FROM loom.panel_hourly WHERE hour = ANY($1)`, hours); err != nil {
+	if _, err := tx.Exec(ctx, `DELETE FROM loom.panel_hourly WHERE NOT daily AND hour = ANY($1)`, hours); err != nil {
 		return fmt.Errorf("rollup: clear facts: %w", err)
 	}
 	cols := queries.ColumnList()
@@ -234,9 +235,40 @@ CROSS JOIN LATERAL (`+f.Select(w)+`) l`, hours, f.ID); err != nil {
 		if _, err := tx.Exec(ctx, `INSERT INTO loom.panel_hourly (fact, hour, all_tenants, tenant_id, `+cols+`)
 SELECT $2, r.hour, true, NULL, `+f.Sums()+`
 FROM loom.panel_hourly r
-WHERE r.fact = $2 AND r.hour = ANY($1) AND NOT r.all_tenants
+WHERE r.fact = $2 AND r.hour = ANY($1) AND NOT r.daily AND NOT r.all_tenants
 GROUP BY `+strings.Join(append([]string{"r.hour"}, f.Keys("r.")...), ", "), hours, f.ID); err != nil {
 			return fmt.Errorf("rollup: fact %s over all tenants: %w", f.ID, err)
+		}
+	}
+	return writeDays(ctx, tx, hours)
+}
+
+// writeDays recomputes the daily rows of the Daily facts for the UTC days
+// of hours, from their hourly rows. A reader takes a day's daily rows only
+// when none of its hours is marked; the refresh that removed the last of
+// its marks recomputed them after writing its hours, from the others'
+// rows, which were current (unmarked) then, so they hold the day's spans.
+func writeDays(ctx context.Context, tx pgx.Tx, hours []time.Time) error {
+	var days []time.Time
+	for _, h := range hours {
+		d := h.UTC().Truncate(24 * time.Hour)
+		if !slices.Contains(days, d) {
+			days = append(days, d)
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM loom.panel_hourly WHERE daily AND hour = ANY($1)`, days); err != nil {
+		return fmt.Errorf("rollup: clear days: %w", err)
+	}
+	for _, f := range queries.Facts() {
+		if !f.Daily {
+			continue
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO loom.panel_hourly (fact, hour, daily, all_tenants, tenant_id, `+queries.ColumnList()+`)
+SELECT $2, w.d, true, r.all_tenants, r.tenant_id, `+f.Sums()+`
+FROM unnest($1::timestamptz[]) AS w(d)
+JOIN loom.panel_hourly r ON r.fact = $2 AND NOT r.daily AND r.hour >= w.d AND r.hour < w.d + interval '24 hours'
+GROUP BY `+strings.Join(append([]string{"w.d", "r.all_tenants", "r.tenant_id"}, f.Keys("r.")...), ", "), days, f.ID); err != nil {
+			return fmt.Errorf("rollup: fact %s by day: %w", f.ID, err)
 		}
 	}
 	return nil

@@ -24,6 +24,7 @@
 CREATE TABLE loom.panel_hourly (
     fact        text        NOT NULL,
     hour        timestamptz NOT NULL,
+    daily       boolean     NOT NULL DEFAULT false, -- a UTC day's sums (hour its start): a table's facts
     all_tenants boolean     NOT NULL DEFAULT false,
     tenant_id   text,
     k1          text,
@@ -42,10 +43,11 @@ CREATE TABLE loom.panel_hourly (
     t_min       timestamptz,
     t_max       timestamptz
 );
--- A tenant's rows of a fact over a range; all tenants' over a range; an
--- hour's rows (the refresher replaces them).
-CREATE INDEX panel_hourly_tenant_idx ON loom.panel_hourly (fact, tenant_id, hour);
-CREATE INDEX panel_hourly_fact_idx ON loom.panel_hourly (fact, all_tenants, hour);
+-- A fact's rows over a range: a tenant's, or every tenant's (all_tenants
+-- false) or their sums (true); hourly or daily. An hour's rows (the
+-- refresher replaces them).
+CREATE INDEX panel_hourly_tenant_idx ON loom.panel_hourly (fact, tenant_id, daily, hour);
+CREATE INDEX panel_hourly_fact_idx ON loom.panel_hourly (fact, all_tenants, daily, hour);
 CREATE INDEX panel_hourly_hour_idx ON loom.panel_hourly (hour);
 
 -- Marks, now for both rollups. A panel's fact for an hour can depend on the
