@@ -9,8 +9,8 @@ import (
 	"github.com/loom-gateway/loom/proxy/rollup"
 )
 
-// rollupInterval is how often the hourly usage rollup (proxy/rollup) takes
-// the hours that writes marked. Readers are exact without it (a marked
+// rollupInterval is how often the hourly rollups of usage and of the
+// dashboards' panels (proxy/rollup) take the hours that writes marked. Readers are exact without it (a marked
 // hour is read from the spans), only slower: it bounds how long an ended
 // hour stays slow to read.
 const rollupInterval = 30 * time.Second

@@ -1,13 +1,15 @@
-// Package rollup keeps loom.usage_hourly, the hourly usage rollup, and
-// says what a call's usage is: the one definition both the rollup and the
-// console's live reads use, so that an hour reads the same from either.
+// Package rollup keeps the hourly rollups: loom.usage_hourly, the usage
+// rollup, and loom.panel_hourly, the dashboards' facts (dashboards/queries
+// Facts, migration 0010). It says what a call's usage is: the one
+// definition both the usage rollup and the console's live reads use, so
+// that an hour reads the same from either.
 //
-// The rollup is a cache that is never silently wrong (migration 0009):
+// Both rollups are one cache that is never silently wrong (migration 0009):
 // every write to loom.spans marks its hours in loom.usage_dirty in the
 // same transaction, readers take marked hours from the spans, and Refresh
-// recomputes marked hours and removes only the marks it saw unchanged. It
-// must never remove a mark it did not recompute, nor write an hour from a
-// snapshot older than the marks it removes.
+// recomputes both rollups of marked hours and removes only the marks it
+// saw unchanged. It must never remove a mark it did not recompute, nor
+// write an hour from a snapshot older than the marks it removes.
 package rollup
 
 import (

@@ -277,16 +277,19 @@ func TestTruncateSpans_EmptiesTheRollup(t *testing.T) {
 	insertCall(t, poolExec(t, p), h, time.Millisecond, "acme", "m", 1, 1, "")
 	insertCall(t, poolExec(t, p), now, time.Millisecond, "acme", "m", 1, 1, "")
 	refresh(t, p, now)
+	if n := factRows(t, p, "requests", h); n == 0 {
+		t.Fatal("no panel facts rolled up")
+	}
 	if _, err := p.Exec(t.Context(), "TRUNCATE loom.spans"); err != nil {
 		t.Fatal(err)
 	}
-	var rows, marks int
-	if err := p.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM loom.usage_hourly), (SELECT count(*) FROM loom.usage_dirty)`).
-		Scan(&rows, &marks); err != nil {
+	var rows, facts, marks int
+	if err := p.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM loom.usage_hourly), (SELECT count(*) FROM loom.panel_hourly),
+  (SELECT count(*) FROM loom.usage_dirty)`).Scan(&rows, &facts, &marks); err != nil {
 		t.Fatal(err)
 	}
-	if rows != 0 || marks != 0 {
-		t.Errorf("after TRUNCATE loom.spans: %d rollup rows, %d marks", rows, marks)
+	if rows != 0 || facts != 0 || marks != 0 {
+		t.Errorf("after TRUNCATE loom.spans: %d usage rows, %d panel facts, %d marks", rows, facts, marks)
 	}
 }
 
@@ -294,8 +297,51 @@ func TestTruncateSpans_EmptiesTheRollup(t *testing.T) {
 // them marked by the migration, so none reads as empty.
 func TestMigration_ExistingSpans_MarksTheirHours(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
 	now := time.Now().UTC()
+	p := migratedUntil(t, "usage_rollup", now)
+	h := now.Truncate(time.Hour).Add(-30 * time.Hour)
+	insertCall(t, poolExec(t, p), h.Add(time.Minute), time.Millisecond, "acme", "m", 3, 4, "0.25")
+	if err := schema.Migrate(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	if !marked(t, p, h) {
+		t.Fatal("the migration left an hour of existing spans unmarked")
+	}
+	refresh(t, p, now)
+	equal(t, "the existing hour", hourRows(t, p, h), map[string]string{"key:acme|acme-key|USD": "1 0 3 4 0.25", "model:acme|m|USD": "1 0 3 4 0.25"})
+}
+
+// A store whose usage rollup was kept before the panels' existed (its
+// hours refreshed, their marks gone) has them marked again by the panels'
+// migration, so the panels read them from the spans until rolled up.
+func TestMigration_RolledUpUsage_MarksItsHoursForThePanels(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC()
+	p := migratedUntil(t, "panel_rollup", now)
+	h := now.Truncate(time.Hour).Add(-30 * time.Hour)
+	insertCall(t, poolExec(t, p), h.Add(time.Minute), time.Millisecond, "acme", "m", 3, 4, "0.25")
+	// What the usage refresher of that release left: no marks.
+	if err := poolExec(t, p)("DELETE FROM loom.usage_dirty"); err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.Migrate(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	if !marked(t, p, h) {
+		t.Fatal("the migration left an hour of rolled-up spans unmarked")
+	}
+	refresh(t, p, now)
+	if n := factRows(t, p, "requests", h); n != 1 {
+		t.Errorf("%d requests facts for the hour, want 1", n)
+	}
+}
+
+// migratedUntil is a Postgres of the test's own with the schema as it was
+// before the migration named name, and span partitions of the last two
+// days.
+func migratedUntil(t *testing.T, name string, now time.Time) *pgxpool.Pool {
+	t.Helper()
+	ctx := t.Context()
 	p, err := pgxpool.New(ctx, pgtest.Database(t, pgtest.Start(t)))
 	if err != nil {
 		t.Fatal(err)
@@ -305,13 +351,12 @@ func TestMigration_ExistingSpans_MarksTheirHours(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The schema as it was before the rollup.
 	if _, err := p.Exec(ctx, `CREATE SCHEMA loom; CREATE TABLE loom.schema_migrations (
     version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range all {
-		if m.Name == "usage_rollup" {
+		if m.Name == name {
 			break
 		}
 		if _, err := p.Exec(ctx, m.SQL); err != nil {
@@ -324,16 +369,7 @@ func TestMigration_ExistingSpans_MarksTheirHours(t *testing.T) {
 	if err := schema.EnsurePartitions(ctx, p, now.Add(-48*time.Hour), now); err != nil {
 		t.Fatal(err)
 	}
-	h := now.Truncate(time.Hour).Add(-30 * time.Hour)
-	insertCall(t, poolExec(t, p), h.Add(time.Minute), time.Millisecond, "acme", "m", 3, 4, "0.25")
-	if err := schema.Migrate(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	if !marked(t, p, h) {
-		t.Fatal("the migration left an hour of existing spans unmarked")
-	}
-	refresh(t, p, now)
-	equal(t, "the existing hour", hourRows(t, p, h), map[string]string{"key:acme|acme-key|USD": "1 0 3 4 0.25", "model:acme|m|USD": "1 0 3 4 0.25"})
+	return p
 }
 
 // An UPDATE or a DELETE of spans marks their hours like an INSERT: the
@@ -378,5 +414,84 @@ func TestRefresh_UpdatedAndDeletedSpans_MarkTheirHours(t *testing.T) {
 	refresh(t, p, now)
 	if got := hourRows(t, p, h.Add(-time.Hour)); len(got) != 0 {
 		t.Errorf("the deleted call's hour still counts it: %v", got)
+	}
+}
+
+// factRows counts fact's hourly rows for hour.
+func factRows(t *testing.T, p *pgxpool.Pool, fact string, hour time.Time) int {
+	t.Helper()
+	var n int
+	if err := p.QueryRow(t.Context(), `SELECT count(*) FROM loom.panel_hourly WHERE fact = $1 AND hour = $2 AND NOT daily`, fact, hour).
+		Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A panel's fact for an hour can depend on the next hour's spans and the
+// one before (a later attempt, a fallback's SERVER span), and the
+// pipeline's on the hour a span was stored: a SERVER span marks its hour
+// and the next, a CLIENT span its hour and the one before, and every span
+// the hour it was stored in.
+func TestMarks_NeighbourAndIngestHours(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC()
+	p := db(t, now)
+	h := now.Truncate(time.Hour).Add(-20 * time.Hour)
+	trace, server := insertCall(t, poolExec(t, p), h.Add(time.Minute), 0, "acme", "m", 0, 0, "")
+	if !marked(t, p, h) || !marked(t, p, h.Add(time.Hour)) || marked(t, p, h.Add(-time.Hour)) {
+		t.Error("a SERVER span did not mark its hour and the next, or marked the one before")
+	}
+	refresh(t, p, now)
+	insertAttempt(t, poolExec(t, p), trace, server, h.Add(2*time.Minute), "acme", "m", 1, 1, "")
+	if !marked(t, p, h) || !marked(t, p, h.Add(-time.Hour)) {
+		t.Error("a CLIENT span did not mark its hour and the one before")
+	}
+	refresh(t, p, now)
+	// Stored 5 hours after it started (a replayed spool).
+	stored := h.Add(5 * time.Hour)
+	if marked(t, p, stored) {
+		t.Fatal("the hour it is stored in is marked before the write")
+	}
+	if err := poolExec(t, p)(`INSERT INTO loom.spans (trace_id, span_id, start_time, name, kind, status_code, ingested_at)
+VALUES ($1, $2, $3, 'loom run', 'internal', 'unset', $4)`, hexID(16), hexID(8), h.Add(3*time.Minute), stored.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if !marked(t, p, h) || !marked(t, p, stored) {
+		t.Error("a span did not mark the hour it started in and the hour it was stored in")
+	}
+}
+
+// Refresh writes every fact of an ended hour, per tenant, and sums a
+// table's facts (Daily) per UTC day; a day's sums follow its hours.
+func TestRefresh_PanelFacts_HourlyAndDaily(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC()
+	p := db(t, now)
+	q := poolExec(t, p)
+	day := now.Truncate(24 * time.Hour).Add(-24 * time.Hour)
+	insertCall(t, q, day.Add(3*time.Hour), time.Millisecond, "acme", "m", 10, 1, "")
+	insertCall(t, q, day.Add(9*time.Hour), time.Millisecond, "acme", "m", 20, 2, "")
+	insertCall(t, q, day.Add(9*time.Hour+time.Minute), time.Millisecond, "globex", "m", 5, 5, "")
+	refresh(t, p, now)
+	if n := factRows(t, p, "requests", day.Add(9*time.Hour)); n != 2 {
+		t.Errorf("%d requests rows for an hour of two tenants, want 2", n)
+	}
+	daily := func() string {
+		t.Helper()
+		var got string
+		if err := p.QueryRow(t.Context(), `SELECT coalesce(string_agg(tenant_id || ' ' || k1 || ' ' || n1 || ' ' || n2, ', ' ORDER BY tenant_id), '')
+FROM loom.panel_hourly WHERE fact = 'tokens_by' AND daily AND hour = $1`, day).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got, want := daily(), "acme m 2 30, globex m 1 5"; got != want {
+		t.Errorf("the day's tokens by model: %q, want %q", got, want)
+	}
+	insertCall(t, q, day.Add(15*time.Hour), time.Millisecond, "acme", "m", 7, 1, "")
+	refresh(t, p, now)
+	if got, want := daily(), "acme m 3 37, globex m 1 5"; got != want {
+		t.Errorf("after a late call, the day's tokens by model: %q, want %q", got, want)
 	}
 }

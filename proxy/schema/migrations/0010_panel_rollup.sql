@@ -13,14 +13,19 @@
 -- refresh.
 --
 -- One table for every fact, its columns named for their place rather than
--- their meaning (k1..k3 the fact's group keys, bin a histogram's bin, n1..n8
--- its counts and sums, x an exact numeric sum, t_min and t_max times): each fact's definition in
--- dashboards/queries says what its columns hold, and the panels reading it
--- are written beside it. A fact's rows are per tenant; a percentile's fact
--- also has rows summed over all tenants (all_tenants, tenant_id NULL), as
--- its histogram makes dozens of rows per tenant and hour, which an
--- all-tenants week would otherwise add up 20 times over. Those rows are the
--- admin's alone: row-level security shows a tenant only its own.
+-- their meaning (k1..k3 the fact's group keys, bin a histogram's bin,
+-- n1..n8 its counts and sums, x an exact numeric sum, t_min and t_max
+-- times): each fact's definition in dashboards/queries says what its
+-- columns hold, and the panels reading it are written beside it.
+--
+-- A fact's rows are per tenant. A percentile's fact also has rows summed
+-- over all tenants (all_tenants, tenant_id NULL): its histogram makes
+-- dozens of rows per tenant and hour, which an all-tenant week would
+-- otherwise add up 20 times over. Those rows are the admin's alone:
+-- row-level security shows a tenant only its own. A table's fact (tokens
+-- by tenant, model and provider: hundreds of rows an hour) is also summed
+-- per UTC day (daily), and a range reads its whole unmarked days from
+-- those.
 CREATE TABLE loom.panel_hourly (
     fact        text        NOT NULL,
     hour        timestamptz NOT NULL,
