@@ -279,7 +279,7 @@ var (
 	// ingested: spans by the hour they were stored (those stored within a
 	// day of their start: storedSoon): n1 of them.
 	factIngested = Fact{ID: "ingested", Cols: []string{"n1"}, ByIngest: true, SQL: func(w Window) string {
-		return "SELECT NULL::text AS tenant_id, count(*) AS n1\n" + ingestedIn(w)
+		return "SELECT NULL::text AS tenant_id, count(*) AS n1\n" + ingestedIn(w) + "\nGROUP BY 1"
 	}}
 	// ingest_lag: the bins of the time from a span's end to its storing.
 	factIngestLag = Fact{ID: "ingest_lag", Cols: []string{"bin", "n1"}, ByIngest: true, SQL: func(w Window) string {
@@ -336,18 +336,15 @@ var (
 )
 
 // rolled is the SQL of a panel that reads fact f when it can, and raw (its
-// query over the spans) when not: f can serve a range longer than
-// RollupAfter (a series' buckets whole hours), with every variable but
-// tenant on All. read is the panel's query over f's rows, the relation f
-// (hour, tenant_id and the fact columns); order orders the panel's rows by
-// its output columns ("" for a single row). Both branches return the same
-// columns; Postgres plans the branch the constants rule out as an empty
-// result and never runs it.
-func rolled(f Fact, v vars, series bool, read, raw, order string) Source {
+// query over the spans) when not: f serves a range longer than
+// RollupAfter with every variable but tenant on All. read is the panel's
+// query over f's rows, the relation f (hour, tenant_id and the fact
+// columns), a series' bucketed by factBucket; order orders the panel's
+// rows by its output columns ("" for a single row). Both branches return
+// the same columns; Postgres plans the branch the constants rule out as an
+// empty result and never runs it.
+func rolled(f Fact, v vars, read, raw, order string) Source {
 	use := "$__timeTo()::timestamptz - $__timeFrom()::timestamptz > " + RollupAfter
-	if series {
-		use += " AND $__interval_ms % 3600000 = 0"
-	}
 	for _, o := range v.others {
 		use += " AND " + AllValue + " IN ($" + o + ")"
 	}
@@ -428,6 +425,6 @@ func percentilesOf(cond string) string {
 	return "SELECT time,\n" + p("0.5", "p50") + ",\n" + p("0.95", "p95") + ",\n" + p("0.99", "p99") + "\n" +
 		"FROM (SELECT time, " + binValue("bin") + " AS v,\n" +
 		"    sum(n) OVER (PARTITION BY time ORDER BY bin) AS below, sum(n) OVER (PARTITION BY time) AS total\n" +
-		"  FROM (SELECT $__timeGroupAlias(f.hour, $__interval), f.bin, sum(f.n1)::float8 AS n FROM f" + cond + " GROUP BY 1, 2) b) c\n" +
+		"  FROM (SELECT " + factBucket + ", f.bin, sum(f.n1)::float8 AS n FROM f" + cond + " GROUP BY 1, 2) b) c\n" +
 		"GROUP BY 1"
 }

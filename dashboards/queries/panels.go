@@ -48,9 +48,15 @@ func series(sel, from, where string) string {
 	return "SELECT " + sel + "\nFROM " + from + "\n" + where + "\nGROUP BY 1\nORDER BY 1"
 }
 
-// Reads of a fact's rows (the relation f), bucketed.
+// Reads of a fact's rows (the relation f), bucketed: the interval asked
+// for, rounded up to whole hours, the facts' grain (the console asks for
+// whole hours over RollupAfter; Grafana may ask for 10 minutes over a
+// week, and gets hours). Rates divide by the bucket so cut.
 const (
-	factBucket = "$__timeGroupAlias(f.hour, $__interval)"
+	factBucketSecs = "(ceil($__interval_ms / 3600000.0) * 3600)::float8"
+	factBucket     = "date_bin(make_interval(secs => " + factBucketSecs + "), f.hour, timestamptz '1970-01-01 00:00:00+00') AS \"time\""
+	factPerSecond  = "/ " + factBucketSecs
+	factPerMinute  = "/ (" + factBucketSecs + " / 60)"
 )
 
 func factSeries(sel string) string {
@@ -62,30 +68,29 @@ func All() []Panel {
 	return []Panel{
 		// Overview.
 		{ID: "overview_requests", Title: "Requests/s", Dashboard: Overview, Kind: TimeSeries, Unit: "reqps",
-			Source: rolled(factRequests, allVars, true, factSeries("sum(f.n1) "+perSecond+" AS \"requests/s\""),
+			Source: rolled(factRequests, allVars, factSeries("sum(f.n1) "+factPerSecond+" AS \"requests/s\""),
 				series(bucket+",\n  count(*) "+perSecond+" AS \"requests/s\"", "loom.spans s", server), "1")},
 		{ID: "overview_error_rate", Title: "Error rate", Dashboard: Overview, Kind: TimeSeries, Unit: "percentunit",
-			Source: rolled(factRequests, allVars, true, factSeries("sum(f.n2)::numeric / sum(f.n1) AS \"error rate\""),
+			Source: rolled(factRequests, allVars, factSeries("sum(f.n2)::numeric / sum(f.n1) AS \"error rate\""),
 				series(bucket+",\n  avg(CASE WHEN s.status_code = 'error' OR s.http_status >= 400 THEN 1.0 ELSE 0.0 END) AS \"error rate\"", "loom.spans s", server), "1")},
 		// Latency is what clients waited for. A client that left mid-stream
 		// waited for none of the rest, but its SERVER span ends only once
 		// Loom has drained the upstream for the usage (loom.upstream.drained),
 		// up to the drain limit after the client left: it is left out.
 		{ID: "overview_latency", Title: "Latency", Dashboard: Overview, Kind: TimeSeries, Unit: "ms",
-			Source: rolled(factLatency, allVars, true, percentilesOf(""),
+			Source: rolled(factLatency, allVars, percentilesOf(""),
 				series(bucket+",\n  "+percentiles("s.duration_ms"), "loom.spans s", server+"\n  AND s.client_disconnected IS NOT TRUE"), "1")},
 		{ID: "overview_overhead", Title: "Gateway overhead", Dashboard: Overview, Kind: TimeSeries, Unit: "ms",
-			Source: rolled(factOverhead, allVars, true, percentilesOf(""),
+			Source: rolled(factOverhead, allVars, percentilesOf(""),
 				series(bucket+",\n  "+percentiles("s.overhead_ms"), "loom.spans s", server), "1")},
 		{ID: "overview_ttfc", Title: "Time to first chunk", Dashboard: Overview, Kind: TimeSeries, Unit: "ms",
-			Source: rolled(factTTFC, allVars, true, percentilesOf(""),
+			Source: rolled(factTTFC, allVars, percentilesOf(""),
 				series(bucketC+",\n  "+percentiles("c.time_to_first_chunk_ms"), "loom.spans c", client+"\n  AND c.time_to_first_chunk_ms IS NOT NULL"), "1")},
 		{ID: "overview_tokens", Title: "Tokens/s", Dashboard: Overview, Kind: TimeSeries, Unit: "short",
-			Source: rolled(factAttempts, allVars, true, factSeries("coalesce(sum(f.n5), 0) "+perSecond+" AS \"input\",\n  coalesce(sum(f.n6), 0) "+perSecond+" AS \"output\""),
+			Source: rolled(factAttempts, allVars, factSeries("coalesce(sum(f.n5), 0) "+factPerSecond+" AS \"input\",\n  coalesce(sum(f.n6), 0) "+factPerSecond+" AS \"output\""),
 				series(bucketC+",\n  coalesce(sum(c.input_tokens), 0) "+perSecond+" AS \"input\",\n  coalesce(sum(c.output_tokens), 0) "+perSecond+" AS \"output\"", "loom.spans c", client), "1")},
 		{ID: "overview_tokens_by", Title: "Tokens by tenant, model and provider", Dashboard: Overview, Kind: Table, Unit: "short",
-			Source: rolled(factTokensBy, allVars, false,
-				"SELECT f.tenant_id AS tenant, f.k1 AS model, f.k2 AS provider,\n  sum(f.n1) AS calls,\n  coalesce(sum(f.n2), 0) AS input_tokens,\n  coalesce(sum(f.n3), 0) AS output_tokens\nFROM f\nGROUP BY 1, 2, 3",
+			Source: rolled(factTokensBy, allVars, "SELECT f.tenant_id AS tenant, f.k1 AS model, f.k2 AS provider,\n  sum(f.n1) AS calls,\n  coalesce(sum(f.n2), 0) AS input_tokens,\n  coalesce(sum(f.n3), 0) AS output_tokens\nFROM f\nGROUP BY 1, 2, 3",
 				"SELECT c.tenant_id AS tenant, c.request_model AS model, c.provider,\n"+
 					"  count(*) AS calls,\n  coalesce(sum(c.input_tokens), 0) AS input_tokens,\n  coalesce(sum(c.output_tokens), 0) AS output_tokens\n"+
 					"FROM loom.spans c\n"+client+"\n  AND "+LastAttempt("c")+"\nGROUP BY 1, 2, 3",
@@ -95,15 +100,13 @@ func All() []Panel {
 		// entry's currency; a call no price covered has none (NULL, not 0)
 		// and is left out. Sums are numeric, exact.
 		{ID: "overview_spend", Title: "Spend", Dashboard: Overview, Kind: TimeSeries, Unit: "short",
-			Source: rolled(factAttempts, allVars, true,
-				"SELECT "+factBucket+",\n  f.k1 AS metric,\n  sum(f.x) AS spend\nFROM f\nWHERE f.n7 > 0\nGROUP BY 1, 2",
+			Source: rolled(factAttempts, allVars, "SELECT "+factBucket+",\n  f.k1 AS metric,\n  sum(f.x) AS spend\nFROM f\nWHERE f.n7 > 0\nGROUP BY 1, 2",
 				"SELECT "+bucketC+",\n  c.cost_currency AS metric,\n  sum(c.cost) AS spend\nFROM loom.spans c\n"+
 					client+"\n  AND c.cost IS NOT NULL\nGROUP BY 1, 2", "1, 2")},
 		// By key, not by key and model: the usage page has both, and the
 		// pairs are nearly as many as the calls (a key calls many models).
 		{ID: "overview_spend_by", Title: "Spend by tenant and key", Dashboard: Overview, Kind: Table, Unit: "short",
-			Source: rolled(factSpendByKey, allVars, false,
-				"SELECT f.tenant_id AS tenant, f.k1 AS key, f.k2 AS currency,\n  sum(f.n1) AS calls,\n  sum(f.x) AS spend\nFROM f\nGROUP BY 1, 2, 3",
+			Source: rolled(factSpendByKey, allVars, "SELECT f.tenant_id AS tenant, f.k1 AS key, f.k2 AS currency,\n  sum(f.n1) AS calls,\n  sum(f.x) AS spend\nFROM f\nGROUP BY 1, 2, 3",
 				"SELECT c.tenant_id AS tenant, c.api_key_id AS key, c.cost_currency AS currency,\n"+
 					"  count(*) AS calls,\n  sum(c.cost) AS spend\nFROM loom.spans c\n"+client+
 					"\n  AND c.cost IS NOT NULL\nGROUP BY 1, 2, 3", "spend DESC, tenant, key, currency")},
@@ -112,11 +115,11 @@ func All() []Panel {
 		// attempt after the first; a fallback one served by another model's
 		// deployment.
 		{ID: "overview_attempts", Title: "Failovers and attempts", Dashboard: Overview, Kind: TimeSeries, Unit: "short",
-			Source: rolled(factAttempts, allVars, true, factSeries(
-				"sum(f.n1) "+perMinute+" AS \"served attempts/min\",\n"+
-					"  sum(f.n2) "+perMinute+" AS \"failed attempts/min\",\n"+
-					"  sum(f.n3) "+perMinute+" AS \"failovers/min\",\n"+
-					"  sum(f.n4) "+perMinute+" AS \"fallbacks/min\""),
+			Source: rolled(factAttempts, allVars, factSeries(
+				"sum(f.n1) "+factPerMinute+" AS \"served attempts/min\",\n"+
+					"  sum(f.n2) "+factPerMinute+" AS \"failed attempts/min\",\n"+
+					"  sum(f.n3) "+factPerMinute+" AS \"failovers/min\",\n"+
+					"  sum(f.n4) "+factPerMinute+" AS \"fallbacks/min\""),
 				series(bucketC+",\n"+
 					"  count(*) FILTER (WHERE c.error_type IS NULL) "+perMinute+" AS \"served attempts/min\",\n"+
 					"  count(*) FILTER (WHERE c.error_type IS NOT NULL) "+perMinute+" AS \"failed attempts/min\",\n"+
@@ -124,15 +127,13 @@ func All() []Panel {
 					"  count(*) FILTER (WHERE c.error_type IS NULL AND "+fallbackModel+" IS NOT NULL) "+perMinute+" AS \"fallbacks/min\"",
 					"loom.spans c", client), "1")},
 		{ID: "overview_attempt_failures", Title: "Failed attempts by deployment", Dashboard: Overview, Kind: Table, Unit: "short",
-			Source: rolled(factFailures, allVars, false,
-				"SELECT f.k1 AS deployment, f.k2 AS provider, f.k3 AS error_type,\n  sum(f.n1) AS failures,\n  sum(f.n2) AS failed_over,\n  max(f.t_max) AS last_seen\nFROM f\nGROUP BY 1, 2, 3",
+			Source: rolled(factFailures, allVars, "SELECT f.k1 AS deployment, f.k2 AS provider, f.k3 AS error_type,\n  sum(f.n1) AS failures,\n  sum(f.n2) AS failed_over,\n  max(f.t_max) AS last_seen\nFROM f\nGROUP BY 1, 2, 3",
 				"SELECT coalesce(c.deployment, '') AS deployment, c.provider, c.error_type,\n"+
 					"  count(*) AS failures,\n  count(*) FILTER (WHERE NOT "+LastAttempt("c")+") AS failed_over,\n"+
 					"  max(c.start_time) AS last_seen\nFROM loom.spans c\n"+client+"\n  AND c.error_type IS NOT NULL\n"+
 					"GROUP BY 1, 2, 3", "failures DESC, deployment, provider, error_type")},
 		{ID: "overview_fallbacks", Title: "Fallback models used", Dashboard: Overview, Kind: Table, Unit: "short",
-			Source: rolled(factFallbacks, allVars, false,
-				"SELECT f.k1 AS model, f.k2 AS fallback,\n  sum(f.n1) AS calls\nFROM f\nGROUP BY 1, 2",
+			Source: rolled(factFallbacks, allVars, "SELECT f.k1 AS model, f.k2 AS fallback,\n  sum(f.n1) AS calls\nFROM f\nGROUP BY 1, 2",
 				"SELECT s.request_model AS model, "+fallbackModel+" AS fallback,\n  count(*) AS calls\n"+
 					"FROM loom.spans c\nJOIN loom.spans s ON s.trace_id = c.trace_id AND s.span_id = c.parent_span_id AND s.kind = 'server'\n"+
 					"  AND s.start_time BETWEEN $__timeFrom()::timestamptz - "+CallWindow+" AND $__timeTo()\n"+
@@ -140,44 +141,41 @@ func All() []Panel {
 
 		// Tenant.
 		{ID: "tenant_requests", Title: "Requests/s", Dashboard: Tenant, Kind: TimeSeries, Unit: "reqps",
-			Source: rolled(factRequests, tenantVars, true, factSeries("sum(f.n1) "+perSecond+" AS \"requests/s\""),
+			Source: rolled(factRequests, tenantVars, factSeries("sum(f.n1) "+factPerSecond+" AS \"requests/s\""),
 				series(bucket+",\n  count(*) "+perSecond+" AS \"requests/s\"", "loom.spans s", tenantServer), "1")},
 		{ID: "tenant_tokens", Title: "Tokens", Dashboard: Tenant, Kind: TimeSeries, Unit: "short",
-			Source: rolled(factAttempts, tenantVars, true, factSeries("coalesce(sum(f.n5), 0) AS \"input\",\n  coalesce(sum(f.n6), 0) AS \"output\""),
+			Source: rolled(factAttempts, tenantVars, factSeries("coalesce(sum(f.n5), 0) AS \"input\",\n  coalesce(sum(f.n6), 0) AS \"output\""),
 				series(bucketC+",\n  coalesce(sum(c.input_tokens), 0) AS \"input\",\n  coalesce(sum(c.output_tokens), 0) AS \"output\"", "loom.spans c", tenantClient), "1")},
 		// By model, not by key and model: a chart of every pair is one
 		// line per call or two (the usage page has spend by key).
 		{ID: "tenant_spend", Title: "Spend by model", Dashboard: Tenant, Kind: TimeSeries, Unit: "short",
-			Source: rolled(factSpendByModel, tenantVars, true,
-				"SELECT "+factBucket+",\n  coalesce(f.k1, '') || ' (' || f.k2 || ')' AS metric,\n  sum(f.x) AS spend\nFROM f\nGROUP BY 1, 2",
+			Source: rolled(factSpendByModel, tenantVars, "SELECT "+factBucket+",\n  coalesce(f.k1, '') || ' (' || f.k2 || ')' AS metric,\n  sum(f.x) AS spend\nFROM f\nGROUP BY 1, 2",
 				"SELECT "+bucketC+",\n  coalesce(c.request_model, '') || ' (' || c.cost_currency || ')' AS metric,\n"+
 					"  sum(c.cost) AS spend\nFROM loom.spans c\n"+tenantClient+"\n  AND c.cost IS NOT NULL\nGROUP BY 1, 2", "1, 2")},
 		{ID: "tenant_limits_hit", Title: "Limits hit", Dashboard: Tenant, Kind: Stat, Unit: "short",
-			Source: rolled(factRequests, tenantVars, false, "SELECT coalesce(sum(f.n4), 0) AS \"limits hit\"\nFROM f",
+			Source: rolled(factRequests, tenantVars, "SELECT coalesce(sum(f.n4), 0) AS \"limits hit\"\nFROM f",
 				"SELECT count(*) AS \"limits hit\"\nFROM loom.spans s\n"+tenantServer+"\n  AND "+isLimited, "")},
 		{ID: "tenant_keys_in_use", Title: "Keys in use", Dashboard: Tenant, Kind: Stat, Unit: "short",
-			Source: rolled(factKeys, tenantVars, false, "SELECT count(DISTINCT f.k1) AS \"keys in use\"\nFROM f",
+			Source: rolled(factKeys, tenantVars, "SELECT count(DISTINCT f.k1) AS \"keys in use\"\nFROM f",
 				"SELECT count(DISTINCT s.api_key_id) AS \"keys in use\"\nFROM loom.spans s\n"+tenantServer, "")},
 		{ID: "tenant_keys", Title: "Keys", Dashboard: Tenant, Kind: Table, Unit: "short",
-			Source: rolled(factKeys, tenantVars, false,
-				"SELECT f.k1 AS key, sum(f.n1) AS requests,\n  sum(f.n2) AS limited,\n  max(f.t_max) AS last_used\nFROM f\nGROUP BY 1",
+			Source: rolled(factKeys, tenantVars, "SELECT f.k1 AS key, sum(f.n1) AS requests,\n  sum(f.n2) AS limited,\n  max(f.t_max) AS last_used\nFROM f\nGROUP BY 1",
 				"SELECT s.api_key_id AS key, count(*) AS requests,\n"+
 					"  count(*) FILTER (WHERE "+isLimited+") AS limited,\n"+
 					"  max(s.start_time) AS last_used\nFROM loom.spans s\n"+tenantServer+"\nGROUP BY 1", "requests DESC, key")},
 
 		// Streaming.
 		{ID: "stream_ttfc", Title: "Time to first chunk", Dashboard: Stream, Kind: TimeSeries, Unit: "ms",
-			Source: rolled(factTTFC, allVars, true, percentilesOf(" WHERE f.k1 = 'stream'"),
+			Source: rolled(factTTFC, allVars, percentilesOf(" WHERE f.k1 = 'stream'"),
 				series(bucketC+",\n  "+percentiles("c.time_to_first_chunk_ms"), "loom.spans c", client+"\n  AND c.stream\n  AND c.time_to_first_chunk_ms IS NOT NULL"), "1")},
 		{ID: "stream_chunks", Title: "Chunks/s", Dashboard: Stream, Kind: TimeSeries, Unit: "short",
-			Source: rolled(factStreams, allVars, true, factSeries("coalesce(sum(f.n2), 0) "+perSecond+" AS \"chunks/s\""),
+			Source: rolled(factStreams, allVars, factSeries("coalesce(sum(f.n2), 0) "+factPerSecond+" AS \"chunks/s\""),
 				series(bucketC+",\n  coalesce(sum(c.chunks), 0) "+perSecond+" AS \"chunks/s\"", "loom.spans c", client+"\n  AND c.stream"), "1")},
 		{ID: "stream_disconnects", Title: "Client disconnects", Dashboard: Stream, Kind: TimeSeries, Unit: "short",
-			Source: rolled(factRequests, allVars, true, factSeries("sum(f.n3) AS \"disconnects\""),
+			Source: rolled(factRequests, allVars, factSeries("sum(f.n3) AS \"disconnects\""),
 				series(bucket+",\n  count(*) FILTER (WHERE s.client_disconnected) AS \"disconnects\"", "loom.spans s", server), "1")},
 		{ID: "stream_usage_source", Title: "Usage source", Dashboard: Stream, Kind: TimeSeries, Unit: "short",
-			Source: rolled(factUsageSource, allVars, true,
-				"SELECT "+factBucket+",\n  f.k1 AS metric,\n  sum(f.n1) AS calls\nFROM f\nGROUP BY 1, 2",
+			Source: rolled(factUsageSource, allVars, "SELECT "+factBucket+",\n  f.k1 AS metric,\n  sum(f.n1) AS calls\nFROM f\nGROUP BY 1, 2",
 				"SELECT "+bucketC+",\n  coalesce(c.usage_source, 'none') AS metric,\n  count(*) AS calls\nFROM loom.spans c\n"+
 					client+"\n  AND c.stream\n  AND "+LastAttempt("c")+"\nGROUP BY 1, 2", "1, 2")},
 
@@ -187,11 +185,11 @@ func All() []Panel {
 		// stored more than a day after it started (a spool replayed that
 		// late) is left out (storedSoon), here and in the facts alike.
 		{ID: "pipeline_ingested", Title: "Spans ingested/s", Dashboard: Pipeline, Kind: TimeSeries, Unit: "short",
-			Source: rolled(factIngested, noVars, true, factSeries("sum(f.n1) "+perSecond+" AS \"spans/s\""),
+			Source: rolled(factIngested, noVars, factSeries("sum(f.n1) "+factPerSecond+" AS \"spans/s\""),
 				"SELECT $__timeGroupAlias(ingested_at, $__interval),\n  count(*) "+perSecond+" AS \"spans/s\"\nFROM loom.spans\n"+
 					"WHERE $__timeFilter(ingested_at)\n  AND start_time >= $__timeFrom()::timestamptz - interval '1 day'\n  AND "+storedSoon+"\nGROUP BY 1", "1")},
 		{ID: "pipeline_ingest_lag", Title: "Ingest lag", Dashboard: Pipeline, Kind: TimeSeries, Unit: "ms",
-			Source: rolled(factIngestLag, noVars, true, percentilesOf(""),
+			Source: rolled(factIngestLag, noVars, percentilesOf(""),
 				series("$__timeGroupAlias(ingested_at, $__interval),\n  "+percentiles(ingestLag), "loom.spans",
 					"WHERE $__timeFilter(ingested_at)\n  AND start_time >= $__timeFrom()::timestamptz - interval '1 day'\n  AND "+storedSoon+"\n  AND end_time IS NOT NULL"), "1")},
 		{ID: "pipeline_dead_letters", Title: "Dead letters", Dashboard: Pipeline, Kind: TimeSeries, Unit: "short",
@@ -203,11 +201,10 @@ func All() []Panel {
 		// marker crashed (or still runs) and may also have lost the calls of
 		// its last commit window (loom audit completeness says how many).
 		{ID: "pipeline_seq_gaps", Title: "Completeness by run", Dashboard: Pipeline, Kind: Table, Unit: "short",
-			Source: rolled(factRuns, noVars, false,
-				"SELECT f.k1 AS instance, f.k2 AS run, min(f.t_min) AS started,\n"+
-					"  greatest(max(f.n1), max(f.n2)) AS numbered,\n  sum(f.n3) AS stored,\n"+
-					"  greatest(max(f.n1), max(f.n2)) - sum(f.n3) AS missing,\n"+
-					"  CASE WHEN max(f.n4) = 1 THEN 'cleanly' ELSE 'no (crashed or running)' END AS stopped\nFROM f\nGROUP BY 1, 2",
+			Source: rolled(factRuns, noVars, "SELECT f.k1 AS instance, f.k2 AS run, min(f.t_min) AS started,\n"+
+				"  greatest(max(f.n1), max(f.n2)) AS numbered,\n  sum(f.n3) AS stored,\n"+
+				"  greatest(max(f.n1), max(f.n2)) - sum(f.n3) AS missing,\n"+
+				"  CASE WHEN max(f.n4) = 1 THEN 'cleanly' ELSE 'no (crashed or running)' END AS stopped\nFROM f\nGROUP BY 1, 2",
 				"SELECT s.instance_id AS instance, coalesce(s.run_id, '') AS run, min(s.start_time) AS started,\n"+
 					"  greatest(max((s.attributes->>'loom.run.last_seq')::bigint) FILTER (WHERE s.kind = 'internal'), max(s.seq)) AS numbered,\n"+
 					"  count(DISTINCT s.seq) FILTER (WHERE s.kind = 'server') AS stored,\n"+

@@ -49,6 +49,9 @@ type rollupRange struct {
 	name     string
 	from, to time.Time
 	bucket   time.Duration
+	// rolled is the bucket a series gets from the rollup, when not bucket:
+	// whole hours.
+	rolled time.Duration
 }
 
 func rollupRanges(now time.Time) []rollupRange {
@@ -57,10 +60,14 @@ func rollupRanges(now time.Time) []rollupRange {
 		{name: "7d", from: to.Add(-7 * 24 * time.Hour), to: to, bucket: 2 * time.Hour},
 		// Cut hours at both ends, as Grafana's "last 25 hours" has.
 		{name: "25h cut", from: now.Add(-25*time.Hour + 17*time.Minute), to: now.Add(-3 * time.Minute), bucket: time.Hour},
+		// Grafana's interval over a week on a wide screen: the rollup's
+		// points are hours.
+		{name: "7d by 10m", from: to.Add(-7 * 24 * time.Hour), to: to, bucket: 10 * time.Minute, rolled: time.Hour},
 	}
 }
 
 func TestPanels_FromTheRollup_AsFromTheSpans(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	now := time.Now().UTC()
 	db := schematest.DB(t, time.Time{}, time.Time{})
@@ -82,31 +89,46 @@ func TestPanels_FromTheRollup_AsFromTheSpans(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	check := func(t *testing.T, phase string) {
+	// spans reads every panel's query over the spans alone, per range,
+	// reader and panel, as the rolled-up reads must find it.
+	spans := func() map[string][][]any {
+		want := map[string][][]any{}
+		for _, rg := range rollupRanges(now) {
+			bucket := rg.bucket
+			if rg.rolled != 0 {
+				bucket = rg.rolled
+			}
+			for _, rd := range rollupReaders {
+				for _, p := range rolledPanels(rd) {
+					rows := readPanel(t, db, rd, queries.Expand(p.Raw, rg.from, rg.to, bucket, rd.vars))
+					// The raw query alone may be unordered (its panel
+					// orders the union): the rows are the same set.
+					slices.SortFunc(rows, compareRows)
+					want[rg.name+"/"+rd.name+"/"+p.ID] = rows
+				}
+			}
+		}
+		return want
+	}
+	check := func(t *testing.T, phase string, want map[string][][]any) {
 		t.Helper()
 		for _, rg := range rollupRanges(now) {
 			for _, rd := range rollupReaders {
-				for _, p := range queries.All() {
-					if p.Fact == "" || (rd.tenant != "" && p.Dashboard == queries.Pipeline) {
-						continue
-					}
-					name := fmt.Sprintf("%s/%s/%s/%s", phase, rg.name, rd.name, p.ID)
+				for _, p := range rolledPanels(rd) {
 					got := readPanel(t, db, rd, queries.Expand(p.SQL, rg.from, rg.to, rg.bucket, rd.vars))
-					want := readPanel(t, db, rd, queries.Expand(p.Raw, rg.from, rg.to, rg.bucket, rd.vars))
-					// The raw query alone may be unordered (its panel
-					// orders the union): the rows are the same set.
-					slices.SortFunc(want, compareRows)
 					slices.SortFunc(got, compareRows)
-					if msg := sameRows(got, want, p.Unit == "ms"); msg != "" {
-						t.Errorf("%s: %s", name, msg)
+					name := rg.name + "/" + rd.name + "/" + p.ID
+					if msg := sameRows(got, want[name], p.Unit == "ms"); msg != "" {
+						t.Errorf("%s/%s: %s", phase, name, msg)
 					}
 				}
 			}
 		}
 	}
+	want := spans()
 	// Every hour is marked by the writes: every fact is read from the
 	// spans.
-	check(t, "unrolled")
+	check(t, "unrolled", want)
 
 	hours, err := rollup.Refresh(ctx, db, now)
 	if err != nil {
@@ -122,7 +144,7 @@ func TestPanels_FromTheRollup_AsFromTheSpans(t *testing.T) {
 	if facts != len(queries.Facts()) {
 		t.Fatalf("%d facts rolled up, want %d", facts, len(queries.Facts()))
 	}
-	check(t, "rolled up")
+	check(t, "rolled up", want)
 
 	// Late writes into rolled-up hours: a call of a day ago replayed with
 	// new ids, one deleted, one moved to another hour. Each marks its
@@ -147,11 +169,18 @@ func TestPanels_FromTheRollup_AsFromTheSpans(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	check(t, "late writes")
-	if _, err := rollup.Refresh(ctx, db, now); err != nil {
-		t.Fatal(err)
+	check(t, "late writes", spans())
+}
+
+// rolledPanels are the panels that read a fact, those rd may open.
+func rolledPanels(rd rollupReader) []queries.Panel {
+	var ps []queries.Panel
+	for _, p := range queries.All() {
+		if p.Fact != "" && (rd.tenant == "" || p.Dashboard != queries.Pipeline) {
+			ps = append(ps, p)
+		}
 	}
-	check(t, "late writes rolled up")
+	return ps
 }
 
 // readPanel runs a panel's expanded SQL as rd.
@@ -183,6 +212,11 @@ func readPanel(t *testing.T, db *pgxpool.Pool, rd rollupReader, sql string) [][]
 // spans' may be an int), percentiles (approx) to the width of half a bin.
 func sameRows(got, want [][]any, approx bool) string {
 	if len(got) != len(want) {
+		for i := range min(len(got), len(want)) {
+			if fmt.Sprint(got[i][0]) != fmt.Sprint(want[i][0]) {
+				return fmt.Sprintf("%d rows, want %d: row %d is %v, want %v", len(got), len(want), i, got[i], want[i])
+			}
+		}
 		return fmt.Sprintf("%d rows, want %d:\n got %v\nwant %v", len(got), len(want), got, want)
 	}
 	for i := range got {
