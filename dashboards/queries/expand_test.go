@@ -91,6 +91,30 @@ func TestPanels_WellFormed(t *testing.T) {
 			t.Errorf("%s: Expand left a $ in\n%s", p.ID, expanded)
 		}
 	}
+	// Every fact is read by a panel, and every panel that reads one names
+	// it and keeps its query over the spans, which SQL runs in its stead.
+	facts := map[string]bool{}
+	for _, f := range queries.Facts() {
+		if facts[f.ID] {
+			t.Errorf("fact %s twice", f.ID)
+		}
+		facts[f.ID] = true
+	}
+	read := map[string]bool{}
+	for _, p := range queries.All() {
+		switch {
+		case p.Fact == "" && p.Raw == "":
+		case !facts[p.Fact] || p.Raw == "" || !strings.Contains(p.SQL, p.Raw) || !strings.Contains(p.SQL, "loom.panel_hourly"):
+			t.Errorf("%s: reads fact %q, but not as it says, or without its query over the spans", p.ID, p.Fact)
+		default:
+			read[p.Fact] = true
+		}
+	}
+	for id := range facts {
+		if !read[id] {
+			t.Errorf("fact %s: no panel reads it", id)
+		}
+	}
 	for _, d := range queries.Dashboards() {
 		if len(queries.Of(d)) == 0 {
 			t.Errorf("dashboard %s has no panels", d)
