@@ -2,6 +2,7 @@ package queries
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -20,7 +21,7 @@ import (
 // (Bin), where the spans give them exactly.
 //
 // A fact's columns are named for their place (k1..k3 group keys, bin,
-// n1..n8 counts and sums, x an exact numeric sum, t_min and t_max); each
+// n1..n7 counts and sums, x an exact numeric sum, t_min and t_max); each
 // fact below says what it puts in them, and its panels read them so.
 
 // RollupAfter is the range beyond which a panel reads its fact: a chart
@@ -60,10 +61,6 @@ type Fact struct {
 	// AllTenants facts are also summed over all tenants (a histogram's
 	// rows: see migration 0010); the admin's all-tenant panels read those.
 	AllTenants bool
-	// ByIngest facts are by the hour a span was stored (ingested_at), not
-	// the hour it started; they name no tenant (the pipeline's, the
-	// admin's alone).
-	ByIngest bool
 	// Maxes are the count columns that add up by their greatest (a
 	// highest number), where the others add up by their sum.
 	Maxes []string
@@ -73,8 +70,8 @@ type Fact struct {
 	Daily bool
 }
 
-// Window is where a fact's SQL reads: start times (ingest times for
-// ByIngest) in [Lo, Hi), SQL expressions; Tenant, when not "", is a
+// Window is where a fact's SQL reads: start times (the pipeline's: the
+// times spans were stored) in [Lo, Hi), SQL expressions; Tenant, when not "", is a
 // condition on a tenant_id column ("%s" stands for it) that the spans must
 // meet, so that a tenant's live hour reads the tenant's spans only.
 type Window struct {
@@ -95,7 +92,7 @@ func (w Window) tenant(col string) string {
 var columns = []struct{ name, typ string }{
 	{"k1", "text"}, {"k2", "text"}, {"k3", "text"}, {"bin", "integer"},
 	{"n1", "bigint"}, {"n2", "bigint"}, {"n3", "bigint"}, {"n4", "bigint"},
-	{"n5", "bigint"}, {"n6", "bigint"}, {"n7", "bigint"}, {"n8", "bigint"},
+	{"n5", "bigint"}, {"n6", "bigint"}, {"n7", "bigint"},
 	{"x", "numeric"}, {"t_min", "timestamptz"}, {"t_max", "timestamptz"},
 }
 
@@ -114,7 +111,7 @@ func (f Fact) Select(w Window) string {
 	var b strings.Builder
 	b.WriteString("SELECT l.tenant_id")
 	for _, c := range columns {
-		if contains(f.Cols, c.name) {
+		if slices.Contains(f.Cols, c.name) {
 			b.WriteString(", l." + c.name)
 		} else {
 			b.WriteString(", NULL::" + c.typ + " AS " + c.name)
@@ -130,11 +127,11 @@ func (f Fact) Sums() string {
 	var sel []string
 	for _, c := range columns {
 		switch {
-		case !contains(f.Cols, c.name):
+		case !slices.Contains(f.Cols, c.name):
 			sel = append(sel, "NULL::"+c.typ)
 		case c.name == "t_min":
 			sel = append(sel, "min(r.t_min)")
-		case c.name == "t_max" || contains(f.Maxes, c.name):
+		case c.name == "t_max" || slices.Contains(f.Maxes, c.name):
 			sel = append(sel, "max(r."+c.name+")")
 		case c.name[0] == 'n' || c.name == "x":
 			sel = append(sel, "sum(r."+c.name+")")
@@ -150,20 +147,11 @@ func (f Fact) Sums() string {
 func (f Fact) Keys(p string) []string {
 	var keys []string
 	for _, c := range columns {
-		if contains(f.Cols, c.name) && (c.name[0] == 'k' || c.name == "bin") {
+		if slices.Contains(f.Cols, c.name) && (c.name[0] == 'k' || c.name == "bin") {
 			keys = append(keys, p+c.name)
 		}
 	}
 	return keys
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Facts returns every fact, in a stable order.
@@ -172,6 +160,9 @@ func Facts() []Fact {
 		factSpendByKey, factSpendByModel, factFailures, factFallbacks, factKeys, factUsageSource,
 		factIngested, factIngestLag, factRuns}
 }
+
+// isError is a SERVER span (alias s) that answered an error.
+const isError = "(s.status_code = 'error' OR s.http_status >= 400)"
 
 // isLimited is a SERVER span (alias s) refused by a limit.
 const isLimited = "(s.error_type = 'rate_limit_exceeded' OR s.attributes->>'loom.outcome' = 'rate_limited')"
@@ -195,7 +186,7 @@ var (
 	// left, n4 requests a limit refused.
 	factRequests = Fact{ID: "requests", Cols: []string{"n1", "n2", "n3", "n4"}, SQL: func(w Window) string {
 		return "SELECT s.tenant_id, count(*) AS n1,\n" +
-			"  count(*) FILTER (WHERE s.status_code = 'error' OR s.http_status >= 400) AS n2,\n" +
+			"  count(*) FILTER (WHERE " + isError + ") AS n2,\n" +
 			"  count(*) FILTER (WHERE s.client_disconnected) AS n3,\n" +
 			"  count(*) FILTER (WHERE " + isLimited + ") AS n4\n" + serverIn(w) + "\nGROUP BY 1"
 	}}
@@ -276,13 +267,14 @@ var (
 		return "SELECT c.tenant_id, coalesce(c.usage_source, 'none') AS k1, count(*) AS n1\n" +
 			clientIn(w) + "\n  AND c.stream\n  AND " + lastAttempt("c", w.Lo, w.Hi) + "\nGROUP BY 1, 2"
 	}}
-	// ingested: spans by the hour they were stored (those stored within a
-	// day of their start: storedSoon): n1 of them.
-	factIngested = Fact{ID: "ingested", Cols: []string{"n1"}, ByIngest: true, SQL: func(w Window) string {
+	// ingested: spans by the hour they were stored, not started (those
+	// stored within a day of their start: storedSoon), with no tenant (the
+	// pipeline's facts are the admin's alone): n1 of them.
+	factIngested = Fact{ID: "ingested", Cols: []string{"n1"}, SQL: func(w Window) string {
 		return "SELECT NULL::text AS tenant_id, count(*) AS n1\n" + ingestedIn(w) + "\nGROUP BY 1"
 	}}
 	// ingest_lag: the bins of the time from a span's end to its storing.
-	factIngestLag = Fact{ID: "ingest_lag", Cols: []string{"bin", "n1"}, ByIngest: true, SQL: func(w Window) string {
+	factIngestLag = Fact{ID: "ingest_lag", Cols: []string{"bin", "n1"}, SQL: func(w Window) string {
 		return "SELECT NULL::text AS tenant_id, " + Bin(ingestLag) + " AS bin, count(*) AS n1\n" + ingestedIn(w) +
 			"\n  AND end_time IS NOT NULL\nGROUP BY 1, 2"
 	}}

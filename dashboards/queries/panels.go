@@ -72,7 +72,7 @@ func All() []Panel {
 				series(bucket+",\n  count(*) "+perSecond+" AS \"requests/s\"", "loom.spans s", server), "1")},
 		{ID: "overview_error_rate", Title: "Error rate", Dashboard: Overview, Kind: TimeSeries, Unit: "percentunit",
 			Source: rolled(factRequests, allVars, factSeries("sum(f.n2)::numeric / sum(f.n1) AS \"error rate\""),
-				series(bucket+",\n  avg(CASE WHEN s.status_code = 'error' OR s.http_status >= 400 THEN 1.0 ELSE 0.0 END) AS \"error rate\"", "loom.spans s", server), "1")},
+				series(bucket+",\n  avg(CASE WHEN "+isError+" THEN 1.0 ELSE 0.0 END) AS \"error rate\"", "loom.spans s", server), "1")},
 		// Latency is what clients waited for. A client that left mid-stream
 		// waited for none of the rest, but its SERVER span ends only once
 		// Loom has drained the upstream for the usage (loom.upstream.drained),

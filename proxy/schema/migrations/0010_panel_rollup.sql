@@ -14,7 +14,7 @@
 --
 -- One table for every fact, its columns named for their place rather than
 -- their meaning (k1..k3 the fact's group keys, bin a histogram's bin,
--- n1..n8 its counts and sums, x an exact numeric sum, t_min and t_max
+-- n1..n7 its counts and sums, x an exact numeric sum, t_min and t_max
 -- times): each fact's definition in dashboards/queries says what its
 -- columns hold, and the panels reading it are written beside it.
 --
@@ -43,7 +43,6 @@ CREATE TABLE loom.panel_hourly (
     n5          bigint,
     n6          bigint,
     n7          bigint,
-    n8          bigint,
     x           numeric,
     t_min       timestamptz,
     t_max       timestamptz
