@@ -101,9 +101,8 @@ const lockKey int64 = 0x6c6f6f6d_726f6c6c // "loomroll"
 // backlog (a migrated store, a replayed spool) clears in few rounds.
 const batchHours = 6
 
-// maxBatches bounds one Refresh: an hour that writers keep marking is
-// taken again by each batch, and a refresh must end even so (the next one
-// goes on).
+// maxBatches bounds one Refresh, so that a long backlog is cleared over
+// several calls (the next one goes on).
 const maxBatches = 100
 
 // Beginner is what Refresh needs from a connection: *pgxpool.Pool and
@@ -114,27 +113,34 @@ type Beginner interface {
 
 // Refresh recomputes the marked hours that have ended by now (the current
 // hour changes until it ends, and readers take it from the spans anyway),
-// the newest first, batchHours per transaction, until none is left, ctx
-// ends or it has run maxBatches transactions. It returns how many hours
-// it wrote. When another refresher holds the lock it returns at once,
-// having done nothing: that one is at it.
+// the newest first, batchHours per transaction, each once, until none is
+// left, ctx ends or it has run maxBatches transactions. It returns how
+// many hours it wrote. When another refresher holds the lock it returns at
+// once, having done nothing: that one is at it.
+//
+// Each hour once: an hour that writers mark again while it is recomputed
+// keeps its mark (the previous hour does while the current one has
+// traffic: a CLIENT span marks the hour before its own), and taking it
+// again at once would only recompute it again, a batch after another.
 func Refresh(ctx context.Context, db Beginner, now time.Time) (int, error) {
-	total := 0
+	done := []time.Time{} // an empty array, not NULL, to the query
 	for range maxBatches {
-		n, err := refreshBatch(ctx, db, now)
-		total += n
-		if err != nil || n == 0 || ctx.Err() != nil {
-			return total, err
+		hours, err := refreshBatch(ctx, db, now, done)
+		done = append(done, hours...)
+		if err != nil || len(hours) == 0 || ctx.Err() != nil {
+			return len(done), err
 		}
 	}
-	return total, nil
+	return len(done), nil
 }
 
 // errBusy is refreshBatch's answer when another refresher holds the lock.
 var errBusy = errors.New("rollup: another refresher is running")
 
-func refreshBatch(ctx context.Context, db Beginner, now time.Time) (int, error) {
-	n := 0
+// refreshBatch recomputes the newest batchHours marked ended hours not in
+// done, and returns them.
+func refreshBatch(ctx context.Context, db Beginner, now time.Time, done []time.Time) ([]time.Time, error) {
+	var took []time.Time
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		var ok bool
 		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", lockKey).Scan(&ok); err != nil {
@@ -147,8 +153,9 @@ func refreshBatch(ctx context.Context, db Beginner, now time.Time) (int, error) 
 		// hours' spans are read by a later statement, so from a snapshot
 		// that holds every span these marks stand for.
 		rows, err := tx.Query(ctx, `SELECT hour, writer, n FROM loom.usage_dirty
-WHERE hour IN (SELECT DISTINCT hour FROM loom.usage_dirty WHERE hour <= $1 ORDER BY hour DESC LIMIT $2)`,
-			now.Add(-time.Hour), batchHours)
+WHERE hour IN (SELECT DISTINCT hour FROM loom.usage_dirty WHERE hour <= $1 AND hour <> ALL($3::timestamptz[])
+  ORDER BY hour DESC LIMIT $2)`,
+			now.Add(-time.Hour), batchHours, done)
 		if err != nil {
 			return fmt.Errorf("rollup marks: %w", err)
 		}
@@ -206,13 +213,16 @@ USING unnest($1::timestamptz[], $2::integer[], $3::bigint[]) AS m(hour, writer, 
 WHERE d.hour = m.hour AND d.writer = m.writer AND d.n = m.n`, markHours, writers, counts); err != nil {
 			return fmt.Errorf("rollup unmark: %w", err)
 		}
-		n = len(hours)
+		took = hours
 		return nil
 	})
 	if errors.Is(err, errBusy) {
-		return 0, nil
+		return nil, nil
 	}
-	return n, err
+	if err != nil {
+		return nil, err
+	}
+	return took, nil
 }
 
 // writeFacts recomputes the dashboards' facts (dashboards/queries Facts)
