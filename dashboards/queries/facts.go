@@ -340,19 +340,27 @@ func rolled(f Fact, v vars, read, raw, order string) Source {
 	for _, o := range v.others {
 		use += " AND " + AllValue + " IN ($" + o + ")"
 	}
-	var scope, live string
+	// scopes are the conditions on f's rows (alias r) of who reads what,
+	// each read apart: an index serves each (fact, all_tenants or
+	// tenant_id, daily, hour), where a condition the planner cannot
+	// settle (the reader's role) would leave it to read every fact's
+	// rows of the range by the hour index.
+	var scopes []string
+	live := ""
 	switch {
 	case !v.tenant:
-		scope = "NOT r.all_tenants"
+		scopes = []string{"NOT r.all_tenants"}
 	case f.AllTenants:
 		// The all-tenant rows when every tenant is chosen and the reader
 		// is not a tenant (row-level security hides those rows from a
-		// tenant, who reads its own instead).
-		scope = "r.all_tenants = (" + AllValue + " IN ($tenant) AND (SELECT coalesce(current_setting('loom.tenant_id', true), '') = ''))\n" +
-			"    AND " + Filter("r.tenant_id", "tenant")
+		// tenant, who reads its own instead); a one-time condition of
+		// each read, which runs one of them.
+		everyone := AllValue + " IN ($tenant) AND (SELECT coalesce(current_setting('loom.tenant_id', true), '') = '')"
+		scopes = []string{"r.all_tenants AND " + everyone,
+			"NOT r.all_tenants AND " + Filter("r.tenant_id", "tenant") + "\n  AND NOT (" + everyone + ")"}
 		live = Filter("%s", "tenant")
 	default:
-		scope = "NOT r.all_tenants AND " + Filter("r.tenant_id", "tenant")
+		scopes = []string{"NOT r.all_tenants AND " + Filter("r.tenant_id", "tenant")}
 		live = Filter("%s", "tenant")
 	}
 	cols := "r.hour, r.tenant_id, " + prefixed("r.", ColumnList())
@@ -362,20 +370,24 @@ func rolled(f Fact, v vars, read, raw, order string) Source {
 	var rows string
 	if f.Daily {
 		// The whole unmarked days from the daily rows, the rest of the
-		// range's unmarked whole hours from the hourly.
+		// range's unmarked whole hours from the hourly. (A Daily fact is
+		// a table's, never AllTenants: one scope.)
 		rows = "WITH days AS (" + rangeDays + "), f AS (\n" +
 			"SELECT " + cols + "\nFROM days\nJOIN loom.panel_hourly r ON r.fact = '" + f.ID + "' AND NOT r.daily\n" +
 			"  AND r.hour >= days.lo AND r.hour < days.hi AND r.hour + interval '1 hour' <= days.hi\n" +
-			"WHERE NOT days.whole AND " + scope + "\n  AND " + unmarked + "\n" +
+			"WHERE NOT days.whole AND " + scopes[0] + "\n  AND " + unmarked + "\n" +
 			"UNION ALL\n" +
 			"SELECT " + cols + "\nFROM days\nJOIN loom.panel_hourly r ON r.fact = '" + f.ID + "' AND r.daily AND r.hour = days.d\n" +
-			"WHERE days.whole AND " + scope + "\n"
+			"WHERE days.whole AND " + scopes[0] + "\n"
 	} else {
-		rows = "WITH f AS (\n" +
-			"SELECT " + cols + "\nFROM loom.panel_hourly r\n" +
-			"WHERE r.fact = '" + f.ID + "' AND NOT r.daily AND r.hour >= $__timeFrom() AND r.hour < $__timeTo()\n" +
-			"  AND r.hour + interval '1 hour' <= $__timeTo()\n" +
-			"  AND " + scope + "\n  AND " + unmarked + "\n"
+		var reads []string
+		for _, scope := range scopes {
+			reads = append(reads, "SELECT "+cols+"\nFROM loom.panel_hourly r\n"+
+				"WHERE r.fact = '"+f.ID+"' AND NOT r.daily AND r.hour >= $__timeFrom() AND r.hour < $__timeTo()\n"+
+				"  AND r.hour + interval '1 hour' <= $__timeTo()\n"+
+				"  AND "+scope+"\n  AND "+unmarked+"\n")
+		}
+		rows = "WITH f AS (\n" + strings.Join(reads, "UNION ALL\n")
 	}
 	sql := "SELECT * FROM (\n" + rows +
 		"UNION ALL\n" +
