@@ -310,11 +310,14 @@ var errNotFound = errors.New("not found")
 // milliseconds, and a keyset page whose filter the planner cannot
 // estimate looks expensive enough to it to JIT-compile, which took
 // seconds over a million spans (BenchmarkConsolePages_1MSpans; the calls
-// list over 200,000 spans: JIT 7.2 s, execution 30 ms without it).
+// list over 200,000 spans: JIT 7.2 s, execution 30 ms without it). So are
+// parallel workers: starting them costs more than most page queries take,
+// and a panel's read of the rollup that row-level security keeps from
+// being planned away started two for nothing, 45 ms.
 func (h *handler) read(ctx context.Context, s session, f func(pgx.Tx) error) error {
 	g := func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL jit = off"); err != nil {
-			return fmt.Errorf("read: jit off: %w", err)
+		if _, err := tx.Exec(ctx, "SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0"); err != nil {
+			return fmt.Errorf("read: jit and parallel workers off: %w", err)
 		}
 		return f(tx)
 	}
