@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Facts: the dashboards' hourly rollup (migration 0010, loom.panel_hourly).
@@ -28,7 +29,10 @@ import (
 // over it has buckets of whole hours (proxy/console dashRange), and from
 // the spans every panel of the overview over 24 hours at a million spans
 // took over half a second. Shorter ranges read the spans, exact and fast.
-const RollupAfter = "interval '6 hours'"
+const RollupAfter = 6 * time.Hour
+
+// rollupAfter is RollupAfter in SQL.
+var rollupAfter = fmt.Sprintf("interval '%d seconds'", int64(RollupAfter/time.Second))
 
 // Bin is the histogram bin of a positive value (an SQL expression):
 // binsPerDoubling bins per doubling, so a bin spans 9% and its middle,
@@ -336,7 +340,7 @@ var (
 // the same columns; Postgres plans the branch the constants rule out as an
 // empty result and never runs it.
 func rolled(f Fact, v vars, read, raw, order string) Source {
-	use := "$__timeTo()::timestamptz - $__timeFrom()::timestamptz > " + RollupAfter
+	use := "$__timeTo()::timestamptz - $__timeFrom()::timestamptz > " + rollupAfter
 	for _, o := range v.others {
 		use += " AND " + AllValue + " IN ($" + o + ")"
 	}

@@ -10,9 +10,9 @@ import (
 )
 
 // rollupInterval is how often the hourly rollups of usage and of the
-// dashboards' panels (proxy/rollup) take the hours that writes marked. Readers are exact without it (a marked
-// hour is read from the spans), only slower: it bounds how long an ended
-// hour stays slow to read.
+// dashboards' panels (proxy/rollup) take the hours that writes marked.
+// Readers are exact without it (a marked hour is read from the spans),
+// only slower: it bounds how long an ended hour stays slow to read.
 const rollupInterval = 30 * time.Second
 
 // rollupTimeout bounds one refresh; what it leaves, the next one takes. It

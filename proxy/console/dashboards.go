@@ -61,7 +61,7 @@ const (
 	maxBuckets    = 120
 	maxTimeParam  = 64
 	maxTenantLen  = 256
-	rollupAfter   = 6 * time.Hour // dashboards/queries RollupAfter
+	rollupAfter   = queries.RollupAfter
 )
 
 // dashRange is the window a dashboard shows: [From, To), cut into buckets
