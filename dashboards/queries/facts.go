@@ -14,7 +14,7 @@ import (
 // spans: the additive pieces of its numbers per UTC hour and tenant
 // (counts, sums, a latency histogram). proxy/rollup writes each ended hour's
 // facts with the Fact's SQL; the panel reads the rows of the range's whole
-// hours that no span has changed since (no mark in loom.usage_dirty), and
+// hours that no span has changed since (no mark in loom.panel_dirty), and
 // computes the rest with the same SQL from the spans: the marked hours and
 // the range's cut first and last hours. Either way a row holds the same
 // numbers, so a panel reads the same from both, only faster from the
@@ -370,7 +370,7 @@ func rolled(f Fact, v vars, read, raw, order string) Source {
 	cols := "r.hour, r.tenant_id, " + prefixed("r.", ColumnList())
 	// The marks, read once into an array: the few marked hours against
 	// thousands of rows (an anti-join probes the marks once a row).
-	unmarked := "r.hour <> ALL ((SELECT coalesce(array_agg(d.hour), '{}') FROM loom.usage_dirty d)::timestamptz[])"
+	unmarked := "r.hour <> ALL ((SELECT coalesce(array_agg(d.hour), '{}') FROM loom.panel_dirty d)::timestamptz[])"
 	var rows string
 	if f.Daily {
 		// The whole unmarked days from the daily rows, the rest of the
@@ -411,7 +411,7 @@ func rolled(f Fact, v vars, read, raw, order string) Source {
 // 24 hours, whatever the session's time zone.
 const rangeDays = "SELECT d, greatest(d, $__timeFrom()::timestamptz) AS lo, least(d + interval '24 hours', $__timeTo()::timestamptz) AS hi,\n" +
 	"    d >= $__timeFrom()::timestamptz AND d + interval '24 hours' <= $__timeTo()::timestamptz\n" +
-	"      AND NOT EXISTS (SELECT 1 FROM loom.usage_dirty m WHERE m.hour >= d AND m.hour < d + interval '24 hours') AS whole\n" +
+	"      AND NOT EXISTS (SELECT 1 FROM loom.panel_dirty m WHERE m.hour >= d AND m.hour < d + interval '24 hours') AS whole\n" +
 	"  FROM generate_series(date_trunc('day', $__timeFrom()::timestamptz, 'UTC'), $__timeTo()::timestamptz - interval '1 microsecond', interval '24 hours') d"
 
 // liveHours are the hours of the range that a fact reads from the spans,
@@ -421,7 +421,7 @@ const rangeDays = "SELECT d, greatest(d, $__timeFrom()::timestamptz) AS lo, leas
 const liveHours = "SELECT h, greatest(h, $__timeFrom()::timestamptz) AS lo, least(h + interval '1 hour', $__timeTo()::timestamptz) AS hi\n" +
 	"  FROM generate_series(date_trunc('hour', $__timeFrom()::timestamptz, 'UTC'), $__timeTo()::timestamptz - interval '1 microsecond', interval '1 hour') h\n" +
 	"  WHERE h < $__timeFrom()::timestamptz OR h + interval '1 hour' > $__timeTo()::timestamptz\n" +
-	"    OR EXISTS (SELECT 1 FROM loom.usage_dirty d WHERE d.hour = h)"
+	"    OR EXISTS (SELECT 1 FROM loom.panel_dirty d WHERE d.hour = h)"
 
 func prefixed(p, list string) string { return p + strings.ReplaceAll(list, ", ", ", "+p) }
 

@@ -48,13 +48,17 @@ func series(sel, from, where string) string {
 	return "SELECT " + sel + "\nFROM " + from + "\n" + where + "\nGROUP BY 1\nORDER BY 1"
 }
 
-// Reads of a fact's rows (the relation f), bucketed: the interval asked
-// for, rounded up to whole hours, the facts' grain (the console asks for
-// whole hours over RollupAfter; Grafana may ask for 10 minutes over a
-// week, and gets hours). Rates divide by the bucket so cut.
+// Reads of a fact's rows (the relation f), bucketed by the same macro as
+// the spans' reads, so that both branches of a panel give its time column
+// one type (Grafana's macro makes epoch seconds, Expand a timestamptz).
+// The facts are hourly: Grafana's intervals either divide an hour, so an
+// hour's row is the point at its start and its counts are the hour's, or
+// are whole hours (the console's always are, over RollupAfter). Rates
+// divide by the hours a point holds: the interval rounded up to whole
+// hours.
 const (
+	factBucket     = "$__timeGroupAlias(f.hour, $__interval)"
 	factBucketSecs = "(ceil($__interval_ms / 3600000.0) * 3600)::float8"
-	factBucket     = "date_bin(make_interval(secs => " + factBucketSecs + "), f.hour, timestamptz '1970-01-01 00:00:00+00') AS \"time\""
 	factPerSecond  = "/ " + factBucketSecs
 	factPerMinute  = "/ (" + factBucketSecs + " / 60)"
 )

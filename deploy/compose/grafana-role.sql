@@ -11,4 +11,4 @@ SELECT 'CREATE ROLE grafana'
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'grafana') \gexec
 ALTER ROLE grafana WITH LOGIN BYPASSRLS NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'grafana_password';
 GRANT USAGE ON SCHEMA loom TO grafana;
-GRANT SELECT ON loom.spans, loom.span_events, loom.dead_letters TO grafana;
+GRANT SELECT ON loom.spans, loom.span_events, loom.dead_letters, loom.panel_hourly, loom.panel_dirty TO grafana;

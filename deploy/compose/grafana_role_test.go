@@ -2,21 +2,28 @@ package compose
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/loom-gateway/loom/dashboards/queries"
 	"github.com/loom-gateway/loom/deploy/pgserver"
 	"github.com/loom-gateway/loom/deploy/pgserver/pgtest"
 	"github.com/loom-gateway/loom/deploy/prereq"
 	"github.com/loom-gateway/loom/proxy/schema"
 )
+
+// grafanaTimeGroup is the bucket macro as the panels write it.
+var grafanaTimeGroup = regexp.MustCompile(`\$__timeGroupAlias\(\s*([^,()]+?)\s*,\s*\$__interval\s*\)`)
 
 // TestCompose_GrafanaRoleScript_OnTheMigratedSchema_ReadsTheDashboardTablesOnly
 // runs grafana-db-role's psql command, as compose.yaml gives it, against a
@@ -85,6 +92,25 @@ func TestCompose_GrafanaRoleScript_OnTheMigratedSchema_ReadsTheDashboardTablesOn
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) || pe.Code != "42501" {
 			t.Errorf("grafana %q: %v, want permission denied (42501)", sql, err)
+		}
+	}
+	// Every panel runs as grafana, with its macros expanded as Grafana's
+	// Postgres datasource does (a bucket is epoch seconds, a numeric,
+	// where queries.Expand makes a timestamptz), over a week (the
+	// panels' rollup) and an hour (the spans).
+	now := time.Now()
+	for _, p := range queries.All() {
+		for _, r := range []struct{ span, interval time.Duration }{{7 * 24 * time.Hour, 10 * time.Minute}, {time.Hour, time.Minute}} {
+			secs := int64(r.interval / time.Second)
+			sql := grafanaTimeGroup.ReplaceAllString(p.SQL, fmt.Sprintf(`floor(extract(epoch FROM $1) / %d) * %d AS "time"`, secs, secs))
+			rows, err := g.Query(ctx, queries.Expand(sql, now.Add(-r.span), now, r.interval, nil))
+			if err == nil {
+				rows.Close()
+				err = rows.Err()
+			}
+			if err != nil {
+				t.Errorf("grafana: panel %s over %v: %v", p.ID, r.span, err)
+			}
 		}
 	}
 	denied("SELECT count(*) FROM loom.span_content") // captured prompts: not the dashboards'

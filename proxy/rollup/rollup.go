@@ -4,11 +4,11 @@
 // definition both the usage rollup and the console's live reads use, so
 // that an hour reads the same from either.
 //
-// Both rollups are one cache that is never silently wrong (migration 0009):
-// every write to loom.spans marks its hours in loom.usage_dirty in the
-// same transaction, readers take marked hours from the spans, and Refresh
-// recomputes both rollups of marked hours and removes only the marks it
-// saw unchanged. It must never remove a mark it did not recompute, nor
+// Both rollups are caches that are never silently wrong (migrations 0009
+// and 0010): every write to loom.spans marks its hours in loom.usage_dirty
+// and loom.panel_dirty in the same transaction, readers take marked hours
+// from the spans, and Refresh recomputes both rollups of marked hours and
+// removes only the marks it saw unchanged. It must never remove a mark it did not recompute, nor
 // write an hour from a snapshot older than the marks it removes.
 package rollup
 
@@ -134,6 +134,14 @@ func Refresh(ctx context.Context, db Beginner, now time.Time) (int, error) {
 	return len(done), nil
 }
 
+// seenMarks are the marks of one table a refresh read: hour, writer and
+// count, side by side.
+type seenMarks struct {
+	hours   []time.Time
+	writers []int32
+	counts  []int64
+}
+
 // errBusy is refreshBatch's answer when another refresher holds the lock.
 var errBusy = errors.New("rollup: another refresher is running")
 
@@ -144,47 +152,54 @@ func refreshBatch(ctx context.Context, db Beginner, now time.Time, done []time.T
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		var ok bool
 		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1)", lockKey).Scan(&ok); err != nil {
-			return fmt.Errorf("rollup lock: %w", err)
+			return fmt.Errorf("rollup: lock: %w", err)
 		}
 		if !ok {
 			return errBusy
 		}
-		// The marks of the newest ended hours, as they are now: the
-		// hours' spans are read by a later statement, so from a snapshot
-		// that holds every span these marks stand for.
-		rows, err := tx.Query(ctx, `SELECT hour, writer, n FROM loom.usage_dirty
-WHERE hour IN (SELECT DISTINCT hour FROM loom.usage_dirty WHERE hour <= $1 AND hour <> ALL($3::timestamptz[])
+		// The marks of the newest ended hours, as they are now, of both
+		// rollups (table: the mark's table): the hours' spans are read by
+		// a later statement, so from a snapshot that holds every span
+		// these marks stand for.
+		rows, err := tx.Query(ctx, `WITH m AS (
+  SELECT 'usage_dirty' AS tab, hour, writer, n FROM loom.usage_dirty
+  UNION ALL
+  SELECT 'panel_dirty', hour, writer, n FROM loom.panel_dirty
+)
+SELECT tab, hour, writer, n FROM m
+WHERE hour IN (SELECT DISTINCT hour FROM m WHERE hour <= $1 AND hour <> ALL($3::timestamptz[])
   ORDER BY hour DESC LIMIT $2)`,
 			now.Add(-time.Hour), batchHours, done)
 		if err != nil {
-			return fmt.Errorf("rollup marks: %w", err)
+			return fmt.Errorf("rollup: marks: %w", err)
 		}
 		var (
-			hours, markHours []time.Time
-			writers          []int32
-			counts           []int64
-			seen             = map[time.Time]bool{}
+			hours []time.Time
+			seen  = map[time.Time]bool{}
+			marks = map[string]*seenMarks{"usage_dirty": {}, "panel_dirty": {}}
 		)
 		var (
-			h time.Time
-			w int32
-			c int64
+			tab string
+			h   time.Time
+			w   int32
+			c   int64
 		)
-		if _, err := pgx.ForEachRow(rows, []any{&h, &w, &c}, func() error {
+		if _, err := pgx.ForEachRow(rows, []any{&tab, &h, &w, &c}, func() error {
 			if !seen[h] {
 				seen[h] = true
 				hours = append(hours, h)
 			}
-			markHours, writers, counts = append(markHours, h), append(writers, w), append(counts, c)
+			m := marks[tab]
+			m.hours, m.writers, m.counts = append(m.hours, h), append(m.writers, w), append(m.counts, c)
 			return nil
 		}); err != nil {
-			return fmt.Errorf("rollup marks: %w", err)
+			return fmt.Errorf("rollup: marks: %w", err)
 		}
 		if len(hours) == 0 {
 			return nil
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM loom.usage_hourly WHERE hour = ANY($1)`, hours); err != nil {
-			return fmt.Errorf("rollup clear: %w", err)
+			return fmt.Errorf("rollup: clear usage: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `
 WITH a AS MATERIALIZED (
@@ -199,7 +214,7 @@ FROM a GROUP BY h, tenant_id, api_key_id, currency
 UNION ALL
 SELECT h, tenant_id, 'model', model, currency, `+sums+`
 FROM a GROUP BY h, tenant_id, model, currency`, hours); err != nil {
-			return fmt.Errorf("rollup write: %w", err)
+			return fmt.Errorf("rollup: write usage: %w", err)
 		}
 		if err := writeFacts(ctx, tx, hours); err != nil {
 			return err
@@ -207,11 +222,14 @@ FROM a GROUP BY h, tenant_id, model, currency`, hours); err != nil {
 		// Only the marks seen above, with the count seen: a writer that
 		// marked an hour again meanwhile bumped n, and keeps its mark
 		// (this statement waits for its transaction, then re-checks n).
-		if _, err := tx.Exec(ctx, `
-DELETE FROM loom.usage_dirty d
+		for _, tab := range []string{"usage_dirty", "panel_dirty"} {
+			m := marks[tab]
+			if _, err := tx.Exec(ctx, `
+DELETE FROM loom.`+tab+` d
 USING unnest($1::timestamptz[], $2::integer[], $3::bigint[]) AS m(hour, writer, n)
-WHERE d.hour = m.hour AND d.writer = m.writer AND d.n = m.n`, markHours, writers, counts); err != nil {
-			return fmt.Errorf("rollup unmark: %w", err)
+WHERE d.hour = m.hour AND d.writer = m.writer AND d.n = m.n`, m.hours, m.writers, m.counts); err != nil {
+				return fmt.Errorf("rollup: unmark %s: %w", tab, err)
+			}
 		}
 		took = hours
 		return nil

@@ -5,8 +5,8 @@
 -- every span of the range (the overview over 7 days at a million spans:
 -- 8.7 s from the spans; proxy/console BenchmarkConsolePages).
 --
--- It is the same cache as the usage rollup, with the same marks: an hour
--- with a mark in loom.usage_dirty is read from the spans, one without from
+-- It is the same cache as the usage rollup, with marks of its own: an hour
+-- with a mark in loom.panel_dirty is read from the spans, one without from
 -- here, and rollup.Refresh recomputes both rollups of an hour in the
 -- transaction that removes its marks. So the dashboards are never silently
 -- wrong either: a late span counts at once, only slower until the next
@@ -54,18 +54,39 @@ CREATE INDEX panel_hourly_tenant_idx ON loom.panel_hourly (fact, tenant_id, dail
 CREATE INDEX panel_hourly_fact_idx ON loom.panel_hourly (fact, all_tenants, daily, hour);
 CREATE INDEX panel_hourly_hour_idx ON loom.panel_hourly (hour);
 
--- Marks, now for both rollups. A panel's fact for an hour can depend on the
--- spans of the next hour or the one before, besides its own: a CLIENT span
--- is its call's last attempt unless a later one exists (up to an hour
--- later), and a fallback's CLIENT span is counted under its SERVER span's
--- model (which started up to an hour earlier). So a CLIENT span marks its
--- hour and the one before, as for usage, and a SERVER span its hour and the
--- one after. The pipeline's facts are by the hour a span was stored in
--- (ingested_at), which a spool replayed days later puts far from its start:
--- every span marks that hour too.
+-- The panels' marks: loom.usage_dirty's twin, written by the same trigger
+-- and cleared only by a refresher that writes the facts. A refresher from
+-- before this migration (an exporter not yet upgraded, which a newer schema
+-- lets run) clears the usage marks after writing usage alone: with one
+-- table of marks for both, it would leave hours unmarked whose facts it
+-- never wrote, and the panels would read them as empty.
+CREATE TABLE loom.panel_dirty (
+    hour   timestamptz NOT NULL,
+    writer integer     NOT NULL,
+    n      bigint      NOT NULL DEFAULT 1,
+    PRIMARY KEY (hour, writer)
+);
+
+-- A panel's fact for an hour can depend on the spans of the next hour or
+-- the one before, besides its own: a CLIENT span is its call's last
+-- attempt unless a later one exists (up to an hour later), and a
+-- fallback's CLIENT span is counted under its SERVER span's model (which
+-- started up to an hour earlier). So for the panels a CLIENT span marks its
+-- hour and the one before, as for usage, and a SERVER span its hour and
+-- the one after. The pipeline's facts are by the hour a span was stored in
+-- (ingested_at), which a spool replayed days later puts far from its
+-- start: every span marks that hour too. The usage marks are as 0009 has
+-- them.
 CREATE OR REPLACE FUNCTION loom.usage_mark() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO loom.usage_dirty AS d (hour, writer)
+    SELECT DISTINCT h, pg_backend_pid()
+    FROM changed r
+    CROSS JOIN LATERAL (VALUES (date_trunc('hour', r.start_time, 'UTC')),
+        (CASE WHEN r.kind = 'client' THEN date_trunc('hour', r.start_time - interval '1 hour', 'UTC') END)) v(h)
+    WHERE h IS NOT NULL
+    ON CONFLICT (hour, writer) DO UPDATE SET n = d.n + 1;
+    INSERT INTO loom.panel_dirty AS d (hour, writer)
     SELECT DISTINCT h, pg_backend_pid()
     FROM changed r
     CROSS JOIN LATERAL (VALUES (date_trunc('hour', r.start_time, 'UTC')),
@@ -83,20 +104,23 @@ BEGIN
     DELETE FROM loom.usage_hourly;
     DELETE FROM loom.panel_hourly;
     DELETE FROM loom.usage_dirty;
+    DELETE FROM loom.panel_dirty;
     RETURN NULL;
 END
 $$;
 
--- A store that already holds spans, whose hours the usage rollup may have
--- refreshed and unmarked: every hour of them is marked again, so the
--- panels read it from the spans until the refresher has rolled it up.
-INSERT INTO loom.usage_dirty (hour, writer)
+-- A store that already holds spans: every hour of them is marked for the
+-- panels, so they read it from the spans until the refresher has rolled
+-- it up.
+INSERT INTO loom.panel_dirty (hour, writer)
 SELECT DISTINCT date_trunc('hour', start_time, 'UTC'), 0 FROM loom.spans
 UNION
-SELECT DISTINCT date_trunc('hour', ingested_at, 'UTC'), 0 FROM loom.spans
-ON CONFLICT DO NOTHING;
+SELECT DISTINCT date_trunc('hour', ingested_at, 'UTC'), 0 FROM loom.spans;
 
-GRANT SELECT ON loom.panel_hourly TO loom_tenant_reader;
+-- A tenant's readers see their tenant's facts, like its spans (0002); the
+-- all-tenant sums and the pipeline's facts (no tenant) are the admin's.
+-- The marks name no tenant.
+GRANT SELECT ON loom.panel_hourly, loom.panel_dirty TO loom_tenant_reader;
 ALTER TABLE loom.panel_hourly ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_reader ON loom.panel_hourly FOR SELECT TO loom_tenant_reader
     USING (NOT all_tenants AND tenant_id = NULLIF(current_setting('loom.tenant_id', true), ''));
