@@ -99,6 +99,11 @@ func TestPanels_WellFormed(t *testing.T) {
 			t.Errorf("fact %s twice", f.ID)
 		}
 		facts[f.ID] = true
+		// A Daily fact's read takes one scope of rows, and an AllTenants
+		// fact's needs two (rolled).
+		if f.Daily && f.AllTenants {
+			t.Errorf("fact %s: Daily and AllTenants both", f.ID)
+		}
 	}
 	read := map[string]bool{}
 	for _, p := range queries.All() {

@@ -299,7 +299,9 @@ var (
 )
 
 // ingestLag is how long after its end a span was stored, in ms.
-const ingestLag = "extract(epoch FROM ingested_at - end_time) * 1000"
+// A span stored "before" it ended (the proxy's clock ahead of Postgres's)
+// has a lag of 0, in both reads: a histogram has no bins below zero.
+const ingestLag = "greatest(extract(epoch FROM ingested_at - end_time) * 1000, 0)"
 
 // isRunSpan keeps the spans that number a run's calls (alias s): numbered
 // SERVER spans and the run's own markers.
@@ -316,19 +318,19 @@ func ingestedIn(w Window) string {
 		"\n  AND start_time >= (" + w.Lo + ")::timestamptz - interval '1 day' AND " + storedSoon
 }
 
-// vars are the variables of a dashboard that a panel's fact has to honour:
+// factVars are the variables of a dashboard that a panel's fact has to honour:
 // tenant (a fact's rows are per tenant) and the others, which a fact does
 // not break down by, so that a panel with one of them chosen reads the
 // spans.
-type vars struct {
+type factVars struct {
 	tenant bool
 	others []string
 }
 
 var (
-	allVars    = vars{tenant: true, others: []string{"model", "provider"}}
-	tenantVars = vars{tenant: true, others: []string{"model"}}
-	noVars     = vars{}
+	allVars    = factVars{tenant: true, others: []string{"model", "provider"}}
+	tenantVars = factVars{tenant: true, others: []string{"model"}}
+	noVars     = factVars{}
 )
 
 // rolled is the SQL of a panel that reads fact f when it can, and raw (its
@@ -339,7 +341,7 @@ var (
 // rows by its output columns ("" for a single row). Both branches return
 // the same columns; Postgres plans the branch the constants rule out as an
 // empty result and never runs it.
-func rolled(f Fact, v vars, read, raw, order string) Source {
+func rolled(f Fact, v factVars, read, raw, order string) Source {
 	use := "$__timeTo()::timestamptz - $__timeFrom()::timestamptz > " + rollupAfter
 	for _, o := range v.others {
 		use += " AND " + AllValue + " IN ($" + o + ")"
@@ -423,6 +425,7 @@ const liveHours = "SELECT h, greatest(h, $__timeFrom()::timestamptz) AS lo, leas
 	"  WHERE h < $__timeFrom()::timestamptz OR h + interval '1 hour' > $__timeTo()::timestamptz\n" +
 	"    OR EXISTS (SELECT 1 FROM loom.panel_dirty d WHERE d.hour = h)"
 
+// prefixed is a comma-separated list of names with prefix p before each.
 func prefixed(p, list string) string { return p + strings.ReplaceAll(list, ", ", ", "+p) }
 
 // percentilesOf is the read of a histogram fact: p50, p95 and p99 per

@@ -80,7 +80,7 @@ func newExporter(cfg *Config, set exporter.Settings) (*pgExporter, error) {
 	e.ledgered = counter("loom_exporter_ledger_entries", "Call entries appended to the audit ledger (loom.ledger_entries).")
 	var err error
 	e.rolledUp, err = meter.Int64Counter("loom_exporter_usage_hours_rolled_up",
-		metric.WithDescription("Hours of usage recomputed into the hourly rollup (loom.usage_hourly)."), metric.WithUnit("{hour}"))
+		metric.WithDescription("Hours recomputed into the hourly rollups of usage and of the dashboards' panels (loom.usage_hourly, loom.panel_hourly)."), metric.WithUnit("{hour}"))
 	errs = append(errs, err)
 	return e, errors.Join(errs...)
 }

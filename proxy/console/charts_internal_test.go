@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/loom-gateway/loom/dashboards/queries"
 )
 
 func TestValueTicks_RoundStepsFromZeroCoveringTheMaximum(t *testing.T) {
@@ -140,11 +142,11 @@ func TestParseDashRange(t *testing.T) {
 			}
 			// Up to 6 hours, 60 to 100 points; beyond, whole hours (the
 			// panels' rollup).
-			if n := r.To.Sub(r.From) / r.Bucket; r.To.Sub(r.From) <= rollupAfter && (n < 60 || n > 100) {
+			if n := r.To.Sub(r.From) / r.Bucket; r.To.Sub(r.From) <= queries.RollupAfter && (n < 60 || n > 100) {
 				t.Errorf("%d buckets", n)
 			}
-			if r.To.Sub(r.From) > rollupAfter && (r.Bucket%time.Hour != 0 || r.From.Truncate(time.Hour) != r.From) {
-				t.Errorf("over %v, buckets of %v from %v: not whole hours", rollupAfter, r.Bucket, r.From)
+			if r.To.Sub(r.From) > queries.RollupAfter && (r.Bucket%time.Hour != 0 || r.From.Truncate(time.Hour) != r.From) {
+				t.Errorf("over %v, buckets of %v from %v: not whole hours", queries.RollupAfter, r.Bucket, r.From)
 			}
 			if !r.To.After(now) || r.To.Sub(now) > r.Bucket {
 				t.Errorf("to %v does not end with now's bucket", r.To)

@@ -53,7 +53,8 @@ var customBuckets = []time.Duration{
 }
 
 // Bounds of a custom range: its span, the points a chart gets (the smallest
-// bucket that keeps within maxBuckets, and whole hours over rollupAfter,
+// bucket that keeps within maxBuckets, and whole hours over
+// queries.RollupAfter,
 // as the panels' rollup has them), the length of a time parameter.
 const (
 	maxCustomSpan = 31 * 24 * time.Hour
@@ -61,7 +62,6 @@ const (
 	maxBuckets    = 120
 	maxTimeParam  = 64
 	maxTenantLen  = 256
-	rollupAfter   = queries.RollupAfter
 )
 
 // dashRange is the window a dashboard shows: [From, To), cut into buckets
@@ -121,7 +121,7 @@ func parseDashRange(q url.Values, now time.Time) (dashRange, error) {
 	}
 	b := customBuckets[len(customBuckets)-1]
 	for _, c := range customBuckets {
-		if span/c <= maxBuckets && (span <= rollupAfter || c >= time.Hour) {
+		if span/c <= maxBuckets && (span <= queries.RollupAfter || c >= time.Hour) {
 			b = c
 			break
 		}

@@ -44,7 +44,7 @@ const attempts = `CASE WHEN jsonb_typeof(s.attributes->'loom.upstream.attempts')
 // attemptSlack is how long after its call's SERVER span a CLIENT span may
 // start: every attempt starts before anything reaches the client, so
 // within the routing attempts' connect and first-byte timeouts (minutes
-// with the defaults). Migration 0009's trigger relies on it too: a CLIENT
+// with the defaults). Migrations 0009 and 0010's trigger relies on it too: a CLIENT
 // span marks its own hour and the one before.
 const attemptSlack = "interval '1 hour'"
 
