@@ -101,10 +101,14 @@ var columns = []struct{ name, typ string }{
 }
 
 // ColumnList is every fact column of loom.panel_hourly, comma separated.
-func ColumnList() string {
+func ColumnList() string { return columnList("") }
+
+// columnList is ColumnList with prefix p (a table alias and its dot)
+// before each name.
+func columnList(p string) string {
 	names := make([]string, len(columns))
 	for i, c := range columns {
-		names[i] = c.name
+		names[i] = p + c.name
 	}
 	return strings.Join(names, ", ")
 }
@@ -215,7 +219,7 @@ var (
 		return "SELECT c.tenant_id, c.cost_currency AS k1,\n" +
 			"  count(*) FILTER (WHERE c.error_type IS NULL) AS n1,\n" +
 			"  count(*) FILTER (WHERE c.error_type IS NOT NULL) AS n2,\n" +
-			"  count(*) FILTER (WHERE c.error_type IS NULL AND c.upstream_attempt > 1) AS n3,\n" +
+			"  count(*) FILTER (WHERE " + isFailover + ") AS n3,\n" +
 			"  count(*) FILTER (WHERE c.error_type IS NULL AND " + fallbackModel + " IS NOT NULL) AS n4,\n" +
 			"  sum(c.input_tokens) AS n5, sum(c.output_tokens) AS n6,\n" +
 			"  count(c.cost) AS n7, sum(c.cost) AS x\n" + clientIn(w) + "\nGROUP BY 1, 2"
@@ -289,10 +293,10 @@ var (
 	// stopped cleanly.
 	factRuns = Fact{ID: "runs", Daily: true, Maxes: []string{"n1", "n2", "n4"}, Cols: []string{"k1", "k2", "n1", "n2", "n3", "n4", "t_min"}, SQL: func(w Window) string {
 		return "SELECT NULL::text AS tenant_id, s.instance_id AS k1, coalesce(s.run_id, '') AS k2,\n" +
-			"  max((s.attributes->>'loom.run.last_seq')::bigint) FILTER (WHERE s.kind = 'internal') AS n1,\n" +
+			"  " + runLastSeq + " AS n1,\n" +
 			"  max(s.seq) AS n2,\n" +
 			"  count(DISTINCT s.seq) FILTER (WHERE s.kind = 'server') AS n3,\n" +
-			"  CASE WHEN bool_or(s.kind = 'internal' AND s.attributes->>'loom.run.event' = 'stop') THEN 1 ELSE 0 END AS n4,\n" +
+			"  CASE WHEN " + runStopped + " THEN 1 ELSE 0 END AS n4,\n" +
 			"  min(s.start_time) AS t_min\n" +
 			"FROM loom.spans s\nWHERE s.start_time >= " + w.Lo + " AND s.start_time < " + w.Hi + "\n" + isRunSpan + "\nGROUP BY 2, 3"
 	}}
@@ -302,6 +306,17 @@ var (
 // A span stored "before" it ended (the proxy's clock ahead of Postgres's)
 // has a lag of 0, in both reads: a histogram has no bins below zero.
 const ingestLag = "greatest(extract(epoch FROM ingested_at - end_time) * 1000, 0)"
+
+// isFailover is a CLIENT span (alias c) that served a call after an
+// earlier attempt failed.
+const isFailover = "c.error_type IS NULL AND c.upstream_attempt > 1"
+
+// runLastSeq is the last number a run's stop marker gives, over its spans
+// (alias s); runStopped whether it stopped cleanly.
+const (
+	runLastSeq = "max((s.attributes->>'loom.run.last_seq')::bigint) FILTER (WHERE s.kind = 'internal')"
+	runStopped = "bool_or(s.kind = 'internal' AND s.attributes->>'loom.run.event' = 'stop')"
+)
 
 // isRunSpan keeps the spans that number a run's calls (alias s): numbered
 // SERVER spans and the run's own markers.
@@ -369,7 +384,7 @@ func rolled(f Fact, v factVars, read, raw, order string) Source {
 		scopes = []string{"NOT r.all_tenants AND " + Filter("r.tenant_id", "tenant")}
 		live = Filter("%s", "tenant")
 	}
-	cols := "r.hour, r.tenant_id, " + prefixed("r.", ColumnList())
+	cols := "r.hour, r.tenant_id, " + columnList("r.")
 	// The marks, read once into an array: the few marked hours against
 	// thousands of rows (an anti-join probes the marks once a row).
 	unmarked := "r.hour <> ALL ((SELECT coalesce(array_agg(d.hour), '{}') FROM loom.panel_dirty d)::timestamptz[])"
@@ -424,9 +439,6 @@ const liveHours = "SELECT h, greatest(h, $__timeFrom()::timestamptz) AS lo, leas
 	"  FROM generate_series(date_trunc('hour', $__timeFrom()::timestamptz, 'UTC'), $__timeTo()::timestamptz - interval '1 microsecond', interval '1 hour') h\n" +
 	"  WHERE h < $__timeFrom()::timestamptz OR h + interval '1 hour' > $__timeTo()::timestamptz\n" +
 	"    OR EXISTS (SELECT 1 FROM loom.panel_dirty d WHERE d.hour = h)"
-
-// prefixed is a comma-separated list of names with prefix p before each.
-func prefixed(p, list string) string { return p + strings.ReplaceAll(list, ", ", ", "+p) }
 
 // percentilesOf is the read of a histogram fact: p50, p95 and p99 per
 // bucket, each the middle of the bin that holds it (within 4.4% of the

@@ -127,7 +127,7 @@ func All() []Panel {
 				series(bucketC+",\n"+
 					"  count(*) FILTER (WHERE c.error_type IS NULL) "+perMinute+" AS \"served attempts/min\",\n"+
 					"  count(*) FILTER (WHERE c.error_type IS NOT NULL) "+perMinute+" AS \"failed attempts/min\",\n"+
-					"  count(*) FILTER (WHERE c.error_type IS NULL AND c.upstream_attempt > 1) "+perMinute+" AS \"failovers/min\",\n"+
+					"  count(*) FILTER (WHERE "+isFailover+") "+perMinute+" AS \"failovers/min\",\n"+
 					"  count(*) FILTER (WHERE c.error_type IS NULL AND "+fallbackModel+" IS NOT NULL) "+perMinute+" AS \"fallbacks/min\"",
 					"loom.spans c", client), "1")},
 		{ID: "overview_attempt_failures", Title: "Failed attempts by deployment", Dashboard: Overview, Kind: Table, Unit: "short",
@@ -210,11 +210,11 @@ func All() []Panel {
 				"  greatest(max(f.n1), max(f.n2)) - sum(f.n3) AS missing,\n"+
 				"  CASE WHEN max(f.n4) = 1 THEN 'cleanly' ELSE 'no (crashed or running)' END AS stopped\nFROM f\nGROUP BY 1, 2",
 				"SELECT s.instance_id AS instance, coalesce(s.run_id, '') AS run, min(s.start_time) AS started,\n"+
-					"  greatest(max((s.attributes->>'loom.run.last_seq')::bigint) FILTER (WHERE s.kind = 'internal'), max(s.seq)) AS numbered,\n"+
+					"  greatest("+runLastSeq+", max(s.seq)) AS numbered,\n"+
 					"  count(DISTINCT s.seq) FILTER (WHERE s.kind = 'server') AS stored,\n"+
-					"  greatest(max((s.attributes->>'loom.run.last_seq')::bigint) FILTER (WHERE s.kind = 'internal'), max(s.seq))\n"+
+					"  greatest("+runLastSeq+", max(s.seq))\n"+
 					"    - count(DISTINCT s.seq) FILTER (WHERE s.kind = 'server') AS missing,\n"+
-					"  CASE WHEN bool_or(s.kind = 'internal' AND s.attributes->>'loom.run.event' = 'stop') THEN 'cleanly'\n"+
+					"  CASE WHEN "+runStopped+" THEN 'cleanly'\n"+
 					"    ELSE 'no (crashed or running)' END AS stopped\nFROM loom.spans s\n"+
 					"WHERE $__timeFilter(s.start_time)\n"+isRunSpan+"\nGROUP BY 1, 2", "missing DESC, started")},
 
